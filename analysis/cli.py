@@ -1,0 +1,93 @@
+"""The `periodize` command line: one sub-command per stage, no logic of its own.
+
+Bad input ends in one line on stderr naming the file and the problem, and exit code 2; no
+traceback and no partial output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from physiology_model.errors import DataError
+
+
+def _data_summary(args: argparse.Namespace) -> int:
+    from physiology_model.loaders import load_exports
+    from physiology_model.summary import summarize_table, totals_by_source
+
+    table = load_exports(args.paths)
+    summary = summarize_table(table)
+    if args.json:
+        payload = {
+            "athletes": summary.to_dict(orient="records"),
+            "totals": totals_by_source(summary).to_dict(orient="records"),
+            "notes": [n.__dict__ for n in table.notes],
+        }
+        json.dump(payload, sys.stdout, indent=1, default=_json_default)
+        sys.stdout.write("\n")
+        return 0
+    with pd.option_context("display.max_rows", None, "display.width", 200,
+                           "display.max_columns", None):
+        print(summary.to_string(index=False))
+        print()
+        print(totals_by_source(summary).to_string(index=False))
+    kinds = pd.Series([n.kind for n in table.notes]).value_counts()
+    if len(kinds):
+        print()
+        print("notes: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+              + " (see --json for each one)")
+    return 0
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from physiology_model.loaders import load_exports
+
+    table = load_exports(args.paths)
+    out = Path(args.out)
+    table.to_parquet(out)
+    print(f"wrote {out}: {len(table.frame)} user-days, {len(table.users)} athletes, "
+          f"{len(table.notes)} notes")
+    return 0
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="periodize", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="read wearable exports into the canonical daily table")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    summary = data_sub.add_parser("summary", help="per-athlete summary of exports")
+    summary.add_argument("paths", nargs="+", help="export files or directories")
+    summary.add_argument("--json", action="store_true", help="machine-readable output")
+    summary.set_defaults(func=_data_summary)
+    build = data_sub.add_parser("build", help="write the canonical daily table")
+    build.add_argument("paths", nargs="+", help="export files or directories")
+    build.add_argument("--out", required=True, help="output .parquet file")
+    build.set_defaults(func=_data_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as exc:
+        print(f"periodize: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

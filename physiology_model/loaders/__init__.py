@@ -1,0 +1,141 @@
+"""Every wearable export format → one canonical `DailyTable`.
+
+A *loader* reads one export format. It says which files it recognises (`claims`, from the file
+name and header only) and turns the recognised files of one folder into daily rows
+(`load`). `load_exports` walks the paths it is given, hands each folder's files to the first
+loader that claims them, validates each loader's output (`table.validate_frame`) and derives the
+load columns (`load.derive_load_columns`). Anything not recognised is reported as an `ignored`
+note; a path with nothing readable at all is a `DataError`.
+
+Loaders are tried in `LOADERS` order: specific formats first, the canonical CSV last.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from physiology_model.errors import DataError
+from physiology_model.table import DailyTable, NoteLog, validate_frame
+
+
+class Loader(Protocol):
+    """One export format."""
+
+    source: str
+    """Short name of the device/dataset, written to the `source` column."""
+
+    def claims(self, path: Path) -> bool:
+        """Whether this file belongs to this format (look at the name and header only)."""
+
+    def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
+        """Daily rows (`user_id`, `date`, canonical columns) from one folder's claimed files.
+
+        `user_hint` is the folder's name, the user id for single-person exports. Raise
+        `DataError` for anything that cannot be read; record repairs in `log`.
+        """
+
+
+def _registry() -> list[Loader]:
+    # Imported here so that each loader module can import this package's helpers.
+    from physiology_model.loaders import canonical
+
+    loaders: list[Loader] = []
+    for module_name in (
+        "whoop",
+        "whoop_api",
+        "lifesnaps",
+        "pmdata",
+        "oura",
+        "garmin",
+        "couzens",
+        "goldencheetah",
+        "trainingpeaks",
+        "welltory",
+    ):
+        try:
+            module = __import__(f"physiology_model.loaders.{module_name}", fromlist=["LOADER"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"physiology_model.loaders.{module_name}":
+                raise
+            continue
+        loaders.append(module.LOADER)
+    loaders.append(canonical.LOADER)
+    return loaders
+
+
+SKIP_NAMES = {"manifest.csv", "readme.md", "license", "license.txt", ".ds_store"}
+
+
+def _folders(path: Path) -> Iterable[tuple[Path, list[Path]]]:
+    """(folder, files) for a file or every folder under a directory, sorted, hidden skipped."""
+    if path.is_file():
+        yield path.parent, [path]
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        chosen = sorted(
+            Path(root) / f for f in files
+            if not f.startswith(".") and f.lower() not in SKIP_NAMES
+        )
+        if chosen:
+            yield Path(root), chosen
+
+
+def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
+    """Read every recognised export under `paths` into one validated `DailyTable`.
+
+    Raises `DataError` naming the file and the problem for unreadable input, for a path that
+    does not exist, and for a path under which no file is recognised.
+    """
+    from physiology_model.load import derive_load_columns
+
+    loaders = list(loaders) if loaders is not None else _registry()
+    log = NoteLog()
+    frames: list[pd.DataFrame] = []
+    owner: dict[str, str] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise DataError(path, "no such file or directory")
+        read_any = False
+        for folder, files in _folders(path):
+            groups: dict[int, list[Path]] = {}
+            for f in files:
+                index = next((i for i, ld in enumerate(loaders) if ld.claims(f)), None)
+                if index is None:
+                    log.add(f, "ignored", "not a recognised export file")
+                else:
+                    groups.setdefault(index, []).append(f)
+            for index, claimed in sorted(groups.items()):
+                loader = loaders[index]
+                where = claimed[0] if len(claimed) == 1 else folder
+                frame = loader.load(claimed, folder.name, log)
+                if frame is None or len(frame) == 0:
+                    log.add(where, "info", f"{loader.source}: no daily rows")
+                    continue
+                frame = frame.copy()
+                if "source" not in frame.columns:
+                    frame["source"] = loader.source
+                frame = validate_frame(frame, where, log)
+                for uid in frame["user_id"].unique():
+                    if uid in owner and owner[uid] != str(where):
+                        raise DataError(where, f"user {uid!r} was already read from {owner[uid]}; "
+                                               f"give each person's export its own folder")
+                    owner[uid] = str(where)
+                frames.append(frame)
+                read_any = True
+        if not read_any:
+            raise DataError(path, "no recognised export file found here (WHOOP, WHOOP API, "
+                                  "Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, "
+                                  "GoldenCheetah, TrainingPeaks, Welltory, or the canonical CSV)")
+    frame = pd.concat(frames, ignore_index=True) if frames else None
+    if frame is None:
+        raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
+    frame = validate_frame(frame, "(combined)", log)
+    frame = derive_load_columns(frame, log)
+    return DailyTable(frame, tuple(log.notes))

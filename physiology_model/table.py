@@ -1,0 +1,258 @@
+"""The canonical daily table (DESIGN §3): one row per (user_id, date), units in the column names.
+
+`date` is the local calendar day of waking. Physiology in a row was measured in the sleep that
+ended that morning, before that day's training; load in a row is the training done during that
+day. Missing is NaN, never 0.
+
+Every loader produces a frame with `user_id`, `date` and any subset of the value columns below;
+`validate_frame` then enforces types, physiological ranges and unique sorted keys, and records
+every repair it makes as a `Note` (nothing is dropped silently).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from physiology_model.errors import DataError
+
+ACTIONS: tuple[str, ...] = (
+    "rest",
+    "active_recovery",
+    "z2_aerobic",
+    "tempo_threshold",
+    "hiit",
+    "strength",
+)
+"""The six training actions (seed §2.2), in action-index order."""
+
+SESSIONS: tuple[str, ...] = ACTIONS + ("unknown",)
+"""Values of the `session` column: an action name, or `unknown` when the source cannot tell."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One value column of the daily table."""
+
+    unit: str
+    """Physical unit, or a description of the scale."""
+    lo: float = -np.inf
+    """Lowest physiologically possible value (inclusive)."""
+    hi: float = np.inf
+    """Highest physiologically possible value (inclusive)."""
+    description: str = ""
+
+
+# Ranges are the limits of what a living, measuring adult can show, not normal ranges: a value
+# outside them is a sensor or unit error. Sources: nocturnal RMSSD in adults spans roughly 5-250 ms
+# (Nunan et al. 2010, Pacing Clin Electrophysiol 33:1407; Shaffer & Ginsberg 2017); resting HR
+# below 25 or above 120 bpm is not a resting value of a healthy person.
+NUMERIC_COLUMNS: dict[str, Column] = {
+    "hrv_rmssd_ms": Column("ms", 3.0, 300.0, "nightly (or morning) RMSSD"),
+    "rhr_bpm": Column("bpm", 25.0, 120.0, "resting heart rate"),
+    "recovery_pct": Column("%", 0.0, 100.0, "device recovery/readiness score, 0-100"),
+    "sleep_min": Column("min", 0.0, 1200.0, "time asleep in the main sleep(s) of the night"),
+    "sleep_efficiency_pct": Column("%", 0.0, 100.0, "asleep / in bed"),
+    "rem_pct": Column("%", 0.0, 100.0, "REM share of time asleep"),
+    "deep_pct": Column("%", 0.0, 100.0, "deep (SWS) share of time asleep"),
+    "resp_rate_rpm": Column("breaths/min", 4.0, 40.0, "sleeping respiratory rate"),
+    "skin_temp_c": Column("°C", 25.0, 42.0, "absolute skin temperature during sleep"),
+    "skin_temp_dev_c": Column("°C", -5.0, 5.0, "skin temperature deviation from personal baseline"),
+    "spo2_pct": Column("%", 70.0, 100.0, "sleeping blood oxygen saturation"),
+    "load_trimp": Column("TRIMP", 0.0, 2000.0, "Edwards TRIMP-equivalent training load (DESIGN §4)"),
+    "strain": Column("WHOOP strain 0-21", 0.0, 21.0, "WHOOP day strain"),
+    "z1_min": Column("min", 0.0, 1440.0, "minutes in HR zone 1"),
+    "z2_min": Column("min", 0.0, 1440.0, "minutes in HR zone 2"),
+    "z3_min": Column("min", 0.0, 1440.0, "minutes in HR zone 3"),
+    "z4_min": Column("min", 0.0, 1440.0, "minutes in HR zone 4"),
+    "z5_min": Column("min", 0.0, 1440.0, "minutes in HR zone 5"),
+    "strength_min": Column("min", 0.0, 1440.0, "minutes of resistance training"),
+    "injury": Column("0/1", 0.0, 1.0, "1 when the athlete reported an injury or illness that day"),
+    "readiness_self": Column("0-10", 0.0, 10.0, "self-reported readiness, rescaled to 0-10"),
+    "age": Column("years", 10.0, 100.0, "age (mid-point of a band where only a band is known)"),
+}
+
+CATEGORICAL_COLUMNS: dict[str, tuple[str, ...] | None] = {
+    "session": SESSIONS,
+    "sex": ("female", "male"),
+    "source": None,  # free text: the device/dataset, e.g. "whoop", "lifesnaps"
+    "load_basis": None,  # how load_trimp was derived, e.g. "hr_zones", "strain_calibrated", "srpe"
+}
+
+KEY_COLUMNS: tuple[str, ...] = ("user_id", "date")
+ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + tuple(NUMERIC_COLUMNS) + tuple(CATEGORICAL_COLUMNS)
+
+# If more than this share of a column's values in one file fall outside the physiological range,
+# the column is almost surely in the wrong unit (HRV in seconds, a 0-1 ratio for a percentage):
+# refuse the file rather than blank most of it.
+WRONG_UNIT_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Note:
+    """One thing the loaders did to the data that a user should know about."""
+
+    path: str
+    """The file (or directory) the note is about."""
+    kind: str
+    """`repair` (a value was changed or blanked), `ignored` (a file was not read), or `info`."""
+    message: str
+    count: int = 0
+    """How many values or rows the note covers (0 when not countable)."""
+
+    def __str__(self) -> str:
+        n = f" ({self.count})" if self.count else ""
+        return f"{self.path}: {self.kind}: {self.message}{n}"
+
+
+@dataclass
+class NoteLog:
+    """Collects notes while loading; passed explicitly, never global."""
+
+    notes: list[Note] = field(default_factory=list)
+
+    def add(self, path: str | Path, kind: str, message: str, count: int = 0) -> None:
+        self.notes.append(Note(str(path), kind, message, int(count)))
+
+
+def empty_frame() -> pd.DataFrame:
+    """A daily table with every column and no rows."""
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in NUMERIC_COLUMNS})
+    for c in CATEGORICAL_COLUMNS:
+        frame[c] = pd.Series(dtype="object")
+    frame.insert(0, "date", pd.Series(dtype="datetime64[ns]"))
+    frame.insert(0, "user_id", pd.Series(dtype="object"))
+    return frame[list(ALL_COLUMNS)]
+
+
+def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.DataFrame:
+    """Check and normalise one loader's output into canonical columns, types and order.
+
+    - unknown columns are an error (a loader bug, not a user problem);
+    - `date` becomes a tz-naive midnight `datetime64[ns]`; rows without a date are an error;
+    - numeric columns become float64; values outside the physiological range become NaN and are
+      counted in a `repair` note, unless most of the column is outside it, which is a `DataError`
+      naming the likely unit problem;
+    - categorical values outside their allowed set are an error;
+    - (user_id, date) must be unique: duplicates are an error here (loaders resolve duplicates
+      they know how to, and say so);
+    - rows are sorted by user_id, date.
+
+    Returns a new frame; the input is not modified.
+    """
+    path = str(path)
+    unknown = set(frame.columns) - set(ALL_COLUMNS)
+    if unknown:
+        raise ValueError(f"loader for {path} produced unknown columns {sorted(unknown)}")
+    for key in KEY_COLUMNS:
+        if key not in frame.columns:
+            raise ValueError(f"loader for {path} produced no {key!r} column")
+    out = empty_frame().iloc[:0]
+    out = pd.concat([out, frame.reset_index(drop=True)], ignore_index=True)[list(ALL_COLUMNS)]
+    if out["user_id"].isna().any():
+        raise DataError(path, "rows without a user id")
+    out["user_id"] = out["user_id"].astype(str)
+    dates = pd.to_datetime(out["date"], errors="coerce")
+    if dates.isna().any():
+        n = int(dates.isna().sum())
+        raise DataError(path, f"{n} rows have no readable date")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    out["date"] = dates.dt.normalize().astype("datetime64[ns]")
+
+    for name, col in NUMERIC_COLUMNS.items():
+        values = pd.to_numeric(out[name], errors="coerce").astype("float64")
+        bad_text = out[name].notna() & values.isna()
+        if bad_text.any():
+            example = out.loc[bad_text, name].iloc[0]
+            raise DataError(path, f"column {name}: {int(bad_text.sum())} values are not numbers "
+                                  f"(e.g. {example!r})")
+        finite = values.notna()
+        outside = finite & ((values < col.lo) | (values > col.hi))
+        n_out = int(outside.sum())
+        if n_out:
+            share = n_out / int(finite.sum())
+            median = float(values[finite].median())
+            if share > WRONG_UNIT_SHARE and int(finite.sum()) >= 3:
+                raise DataError(
+                    path,
+                    f"column {name}: {n_out} of {int(finite.sum())} values outside the "
+                    f"physiological range {col.lo:g}-{col.hi:g} {col.unit} (median {median:g}); "
+                    f"the file is probably in another unit",
+                )
+            lo_ex = values[outside].min()
+            hi_ex = values[outside].max()
+            log.add(path, "repair",
+                    f"{name}: values outside {col.lo:g}-{col.hi:g} {col.unit} set to missing "
+                    f"(seen {lo_ex:g}..{hi_ex:g})", n_out)
+            values = values.mask(outside)
+        out[name] = values
+
+    for name, allowed in CATEGORICAL_COLUMNS.items():
+        values = out[name].astype("object").where(out[name].notna(), None)
+        if allowed is not None:
+            bad = values.notna() & ~values.isin(allowed)
+            if bad.any():
+                raise ValueError(f"loader for {path} produced {name} values "
+                                 f"{sorted(set(values[bad]))}, allowed {allowed}")
+        out[name] = values
+
+    dup = out.duplicated(list(KEY_COLUMNS), keep=False)
+    if dup.any():
+        first = out.loc[dup].iloc[0]
+        raise DataError(path, f"{int(dup.sum())} rows share a (user, date) key, "
+                              f"e.g. {first['user_id']} on {first['date']:%Y-%m-%d}")
+    return out.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class DailyTable:
+    """A validated daily table plus the notes made while building it.
+
+    `frame` has exactly the columns `ALL_COLUMNS`, sorted by (user_id, date), unique keys.
+    """
+
+    frame: pd.DataFrame
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def users(self) -> list[str]:
+        return sorted(self.frame["user_id"].unique())
+
+    def user(self, user_id: str) -> pd.DataFrame:
+        """One athlete's rows, sorted by date."""
+        return self.frame[self.frame["user_id"] == user_id].reset_index(drop=True)
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the table atomically: either the whole file appears, or none."""
+        atomic_write(Path(path), lambda tmp: self.frame.to_parquet(tmp, index=False))
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> "DailyTable":
+        path = Path(path)
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several unrelated types
+            raise DataError(path, f"not a readable parquet daily table ({exc})") from None
+        log = NoteLog()
+        frame = validate_frame(frame, path, log)
+        return cls(frame, tuple(log.notes))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(tmp_path)` and move the result onto `path`; on failure no file is left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
