@@ -29,8 +29,7 @@ def _data_summary(args: argparse.Namespace) -> int:
             "totals": totals_by_source(summary).to_dict(orient="records"),
             "notes": [n.__dict__ for n in table.notes],
         }
-        json.dump(payload, sys.stdout, indent=1, default=_json_default)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(payload, indent=1, default=_json_default) + "\n")
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.max_columns", None):
@@ -87,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as exc:
         print(f"periodize: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

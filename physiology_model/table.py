@@ -46,6 +46,11 @@ class Column:
     hi: float = np.inf
     """Highest physiologically possible value (inclusive)."""
     description: str = ""
+    typical_median: tuple[float, float] | None = None
+    """Range that the median of one file's values must fall in; outside it the column is in
+    another unit (HRV in seconds, sleep in hours, a 0-1 ratio for a percentage)."""
+    unit_hint: str = ""
+    """What a median outside `typical_median` usually means, for the error message."""
 
 
 # Ranges are the limits of what a living, measuring adult can show, not normal ranges: a value
@@ -53,17 +58,22 @@ class Column:
 # (Nunan et al. 2010, Pacing Clin Electrophysiol 33:1407; Shaffer & Ginsberg 2017); resting HR
 # below 25 or above 120 bpm is not a resting value of a healthy person.
 NUMERIC_COLUMNS: dict[str, Column] = {
-    "hrv_rmssd_ms": Column("ms", 3.0, 300.0, "nightly (or morning) RMSSD"),
+    "hrv_rmssd_ms": Column("ms", 3.0, 300.0, "nightly (or morning) RMSSD", (8.0, 250.0),
+                           "HRV in seconds? expected milliseconds"),
     "rhr_bpm": Column("bpm", 25.0, 120.0, "resting heart rate"),
-    "recovery_pct": Column("%", 0.0, 100.0, "device recovery/readiness score, 0-100"),
-    "sleep_min": Column("min", 0.0, 1200.0, "time asleep in the main sleep(s) of the night"),
-    "sleep_efficiency_pct": Column("%", 0.0, 100.0, "asleep / in bed"),
+    "recovery_pct": Column("%", 0.0, 100.0, "device recovery/readiness score, 0-100", (1.5, 100.0),
+                           "a 0-1 ratio? expected percent"),
+    "sleep_min": Column("min", 0.0, 1200.0, "time asleep in the main sleep(s) of the night",
+                        (60.0, 900.0), "sleep in hours? expected minutes"),
+    "sleep_efficiency_pct": Column("%", 0.0, 100.0, "asleep / in bed", (1.5, 100.0),
+                                   "a 0-1 ratio? expected percent"),
     "rem_pct": Column("%", 0.0, 100.0, "REM share of time asleep"),
     "deep_pct": Column("%", 0.0, 100.0, "deep (SWS) share of time asleep"),
     "resp_rate_rpm": Column("breaths/min", 4.0, 40.0, "sleeping respiratory rate"),
     "skin_temp_c": Column("°C", 25.0, 42.0, "absolute skin temperature during sleep"),
     "skin_temp_dev_c": Column("°C", -5.0, 5.0, "skin temperature deviation from personal baseline"),
-    "spo2_pct": Column("%", 70.0, 100.0, "sleeping blood oxygen saturation"),
+    "spo2_pct": Column("%", 70.0, 100.0, "sleeping blood oxygen saturation", (80.0, 100.0),
+                       "a 0-1 ratio? expected percent"),
     "load_trimp": Column("TRIMP", 0.0, 2000.0, "Edwards TRIMP-equivalent training load (DESIGN §4)"),
     "strain": Column("WHOOP strain 0-21", 0.0, 21.0, "WHOOP day strain"),
     "z1_min": Column("min", 0.0, 1440.0, "minutes in HR zone 1"),
@@ -173,6 +183,12 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
             raise DataError(path, f"column {name}: {int(bad_text.sum())} values are not numbers "
                                   f"(e.g. {example!r})")
         finite = values.notna()
+        if col.typical_median is not None and int(finite.sum()) >= 3:
+            median = float(values[finite].median())
+            lo, hi = col.typical_median
+            if not lo <= median <= hi:
+                raise DataError(path, f"column {name}: median {median:g} {col.unit} is not "
+                                      f"plausible ({col.unit_hint})")
         outside = finite & ((values < col.lo) | (values > col.hi))
         n_out = int(outside.sum())
         if n_out:

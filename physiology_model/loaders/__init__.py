@@ -86,6 +86,25 @@ def _folders(path: Path) -> Iterable[tuple[Path, list[Path]]]:
             yield Path(root), chosen
 
 
+def _why_unrecognised(path: Path) -> str:
+    """Why no loader claimed a file, in words for the user."""
+    from physiology_model.loaders._io import header_of
+
+    try:
+        head = path.open("rb").read(4096)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not head.strip():
+        return "the file is empty"
+    if b"\x00" in head:
+        return "binary file, not text: no recognised export format"
+    columns = header_of(path)
+    shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
+    return (f"no recognised export format (header: {shown}); known: WHOOP, WHOOP API, "
+            f"Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, GoldenCheetah, TrainingPeaks, "
+            f"Welltory, or the canonical daily CSV")
+
+
 def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
     """Read every recognised export under `paths` into one validated `DailyTable`.
 
@@ -103,12 +122,14 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
         if not path.exists():
             raise DataError(path, "no such file or directory")
         read_any = False
+        ignored: list[tuple[Path, str]] = []
         for folder, files in _folders(path):
             groups: dict[int, list[Path]] = {}
             for f in files:
                 index = next((i for i, ld in enumerate(loaders) if ld.claims(f)), None)
                 if index is None:
-                    log.add(f, "ignored", "not a recognised export file")
+                    ignored.append((f, _why_unrecognised(f)))
+                    log.add(f, "ignored", ignored[-1][1])
                 else:
                     groups.setdefault(index, []).append(f)
             for index, claimed in sorted(groups.items()):
@@ -130,9 +151,11 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                 frames.append(frame)
                 read_any = True
         if not read_any:
-            raise DataError(path, "no recognised export file found here (WHOOP, WHOOP API, "
-                                  "Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, "
-                                  "GoldenCheetah, TrainingPeaks, Welltory, or the canonical CSV)")
+            if len(ignored) == 1:
+                raise DataError(ignored[0][0], ignored[0][1])
+            listed = "; ".join(f"{f.name}: {why}" for f, why in ignored[:5])
+            more = f"; and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+            raise DataError(path, f"no recognised export file found here ({listed}{more})")
     frame = pd.concat(frames, ignore_index=True) if frames else None
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")

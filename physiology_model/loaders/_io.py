@@ -166,3 +166,32 @@ def header_of(path: Path) -> list[str]:
     except (csv.Error, StopIteration):
         return []
     return [c.strip() for c in row]
+
+
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+
+
+def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) -> pd.Series:
+    """Calendar dates from a column of dates or local timestamps, as written.
+
+    A timestamp with a UTC offset (`2024-03-01T07:12:00+01:00`) is taken at its local date
+    (2024-03-01), not converted to UTC: the daily table is keyed by the local day of waking, so
+    a file whose offsets change (travel, daylight saving) keeps each row on the day the athlete
+    lived it. Differing offsets are reported as an `info` note.
+    """
+    raw = frame[column].astype("string").str.strip()
+    offsets = raw.str.extract(_OFFSET, expand=False).dropna()
+    if offsets.nunique() > 1:
+        log.add(path, "info", f"{column}: timestamps carry {offsets.nunique()} different UTC "
+                              f"offsets; each row's local date is used as written")
+    local = raw.str.replace(_OFFSET, "", regex=True).str.replace("T", " ", regex=False)
+    values = pd.to_datetime(local, errors="coerce", format="mixed")
+    bad = raw.notna() & values.isna()
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not dates "
+                              f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    if raw.isna().any():
+        first = int(raw.isna().to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r} is empty in data row {first + 1}")
+    return values.dt.normalize()

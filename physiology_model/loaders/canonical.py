@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from physiology_model.errors import DataError
-from physiology_model.loaders._io import header_of, read_csv, to_number
+from physiology_model.loaders._io import header_of, read_csv, to_local_date, to_number
 from physiology_model.table import ALL_COLUMNS, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, NoteLog
 
 
@@ -44,6 +44,7 @@ class CanonicalLoader:
                 if unknown:
                     raise DataError(path, f"columns {unknown} are not canonical daily-table "
                                           f"columns (see physiology_model.table)")
+                frame["date"] = to_local_date(frame, "date", path, log)
                 for name in NUMERIC_COLUMNS:
                     if name in frame.columns:
                         frame[name] = to_number(frame, name, path)
