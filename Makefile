@@ -1,5 +1,5 @@
 # The two commands of the README. Each creates .venv with everything the project needs.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
