@@ -55,6 +55,16 @@ def _data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_calibrate(args: argparse.Namespace) -> int:
+    from physiology_model.load import calibrate_strain, save_strain_calibration
+
+    calibration = calibrate_strain(args.paths)
+    save_strain_calibration(calibration, args.out)
+    print(calibration.describe())
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _json_default(value):
     if hasattr(value, "item"):
         return value.item()
@@ -75,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("paths", nargs="+", help="export files or directories")
     build.add_argument("--out", required=True, help="output .parquet file")
     build.set_defaults(func=_data_build)
+    calibrate = data_sub.add_parser(
+        "calibrate", help="fit the WHOOP day strain → TRIMP calibration on users with both")
+    calibrate.add_argument("paths", nargs="+", help="WHOOP export files or directories")
+    calibrate.add_argument("--out", required=True, help="output .json file")
+    calibrate.set_defaults(func=_data_calibrate)
     return parser
 
 

@@ -91,7 +91,8 @@ def _why_unrecognised(path: Path) -> str:
     from physiology_model.loaders._io import header_of
 
     try:
-        head = path.open("rb").read(4096)
+        with path.open("rb") as fh:
+            head = fh.read(4096)
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
     if not head.strip():
