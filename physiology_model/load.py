@@ -630,7 +630,7 @@ def shipped_strain_calibration() -> StrainCalibration | None:
 # --------------------------------------------------------------------------------------------
 
 
-def derive_load_columns(frame: pd.DataFrame, log: NoteLog,
+def derive_load_columns(frame: pd.DataFrame, log: NoteLog, where: str = "(table)",
                         calibration: StrainCalibration | None = None,
                         rules: SessionRules = DEFAULT_SESSION_RULES) -> pd.DataFrame:
     """Fill `load_trimp`, `load_basis` and `session` where the loaders left them empty.
@@ -642,7 +642,9 @@ def derive_load_columns(frame: pd.DataFrame, log: NoteLog,
     - `session` empty → `infer_session`; a day whose load was filled from strain (an expected
       value, not a measurement) is `unknown` unless its strength minutes decide it.
 
-    Each fill is counted in an `info` note. Returns a new frame; the input is not modified.
+    Each fill is counted in an `info` note about `where` (the file or folder the rows came
+    from). Run `table.validate_frame` on the result: derived loads are range-checked too.
+    Returns a new frame; the input is not modified.
     """
     out = frame.copy()
     zones = out[list(ZONE_COLUMNS)].to_numpy(dtype=float)
@@ -655,7 +657,7 @@ def derive_load_columns(frame: pd.DataFrame, log: NoteLog,
     trimp[fill_zones] = from_zones_trimp[fill_zones]
     basis[fill_zones] = "hr_zones"
     if fill_zones.any():
-        log.add("(combined)", "info", "load_trimp computed from HR-zone minutes (Edwards TRIMP)",
+        log.add(where, "info", "load_trimp computed from HR-zone minutes (Edwards TRIMP)",
                 int(fill_zones.sum()))
 
     if calibration is None:
@@ -665,13 +667,13 @@ def derive_load_columns(frame: pd.DataFrame, log: NoteLog,
     if calibration is not None and fill_strain.any():
         trimp[fill_strain] = calibration.predict(strain[fill_strain])
         basis[fill_strain] = "strain_calibrated"
-        log.add("(combined)", "info",
+        log.add(where, "info",
                 f"load_trimp estimated from WHOOP day strain ({calibration.form}, "
                 f"a={calibration.a_trimp:.3g}, b={calibration.b_per_strain:.3g}; "
                 f"leave-one-user-out R² {calibration.louo_r2_trimp:.2f})",
                 int(fill_strain.sum()))
     elif fill_strain.any():
-        log.add("(combined)", "info", "no strain calibration available; days with only WHOOP "
+        log.add(where, "info", "no strain calibration available; days with only WHOOP "
                                       "day strain keep load_trimp empty", int(fill_strain.sum()))
         fill_strain = np.zeros_like(fill_strain)
 
@@ -687,7 +689,7 @@ def derive_load_columns(frame: pd.DataFrame, log: NoteLog,
         counts = pd.Series(inferred[fill_session]).value_counts()
         detail = ", ".join(f"{name} {int(counts.get(name, 0))}"
                            for name in (*ACTIONS, "unknown") if counts.get(name, 0))
-        log.add("(combined)", "info", f"session inferred from zone minutes, strength minutes "
+        log.add(where, "info", f"session inferred from zone minutes, strength minutes "
                                       f"and load ({detail})", int(fill_session.sum()))
 
     out["load_trimp"] = trimp

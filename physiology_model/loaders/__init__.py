@@ -144,6 +144,7 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                 if "source" not in frame.columns:
                     frame["source"] = loader.source
                 frame = validate_frame(frame, where, log)
+                frame = validate_frame(derive_load_columns(frame, log, str(where)), where, log)
                 for uid in frame["user_id"].unique():
                     if uid in owner and owner[uid] != str(where):
                         raise DataError(where, f"user {uid!r} was already read from {owner[uid]}; "
@@ -161,5 +162,4 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
     frame = validate_frame(frame, "(combined)", log)
-    frame = derive_load_columns(frame, log)
     return DailyTable(frame, tuple(log.notes))
