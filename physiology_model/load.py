@@ -88,7 +88,7 @@ def tss_to_trimp(tss: np.ndarray) -> np.ndarray:
 
 
 _STRENGTH = re.compile(
-    r"weight|strength|lifting|resistance|functional fitness|crossfit|powerlifting|"
+    r"weight|strength|strenght|lifting|resistance|functional fitness|crossfit|powerlifting|"
     r"bodybuilding|kettlebell|gym|kraft|musculation|calisthenics",
     re.IGNORECASE,
 )

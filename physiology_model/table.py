@@ -74,7 +74,8 @@ NUMERIC_COLUMNS: dict[str, Column] = {
     "skin_temp_dev_c": Column("°C", -5.0, 5.0, "skin temperature deviation from personal baseline"),
     "spo2_pct": Column("%", 70.0, 100.0, "sleeping blood oxygen saturation", (80.0, 100.0),
                        "a 0-1 ratio? expected percent"),
-    "load_trimp": Column("TRIMP", 0.0, 2000.0, "Edwards TRIMP-equivalent training load (DESIGN §4)"),
+    # An Ironman day (9-17 h, mostly zones 2-3) reaches 2,000-3,000 TRIMP; Couzens' logs it.
+    "load_trimp": Column("TRIMP", 0.0, 4000.0, "Edwards TRIMP-equivalent training load (DESIGN §4)"),
     "strain": Column("WHOOP strain 0-21", 0.0, 21.0, "WHOOP day strain"),
     "z1_min": Column("min", 0.0, 1440.0, "minutes in HR zone 1"),
     "z2_min": Column("min", 0.0, 1440.0, "minutes in HR zone 2"),
@@ -217,6 +218,9 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
                 raise ValueError(f"loader for {path} produced {name} values "
                                  f"{sorted(set(values[bad]))}, allowed {allowed}")
         out[name] = values
+
+    # A load blanked above (or never known) has no basis.
+    out.loc[out["load_trimp"].isna(), "load_basis"] = None
 
     dup = out.duplicated(list(KEY_COLUMNS), keep=False)
     if dup.any():
