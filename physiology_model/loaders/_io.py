@@ -122,8 +122,9 @@ def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
 
 
 def to_datetime(frame: pd.DataFrame, column: str, path: Path, *, fmt: str | None = None,
-                utc: bool = False) -> pd.Series:
-    """A column of timestamps. Empty cells are NaT; unreadable values are a `DataError`."""
+                utc: bool = False, required: bool = False) -> pd.Series:
+    """A column of timestamps. Unreadable values are a `DataError`; empty cells are NaT, or a
+    `DataError` too when `required` (a row that cannot be placed in time)."""
     raw = frame[column]
     values = pd.to_datetime(raw, errors="coerce", format=fmt if fmt else "mixed", utc=utc)
     bad = raw.notna() & values.isna()
@@ -131,6 +132,10 @@ def to_datetime(frame: pd.DataFrame, column: str, path: Path, *, fmt: str | None
         first = int(bad.to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not dates/times "
                               f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    if required and values.isna().any():
+        first = int(values.isna().to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r} is empty in {int(values.isna().sum())} rows "
+                              f"(first in data row {first + 1})")
     return values
 
 

@@ -160,9 +160,7 @@ def read_couzens_table(path: Path, log: NoteLog) -> pd.DataFrame:
     appears twice keeps its first row (noted).
     """
     raw = read_csv(path, log)
-    dates = to_datetime(raw, raw.columns[0], path, fmt="%m/%d/%Y")
-    if dates.isna().any():
-        raise DataError(path, f"{int(dates.isna().sum())} rows have no date in the first column")
+    dates = to_datetime(raw, raw.columns[0], path, fmt="%m/%d/%Y", required=True)
     frame = pd.DataFrame({c: to_number(raw, c, path) for c in NUMERIC_INPUTS if c in raw.columns})
     frame.index = pd.DatetimeIndex(dates.dt.normalize(), name="date")
     repeated = frame.index.duplicated(keep="first")

@@ -291,9 +291,7 @@ def read_activities_csv(path: Path, log: NoteLog) -> pd.DataFrame:
     """A `garmin_activities.csv`-style list → activity records (duration s → min)."""
     raw = read_csv(path, log)
     require_columns(raw, list(ACTIVITY_COLUMNS), path)
-    start = to_datetime(raw, "start_time_local", path)
-    if start.isna().any():
-        raise DataError(path, f"{int(start.isna().sum())} activities have no start_time_local")
+    start = to_datetime(raw, "start_time_local", path, required=True)
     tss = (to_number(raw, "tss", path) if "tss" in raw.columns
            else pd.Series(np.nan, index=raw.index))
     return pd.DataFrame({

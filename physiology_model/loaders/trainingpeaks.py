@@ -95,9 +95,7 @@ def read_trainingpeaks_workouts(path: Path, log: NoteLog) -> tuple[pd.DataFrame,
     """
     raw = read_csv(path, log)
     require_columns(raw, REQUIRED_COLUMNS, path)
-    date = to_datetime(raw, "WorkoutDay", path).dt.normalize()
-    if date.isna().any():
-        raise DataError(path, f"{int(date.isna().sum())} workouts have no WorkoutDay")
+    date = to_datetime(raw, "WorkoutDay", path, required=True).dt.normalize()
     hours = to_number(raw, "TimeTotalInHours", path)
     minutes = hours * MINUTES_PER_HOUR  # h → min
     tss = to_number(raw, "TSS", path)

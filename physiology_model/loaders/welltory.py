@@ -97,9 +97,7 @@ def read_hrv(path: Path, log: NoteLog) -> pd.DataFrame:
     """Spot HRV measurements → one row per user-day (earliest morning reading, see module doc)."""
     raw = read_csv(path, log)
     require_columns(raw, list(HRV_COLUMNS), path)
-    when = to_datetime(raw, "measurement_datetime", path)
-    if when.isna().any():
-        raise DataError(path, f"{int(when.isna().sum())} measurements have no date/time")
+    when = to_datetime(raw, "measurement_datetime", path, required=True)
     label = (raw["time_of_day"].astype("string").str.strip().str.lower()
              if "time_of_day" in raw.columns else pd.Series(pd.NA, index=raw.index, dtype="string"))
     frame = pd.DataFrame({

@@ -487,9 +487,7 @@ def _read_summary_workouts(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def _read_summary(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Daily summary → (nights dated by the local wake date, strain by the row's `date`)."""
-    date = to_datetime(frame, "date", path, fmt="%Y-%m-%d")
-    if date.isna().any():
-        raise DataError(path, f"{int(date.isna().sum())} rows have no date")
+    date = to_datetime(frame, "date", path, fmt="%Y-%m-%d", required=True)
     wake = to_datetime(frame, "sleep_end_local", path).dt.normalize()
     optional = {"recovery_spo2_%": "spo2_pct", "recovery_skin_temp_c": "skin_temp_c",
                 "sleep_eff_%": "sleep_efficiency_pct", "respiratory_rate": "resp_rate_rpm"}
