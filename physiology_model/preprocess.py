@@ -268,7 +268,7 @@ class FeatureScaler:
     def __init__(self, scaling: dict[str, str] | None = None) -> None:
         self.scaling = scaling
 
-    def fit(self, frame: pd.DataFrame) -> "FeatureScaler":
+    def fit(self, frame: pd.DataFrame) -> FeatureScaler:
         """Learn each scaled column's centre and scale from `frame` (NaN values are ignored)."""
         scaling = self.scaling if self.scaling is not None else default_scaling()
         bad = {k: v for k, v in scaling.items() if v not in ("robust", "standard", "none")}
@@ -336,7 +336,7 @@ class FeatureScaler:
         atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureScaler":
+    def load(cls, path: str | Path) -> FeatureScaler:
         """Read a scaler written by `save`."""
         from physiology_model.errors import DataError
 

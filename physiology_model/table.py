@@ -253,7 +253,7 @@ class DailyTable:
         atomic_write(Path(path), lambda tmp: self.frame.to_parquet(tmp, index=False))
 
     @classmethod
-    def from_parquet(cls, path: str | Path) -> "DailyTable":
+    def from_parquet(cls, path: str | Path) -> DailyTable:
         path = Path(path)
         try:
             frame = pd.read_parquet(path)

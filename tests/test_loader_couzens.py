@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import _registry, load_exports
-from physiology_model.loaders import couzens, trainingpeaks
+from physiology_model.loaders import _registry, couzens, load_exports, trainingpeaks
 from physiology_model.loaders.couzens import load_couzens_performance
 from physiology_model.table import NUMERIC_COLUMNS
 
