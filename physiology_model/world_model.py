@@ -1,0 +1,691 @@
+"""The `WorldModel` (DESIGN §5): predict, personalise, sample athletes, save and load.
+
+It holds posterior draws of every fitted athlete's parameters (`params.ATHLETE_PARAMS`) and of
+the population (location per source, between-athlete scale, AR(1) coefficients), and computes
+everything else with numpy from `banister.py` and the observation equations in `params.py`.
+
+- `predict(history, planned_loads)`: predictive samples and quantiles of next-morning ln HRV,
+  RHR and recovery (and the latent fitness/fatigue) for each planned day, with the AR(1) noise
+  conditioned on the last observed residuals.
+- `personalize(history)`: a posterior for an athlete the fit never saw, from as little as 7
+  days, by Rao-Blackwellised importance sampling: population draws of the nonlinear parameters
+  (time constants, noise SDs, AR coefficients) are weighted by their marginal likelihood, and
+  the parameters that enter linearly (baselines and loadings) are drawn from their exact
+  Gaussian posterior given each draw (a linear-Gaussian model after AR(1) prewhitening).
+  The recovery link uses the posterior-mean HRV/RHR deviations as regressors (a plug-in).
+- `sample_athletes(n, rng)`: parameter sets of new synthetic athletes from the population.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from physiology_model import banister
+from physiology_model.errors import DataError
+from physiology_model.params import (
+    AR_PARAMS,
+    ATHLETE_PARAMS,
+    HI_LOAD_SCALE_MIN,
+    LOAD_SCALE_TRIMP,
+    PARAM_NAMES,
+    RECOVERY_CLIP_PCT,
+    TAU_FAST_DAYS,
+    to_constrained,
+)
+
+TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
+"""Forecast targets: ln RMSSD (ln ms), resting HR (bpm), recovery (%)."""
+
+LATENTS: tuple[str, ...] = ("fitness", "fatigue", "fast_fatigue")
+"""Latent states reported by `predict`, in EWMA form (100 TRIMP/day; fast: h/day)."""
+
+FORMAT = "adaptive-periodization.WorldModel"
+FORMAT_VERSION = 1
+
+# The linear blocks of the observation equations: (target, intercept, loadings with signs).
+_HRV_BLOCK = ("mu_hrv", (("a_fit", 0, +1.0), ("a_fat", 1, -1.0), ("a_fast", 2, -1.0)))
+_RHR_BLOCK = ("mu_rhr", (("b_fit", 0, -1.0), ("b_fat", 1, +1.0), ("b_fast", 2, +1.0)))
+
+
+# --------------------------------------------------------------------------------------------
+# Data of one athlete
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AthleteSeries:
+    """One athlete's daily series on a gap-free calendar, in model units.
+
+    `load`, `hi_load`: (T,) w and u (params.py), missing days filled with the athlete's median
+    known value before that day; `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
+    """
+
+    dates: np.ndarray
+    load: np.ndarray
+    hi_load: np.ndarray
+    hrv: np.ndarray
+    rhr: np.ndarray
+    recovery_logit: np.ndarray
+    source: str | None
+
+
+def recovery_to_logit(recovery_pct: np.ndarray) -> np.ndarray:
+    lo, hi = RECOVERY_CLIP_PCT
+    p = np.clip(np.asarray(recovery_pct, dtype=float), lo, hi) / 100.0
+    return np.log(p) - np.log1p(-p)
+
+
+def logit_to_recovery(logit: np.ndarray) -> np.ndarray:
+    return 100.0 / (1.0 + np.exp(-np.asarray(logit, dtype=float)))
+
+
+def series_from_frame(frame: pd.DataFrame) -> AthleteSeries:
+    """An `AthleteSeries` from one athlete's canonical rows (any order, gaps allowed)."""
+    if frame.empty:
+        raise DataError("(history)", "no rows")
+    if frame["user_id"].nunique() > 1:
+        raise DataError("(history)", "rows of more than one athlete")
+    f = frame.sort_values("date")
+    dates = pd.date_range(f["date"].min(), f["date"].max(), freq="D")
+    f = f.set_index("date").reindex(dates)
+    w = f["load_trimp"].to_numpy(dtype=float) / LOAD_SCALE_TRIMP
+    hi_min = f[["z4_min", "z5_min"]].sum(axis=1, min_count=1).to_numpy(dtype=float)
+    hi_min = np.where(np.isnan(hi_min), np.nan, hi_min + np.nan_to_num(
+        f["strength_min"].to_numpy(dtype=float)))
+    u = hi_min / HI_LOAD_SCALE_MIN
+    w = _fill_causal(w)
+    u = _fill_causal(u)
+    hrv = np.log(f["hrv_rmssd_ms"].to_numpy(dtype=float))
+    sources = f["source"].dropna()
+    return AthleteSeries(
+        dates=dates.to_numpy(dtype="datetime64[D]"), load=w, hi_load=u, hrv=hrv,
+        rhr=f["rhr_bpm"].to_numpy(dtype=float),
+        recovery_logit=recovery_to_logit(f["recovery_pct"].to_numpy(dtype=float)),
+        source=str(sources.iloc[-1]) if len(sources) else None)
+
+
+WARM_START_DAYS = 7
+"""The Banister states start at the steady state of the mean load of the first days (the
+athlete trained before the data began); forecasts need origins at or after this day, so that
+they never see a load of a day they forecast past."""
+
+
+def _fill_causal(x: np.ndarray) -> np.ndarray:
+    """Missing daily loads → the median of the known loads before that day (a causal fill:
+    a forecast never sees a later load through it); before any known load, the median of the
+    known loads of the warm-start window, else 0."""
+    s = pd.Series(x)
+    fill = s.expanding().median().shift(1).to_numpy()
+    head = x[:WARM_START_DAYS][~np.isnan(x[:WARM_START_DAYS])]
+    fill = np.where(np.isnan(fill), float(np.median(head)) if head.size else 0.0, fill)
+    return np.where(np.isnan(x), fill, x)
+
+
+# --------------------------------------------------------------------------------------------
+# The equations, vectorised over parameter draws
+# --------------------------------------------------------------------------------------------
+
+
+def _decays(p: dict[str, np.ndarray]) -> np.ndarray:
+    tau_fat = p["tau_fat_days"]
+    tau_fit = tau_fat + p["tau_gap_days"]
+    return banister.decay_factors(tau_fit, tau_fat, np.full_like(tau_fat, TAU_FAST_DAYS))
+
+
+def latent_states(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray) -> np.ndarray:
+    """EWMA-form morning fitness, fatigue and fast fatigue, (S, T, 3), for S parameter draws.
+
+    The series starts at the steady state of the mean load of its first `WARM_START_DAYS` days
+    (a trained start).
+    """
+    decays = _decays(p)  # (S, C)
+    initial = banister.steady_morning_state(np.mean(load[:WARM_START_DAYS]),
+                                            np.mean(hi_load[:WARM_START_DAYS]), decays)
+    states = banister.morning_states(np.broadcast_to(load, decays.shape[:1] + load.shape),
+                                     np.broadcast_to(hi_load, decays.shape[:1] + load.shape),
+                                     decays, initial)
+    norm = 1.0 - decays[:, None, :3]
+    return states[..., :3] * norm
+
+
+def observation_means(p: dict[str, np.ndarray], latents: np.ndarray) -> dict[str, np.ndarray]:
+    """Means of ln HRV, RHR and logit recovery, each (S, T), from latents (S, T, 3)."""
+    out = {}
+    for target, (intercept, terms) in (("hrv", _HRV_BLOCK), ("rhr", _RHR_BLOCK)):
+        m = p[intercept][:, None] + 0.0 * latents[..., 0]
+        for name, channel, sign in terms:
+            m = m + sign * p[name][:, None] * latents[..., channel]
+        out[target] = m
+    out["recovery"] = (p["mu_rec"][:, None]
+                       + p["g_hrv"][:, None] * (out["hrv"] - p["mu_hrv"][:, None])
+                       - p["g_rhr"][:, None] * (out["rhr"] - p["mu_rhr"][:, None]))
+    return out
+
+
+_SIGMA = {"hrv": "sigma_hrv", "rhr": "sigma_rhr", "recovery": "sigma_rec"}
+_PHI = {"hrv": "phi_hrv", "rhr": "phi_rhr", "recovery": "phi_rec"}
+
+
+def _observed(series: AthleteSeries) -> dict[str, np.ndarray]:
+    return {"hrv": series.hrv, "rhr": series.rhr, "recovery": series.recovery_logit}
+
+
+def forecast_samples(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
+                     horizon: int, n_samples: int, rng: np.random.Generator
+                     ) -> dict[str, np.ndarray]:
+    """Predictive samples for mornings d0 .. d0+horizon−1 at each origin d0.
+
+    Uses loads of days < d0+horizon−1 (the loads actually done, or planned) and observations of
+    days < d0 only: the AR(1) residual of each target is conditioned on its last observed
+    residual before d0, k days before the target day: r ~ N(φ^k r_last, σ²(1 − φ^{2k})).
+    Returns {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins, n_samples, horizon).
+    """
+    origins = np.asarray(origins, dtype=int)
+    n_draws = len(p["mu_hrv"])
+    draw = rng.integers(0, n_draws, size=(len(origins), n_samples))
+    lat = latent_states(p, series.load, series.hi_load)
+    means = observation_means(p, lat)
+    n_days = len(series.load)
+    target_days = origins[:, None] + np.arange(horizon)[None, :]  # (O, H)
+    if target_days.max(initial=-1) >= n_days or origins.min(initial=WARM_START_DAYS) < WARM_START_DAYS:
+        raise ValueError(f"origins must satisfy {WARM_START_DAYS} <= d0 and "
+                         f"d0 + horizon - 1 < len(series)")
+    out = {}
+    for target, y in _observed(series).items():
+        resid = y[None, :] - means[target]  # (S, T), NaN where unobserved
+        observed = ~np.isnan(y)
+        last_idx = _last_observed_before(observed, origins)  # (O,)
+        sigma = p[_SIGMA[target]][draw]  # (O, N)
+        phi = p[_PHI[target]][draw]
+        mean = means[target][draw[..., None], target_days[:, None, :]]  # (O, N, H)
+        has_last = last_idx >= 0
+        k = np.where(has_last[:, None], target_days - last_idx[:, None], 0)  # (O, H)
+        r_last = np.where(has_last[:, None], resid[draw, np.maximum(last_idx, 0)[:, None]], 0.0)
+        phik = np.where(has_last[:, None, None], phi[..., None] ** k[:, None, :], 0.0)
+        cond_mean = mean + phik * r_last[..., None]
+        cond_sd = sigma[..., None] * np.sqrt(np.maximum(1.0 - phik ** 2, 0.0))
+        sample = cond_mean + cond_sd * rng.standard_normal(cond_mean.shape)
+        out[target] = logit_to_recovery(sample) if target == "recovery" else sample
+    return out
+
+
+def simulate_observations(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray,
+                          rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Simulated morning ln HRV, RHR and recovery (%) of S athletes, each (S, T).
+
+    `p`: parameters (S,) each; `load`, `hi_load`: (T,) or (S, T) in model units. The noise of
+    each signal is a stationary AR(1) path with coefficient phi and marginal SD sigma.
+    """
+    load = np.asarray(load, dtype=float)
+    hi_load = np.asarray(hi_load, dtype=float)
+    n = len(p["mu_hrv"])
+    if load.ndim == 1:
+        lat = latent_states(p, load, hi_load)
+    else:
+        lat = np.concatenate([latent_states({k: v[i:i + 1] for k, v in p.items()}, load[i],
+                                            hi_load[i]) for i in range(n)])
+    means = observation_means(p, lat)
+    out = {}
+    for target, m in means.items():
+        phi, sigma = p[_PHI[target]][:, None], p[_SIGMA[target]][:, None]
+        e = rng.standard_normal(m.shape)
+        r = np.empty_like(m)
+        r[:, 0] = sigma[:, 0] * e[:, 0]
+        innov = sigma[:, 0] * np.sqrt(1.0 - phi[:, 0] ** 2)
+        for t in range(1, m.shape[1]):
+            r[:, t] = phi[:, 0] * r[:, t - 1] + innov * e[:, t]
+        y = m + r
+        out[target] = logit_to_recovery(y) if target == "recovery" else y
+    return out
+
+
+def _last_observed_before(observed: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """Index of the last True in observed[:d0] for each origin d0, or −1."""
+    idx = np.where(observed, np.arange(len(observed)), -1)
+    running = np.maximum.accumulate(idx)
+    return np.where(origins > 0, running[np.maximum(origins - 1, 0)], -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Population and personalisation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Population:
+    """Posterior draws of the population: for each athlete parameter its location per source
+    (D, n_sources) and between-athlete scale (D,), both on the unconstrained scale, and the
+    AR(1) coefficients (D,)."""
+
+    sources: tuple[str, ...]
+    loc: dict[str, np.ndarray]
+    scale: dict[str, np.ndarray]
+    phi: dict[str, np.ndarray]
+
+    @property
+    def n_draws(self) -> int:
+        return len(next(iter(self.scale.values())))
+
+    def _source_index(self, source: str | None, n: int, rng: np.random.Generator) -> np.ndarray:
+        if source in self.sources:
+            return np.full(n, self.sources.index(source))
+        # an unknown device: a random known source per draw (a mixture over devices)
+        return rng.integers(0, len(self.sources), size=n)
+
+    def draw_unconstrained(self, n: int, rng: np.random.Generator, source: str | None = None
+                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                      dict[str, np.ndarray]]:
+        """n draws of (athlete value, population loc, population scale), unconstrained."""
+        d = rng.integers(0, self.n_draws, size=n)
+        s = self._source_index(source, n, rng)
+        raw, loc, scale = {}, {}, {}
+        for name in PARAM_NAMES:
+            loc[name] = self.loc[name][d, s]
+            scale[name] = self.scale[name][d]
+            raw[name] = loc[name] + scale[name] * rng.standard_normal(n)
+        for name in AR_PARAMS:
+            raw[name] = self.phi[name][d]
+        return raw, loc, scale
+
+
+def constrained(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {name: to_constrained(name, raw[name]) for name in PARAM_NAMES}
+    out.update({name: np.asarray(raw[name], dtype=float) for name in AR_PARAMS})
+    return out
+
+
+def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AR(1) prewhitening over observed days with gaps.
+
+    y (T,) with NaN = unobserved, x (M, T, p) regressors, phi (M,). Returns ỹ (M, n), x̃ (M, n, p)
+    and log c (M, n), with ỹ_j = (y_j − φ^k y_{j−1}) / c_j, c_j = sqrt(1 − φ^{2k}) (c_1 = 1), so
+    that the transformed noise is iid N(0, σ²) and log p(y) = log p(ỹ) − Σ log c.
+    """
+    t = np.flatnonzero(~np.isnan(y))
+    yo, xo = y[t], x[:, t, :]
+    gaps = np.diff(t)
+    phik = phi[:, None] ** gaps[None, :]  # (M, n-1)
+    c = np.sqrt(np.maximum(1.0 - phik ** 2, 1e-12))
+    y_t = np.concatenate([np.broadcast_to(yo[:1], (len(phi), 1)),
+                          (yo[None, 1:] - phik * yo[None, :-1]) / c], axis=1)
+    x_t = np.concatenate([xo[:, :1, :], (xo[:, 1:, :] - phik[..., None] * xo[:, :-1, :])
+                          / c[..., None]], axis=1)
+    log_c = np.concatenate([np.zeros((len(phi), 1)), np.log(c)], axis=1)
+    return y_t, x_t, log_c
+
+
+def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma: np.ndarray,
+                     m0: np.ndarray, s0: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Conjugate update of β ~ N(m0, diag(s0²)) with ỹ = x̃β + N(0, σ²), batched over M draws.
+
+    Returns posterior mean (M, p), posterior covariance (M, p, p) and the log marginal
+    likelihood (M,) of the untransformed observations.
+    """
+    n = y_t.shape[1]
+    inv_s2 = 1.0 / sigma ** 2
+    prior_prec = np.eye(m0.shape[1])[None] / (s0[:, :, None] ** 2)
+    prec = np.einsum("mnp,mnq->mpq", x_t, x_t) * inv_s2[:, None, None] + prior_prec
+    resid0 = y_t - np.einsum("mnp,mp->mn", x_t, m0)
+    b = np.einsum("mnp,mn->mp", x_t, resid0) * inv_s2[:, None]
+    chol = np.linalg.cholesky(prec)
+    cov = np.linalg.inv(prec)
+    delta = np.einsum("mpq,mq->mp", cov, b)
+    mean = m0 + delta
+    logdet_prec = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+    logdet_s0 = 2.0 * np.sum(np.log(s0), axis=1)
+    quad = np.sum(resid0 ** 2, axis=1) * inv_s2 - np.einsum("mp,mp->m", b, delta)
+    log_ml = (-0.5 * n * np.log(2 * np.pi) - n * np.log(sigma) - 0.5 * logdet_s0
+              - 0.5 * logdet_prec - 0.5 * quad - np.sum(log_c, axis=1))
+    return mean, cov, log_ml
+
+
+@dataclass(frozen=True)
+class Personalization:
+    """Result of `WorldModel.personalize`: posterior draws and the quality of the weights."""
+
+    params: dict[str, np.ndarray]
+    ess: float
+    n_proposals: int
+    n_days: int
+
+
+def personalize_series(population: Population, series: AthleteSeries, rng: np.random.Generator,
+                       n_proposals: int = 2000, n_draws: int = 400) -> Personalization:
+    """A new athlete's posterior from its history (see the module docstring for the method)."""
+    raw, loc, scale = population.draw_unconstrained(n_proposals, rng, series.source)
+    p = constrained(raw)
+    lat = latent_states(p, series.load, series.hi_load)  # (M, T, 3)
+    ones = np.ones(lat.shape[:2] + (1,))
+    log_w = np.zeros(n_proposals)
+    posterior = {}
+    for target, (intercept, terms), y in (("hrv", _HRV_BLOCK, series.hrv),
+                                         ("rhr", _RHR_BLOCK, series.rhr)):
+        names = (intercept,) + tuple(t[0] for t in terms)
+        x = np.concatenate([ones] + [sign * lat[..., [ch]] for _, ch, sign in terms], axis=2)
+        m0 = np.stack([loc[nm] for nm in names], axis=1)
+        s0 = np.stack([scale[nm] for nm in names], axis=1)
+        if np.sum(~np.isnan(y)) == 0:
+            posterior[target] = (names, m0, np.eye(len(names))[None] * s0[:, :, None] ** 2)
+            continue
+        y_t, x_t, log_c = _prewhiten(y, x, p[_PHI[target]])
+        mean, cov, log_ml = _gaussian_linear(y_t, x_t, log_c, p[_SIGMA[target]], m0, s0)
+        posterior[target] = (names, mean, cov)
+        log_w += log_ml
+    # recovery: regress on the posterior-mean deviations of HRV and RHR (plug-in)
+    names_h, mean_h, _ = posterior["hrv"]
+    names_r, mean_r, _ = posterior["rhr"]
+    dev_h = np.einsum("mtc,mc->mt", lat, mean_h[:, 1:] * np.array([+1, -1, -1]))
+    dev_r = np.einsum("mtc,mc->mt", lat, mean_r[:, 1:] * np.array([-1, +1, +1]))
+    x = np.stack([ones[..., 0], dev_h, -dev_r], axis=2)
+    names = ("mu_rec", "g_hrv", "g_rhr")
+    m0 = np.stack([loc[nm] for nm in names], axis=1)
+    s0 = np.stack([scale[nm] for nm in names], axis=1)
+    if np.sum(~np.isnan(series.recovery_logit)) > 0:
+        y_t, x_t, log_c = _prewhiten(series.recovery_logit, x, p["phi_rec"])
+        mean, cov, log_ml = _gaussian_linear(y_t, x_t, log_c, p["sigma_rec"], m0, s0)
+        log_w += log_ml
+    else:
+        mean, cov = m0, np.eye(3)[None] * s0[:, :, None] ** 2
+    posterior["recovery"] = (names, mean, cov)
+
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    ess = float(1.0 / np.sum(w ** 2))
+    pick = _systematic_resample(w, n_draws, rng)
+    out = {name: p[name][pick] for name in ("tau_fat_days", "tau_gap_days", "sigma_hrv",
+                                            "sigma_rhr", "sigma_rec", *AR_PARAMS)}
+    for names, mean, cov in posterior.values():
+        z = rng.standard_normal((n_draws, len(names)))
+        beta = mean[pick] + np.einsum("npq,nq->np", np.linalg.cholesky(cov[pick]), z)
+        for j, name in enumerate(names):
+            out[name] = beta[:, j]
+    n_days = int(np.sum(~np.isnan(series.hrv) | ~np.isnan(series.rhr)))
+    return Personalization(out, ess, n_proposals, n_days)
+
+
+def _systematic_resample(w: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    positions = (rng.random() + np.arange(n)) / n
+    return np.minimum(np.searchsorted(np.cumsum(w), positions), len(w) - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# The WorldModel
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Settings of the world model (the sampler's own settings live in `bayes.SamplerConfig`)."""
+
+    max_days: int | None = 365
+    """Fit on at most this many most recent days per athlete (bounds fit time)."""
+    min_hrv_days: int = 28
+    """Athletes with fewer HRV days are not used in the fit."""
+    keep_draws: int = 200
+    """Posterior draws kept in the saved model (thinned evenly)."""
+    personalize_proposals: int = 2000
+    """Population draws weighed by `personalize`."""
+    personalize_draws: int = 400
+    """Posterior draws returned by `personalize`."""
+
+
+@dataclass
+class Prediction:
+    """Predictive samples of one athlete for `horizon` planned days.
+
+    `samples[target]` (n_samples, horizon): the morning after each planned day (hrv in ln ms,
+    rhr in bpm, recovery in %); `latents[name]` (n_samples, horizon): EWMA-form states on
+    those mornings; `dates`: the planned days.
+    """
+
+    dates: np.ndarray
+    samples: dict[str, np.ndarray]
+    latents: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def quantiles(self, qs: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)) -> pd.DataFrame:
+        """One row per (day, variable); HRV also in ms (`hrv_ms`)."""
+        rows = []
+        variables = dict(self.samples)
+        variables["hrv_ms"] = np.exp(self.samples["hrv"])
+        variables.update(self.latents)
+        for name, s in variables.items():
+            q = np.quantile(s, qs, axis=0)
+            for j, day in enumerate(self.dates):
+                rows.append({"date": pd.Timestamp(day), "variable": name,
+                             **{f"q{int(round(100 * x)):02d}": float(q[i, j])
+                                for i, x in enumerate(qs)}})
+        return pd.DataFrame(rows)
+
+
+class WorldModel:
+    """The learned probabilistic world model of athletes' physiology (DESIGN §5).
+
+    In the scikit-learn manner: `__init__` stores settings only; `fit` sets the fitted
+    attributes (ending in `_`) and returns self; using it before `fit` or `load` raises.
+    """
+
+    def __init__(self, config: WorldModelConfig = WorldModelConfig(), sampler=None, priors=None):
+        self.config = config
+        self.sampler = sampler
+        self.priors = priors
+
+    # -- fitted state ------------------------------------------------------------------------
+    population_: Population
+    athletes_: dict[str, dict[str, np.ndarray]]
+    """user_id → {parameter: (draws,)} from the NUTS posterior."""
+    diagnostics_: dict
+    idata_: object
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "population_"):
+            raise RuntimeError("WorldModel is not fitted: call fit() or WorldModel.load() first")
+
+    def fit(self, frame: pd.DataFrame) -> "WorldModel":
+        """Fit the hierarchical model to a canonical daily frame (all athletes' rows)."""
+        from physiology_model import bayes
+        from physiology_model.arrays import prepare_arrays
+
+        arrays = prepare_arrays(frame, max_days=self.config.max_days,
+                                min_hrv_days=self.config.min_hrv_days)
+        model = bayes.build_model(arrays, self.priors or bayes.PriorConfig())
+        idata = bayes.sample(model, self.sampler or bayes.SamplerConfig())
+        self._set_from_idata(idata, arrays.user_ids, arrays.sources)
+        return self
+
+    def _set_from_idata(self, idata, user_ids, sources) -> None:
+        from physiology_model import bayes
+
+        diag = bayes.diagnose(idata)
+        self.diagnostics_ = diag.as_dict() if hasattr(diag, "as_dict") else dict(vars(diag))
+        athlete = bayes.posterior_athlete_params(idata)  # name → (draws, athletes)
+        pop = bayes.population_draws(idata)
+        n = len(next(iter(athlete.values())))
+        keep = np.unique(np.linspace(0, n - 1, min(n, self.config.keep_draws)).astype(int))
+        self.athletes_ = {
+            uid: {name: np.asarray(athlete[name][keep, i], dtype=float)
+                  for name in (*PARAM_NAMES, *AR_PARAMS) if name in athlete}
+            for i, uid in enumerate(user_ids)}
+        for uid in self.athletes_:
+            for name in AR_PARAMS:
+                self.athletes_[uid][name] = np.asarray(pop[name][keep], dtype=float)
+        n_src = len(sources)
+        self.population_ = Population(
+            sources=tuple(sources),
+            loc={name: np.broadcast_to(np.asarray(pop[f"{name}_loc"], dtype=float).reshape(
+                n, -1), (n, n_src))[keep].copy() for name in PARAM_NAMES},
+            scale={name: np.asarray(pop[f"{name}_scale"], dtype=float)[keep]
+                   for name in PARAM_NAMES},
+            phi={name: np.asarray(pop[name], dtype=float)[keep] for name in AR_PARAMS})
+        self.idata_ = idata
+
+    # -- API ---------------------------------------------------------------------------------
+    def athlete_params(self, history: pd.DataFrame, rng: np.random.Generator
+                       ) -> dict[str, np.ndarray]:
+        """Posterior draws for the athlete of `history`: the fitted posterior for an athlete in
+        the fit, otherwise `personalize(history)`."""
+        self._check_fitted()
+        uid = str(history["user_id"].iloc[0]) if len(history) else ""
+        if uid in self.athletes_:
+            return self.athletes_[uid]
+        return self.personalize(history, rng).params
+
+    def personalize(self, history: pd.DataFrame, rng: np.random.Generator | None = None
+                    ) -> Personalization:
+        """Posterior of a new athlete from ≥ 7 days of its rows (HRV or RHR observed)."""
+        self._check_fitted()
+        series = series_from_frame(history)
+        n_obs = int(np.sum(~np.isnan(series.hrv) | ~np.isnan(series.rhr)))
+        if n_obs < 7:
+            raise DataError("(history)", f"personalisation needs at least 7 days with HRV or "
+                                         f"RHR, got {n_obs}")
+        result = personalize_series(self.population_, series, rng or np.random.default_rng(0),
+                                    self.config.personalize_proposals,
+                                    self.config.personalize_draws)
+        if result.ess < 20:
+            warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "
+                          f"{result.n_proposals}); the posterior is rough", stacklevel=2)
+        return result
+
+    def sample_athletes(self, n: int, rng: np.random.Generator, source: str | None = None
+                        ) -> dict[str, np.ndarray]:
+        """Parameters of n new synthetic athletes drawn from the population posterior."""
+        self._check_fitted()
+        raw, _, _ = self.population_.draw_unconstrained(n, rng, source)
+        return constrained(raw)
+
+    def predict(self, history: pd.DataFrame, planned_loads: pd.DataFrame,
+                n_samples: int = 500, rng: np.random.Generator | None = None) -> Prediction:
+        """Predict the mornings after each planned day.
+
+        `history`: one athlete's canonical rows up to today (today's row may carry this
+        morning's physiology and no load yet); `planned_loads`: one row per planned day starting
+        today, with `load_trimp` and optionally `z4_min`, `z5_min`, `strength_min`. Returns the
+        predictive samples for the morning after each planned day.
+        """
+        self._check_fitted()
+        rng = rng or np.random.default_rng(0)
+        if "load_trimp" not in planned_loads.columns or planned_loads["load_trimp"].isna().any():
+            raise ValueError("planned_loads needs a load_trimp for every planned day")
+        horizon = len(planned_loads)
+        params = self.athlete_params(history, rng)
+        series = series_from_frame(history)
+        last = history.sort_values("date").iloc[-1]
+        today_has_load = pd.notna(last.get("load_trimp"))
+        start = len(series.load) if today_has_load else len(series.load) - 1
+        plan_w = planned_loads["load_trimp"].to_numpy(dtype=float) / LOAD_SCALE_TRIMP
+        hi = sum(planned_loads[c].to_numpy(dtype=float) if c in planned_loads else 0.0
+                 for c in ("z4_min", "z5_min", "strength_min"))
+        plan_u = np.broadcast_to(np.nan_to_num(hi), (horizon,)) / HI_LOAD_SCALE_MIN
+        load = np.concatenate([series.load[:start], plan_w, [0.0]])
+        hi_load = np.concatenate([series.hi_load[:start], plan_u, [0.0]])
+        pad = len(load) - len(series.hrv)
+        nan = np.full(pad, np.nan)
+        full = AthleteSeries(
+            dates=np.concatenate([series.dates, series.dates[-1] + np.arange(1, pad + 1)]),
+            load=load, hi_load=hi_load, hrv=np.concatenate([series.hrv, nan]),
+            rhr=np.concatenate([series.rhr, nan]),
+            recovery_logit=np.concatenate([series.recovery_logit, nan]), source=series.source)
+        origin = start + 1  # the first morning after the first planned day
+        samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng)
+        lat = latent_states(params, full.load, full.hi_load)
+        draw = rng.integers(0, lat.shape[0], size=n_samples)
+        days = origin + np.arange(horizon)
+        latents = {name: lat[draw][:, days, i] for i, name in enumerate(LATENTS)}
+        return Prediction(dates=full.dates[start:start + horizon],
+                          samples={k: v[0] for k, v in samples.items()}, latents=latents)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write the model to a directory: `posterior.nc` (InferenceData of the kept draws),
+        `model.json` (config, sources, diagnostics, library versions)."""
+        import arviz as az
+        import xarray as xr
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        users = sorted(self.athletes_)
+        draws = len(self.population_.phi[AR_PARAMS[0]])
+        data = {}
+        for name in PARAM_NAMES:
+            data[name] = (("draw", "athlete"), np.stack(
+                [self.athletes_[u][name] for u in users], axis=1) if users else np.zeros((draws, 0)))
+            data[f"{name}_loc"] = (("draw", "source"), self.population_.loc[name])
+            data[f"{name}_scale"] = (("draw",), self.population_.scale[name])
+        for name in AR_PARAMS:
+            data[name] = (("draw",), self.population_.phi[name])
+        posterior = xr.Dataset(data, coords={"draw": np.arange(draws), "athlete": users,
+                                             "source": list(self.population_.sources)})
+        idata = az.InferenceData(posterior=posterior.expand_dims(chain=[0]))
+        from physiology_model.table import atomic_write
+
+        atomic_write(directory / "posterior.nc", lambda tmp: idata.to_netcdf(tmp))
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "config": vars(self.config), "sources": list(self.population_.sources),
+                "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
+                "versions": _versions()}
+        atomic_write(directory / "model.json",
+                     lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "WorldModel":
+        """Load a model written by `save`; a model of another format version fails clearly."""
+        import arviz as az
+
+        directory = Path(directory)
+        meta_path = directory / "model.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise DataError(directory, "not a saved world model (no model.json)") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(meta_path, f"not valid JSON ({exc.msg})") from None
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(meta_path, f"saved as {meta.get('format')} version "
+                                       f"{meta.get('format_version')}; this code reads {FORMAT} "
+                                       f"version {FORMAT_VERSION}: refit with `periodize model fit`")
+        post = az.from_netcdf(directory / "posterior.nc").posterior.isel(chain=0)
+        model = cls(WorldModelConfig(**meta["config"]))
+        users = [str(u) for u in post["athlete"].values]
+        model.athletes_ = {u: {name: post[name].values[:, i].astype(float)
+                               for name in PARAM_NAMES} for i, u in enumerate(users)}
+        model.population_ = Population(
+            sources=tuple(meta["sources"]),
+            loc={name: post[f"{name}_loc"].values.astype(float) for name in PARAM_NAMES},
+            scale={name: post[f"{name}_scale"].values.astype(float) for name in PARAM_NAMES},
+            phi={name: post[name].values.astype(float) for name in AR_PARAMS})
+        for u in users:
+            for name in AR_PARAMS:
+                model.athletes_[u][name] = model.population_.phi[name]
+        model.diagnostics_ = meta.get("diagnostics", {})
+        return model
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("adaptive-periodization", "numpy", "pymc", "arviz", "torch"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value

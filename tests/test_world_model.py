@@ -1,0 +1,177 @@
+"""WorldModel numerics that need no MCMC: forecasting, personalisation, sampling, save/load.
+
+The population here is a known one built in the test, so the truth is known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from physiology_model.errors import DataError
+from physiology_model.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
+from physiology_model.world_model import (
+    Population,
+    WorldModel,
+    WorldModelConfig,
+    constrained,
+    forecast_samples,
+    series_from_frame,
+    simulate_observations,
+)
+
+SOURCES = ("whoop", "lifesnaps")
+
+
+def _population(n_draws: int = 50, seed: int = 0) -> Population:
+    rng = np.random.default_rng(seed)
+    loc, scale = {}, {}
+    for name, spec in ATHLETE_PARAMS.items():
+        base = spec.loc_mean + 0.02 * rng.standard_normal(n_draws)
+        loc[name] = np.stack([base, base + (0.1 if spec.by_source else 0.0)], axis=1)
+        scale[name] = np.full(n_draws, spec.scale_sd * 0.7)
+    phi = {"phi_hrv": np.full(n_draws, 0.4), "phi_rhr": np.full(n_draws, 0.5),
+           "phi_rec": np.full(n_draws, 0.3)}
+    return Population(SOURCES, loc, scale, phi)
+
+
+def _athlete_frame(p: dict[str, np.ndarray], n_days: int, seed: int, user: str = "u1",
+                   missing: float = 0.15) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    week = np.array([0.0, 1.5, 0.8, 2.2, 0.0, 1.2, 3.0])
+    load = np.tile(week, n_days // 7 + 1)[:n_days] * rng.uniform(0.7, 1.3, n_days)
+    hi = (load > 2.0) * 0.5
+    obs = simulate_observations(p, load, hi, rng)
+    frame = pd.DataFrame({
+        "user_id": user, "date": pd.date_range("2024-01-01", periods=n_days),
+        "hrv_rmssd_ms": np.exp(obs["hrv"][0]), "rhr_bpm": obs["rhr"][0],
+        "recovery_pct": obs["recovery"][0], "load_trimp": load * 100.0,
+        "z4_min": hi * 60.0, "z5_min": 0.0, "strength_min": 0.0, "source": "whoop"})
+    drop = rng.random(n_days) < missing
+    frame.loc[drop, ["hrv_rmssd_ms", "rhr_bpm", "recovery_pct"]] = np.nan
+    return frame
+
+
+def _truth(seed: int = 1) -> dict[str, np.ndarray]:
+    raw, _, _ = _population().draw_unconstrained(1, np.random.default_rng(seed), "whoop")
+    return constrained(raw)
+
+
+def _model(pop: Population, athletes: dict | None = None) -> WorldModel:
+    model = WorldModel(WorldModelConfig(personalize_proposals=3000, personalize_draws=400))
+    model.population_ = pop
+    model.athletes_ = athletes or {}
+    model.diagnostics_ = {"ok": True}
+    return model
+
+
+def test_sampled_athletes_have_tau_fit_above_tau_fat_and_finite_values():
+    params = _model(_population()).sample_athletes(500, np.random.default_rng(0), "whoop")
+    assert set(params) == set(PARAM_NAMES) | set(AR_PARAMS)
+    assert all(np.all(np.isfinite(v)) and v.shape == (500,) for v in params.values())
+    assert np.all(params["tau_gap_days"] > 0) and np.all(params["sigma_hrv"] > 0)
+
+
+def test_forecast_uses_no_observation_at_or_after_the_origin():
+    p = _truth()
+    frame = _athlete_frame(p, 60, seed=2)
+    series = series_from_frame(frame)
+    origins = np.array([20, 30])
+    a = forecast_samples(p, series, origins, 7, 50, np.random.default_rng(3))
+    changed = frame.copy()
+    changed.loc[30:, ["hrv_rmssd_ms", "rhr_bpm", "recovery_pct"]] *= 1.5
+    changed.loc[36:, "load_trimp"] = 900.0  # loads on/after d0+h-1 = 36 for the later origin
+    b = forecast_samples(p, series_from_frame(changed), origins, 7, 50, np.random.default_rng(3))
+    for target in a:
+        assert a[target].shape == (2, 50, 7)
+        np.testing.assert_array_equal(a[target], b[target])
+
+
+def test_forecast_conditions_on_the_last_residual():
+    p = {k: v.copy() for k, v in _truth().items()}
+    p["phi_hrv"][:] = 0.9
+    frame = _athlete_frame(p, 40, seed=4, missing=0.0)
+    high, low = frame.copy(), frame.copy()
+    high.loc[29, "hrv_rmssd_ms"] *= 2.0
+    low.loc[29, "hrv_rmssd_ms"] /= 2.0
+    rng = np.random.default_rng(0)
+    up = forecast_samples(p, series_from_frame(high), np.array([30]), 3, 400, rng)["hrv"]
+    down = forecast_samples(p, series_from_frame(low), np.array([30]), 3, 400, rng)["hrv"]
+    gap = np.median(up[0], axis=0) - np.median(down[0], axis=0)
+    assert np.all(gap > 0) and gap[0] > gap[2]  # the memory fades with the horizon
+
+
+def test_personalize_recovers_the_athlete_and_sharpens_with_days():
+    truth = _truth(seed=5)
+    model = _model(_population())
+    widths, covered = [], 0
+    checked = ("mu_hrv", "mu_rhr", "mu_rec")
+    for n_days in (14, 120):
+        frame = _athlete_frame(truth, n_days, seed=6)
+        post = model.personalize(frame, np.random.default_rng(7))
+        assert post.ess > 20
+        assert set(post.params) == set(PARAM_NAMES) | set(AR_PARAMS)
+        widths.append([np.subtract(*np.quantile(post.params[n], [0.97, 0.03])) for n in checked])
+        if n_days == 120:
+            for n in checked:
+                lo, hi = np.quantile(post.params[n], [0.03, 0.97])
+                covered += lo <= truth[n][0] <= hi
+    assert covered >= 2
+    assert np.all(np.array(widths[1]) < np.array(widths[0]))
+
+
+def test_personalize_needs_seven_days():
+    frame = _athlete_frame(_truth(), 6, seed=8, missing=0.0)
+    with pytest.raises(DataError, match="at least 7 days"):
+        _model(_population()).personalize(frame)
+
+
+def test_predict_more_load_means_lower_hrv_tomorrow_and_ordered_quantiles():
+    truth = _truth(seed=9)
+    truth["a_fat"][:] = 0.15
+    history = _athlete_frame(truth, 60, seed=10)
+    model = _model(_population(), {"u1": {k: np.repeat(v, 200) for k, v in truth.items()}})
+    easy = pd.DataFrame({"load_trimp": [0.0] * 3})
+    hard = pd.DataFrame({"load_trimp": [400.0] * 3, "z4_min": [40.0] * 3})
+    p_easy = model.predict(history, easy, 2000, np.random.default_rng(0))
+    p_hard = model.predict(history, hard, 2000, np.random.default_rng(0))
+    assert p_hard.samples["hrv"].shape == (2000, 3)
+    assert np.median(p_hard.samples["hrv"][:, 0]) < np.median(p_easy.samples["hrv"][:, 0])
+    assert np.median(p_hard.latents["fatigue"][:, 0]) > np.median(p_easy.latents["fatigue"][:, 0])
+    q = p_hard.quantiles()
+    assert (q["q05"] <= q["q50"]).all() and (q["q50"] <= q["q95"]).all()
+    assert set(q["variable"]) >= {"hrv", "hrv_ms", "rhr", "recovery", "fitness", "fatigue"}
+    assert q.loc[q["variable"] == "recovery", ["q05", "q95"]].stack().between(0, 100).all()
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path):
+    truth = _truth(seed=11)
+    history = _athlete_frame(truth, 40, seed=12)
+    model = _model(_population(n_draws=20),
+                   {"u1": {k: np.repeat(v, 20) for k, v in truth.items()}})
+    model.save(tmp_path / "m")
+    back = WorldModel.load(tmp_path / "m")
+    plan = pd.DataFrame({"load_trimp": [100.0, 0.0, 250.0]})
+    a = model.predict(history, plan, 300, np.random.default_rng(1))
+    b = back.predict(history, plan, 300, np.random.default_rng(1))
+    for target in a.samples:
+        np.testing.assert_allclose(a.samples[target], b.samples[target])
+    new = history.assign(user_id="someone_new")
+    pa = model.personalize(new, np.random.default_rng(2)).params
+    pb = back.personalize(new, np.random.default_rng(2)).params
+    np.testing.assert_allclose(pa["mu_hrv"], pb["mu_hrv"])
+
+
+def test_loading_another_format_version_fails_clearly(tmp_path):
+    model = _model(_population(n_draws=5), {})
+    model.save(tmp_path / "m")
+    meta = (tmp_path / "m" / "model.json")
+    meta.write_text(meta.read_text().replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(DataError, match="version 99.*refit"):
+        WorldModel.load(tmp_path / "m")
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        WorldModel().sample_athletes(3, np.random.default_rng(0))
