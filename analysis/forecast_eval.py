@@ -1,0 +1,366 @@
+"""Scoring forecasts of morning physiology: metrics, the evaluation protocol, the JSON report.
+
+The protocol (world-model issue, item 7), run by `evaluate_forecasters` on any canonical frame:
+
+1. Athletes: those `preprocess.assess_athletes` keeps that have at least `min_hrv_days` days of
+   HRV (the world model's athletes). Each is calendar-filled (`preprocess.fill_calendar`).
+2. `splits.user_split(athletes, test_fraction, seed)` → training and unseen athletes.
+3. `splits.temporal_split` of each training athlete's rows (70/15/15 of the days present): the
+   first test date is that athlete's cutoff. Every forecaster is fitted **once**, on the
+   training athletes' rows before their cutoffs (train + val), and then
+   (a) `temporal`: conditioned on each training athlete's rows before the cutoff, it forecasts
+       from every origin on or after the cutoff;
+   (b) `unseen`: conditioned on each unseen athlete's first `condition_days` calendar days, it
+       forecasts from every origin after them.
+   An origin is used for horizon h when its target row d0+h−1 exists, and a day is scored only
+   where the target was observed. HRV is scored on the ln scale.
+4. Per target × horizon × method × split, one record: `n` (scored days), `mae` (of the
+   predictive median), `crps` (mean over days, pooled over athletes), `cover50` / `cover90`
+   (share of days inside the central 50 % / 90 % interval), and `crps_lo` / `crps_hi` (a
+   percentile bootstrap 95 % interval of the pooled mean CRPS, resampling athletes). Undefined
+   values (n = 0) are None.
+
+CRPS (continuous ranked probability score; Gneiting & Raftery 2007, J Am Stat Assoc 102:359):
+CRPS(F, y) = E|X − y| − ½·E|X − X'|, with X, X' independent draws from F. Lower is better; it is
+in the target's units and equals the absolute error for a point forecast. A forecaster with
+Gaussian predictive distributions (`GaussianAthleteForecaster`: every baseline) is scored in
+closed form (its median is its mean, its intervals μ ± z·σ, and `n_samples` is not used); any
+other from its `n_samples` samples, with the exact CRPS of their empirical distribution.
+
+A model loaded from disk can take part through an adapter whose `fit` does nothing; its
+scores are out of sample only if it was fitted on `split_for_forecasting(...).fit_frame` with
+the same seed, test fraction and athlete selection.
+
+Everything is deterministic given `seed`: the user split uses it directly, and each forecast's
+sampling and each bootstrap draw a stream keyed by (seed, method, split, athlete, horizon).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from physiology_model.forecast import (
+    TARGETS,
+    AthleteForecaster,
+    Forecaster,
+    GaussianAthleteForecaster,
+    target_values,
+)
+from physiology_model.preprocess import PreprocessConfig, assess_athletes, fill_calendar
+from physiology_model.splits import temporal_split, user_split
+from physiology_model.table import DailyTable, atomic_write
+
+RECORD_KEYS: tuple[str, ...] = ("target", "horizon", "method", "split", "n", "mae", "crps",
+                                "cover50", "cover90", "crps_lo", "crps_hi")
+"""Keys of every record, in order."""
+
+SPLITS: tuple[str, str] = ("temporal", "unseen")
+
+INTERVAL_LEVELS: tuple[float, float] = (0.5, 0.9)
+"""Central predictive intervals whose coverage is reported (`cover50`, `cover90`)."""
+
+N_BOOTSTRAP = 2000
+"""Bootstrap resamples of athletes for the 95 % interval of the mean CRPS."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics.
+
+
+def crps_samples(samples: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """CRPS of the empirical distribution of `samples` (..., m) at `observed` (...).
+
+    Exact for the m-point empirical distribution, O(m log m) by sorting: the kernel form
+    E|X − y| − ½·E|X − X'| of Gneiting & Raftery (2007), with E|X − X'| over sorted samples
+    (the estimator the R package scoringRules uses; Jordan, Krüger & Lerch 2019, J Stat Softw
+    90(12)):
+
+        CRPS = (1/m)·Σ_i |x_i − y| − (1/m²)·Σ_i (2i − m − 1)·x_(i),   x_(1) ≤ … ≤ x_(m).
+
+    For m = 1 (a point forecast) it is |x − y|.
+    """
+    x = np.sort(np.asarray(samples, dtype=float), axis=-1)
+    y = np.asarray(observed, dtype=float)
+    m = x.shape[-1]
+    if m == 0:
+        raise ValueError("need at least one sample")
+    weights = 2.0 * np.arange(1, m + 1) - m - 1
+    spread = (x * weights).sum(axis=-1) / m ** 2
+    return np.abs(x - y[..., None]).mean(axis=-1) - spread
+
+
+def crps_gaussian(mean: np.ndarray, sd: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """CRPS of N(mean, sd²) at `observed`, in closed form (Gneiting, Raftery, Westveld &
+    Goldman 2005, Mon Weather Rev 133:1098; Gneiting & Raftery 2007):
+
+        CRPS = σ·[z·(2Φ(z) − 1) + 2φ(z) − 1/√π],   z = (y − μ)/σ.
+
+    Arrays broadcast together; σ must be positive.
+    """
+    mu = np.asarray(mean, dtype=float)
+    sigma = np.asarray(sd, dtype=float)
+    if np.any(sigma <= 0):
+        raise ValueError("Gaussian CRPS needs positive SDs")
+    z = (np.asarray(observed, dtype=float) - mu) / sigma
+    density = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return sigma * (z * (2.0 * ndtr(z) - 1.0) + 2.0 * density - 1.0 / math.sqrt(math.pi))
+
+
+def interval_hits(samples: np.ndarray, observed: np.ndarray, level: float) -> np.ndarray:
+    """Whether `observed` (...) lies in the central `level` interval of `samples` (..., m),
+    bounds the empirical (1 ± level)/2 quantiles (numpy's default linear interpolation),
+    inclusive."""
+    lo, hi = np.quantile(samples, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=-1)
+    y = np.asarray(observed, dtype=float)
+    return (y >= lo) & (y <= hi)
+
+
+def gaussian_interval_hits(mean: np.ndarray, sd: np.ndarray, observed: np.ndarray,
+                           level: float) -> np.ndarray:
+    """As `interval_hits` for N(mean, sd²): |y − μ| ≤ Φ⁻¹((1 + level)/2)·σ."""
+    z = float(ndtri((1.0 + level) / 2.0))
+    return np.abs(np.asarray(observed, dtype=float) - mean) <= z * np.asarray(sd, dtype=float)
+
+
+def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, rng: np.random.Generator,
+                      n_boot: int = N_BOOTSTRAP, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a pooled mean, resampling athletes (clusters).
+
+    `sums[a]` and `counts[a]` are athlete a's total score and number of scored days; each
+    resample draws athletes with replacement and recomputes Σ sums / Σ counts over the draw
+    (days of one athlete stay together: they are not independent). Athletes with no scored day
+    are ignored. Returns (lo, hi); (nan, nan) without scored days.
+    """
+    keep = np.asarray(counts) > 0
+    s = np.asarray(sums, dtype=float)[keep]
+    c = np.asarray(counts, dtype=float)[keep]
+    if c.size == 0:
+        return math.nan, math.nan
+    draws = rng.multinomial(c.size, np.full(c.size, 1.0 / c.size), size=n_boot)
+    means = (draws @ s) / (draws @ c)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol.
+
+
+def select_forecast_athletes(frame: pd.DataFrame, *, min_hrv_days: int = 28,
+                             config: PreprocessConfig | None = None) -> list[str]:
+    """The world model's athletes: kept by `assess_athletes` (with `config`, default
+    `PreprocessConfig()`) and with ≥ `min_hrv_days` days of HRV. Sorted ids."""
+    if frame.empty:
+        return []
+    assessed = assess_athletes(DailyTable(frame), config or PreprocessConfig())
+    kept = set(assessed.loc[assessed["kept"], "user_id"].astype(str))
+    hrv_days = (frame.assign(user_id=frame["user_id"].astype(str))
+                .groupby("user_id")["hrv_rmssd_ms"].count())
+    return sorted(u for u in kept if hrv_days.get(u, 0) >= min_hrv_days)
+
+
+@dataclass(frozen=True)
+class ForecastSplit:
+    """Who and which rows the forecasters are fitted on, and where each athlete is scored."""
+
+    frames: dict[str, pd.DataFrame]
+    """Every selected athlete's calendar-filled rows (sorted, index 0..n−1)."""
+    train_users: tuple[str, ...]
+    """Athletes used in the fit (scored on `temporal`)."""
+    test_users: tuple[str, ...]
+    """Athletes not used in the fit (scored on `unseen`)."""
+    cutoff_rows: dict[str, int]
+    """Per training athlete, the row position of its first temporal test day."""
+    fit_frame: pd.DataFrame
+    """The training athletes' rows before their cutoffs: what every forecaster is fitted on."""
+
+
+def split_for_forecasting(frame: pd.DataFrame, *, seed: int, test_fraction: float = 0.2,
+                          min_hrv_days: int = 28) -> ForecastSplit:
+    """Select athletes, calendar-fill them and split them as the protocol says (module
+    docstring). A model fitted outside `evaluate_forecasters` (e.g. `periodize model fit`) must
+    be fitted on `fit_frame` of the same seed for the scores to be out of sample."""
+    athletes = select_forecast_athletes(frame, min_hrv_days=min_hrv_days)
+    if len(athletes) < 2:
+        raise ValueError(f"the forecast evaluation needs at least 2 athletes with "
+                         f"≥ {min_hrv_days} days of HRV, found {len(athletes)}")
+    rows = frame[frame["user_id"].astype(str).isin(athletes)].copy()
+    rows["user_id"] = rows["user_id"].astype(str)
+    rows = rows.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
+    train_users, test_users = user_split(athletes, test_fraction, seed)
+    split = temporal_split(rows)
+    filled, _ = fill_calendar(rows)
+    frames = {u: g.reset_index(drop=True) for u, g in filled.groupby("user_id", sort=True)}
+    cutoff_rows: dict[str, int] = {}
+    fit_parts = []
+    for user in train_users:
+        test_dates = rows.loc[(rows["user_id"] == user) & (split == "test"), "date"]
+        full = frames[user]
+        cutoff = (int(np.searchsorted(full["date"].to_numpy(), test_dates.min().to_datetime64()))
+                  if len(test_dates) else len(full))
+        cutoff_rows[user] = cutoff
+        fit_parts.append(full.iloc[:cutoff])
+    fit_frame = pd.concat(fit_parts, ignore_index=True)
+    return ForecastSplit(frames, tuple(train_users), tuple(test_users), cutoff_rows, fit_frame)
+
+
+def _stream(seed: int, *keys: int | str) -> np.random.Generator:
+    """An independent generator for (seed, keys), whatever order things are run in."""
+    key = tuple(zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys)
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=key))
+
+
+@dataclass
+class _Scores:
+    """Per-day scores of one (target, horizon, method, split), by athlete."""
+
+    crps: list[np.ndarray]
+    abs_error: list[np.ndarray]
+    hits50: list[np.ndarray]
+    hits90: list[np.ndarray]
+
+
+def _check_finite(target: str, *forecasts: np.ndarray) -> None:
+    """A forecast of a day that is scored must be a number: NaN would silently void the mean."""
+    for values in forecasts:
+        if not np.isfinite(values).all():
+            raise ValueError(f"the forecast of {target} is not finite on a day with an "
+                             f"observed {target}")
+
+
+def _score_athlete(conditioned: AthleteForecaster, frame: pd.DataFrame, origins: np.ndarray,
+                   horizon: int, n_samples: int, rng: np.random.Generator
+                   ) -> dict[str, tuple[np.ndarray, ...]]:
+    """Per target: (crps, absolute error of the median, in 50 %, in 90 %) of the scored days
+    (origins whose target row d0+h−1 was observed)."""
+    truth = target_values(frame)
+    rows = origins + horizon - 1
+    out = {}
+    if isinstance(conditioned, GaussianAthleteForecaster):
+        forecast = conditioned.forecast_gaussian(frame, origins, horizon)
+        for target in TARGETS:
+            mean, sd = (np.asarray(a)[:, horizon - 1] for a in forecast[target])
+            y = truth[target][rows]
+            seen = np.isfinite(y)
+            mean, sd, y = mean[seen], sd[seen], y[seen]
+            _check_finite(target, mean, sd)
+            out[target] = (crps_gaussian(mean, sd, y), np.abs(mean - y),
+                           *(gaussian_interval_hits(mean, sd, y, lv) for lv in INTERVAL_LEVELS))
+        return out
+    samples = conditioned.forecast(frame, origins, horizon, n_samples, rng)
+    for target in TARGETS:
+        draws = np.asarray(samples[target])
+        if draws.shape != (origins.size, n_samples, horizon):
+            raise ValueError(f"forecast of {target} has shape {draws.shape}, expected "
+                             f"{(origins.size, n_samples, horizon)}")
+        y = truth[target][rows]
+        seen = np.isfinite(y)
+        last, y = draws[seen, :, horizon - 1], y[seen]
+        _check_finite(target, last)
+        out[target] = (crps_samples(last, y), np.abs(np.median(last, axis=-1) - y),
+                       *(interval_hits(last, y, lv) for lv in INTERVAL_LEVELS))
+    return out
+
+
+def _record(target: str, horizon: int, method: str, split: str, scores: _Scores,
+            rng: np.random.Generator) -> dict:
+    counts = np.array([c.size for c in scores.crps])
+    n = int(counts.sum())
+    record: dict = {"target": target, "horizon": int(horizon), "method": method, "split": split,
+                    "n": n}
+    if n == 0:
+        record.update({k: None for k in RECORD_KEYS[5:]})
+        return record
+    def pooled(parts: list[np.ndarray]) -> float:
+        return float(np.concatenate(parts).astype(float).mean())
+
+    lo, hi = bootstrap_mean_ci(np.array([c.sum() for c in scores.crps]), counts, rng)
+    record.update({"mae": pooled(scores.abs_error), "crps": pooled(scores.crps),
+                   "cover50": pooled(scores.hits50), "cover90": pooled(scores.hits90),
+                   "crps_lo": lo, "crps_hi": hi})
+    return record
+
+
+def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Forecaster], *,
+                         seed: int, horizons: Sequence[int] = (1, 7), n_samples: int = 200,
+                         test_fraction: float = 0.2, condition_days: int = 14,
+                         min_hrv_days: int = 28) -> list[dict]:
+    """Run the forecast evaluation protocol (module docstring) and return its records.
+
+    `table_frame`: a canonical daily-table frame (`DailyTable.frame`, any athletes); each
+    forecaster is fitted once (on `split_for_forecasting(...).fit_frame`), then conditioned and
+    scored per athlete. Returns one record per target × horizon × method × split (targets in
+    `TARGETS` order, then horizons, methods in the given order, splits temporal then unseen),
+    each with the keys `RECORD_KEYS`. Method names must be unique.
+    """
+    names = [f.name for f in forecasters]
+    if len(set(names)) != len(names):
+        raise ValueError(f"forecaster names must be unique, got {names}")
+    horizons = tuple(int(h) for h in horizons)
+    if not horizons or min(horizons) < 1:
+        raise ValueError(f"horizons must be positive day counts, got {horizons}")
+    if condition_days < 1:
+        raise ValueError("condition_days must be ≥ 1")
+    split = split_for_forecasting(table_frame, seed=seed, test_fraction=test_fraction,
+                                  min_hrv_days=min_hrv_days)
+    # (split, athlete) → (conditioning rows, first origin)
+    plan: list[tuple[str, str, int]] = (
+        [("temporal", u, split.cutoff_rows[u]) for u in split.train_users]
+        + [("unseen", u, condition_days) for u in split.test_users])
+    scores = {(t, h, m, s): _Scores([], [], [], [])
+              for t in TARGETS for h in horizons for m in names for s in SPLITS}
+    for forecaster in forecasters:
+        forecaster.fit(split.fit_frame)
+        for split_name, user, first in plan:
+            frame = split.frames[user]
+            if first < 1 or first >= len(frame):
+                continue
+            conditioned = forecaster.condition(frame.iloc[:first])
+            for horizon in horizons:
+                origins = np.arange(first, len(frame) - horizon + 1, dtype=np.int64)
+                if not origins.size:
+                    continue
+                rng = _stream(seed, forecaster.name, split_name, user, horizon)
+                per_target = _score_athlete(conditioned, frame, origins, horizon, n_samples,
+                                            rng)
+                for target, (crps, error, hit50, hit90) in per_target.items():
+                    bucket = scores[(target, horizon, forecaster.name, split_name)]
+                    bucket.crps.append(crps)
+                    bucket.abs_error.append(error)
+                    bucket.hits50.append(hit50)
+                    bucket.hits90.append(hit90)
+    records = []
+    for target in TARGETS:
+        for horizon in horizons:
+            for method in names:
+                for split_name in SPLITS:
+                    # One bootstrap stream per (target, horizon, split), shared by the methods:
+                    # the same athlete resamples, so their intervals are comparable.
+                    rng = _stream(seed, "bootstrap", target, split_name, horizon)
+                    records.append(_record(target, horizon, method, split_name,
+                                           scores[(target, horizon, method, split_name)], rng))
+    return records
+
+
+def write_forecast_report(records: Sequence[dict], path: str | Path) -> None:
+    """Write the records as a JSON list atomically (either the whole file or none); NaN → null."""
+    def clean(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        return value
+
+    payload = [{k: clean(v) for k, v in record.items()} for record in records]
+    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
