@@ -65,6 +65,52 @@ def _data_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_fit(args: argparse.Namespace) -> int:
+    from analysis.forecast_eval import split_for_forecasting
+    from physiology_model.bayes import SamplerConfig
+    from physiology_model.loaders import load_exports
+    from physiology_model.world_model import WorldModel, WorldModelConfig
+
+    frame = load_exports(args.data).frame
+    split = split_for_forecasting(frame, seed=args.seed)
+    fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if args.all
+                 else split.fit_frame)
+    config = WorldModelConfig(max_days=args.max_days)
+    sampler = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune,
+                            chains=args.chains, seed=args.seed, progress_bar=args.progress)
+    held_out = "none (--all)" if args.all else (f"{len(split.test_users)} athletes and the last "
+                                               f"15 % of each training athlete's days")
+    print(f"fitting {fit_frame['user_id'].nunique()} athletes, {len(fit_frame)} days "
+          f"(held out: {held_out}); sampler {args.sampler}, {args.chains} chains × "
+          f"{args.draws} draws", flush=True)
+    model = WorldModel(config, sampler=sampler).fit(fit_frame)
+    model.split_ = {"seed": args.seed, "all": bool(args.all),
+                    "test_users": list(split.test_users)}
+    model.save(args.out)
+    print(f"wrote {args.out}")
+    return 0 if model.diagnostics_.get("ok", False) else 3
+
+
+def _model_evaluate(args: argparse.Namespace) -> int:
+    from analysis.forecast_eval import evaluate_forecasters, write_forecast_report
+    from physiology_model.forecast import baseline_forecasters
+    from physiology_model.loaders import load_exports
+    from physiology_model.world_model import WorldModel, WorldModelForecaster
+
+    model = WorldModel.load(args.model)
+    seed = args.seed if args.seed is not None else int(model.split_.get("seed", 0))
+    frame = load_exports(args.data).frame
+    forecasters = [*baseline_forecasters(), WorldModelForecaster(model, seed=seed)]
+    records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples)
+    write_forecast_report(records, args.out)
+    table = pd.DataFrame(records)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(table.pivot_table(index=["target", "horizon", "split"], columns="method",
+                                values="crps").round(4).to_string())
+    print(f"wrote {args.out} ({len(records)} records)")
+    return 0
+
+
 def _json_default(value):
     if hasattr(value, "item"):
         return value.item()
@@ -90,6 +136,32 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("paths", nargs="+", help="WHOOP export files or directories")
     calibrate.add_argument("--out", required=True, help="output .json file")
     calibrate.set_defaults(func=_data_calibrate)
+
+    model = sub.add_parser("model", help="fit and evaluate the physiology world model")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    fit = model_sub.add_parser("fit", help="fit the hierarchical Bayesian world model")
+    fit.add_argument("--data", nargs="+", required=True, help="export files or directories")
+    fit.add_argument("--out", required=True, help="model directory to write")
+    fit.add_argument("--seed", type=int, default=0, help="root seed (split and sampler)")
+    fit.add_argument("--all", action="store_true",
+                     help="fit on every athlete and day (default: hold out the evaluation's "
+                          "test athletes and the last 15%% of each athlete's days)")
+    fit.add_argument("--sampler", default="nutpie",
+                     choices=["nutpie", "pymc", "advi", "pathfinder"])
+    fit.add_argument("--draws", type=int, default=500)
+    fit.add_argument("--tune", type=int, default=500)
+    fit.add_argument("--chains", type=int, default=2)
+    fit.add_argument("--max-days", type=int, default=365,
+                     help="most recent days per athlete used in the fit")
+    fit.add_argument("--progress", action="store_true", help="show the sampler's progress")
+    fit.set_defaults(func=_model_fit)
+    ev = model_sub.add_parser("evaluate", help="forecast skill against baselines")
+    ev.add_argument("--model", required=True, help="model directory")
+    ev.add_argument("--data", nargs="+", required=True, help="export files or directories")
+    ev.add_argument("--out", required=True, help="JSON file of records")
+    ev.add_argument("--seed", type=int, default=None, help="default: the model's split seed")
+    ev.add_argument("--samples", type=int, default=200, help="predictive samples per forecast")
+    ev.set_defaults(func=_model_evaluate)
     return parser
 
 

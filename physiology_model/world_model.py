@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -482,6 +483,8 @@ class WorldModel:
     athletes_: dict[str, dict[str, np.ndarray]]
     """user_id → {parameter: (draws,)} from the NUTS posterior."""
     diagnostics_: dict
+    split_: dict
+    """How the fit was held out from the evaluation (seed, test users), when known."""
     idata_: object
 
     def _check_fitted(self) -> None:
@@ -504,26 +507,26 @@ class WorldModel:
         from physiology_model import bayes
 
         diag = bayes.diagnose(idata)
-        self.diagnostics_ = diag.as_dict() if hasattr(diag, "as_dict") else dict(vars(diag))
+        self.diagnostics_ = diag.to_dict()
         athlete = bayes.posterior_athlete_params(idata)  # name → (draws, athletes)
         pop = bayes.population_draws(idata)
-        n = len(next(iter(athlete.values())))
+        n = pop["scale"].shape[0]
         keep = np.unique(np.linspace(0, n - 1, min(n, self.config.keep_draws)).astype(int))
-        self.athletes_ = {
-            uid: {name: np.asarray(athlete[name][keep, i], dtype=float)
-                  for name in (*PARAM_NAMES, *AR_PARAMS) if name in athlete}
-            for i, uid in enumerate(user_ids)}
-        for uid in self.athletes_:
-            for name in AR_PARAMS:
-                self.athletes_[uid][name] = np.asarray(pop[name][keep], dtype=float)
-        n_src = len(sources)
+        index = {name: i for i, name in enumerate(pop["param_names"])}
+        phi = {name: np.asarray(pop["phi"][keep, i], dtype=float)
+               for i, name in enumerate(AR_PARAMS)}
+        self.athletes_ = {}
+        for a, uid in enumerate(user_ids):
+            draws = {name: np.asarray(athlete[name][keep, a], dtype=float) for name in PARAM_NAMES}
+            draws.update(phi)
+            self.athletes_[str(uid)] = draws
         self.population_ = Population(
-            sources=tuple(sources),
-            loc={name: np.broadcast_to(np.asarray(pop[f"{name}_loc"], dtype=float).reshape(
-                n, -1), (n, n_src))[keep].copy() for name in PARAM_NAMES},
-            scale={name: np.asarray(pop[f"{name}_scale"], dtype=float)[keep]
+            sources=tuple(pop["sources"]),
+            loc={name: np.asarray(pop["loc"][keep, :, index[name]], dtype=float)
+                 for name in PARAM_NAMES},
+            scale={name: np.asarray(pop["scale"][keep, index[name]], dtype=float)
                    for name in PARAM_NAMES},
-            phi={name: np.asarray(pop[name], dtype=float)[keep] for name in AR_PARAMS})
+            phi=phi)
         self.idata_ = idata
 
     # -- API ---------------------------------------------------------------------------------
@@ -631,6 +634,7 @@ class WorldModel:
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": vars(self.config), "sources": list(self.population_.sources),
                 "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
+                "split": _jsonable(getattr(self, "split_", {})),
                 "versions": _versions()}
         atomic_write(directory / "model.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
@@ -666,6 +670,7 @@ class WorldModel:
             for name in AR_PARAMS:
                 model.athletes_[u][name] = model.population_.phi[name]
         model.diagnostics_ = meta.get("diagnostics", {})
+        model.split_ = meta.get("split", {})
         return model
 
 
@@ -689,3 +694,38 @@ def _jsonable(value):
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+class WorldModelForecaster:
+    """The `WorldModel` as a `forecast.Forecaster`, for the forecast evaluation protocol.
+
+    `fit` fits the model unless it was given fitted (a model loaded from disk, fitted by
+    `periodize model fit` on the protocol's training rows); `condition` returns the fitted
+    posterior of an athlete in the fit, and personalises any other athlete on the rows given.
+    """
+
+    name = "world_model"
+
+    def __init__(self, model: WorldModel, seed: int = 0):
+        self.model = model
+        self.seed = seed
+
+    def fit(self, train: pd.DataFrame) -> "WorldModelForecaster":
+        if not hasattr(self.model, "population_"):
+            self.model.fit(train)
+        return self
+
+    def condition(self, athlete: pd.DataFrame) -> "_ConditionedWorldModel":
+        user = str(athlete["user_id"].iloc[0]).encode()
+        rng = np.random.default_rng([self.seed, zlib.crc32(user)])
+        return _ConditionedWorldModel(self.model.athlete_params(athlete, rng))
+
+
+@dataclass(frozen=True)
+class _ConditionedWorldModel:
+    params: dict[str, np.ndarray]
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
+                                n_samples, rng)
