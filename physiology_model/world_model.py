@@ -23,6 +23,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,9 @@ from physiology_model.params import (
     TAU_FAST_DAYS,
     to_constrained,
 )
+
+if TYPE_CHECKING:  # torch is imported only where a residual is used
+    from physiology_model.residual import TrainedResidual
 
 TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
 """Forecast targets: ln RMSSD (ln ms), resting HR (bpm), recovery (%)."""
@@ -177,19 +181,16 @@ def _observed(series: AthleteSeries) -> dict[str, np.ndarray]:
     return {"hrv": series.hrv, "rhr": series.rhr, "recovery": series.recovery_logit}
 
 
-def forecast_samples(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
-                     horizon: int, n_samples: int, rng: np.random.Generator
-                     ) -> dict[str, np.ndarray]:
-    """Predictive samples for mornings d0 .. d0+horizon−1 at each origin d0.
+def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
+                       horizon: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each posterior draw's Gaussian forecast of mornings d0 .. d0+horizon−1 at each origin d0.
 
-    Uses loads of days < d0+horizon−1 (the loads actually done, or planned) and observations of
-    days < d0 only: the AR(1) residual of each target is conditioned on its last observed
-    residual before d0, k days before the target day: r ~ N(φ^k r_last, σ²(1 − φ^{2k})).
-    Returns {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins, n_samples, horizon).
+    Same timing as `forecast_samples` (loads of days < d0+horizon−1, observations of days < d0;
+    the AR(1) residual conditioned on its last observed value before d0). Returns {target:
+    (mean, sd)}, each (n_origins, n_draws, horizon), on the model scale: hrv ln ms, rhr bpm,
+    recovery logit. The predictive is the equally weighted mixture over draws.
     """
     origins = np.asarray(origins, dtype=int)
-    n_draws = len(p["mu_hrv"])
-    draw = rng.integers(0, n_draws, size=(len(origins), n_samples))
     lat = latent_states(p, series.load, series.hi_load)
     means = observation_means(p, lat)
     n_days = len(series.load)
@@ -202,18 +203,48 @@ def forecast_samples(p: dict[str, np.ndarray], series: AthleteSeries, origins: n
         resid = y[None, :] - means[target]  # (S, T), NaN where unobserved
         observed = ~np.isnan(y)
         last_idx = _last_observed_before(observed, origins)  # (O,)
-        sigma = p[_SIGMA[target]][draw]  # (O, N)
-        phi = p[_PHI[target]][draw]
-        mean = means[target][draw[..., None], target_days[:, None, :]]  # (O, N, H)
+        sigma = p[_SIGMA[target]][None, :]  # (1, S)
+        phi = p[_PHI[target]][None, :]
+        mean = means[target][:, target_days].transpose(1, 0, 2)  # (O, S, H)
         has_last = last_idx >= 0
         k = np.where(has_last[:, None], target_days - last_idx[:, None], 0)  # (O, H)
-        r_last = np.where(has_last[:, None], resid[draw, np.maximum(last_idx, 0)[:, None]], 0.0)
+        r_last = np.where(has_last[:, None], resid[:, np.maximum(last_idx, 0)].T, 0.0)  # (O, S)
         phik = np.where(has_last[:, None, None], phi[..., None] ** k[:, None, :], 0.0)
         cond_mean = mean + phik * r_last[..., None]
         cond_sd = sigma[..., None] * np.sqrt(np.maximum(1.0 - phik ** 2, 0.0))
-        sample = cond_mean + cond_sd * rng.standard_normal(cond_mean.shape)
-        out[target] = logit_to_recovery(sample) if target == "recovery" else sample
+        out[target] = (cond_mean, cond_sd)
     return out
+
+
+def sample_gaussians(gaussians: dict[str, tuple[np.ndarray, np.ndarray]], n_samples: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Samples of the draw mixture of `forecast_gaussians`: each (n_origins, n_samples,
+    horizon), on the model scale (recovery logit). One draw index per (origin, sample), shared
+    by the targets."""
+    mean0 = next(iter(gaussians.values()))[0]
+    n_origins, n_draws = mean0.shape[:2]
+    draw = rng.integers(0, n_draws, size=(n_origins, n_samples))
+    rows = np.arange(n_origins)[:, None]
+    out = {}
+    for target, (mean, sd) in gaussians.items():
+        cond_mean, cond_sd = mean[rows, draw], sd[rows, draw]
+        out[target] = cond_mean + cond_sd * rng.standard_normal(cond_mean.shape)
+    return out
+
+
+def forecast_samples(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
+                     horizon: int, n_samples: int, rng: np.random.Generator
+                     ) -> dict[str, np.ndarray]:
+    """Predictive samples for mornings d0 .. d0+horizon−1 at each origin d0.
+
+    Uses loads of days < d0+horizon−1 (the loads actually done, or planned) and observations of
+    days < d0 only: the AR(1) residual of each target is conditioned on its last observed
+    residual before d0, k days before the target day: r ~ N(φ^k r_last, σ²(1 − φ^{2k})).
+    Returns {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins, n_samples, horizon).
+    """
+    samples = sample_gaussians(forecast_gaussians(p, series, origins, horizon), n_samples, rng)
+    samples["recovery"] = logit_to_recovery(samples["recovery"])
+    return samples
 
 
 def simulate_observations(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray,
@@ -486,6 +517,9 @@ class WorldModel:
     split_: dict
     """How the fit was held out from the evaluation (seed, test users), when known."""
     idata_: object
+    residual_: TrainedResidual | None
+    """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
+    None; `WorldModelForecaster` applies it to the targets its gate enabled."""
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "population_"):
@@ -528,6 +562,7 @@ class WorldModel:
                    for name in PARAM_NAMES},
             phi=phi)
         self.idata_ = idata
+        self.residual_ = None  # a residual trained on another base model no longer fits
 
     # -- API ---------------------------------------------------------------------------------
     def athlete_params(self, history: pd.DataFrame, rng: np.random.Generator
@@ -608,7 +643,8 @@ class WorldModel:
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """Write the model to a directory: `posterior.nc` (InferenceData of the kept draws),
-        `model.json` (config, sources, diagnostics, library versions)."""
+        `model.json` (config, sources, diagnostics, library versions) and, when the model has a
+        neural residual, `residual/` (`TrainedResidual.save`)."""
         import arviz as az
         import xarray as xr
 
@@ -631,10 +667,14 @@ class WorldModel:
         from physiology_model.table import atomic_write
 
         atomic_write(directory / "posterior.nc", lambda tmp: idata.to_netcdf(tmp))
+        residual = getattr(self, "residual_", None)
+        if residual is not None:
+            residual.save(directory / "residual")
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": vars(self.config), "sources": list(self.population_.sources),
                 "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
                 "split": _jsonable(getattr(self, "split_", {})),
+                "residual": "residual" if residual is not None else None,
                 "versions": _versions()}
         atomic_write(directory / "model.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
@@ -671,6 +711,11 @@ class WorldModel:
                 model.athletes_[u][name] = model.population_.phi[name]
         model.diagnostics_ = meta.get("diagnostics", {})
         model.split_ = meta.get("split", {})
+        model.residual_ = None
+        if meta.get("residual"):
+            from physiology_model.residual import TrainedResidual
+
+            model.residual_ = TrainedResidual.load(directory / "residual", device="cpu")
         return model
 
 
@@ -702,13 +747,19 @@ class WorldModelForecaster:
     `fit` fits the model unless it was given fitted (a model loaded from disk, fitted by
     `periodize model fit` on the protocol's training rows); `condition` returns the fitted
     posterior of an athlete in the fit, and personalises any other athlete on the rows given.
+    With `use_residual` (default) the model's neural residual, if it has one, corrects the
+    forecasts of the targets its gate enabled (`hybrid.forecast_with_residual`); `name` lets the
+    base model alone be scored beside it (e.g. `use_residual=False, name="world_model_base"`).
     """
 
     name = "world_model"
 
-    def __init__(self, model: WorldModel, seed: int = 0):
+    def __init__(self, model: WorldModel, seed: int = 0, use_residual: bool = True,
+                 name: str = "world_model"):
         self.model = model
         self.seed = seed
+        self.use_residual = use_residual
+        self.name = name
 
     def fit(self, train: pd.DataFrame) -> "WorldModelForecaster":
         if not hasattr(self.model, "population_"):
@@ -718,14 +769,22 @@ class WorldModelForecaster:
     def condition(self, athlete: pd.DataFrame) -> "_ConditionedWorldModel":
         user = str(athlete["user_id"].iloc[0]).encode()
         rng = np.random.default_rng([self.seed, zlib.crc32(user)])
-        return _ConditionedWorldModel(self.model.athlete_params(athlete, rng))
+        residual = getattr(self.model, "residual_", None) if self.use_residual else None
+        return _ConditionedWorldModel(self.model.athlete_params(athlete, rng), residual)
 
 
 @dataclass(frozen=True)
 class _ConditionedWorldModel:
     params: dict[str, np.ndarray]
+    residual: TrainedResidual | None = None
+    """A `residual.TrainedResidual` applied on top of the base forecast, or None."""
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
-                                n_samples, rng)
+        if self.residual is None:
+            return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
+                                    n_samples, rng)
+        from physiology_model.hybrid import forecast_with_residual
+
+        return forecast_with_residual(self.params, self.residual, frame, origins, horizon,
+                                      n_samples, rng)
