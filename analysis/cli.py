@@ -84,6 +84,11 @@ def _model_fit(args: argparse.Namespace) -> int:
           f"(held out: {held_out}); sampler {args.sampler}, {args.chains} chains × "
           f"{args.draws} draws", flush=True)
     model = WorldModel(config, sampler=sampler).fit(fit_frame)
+    if not args.no_residual:
+        from physiology_model.hybrid import describe_residual, fit_residual
+
+        model.residual_ = fit_residual(model, fit_frame, seed=args.seed)
+        print(describe_residual(model.residual_))
     model.split_ = {"seed": args.seed, "all": bool(args.all),
                     "test_users": list(split.test_users)}
     model.save(args.out)
@@ -100,7 +105,10 @@ def _model_evaluate(args: argparse.Namespace) -> int:
     model = WorldModel.load(args.model)
     seed = args.seed if args.seed is not None else int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
-    forecasters = [*baseline_forecasters(), WorldModelForecaster(model, seed=seed)]
+    forecasters = [*baseline_forecasters(),
+                   WorldModelForecaster(model, seed=seed, use_residual=False,
+                                        name="world_model_base"),
+                   WorldModelForecaster(model, seed=seed)]
     records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples)
     write_forecast_report(records, args.out)
     table = pd.DataFrame(records)
@@ -154,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-days", type=int, default=365,
                      help="most recent days per athlete used in the fit")
     fit.add_argument("--progress", action="store_true", help="show the sampler's progress")
+    fit.add_argument("--no-residual", action="store_true",
+                     help="skip the neural residual (Banister model only)")
     fit.set_defaults(func=_model_fit)
     ev = model_sub.add_parser("evaluate", help="forecast skill against baselines")
     ev.add_argument("--model", required=True, help="model directory")
