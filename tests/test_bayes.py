@@ -1,0 +1,359 @@
+"""The hierarchical Bayesian Banister model: its likelihood equals the numpy reference, its
+parametrisation does not change the posterior, it recovers known parameters, and every fit
+carries its diagnostics."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import arviz as az
+import numpy as np
+import pytest
+from scipy import stats
+
+from physiology_model import banister, bayes, params
+from physiology_model.arrays import TARGETS
+
+TINY = bayes.SimulationConfig(n_athletes=4, n_days=100)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple:
+    return bayes.simulate_cohort(TINY, np.random.default_rng(20260101))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces (fast)
+
+
+def test_gather_observations_links_each_observation_to_the_previous_one(tiny):
+    arrays, _ = tiny
+    for target in TARGETS:
+        obs = bayes.gather_observations(arrays, target)
+        values = bayes.observed_values(arrays, target)
+        assert len(obs.value) == np.isfinite(values).sum()
+        athlete, day = np.divmod(obs.flat, arrays.n_days)
+        assert np.array_equal(athlete, obs.athlete)
+        assert np.array_equal(values[athlete, day], obs.value)
+        first = obs.gap == 0
+        assert first.sum() == arrays.n_athletes  # one first observation per athlete
+        prev_day = day[obs.previous]
+        assert np.array_equal(obs.gap[~first], (day - prev_day)[~first])
+        assert (obs.gap[~first] >= 1).all() and (athlete[obs.previous] == athlete)[~first].all()
+    # ~20 % of days missing, in runs: some gaps are longer than one day.
+    obs = bayes.gather_observations(arrays, "hrv")
+    assert 0.1 < 1 - len(obs.value) / arrays.valid.sum() < 0.3 and obs.gap.max() >= 3
+
+
+def test_recovery_is_on_the_logit_scale_of_clipped_percent():
+    from physiology_model.arrays import stack_series
+
+    n = 4
+    series = [{"user_id": "x", "source": "s", "dates": np.datetime64("2024-01-01")
+               + np.arange(n).astype("timedelta64[D]"), "load": np.ones(n),
+               "load_known": np.ones(n, bool), "hi_load": np.zeros(n),
+               "hi_load_known": np.ones(n, bool), "hrv": np.full(n, 4.0),
+               "rhr": np.full(n, 50.0), "recovery": np.array([0.0, 50.0, 100.0, np.nan])}]
+    values = bayes.observed_values(stack_series(series), "recovery")
+    lo, hi = params.RECOVERY_CLIP_PCT
+    assert values[0, 0] == pytest.approx(np.log(lo / (100 - lo)))
+    assert values[0, 1] == pytest.approx(0.0)
+    assert values[0, 2] == pytest.approx(np.log(hi / (100 - hi)))
+    assert np.isnan(values[0, 3])
+
+
+def test_prior_config_overrides_and_round_trips():
+    priors = bayes.PriorConfig().override("tau_fat_days", loc_sd=0.2)
+    assert priors.params["tau_fat_days"].loc_sd == 0.2
+    assert bayes.PriorConfig().params["tau_fat_days"].loc_sd == params.ATHLETE_PARAMS[
+        "tau_fat_days"].loc_sd
+    assert bayes.PriorConfig.from_dict(json.loads(json.dumps(priors.to_dict()))) == priors
+    with pytest.raises(KeyError):
+        priors.override("tau_nonsense")
+    with pytest.raises(ValueError):
+        bayes.SamplerConfig(sampler="gibbs")
+
+
+def test_model_structure(tiny):
+    arrays, _ = tiny
+    model = bayes.build_model(arrays)
+    assert list(model.coords["athlete"]) == list(arrays.user_ids)
+    assert list(model.coords["param"]) == list(params.PARAM_NAMES)
+    assert len(model.coords["day"]) == arrays.n_days
+    for name in params.PARAM_NAMES:
+        assert model.named_vars_to_dims[name] == ("athlete",)
+    free = {v.name for v in model.free_RVs}
+    assert free == {"loc_shared", "loc_by_source", "scale", "athlete_raw", *params.AR_PARAMS}
+    assert {v.name for v in model.observed_RVs} == {f"{t}_obs" for t in TARGETS}
+    logp = model.compile_logp()(model.initial_point())
+    assert np.isfinite(logp)
+
+
+def _noncentred_point(model, arrays, theta: dict, loc: np.ndarray, scale: np.ndarray) -> dict:
+    """The value variables of the all-non-centred model that put the athletes at `theta`."""
+    point = model.initial_point()
+    specs = params.ATHLETE_PARAMS
+    shared = [n for n in params.PARAM_NAMES if not specs[n].by_source]
+    by_source = [n for n in params.PARAM_NAMES if specs[n].by_source]
+    names = list(params.PARAM_NAMES)
+    point["loc_shared"] = np.array([loc[names.index(n)] for n in shared])
+    point["loc_by_source"] = np.tile([loc[names.index(n)] for n in by_source],
+                                     (len(arrays.sources), 1))
+    point["scale_log__"] = np.log(scale)
+    raw = np.stack([params.to_unconstrained(n, theta[n]) for n in names], axis=1)
+    point["athlete_raw"] = (raw - loc) / scale
+    for k, name in enumerate(params.AR_PARAMS):
+        phi = theta["phi"][k]
+        point[f"{name}_logodds__"] = np.log(phi / (1 - phi))
+    return point
+
+
+def _numpy_loglik(arrays, theta: dict) -> float:
+    """The AR(1) gap likelihood of the module docstring, computed with numpy and scipy from
+    `banister.morning_states` (the reference the pytensor graph must equal)."""
+    tau_fat = theta["tau_fat_days"]
+    tau_fit = params.tau_fit_days(tau_fat, theta["tau_gap_days"])
+    decays = banister.decay_factors(tau_fit, tau_fat, params.TAU_FAST_DAYS)
+    initial = banister.steady_morning_state(arrays.mean_load, arrays.mean_hi_load, decays)
+    states = banister.morning_states(arrays.load, arrays.hi_load, decays, initial)
+    g, h, f = ((1 - decays[:, None, c]) * states[..., c]
+               for c in (banister.FITNESS, banister.FATIGUE, banister.FAST_FATIGUE))
+
+    def col(name):
+        return theta[name][:, None]
+
+    hrv_load = col("a_fit") * g - col("a_fat") * h - col("a_fast") * f
+    rhr_load = -col("b_fit") * g + col("b_fat") * h + col("b_fast") * f
+    means = {"hrv": col("mu_hrv") + hrv_load, "rhr": col("mu_rhr") + rhr_load,
+             "recovery": col("mu_rec") + col("g_hrv") * hrv_load - col("g_rhr") * rhr_load}
+    sigmas = {"hrv": "sigma_hrv", "rhr": "sigma_rhr", "recovery": "sigma_rec"}
+    total = 0.0
+    for k, target in enumerate(TARGETS):
+        y = bayes.observed_values(arrays, target)
+        phi = theta["phi"][k]
+        for a in range(arrays.n_athletes):
+            days = np.flatnonzero(np.isfinite(y[a]))
+            r = y[a, days] - means[target][a, days]
+            sigma = theta[sigmas[target]][a]
+            total += stats.norm.logpdf(r[0], 0.0, sigma)
+            gap = np.diff(days)
+            total += stats.norm.logpdf(r[1:], phi**gap * r[:-1],
+                                       sigma * np.sqrt(1 - phi ** (2 * gap))).sum()
+    return float(total)
+
+
+def test_likelihood_equals_the_numpy_reference(tiny):
+    arrays, truth = tiny
+    model = bayes.build_model(arrays, centre_min_obs=None)
+    point = _noncentred_point(model, arrays, truth, truth["loc"], truth["scale"])
+    loglik = model.compile_fn(model.logp(vars=model.observed_RVs), inputs=model.value_vars,
+                              on_unused_input="ignore")(point)
+    assert float(loglik) == pytest.approx(_numpy_loglik(arrays, truth), rel=1e-9)
+
+
+def test_centring_leaves_the_posterior_unchanged(tiny):
+    """The centred and non-centred models give the same posterior: at the same athlete
+    parameters their log densities differ only by the log-Jacobians of the reparametrisation."""
+    arrays, truth = tiny
+    plain = bayes.build_model(arrays, centre_min_obs=None)
+    centred = bayes.build_model(arrays, centre_min_obs=10, centre_min_athletes=1)
+    plain_logp, centred_logp = plain.compile_logp(), centred.compile_logp()
+    mu_of = centred.compile_fn(
+        centred.replace_rvs_by_values([centred[n] for n in params.PARAM_NAMES]),
+        inputs=centred.value_vars, on_unused_input="ignore")
+    observations = {t: bayes.gather_observations(arrays, t) for t in TARGETS}
+    centred_mask, _, _ = bayes._centring_plan(arrays, list(params.PARAM_NAMES), observations, 10)
+    assert centred_mask.sum() == 6 * arrays.n_athletes  # 3 levels + 3 noise SDs
+    rng = np.random.default_rng(5)
+    differences = []
+    for _ in range(3):
+        theta = {n: v * np.exp(0.05 * rng.standard_normal(v.shape)) if isinstance(v, np.ndarray)
+                 and n in params.ATHLETE_PARAMS else v for n, v in truth.items()}
+        scale = truth["scale"] * np.exp(0.2 * rng.standard_normal(truth["scale"].shape))
+        point = _noncentred_point(plain, arrays, theta, truth["loc"], scale)
+        # In the centred model the level/SD entries are not deviates: solve for them (each
+        # parameter is affine in its own raw entry, with the other entries held).
+        cpoint = dict(point)
+        raw = point["athlete_raw"].copy()
+        for _ in range(2):
+            cpoint["athlete_raw"] = raw
+            at = dict(zip(params.PARAM_NAMES, mu_of(cpoint)))
+            for p, name in enumerate(params.PARAM_NAMES):
+                if name in bayes.LEVEL_TARGETS or name in bayes.SIGMA_TARGETS:
+                    current = params.to_unconstrained(name, at[name])
+                    wanted = params.to_unconstrained(name, theta[name])
+                    cpoint_raw = raw.copy()
+                    cpoint_raw[:, p] += 1.0
+                    cpoint["athlete_raw"] = cpoint_raw
+                    slope = params.to_unconstrained(
+                        name, dict(zip(params.PARAM_NAMES, mu_of(cpoint)))[name]) - current
+                    raw[:, p] += (wanted - current) / slope
+                    cpoint["athlete_raw"] = raw
+        at = dict(zip(params.PARAM_NAMES, mu_of(cpoint)))
+        for name in params.PARAM_NAMES:
+            assert np.allclose(at[name], theta[name], rtol=1e-9, atol=1e-12), name
+        # Densities over different variables: they differ by the log-Jacobians, log(scale) of
+        # each non-centred deviate and log(step) (a constant) of each centred entry.
+        differences.append(centred_logp(cpoint) - plain_logp(point)
+                           + (centred_mask * np.log(scale)).sum())
+    assert np.ptp(differences) < 1e-6, differences
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics (fast, on hand-made draws)
+
+
+def _fake_idata(chains: np.ndarray, divergent: int = 0, sampler: str = "nutpie"):
+    diverging = np.zeros(chains.shape[:2], dtype=bool)
+    diverging.flat[:divergent] = True
+    idata = az.from_dict(posterior={"x": chains}, sample_stats={"diverging": diverging})
+    idata.attrs["sampler"] = sampler
+    return idata
+
+
+def test_diagnostics_pass_and_fail():
+    rng = np.random.default_rng(0)
+    good = bayes.diagnose(_fake_idata(rng.standard_normal((4, 1000))))
+    assert good.ok and good.max_r_hat < 1.01 and good.min_ess_bulk > 400
+    assert "passed" in good.describe()
+    shifted = rng.standard_normal((4, 1000)) + np.array([0, 0, 0, 1.0])[:, None]
+    bad = bayes.diagnose(_fake_idata(shifted, divergent=3))
+    assert not bad.ok and bad.divergences == 3
+    assert "FAILED" in bad.describe() and "R-hat" in bad.describe()
+    assert "3 divergent" in bad.describe()
+    preview = bayes.diagnose(_fake_idata(rng.standard_normal((1, 500)), sampler="advi"))
+    assert not preview.ok and "PREVIEW" in preview.describe()
+
+
+def test_failed_diagnostics_warn_loudly(capsys):
+    bad = bayes.diagnose(_fake_idata(np.random.default_rng(1).standard_normal((2, 50))))
+    with pytest.warns(UserWarning, match="FAILED"):
+        bayes.report_diagnostics(bad)
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_nutpie_failure_falls_back_to_pymc(monkeypatch):
+    import pymc as pm
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated nutpie failure")
+
+    monkeypatch.setattr(bayes, "_sample_nutpie", broken)
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0)
+    with pytest.warns(UserWarning, match="falling back to PyMC NUTS"):
+        idata = bayes.sample(model, bayes.SamplerConfig(draws=200, tune=200, chains=2))
+    assert idata.attrs["sampler"] == "pymc"
+    assert "simulated nutpie failure" in idata.attrs["sampler_fallback_reason"]
+    stored = json.loads(idata.attrs["diagnostics"])
+    assert stored["sampler"] == "pymc" and "max_r_hat" in stored
+    assert json.loads(idata.attrs["sampler_config"])["draws"] == 200
+    assert "pymc" in json.loads(idata.attrs["versions"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter recovery
+
+
+def _coverage(idata, truth: dict, hdi_prob: float = 0.94) -> tuple[float, np.ndarray]:
+    """Share of (athlete, parameter) truths inside the posterior HDI, and the per-parameter
+    absolute errors of the posterior medians (P, A)."""
+    draws = bayes.posterior_athlete_params(idata)
+    inside, errors = [], []
+    for name in params.PARAM_NAMES:
+        hdi = az.hdi(draws[name][None], hdi_prob=hdi_prob)  # (A, 2)
+        inside.append((hdi[:, 0] <= truth[name]) & (truth[name] <= hdi[:, 1]))
+        errors.append(np.abs(np.median(draws[name], axis=0) - truth[name]))
+    return float(np.mean(inside)), np.array(errors)
+
+
+@pytest.fixture(scope="module")
+def prior_fit(tiny):
+    """Draws from the model's prior, stored as a posterior (seconds, no sampler): exercises the
+    readers the WorldModel uses and the model's deterministic relations."""
+    import pymc as pm
+
+    arrays, _ = tiny
+    with bayes.build_model(arrays):
+        prior = pm.sample_prior_predictive(
+            draws=40, random_seed=11,
+            var_names=["loc", "scale", "z", *params.AR_PARAMS, *params.PARAM_NAMES])
+    return az.InferenceData(posterior=prior.prior)
+
+
+@pytest.mark.slow
+def test_preview_is_labelled_and_never_passes(tiny):
+    arrays, _ = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayes.sample(bayes.build_model(arrays), bayes.SamplerConfig(
+            sampler="advi", draws=200, advi_iterations=3000, seed=3))
+    assert fit.attrs["sampler"] == "advi" and fit.attrs["preview"] == 1
+    diagnostics = bayes.fit_diagnostics(fit)
+    assert not diagnostics.ok and "PREVIEW" in diagnostics.describe()
+    assert json.loads(fit.attrs["sampler_config"])["sampler"] == "advi"
+    assert bayes.posterior_athlete_params(fit)["mu_hrv"].shape == (200, arrays.n_athletes)
+
+
+def test_fit_outputs_for_the_world_model(tiny, prior_fit):
+    arrays, _ = tiny
+    fit = prior_fit
+    n_draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    athletes = bayes.posterior_athlete_params(fit)
+    assert tuple(athletes) == params.PARAM_NAMES
+    for name, values in athletes.items():
+        assert values.shape == (n_draws, arrays.n_athletes), name
+    assert (athletes["tau_fat_days"] > 0).all() and (athletes["sigma_hrv"] > 0).all()
+    population = bayes.population_draws(fit)
+    assert population["loc"].shape == (n_draws, len(arrays.sources), len(params.PARAM_NAMES))
+    assert population["scale"].shape == (n_draws, len(params.PARAM_NAMES))
+    assert population["phi"].shape == (n_draws, 3) and (population["phi"] < 1).all()
+    assert population["sources"] == arrays.sources
+    assert population["param_names"] == params.PARAM_NAMES
+    # The athlete parameters are the population draws' transform (non-centred identity).
+    z = fit.posterior["z"].values.reshape(n_draws, arrays.n_athletes, -1)
+    loc = population["loc"][:, arrays.source_index]
+    raw = loc + population["scale"][:, None, :] * z
+    for p, name in enumerate(params.PARAM_NAMES):
+        assert np.allclose(params.to_constrained(name, raw[..., p]), athletes[name])
+
+
+@pytest.mark.slow
+def test_parameter_recovery_tiny(tiny):
+    """4 simulated athletes × 100 days, PyMC NUTS: the truth lies inside the 94 % HDI for at
+    least 80 % of the 64 athlete parameters (measured: 98 %, 2 chains × 250 draws)."""
+    arrays, truth = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayes.sample(bayes.build_model(arrays), bayes.SamplerConfig(
+            sampler="pymc", draws=250, tune=300, chains=2, seed=3))
+    rate, _ = _coverage(fit, truth)
+    print(f"94% HDI coverage of athlete parameters: {rate:.0%}")
+    assert rate >= 0.8
+    # The levels are identified by the data: the posterior median is close.
+    draws = bayes.posterior_athlete_params(fit)
+    assert np.allclose(np.median(draws["mu_hrv"], 0), truth["mu_hrv"], atol=0.1)
+    assert np.allclose(np.median(draws["mu_rhr"], 0), truth["mu_rhr"], atol=3.0)
+    assert bayes.fit_diagnostics(fit).divergences == 0
+
+
+@pytest.mark.slow
+def test_posterior_error_shrinks_with_more_days():
+    """The same 6 athletes observed 60 vs 240 days: the posterior median error of the load
+    parameters (τ, gains) shrinks, and coverage stays ≥ 80 %."""
+    long, truth = bayes.simulate_cohort(bayes.SimulationConfig(n_athletes=6, n_days=240),
+                                        np.random.default_rng(7))
+    short = long.head(60)
+    errors = {}
+    for label, arrays in (("short", short), ("long", long)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = bayes.sample(bayes.build_model(arrays), bayes.SamplerConfig(
+                draws=400, tune=400, chains=2, seed=1))
+        rate, err = _coverage(idata, truth)
+        assert rate >= 0.8, (label, rate)
+        errors[label] = err
+    names = list(params.PARAM_NAMES)
+    load_params = [names.index(n) for n in ("a_fat", "b_fat", "mu_hrv", "mu_rhr", "sigma_hrv")]
+    assert errors["long"][load_params].mean() < errors["short"][load_params].mean()
