@@ -161,7 +161,7 @@ class AthleteArrays:
             if f.name == "user_ids":
                 value = tuple(self.user_ids[i] for i in index)
             elif f.name in ("sources", "report"):
-                pass
+                value = value  # kept whole (see the docstring)
             elif value.ndim == 2 and value.shape[1] == self.n_days and f.name != "initial_state":
                 value = value[index, :n_days]
             else:

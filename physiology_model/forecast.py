@@ -42,6 +42,8 @@ clips recovery to 0-100: the predictive distributions are exactly the stated Gau
 
 from __future__ import annotations
 
+import abc
+
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -302,13 +304,14 @@ def sample_gaussian(mean: np.ndarray, sd: np.ndarray, n_samples: int,
     return mean[:, None, :] + sd[:, None, :] * noise
 
 
-class _GaussianAthlete:
+class _GaussianAthlete(abc.ABC):
     """Samples from `forecast_gaussian`, independently per step (only the marginals are
     scored). Subclasses implement `forecast_gaussian`."""
 
+    @abc.abstractmethod
     def forecast_gaussian(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int
                           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        raise NotImplementedError
+        """Per target, the (mean, sd) arrays shaped (n_origins, horizon)."""
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
