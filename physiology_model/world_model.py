@@ -727,7 +727,7 @@ def _versions() -> dict[str, str]:
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
-            pass
+            out[pkg] = "not installed"
     return out
 
 
