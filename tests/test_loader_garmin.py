@@ -24,6 +24,7 @@ from physiology_model.loaders.garmin import (
     read_wellness_markdown,
 )
 from physiology_model.table import NUMERIC_COLUMNS, NoteLog
+from helpers import day_row
 
 GARMIN = Path(__file__).resolve().parents[1] / "data" / "real" / "garmin"
 U02 = GARMIN / "u02"
@@ -45,12 +46,6 @@ def table():
 @pytest.fixture(scope="module")
 def frame(table) -> pd.DataFrame:
     return table.frame
-
-
-def _day(frame: pd.DataFrame, user: str, date: str) -> pd.Series:
-    rows = frame[(frame["user_id"] == user) & (frame["date"] == pd.Timestamp(date))]
-    assert len(rows) == 1, f"{user} {date}: {len(rows)} rows"
-    return rows.iloc[0]
 
 
 def test_every_shipped_file_is_claimed():
@@ -91,7 +86,7 @@ def test_u02_counts_match_raw_notes(frame):
 
 
 def test_u02_wellness_values_and_units(frame):
-    day = _day(frame, "garmin-u02", "2026-07-18")  # wellness-2026-07-18.md
+    day = day_row(frame, "garmin-u02", "2026-07-18")  # wellness-2026-07-18.md
     assert day["hrv_rmssd_ms"] == 50.0  # "Last night average: 50 ms"
     assert day["rhr_bpm"] == 50.0
     assert day["sleep_min"] == 458.0
@@ -107,17 +102,17 @@ def test_u02_load_from_mean_hr(frame):
                  for m in re.findall(r"Max heart rate: ([\d.]+)", p.read_text(encoding="utf-8")))
     assert hr_max == 190.0
     # activity-2026-04-08: 78 min at 158 bpm = 83 % HRmax → zone 4.
-    assert _day(frame, "garmin-u02", "2026-04-08")["load_trimp"] == 78 * 4
+    assert day_row(frame, "garmin-u02", "2026-04-08")["load_trimp"] == 78 * 4
     # Two activities on 2026-06-06: 45 min at 159 bpm (zone 4) + 66 min at 134 bpm (zone 3).
-    assert _day(frame, "garmin-u02", "2026-06-06")["load_trimp"] == 45 * 4 + 66 * 3
+    assert day_row(frame, "garmin-u02", "2026-06-06")["load_trimp"] == 45 * 4 + 66 * 3
     # A worn day inside the activity log with no activity is a measured rest day.
-    rest = _day(frame, "garmin-u02", "2026-04-09")
+    rest = day_row(frame, "garmin-u02", "2026-04-09")
     assert (rest["load_trimp"], rest["strength_min"], rest["load_basis"]) == (
         0.0, 0.0, "no_activity")
 
 
 def test_u15_values_and_load(frame):
-    day = _day(frame, "garmin-u15", "2024-03-16")
+    day = day_row(frame, "garmin-u15", "2024-03-16")
     assert day["rhr_bpm"] == 61.0
     assert day["sleep_min"] == pytest.approx(26580 / 60)  # sleepingSeconds → min
     # HRmax = 198 (highest activity max HR). Running 2386.7 s at 157 bpm (79 %) → zone 3;
@@ -125,10 +120,10 @@ def test_u15_values_and_load(frame):
     assert day["load_trimp"] == pytest.approx(2386.735107421875 / 60 * 3)
     assert day["strength_min"] == pytest.approx(4097.73486328125 / 60)
     # Indoor cycling without HR but with TSS 24.94 → TSS conversion, plus strength by HR.
-    day = _day(frame, "garmin-u15", "2024-06-15")
+    day = day_row(frame, "garmin-u15", "2024-06-15")
     assert day["load_trimp"] == pytest.approx(24.93677144368006 * TRIMP_PER_TSS)
     assert day["load_basis"] == "avg_hr_edwards+tss"
-    assert _day(frame, "garmin-u15", "2024-03-18")["load_trimp"] == 0.0
+    assert day_row(frame, "garmin-u15", "2024-03-18")["load_trimp"] == 0.0
 
 
 def test_values_inside_physiological_ranges(frame):

@@ -15,6 +15,7 @@ from physiology_model.errors import DataError
 from physiology_model.loaders import load_exports
 from physiology_model.loaders.oura import LOADER, parse_dict_string
 from physiology_model.table import NUMERIC_COLUMNS
+from helpers import day_row
 
 OURA = Path(__file__).resolve().parents[1] / "data" / "real" / "oura"
 
@@ -32,12 +33,6 @@ def table():
 @pytest.fixture(scope="module")
 def frame(table) -> pd.DataFrame:
     return table.frame
-
-
-def _day(frame: pd.DataFrame, user: str, date: str) -> pd.Series:
-    rows = frame[(frame["user_id"] == user) & (frame["date"] == pd.Timestamp(date))]
-    assert len(rows) == 1, f"{user} {date}: {len(rows)} rows"
-    return rows.iloc[0]
 
 
 def test_every_shipped_data_file_is_claimed_and_only_those():
@@ -70,7 +65,7 @@ def test_row_counts_match_raw_files(frame):
 
 
 def test_api_sleep_values_and_units(frame):
-    first = _day(frame, "oura-u02", "2024-01-14")  # raw: bedtime_end 2024-01-14T11:19:02-05:00
+    first = day_row(frame, "oura-u02", "2024-01-14")  # raw: bedtime_end 2024-01-14T11:19:02-05:00
     assert first["hrv_rmssd_ms"] == 61.0  # average_hrv, ms
     assert first["rhr_bpm"] == 49.0  # lowest_heart_rate
     assert first["sleep_min"] == pytest.approx(14850 / 60)  # total_sleep_duration s → min
@@ -80,7 +75,7 @@ def test_api_sleep_values_and_units(frame):
     assert first["recovery_pct"] == 57.0  # readiness dict 'score'
     assert first["skin_temp_dev_c"] == pytest.approx(-0.34)  # readiness 'temperature_deviation'
     # After the switch to daylight saving time (offset -04:00) the wake day is still local.
-    assert _day(frame, "oura-u02", "2024-03-11")["hrv_rmssd_ms"] == 54.0
+    assert day_row(frame, "oura-u02", "2024-03-11")["hrv_rmssd_ms"] == 54.0
 
 
 def test_naps_are_not_the_night(frame, table):
@@ -88,17 +83,17 @@ def test_naps_are_not_the_night(frame, table):
     # 2024-01-24 has only an afternoon nap (type 'sleep'): no row for it.
     assert pd.Timestamp("2024-01-24") not in set(u02["date"])
     # 2024-02-28 has a main sleep and an afternoon nap: the main sleep's values.
-    assert _day(frame, "oura-u02", "2024-02-28")["sleep_min"] == pytest.approx(26910 / 60)
+    assert day_row(frame, "oura-u02", "2024-02-28")["sleep_min"] == pytest.approx(26910 / 60)
     assert any(n.kind == "info" and n.count == 3 and "long_sleep" in n.message for n in table.notes)
 
 
 def test_trends_and_subset_values(frame):
-    day = _day(frame, "oura-u03", "2022-07-15")
+    day = day_row(frame, "oura-u03", "2022-07-15")
     assert day["hrv_rmssd_ms"] == 18.0  # Avg HRV
     assert day["rhr_bpm"] == 49.0  # Lo RHR, not Avg RHR (57.18)
     assert day["sleep_min"] == pytest.approx(26310 / 60)
     assert day["deep_pct"] == pytest.approx(1950 / 26310 * 100)
-    day = _day(frame, "oura-u04", "2024-08-29")
+    day = day_row(frame, "oura-u04", "2024-08-29")
     assert day["sleep_min"] == pytest.approx(8.233 * 60)  # hours → min
     assert (day["spo2_pct"], day["deep_pct"], day["rhr_bpm"], day["sleep_efficiency_pct"]) == (
         97.0, 21.0, 49.0, 94.0)

@@ -13,6 +13,7 @@ import pytest
 from physiology_model.errors import DataError
 from physiology_model.loaders import load_exports
 from physiology_model.loaders.welltory import LOADER, age_band_midpoint
+from helpers import day_row
 
 WELLTORY = Path(__file__).resolve().parents[1] / "data" / "real" / "welltory" / "all"
 
@@ -30,12 +31,6 @@ def table():
 @pytest.fixture(scope="module")
 def frame(table) -> pd.DataFrame:
     return table.frame
-
-
-def _day(frame: pd.DataFrame, user: str, date: str) -> pd.Series:
-    rows = frame[(frame["user_id"] == user) & (frame["date"] == pd.Timestamp(date))]
-    assert len(rows) == 1, f"{user} {date}: {len(rows)} rows"
-    return rows.iloc[0]
 
 
 def test_claims_the_four_daily_files_only():
@@ -68,17 +63,17 @@ def test_user_ids_are_prefixed_codes(frame):
 
 def test_the_days_morning_measurement_is_kept(frame, table):
     # 1b9321b648 on 2020-04-19: 01:45 'night' 84.2 ms, 08:47 'morning' 54.3 ms, two in the day.
-    day = _day(frame, "welltory-1b9321b648", "2020-04-19")
+    day = day_row(frame, "welltory-1b9321b648", "2020-04-19")
     assert day["hrv_rmssd_ms"] == pytest.approx(54.254)
     assert day["rhr_bpm"] == 91.0  # wearables.csv resting_pulse, not the spot bpm (86)
     assert any(n.kind == "repair" and n.count == 3245 - 1876 for n in table.notes)
 
 
 def test_wearable_units_and_static_columns(frame):
-    day = _day(frame, "welltory-5d200bd1c6", "2020-04-09")
+    day = day_row(frame, "welltory-5d200bd1c6", "2020-04-09")
     assert day["rhr_bpm"] == 57.0  # resting_pulse
     assert day["spo2_pct"] == pytest.approx(96.0)  # 0.96 fraction → %
-    first = _day(frame, "welltory-007b8190cf", "2020-04-21")
+    first = day_row(frame, "welltory-007b8190cf", "2020-04-21")
     assert first["hrv_rmssd_ms"] == pytest.approx(54.174)
     assert np.isnan(first["rhr_bpm"])  # no wearable that day; the spot bpm (75) is not resting
     assert (first["sex"], first["age"]) == ("male", 29.5)  # "m", "25-34"
@@ -89,7 +84,7 @@ def test_sleep_duplicates_keep_the_longest_and_units(frame):
     sleep = _rows("sleep.csv")
     raw = [r for r in sleep if r["user_code"] == "0d297d2410" and r["day"] == "2020-01-01"]
     assert len(raw) == 1
-    assert _day(frame, "welltory-0d297d2410", "2020-01-01")["sleep_min"] == pytest.approx(
+    assert day_row(frame, "welltory-0d297d2410", "2020-01-01")["sleep_min"] == pytest.approx(
         float(raw[0]["sleep_duration"]) / 60)
     assert frame["sleep_min"].notna().sum() == len({(r["user_code"], r["day"]) for r in sleep})
 
