@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import day_row
 
 from physiology_model.errors import DataError
 from physiology_model.load import TRIMP_PER_TSS
@@ -24,7 +25,6 @@ from physiology_model.loaders.garmin import (
     read_wellness_markdown,
 )
 from physiology_model.table import NUMERIC_COLUMNS, NoteLog
-from helpers import day_row
 
 GARMIN = Path(__file__).resolve().parents[1] / "data" / "real" / "garmin"
 U02 = GARMIN / "u02"

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import day_row
 
 from physiology_model.errors import DataError
 from physiology_model.loaders import load_exports
 from physiology_model.loaders.oura import LOADER, parse_dict_string
 from physiology_model.table import NUMERIC_COLUMNS
-from helpers import day_row
 
 OURA = Path(__file__).resolve().parents[1] / "data" / "real" / "oura"
 

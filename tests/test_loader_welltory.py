@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import day_row
 
 from physiology_model.errors import DataError
 from physiology_model.loaders import load_exports
 from physiology_model.loaders.welltory import LOADER, age_band_midpoint
-from helpers import day_row
 
 WELLTORY = Path(__file__).resolve().parents[1] / "data" / "real" / "welltory" / "all"
 
