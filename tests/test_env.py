@@ -1,0 +1,168 @@
+"""PeriodizationEnv and the batched env: API checkers, determinism, batched = single, safety."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from physiology_model.features import FEATURE_NAMES
+from physiology_model.table import ACTIONS
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.constraints import consecutive_hard_days
+from simulator.env import BatchedPeriodizationEnv, EnvConfig, PeriodizationEnv, Simulation
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
+SHORT = EnvConfig(episode_days=20, warmup_days=10)
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return generate_cohort(WorldModel.load(MODEL_DIR), 12, seed=11)
+
+
+def test_gymnasium_and_sb3_checkers_pass(cohort):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    check_env(PeriodizationEnv(cohort, SHORT), skip_render_check=True)
+    sb3_check(PeriodizationEnv(cohort, SHORT), warn=True)
+    check_env(PeriodizationEnv(cohort, EnvConfig(episode_days=20, warmup_days=10,
+                                                 action_type="continuous")),
+              skip_render_check=True)
+
+
+def test_registered_and_makeable():
+    import simulator  # noqa: F401  (registers the id)
+
+    assert "Periodization-v0" in gym.registry
+    env = gym.make("Periodization-v0")
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (len(FEATURE_NAMES),) and "true_params" in info
+    env.close()
+
+
+def _rollout(env: PeriodizationEnv, seed: int, actions: np.ndarray):
+    obs, info = env.reset(seed=seed)
+    out = [obs]
+    rewards = []
+    for a in actions:
+        obs, r, term, trunc, info = env.step(int(a))
+        out.append(obs)
+        rewards.append(r)
+        if term:
+            break
+    return np.array(out), np.array(rewards), info
+
+
+def test_two_envs_with_one_seed_give_one_rollout(cohort):
+    actions = np.random.default_rng(0).integers(0, 6, size=20)
+    a = _rollout(PeriodizationEnv(cohort, SHORT), 7, actions)
+    b = _rollout(PeriodizationEnv(cohort, SHORT), 7, actions)
+    c = _rollout(PeriodizationEnv(cohort, SHORT), 8, actions)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    assert a[2]["episode_summary"]["days"] == 20
+
+
+def test_batched_env_matches_single_envs_step_for_step(cohort):
+    n = 5
+    batched = BatchedPeriodizationEnv(cohort, n, SHORT, seed=3)
+    singles = [PeriodizationEnv(cohort, SHORT, lane=i) for i in range(n)]
+    obs_b = batched.reset()
+    obs_s = np.stack([e.reset(seed=3)[0] for e in singles])
+    np.testing.assert_allclose(obs_b, obs_s, rtol=0, atol=1e-6)
+    rng = np.random.default_rng(1)
+    for day in range(SHORT.episode_days):
+        actions = rng.integers(0, 6, size=n)
+        np.testing.assert_array_equal(batched.action_masks(),
+                                      np.stack([e.action_masks() for e in singles]))
+        obs_b, r_b, done_b, infos = batched.step(actions)
+        steps = [e.step(int(a)) for e, a in zip(singles, actions)]
+        r_s = np.array([s[1] for s in steps])
+        np.testing.assert_allclose(r_b, r_s, rtol=1e-5, atol=1e-5)
+        if day < SHORT.episode_days - 1:
+            np.testing.assert_allclose(obs_b, np.stack([s[0] for s in steps]), atol=1e-5)
+        else:  # SB3 auto-reset: the last observation is kept in the infos
+            assert done_b.all() and all(s[2] for s in steps)
+            term = np.stack([i["terminal_observation"] for i in infos])
+            np.testing.assert_allclose(term, np.stack([s[0] for s in steps]), atol=1e-5)
+            assert "episode" in infos[0]
+
+
+def test_continuous_actions_map_to_sessions_and_respect_the_mask(cohort):
+    sim = Simulation(cohort, 12, EnvConfig(episode_days=30, warmup_days=10,
+                                           action_type="continuous"))
+    sim.reset(0)
+    for _ in range(30):
+        sim.step(np.tile([1.0, 1.0], (12, 1)))  # 120 min at 95 % HRmax: HIIT every day
+        assert sim.last_executed.max() <= ACTIONS.index("hiit")
+    hist = sim.history.array()
+    assert consecutive_hard_days(hist, sim.config.safety).max() <= 3
+    assert sim.stats["attempted_violations"].sum() > 0
+    assert sim.stats["executed_violations"].sum() == 0
+
+
+def test_latents_and_parameters_only_in_info(cohort):
+    env = PeriodizationEnv(cohort, SHORT)
+    obs, info = env.reset(seed=0)
+    assert set(info["latent"]) >= {"fitness", "fatigue", "performance"}
+    assert info["true_params"]["tau_fat_days"] > 0
+    assert obs.shape == (len(FEATURE_NAMES),)  # no latent leaks into the observation
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2 ** 31 - 1),
+       requests=st.lists(st.integers(0, 5), min_size=40, max_size=40),
+       adversarial=st.booleans())
+def test_property_hard_rules_never_broken_and_values_physiological(cohort, seed, requests,
+                                                                    adversarial):
+    sim = Simulation(cohort, 12, EnvConfig(episode_days=40, warmup_days=10))
+    sim.reset(seed)
+    executed = []
+    for req in requests:
+        # adversarial: always ask for the hardest thing the rules forbid, if any
+        if adversarial:
+            forbidden = ~sim.mask
+            action = np.where(forbidden[:, 4], 4, np.where(forbidden.any(1),
+                                                            forbidden.argmax(1), 4))
+        else:
+            action = np.full(12, req)
+        mask_before = sim.mask.copy()
+        obs, reward, _ = sim.step(action)
+        assert mask_before[np.arange(12), sim.last_executed].all()
+        assert np.isfinite(obs).all() and np.isfinite(reward).all()
+        r = sim.reading
+        for key, (lo, hi) in (("hrv_rmssd_ms", (3, 300)), ("rhr_bpm", (25, 120)),
+                              ("recovery_pct", (0, 100))):
+            v = r[key][np.isfinite(r[key])]
+            assert ((v >= lo) & (v <= hi)).all(), key
+        executed.append(sim.last_executed.copy())
+    executed = np.array(executed).T  # (athletes, days)
+    hard = np.isin(executed, [3, 4, 5])
+    for row, hard_row in zip(executed, hard):
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[0, hard_row.astype(int), 0])))[::2]
+        assert runs.size == 0 or runs.max() <= 3
+        rest_days = np.flatnonzero(row == 0)
+        gaps = np.diff(np.r_[-1, rest_days, len(row)])
+        assert gaps.max() <= 7 or len(row) < 7
+    assert sim.stats["executed_violations"].sum() == 0
+
+
+def test_running_hazard_inputs_equal_the_hazard_module():
+    from physiology_model.hazard import acute_chronic_ratio, training_monotony
+    from simulator.env import _acwr_and_monotony
+
+    rng = np.random.default_rng(0)
+    loads = rng.gamma(1.0, 1.0, size=(50, 40)) * (rng.random((50, 40)) < 0.7)
+    loads[0, -7:] = 1.0   # a constant week: monotony capped
+    loads[1, -7:] = 0.0   # no load: monotony 0
+    for oldest in (0, 5, 27):
+        ring = np.roll(loads[:, -28:], oldest, axis=1)
+        acwr, mono = _acwr_and_monotony(ring, oldest)
+        np.testing.assert_allclose(acwr, acute_chronic_ratio(loads)[:, -1], atol=1e-12)
+        np.testing.assert_allclose(mono, training_monotony(loads[:, -7:])[:, -1], atol=1e-9)
