@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=None, help="default: the model's split seed")
     ev.add_argument("--samples", type=int, default=200, help="predictive samples per forecast")
     ev.set_defaults(func=_model_evaluate)
+
+    from analysis.commands import register
+
+    register(sub)
     return parser
 
 

@@ -1,0 +1,210 @@
+"""Every policy on the same held-out simulated athletes, with the seed's metrics (DESIGN §9).
+
+Protocol. One cohort (its seed never used in training), one `Simulation` lane per athlete, one
+90-day episode per policy with the same episode seed: the counter-based random streams of the
+simulator make every policy meet exactly the same athletes, noise, illnesses and missing
+mornings, so differences between policies are paired differences (Wilcoxon signed-rank over
+athletes, seed §6.4).
+
+Metrics per athlete (from `Simulation.episode_summary`): episode return; fitness gain as the
+change of latent performance ΔP (% of baseline) and of CTL (TRIMP/day); % of mornings with
+recovery > 60 %; HRV-crash mornings (ln HRV below baseline − 2 SD); risky mornings (any hard rule
+fired); the action shares and the largest one (realism: no action above 60 % of days);
+attempted and executed constraint violations; illness/injury onsets; the overtraining score
+(mean per day, 0-3); and, for policies that expose `diagnostics(obs, mask)` (SAC), the mean
+policy entropy and the mean |Q1 − Q2| gap.
+
+`pct_of_oracle` of a metric = 100 · (policy − random) / (oracle − random), on means: the share
+of what the oracle adds over random choice that the policy adds. It is reported for ΔP, ΔCTL and
+the return, only when the oracle ran and beats random on that metric.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from physiology_model.table import ACTIONS
+from simulator.cohort import Cohort
+from simulator.env import EnvConfig, Simulation
+from simulator.observation import FEATURE_INDEX
+
+BASELINES: tuple[str, ...] = ("random", "seed_rule", "hrv_guided", "fixed_periodization", "bc")
+"""Names of the baseline policies (agents/baselines.py, agents/bc.py)."""
+
+HEADLINE: tuple[str, ...] = ("delta_performance", "delta_ctl", "return", "pct_recovery_gt60",
+                             "hrv_crash_days", "risky_days", "injury_onsets",
+                             "overtraining_score", "attempted_violations",
+                             "executed_violations", "max_action_share")
+"""Metrics shown first in the report."""
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "delta_performance": True, "delta_ctl": True, "return": True, "pct_recovery_gt60": True,
+    "hrv_crash_days": False, "risky_days": False, "injury_onsets": False,
+    "overtraining_score": False, "attempted_violations": False, "executed_violations": False,
+}
+
+ORACLE_METRICS: tuple[str, ...] = ("delta_performance", "delta_ctl", "return")
+
+
+@dataclass
+class PolicyRun:
+    """One policy's episode on the cohort: per-athlete metrics and a daily log."""
+
+    name: str
+    metrics: dict[str, np.ndarray]
+    recovery: np.ndarray
+    """(days, N) recovery % seen each morning (NaN missing)."""
+    tsb: np.ndarray
+    """(days, N) training stress balance (CTL − ATL, TRIMP/day) each morning."""
+    actions: np.ndarray
+    """(days, N) executed actions."""
+    performance: np.ndarray
+    """(days + 1, N) latent performance each morning."""
+    wall_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+PolicyFactory = Callable[[Simulation], Any]
+"""Builds a policy for a simulation (the oracle needs the simulation; others ignore it)."""
+
+
+def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvConfig,
+               seed: int, progress: Callable[[str], None] | None = None) -> PolicyRun:
+    """Run one 90-day episode of the policy for every athlete of `cohort` (one lane each)."""
+    start = time.perf_counter()
+    policy = factory(None)
+    action_type = getattr(policy, "action_type", "discrete")
+    sim = Simulation(cohort, cohort.n, EnvConfig(**{**config.__dict__,
+                                                   "action_type": action_type}))
+    obs = sim.reset(seed)
+    policy = factory(sim) if name == "oracle" else policy
+    policy.reset(seed)
+    days = sim.config.episode_days
+    rec, tsb, acts = (np.zeros((days, cohort.n)) for _ in range(3))
+    injured = np.zeros((days, cohort.n), dtype=bool)
+    perf = np.zeros((days + 1, cohort.n))
+    perf[0] = sim.performance()
+    entropy, qgap = [], []
+    for d in range(days):
+        rec[d] = sim.reading["recovery_pct"]
+        tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
+        if hasattr(policy, "diagnostics"):
+            diag = policy.diagnostics(obs, sim.mask)
+            entropy.append(diag["entropy"])
+            qgap.append(diag["q_gap"])
+        action = policy.act(obs, sim.mask.copy())
+        obs, _, _ = sim.step(action)
+        acts[d] = sim.last_executed
+        injured[d] = sim.injury_left > 0
+        perf[d + 1] = sim.performance()
+        if progress and (d + 1) % 30 == 0:
+            progress(f"{name}: day {d + 1}/{days}")
+    metrics = sim.episode_summary()
+    shares = np.stack([metrics[f"share_{a}"] for a in ACTIONS], axis=1)
+    metrics["max_action_share"] = shares.max(axis=1)
+    if entropy:
+        metrics["policy_entropy"] = np.mean(entropy, axis=0)
+        metrics["q_gap"] = np.mean(qgap, axis=0)
+    return PolicyRun(name, metrics, rec, tsb, acts, perf, time.perf_counter() - start,
+                     {"injured": injured})
+
+
+def _p_value(a: np.ndarray, b: np.ndarray) -> float | None:
+    d = np.asarray(a, float) - np.asarray(b, float)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return None
+    if np.allclose(d, 0):
+        return 1.0
+    return float(wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def best_baseline(runs: dict[str, PolicyRun]) -> str | None:
+    """The baseline with the highest mean ΔP (the fitness-gain headline)."""
+    present = [n for n in BASELINES if n in runs]
+    if not present:
+        return None
+    return max(present, key=lambda n: float(np.mean(runs[n].metrics["delta_performance"])))
+
+
+def summarize(runs: dict[str, PolicyRun]) -> list[dict[str, Any]]:
+    """The flat list of records of `results.json`: one per policy × metric."""
+    best = best_baseline(runs)
+    records = []
+    for name, run in runs.items():
+        for metric, values in run.metrics.items():
+            if metric in ("athlete", "days"):
+                continue
+            v = np.asarray(values, float)
+            rec: dict[str, Any] = {"policy": name, "metric": metric,
+                                   "mean": float(np.nanmean(v)), "std": float(np.nanstd(v)),
+                                   "n": int(np.isfinite(v).sum())}
+            if best is not None and name != best and metric in runs[best].metrics:
+                rec["p_vs_best_baseline"] = _p_value(v, runs[best].metrics[metric])
+                rec["best_baseline"] = best
+            if (metric in ORACLE_METRICS and "oracle" in runs and "random" in runs):
+                o = float(np.mean(runs["oracle"].metrics[metric]))
+                r = float(np.mean(runs["random"].metrics[metric]))
+                if o > r:
+                    rec["pct_of_oracle"] = 100.0 * (float(np.mean(v)) - r) / (o - r)
+            records.append(rec)
+    return records
+
+
+def evaluate_policies(factories: dict[str, PolicyFactory], cohort: Cohort,
+                      config: EnvConfig = EnvConfig(), seed: int = 0,
+                      progress: Callable[[str], None] | None = None
+                      ) -> tuple[dict[str, PolicyRun], list[dict[str, Any]]]:
+    """Run every policy on the cohort and summarise (module docstring)."""
+    runs = {}
+    for name, factory in factories.items():
+        runs[name] = run_policy(name, factory, cohort, config, seed, progress)
+        if progress:
+            m = runs[name].metrics
+            progress(f"{name}: ΔP {np.mean(m['delta_performance']):+.2f} "
+                     f"return {np.mean(m['return']):+.2f} ({runs[name].wall_s:.0f} s)")
+    return runs, summarize(runs)
+
+
+def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
+                     runs: Sequence[str] = (), device: str = "cpu",
+                     seed: int = 0) -> dict[str, PolicyFactory]:
+    """Factories for policies named on the command line and for trained run directories."""
+    from agents.baselines import (FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy,
+                                  SeedRulePolicy)
+
+    out: dict[str, PolicyFactory] = {}
+    simple = {"random": RandomPolicy, "seed_rule": SeedRulePolicy,
+              "hrv_guided": HRVGuidedPolicy, "fixed_periodization": FixedPeriodizationPolicy}
+    for name in names:
+        if name in simple:
+            out[name] = lambda sim, cls=simple[name]: cls()
+        elif name == "bc":
+            if bc_policy is None:
+                raise ValueError("the bc policy needs --data (to train it) or a bc run")
+            out[name] = lambda sim: bc_policy
+        elif name == "mpc":
+            from agents.mpc import MPCPlanner
+
+            if model is None:
+                raise ValueError("the mpc policy needs --model")
+            out[name] = lambda sim: MPCPlanner(model, seed=seed)
+        elif name == "oracle":
+            from agents.mpc import OraclePlanner
+
+            out[name] = lambda sim: None if sim is None else OraclePlanner(sim, seed=seed)
+        else:
+            raise ValueError(f"unknown policy {name!r}; known: {sorted(simple)} + bc, mpc, "
+                             f"oracle (trained agents come from --runs)")
+    for run_dir in runs:
+        from agents.training import load_agent
+
+        agent = load_agent(run_dir, device=device)
+        out[agent.name] = lambda sim, agent=agent: agent
+    return out

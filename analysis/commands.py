@@ -1,0 +1,204 @@
+"""The simulation, training, planning and evaluation sub-commands of `periodize`.
+
+`periodize cohort`, `periodize train`, `periodize plan` and `periodize evaluate`; each parses its
+arguments, calls the library and prints what it wrote. Errors in the input end as a `DataError`
+(one line, exit 2, see analysis/cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from physiology_model.errors import DataError
+
+
+def _say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _load_model(directory: str):
+    from physiology_model.world_model import WorldModel
+
+    return WorldModel.load(directory)
+
+
+# -- cohort ------------------------------------------------------------------------------------
+def _cohort(args: argparse.Namespace) -> int:
+    from simulator.cohort import CohortConfig, generate_cohort, twin_cohort
+
+    model = _load_model(args.model)
+    config = CohortConfig(event_share=args.event_share)
+    if args.twins:
+        from physiology_model.loaders import load_exports
+
+        frame = load_exports(args.twins).frame
+        cohort = twin_cohort(model, frame, args.seed, config=config, model_dir=args.model)
+    else:
+        cohort = generate_cohort(model, args.n, args.seed, config=config, source=args.source,
+                                 model_dir=args.model)
+    cohort.save(args.out)
+    kind = cohort.meta["kind"]
+    print(f"wrote {args.out}: {cohort.n} {kind} athletes (seed {args.seed})")
+    return 0
+
+
+# -- train -------------------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    from simulator.cohort import Cohort
+
+    out = Path(args.out)
+    if args.agent == "bc":
+        from agents.bc import train_bc
+        from physiology_model.loaders import load_exports
+
+        if not args.data:
+            raise DataError("(arguments)", "--agent bc trains on real data: give --data PATH")
+        policy = train_bc(load_exports(args.data).frame, seed=args.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        policy.save(out / "bc.json")
+        (out / "run.json").write_text(json.dumps({"agent": "bc", "seed": args.seed,
+                                                  "data": args.data}, indent=1) + "\n")
+        print(f"wrote {out}: behaviour cloning of the real athletes' sessions")
+        return 0
+    from agents.training import train
+
+    if not args.cohort:
+        raise DataError("(arguments)", f"--agent {args.agent} trains in simulation: give "
+                                       f"--cohort FILE (periodize cohort ...)")
+    cohort = Cohort.load(args.cohort)
+    run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,
+                    out_dir=out, n_envs=args.n_envs)
+    print(f"wrote {run_dir}")
+    return 0
+
+
+# -- plan --------------------------------------------------------------------------------------
+def _plan(args: argparse.Namespace) -> int:
+    from analysis.planning import plan_for_athlete
+
+    result = plan_for_athlete(args.model, args.data, athlete=args.athlete, days=args.days,
+                              policy_dir=args.policy, seed=args.seed)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=1) + "\n")
+        return 0
+    print(f"7-day plan for {result['athlete']} from {result['start']} "
+          f"(planner: {result['planner']})")
+    if result["days"] and result["days"][0].get("why"):
+        print(f"  this morning: {result['days'][0]['why']}")
+    for day in result["days"]:
+        lo, hi = day["recovery_pct_interval"]
+        print(f"  {day['date']}  {day['session']:16s} {day['load_trimp']:5.0f} TRIMP   "
+              f"recovery {day['recovery_pct']:4.0f}% [{lo:3.0f}-{hi:3.0f}]   "
+              f"HRV {day['hrv_ms']:5.1f} ms"
+              + (f"   ({day['reason']})" if day.get("reason") else ""))
+    for note in result.get("notes", []):
+        print(f"  note: {note}")
+    return 0
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+def _evaluate(args: argparse.Namespace) -> int:
+    from analysis.benchmark import evaluate_policies, policy_factories
+    from analysis.report import write_report
+    from physiology_model.table import atomic_write
+    from simulator.cohort import Cohort
+    from simulator.env import EnvConfig
+
+    cohort = Cohort.load(args.cohort)
+    model = _load_model(args.model)
+    bc_policy = None
+    if "bc" in args.policies:
+        from agents.bc import BCPolicy, train_bc
+
+        if args.bc:
+            bc_policy = BCPolicy.load(args.bc)
+        elif args.data:
+            from physiology_model.loaders import load_exports
+
+            _say("training behaviour cloning on the real athletes' sessions")
+            bc_policy = train_bc(load_exports(args.data).frame, seed=0)
+    factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
+                                 runs=args.runs or (), device=args.device, seed=args.seed)
+    config = EnvConfig(episode_days=args.days)
+    runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"command": "periodize " + " ".join(sys.argv[1:]) if sys.argv else "",
+            "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
+            "seed": args.seed, "model": args.model, "policies": list(runs),
+            "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()}}
+    payload = json.dumps(records, indent=1) + "\n"
+    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
+    atomic_write(out / "config.json",
+                 lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
+    write_report(out / "report.html", runs, records, meta=meta, run_dirs=args.runs or (),
+                 forecast_json=Path(args.forecast) if args.forecast else None)
+    _say(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+    for name, run in runs.items():
+        m = run.metrics
+        print(f"{name:20s} ΔP {np.mean(m['delta_performance']):+6.2f} ± "
+              f"{np.std(m['delta_performance']):.2f}   return {np.mean(m['return']):+7.2f}   "
+              f"rec>60 {np.mean(m['pct_recovery_gt60']):5.1f}%   "
+              f"violations executed {int(np.sum(m['executed_violations']))}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the sub-commands to `periodize`'s parser."""
+    cohort = sub.add_parser("cohort", help="draw synthetic athletes (or digital twins)")
+    cohort.add_argument("--model", required=True, help="world model directory")
+    cohort.add_argument("--n", type=int, default=200, help="number of synthetic athletes")
+    cohort.add_argument("--seed", type=int, required=True)
+    cohort.add_argument("--out", required=True, help="cohort file (.npz)")
+    cohort.add_argument("--source", default=None, help="device population to draw from")
+    cohort.add_argument("--event-share", type=float, default=0.0,
+                        help="share of athletes with a planned event")
+    cohort.add_argument("--twins", nargs="+", default=None,
+                        help="export paths: digital twins of these real athletes instead")
+    cohort.set_defaults(func=_cohort)
+
+    train = sub.add_parser("train", help="train an agent in simulation (or bc on real data)")
+    train.add_argument("--agent", required=True, choices=["sac", "sac-continuous", "ppo", "bc"])
+    train.add_argument("--cohort", help="training cohort file")
+    train.add_argument("--data", nargs="+", help="export paths (bc only)")
+    train.add_argument("--steps", type=int, default=200_000, help="environment steps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--n-envs", type=int, default=256, help="athletes per batched step")
+    train.add_argument("--out", required=True, help="run directory")
+    train.set_defaults(func=_train)
+
+    plan = sub.add_parser("plan", help="a 7-day plan for a real athlete's export")
+    plan.add_argument("--model", required=True, help="world model directory")
+    plan.add_argument("--data", nargs="+", required=True, help="export files or directories")
+    plan.add_argument("--athlete", default=None, help="user_id (default: the first)")
+    plan.add_argument("--policy", default=None, help="trained run directory (default: MPC)")
+    plan.add_argument("--planner", default="mpc", choices=["mpc"])
+    plan.add_argument("--days", type=int, default=7)
+    plan.add_argument("--seed", type=int, default=0)
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=_plan)
+
+    ev = sub.add_parser("evaluate", help="every policy on a held-out cohort; report")
+    ev.add_argument("--model", required=True, help="world model directory")
+    ev.add_argument("--cohort", required=True, help="held-out cohort file")
+    ev.add_argument("--policies", nargs="+",
+                    default=["random", "seed_rule", "hrv_guided", "fixed_periodization", "bc",
+                             "mpc", "oracle"])
+    ev.add_argument("--runs", nargs="*", help="trained run directories to evaluate too")
+    ev.add_argument("--data", nargs="+", help="export paths (to train the bc baseline)")
+    ev.add_argument("--bc", help="a saved bc policy (bc.json) instead of training one")
+    ev.add_argument("--forecast", default="docs/results/forecast_eval.json",
+                    help="forecast evaluation JSON to include in the report")
+    ev.add_argument("--days", type=int, default=90, help="episode length")
+    ev.add_argument("--seed", type=int, default=12345, help="episode seed (never used in "
+                                                            "training)")
+    ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--out", required=True, help="output directory")
+    ev.set_defaults(func=_evaluate)
