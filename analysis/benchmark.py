@@ -94,7 +94,7 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
     for d in range(days):
         rec[d] = sim.reading["recovery_pct"]
         tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
-        if hasattr(policy, "diagnostics"):
+        if callable(getattr(policy, "diagnostics", None)):
             diag = policy.diagnostics(obs, sim.mask)
             entropy.append(diag["entropy"])
             qgap.append(diag["q_gap"])
