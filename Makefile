@@ -14,14 +14,34 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The whole pipeline on the shipped data with a small budget (about 10 minutes on 2 cores):
+# table → shipped world model → cohorts → a short SAC run → every policy evaluated → report →
+# a 7-day plan for one shipped athlete. Outputs under build/demo.
+DEMO := build/demo
 demo: $(STAMP)
-	$(VENV)/bin/periodize data summary data/real
+	@mkdir -p $(DEMO)
+	$(VENV)/bin/periodize data build data/real --out $(DEMO)/table.parquet
+	$(VENV)/bin/periodize cohort --model models/shipped --n 512 --seed 1 --out $(DEMO)/train_cohort.npz
+	$(VENV)/bin/periodize cohort --model models/shipped --n 64 --seed 1000 --out $(DEMO)/test_cohort.npz
+	$(VENV)/bin/periodize train --agent sac --cohort $(DEMO)/train_cohort.npz --steps 46080 --n-envs 256 --seed 0 --device auto --out $(DEMO)/runs/sac
+	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs $(DEMO)/runs/sac --data data/real --out $(DEMO)/evaluation
+	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01
+	@echo "report: $(DEMO)/evaluation/report.html"
+
+# Full-budget versions of the benchmarks and of the evaluation (hours on 2 cores).
+benchmark: $(STAMP)
+	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/online_features_speed.py
+	$(PY) benchmarks/fit_benchmark.py
+	$(PY) benchmarks/sac_throughput.py
+	$(PY) benchmarks/mpc_latency.py
+	$(PY) benchmarks/full_evaluation.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache build
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

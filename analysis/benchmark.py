@@ -133,9 +133,11 @@ def best_baseline(runs: dict[str, PolicyRun]) -> str | None:
     return max(present, key=lambda n: float(np.mean(runs[n].metrics["delta_performance"])))
 
 
-def summarize(runs: dict[str, PolicyRun]) -> list[dict[str, Any]]:
-    """The flat list of records of `results.json`: one per policy × metric."""
-    best = best_baseline(runs)
+def summarize(runs: dict[str, PolicyRun], reference: str | None = None
+              ) -> list[dict[str, Any]]:
+    """The flat list of records of `results.json`: one per policy × metric. p-values compare
+    each policy with `reference` (default: the best baseline)."""
+    best = reference if reference is not None else best_baseline(runs)
     records = []
     for name, run in runs.items():
         for metric, values in run.metrics.items():
@@ -159,7 +161,8 @@ def summarize(runs: dict[str, PolicyRun]) -> list[dict[str, Any]]:
 
 def evaluate_policies(factories: dict[str, PolicyFactory], cohort: Cohort,
                       config: EnvConfig = EnvConfig(), seed: int = 0,
-                      progress: Callable[[str], None] | None = None
+                      progress: Callable[[str], None] | None = None,
+                      reference: str | None = None
                       ) -> tuple[dict[str, PolicyRun], list[dict[str, Any]]]:
     """Run every policy on the cohort and summarise (module docstring)."""
     runs = {}
@@ -169,7 +172,7 @@ def evaluate_policies(factories: dict[str, PolicyFactory], cohort: Cohort,
             m = runs[name].metrics
             progress(f"{name}: ΔP {np.mean(m['delta_performance']):+.2f} "
                      f"return {np.mean(m['return']):+.2f} ({runs[name].wall_s:.0f} s)")
-    return runs, summarize(runs)
+    return runs, summarize(runs, reference)
 
 
 def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,

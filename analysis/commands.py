@@ -127,8 +127,15 @@ def _evaluate(args: argparse.Namespace) -> int:
                                  runs=args.runs or (), device=args.device, seed=args.seed)
     config = EnvConfig(episode_days=args.days)
     runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say)
+    real = None
+    if args.real:
+        real = _evaluate_real(args, model, factories)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if real is not None:
+        payload_real = json.dumps({k: v for k, v in real.items() if k != "twin_runs"},
+                                  indent=1) + "\n"
+        atomic_write(out / "real.json", lambda tmp: Path(tmp).write_text(payload_real))
     meta = {"command": "periodize " + " ".join(sys.argv[1:]) if sys.argv else "",
             "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
             "seed": args.seed, "model": args.model, "policies": list(runs),
@@ -138,7 +145,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     atomic_write(out / "config.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
     write_report(out / "report.html", runs, records, meta=meta, run_dirs=args.runs or (),
-                 forecast_json=Path(args.forecast) if args.forecast else None)
+                 forecast_json=Path(args.forecast) if args.forecast else None, real=real)
     _say(f"wrote {out / 'results.json'} and {out / 'report.html'}")
     for name, run in runs.items():
         m = run.metrics
@@ -147,6 +154,32 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"rec>60 {np.mean(m['pct_recovery_gt60']):5.1f}%   "
               f"violations executed {int(np.sum(m['executed_violations']))}")
     return 0
+
+
+def _evaluate_real(args: argparse.Namespace, model, factories: dict) -> dict:
+    """Sim-to-real and policies-in-twins on the real athletes of `--real` (analysis/real.py)."""
+    from analysis.real import (held_out_athletes, policies_in_twins, sim_to_real,
+                               summarize_sim_to_real)
+    from physiology_model.loaders import load_exports
+
+    frame = load_exports(args.real).frame
+    athletes = held_out_athletes(model, frame, include_fitted=args.real_include_fitted)
+    _say(f"sim-to-real: replaying {len(athletes)} real athletes through their twins")
+    rows = sim_to_real(model, frame, athletes, seed=args.seed)
+    twin_factories = {k: v for k, v in factories.items() if k != "oracle"}
+    _say("policies inside the twins, against each athlete's actual plan")
+    twin_runs, twin_records, ids = policies_in_twins(model, frame, athletes, twin_factories,
+                                                     days=args.real_days, seed=args.seed,
+                                                     progress=_say)
+    for r in twin_records:
+        if "p_vs_best_baseline" in r:
+            r["p_vs_actual_plan"] = r.pop("p_vs_best_baseline")
+            r.pop("best_baseline", None)
+        r["setting"] = "twins"
+    return {"athletes": athletes, "sim_to_real": rows,
+            "sim_to_real_summary": summarize_sim_to_real(rows),
+            "twin_athletes": ids, "twin_days": args.real_days, "twin_records": twin_records,
+            "twin_runs": twin_runs}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -196,6 +229,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--bc", help="a saved bc policy (bc.json) instead of training one")
     ev.add_argument("--forecast", default="docs/results/forecast_eval.json",
                     help="forecast evaluation JSON to include in the report")
+    ev.add_argument("--real", nargs="+", help="export paths of real athletes: sim-to-real and "
+                                              "policies inside their digital twins")
+    ev.add_argument("--real-days", type=int, default=60,
+                    help="days of each real athlete's actual plan compared in its twin")
+    ev.add_argument("--real-include-fitted", action="store_true",
+                    help="also use athletes the world model was fitted on")
     ev.add_argument("--days", type=int, default=90, help="episode length")
     ev.add_argument("--seed", type=int, default=12345, help="episode seed (never used in "
                                                             "training)")

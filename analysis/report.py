@@ -275,8 +275,55 @@ padding:4px 6px;text-align:right;vertical-align:top}th{background:#f4f4f4}
 .pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}img{max-width:100%}"""
 
 
+def _real_section(real: dict | None) -> str:
+    import matplotlib.pyplot as plt
+
+    if not real:
+        return ("<p>No real athletes given (<code>--real PATH</code>): sim-to-real and the "
+                "policies inside digital twins were not run.</p>")
+    parts = [f"<p>{len(real['athletes'])} real athletes the world model was not fitted on.</p>",
+             "<h3>Sim-to-real: actual loads replayed through each athlete's twin</h3>"]
+    summary = real["sim_to_real_summary"]
+    if summary:
+        rows = "".join(
+            f"<tr><td>{html.escape(r['target'])}</td><td>{html.escape(r['statistic'])}</td>"
+            f"<td>{r['n_athletes']}</td><td>{_fmt(r['measured_median'], 3)}</td>"
+            f"<td>{_fmt(r['simulated_median'], 3)}</td>"
+            f"<td>{_fmt(r['correlation_across_athletes'], 2)}</td></tr>" for r in summary)
+        parts.append("<table><tr><th>signal</th><th>statistic</th><th>athletes</th>"
+                     "<th>measured (median)</th><th>simulated (median)</th>"
+                     f"<th>correlation across athletes</th></tr>{rows}</table>")
+        frame = real["sim_to_real"]
+        fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+        for ax, stat in zip(axes, ("mean", "sd", "lag1", "hard_day_response")):
+            pts = [r for r in frame if r["statistic"] == stat and r["target"] == "hrv"]
+            x = [r["measured"] for r in pts]
+            y = [r["simulated"] for r in pts]
+            ax.scatter(x, y, s=14)
+            finite = [v for v in x + y if v is not None and np.isfinite(v)]
+            if finite:
+                lo, hi = min(finite), max(finite)
+                ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            ax.set_title(f"ln HRV {stat}")
+            ax.set_xlabel("measured")
+            ax.set_ylabel("simulated")
+        parts.append(_png(fig))
+    twin = real.get("twin_records") or []
+    if twin:
+        parts.append(f"<h3>Policies inside the twins vs the athlete's actual plan "
+                     f"({len(real['twin_athletes'])} athletes, {real['twin_days']} days)</h3>")
+        parts.append("<p>p: Wilcoxon signed-rank against the actual plan.</p>")
+        for r in twin:
+            r.setdefault("p_vs_best_baseline", r.get("p_vs_actual_plan"))
+        parts.append(_headline_table(twin, list(real["twin_runs"])))
+        parts.append(_bar_with_ci(real["twin_runs"], "delta_performance",
+                                  "ΔP in the twins, % of baseline"))
+    return "\n".join(parts)
+
+
 def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[str, Any],
-                 run_dirs: Sequence[str] = (), forecast_json: Path | None = None) -> None:
+                 run_dirs: Sequence[str] = (), forecast_json: Path | None = None,
+                 real: dict | None = None) -> None:
     """Write the HTML report (atomically: the file appears whole or not at all)."""
     from analysis.benchmark import BASELINES
     from physiology_model.table import atomic_write
@@ -313,6 +360,8 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
         *[_heatmap(runs[n]) for n in (learned or policies[:1])],
         "<h2>Training</h2>", _training_curves(run_dirs),
         "<h2>The world model on real athletes</h2>", _forecast_section(forecast_json),
+        "<h2>Real athletes: sim-to-real and policies in digital twins</h2>",
+        _real_section(real),
         "<h2>All numbers</h2><p>Every metric of every policy is in <code>results.json</code> "
         "next to this file.</p></body></html>",
     ]

@@ -204,16 +204,24 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
     """Digital twins of the real athletes in a daily-table `frame`: each twin's physiology is
     the posterior median of its personalised posterior (the fitted posterior for athletes in
     the fit); habitual load = its mean known load; age and sex from the data where known.
-    Athletes with fewer than `min_days` days of HRV or RHR are skipped (listed in meta)."""
+    Athletes with fewer than `min_days` days of HRV or RHR are skipped (listed in meta), and
+    twins whose personalisation weights were degenerate (ESS < 20) are listed in
+    meta["rough_personalisation"] instead of warning once each."""
+    import warnings
+
     rng = np.random.default_rng(seed)
-    ids, rows, skipped = [], [], []
+    ids, rows, skipped, rough = [], [], [], []
     loads, ages, sexes = [], [], []
     for uid, g in frame.groupby("user_id", sort=True):
         n_obs = int((g["hrv_rmssd_ms"].notna() | g["rhr_bpm"].notna()).sum())
         if n_obs < min_days:
             skipped.append(str(uid))
             continue
-        draws = model.athlete_params(g, rng)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            draws = model.athlete_params(g, rng)
+        if any("degenerate" in str(w.message) for w in caught):
+            rough.append(str(uid))
         rows.append({k: float(np.median(draws[k])) for k in PHYSIOLOGY_KEYS})
         ids.append(str(uid))
         known = g["load_trimp"].dropna()
@@ -237,6 +245,6 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
     hazard = sample_hazard_params(n, rng)
     physiology = {k: np.array([r[k] for r in rows]) for k in PHYSIOLOGY_KEYS}
     meta = {"seed": int(seed), "kind": "twin", "model_dir": model_dir, "athlete_ids": ids,
-            "skipped": skipped}
+            "skipped": skipped, "rough_personalisation": rough}
     return Cohort(physiology, _performance_dict(performance), _hazard_dict(hazard), context,
                   meta)
