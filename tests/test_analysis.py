@@ -1,0 +1,126 @@
+"""The policy benchmark, the report, sim-to-real replay and the evaluate/cohort CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.benchmark import PolicyRun, evaluate_policies, policy_factories, summarize
+from analysis.cli import main
+from analysis.real import ActualPlanPolicy, actual_actions
+from physiology_model.table import ACTIONS
+from physiology_model.world_model import WorldModel, simulate_observations
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig
+from simulator.replay import describe_replay, hard_day_response, lag1_autocorrelation
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return WorldModel.load(MODEL_DIR)
+
+
+def _run(name, dp, ret):
+    n = len(dp)
+    metrics = {"delta_performance": np.asarray(dp, float), "return": np.asarray(ret, float)}
+    z = np.zeros((1, n))
+    return PolicyRun(name, metrics, z, z, z, np.zeros((2, n)), 0.0)
+
+
+def test_summary_records_pct_of_oracle_and_paired_p_values():
+    runs = {"random": _run("random", [0] * 10, [0] * 10),
+            "hrv_guided": _run("hrv_guided", [1, 1, 2, 1, 1, 2, 1, 1, 2, 1], [1] * 10),
+            "mpc": _run("mpc", [2, 3, 3, 3, 2, 3, 2, 3, 3, 2], [2] * 10),
+            "oracle": _run("oracle", [4] * 10, [4] * 10)}
+    recs = summarize(runs)
+    mpc = next(r for r in recs if r["policy"] == "mpc" and r["metric"] == "delta_performance")
+    assert set(mpc) >= {"policy", "metric", "mean", "std", "n", "p_vs_best_baseline",
+                        "pct_of_oracle"}
+    assert mpc["best_baseline"] == "hrv_guided"
+    assert mpc["pct_of_oracle"] == pytest.approx(100 * 2.6 / 4)
+    assert mpc["p_vs_best_baseline"] < 0.05
+    same = summarize({"random": runs["random"],
+                      "seed_rule": _run("seed_rule", [0] * 10, [0] * 10)})
+    assert next(r for r in same if r["policy"] == "seed_rule" and r["metric"] == "return"
+                )["p_vs_best_baseline"] == 1.0
+
+
+def test_every_policy_meets_the_same_athletes_and_the_report_is_written(model, tmp_path):
+    cohort = generate_cohort(model, 10, seed=21)
+    factories = policy_factories(["random", "fixed_periodization", "hrv_guided"])
+    config = EnvConfig(episode_days=30, warmup_days=14)
+    runs, records = evaluate_policies(factories, cohort, config, seed=5)
+    again, _ = evaluate_policies({"random": factories["random"]}, cohort, config, seed=5)
+    np.testing.assert_array_equal(runs["random"].metrics["return"],
+                                  again["random"].metrics["return"])
+    for run in runs.values():
+        assert run.metrics["executed_violations"].sum() == 0
+        assert run.actions.shape == (30, 10)
+        np.testing.assert_allclose(run.metrics["athlete"], np.arange(10))
+    assert {r["policy"] for r in records} == set(runs)
+    from analysis.report import write_report
+
+    write_report(tmp_path / "r.html", runs, records, meta={"command": "test"})
+    text = (tmp_path / "r.html").read_text()
+    assert text.count("<img") >= 4 and "Seed success criteria" in text
+    assert "fixed_periodization" in text
+
+
+def test_replay_of_a_known_athlete_matches_its_own_statistics(model):
+    rng = np.random.default_rng(0)
+    p = model.sample_athletes(1, rng)
+    days = 200
+    load = np.where(rng.random(days) < 0.3, 0.0, rng.gamma(4.0, 0.3, days))
+    sim = simulate_observations(p, load, 0.2 * load, rng)
+    assert lag1_autocorrelation(sim["hrv"][0]) == pytest.approx(
+        p["phi_hrv"][0], abs=0.2)
+    resp = hard_day_response(sim["hrv"][0], load, np.ones(days, bool))
+    assert np.isfinite(resp)
+    frame = pd.DataFrame({"user_id": "twin-1", "date": pd.date_range("2024-01-01", periods=days),
+                          "source": "whoop", "hrv_rmssd_ms": np.exp(sim["hrv"][0]),
+                          "rhr_bpm": sim["rhr"][0], "recovery_pct": sim["recovery"][0],
+                          "load_trimp": 100 * load, "z4_min": 12 * load, "z5_min": 0.0,
+                          "strength_min": 0.0})
+    from simulator.replay import replay_athlete
+
+    rows = pd.DataFrame(describe_replay(replay_athlete(model, frame, 10, rng)))
+    means = rows[rows.statistic == "mean"].set_index("target")
+    assert abs(means.loc["hrv", "measured"] - means.loc["hrv", "simulated"]) < 0.15
+    assert abs(means.loc["rhr", "measured"] - means.loc["rhr", "simulated"]) < 3.0
+
+
+def test_actual_plan_reads_sessions_and_loads():
+    frame = pd.DataFrame({"user_id": "a", "date": pd.date_range("2024-01-01", periods=5),
+                          "session": ["hiit", "unknown", None, "rest", "strength"],
+                          "load_trimp": [130.0, 90.0, 5.0, 0.0, np.nan]})
+    a = actual_actions(frame, 5)
+    assert [ACTIONS[i] for i in a] == ["hiit", "z2_aerobic", "rest", "rest", "strength"]
+    assert actual_actions(frame, 6) is None
+    policy = ActualPlanPolicy(a[None, :])
+    policy.reset()
+    mask = np.ones((1, 6), bool)
+    mask[0, ACTIONS.index("hiit")] = False
+    assert ACTIONS[int(policy.act(None, mask)[0])] == "z2_aerobic"  # stepped down
+
+
+def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
+    cohort = tmp_path / "c.npz"
+    assert main(["cohort", "--model", str(MODEL_DIR), "--n", "6", "--seed", "3",
+                 "--out", str(cohort)]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(MODEL_DIR), "--cohort", str(cohort),
+                 "--policies", "random", "seed_rule", "--days", "20", "--out", str(out),
+                 "--forecast", ""]) == 0
+    records = json.loads((out / "results.json").read_text())
+    assert all({"policy", "metric", "mean", "std", "n"} <= set(r) for r in records)
+    assert (out / "report.html").stat().st_size > 10_000
+    bad = tmp_path / "bad.npz"
+    bad.write_text("nope")
+    assert main(["evaluate", "--model", str(MODEL_DIR), "--cohort", str(bad),
+                 "--policies", "random", "--out", str(tmp_path / "x")]) == 2
+    assert "bad.npz" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
