@@ -88,12 +88,14 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
     days = sim.config.episode_days
     rec, tsb, acts = (np.zeros((days, cohort.n)) for _ in range(3))
     injured = np.zeros((days, cohort.n), dtype=bool)
+    seen = np.zeros((days, cohort.n, obs.shape[1]), dtype=np.float32)
     perf = np.zeros((days + 1, cohort.n))
     perf[0] = sim.performance()
     entropy, qgap = [], []
     for d in range(days):
         rec[d] = sim.reading["recovery_pct"]
         tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
+        seen[d] = obs
         if callable(getattr(policy, "diagnostics", None)):
             diag = policy.diagnostics(obs, sim.mask)
             entropy.append(diag["entropy"])
@@ -112,7 +114,7 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
         metrics["policy_entropy"] = np.mean(entropy, axis=0)
         metrics["q_gap"] = np.mean(qgap, axis=0)
     return PolicyRun(name, metrics, rec, tsb, acts, perf, time.perf_counter() - start,
-                     {"injured": injured})
+                     {"injured": injured, "obs": seen})
 
 
 def _p_value(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -207,6 +207,34 @@ def _heatmap(run) -> str:
     return _png(fig)
 
 
+def _tree_section(runs: dict) -> str:
+    """The best learned policy (highest ΔP, not a baseline or the oracle) as a shallow tree."""
+    import matplotlib.pyplot as plt
+    from sklearn.tree import plot_tree
+
+    from analysis.benchmark import BASELINES
+    from analysis.interpret import distill
+
+    learned = [n for n in runs if n not in BASELINES and n != "oracle"
+               and "obs" in runs[n].extra]
+    if not learned:
+        return "<p>No learned policy in this run to distil.</p>"
+    best = max(learned, key=lambda n: float(np.mean(runs[n].metrics["delta_performance"])))
+    tree = distill(runs[best], depth=3)
+    fig, ax = plt.subplots(figsize=(13, 5.5))
+    plot_tree(tree.model, feature_names=None, class_names=[ACTIONS[c] for c in
+                                                            tree.model.classes_],
+              filled=True, impurity=False, fontsize=7, ax=ax,
+              label="none")
+    # feature names are long: show them in the rules text below instead
+    ax.set_title(f"{best} distilled into a depth-3 tree")
+    return (f"<p>{html.escape(best)} distilled into a depth-3 decision tree on half of the "
+            f"athletes; on the other half it picks the policy's session on "
+            f"<b>{100 * tree.fidelity:.0f} %</b> of days (always picking the policy's commonest "
+            f"session: {100 * tree.majority_fidelity:.0f} %).</p>" + _png(fig)
+            + f"<pre>{html.escape(tree.rules)}</pre>")
+
+
 def _training_curves(run_dirs: Sequence[str]) -> str:
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -358,6 +386,7 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
         _performance_paths(runs),
         "<h2>What the policies do</h2>",
         *[_heatmap(runs[n]) for n in (learned or policies[:1])],
+        "<h2>The best learned policy as rules</h2>", _tree_section(runs),
         "<h2>Training</h2>", _training_curves(run_dirs),
         "<h2>The world model on real athletes</h2>", _forecast_section(forecast_json),
         "<h2>Real athletes: sim-to-real and policies in digital twins</h2>",

@@ -124,3 +124,18 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
                  "--policies", "random", "--out", str(tmp_path / "x")]) == 2
     assert "bad.npz" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_distilled_tree_recovers_a_simple_rule():
+    from analysis.interpret import distill
+    from simulator.observation import FEATURE_INDEX
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(30, 40, 48)).astype(np.float32)
+    obs[..., FEATURE_INDEX["recovery_pct"]] = rng.uniform(0, 100, size=(30, 40))
+    actions = np.where(obs[..., FEATURE_INDEX["recovery_pct"]] > 70, 4, 0)
+    run = PolicyRun("rule", {"delta_performance": np.zeros(40)}, np.zeros((30, 40)),
+                    np.zeros((30, 40)), actions, np.zeros((31, 40)), 0.0, {"obs": obs})
+    tree = distill(run, depth=2)
+    assert tree.fidelity > 0.97 and tree.majority_fidelity < 0.8
+    assert "recovery_pct" in tree.rules and "hiit" in tree.rules
