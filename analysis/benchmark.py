@@ -97,10 +97,10 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
         tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
         seen[d] = obs
         if callable(getattr(policy, "diagnostics", None)):
-            diag = policy.diagnostics(obs, sim.mask)
+            diag = policy.diagnostics(obs, sim.agent_mask)
             entropy.append(diag["entropy"])
             qgap.append(diag["q_gap"])
-        action = policy.act(obs, sim.mask.copy())
+        action = policy.act(obs, sim.agent_mask.copy())
         obs, _, _ = sim.step(action)
         acts[d] = sim.last_executed
         injured[d] = sim.injury_left > 0

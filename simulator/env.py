@@ -83,8 +83,9 @@ class EnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     enforce_safety: bool = True
-    """False only for the no-safety ablation: the mask is still computed and reported, and
-    violations are counted, but masked actions are executed."""
+    """False only for the no-safety ablation: the agent is shown every action as allowed and
+    masked actions are executed; the hard rules are still evaluated, so risky days and
+    attempted violations are still counted."""
     missing_day_prob: float = 0.02
     """Probability that a morning has no reading at all (device not worn)."""
     injury_mean_days: float = 5.0
@@ -335,6 +336,8 @@ class Simulation:
             rhr_bpm=rhr, injury=ill.astype(float), history=self.history.array())
         result = hard_mask(inputs, self.config.safety)
         self.mask, self.reasons = result.mask, result.reasons
+        # what the agent is shown: the mask, or (no-safety ablation) every action
+        self.agent_mask = self.mask if cfg.enforce_safety else np.ones_like(self.mask)
         self.recovery_prev = recovery
         self.hrv_z = obs[:, f["ln_hrv_z_28d"]]
         self.recovery_ring = np.concatenate([self.recovery_ring[:, 1:], recovery[:, None]], 1)
@@ -541,11 +544,11 @@ class PeriodizationEnv(gym.Env):
         self._started = False
 
     def action_masks(self) -> np.ndarray:
-        return self.sim.mask[0].copy()
+        return self.sim.agent_mask[0].copy()
 
     def _info(self) -> dict[str, Any]:
         lat = self.sim.latents()
-        return {"action_mask": self.sim.mask[0].copy(), "reasons": int(self.sim.reasons[0]),
+        return {"action_mask": self.sim.agent_mask[0].copy(), "reasons": int(self.sim.reasons[0]),
                 "latent": {k: float(v[0]) for k, v in lat.items()}, "day": self.sim.day}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -617,7 +620,7 @@ class BatchedPeriodizationEnv(VecEnv):
         obs, reward, done = self.sim.step(self._actions)
         dones = np.full(self.num_envs, done)
         if self.config.info_level == "full":
-            infos = [{"action_mask": self.sim.mask[i].copy(),
+            infos = [{"action_mask": self.sim.agent_mask[i].copy(),
                       "executed_action": int(self.sim.last_executed[i]),
                       "violation_attempted": bool(self.sim.last_violated[i])}
                      for i in range(self.num_envs)]
@@ -636,7 +639,7 @@ class BatchedPeriodizationEnv(VecEnv):
         return obs.copy(), reward.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:
-        return self.sim.mask.copy()
+        return self.sim.agent_mask.copy()
 
     def close(self) -> None:
         pass
@@ -649,7 +652,7 @@ class BatchedPeriodizationEnv(VecEnv):
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
         if method_name == "action_masks":
-            masks = self.sim.mask
+            masks = self.sim.agent_mask
             return [masks[i].copy() for i in self._get_indices(indices)]
         raise AttributeError(f"the batched env has no per-env method {method_name!r}")
 

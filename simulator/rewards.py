@@ -28,6 +28,10 @@ Multi-horizon (`kind="multi_horizon"`, seed §2.3)
     lost or counted twice: the episode sum of the β term is β·Σ_s (P_{min(s+14, T)} − P_s)/14
     over every starting morning s < T. Defaults α 0.2, β 0.3, γ 0.5 (seed §9.1; β > α, γ > β).
 
+Short-term only (`kind="short_term"`, the seed's §11.3 ablation)
+    r_t = R_recovery(t+1) − λ·penalty_t: the next morning only, no fitness term at all; used to
+    measure what ignoring the long term costs in fitness.
+
 No term is a constant per step; rewards are finite for finite inputs (NaN recovery counts 0).
 """
 
@@ -37,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REWARD_KINDS: tuple[str, ...] = ("potential", "multi_horizon")
+REWARD_KINDS: tuple[str, ...] = ("potential", "multi_horizon", "short_term")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def step_reward(config: RewardConfig, perf: np.ndarray, morning: int, final: boo
     whether this morning ends the episode.
     """
     lam = config.penalty_weight * penalty
+    if config.kind == "short_term":
+        return recovery - lam
     if config.kind == "potential":
         return (perf[:, morning] - perf[:, morning - 1]) + config.recovery_weight * recovery - lam
     adapt = _window_credit(perf, morning, config.adaptation_days, final)

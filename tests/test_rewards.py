@@ -66,3 +66,10 @@ def test_weights_follow_the_seed_ordering():
         RewardConfig(alpha=0.5, beta=0.3, gamma=0.2)
     with pytest.raises(ValueError, match="kind"):
         RewardConfig(kind="bonus")
+
+
+def test_short_term_reward_ignores_fitness():
+    perf = np.array([[100.0, 105.0], [100.0, 95.0]])
+    rec = recovery_term(np.array([70.0, 70.0]), np.array([60.0, 60.0]))
+    r = step_reward(RewardConfig(kind="short_term"), perf, 1, False, rec, np.zeros(2))
+    np.testing.assert_allclose(r, [0.1, 0.1])
