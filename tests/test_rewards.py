@@ -50,7 +50,7 @@ def test_direction_more_performance_recovery_and_less_penalty_are_better():
     r = step_reward(cfg, np.full((2, 2), 100.0), 1, False, rec, np.zeros(2))
     assert r[0] > 0 > r[1]
     r = step_reward(cfg, np.full((2, 2), 100.0), 1, False, np.zeros(2), np.array([0.0, 30.0]))
-    assert r[0] == 0 and r[1] == pytest.approx(-0.3)
+    assert r[0] == 0 and r[1] == pytest.approx(-30.0 * cfg.penalty_weight)
 
 
 def test_no_constant_bonus_and_missing_recovery_counts_zero():
