@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,22 +78,30 @@ def _model_fit(args: argparse.Namespace) -> int:
                  else split.fit_frame)
     config = WorldModelConfig(max_days=args.max_days)
     sampler = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune,
-                            chains=args.chains, seed=args.seed, progress_bar=args.progress)
+                            chains=args.chains, seed=args.seed, progress_bar=args.progress,
+                            nutpie_backend=args.nutpie_backend)
     held_out = "none (--all)" if args.all else (f"{len(split.test_users)} athletes and the last "
                                                f"15 % of each training athlete's days")
     print(f"fitting {fit_frame['user_id'].nunique()} athletes, {len(fit_frame)} days "
           f"(held out: {held_out}); sampler {args.sampler}, {args.chains} chains × "
           f"{args.draws} draws", flush=True)
+    started = time.perf_counter()
     model = WorldModel(config, sampler=sampler).fit(fit_frame)
+    timings = model.fit_info_.get("timings", {})
+    print(f"posterior: {time.perf_counter() - started:.0f} s (compile "
+          f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)",
+          flush=True)
     if not args.no_residual:
         from physiology_model.hybrid import describe_residual, fit_residual
 
+        residual_started = time.perf_counter()
         model.residual_ = fit_residual(model, fit_frame, seed=args.seed)
         print(describe_residual(model.residual_))
+        model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
     model.split_ = {"seed": args.seed, "all": bool(args.all),
                     "test_users": list(split.test_users)}
     model.save(args.out)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s in all)")
     return 0 if model.diagnostics_.get("ok", False) else 3
 
 
@@ -156,9 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "test athletes and the last 15%% of each athlete's days)")
     fit.add_argument("--sampler", default="nutpie",
                      choices=["nutpie", "pymc", "advi", "pathfinder"])
-    fit.add_argument("--draws", type=int, default=500)
-    fit.add_argument("--tune", type=int, default=500)
+    # The defaults reproduce models/shipped (docs/world_model.md: ~6-8 min on 2 cores).
+    fit.add_argument("--draws", type=int, default=1500, help="posterior draws per chain")
+    fit.add_argument("--tune", type=int, default=1000, help="warm-up iterations per chain")
     fit.add_argument("--chains", type=int, default=2)
+    fit.add_argument("--nutpie-backend", default="jax", choices=["jax", "numba"],
+                     help="nutpie's compiler (jax: seconds to compile; numba: minutes)")
     fit.add_argument("--max-days", type=int, default=365,
                      help="most recent days per athlete used in the fit")
     fit.add_argument("--progress", action="store_true", help="show the sampler's progress")

@@ -18,11 +18,13 @@ Conventions (shared by the fit, the WorldModel and the evaluation):
 - Loads (units of `params.py`): w = load_trimp / `params.LOAD_SCALE_TRIMP` and
   u = (z4_min + z5_min + strength_min) / `params.HI_LOAD_SCALE_MIN`. u is known on a day when any
   of its three columns is (the missing ones count 0), or when load_trimp is a measured 0 (no
-  training at all). A missing value on a day inside the window is filled with the athlete's
-  median known value and flagged in `load_known` / `hi_load_known`; an athlete with no known w
-  gets the median known w of all athletes in the frame (so its states sit at a typical level and
-  its load gains are prior-only); an athlete with no known u gets u = 0 (sources without zone
-  minutes: the fast channel is then constant and its average effect is carried by the level).
+  training at all): `daily_loads`. A missing value on a day inside the window is filled with
+  the median of the athlete's known values before that day (`fill_missing_loads`, the one fill
+  of the project: the world model's forecasts and the baselines use it too) and flagged in
+  `load_known` / `hi_load_known`; an athlete with no known w gets the median known w of all
+  athletes in the frame (so its states sit at a typical level and its load gains are
+  prior-only); an athlete with no known u gets u = 0 (sources without zone minutes: the fast
+  channel is then constant and its average effect is carried by the level).
 - The day-0 state: the steady morning state at the athlete's mean (filled) load
   (`banister.steady_morning_state`), so a series does not start "untrained". It depends on the
   time constants; `initial_state` is computed at the prior-median τ's (`REFERENCE_TAUS_DAYS`),
@@ -161,7 +163,7 @@ class AthleteArrays:
             if f.name == "user_ids":
                 value = tuple(self.user_ids[i] for i in index)
             elif f.name in ("sources", "report"):
-                value = value  # kept whole (see the docstring)
+                pass  # kept whole (see the docstring)
             elif value.ndim == 2 and value.shape[1] == self.n_days and f.name != "initial_state":
                 value = value[index, :n_days]
             else:
@@ -170,21 +172,47 @@ class AthleteArrays:
         return AthleteArrays(**values)
 
 
-def _hi_load_series(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """u (h/day) and whether it is known, for one athlete's calendar-filled rows."""
-    parts = g[["z4_min", "z5_min", "strength_min"]].to_numpy(dtype=float)
-    any_part = ~np.isnan(parts).all(axis=1)
-    minutes = np.where(any_part, np.nansum(parts, axis=1), np.nan)
-    no_training = g["load_trimp"].to_numpy(dtype=float) == 0.0
-    minutes = np.where(~any_part & no_training, 0.0, minutes)
-    return minutes / params.HI_LOAD_SCALE_MIN, ~np.isnan(minutes)
+LOAD_FILL_HEAD_DAYS = 7
+"""Days before an athlete's first known load are filled with the median known load of the first
+this many days (the only look-ahead of the fill, and only before any forecast origin:
+`world_model.WARM_START_DAYS` is the same 7 days)."""
 
 
-def _fill(values: np.ndarray, fallback: float) -> tuple[np.ndarray, np.ndarray]:
-    """Replace NaN by the series' median known value (or `fallback` when none is known)."""
-    known = ~np.isnan(values)
-    fill = float(np.median(values[known])) if known.any() else fallback
-    return np.where(known, values, fill), known
+def daily_loads(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(w, u) per row of a canonical frame, NaN where unknown (units of `params.py`):
+    w = load_trimp / `params.LOAD_SCALE_TRIMP` (hundreds of TRIMP per day) and
+    u = (z4_min + z5_min + strength_min) / `params.HI_LOAD_SCALE_MIN` (hours per day), the sum
+    of whichever of the three are known; u is also known (0) on a day whose load_trimp is a
+    measured 0 (no training at all), and NaN when nothing says how hard the day was. The one
+    definition used by the fit (`prepare_arrays`), the world model's forecasts
+    (`world_model.series_from_frame`) and the baselines (`forecast.py`)."""
+    def column(name: str) -> np.ndarray:
+        if name not in frame.columns:
+            return np.full(len(frame), np.nan)
+        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+
+    trimp = column("load_trimp")
+    parts = np.stack([column("z4_min"), column("z5_min"), column("strength_min")])
+    any_part = np.isfinite(parts).any(axis=0)
+    minutes = np.where(any_part, np.nansum(np.where(np.isfinite(parts), parts, 0.0), axis=0),
+                       np.nan)
+    minutes = np.where(~any_part & (trimp == 0.0), 0.0, minutes)
+    return trimp / params.LOAD_SCALE_TRIMP, minutes / params.HI_LOAD_SCALE_MIN
+
+
+def fill_missing_loads(values: np.ndarray, fallback: float,
+                       head_days: int = LOAD_FILL_HEAD_DAYS) -> np.ndarray:
+    """One athlete's daily loads (consecutive days, NaN = unknown) with every unknown day
+    filled by the median of the athlete's known loads **before** that day: causal, so a
+    forecast never sees a later load through the fill, and the same fill in the fit, the world
+    model's forecasts and the baselines. Days before the first known load take the median known
+    load of the first `head_days` days, else `fallback` (no known load there at all)."""
+    x = np.asarray(values, dtype=float)
+    running = pd.Series(x).expanding().median().shift(1).to_numpy()
+    head = x[:head_days][np.isfinite(x[:head_days])]
+    start = float(np.median(head)) if head.size else float(fallback)
+    fill = np.where(np.isnan(running), start, running)
+    return np.where(np.isnan(x), fill, x)
 
 
 def prepare_arrays(
@@ -245,8 +273,7 @@ def prepare_arrays(
         calendar = pd.date_range(start, end, freq="D")
         g = g.set_index("date").reindex(calendar)
         hrv = np.log(g["hrv_rmssd_ms"].to_numpy(dtype=float))
-        w = g["load_trimp"].to_numpy(dtype=float) / params.LOAD_SCALE_TRIMP
-        u, u_known = _hi_load_series(g)
+        w, u = daily_loads(g)
         counts = {
             "first_date": calendar[0].date(), "last_date": calendar[-1].date(),
             "window_days": len(calendar), "hrv_days": int(np.isfinite(hrv).sum()),
@@ -259,12 +286,11 @@ def prepare_arrays(
         report_rows.append({**row, **counts, "included": not reason, "reason": reason})
         if reason:
             continue
-        w_filled, w_known = _fill(w, population_load)
-        u_filled = np.where(u_known, u, float(np.median(u[u_known])) if u_known.any() else 0.0)
         series.append({
             "user_id": user_id, "source": row["source"],
             "dates": calendar.to_numpy().astype("datetime64[D]"),
-            "load": w_filled, "load_known": w_known, "hi_load": u_filled, "hi_load_known": u_known,
+            "load": fill_missing_loads(w, population_load), "load_known": np.isfinite(w),
+            "hi_load": fill_missing_loads(u, 0.0), "hi_load_known": np.isfinite(u),
             "hrv": hrv, "rhr": g["rhr_bpm"].to_numpy(dtype=float),
             "recovery": g["recovery_pct"].to_numpy(dtype=float),
         })

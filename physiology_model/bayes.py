@@ -15,11 +15,15 @@ Population → athlete, non-centred: for each parameter p and athlete a,
     loc[s, p] ~ N(loc_mean_p, loc_sd_p)   (one value shared by all sources unless by_source)
     scale[p] ~ HalfNormal(scale_sd_p)
 
+except for a `pooled` parameter (`params.ParamSpec.pooled`: the time constants, the fast-channel
+and recovery-link gains), which has one population value and scale 0: θ[a, p] = loc[p].
+
 States: fitness G and fatigue H by `banister.pytensor_states` (one scan over days, batched over
 athletes) with τ_fit = τ_fat + τ_gap (so τ_fit > τ_fat by construction), the fast channel F with
 the fixed `params.TAU_FAST_DAYS` (precomputed with `banister.morning_states`, since no parameter
-enters it), each started at the steady state of the athlete's mean load and normalised to EWMA
-form, X̃ = (1 − e^{−1/τ})·X. Observation means (morning of day d):
+enters it), each started at the steady state of the athlete's mean load and normalised by
+`params.state_normaliser`, X̃ = (1 − e)/e·X with e = e^{−1/τ} (yesterday evening's EWMA of the
+load: X̃ = w at a constant load w). Observation means (morning of day d):
 
     m_hrv = mu_hrv + a_fit·G̃ − a_fat·H̃ − a_fast·F̃
     m_rhr = mu_rhr − b_fit·G̃ + b_fat·H̃ + b_fast·F̃
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -58,6 +63,8 @@ from physiology_model.arrays import REFERENCE_TAUS_DAYS, TARGETS, AthleteArrays
 
 POPULATION_LOC = "loc"
 POPULATION_SCALE = "scale"
+VARYING_SCALE = "scale_varying"
+ATHLETE_RAW = "athlete_raw"
 ATHLETE_Z = "z"
 
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "advi", "pathfinder")
@@ -145,10 +152,12 @@ class SamplerConfig:
     """nutpie only: adapt a diagonal plus low-rank mass matrix (nutpie's
     `low_rank_modified_mass_matrix`), which can follow the correlations between a population
     location and its athletes' deviates."""
-    nutpie_backend: str = "numba"
-    """nutpie's compiler: `numba` (default: faster gradients, ~1-2 min to compile the model)
-    or `jax` (needs the jax package; compiled ~5× faster but each gradient ~1.5-2× slower on
-    CPU here, so it suits small or quick fits)."""
+    nutpie_backend: str = "jax"
+    """nutpie's compiler: `jax` (default) or `numba`. Measured on the shipped fit (38 athletes ×
+    365 days, 2 cores): jax compiles in 5-10 s and takes ~5-7 ms per gradient; numba takes
+    145-230 s to compile (numba's type inference of nutpie's C callbacks) for ~5 ms per
+    gradient, so jax is faster for any fit under ~1 hour. Without the jax package, `jax` falls
+    back to `numba` (recorded in the fit's attrs)."""
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -269,7 +278,7 @@ def gather_observations(arrays: AthleteArrays, target: str) -> _Observations:
 
 
 def fast_fatigue_ewma(arrays: AthleteArrays) -> np.ndarray:
-    """The EWMA-normalised fast-fatigue state F̃ (A, T) for τ = `params.TAU_FAST_DAYS`, started
+    """The normalised fast-fatigue state F̃ (A, T) for τ = `params.TAU_FAST_DAYS`, started
     at the steady state of each athlete's mean high-intensity load. No fitted parameter enters
     it, so the fit treats it as data."""
     # The fitness/fatigue channels computed alongside are unused here; arrays.initial_state's
@@ -277,7 +286,8 @@ def fast_fatigue_ewma(arrays: AthleteArrays) -> np.ndarray:
     ref = REFERENCE_TAUS_DAYS
     decays = banister.decay_factors(ref["tau_fit"], ref["tau_fat"], params.TAU_FAST_DAYS)
     states = banister.morning_states(arrays.load, arrays.hi_load, decays, arrays.initial_state)
-    return (1.0 - decays[banister.FAST_FATIGUE]) * states[..., banister.FAST_FATIGUE]
+    return (params.state_normaliser(decays[banister.FAST_FATIGUE])
+            * states[..., banister.FAST_FATIGUE])
 
 
 def _param_layout(priors: PriorConfig) -> tuple[list[str], list[str]]:
@@ -293,16 +303,84 @@ SIGMA_TARGETS: dict[str, str] = {"sigma_hrv": "hrv", "sigma_rhr": "rhr", "sigma_
 """The noise-SD parameter of each target."""
 
 
+LOADING_TERMS: dict[str, tuple[str, int, float]] = {
+    "a_fit": ("hrv", banister.FITNESS, +1.0), "a_fat": ("hrv", banister.FATIGUE, -1.0),
+    "a_fast": ("hrv", banister.FAST_FATIGUE, -1.0), "b_fit": ("rhr", banister.FITNESS, -1.0),
+    "b_fat": ("rhr", banister.FATIGUE, +1.0), "b_fast": ("rhr", banister.FAST_FATIGUE, +1.0),
+}
+"""Each load gain of ln HRV / RHR: (target, state channel, sign in the observation equation)."""
+
+
+def reference_states(arrays: AthleteArrays) -> np.ndarray:
+    """The normalised morning states (A, T, 3: fitness, fatigue, fast fatigue) at the
+    prior-median time constants `REFERENCE_TAUS_DAYS` (numpy; for the centring plan)."""
+    ref = REFERENCE_TAUS_DAYS
+    decays = banister.decay_factors(ref["tau_fit"], ref["tau_fat"], ref["tau_fast"])
+    states = banister.morning_states(arrays.load, arrays.hi_load, decays, arrays.initial_state)
+    return params.state_normaliser(decays[:3]) * states[..., :3]
+
+
+def _loading_estimates(arrays: AthleteArrays, observations: dict[str, Any], names: list[str],
+                       min_obs: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-athlete least-squares gains and their standard errors, {name: (estimate (A,),
+    SE (A,))}, from y = c + Σ sign·gain·state at the reference time constants; NaN where an
+    athlete has fewer than `min_obs` observations or a state without variation."""
+    states = reference_states(arrays)
+    out = {n: (np.full(arrays.n_athletes, np.nan), np.full(arrays.n_athletes, np.nan))
+           for n in names if n in LOADING_TERMS}
+    for target in ("hrv", "rhr"):
+        gains = [n for n in out if LOADING_TERMS[n][0] == target]
+        obs = observations[target]
+        for a in range(arrays.n_athletes):
+            rows = obs.athlete == a
+            if rows.sum() < max(min_obs, len(gains) + 3):
+                continue
+            day = obs.flat[rows] - a * arrays.n_days
+            x = np.column_stack([np.ones(len(day))] + [
+                LOADING_TERMS[n][2] * states[a, day, LOADING_TERMS[n][1]] for n in gains])
+            spread = x[:, 1:].std(axis=0)
+            keep = np.concatenate([[True], spread > 1e-6])
+            xk = x[:, keep]
+            gram = xk.T @ xk
+            if np.linalg.cond(gram) > 1e10:
+                continue
+            beta = np.linalg.solve(gram, xk.T @ obs.value[rows])
+            resid = obs.value[rows] - xk @ beta
+            sigma2 = resid @ resid / max(len(day) - xk.shape[1], 1)
+            se = np.sqrt(np.diag(np.linalg.inv(gram)) * sigma2)
+            for j, (n, kept) in enumerate(zip(gains, keep[1:])):
+                if kept:
+                    k = int(keep[1:j + 2].sum())  # column of gain j in xk
+                    out[n][0][a], out[n][1][a] = beta[k], se[k]
+    return out
+
+
+def _observed_day_weights(arrays: AthleteArrays, obs: _Observations) -> np.ndarray:
+    """(A, T) weights 1/n_a on athlete a's observed days of a target (n_a of them), else 0: a
+    masked mean over the observed days as one dense product."""
+    weights = np.zeros((arrays.n_athletes, arrays.n_days))
+    counts = np.bincount(obs.athlete, minlength=arrays.n_athletes)
+    weights.flat[obs.flat] = 1.0 / counts[obs.athlete]
+    return weights
+
+
 def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[str, Any],
-                   centre_min_obs: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   centre_min_obs: int | None,
+                   specs: Mapping[str, params.ParamSpec] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which (athlete, parameter) entries are sampled centred, and their offset and step.
 
     Levels and noise SDs of an athlete with at least `centre_min_obs` observations of the
     target are pinned down by the data; non-centred, they would move in lock-step with their
     population location (the funnel's opposite: Betancourt & Girolami 2015, "Hamiltonian Monte
     Carlo for hierarchical models"), so they are sampled centred around a data-based anchor
-    (the athlete's observed mean / log SD) instead. Every other entry is non-centred.
-    Returns (centred (A, P) bool, anchor (A, P), step (P,)).
+    (the athlete's observed mean / log SD) instead. A load gain is centred (around its
+    per-athlete least-squares estimate, `_loading_estimates`) where its standard error is below
+    the prior's between-athlete scale `scale_sd` (`specs`), i.e. where the athlete's own data
+    say more than the population would; a non-centred gain that the data pin down makes a
+    funnel in its population scale (measured: one chain stuck at scale(b_fat) ≈ 0.1, the other
+    at 2.3). Every other entry is non-centred. Returns (centred (A, P) bool, anchor (A, P),
+    step (P,)).
     """
     n_athletes = arrays.n_athletes
     centred = np.zeros((n_athletes, len(names)), dtype=bool)
@@ -327,6 +405,15 @@ def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[s
         else:
             anchor[:, p] = np.log(np.maximum(sd, 1e-6))
             step[p] = 0.1
+    if specs is not None:
+        estimates = _loading_estimates(arrays, observations, names, max(centre_min_obs, 2))
+        for name, (estimate, se) in estimates.items():
+            p = names.index(name)
+            identified = np.isfinite(se) & (se < specs[name].scale_sd)
+            centred[:, p] = identified
+            anchor[:, p] = np.where(identified, estimate, 0.0)
+            if identified.any():
+                step[p] = float(np.median(se[identified]))
     return centred, anchor, step
 
 
@@ -335,30 +422,34 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
     """The hierarchical PyMC model of `arrays` (see the module docstring); nothing is sampled.
 
     Coords: `athlete` (user ids), `day` (0..T−1), `source`, `param` (`params.PARAM_NAMES`),
-    `param_shared` / `param_by_source` (the parameters without/with a per-source location) and
-    `obs_hrv` / `obs_rhr` / `obs_recovery` (observed entries). Free variables: `loc_shared`
-    (param_shared), `loc_by_source` (source, param_by_source), `scale` (param), `athlete_raw`
-    (athlete, param), `phi_hrv`, `phi_rhr`, `phi_rec`. Deterministics: `loc` (source, param),
-    `z` (athlete, param: the standardised deviate (θ_unconstrained − loc)/scale) and one per
-    parameter, named as in `params.PARAM_NAMES`, dims (athlete,), on the constrained scale.
-    Likelihood: `hrv_obs`, `rhr_obs`, `recovery_obs` (observed) on the scales of
-    `observed_values`.
+    `param_shared` / `param_by_source` (the parameters without/with a per-source location),
+    `param_varying` (the parameters that are not pooled) and `obs_hrv` / `obs_rhr` /
+    `obs_recovery` (observed entries). Free variables: `loc_shared` (param_shared),
+    `loc_by_source` (source, param_by_source), `scale_varying` (param_varying), `athlete_raw`
+    (athlete, param_varying), `phi_hrv`, `phi_rhr`, `phi_rec`. Deterministics: `loc` (source,
+    param), `scale` (param; 0 for pooled parameters), `z` (athlete, param: the standardised
+    deviate (θ_unconstrained − loc)/scale, 0 for pooled parameters) and one per parameter, named
+    as in `params.PARAM_NAMES`, dims (athlete,), on the constrained scale. Likelihood:
+    `hrv_obs`, `rhr_obs`, `recovery_obs` (observed) on the scales of `observed_values`.
 
     Parametrisation (same posterior, better geometry for NUTS): an entry of `athlete_raw` is the
-    non-centred deviate z of the parameter, except for the levels and noise SDs of an athlete
-    with ≥ `centre_min_obs` observations of that target (`_centring_plan`; None = all
-    non-centred). For those the level is sampled as the athlete's mean of the target over its
-    observed days, c = mu + mean(load effect), and mu = c − mean(load effect) is derived (the
-    centring of DESIGN §5, which cut leapfrog steps ~3× there); the population prior
-    N(loc, scale) is applied to mu itself (a shift, Jacobian 1), so the model is unchanged.
-    With fewer than `centre_min_athletes` athletes the population SDs are too loosely
-    identified for centred entries (they funnel: a 4-athlete fit had 64 divergences), so then
-    every entry is non-centred.
+    non-centred deviate z of the parameter, except where the athlete's own data pin the
+    parameter down (`_centring_plan`; `centre_min_obs` None = all non-centred): the levels and
+    noise SDs of an athlete with ≥ `centre_min_obs` observations of that target, and the load
+    gains whose per-athlete least-squares standard error is below the prior between-athlete
+    scale. A centred level is sampled as the athlete's mean of the target over its observed
+    days, c = mu + mean(load effect), and mu = c − mean(load effect) is derived (the centring of
+    DESIGN §5, which cut leapfrog steps ~3× there); the population prior N(loc, scale) is
+    applied to the parameter itself (a shift, Jacobian 1), so the model is unchanged. With fewer
+    than `centre_min_athletes` athletes the population SDs are too loosely identified for
+    centred entries (they funnel: a 4-athlete fit had 64 divergences), so then every entry is
+    non-centred.
 
-    Measured on the shipped data (51 athletes × 365 days, nutpie, 2 chains × 600 iterations):
-    all non-centred, 96 leapfrog steps per draw and min bulk ESS 9; with this centring, 31 steps
-    per draw and min bulk ESS 14 at the same settings (the remaining slow directions are the
-    population τ_fat / a_fat / b_fat, see the fit report).
+    The graph uses one-dimensional gathers only and one masked mean per centred level: measured
+    on the shipped fit (38 athletes × 365 days, pytensor C backend), a row gather of a matrix
+    made the gradient ~3× slower. With pooled time constants, normalised states and centred
+    gains (docs/world_model.md), 2 chains × (800 + 800) iterations reached max R-hat 1.013, min
+    bulk ESS 215 and no divergences at ~21 leapfrog steps per draw (before: R-hat 1.48, ESS 4).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -366,6 +457,8 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
     shared, by_source = _param_layout(priors)
     specs = priors.params
     names = list(specs)
+    varying = [n for n in names if not specs[n].pooled]
+    pooled = np.array([specs[n].pooled for n in names])
     coords = {
         "athlete": list(arrays.user_ids),
         "day": np.arange(arrays.n_days),
@@ -373,13 +466,15 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         "param": names,
         "param_shared": shared,
         "param_by_source": by_source,
+        "param_varying": varying,
     }
     observations = {t: gather_observations(arrays, t) for t in TARGETS}
     for target, obs in observations.items():
         coords[f"obs_{target}"] = np.arange(len(obs.value))
     if arrays.n_athletes < centre_min_athletes:
         centre_min_obs = None
-    centred, anchor, step = _centring_plan(arrays, names, observations, centre_min_obs)
+    centred, anchor, step = _centring_plan(arrays, names, observations, centre_min_obs, specs)
+    centred[:, pooled] = False  # a pooled parameter has no athlete entry to centre
 
     with pm.Model(coords=coords) as model:
         load = pm.Data("load", arrays.load, dims=("athlete", "day"))
@@ -393,8 +488,14 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         loc_by_source = pm.Normal(
             "loc_by_source", vector("loc_mean", by_source), vector("loc_sd", by_source),
             dims=("source", "param_by_source"))
-        scale = pm.HalfNormal(POPULATION_SCALE, vector("scale_sd", names), dims="param")
-        raw = pm.Normal("athlete_raw", 0.0, 1.0, dims=("athlete", "param"))
+        # Pooled parameters have no athlete deviate: their scale is 0 and their raw column 0.
+        vary = np.array([names.index(n) for n in varying], dtype=int)
+        scale_varying = pm.HalfNormal(VARYING_SCALE, vector("scale_sd", varying),
+                                      dims="param_varying")
+        scale = pm.Deterministic(POPULATION_SCALE, pt.set_subtensor(
+            pt.zeros(len(names))[vary], scale_varying), dims="param")
+        raw_varying = pm.Normal(ATHLETE_RAW, 0.0, 1.0, dims=("athlete", "param_varying"))
+        raw = pt.set_subtensor(pt.zeros((arrays.n_athletes, len(names)))[:, vary], raw_varying)
         n_sources = len(arrays.sources)
         columns = []
         for name in names:
@@ -408,65 +509,69 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         # Unconstrained value of each entry; for centred levels this is the level c, not mu.
         sampled = pt.where(centred, anchor + step[None, :] * raw,
                            athlete_loc + scale[None, :] * raw)
+        is_exp = np.array([specs[n].transform == "exp" for n in names])
+
+        def to_constrained(unconstrained: Any) -> Any:
+            # exp only where the transform says so (identity columns never pass through exp)
+            return pt.where(is_exp[None, :], pt.exp(pt.where(is_exp[None, :], unconstrained, 0.0)),
+                            unconstrained)
+
+        held = to_constrained(sampled)  # (A, P): gains and τ's as sampled (levels still c)
         index = {name: p for p, name in enumerate(names)}
-
-        def constrained(name: str) -> Any:
-            value = sampled[:, index[name]]
-            return pt.exp(value) if specs[name].transform == "exp" else value
-
-        tau_fat = constrained("tau_fat_days")
-        tau_fit = tau_fat + constrained("tau_gap_days")
+        tau_fat = held[:, index["tau_fat_days"]]
+        tau_fit = tau_fat + held[:, index["tau_gap_days"]]
         e_fit, e_fat = pt.exp(-1.0 / tau_fit), pt.exp(-1.0 / tau_fat)
         # Steady morning state at the mean load: e·w̄/(1−e) (banister.steady_morning_state).
         initial = pt.stack([e_fit / (1.0 - e_fit) * mean_load,
                             e_fat / (1.0 - e_fat) * mean_load], axis=-1)
         states = banister.pytensor_states(load, tau_fit, tau_fat, initial=initial)
-        # EWMA-normalised states, then only the observed entries of each target: the means are
-        # never formed on the full (A, T) grid, most of which is unobserved or padding.
-        fitness = ((1.0 - e_fit)[:, None] * states[..., banister.FITNESS]).flatten()
-        fatigue = ((1.0 - e_fat)[:, None] * states[..., banister.FATIGUE]).flatten()
-        fast = fast_fatigue_ewma(arrays).ravel()
+        # Normalised states (A, T, 3): fitness, fatigue, fast fatigue (params.state_normaliser).
+        normalised = pt.stack([
+            params.state_normaliser(e_fit)[:, None] * states[..., banister.FITNESS],
+            params.state_normaliser(e_fat)[:, None] * states[..., banister.FATIGUE],
+            pt.as_tensor_variable(fast_fatigue_ewma(arrays))], axis=-1)
+        # Each target's load effect is Σ_c coef[a, c]·state_c: the coefficients per athlete (A, 3).
+        column = {name: held[:, index[name]] for name in names}
+        coefficients = {
+            "hrv": pt.stack([column["a_fit"], -column["a_fat"], -column["a_fast"]], axis=1),
+            "rhr": pt.stack([-column["b_fit"], column["b_fat"], column["b_fast"]], axis=1),
+        }
+        coefficients["recovery"] = (column["g_hrv"][:, None] * coefficients["hrv"]
+                                    - column["g_rhr"][:, None] * coefficients["rhr"])
+        flat_states = [normalised[..., c].flatten() for c in range(3)]
 
-        def load_effect(target: str, athlete: np.ndarray, flat: np.ndarray) -> Any:
-            """The load part of a target's mean at some observed entries."""
+        def effect_at(target: str, obs: _Observations) -> Any:
+            # One-dimensional gathers only: the gradient of a row gather of a matrix runs in
+            # Python in pytensor's C backend (measured 5× slower per gradient).
+            return sum(coefficients[target][:, c][obs.athlete] * flat_states[c][obs.flat]
+                       for c in range(3))
 
-            def gain(name: str) -> Any:
-                return constrained(name)[athlete]
-
-            g, h, f = fitness[flat], fatigue[flat], fast[flat]
-            hrv = gain("a_fit") * g - gain("a_fat") * h - gain("a_fast") * f
-            if target == "hrv":
-                return hrv
-            rhr = -gain("b_fit") * g + gain("b_fat") * h + gain("b_fast") * f
-            if target == "rhr":
-                return rhr
-            return gain("g_hrv") * hrv - gain("g_rhr") * rhr
-
-        effects = {t: load_effect(t, obs.athlete, obs.flat) for t, obs in observations.items()}
-        # The unconstrained value of every parameter (mu derived from c where centred).
-        unconstrained = []
-        for p, name in enumerate(names):
-            value = sampled[:, p]
-            if name in LEVEL_TARGETS and centred[:, p].any():
-                obs = observations[LEVEL_TARGETS[name]]
-                counts = np.bincount(obs.athlete, minlength=arrays.n_athletes)
-                weights = 1.0 / np.maximum(counts, 1)[obs.athlete]
-                mean_effect = pt.inc_subtensor(pt.zeros(arrays.n_athletes)[obs.athlete],
-                                               effects[LEVEL_TARGETS[name]] * weights)
-                value = pt.where(centred[:, p], value - mean_effect, value)
-            unconstrained.append(value)
-        theta_raw = pt.stack(unconstrained, axis=1)
-        standardised = pm.Deterministic(ATHLETE_Z, (theta_raw - athlete_loc) / scale[None, :],
-                                        dims=("athlete", "param"))
+        # The means are formed at the observed entries only, never on the full (A, T) grid.
+        effects = {t: effect_at(t, obs) for t, obs in observations.items()}
+        # Levels sampled centred are the mean of the target over the athlete's observed days:
+        # mu = c − (mean load effect over those days), with the mean state from a masked mean.
+        theta_raw = sampled
+        for name, target in LEVEL_TARGETS.items():
+            p = index[name]
+            if not centred[:, p].any():
+                continue
+            weights = _observed_day_weights(arrays, observations[target])  # (A, T)
+            mean_states = pt.sum(normalised * weights[..., None], axis=1)  # (A, 3)
+            mean_effect = pt.sum(coefficients[target] * mean_states, axis=1)
+            theta_raw = pt.set_subtensor(theta_raw[:, p], pt.where(
+                centred[:, p], sampled[:, p] - mean_effect, sampled[:, p]))
+        safe_scale = pt.where(pooled, 1.0, scale)
+        standardised = pm.Deterministic(
+            ATHLETE_Z, pt.where(pooled[None, :], 0.0, (theta_raw - athlete_loc) / safe_scale),
+            dims=("athlete", "param"))
         if centred.any():
             # Centred entries: replace the N(0, 1) base density of `athlete_raw` by the population
             # prior N(loc, scale) of the parameter itself (the step's Jacobian is constant).
-            prior = -0.5 * standardised**2 - pt.log(scale)[None, :] + 0.5 * raw**2
+            prior = -0.5 * standardised**2 - pt.log(safe_scale)[None, :] + 0.5 * raw**2
             pm.Potential("centred_prior", pt.sum(pt.where(centred, prior, 0.0)))
-        theta = {}
+        theta_all = to_constrained(theta_raw)
         for p, name in enumerate(names):
-            value = pt.exp(theta_raw[:, p]) if specs[name].transform == "exp" else theta_raw[:, p]
-            theta[name] = pm.Deterministic(name, value, dims="athlete")
+            pm.Deterministic(name, theta_all[:, p], dims="athlete")
 
         for (level, target), sigma, phi_name in zip(LEVEL_TARGETS.items(), SIGMA_TARGETS,
                                                     params.AR_PARAMS):
@@ -474,11 +579,11 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
             obs = observations[target]
             if len(obs.value) == 0:
                 continue
-            mean = theta[level][obs.athlete] + effects[target]
+            mean = theta_all[:, index[level]][obs.athlete] + effects[target]
             residual_prev = obs.value[obs.previous] - mean[obs.previous]
             linked = obs.gap > 0
             phi_k = pt.where(linked, phi ** np.maximum(obs.gap, 1).astype(float), 0.0)
-            sd = theta[sigma][obs.athlete] * pt.sqrt(1.0 - phi_k**2)
+            sd = theta_all[:, index[sigma]][obs.athlete] * pt.sqrt(1.0 - phi_k**2)
             pm.Normal(f"{target}_obs", mu=mean + phi_k * residual_prev, sigma=sd,
                       observed=obs.value, dims=f"obs_{target}")
     return model
@@ -503,6 +608,10 @@ def _sample_nutpie(model: Any, config: SamplerConfig, cores: int) -> tuple[Any, 
 
     start = time.perf_counter()
     backend = config.nutpie_backend
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        warnings.warn("nutpie_backend='jax' needs the jax package; compiling with numba instead "
+                      "(minutes longer)", stacklevel=3)
+        backend = "numba"
     compiled = nutpie.compile_pymc_model(model, backend=backend, gradient_backend=(
         "jax" if backend == "jax" else "pytensor"))
     compiled_at = time.perf_counter()
@@ -512,6 +621,7 @@ def _sample_nutpie(model: Any, config: SamplerConfig, cores: int) -> tuple[Any, 
         save_warmup=False, low_rank_modified_mass_matrix=config.low_rank_mass_matrix,
     )
     done = time.perf_counter()
+    idata.attrs["nutpie_backend"] = backend
     return idata, {"compile_s": compiled_at - start, "sample_s": done - compiled_at}
 
 
@@ -716,7 +826,8 @@ class SimulationConfig:
     """Mean length of a run of missing days."""
     scale_fraction: float = 0.7
     """True between-athlete SD of each parameter = this × its prior `scale_sd` (the HalfNormal
-    prior's mean is 0.8 × scale_sd); the true population location is the prior `loc_mean`."""
+    prior's mean is 0.8 × scale_sd), 0 for a pooled parameter; the true population location is
+    the prior `loc_mean`."""
     phi: tuple[float, float, float] = (0.4, 0.4, 0.3)
     """True AR(1) coefficients of the hrv, rhr and recovery noise."""
     source: str = "simulated"
@@ -743,7 +854,8 @@ def simulate_cohort(config: SimulationConfig, rng: np.random.Generator,
     specs = priors.params
     names = list(specs)
     loc = np.array([specs[n].loc_mean for n in names])
-    scale = np.array([config.scale_fraction * specs[n].scale_sd for n in names])
+    scale = np.array([0.0 if specs[n].pooled else config.scale_fraction * specs[n].scale_sd
+                      for n in names])
     raw = loc + scale * rng.standard_normal((a_n, len(names)))
     truth: dict[str, Any] = {n: params.to_constrained(n, raw[:, p]) for p, n in enumerate(names)}
     truth.update(phi=np.array(config.phi), loc=loc, scale=scale)
@@ -763,7 +875,7 @@ def simulate_cohort(config: SimulationConfig, rng: np.random.Generator,
     decays = banister.decay_factors(tau_fit, tau_fat, params.TAU_FAST_DAYS)
     initial = banister.steady_morning_state(load.mean(axis=1), hi_load.mean(axis=1), decays)
     states = banister.morning_states(load, hi_load, decays, initial)
-    ewma = (1.0 - decays[:, None, :]) * states
+    ewma = params.state_normaliser(decays[:, None, :3]) * states[..., :3]
     fit, fat, fast = (ewma[..., c] for c in (banister.FITNESS, banister.FATIGUE,
                                               banister.FAST_FATIGUE))
 

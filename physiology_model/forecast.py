@@ -19,11 +19,12 @@ Targets, in the units they are scored in: `hrv` = ln RMSSD (ln ms), `rhr` = rest
 (bpm), `recovery` = the device's recovery score (%). Loads follow `params.py`:
 w = load_trimp / 100 and u = (z4_min + z5_min + strength_min) / 60.
 
-Missing loads. A day of unknown load inside the frame is filled with the athlete's median known
-w (and u) over the conditioning rows (the population median of the training rows when the
-athlete has none, and `features.POPULATION_REFERENCE["load_trimp"]` when nobody has any): the
-shared world-model convention. Taking the median from the conditioning rows, not the whole
-frame, keeps later loads from leaking into a forecast.
+Missing loads. A day of unknown load inside the frame is filled as everywhere in the project
+(`arrays.fill_missing_loads`, the same fill as the world model's fit and forecasts): with the
+median of the athlete's known w (and u) before that day, so later loads never leak into a
+forecast; before the athlete's first known load, with the median known load of the
+conditioning rows (the population median of the training rows when the athlete has none, and
+`features.POPULATION_REFERENCE["load_trimp"]` when nobody has any).
 
 The baselines
 -------------
@@ -43,7 +44,6 @@ clips recovery to 0-100: the predictive distributions are exactly the stated Gau
 from __future__ import annotations
 
 import abc
-
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -54,8 +54,9 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from physiology_model import banister
+from physiology_model.arrays import daily_loads, fill_missing_loads
 from physiology_model.features import FEATURE_NAMES, POPULATION_REFERENCE, build_features
-from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP
+from physiology_model.params import LOAD_SCALE_TRIMP
 from physiology_model.preprocess import fill_calendar
 
 TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
@@ -149,22 +150,6 @@ def target_values(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def daily_loads(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(w, u) per row, NaN where unknown: w = load_trimp / 100 (hundreds of TRIMP per day);
-    u = (z4_min + z5_min + strength_min) / 60 (hours per day), the sum of whichever of the
-    three are known, NaN when none is (params.py)."""
-    def column(name: str) -> np.ndarray:
-        if name not in frame.columns:
-            return np.full(len(frame), np.nan)
-        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
-
-    w = column("load_trimp") / LOAD_SCALE_TRIMP
-    parts = np.stack([column("z4_min"), column("z5_min"), column("strength_min")])
-    any_known = np.isfinite(parts).any(axis=0)
-    u = np.where(any_known, np.nansum(np.where(np.isfinite(parts), parts, 0.0), axis=0), np.nan)
-    return w, u / HI_LOAD_SCALE_MIN
-
-
 def _median_or(values: np.ndarray, fallback: float) -> float:
     known = values[np.isfinite(values)]
     return float(np.median(known)) if known.size else float(fallback)
@@ -228,9 +213,10 @@ class AthleteStats:
     step_sd: dict[str, float]
     """RMS day-to-day change of each target (population value if < MIN_COUNT pairs)."""
     load_w: float
-    """Fill for unknown w: the median known w of the conditioning rows."""
+    """Fill for w before the athlete's first known load: the median known w of the
+    conditioning rows (`filled_loads`)."""
     load_u: float
-    """Fill for unknown u."""
+    """The same for u."""
     mean_w: float
     """Mean of the filled w over the conditioning rows (sets the initial Banister state)."""
 
@@ -250,7 +236,7 @@ def athlete_stats(athlete: pd.DataFrame, population: PopulationStats) -> Athlete
     w, u = daily_loads(athlete)
     fill_w = _median_or(w, population.load_w)
     fill_u = _median_or(u, population.load_u)
-    filled_w = np.where(np.isfinite(w), w, fill_w)
+    filled_w = fill_missing_loads(w, fill_w)
     return AthleteStats(mean, sd, step, fill_w, fill_u,
                         float(filled_w.mean()) if filled_w.size else fill_w)
 
@@ -292,9 +278,11 @@ def target_rows(origins: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def filled_loads(frame: pd.DataFrame, stats: AthleteStats) -> tuple[np.ndarray, np.ndarray]:
-    """(w, u) per row of `frame` with unknown days filled from the conditioning medians."""
+    """(w, u) per row of `frame` (one athlete, calendar-filled) with unknown days filled as
+    everywhere in the project (`arrays.fill_missing_loads`: the median of the athlete's known
+    loads before that day); before any known load, the conditioning medians of `stats`."""
     w, u = daily_loads(frame)
-    return np.where(np.isfinite(w), w, stats.load_w), np.where(np.isfinite(u), u, stats.load_u)
+    return fill_missing_loads(w, stats.load_w), fill_missing_loads(u, stats.load_u)
 
 
 def sample_gaussian(mean: np.ndarray, sd: np.ndarray, n_samples: int,

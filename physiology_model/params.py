@@ -6,17 +6,25 @@ the `WorldModel` (prediction, `sample_athletes`, `personalize`) and the simulato
 Every athlete parameter θ is a transform of an unconstrained value:
 `θ_u = transform(loc[source_u] + scale · z_u)` (non-centred; `loc` per data source where
 `by_source`, else one population value), with `z_u ~ N(0, 1)`, `loc ~ N(loc_mean, loc_sd)` and
-`scale ~ HalfNormal(scale_sd)`. So the population distribution of an athlete parameter is
-fully described by (loc, scale) draws, which is what `sample_athletes` draws from.
+`scale ~ HalfNormal(scale_sd)`; a `pooled` parameter has scale 0 (one value for every athlete:
+its differences between athletes are not identified by the data). So the population
+distribution of an athlete parameter is fully described by (loc, scale) draws, which is what
+`sample_athletes` draws from.
 
 Units and scaling (fixed here, used everywhere):
 
 - daily load `w` = load_trimp / 100 (hundreds of Edwards TRIMP per day);
 - high-intensity load `u` = (z4_min + z5_min + strength_min) / 60 (hours per day);
-- the Banister states enter the observation equations normalised to EWMA form,
-  `G̃ = (1 − e^{−1/τ}) · G` (the TrainingPeaks CTL/ATL convention), so a gain is "change per
-  100 TRIMP/day of sustained load" whatever τ is; this decouples gains from time constants,
-  which helps NUTS (DESIGN §5 notes the centring that cut leapfrog steps ~3×).
+- the Banister states enter the observation equations normalised so that a constant daily
+  load w gives the state w: the morning state M_d (loads of days < d, `banister.morning_states`)
+  is scaled by (1 − e)/e with e = exp(−1/τ) (`state_normaliser`), which makes it yesterday
+  evening's EWMA, X̃_d = (1 − e)·Σ_{k≥1} e^{k−1}·w_{d−k} (the TrainingPeaks CTL/ATL of day d−1).
+  Its lag weights sum to 1, so a gain is "change per 100 TRIMP/day of sustained load" and,
+  for a short τ, also "change after 100 TRIMP yesterday", whatever τ is. (Until version 2 of
+  the saved model the scale was (1 − e), which gives e·w at steady state: for τ_fat ≈ 0.5 d the
+  gain then had to grow as 1/e ≈ 7× to keep the same effect, which coupled (τ_fat, a_fat,
+  b_fat) into a curved ridge and put the gains' priors on the wrong quantity; see
+  docs/world_model.md.)
 
 Observation equations (morning of day d, states from `banister.morning_states`):
 
@@ -40,9 +48,11 @@ LOAD_SCALE_TRIMP = 100.0
 HI_LOAD_SCALE_MIN = 60.0
 """`u = (z4_min + z5_min + strength_min) / HI_LOAD_SCALE_MIN`."""
 TAU_FAST_DAYS = 2.0
-"""Time constant of the fast fatigue channel (high-intensity/strength load). HRV is depressed
-for 24-72 h after hard sessions (Stanley, Peake & Buchheit 2013, Sports Med 43:1259), longer
-after HIIT than after easy work; fixed, not fitted: the data do not separate it from τ_fat."""
+"""Time constant of the fast fatigue channel (high-intensity/strength load). Parasympathetic
+recovery takes ≥ 48 h after high-intensity sessions against ≤ 24 h after low-intensity ones
+(Stanley, Peake & Buchheit 2013, Sports Med 43:1259). Fixed, not fitted: the data show no
+effect of high-intensity hours beyond their TRIMP even pooled (docs/identifiability.md), so
+they cannot say how long it lasts."""
 RECOVERY_CLIP_PCT = (1.0, 99.0)
 """Recovery scores are clipped to this range before the logit (WHOOP reports 0-100)."""
 
@@ -64,68 +74,85 @@ class ParamSpec:
     """Whether the population location differs per data source (device effect)."""
     cite: str
     """Where the prior comes from."""
+    pooled: bool = False
+    """One value shared by every athlete: no between-athlete deviate, the scale is fixed at 0
+    (for a parameter whose differences between athletes the data do not identify; the fit then
+    estimates only its population value, and `sample_athletes` draws it from that posterior)."""
 
 
 ATHLETE_PARAMS: dict[str, ParamSpec] = {
-    # Time constants. τ_fit = τ_fat + τ_gap, so τ_fit > τ_fat by construction.
+    # Time constants (τ_fit = τ_fat + τ_gap, so τ_fit > τ_fat by construction). Both pooled:
+    # one population value each, see the `pooled` field and docs/world_model.md.
     "tau_fat_days": ParamSpec(
-        "days", "exp", float(np.log(4.0)), 0.4, 0.3, False,
-        "HRV recovers 24-72 h after single sessions and within about a week after hard blocks "
-        "(Stanley et al. 2013, Sports Med 43:1259); fitted Banister fatigue τ 4-15 d "
-        "(Busso 2003, Med Sci Sports Exerc 35:1188; Clarke & Skiba 2013, Adv Physiol Educ 37:134)"),
+        "days", "exp", float(np.log(0.5)), 0.4, 0.3, False,
+        "cardiac parasympathetic activity recovers within 24 h of low-intensity, 24-48 h of "
+        "threshold and ≥ 48 h of high-intensity sessions (Stanley, Peake & Buchheit 2013, "
+        "Sports Med 43:1259): with a morning measurement 12-20 h after the session, a residual "
+        "of ≤ 20 % of the effect after 24-48 h means τ ≈ 0.3-1.3 d (90 % prior interval "
+        "0.26-0.97 d: most wearable users' sessions are low to moderate). Longer fitted "
+        "Banister fatigue τ (4-15 d: Busso 2003, Med Sci Sports Exerc 35:1188) describe "
+        "performance, not next-morning HRV", pooled=True),
     "tau_gap_days": ParamSpec(
-        "days", "exp", float(np.log(30.0)), 0.4, 0.3, False,
-        "fitted Banister fitness τ 20-60 d (Clarke & Skiba 2013; Busso 2003); "
-        "GoldenCheetah/TrainingPeaks use 42 d for CTL"),
+        "days", "exp", float(np.log(10.0)), 0.7, 0.3, False,
+        "fitted Banister fitness τ 20-60 d for performance (Clarke & Skiba 2013, Adv Physiol "
+        "Educ 37:134; Busso 2003); the HRV 'fitness' trend follows weekly to monthly load "
+        "(Plews et al. 2013, Sports Med 43:773; Chalencon et al. 2012, PLoS One 7:e52636), so "
+        "the prior is wider and lower (90 % interval 3.2-32 d)", pooled=True),
     # ln HRV
     "mu_hrv": ParamSpec(
-        "ln ms", "identity", float(np.log(55.0)), 0.5, 0.5, True,
-        "nocturnal RMSSD of adults ~20-150 ms, between-person SD of ln RMSSD ~0.4-0.5 "
+        "ln ms", "identity", float(np.log(55.0)), 0.5, 0.6, True,
+        "nocturnal RMSSD of adults ~20-150 ms, between-person SD of ln RMSSD ~0.4-0.6 "
         "(Nunan et al. 2010, Pacing Clin Electrophysiol 33:1407); WHOOP and Fitbit differ"),
     "a_fit": ParamSpec(
-        "ln ms per 100 TRIMP/d", "identity", 0.05, 0.05, 0.05, False,
-        "aerobic training raises resting vagal activity over weeks (Plews et al. 2013, "
-        "Sports Med 43:773; Buchheit 2014, Front Physiol 5:73)"),
+        "ln ms per 100 TRIMP/d", "identity", 0.03, 0.05, 0.08, False,
+        "aerobic training raises resting vagal activity over weeks (Plews et al. 2013; "
+        "Buchheit 2014, Front Physiol 5:73)"),
     "a_fat": ParamSpec(
-        "ln ms per 100 TRIMP/d", "identity", 0.08, 0.06, 0.05, False,
-        "acute load lowers next-morning ln RMSSD by a few to ~10 % (Stanley et al. 2013; "
-        "Plews et al. 2013)"),
+        "ln ms per 100 TRIMP/d", "identity", 0.05, 0.04, 0.04, False,
+        "a session lowers next-morning ln RMSSD by a few to ~10 % (Stanley et al. 2013; "
+        "Plews et al. 2013); an hour of moderate training is ~100-150 TRIMP"),
     "a_fast": ParamSpec(
-        "ln ms per h/d of Z4-5+strength", "identity", 0.05, 0.05, 0.03, False,
+        "ln ms per h/d of Z4-5+strength", "identity", 0.02, 0.04, 0.03, False,
         "HRV recovery is slower after high-intensity than after low-intensity sessions "
-        "(Stanley et al. 2013; Seiler et al. 2007, Med Sci Sports Exerc 39:1366)"),
+        "(Stanley et al. 2013; Seiler et al. 2007, Med Sci Sports Exerc 39:1366), beyond what "
+        "their TRIMP already carries; most sources have no zone minutes", pooled=True),
     "sigma_hrv": ParamSpec(
-        "ln ms", "exp", float(np.log(0.12)), 0.3, 0.3, True,
-        "day-to-day CV of RMSSD ~7-15 % (Plews et al. 2012, Eur J Appl Physiol 112:3729)"),
+        "ln ms", "exp", float(np.log(0.2)), 0.3, 0.4, True,
+        "day-to-day SD of ln RMSSD: ~0.1-0.15 in standardised morning recordings of athletes "
+        "(Plews et al. 2012, Eur J Appl Physiol 112:3729; Buchheit 2014), larger in "
+        "free-living wearable data (sleep, alcohol, illness, device); 90 % interval 0.12-0.33"),
     # RHR
     "mu_rhr": ParamSpec(
         "bpm", "identity", 58.0, 8.0, 8.0, True,
         "resting HR of active adults ~45-75 bpm"),
     "b_fit": ParamSpec(
-        "bpm per 100 TRIMP/d", "identity", 2.0, 2.0, 1.5, False,
-        "endurance training lowers resting HR by a few bpm over weeks "
-        "(Buchheit 2014, Front Physiol 5:73)"),
+        "bpm per 100 TRIMP/d", "identity", 0.5, 1.5, 1.0, False,
+        "endurance training lowers resting HR by a few bpm over weeks (Buchheit 2014, Front "
+        "Physiol 5:73), but with τ_fit of days rather than weeks the channel also carries "
+        "accumulated fatigue, which raises it: a weak prior that allows either sign"),
     "b_fat": ParamSpec(
-        "bpm per 100 TRIMP/d", "identity", 1.5, 1.5, 1.0, False,
-        "acute load and overreaching raise morning HR by 1-5 bpm (Buchheit 2014)"),
+        "bpm per 100 TRIMP/d", "identity", 1.0, 1.0, 1.0, False,
+        "a hard day and overreaching raise morning HR by ~1-5 bpm (Buchheit 2014)"),
     "b_fast": ParamSpec(
-        "bpm per h/d of Z4-5+strength", "identity", 1.0, 1.0, 0.5, False,
-        "as a_fast"),
+        "bpm per h/d of Z4-5+strength", "identity", 0.5, 0.7, 0.5, False,
+        "as a_fast", pooled=True),
     "sigma_rhr": ParamSpec(
-        "bpm", "exp", float(np.log(2.5)), 0.3, 0.3, True,
-        "day-to-day SD of morning resting HR ~2-3 bpm (Buchheit 2014)"),
+        "bpm", "exp", float(np.log(3.0)), 0.4, 0.3, True,
+        "day-to-day SD of morning resting HR ~2-4 bpm in standardised recordings (Buchheit "
+        "2014), more with consumer devices at night; 90 % interval 1.6-5.8 bpm"),
     # recovery (logit scale)
     "mu_rec": ParamSpec(
         "logit", "identity", 0.5, 0.5, 0.5, True,
         "WHOOP recovery averages ~55-65 % in the shipped exports"),
     "g_hrv": ParamSpec(
         "logit per ln ms", "identity", 3.0, 1.5, 1.0, False,
-        "WHOOP recovery is driven mainly by HRV relative to the personal baseline"),
+        "WHOOP recovery is driven mainly by HRV relative to the personal baseline",
+        pooled=True),
     "g_rhr": ParamSpec(
         "logit per bpm", "identity", 0.1, 0.05, 0.05, False,
-        "and by resting HR relative to the baseline"),
+        "and by resting HR relative to the baseline", pooled=True),
     "sigma_rec": ParamSpec(
-        "logit", "exp", float(np.log(0.5)), 0.3, 0.3, True,
+        "logit", "exp", float(np.log(0.7)), 0.4, 0.3, True,
         "residual day-to-day variation of recovery beyond HRV and RHR (sleep, respiration)"),
 }
 """Per-athlete parameters, in a fixed order (the order of the parameter axis everywhere)."""
@@ -146,6 +173,13 @@ def to_unconstrained(name: str, value: np.ndarray) -> np.ndarray:
     """Inverse of `to_constrained`."""
     spec = ATHLETE_PARAMS[name]
     return np.log(value) if spec.transform == "exp" else np.asarray(value, dtype=float)
+
+
+def state_normaliser(decay: np.ndarray) -> np.ndarray:
+    """(1 − e)/e for one-day decay factors e = exp(−1/τ): multiplies a morning Banister state so
+    that a constant daily load w maps to w (see the module docstring). Works on numpy arrays,
+    torch tensors and pytensor variables (plain arithmetic)."""
+    return (1.0 - decay) / decay
 
 
 def tau_fit_days(tau_fat: np.ndarray, tau_gap: np.ndarray) -> np.ndarray:

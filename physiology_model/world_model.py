@@ -29,15 +29,17 @@ import numpy as np
 import pandas as pd
 
 from physiology_model import banister
+from physiology_model.arrays import daily_loads, fill_missing_loads
 from physiology_model.errors import DataError
-from physiology_model.params import (
-    AR_PARAMS,
+from physiology_model.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
+    AR_PARAMS,  # are re-exported: the simulator reads them next to the equations below
     ATHLETE_PARAMS,
     HI_LOAD_SCALE_MIN,
     LOAD_SCALE_TRIMP,
     PARAM_NAMES,
     RECOVERY_CLIP_PCT,
     TAU_FAST_DAYS,
+    state_normaliser,
     to_constrained,
 )
 
@@ -48,10 +50,13 @@ TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
 """Forecast targets: ln RMSSD (ln ms), resting HR (bpm), recovery (%)."""
 
 LATENTS: tuple[str, ...] = ("fitness", "fatigue", "fast_fatigue")
-"""Latent states reported by `predict`, in EWMA form (100 TRIMP/day; fast: h/day)."""
+"""Latent states reported by `predict`, normalised by `params.state_normaliser` (yesterday
+evening's EWMA of the daily load: 100 TRIMP/day; fast: h/day)."""
 
 FORMAT = "adaptive-periodization.WorldModel"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: states normalised by `params.state_normaliser` ((1 − e)/e; version 1 used 1 − e, so its
+gains mean something else) and pooled parameters (scale 0)."""
 
 # The linear blocks of the observation equations: (target, intercept, loadings with signs).
 _HRV_BLOCK = ("mu_hrv", (("a_fit", 0, +1.0), ("a_fat", 1, -1.0), ("a_fast", 2, -1.0)))
@@ -67,8 +72,8 @@ _RHR_BLOCK = ("mu_rhr", (("b_fit", 0, -1.0), ("b_fat", 1, +1.0), ("b_fast", 2, +
 class AthleteSeries:
     """One athlete's daily series on a gap-free calendar, in model units.
 
-    `load`, `hi_load`: (T,) w and u (params.py), missing days filled with the athlete's median
-    known value before that day; `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
+    `load`, `hi_load`: (T,) w and u (params.py, `arrays.daily_loads`), missing days filled
+    with the athlete's median known value before that day (`arrays.fill_missing_loads`); `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
     """
 
     dates: np.ndarray
@@ -99,13 +104,9 @@ def series_from_frame(frame: pd.DataFrame) -> AthleteSeries:
     f = frame.sort_values("date")
     dates = pd.date_range(f["date"].min(), f["date"].max(), freq="D")
     f = f.set_index("date").reindex(dates)
-    w = f["load_trimp"].to_numpy(dtype=float) / LOAD_SCALE_TRIMP
-    hi_min = f[["z4_min", "z5_min"]].sum(axis=1, min_count=1).to_numpy(dtype=float)
-    hi_min = np.where(np.isnan(hi_min), np.nan, hi_min + np.nan_to_num(
-        f["strength_min"].to_numpy(dtype=float)))
-    u = hi_min / HI_LOAD_SCALE_MIN
-    w = _fill_causal(w)
-    u = _fill_causal(u)
+    w, u = daily_loads(f)
+    w = fill_missing_loads(w, 0.0, WARM_START_DAYS)
+    u = fill_missing_loads(u, 0.0, WARM_START_DAYS)
     hrv = np.log(f["hrv_rmssd_ms"].to_numpy(dtype=float))
     sources = f["source"].dropna()
     return AthleteSeries(
@@ -115,21 +116,43 @@ def series_from_frame(frame: pd.DataFrame) -> AthleteSeries:
         source=str(sources.iloc[-1]) if len(sources) else None)
 
 
+PLAN_LOAD_COLUMNS: tuple[str, ...] = ("load_trimp", "z4_min", "z5_min", "strength_min")
+"""The load columns a plan may give (`WorldModel.predict`); a missing zone/strength column is 0."""
+
+
+def plan_frame(history: pd.DataFrame, planned_loads: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One athlete's calendar-filled rows with a plan written in: the planned loads on today
+    (when today's row has no load yet) or from tomorrow on, one row per planned day, plus one
+    more day (zero load, no physiology) whose morning follows the last planned day.
+
+    Returns the frame and the row of the first planned day. Physiology of the new days is NaN;
+    history rows keep every column (the residual's features are built from them).
+    """
+    f = history.sort_values("date")
+    user = str(f["user_id"].iloc[0])
+    dates = pd.date_range(f["date"].min(), f["date"].max(), freq="D")
+    f = f.set_index("date").reindex(dates).rename_axis("date").reset_index()
+    today_has_load = pd.notna(f["load_trimp"].iloc[-1])
+    start = len(f) if today_has_load else len(f) - 1
+    horizon = len(planned_loads)
+    extra = start + horizon + 1 - len(f)
+    new_days = pd.DataFrame({"date": dates[-1] + pd.to_timedelta(np.arange(1, extra + 1), "D")})
+    f = pd.concat([f, new_days], ignore_index=True)
+    f["user_id"] = user
+    if "source" in f.columns:
+        f["source"] = f["source"].ffill()
+    rows = np.arange(start, start + horizon + 1)
+    for column in PLAN_LOAD_COLUMNS:
+        given = (planned_loads[column].to_numpy(dtype=float) if column in planned_loads
+                 else np.zeros(horizon))
+        f.loc[rows, column] = np.concatenate([np.nan_to_num(given), [0.0]])
+    return f, start
+
+
 WARM_START_DAYS = 7
 """The Banister states start at the steady state of the mean load of the first days (the
 athlete trained before the data began); forecasts need origins at or after this day, so that
-they never see a load of a day they forecast past."""
-
-
-def _fill_causal(x: np.ndarray) -> np.ndarray:
-    """Missing daily loads → the median of the known loads before that day (a causal fill:
-    a forecast never sees a later load through it); before any known load, the median of the
-    known loads of the warm-start window, else 0."""
-    s = pd.Series(x)
-    fill = s.expanding().median().shift(1).to_numpy()
-    head = x[:WARM_START_DAYS][~np.isnan(x[:WARM_START_DAYS])]
-    fill = np.where(np.isnan(fill), float(np.median(head)) if head.size else 0.0, fill)
-    return np.where(np.isnan(x), fill, x)
+they never see a load of a day they forecast past. Equal to `arrays.LOAD_FILL_HEAD_DAYS`."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +167,8 @@ def _decays(p: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def latent_states(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray) -> np.ndarray:
-    """EWMA-form morning fitness, fatigue and fast fatigue, (S, T, 3), for S parameter draws.
+    """Normalised morning fitness, fatigue and fast fatigue (`params.state_normaliser`: a
+    constant daily load w gives w), (S, T, 3), for S parameter draws.
 
     The series starts at the steady state of the mean load of its first `WARM_START_DAYS` days
     (a trained start).
@@ -155,8 +179,7 @@ def latent_states(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarra
     states = banister.morning_states(np.broadcast_to(load, decays.shape[:1] + load.shape),
                                      np.broadcast_to(hi_load, decays.shape[:1] + load.shape),
                                      decays, initial)
-    norm = 1.0 - decays[:, None, :3]
-    return states[..., :3] * norm
+    return states[..., :3] * state_normaliser(decays[:, None, :3])
 
 
 def observation_means(p: dict[str, np.ndarray], latents: np.ndarray) -> dict[str, np.ndarray]:
@@ -403,7 +426,7 @@ def personalize_series(population: Population, series: AthleteSeries, rng: np.ra
         names = (intercept,) + tuple(t[0] for t in terms)
         x = np.concatenate([ones] + [sign * lat[..., [ch]] for _, ch, sign in terms], axis=2)
         m0 = np.stack([loc[nm] for nm in names], axis=1)
-        s0 = np.stack([scale[nm] for nm in names], axis=1)
+        s0 = _prior_sd(np.stack([scale[nm] for nm in names], axis=1))
         if np.sum(~np.isnan(y)) == 0:
             posterior[target] = (names, m0, np.eye(len(names))[None] * s0[:, :, None] ** 2)
             continue
@@ -412,14 +435,14 @@ def personalize_series(population: Population, series: AthleteSeries, rng: np.ra
         posterior[target] = (names, mean, cov)
         log_w += log_ml
     # recovery: regress on the posterior-mean deviations of HRV and RHR (plug-in)
-    names_h, mean_h, _ = posterior["hrv"]
-    names_r, mean_r, _ = posterior["rhr"]
+    _, mean_h, _ = posterior["hrv"]
+    _, mean_r, _ = posterior["rhr"]
     dev_h = np.einsum("mtc,mc->mt", lat, mean_h[:, 1:] * np.array([+1, -1, -1]))
     dev_r = np.einsum("mtc,mc->mt", lat, mean_r[:, 1:] * np.array([-1, +1, +1]))
     x = np.stack([ones[..., 0], dev_h, -dev_r], axis=2)
     names = ("mu_rec", "g_hrv", "g_rhr")
     m0 = np.stack([loc[nm] for nm in names], axis=1)
-    s0 = np.stack([scale[nm] for nm in names], axis=1)
+    s0 = _prior_sd(np.stack([scale[nm] for nm in names], axis=1))
     if np.sum(~np.isnan(series.recovery_logit)) > 0:
         y_t, x_t, log_c = _prewhiten(series.recovery_logit, x, p["phi_rec"])
         mean, cov, log_ml = _gaussian_linear(y_t, x_t, log_c, p["sigma_rec"], m0, s0)
@@ -438,9 +461,21 @@ def personalize_series(population: Population, series: AthleteSeries, rng: np.ra
         z = rng.standard_normal((n_draws, len(names)))
         beta = mean[pick] + np.einsum("npq,nq->np", np.linalg.cholesky(cov[pick]), z)
         for j, name in enumerate(names):
-            out[name] = beta[:, j]
+            # a pooled parameter (scale 0) is the population value itself, exactly
+            out[name] = np.where(scale[name][pick] > 0, beta[:, j], loc[name][pick])
     n_days = int(np.sum(~np.isnan(series.hrv) | ~np.isnan(series.rhr)))
     return Personalization(out, ess, n_proposals, n_days)
+
+
+POOLED_PRIOR_SD = 1e-6
+"""Prior SD that stands in for a pooled parameter's zero scale in the conjugate update (the
+parameter is then fixed at its population value up to terms of order 1e-12)."""
+
+
+def _prior_sd(scale: np.ndarray) -> np.ndarray:
+    """Between-athlete scales as prior SDs of the linear update: a pooled parameter's 0 becomes
+    `POOLED_PRIOR_SD`, so its prior precision is huge but finite."""
+    return np.where(scale > 0, scale, POOLED_PRIOR_SD)
 
 
 def _systematic_resample(w: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -474,7 +509,7 @@ class Prediction:
     """Predictive samples of one athlete for `horizon` planned days.
 
     `samples[target]` (n_samples, horizon): the morning after each planned day (hrv in ln ms,
-    rhr in bpm, recovery in %); `latents[name]` (n_samples, horizon): EWMA-form states on
+    rhr in bpm, recovery in %); `latents[name]` (n_samples, horizon): normalised states on
     those mornings; `dates`: the planned days.
     """
 
@@ -492,7 +527,7 @@ class Prediction:
             q = np.quantile(s, qs, axis=0)
             for j, day in enumerate(self.dates):
                 rows.append({"date": pd.Timestamp(day), "variable": name,
-                             **{f"q{int(round(100 * x)):02d}": float(q[i, j])
+                             **{f"q{round(100 * x):02d}": float(q[i, j])
                                 for i, x in enumerate(qs)}})
         return pd.DataFrame(rows)
 
@@ -516,6 +551,8 @@ class WorldModel:
     diagnostics_: dict
     split_: dict
     """How the fit was held out from the evaluation (seed, test users), when known."""
+    fit_info_: dict
+    """How the posterior was sampled: sampler, nutpie backend, sampler config, timings (s)."""
     idata_: object
     residual_: TrainedResidual | None
     """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
@@ -525,7 +562,7 @@ class WorldModel:
         if not hasattr(self, "population_"):
             raise RuntimeError("WorldModel is not fitted: call fit() or WorldModel.load() first")
 
-    def fit(self, frame: pd.DataFrame) -> "WorldModel":
+    def fit(self, frame: pd.DataFrame) -> WorldModel:
         """Fit the hierarchical model to a canonical daily frame (all athletes' rows)."""
         from physiology_model import bayes
         from physiology_model.arrays import prepare_arrays
@@ -542,6 +579,13 @@ class WorldModel:
 
         diag = bayes.diagnose(idata)
         self.diagnostics_ = diag.to_dict()
+        self.fit_info_ = {
+            "sampler": str(idata.attrs.get("sampler", "")),
+            "nutpie_backend": str(idata.attrs.get("nutpie_backend", "")),
+            "sampler_config": json.loads(idata.attrs.get("sampler_config", "{}")),
+            "timings": json.loads(idata.attrs.get("timings", "{}")),
+            "n_athletes": len(user_ids),
+        }
         athlete = bayes.posterior_athlete_params(idata)  # name → (draws, athletes)
         pop = bayes.population_draws(idata)
         n = pop["scale"].shape[0]
@@ -600,13 +644,17 @@ class WorldModel:
         return constrained(raw)
 
     def predict(self, history: pd.DataFrame, planned_loads: pd.DataFrame,
-                n_samples: int = 500, rng: np.random.Generator | None = None) -> Prediction:
+                n_samples: int = 500, rng: np.random.Generator | None = None,
+                use_residual: bool = True) -> Prediction:
         """Predict the mornings after each planned day.
 
         `history`: one athlete's canonical rows up to today (today's row may carry this
         morning's physiology and no load yet); `planned_loads`: one row per planned day starting
-        today, with `load_trimp` and optionally `z4_min`, `z5_min`, `strength_min`. Returns the
-        predictive samples for the morning after each planned day.
+        today, with `load_trimp` and optionally `z4_min`, `z5_min`, `strength_min` (missing =
+        0). Returns the predictive samples for the morning after each planned day. When the
+        model carries a neural residual whose gate is on for a target (and `use_residual`), that
+        target's forecast is the hybrid one (`hybrid.forecast_with_residual`), as in
+        `periodize model evaluate`; the other targets are the Banister forecast, bit for bit.
         """
         self._check_fitted()
         rng = rng or np.random.default_rng(0)
@@ -614,25 +662,17 @@ class WorldModel:
             raise ValueError("planned_loads needs a load_trimp for every planned day")
         horizon = len(planned_loads)
         params = self.athlete_params(history, rng)
-        series = series_from_frame(history)
-        last = history.sort_values("date").iloc[-1]
-        today_has_load = pd.notna(last.get("load_trimp"))
-        start = len(series.load) if today_has_load else len(series.load) - 1
-        plan_w = planned_loads["load_trimp"].to_numpy(dtype=float) / LOAD_SCALE_TRIMP
-        hi = sum(planned_loads[c].to_numpy(dtype=float) if c in planned_loads else 0.0
-                 for c in ("z4_min", "z5_min", "strength_min"))
-        plan_u = np.broadcast_to(np.nan_to_num(hi), (horizon,)) / HI_LOAD_SCALE_MIN
-        load = np.concatenate([series.load[:start], plan_w, [0.0]])
-        hi_load = np.concatenate([series.hi_load[:start], plan_u, [0.0]])
-        pad = len(load) - len(series.hrv)
-        nan = np.full(pad, np.nan)
-        full = AthleteSeries(
-            dates=np.concatenate([series.dates, series.dates[-1] + np.arange(1, pad + 1)]),
-            load=load, hi_load=hi_load, hrv=np.concatenate([series.hrv, nan]),
-            rhr=np.concatenate([series.rhr, nan]),
-            recovery_logit=np.concatenate([series.recovery_logit, nan]), source=series.source)
+        frame, start = plan_frame(history, planned_loads)
+        full = series_from_frame(frame)
         origin = start + 1  # the first morning after the first planned day
-        samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng)
+        residual = getattr(self, "residual_", None) if use_residual else None
+        if residual is not None and any(residual.enabled.values()):
+            from physiology_model.hybrid import forecast_with_residual
+
+            samples = forecast_with_residual(params, residual, frame, np.array([origin]),
+                                             horizon, n_samples, rng)
+        else:
+            samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng)
         lat = latent_states(params, full.load, full.hi_load)
         draw = rng.integers(0, lat.shape[0], size=n_samples)
         days = origin + np.arange(horizon)
@@ -674,13 +714,14 @@ class WorldModel:
                 "config": vars(self.config), "sources": list(self.population_.sources),
                 "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
                 "split": _jsonable(getattr(self, "split_", {})),
+                "fit": _jsonable(getattr(self, "fit_info_", {})),
                 "residual": "residual" if residual is not None else None,
                 "versions": _versions()}
         atomic_write(directory / "model.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "WorldModel":
+    def load(cls, directory: str | Path) -> WorldModel:
         """Load a model written by `save`; a model of another format version fails clearly."""
         import arviz as az
 
@@ -711,6 +752,7 @@ class WorldModel:
                 model.athletes_[u][name] = model.population_.phi[name]
         model.diagnostics_ = meta.get("diagnostics", {})
         model.split_ = meta.get("split", {})
+        model.fit_info_ = meta.get("fit", {})
         model.residual_ = None
         if meta.get("residual"):
             from physiology_model.residual import TrainedResidual
@@ -761,12 +803,12 @@ class WorldModelForecaster:
         self.use_residual = use_residual
         self.name = name
 
-    def fit(self, train: pd.DataFrame) -> "WorldModelForecaster":
+    def fit(self, train: pd.DataFrame) -> WorldModelForecaster:
         if not hasattr(self.model, "population_"):
             self.model.fit(train)
         return self
 
-    def condition(self, athlete: pd.DataFrame) -> "_ConditionedWorldModel":
+    def condition(self, athlete: pd.DataFrame) -> _ConditionedWorldModel:
         user = str(athlete["user_id"].iloc[0]).encode()
         rng = np.random.default_rng([self.seed, zlib.crc32(user)])
         residual = getattr(self.model, "residual_", None) if self.use_residual else None

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from physiology_model import banister, params
-from physiology_model.arrays import REFERENCE_TAUS_DAYS, TARGETS, prepare_arrays
+from physiology_model.arrays import (
+    REFERENCE_TAUS_DAYS,
+    TARGETS,
+    daily_loads,
+    fill_missing_loads,
+    prepare_arrays,
+)
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -60,7 +66,8 @@ def test_shapes_units_and_fills(synthetic):
     assert arrays.valid[a].sum() == 40 and np.isnan(arrays.hrv[a, 10:12]).all()
     assert arrays.hrv[a, 0] == pytest.approx(np.log(50.0))  # ln ms
     assert arrays.rhr[a, 0] == 55.0 and arrays.recovery[a, 0] == 60.0
-    # Loads: w = TRIMP / 100; missing (day 5 and the calendar-filled days) → the median known.
+    # Loads: w = TRIMP / 100; missing (day 5 and the calendar-filled days) → the median of the
+    # known loads before that day.
     assert arrays.load[a, 0] == pytest.approx(1.5)
     assert not arrays.load_known[a, [5, 10, 11]].any() and arrays.load_known[a, 6]
     assert arrays.load[a, 5] == pytest.approx(1.5) and arrays.load[a, 6] == 0.0
@@ -149,3 +156,26 @@ def test_head_recomputes_means_and_round_trips(synthetic):
 
     again = stack_series(arrays.to_series(), arrays.report)
     assert np.array_equal(again.load, arrays.load) and again.sources == arrays.sources
+
+
+def test_the_load_fill_is_causal_and_shared():
+    """Unknown days take the median of the known loads before them; later loads never change
+    an earlier fill; before the first known load, the head's median (else the fallback)."""
+    x = np.array([np.nan, 2.0, np.nan, 4.0, 10.0, np.nan, np.nan])
+    filled = fill_missing_loads(x, fallback=9.0, head_days=3)
+    assert filled[0] == 2.0  # before any known load: median of the first 3 days' known loads
+    assert filled[2] == 2.0 and filled[5] == 4.0 and filled[6] == 4.0  # medians of {2}, {2,4,10}
+    assert np.array_equal(filled[[1, 3, 4]], x[[1, 3, 4]])
+    changed = x.copy()
+    changed[4] = 100.0  # a later load does not move the fill of day 2
+    assert fill_missing_loads(changed, 9.0, 3)[2] == filled[2]
+    assert np.all(fill_missing_loads(np.full(4, np.nan), 9.0, 3) == 9.0)
+    # One definition of (w, u): u counts whichever zone/strength minutes are known, and a
+    # measured zero load is a known u = 0.
+    frame = pd.DataFrame({"load_trimp": [150.0, 0.0, np.nan, 80.0],
+                          "z4_min": [6.0, np.nan, np.nan, np.nan],
+                          "z5_min": [3.0, np.nan, np.nan, np.nan],
+                          "strength_min": [np.nan, np.nan, np.nan, 30.0]})
+    w, u = daily_loads(frame)
+    np.testing.assert_allclose(w, [1.5, 0.0, np.nan, 0.8])
+    np.testing.assert_allclose(u, [9.0 / 60.0, 0.0, np.nan, 0.5])

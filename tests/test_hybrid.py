@@ -45,12 +45,19 @@ SLEEP_EFFECT = 0.3
 """ln ms: ln HRV gains SLEEP_EFFECT·tanh(1.5 z) for a night z SDs above the usual sleep."""
 
 
+HRV_NOISE_SD = 0.12
+"""ln ms: the cohort's day-to-day ln HRV noise, fixed here (not the prior's) so that the sleep
+effect's size relative to the noise, and so the measured gains below, do not move with the
+priors of params.py."""
+
+
 def _population(n_draws: int = 20, seed: int = 0) -> Population:
     """A known population (one source), as in tests/test_world_model.py."""
     rng = np.random.default_rng(seed)
     loc, scale = {}, {}
     for name, spec in ATHLETE_PARAMS.items():
-        loc[name] = (spec.loc_mean + 0.02 * rng.standard_normal(n_draws))[:, None]
+        centre = np.log(HRV_NOISE_SD) if name == "sigma_hrv" else spec.loc_mean
+        loc[name] = (centre + 0.02 * rng.standard_normal(n_draws))[:, None]
         scale[name] = np.full(n_draws, spec.scale_sd * 0.7)
     phi = {"phi_hrv": np.full(n_draws, 0.4), "phi_rhr": np.full(n_draws, 0.5),
            "phi_rec": np.full(n_draws, 0.3)}
@@ -267,6 +274,28 @@ def test_save_load_round_trip_keeps_the_residual_and_its_forecasts(sleep_cohort,
     plain.save(tmp_path / "plain")
     assert not (tmp_path / "plain" / "residual").exists()
     assert WorldModel.load(tmp_path / "plain").residual_ is None
+
+
+def test_predict_uses_the_residual_where_its_gate_is_on(sleep_cohort):
+    """`WorldModel.predict` gives the hybrid forecast of the evaluation for the gated-on target
+    (ln HRV here) and the Banister forecast, bit for bit, for the others."""
+    from physiology_model.hybrid import forecast_with_residual
+    from physiology_model.world_model import plan_frame
+
+    model, frame = sleep_cohort
+    history = frame[frame["user_id"] == "s03"].iloc[:N_FIT_DAYS].reset_index(drop=True)
+    plan = pd.DataFrame({"load_trimp": [120.0, 0.0, 250.0], "z4_min": [0.0, 0.0, 30.0]})
+    hybrid = model.predict(history, plan, 200, np.random.default_rng(4))
+    base = model.predict(history, plan, 200, np.random.default_rng(4), use_residual=False)
+    np.testing.assert_array_equal(hybrid.samples["rhr"], base.samples["rhr"])
+    np.testing.assert_array_equal(hybrid.samples["recovery"], base.samples["recovery"])
+    assert not np.allclose(hybrid.samples["hrv"], base.samples["hrv"])
+    # the same numbers as the evaluation's hybrid forecast from the same rows
+    planned, start = plan_frame(history, plan)
+    assert start == N_FIT_DAYS and len(planned) == N_FIT_DAYS + 4
+    direct = forecast_with_residual(model.athletes_["s03"], model.residual_, planned,
+                                    np.array([start + 1]), 3, 200, np.random.default_rng(4))
+    np.testing.assert_array_equal(hybrid.samples["hrv"], direct["hrv"][0])
 
 
 def test_fit_residual_needs_athletes_of_the_model():
