@@ -47,7 +47,7 @@ from physiology_model.features import FEATURE_NAMES, FeatureConfig
 from physiology_model.hazard import daily_hazard
 from physiology_model.load import action_loads, continuous_loads
 from physiology_model.online_features import OnlineFeatures
-from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP
+from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
 from physiology_model.table import ACTIONS, NUMERIC_COLUMNS
 from physiology_model.world_model import _decays, logit_to_recovery, observation_means
 from simulator.cohort import Cohort
@@ -292,15 +292,16 @@ class Simulation:
         return self.perf_params.evaluate(self.perf_state)
 
     def latents(self) -> dict[str, np.ndarray]:
-        """This morning's latent states (EWMA form, as world_model.latent_states) and P."""
-        lat = self.state[:, :3] * (1.0 - self.decays[:, :3])
+        """This morning's latent states (normalised as world_model.latent_states: a steady
+        load w reads as w) and P."""
+        lat = self.state[:, :3] * state_normaliser(self.decays[:, :3])
         return {"fitness": lat[:, 0], "fatigue": lat[:, 1], "fast_fatigue": lat[:, 2],
                 "performance": self.performance(), "injured": self.injury_left > 0}
 
     def _observe_morning(self) -> None:
         """This morning's readings → features and mask."""
         cfg, n = self.config, self.n
-        lat = (self.state[:, :3] * (1.0 - self.decays[:, :3]))[:, None, :]
+        lat = (self.state[:, :3] * state_normaliser(self.decays[:, :3]))[:, None, :]
         means = observation_means(self.p, lat)
         ill = self.injury_left > 0
         ln_hrv = means["hrv"][:, 0] + self.noise[:, _HRV] - cfg.illness_ln_hrv_drop * ill
