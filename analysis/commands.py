@@ -73,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
                                        f"--cohort FILE (periodize cohort ...)")
     cohort = Cohort.load(args.cohort)
     run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,
-                    out_dir=out, n_envs=args.n_envs)
+                    out_dir=out.parent, run_name=out.name, n_envs=args.n_envs)
     print(f"wrote {run_dir}")
     return 0
 
