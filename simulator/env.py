@@ -78,6 +78,8 @@ class EnvConfig:
 
     episode_days: int = 90
     warmup_days: int = 28
+    burnin_days: int = 180
+    """Unobserved days of the habitual pattern before the warm-up (see `Simulation.reset`)."""
     action_type: str = "discrete"
     """`discrete` (Discrete(6)) or `continuous` (Box: duration, intensity in [-1, 1])."""
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -190,6 +192,7 @@ class Simulation:
         self.episode = np.zeros(n, dtype=np.int64)
         self.seed = 0
         self._loads = np.stack(action_loads(np.arange(N_ACTIONS)))  # (3, 6)
+        self._week = np.array([ACTIONS.index(a) for a in HABITUAL_WEEK])
         self._hard_lookup = np.isin(np.arange(N_ACTIONS),
                                     [ACTIONS.index(a) for a in config.safety.hard_actions])
         self.typical_recovery = None
@@ -251,20 +254,32 @@ class Simulation:
         self.rest_ring = np.ones((n, cfg.safety.overtraining_rest_window_days), dtype=bool)
         self.bad_hrv_run = np.zeros(n)
         self._new_episode_stats()
+        # burn-in: months of the habitual pattern move the slow states (performance fitness,
+        # τ ≈ 42 d) from the constant-load steady state to the pattern's own equilibrium, so
+        # that carrying on as before gives ΔP ≈ 0 rather than a drift every policy inherits
+        for day in range(self.day - cfg.burnin_days, self.day):
+            a = self._habitual_action(day)
+            trimp, hi, strength = (self._loads[i][a] for i in range(3))
+            w = trimp / LOAD_SCALE_TRIMP
+            self.state = banister.step_state(self.state, w, (hi + strength) / HI_LOAD_SCALE_MIN,
+                                             self.decays)
+            self.perf_state = banister.step_state(self.perf_state, w, None, self.perf_decays)
         self._observe_morning()
-        # warm-up: the habitual week, thinned to the habitual mean load
-        week = np.array([ACTIONS.index(a) for a in HABITUAL_WEEK])
-        keep_prob = np.clip(hab / self._loads[0][week].mean() * LOAD_SCALE_TRIMP, 0.0, 1.0)
-        while self.day < 0:
-            u = _uniforms(self.keys, self.day, _S_WARMUP)[:, 0]
-            planned = week[(self.weekday + 0) % 7]
-            wanted = np.where(u < keep_prob, planned, REST)
-            self._advance(wanted, warmup=True)
+        while self.day < 0:  # warm-up: observed, so baselines, ATL and CTL exist on day 0
+            self._advance(self._habitual_action(self.day), warmup=True)
         self.perf_trace = np.full((n, cfg.episode_days + 1), np.nan)
         self.perf_trace[:, 0] = self.performance()
         self._new_episode_stats()
         self._record_day_stats()
         return self.obs
+
+    def _habitual_action(self, day: int) -> np.ndarray:
+        """The athlete's habitual session on `day`: `HABITUAL_WEEK`, each session kept with a
+        per-athlete probability that makes its mean load the habitual load (else rest)."""
+        week = self._week
+        keep = np.clip(self.habitual * LOAD_SCALE_TRIMP / self._loads[0][week].mean(), 0, 1)
+        u = _uniforms(self.keys, day, _S_WARMUP)[:, 0]
+        return np.where(u < keep, week[(self.weekday0 + day) % 7], REST)
 
     @property
     def weekday(self) -> np.ndarray:
