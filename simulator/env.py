@@ -610,6 +610,7 @@ class BatchedPeriodizationEnv(VecEnv):
     def __init__(self, cohort: Cohort, n_envs: int, config: EnvConfig = EnvConfig(),
                  seed: int = 0) -> None:
         self.config = config
+        self.render_mode = None  # SB3 warns when a VecEnv has none
         self.sim = Simulation(cohort, n_envs, config)
         action_space, observation_space = _spaces(config)
         super().__init__(n_envs, observation_space, action_space)
@@ -647,6 +648,7 @@ class BatchedPeriodizationEnv(VecEnv):
             self.last_summary = summary
             for i, info in enumerate(infos):
                 info["terminal_observation"] = obs[i].copy()
+                info["terminal_action_mask"] = self.sim.agent_mask[i].copy()
                 info["episode"] = {"r": float(summary["return"][i]),
                                    "l": int(self.config.episode_days)}
                 info["TimeLimit.truncated"] = True

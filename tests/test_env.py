@@ -92,6 +92,8 @@ def test_batched_env_matches_single_envs_step_for_step(cohort):
             term = np.stack([i["terminal_observation"] for i in infos])
             np.testing.assert_allclose(term, np.stack([s[0] for s in steps]), atol=1e-5)
             assert "episode" in infos[0]
+            np.testing.assert_array_equal(np.stack([i["terminal_action_mask"] for i in infos]),
+                                          np.stack([e.action_masks() for e in singles]))
 
 
 def test_continuous_actions_map_to_sessions_and_respect_the_mask(cohort):

@@ -1,0 +1,290 @@
+"""The SB3 learners (DESIGN §8): SAC on the continuous (duration, intensity) action and
+MaskablePPO (sb3-contrib) on the masked discrete action, plus their `Policy` adapters.
+
+Both see the same normalised observations as our discrete SAC: `NormalizedVecEnv` wraps the
+batched env with `agents.sac.RunningNormalizer` (running mean/variance of the raw 48 features,
+features that never varied get weight 0), and the adapters apply the same frozen normaliser at
+inference. The normaliser is saved as a torch `state_dict` (`normalizer.pt`, read with
+`weights_only=True`) beside SB3's own zip (`model.zip`, SB3's `save`/`load`).
+
+Architecture: the seed's 256-128-64 hidden layers for actor and critic (PPO: policy and value
+networks). SB3 builds its MLPs without dropout, so the seed's dropout 0.2 applies to our discrete
+SAC only; this is stated in the run's config.
+
+Continuous actions. `ContinuousSACPolicy.act` returns Box actions (N, 2) float32 in [-1, 1]²
+(duration, intensity), not action indices: the evaluator must pass them to an env built with
+`EnvConfig(action_type="continuous")`, which projects each onto the allowed set (the mask is
+enforced by the env, as for every policy). It has `action_type = "continuous"`; the discrete
+policies have `action_type = "discrete"`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvWrapper
+
+from agents.policy import N_ACTIONS, N_FEATURES, check_batch, masked_choice, masked_sample
+from agents.sac import RunningNormalizer
+
+SB3_FORMAT = "adaptive-periodization.SB3Policy"
+SB3_VERSION = 1
+SB3_KINDS: tuple[str, ...] = ("sac-continuous", "ppo")
+
+
+@dataclass(frozen=True)
+class SB3SACConfig:
+    """SB3 SAC on the continuous action (seed §5.4 defaults)."""
+
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int = 256
+    buffer_size: int = 100_000
+    hidden_sizes: tuple[int, ...] = (256, 128, 64)
+    learning_starts: int = 5_000
+    """Transitions of uniform random actions before the first gradient step."""
+    replay_ratio: float = 1.0 / 32.0
+    """Gradient steps per transition (SB3's `gradient_steps` per env step is
+    max(1, round(n_envs · replay_ratio)), with `train_freq` 1)."""
+    obs_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or not 0 <= self.gamma < 1 or not 0 < self.tau <= 1:
+            raise ValueError("SB3SACConfig needs learning_rate > 0, gamma in [0, 1), "
+                             "tau in (0, 1]")
+        if self.batch_size < 1 or self.buffer_size < self.batch_size or self.replay_ratio <= 0:
+            raise ValueError("SB3SACConfig needs batch_size ≥ 1, buffer_size ≥ batch_size and "
+                             "replay_ratio > 0")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """MaskablePPO (sb3-contrib; SB3's PPO defaults except the rollout length and network)."""
+
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    n_steps: int = 90
+    """Env steps per lane per rollout (one 90-day episode with the default env)."""
+    batch_size: int = 256
+    n_epochs: int = 10
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    hidden_sizes: tuple[int, ...] = (256, 128, 64)
+    obs_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or not 0 <= self.gamma < 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("PPOConfig needs learning_rate > 0, gamma in [0, 1), "
+                             "gae_lambda in [0, 1]")
+        if min(self.n_steps, self.batch_size, self.n_epochs) < 1:
+            raise ValueError("PPOConfig needs n_steps, batch_size and n_epochs ≥ 1")
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a frozen config dataclass written by `asdict` (lists back to tuples)."""
+    unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+    v = {k: tuple(x) if isinstance(x, list) else x for k, x in values.items()}
+    return cls(**v)
+
+
+class NormalizedVecEnv(VecEnvWrapper):
+    """Observations of a `VecEnv` as z-scores of a `RunningNormalizer` (updated while
+    `training`); terminal observations in `infos` are normalised too. `action_masks()` is passed
+    through (sb3-contrib's MaskablePPO asks for it)."""
+
+    def __init__(self, venv: VecEnv, normalizer: RunningNormalizer,
+                 training: bool = True) -> None:
+        super().__init__(venv)
+        self.normalizer, self.training = normalizer, training
+
+    def _normalize(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        if not torch.isfinite(t).all():
+            raise ValueError("the env returned a non-finite observation")
+        if update and self.training:
+            self.normalizer.update(t)
+        return self.normalizer(t).numpy()
+
+    def reset(self) -> np.ndarray:
+        return self._normalize(self.venv.reset(), update=True)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            if "terminal_observation" in info:
+                info["terminal_observation"] = self._normalize(
+                    info["terminal_observation"][None], update=False)[0]
+        return self._normalize(obs, update=True), rewards, dones, infos
+
+    def action_masks(self) -> np.ndarray:
+        return np.asarray(self.venv.action_masks(), dtype=bool)
+
+
+# --------------------------------------------------------------------------------------------
+# Building the models
+# --------------------------------------------------------------------------------------------
+
+
+def make_sb3_sac(env: VecEnv, config: SB3SACConfig = SB3SACConfig(), *, seed: int = 0,
+                 device: torch.device | str = "cpu",
+                 tensorboard_log: str | None = None) -> SAC:
+    """SB3 SAC on a continuous-action VecEnv (already normalised), the config's network and
+    replay ratio, automatic entropy temperature with SB3's target −dim(A)."""
+    if not hasattr(env.action_space, "shape") or env.action_space.shape != (2,):
+        raise ValueError(f"SB3 SAC needs the continuous env (Box(2,)), got {env.action_space}")
+    gradient_steps = max(1, round(env.num_envs * config.replay_ratio))
+    return SAC("MlpPolicy", env, learning_rate=config.learning_rate,
+               buffer_size=config.buffer_size, learning_starts=config.learning_starts,
+               batch_size=config.batch_size, tau=config.tau, gamma=config.gamma, train_freq=1,
+               gradient_steps=gradient_steps,
+               policy_kwargs={"net_arch": list(config.hidden_sizes)},
+               tensorboard_log=tensorboard_log, seed=seed, device=device, verbose=0)
+
+
+def make_maskable_ppo(env: VecEnv, config: PPOConfig = PPOConfig(), *, seed: int = 0,
+                      device: torch.device | str = "cpu",
+                      tensorboard_log: str | None = None) -> Any:
+    """sb3-contrib MaskablePPO on a discrete, masked VecEnv (already normalised)."""
+    from sb3_contrib import MaskablePPO
+
+    if getattr(env.action_space, "n", None) != N_ACTIONS:
+        raise ValueError(f"MaskablePPO needs the discrete env (Discrete({N_ACTIONS})), got "
+                         f"{env.action_space}")
+    arch = list(config.hidden_sizes)
+    return MaskablePPO("MlpPolicy", env, learning_rate=config.learning_rate,
+                       n_steps=config.n_steps, batch_size=config.batch_size,
+                       n_epochs=config.n_epochs, gamma=config.gamma,
+                       gae_lambda=config.gae_lambda, clip_range=config.clip_range,
+                       ent_coef=config.ent_coef,
+                       policy_kwargs={"net_arch": {"pi": arch, "vf": arch}},
+                       tensorboard_log=tensorboard_log, seed=seed, device=device, verbose=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Policy adapters
+# --------------------------------------------------------------------------------------------
+
+
+class _SB3Policy:
+    """Shared part of the adapters: a trained SB3 model plus its frozen normaliser."""
+
+    action_type = "discrete"
+
+    def __init__(self, model: Any, normalizer: RunningNormalizer, name: str,
+                 seed: int = 0) -> None:
+        self.model, self.normalizer, self.name = model, normalizer.cpu().eval(), name
+        self.deterministic = True
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode (no per-episode state); reseed the sampler when `seed` is given."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+
+    def _policy_obs(self, obs: np.ndarray) -> torch.Tensor:
+        z = self.normalizer(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+        return z.to(self.model.device)
+
+    def save(self, directory: str | Path, kind: str, config: Any) -> Path:
+        """Write `model.zip` (SB3), `normalizer.pt` and `policy.json` into `directory`."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.model.save(d / "model.zip")
+        torch.save(self.normalizer.state_dict(), d / "normalizer.pt")
+        meta = {"format": SB3_FORMAT, "version": SB3_VERSION, "kind": kind, "name": self.name,
+                "config": asdict(config)}
+        (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return d
+
+
+class MaskablePPOPolicy(_SB3Policy):
+    """A trained MaskablePPO as a `Policy`: act(obs (N, 48) raw, mask (N, 6)) → (N,) int64, the
+    most probable allowed action (`deterministic`, the default) or a draw from the masked
+    policy with the adapter's own generator."""
+
+    @torch.no_grad()
+    def action_probabilities(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """π(a|s) restricted to the mask, (N, 6) float64."""
+        o, m = check_batch(obs, mask)
+        self.model.policy.set_training_mode(False)
+        dist = self.model.policy.get_distribution(self._policy_obs(o), action_masks=m)
+        return dist.distribution.probs.double().cpu().numpy()
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        o, m = check_batch(obs, mask)
+        probs = self.action_probabilities(o, m)
+        return masked_choice(probs, m) if self.deterministic else masked_sample(probs, m,
+                                                                               self._rng)
+
+    def diagnostics(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(policy entropy in nats, Q1/Q2 gap) per observation; PPO has no twin critics, so
+        the gap is NaN."""
+        p = self.action_probabilities(obs, mask)
+        logp = np.log(np.where(p > 0, p, 1.0))
+        return -(p * logp).sum(axis=1), np.full(len(p), np.nan)
+
+
+class ContinuousSACPolicy(_SB3Policy):
+    """A trained SB3 SAC on the continuous env as a `Policy`: act(obs (N, 48), mask (N, 6)) →
+    (N, 2) float32 actions in [-1, 1]² (duration, intensity), for an env with
+    `action_type="continuous"`, which projects them onto the allowed set (module docstring).
+    `mask` is validated but the projection is the env's. Deterministic (the squashed mean) by
+    default; sampling draws from SB3's squashed Gaussian (torch's global generator, SB3's
+    own sampler)."""
+
+    action_type = "continuous"
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        o, _ = check_batch(obs, mask)
+        z = self.normalizer(torch.as_tensor(np.asarray(o, dtype=np.float32))).numpy()
+        actions, _ = self.model.predict(z, deterministic=self.deterministic)
+        return np.asarray(actions, dtype=np.float32).reshape(len(o), 2)
+
+    @torch.no_grad()
+    def diagnostics(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(entropy estimate, Q1/Q2 gap) per observation: −log π(a|s) of one action drawn from
+        the policy (a one-sample estimate of the squashed Gaussian's entropy, nats), and
+        |Q1(s, a) − Q2(s, a)| at that action."""
+        o, _ = check_batch(obs, mask)
+        self.model.policy.set_training_mode(False)
+        z = self._policy_obs(o)
+        actions, log_prob = self.model.actor.action_log_prob(z)
+        q1, q2 = self.model.critic(z, actions)[:2]
+        return ((-log_prob).double().cpu().numpy(),
+                (q1 - q2).abs().squeeze(-1).double().cpu().numpy())
+
+
+def load_sb3_policy(directory: str | Path, device: torch.device | str = "cpu"
+                    ) -> MaskablePPOPolicy | ContinuousSACPolicy:
+    """The adapter saved by `_SB3Policy.save` (SB3's `load` for the model)."""
+    d = Path(directory)
+    meta_path = d / "policy.json"
+    for path in (meta_path, d / "model.zip", d / "normalizer.pt"):
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: not a saved SB3 policy")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != SB3_FORMAT or meta.get("version") != SB3_VERSION:
+        raise ValueError(f"{meta_path} is not a version-{SB3_VERSION} {SB3_FORMAT} file")
+    kind = meta.get("kind")
+    if kind not in SB3_KINDS:
+        raise ValueError(f"{meta_path}: unknown policy kind {kind!r} (expected {SB3_KINDS})")
+    normalizer = RunningNormalizer(N_FEATURES, clip=float(meta["config"]["obs_clip"]))
+    normalizer.load_state_dict(torch.load(d / "normalizer.pt", map_location="cpu",
+                                          weights_only=True))
+    if kind == "ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPOPolicy(MaskablePPO.load(d / "model.zip", device=device), normalizer,
+                                 meta["name"])
+    return ContinuousSACPolicy(SAC.load(d / "model.zip", device=device), normalizer,
+                               meta["name"])

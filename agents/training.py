@@ -1,0 +1,313 @@
+"""One entry point to train every learner from the batched env (DESIGN §8), used by the CLI.
+
+    run_dir = train("sac", cohort, steps=300_000, seed=0, out_dir="runs", n_envs=64)
+    policy = load_agent(run_dir)            # an agents.policy.Policy
+
+Learners (`AGENTS`): `sac`, our masked discrete SAC (agents/sac.py); `sac-continuous`, SB3's SAC
+on the continuous (duration, intensity) action; `ppo`, sb3-contrib's MaskablePPO. All train on
+`simulator.env.BatchedPeriodizationEnv` (N athletes stepped together), on CUDA when present and
+on the CPU otherwise (`agents.device.select_device`), from one root seed.
+
+A run directory holds
+
+- `run.json`: the agent, the resolved env and agent configs, the seeds, the device, the cohort's
+  description, library versions, and, once finished, the training report (env steps, wall time,
+  env-steps/s, final training scalars);
+- `model/`: the final checkpoint (our SAC: `config.json` + `weights.pt`; SB3: `model.zip` +
+  `normalizer.pt` + `policy.json`), loaded back by `load_agent`;
+- `checkpoints/step_<env steps>/`: the same, every `checkpoint_every` env steps (optional);
+- `tb/`: TensorBoard event files (losses, temperature, entropy, Q1/Q2 gap, episode return).
+
+`evaluate_on_cohort` is a quick check (one episode per athlete of a cohort, mean return and
+performance gain) for tests and training reports; the evaluation protocol of the project is
+`analysis`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.device import describe_device, select_device
+from agents.policy import N_FEATURES, Policy
+from agents.sac import DiscreteSAC, RunningNormalizer, SACConfig, TrainingReport, train_sac
+from agents.sb3_agents import (
+    ContinuousSACPolicy,
+    MaskablePPOPolicy,
+    NormalizedVecEnv,
+    PPOConfig,
+    SB3SACConfig,
+    load_sb3_policy,
+    make_maskable_ppo,
+    make_sb3_sac,
+)
+from simulator.cohort import Cohort
+from simulator.env import BatchedPeriodizationEnv, EnvConfig
+
+AGENTS: tuple[str, ...] = ("sac", "sac-continuous", "ppo")
+RUN_FORMAT = "adaptive-periodization.TrainingRun"
+_CONFIG_TYPES: dict[str, type] = {"sac": SACConfig, "sac-continuous": SB3SACConfig,
+                                  "ppo": PPOConfig}
+_ACTION_TYPES: dict[str, str] = {"sac": "discrete", "sac-continuous": "continuous",
+                                 "ppo": "discrete"}
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import sb3_contrib
+    import stable_baselines3
+
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "gymnasium": gymnasium.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "sb3_contrib": sb3_contrib.__version__}
+
+
+def _resolve_cohort(cohort: Cohort | str | Path) -> tuple[Cohort, dict[str, Any]]:
+    if isinstance(cohort, Cohort):
+        return cohort, {"n": cohort.n, "meta": cohort.meta}
+    path = Path(cohort)
+    if not path.is_file():
+        raise ValueError(f"cohort file {path} does not exist")
+    loaded = Cohort.load(path)
+    return loaded, {"n": loaded.n, "path": str(path), "meta": loaded.meta}
+
+
+def _seeds(seed: int) -> dict[str, int]:
+    """Independent streams of the root seed (env, agent) by `SeedSequence.spawn`."""
+    env_ss, agent_ss = np.random.SeedSequence(seed).spawn(2)
+    return {"root": seed, "env": int(env_ss.generate_state(1)[0]),
+            "agent": int(agent_ss.generate_state(1)[0])}
+
+
+def _check_arguments(agent: str, steps: int, n_envs: int, agent_config: Any,
+                     checkpoint_every: int | None, torch_threads: int | None) -> None:
+    if agent not in AGENTS:
+        raise ValueError(f"agent must be one of {AGENTS}, got {agent!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be ≥ 1, got {n_envs}")
+    wanted = _CONFIG_TYPES[agent]
+    if agent_config is not None and not isinstance(agent_config, wanted):
+        raise ValueError(f"agent {agent!r} takes a {wanted.__name__}, got "
+                         f"{type(agent_config).__name__}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be ≥ 1 env steps, got {checkpoint_every}")
+    if torch_threads is not None and torch_threads < 1:
+        raise ValueError(f"torch_threads must be ≥ 1, got {torch_threads}")
+
+
+def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
+          device: str = "auto", out_dir: str | Path = "runs", n_envs: int = 64, *,
+          env_config: EnvConfig | None = None,
+          agent_config: SACConfig | SB3SACConfig | PPOConfig | None = None,
+          run_name: str | None = None, progress: bool = True,
+          checkpoint_every: int | None = None, torch_threads: int | None = None) -> Path:
+    """Train one learner and return its run directory (module docstring).
+
+    `agent` in `AGENTS`; `cohort` a `Cohort` or the path of a saved one (its athletes are the
+    training athletes: lane i of episode e gets athlete (i + e·n_envs) mod n); `steps` env
+    transitions in all (batched-env steps × `n_envs`); `device` `auto`/`cpu`/`cuda`;
+    `out_dir/run_name` (default `<agent>-seed<seed>`) must not hold a run yet. `env_config`
+    defaults to `EnvConfig()`; its `action_type` is set by the agent (continuous for
+    `sac-continuous`). `agent_config` defaults to the learner's config class.
+    `torch_threads` sets torch's CPU threads for the run (restored afterwards; on a loaded
+    machine 1 can be much faster than several).
+    """
+    _check_arguments(agent, steps, n_envs, agent_config, checkpoint_every, torch_threads)
+    torch_device = select_device(device)
+    cohort_obj, cohort_desc = _resolve_cohort(cohort)
+    run_dir = Path(out_dir) / (run_name or f"{agent}-seed{seed}")
+    if (run_dir / "run.json").exists():
+        raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env_cfg = replace(env_config or EnvConfig(), action_type=_ACTION_TYPES[agent])
+    agent_cfg = agent_config or _CONFIG_TYPES[agent]()
+    seeds = _seeds(seed)
+    record: dict[str, Any] = {
+        "format": RUN_FORMAT, "agent": agent, "status": "running", "steps": steps,
+        "n_envs": n_envs, "seeds": seeds, "device": str(torch_device),
+        "device_name": describe_device(torch_device), "cohort": cohort_desc,
+        "env_config": env_cfg, "agent_config": agent_cfg, "versions": _versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "notes": ("SB3 networks have no dropout; the seed's dropout 0.2 is in our SAC only"
+                  if agent != "sac" else ""),
+    }
+    _write_json(run_dir / "run.json", record)
+    env = BatchedPeriodizationEnv(cohort_obj, n_envs, env_cfg, seed=seeds["env"])
+    previous_threads = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        if agent == "sac":
+            report = _train_discrete_sac(env, agent_cfg, steps, seeds["agent"], torch_device,
+                                         run_dir, progress, checkpoint_every)
+        else:
+            report = _train_sb3(agent, env, agent_cfg, steps, seeds["agent"], torch_device,
+                                run_dir, progress, checkpoint_every)
+    finally:
+        torch.set_num_threads(previous_threads)
+        env.close()
+    record.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  report={"env_steps": report.env_steps, "gradient_steps": report.gradient_steps,
+                          "wall_seconds": report.wall_seconds,
+                          "env_steps_per_second": report.env_steps_per_second,
+                          "episode_returns": report.episode_returns,
+                          "final_metrics": report.last_metrics})
+    _write_json(run_dir / "run.json", record)
+    return run_dir
+
+
+def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,
+                        device: torch.device, run_dir: Path, progress: bool,
+                        checkpoint_every: int | None) -> TrainingReport:
+    from torch.utils.tensorboard import SummaryWriter
+
+    agent = DiscreteSAC(config, device=device, seed=seed)
+    last_saved = [0]
+
+    def save_checkpoint(env_steps: int) -> None:
+        if checkpoint_every is not None and env_steps - last_saved[0] >= checkpoint_every:
+            agent.save(run_dir / "checkpoints" / f"step_{env_steps:010d}")
+            last_saved[0] = env_steps
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    try:
+        report = train_sac(agent, env, steps, seed=seed, writer=writer, progress=progress,
+                           on_episode_end=save_checkpoint)
+    finally:
+        writer.close()
+    agent.save(run_dir / "model")
+    return report
+
+
+def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | PPOConfig,
+               steps: int, seed: int, device: torch.device, run_dir: Path, progress: bool,
+               checkpoint_every: int | None) -> TrainingReport:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    normalizer = RunningNormalizer(N_FEATURES, clip=config.obs_clip)
+    venv = NormalizedVecEnv(env, normalizer)
+    tb = str(run_dir / "tb")
+    if agent == "ppo":
+        model = make_maskable_ppo(venv, config, seed=seed, device=device, tensorboard_log=tb)
+        adapter_cls: type = MaskablePPOPolicy
+    else:
+        model = make_sb3_sac(venv, config, seed=seed, device=device, tensorboard_log=tb)
+        adapter_cls = ContinuousSACPolicy
+    returns: list[float] = []
+
+    class _Track(BaseCallback):
+        """Mean return of each finished batch of episodes, and periodic checkpoints."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.last_saved = 0
+
+        def _on_step(self) -> bool:
+            infos = self.locals.get("infos", [])
+            finished = [i["episode"]["r"] for i in infos if "episode" in i]
+            if finished:
+                returns.append(float(np.mean(finished)))
+                self.logger.record("episode/return", returns[-1])
+            if (checkpoint_every is not None
+                    and self.num_timesteps - self.last_saved >= checkpoint_every):
+                self.last_saved = self.num_timesteps
+                adapter_cls(model, normalizer, agent).save(
+                    run_dir / "checkpoints" / f"step_{self.num_timesteps:010d}", agent, config)
+            return True
+
+    started = time.perf_counter()
+    model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=agent,
+                callback=_Track())
+    wall = time.perf_counter() - started
+    adapter_cls(model, normalizer, agent).save(run_dir / "model", agent, config)
+    gradient_steps = int(getattr(model, "_n_updates", 0))
+    return TrainingReport(env_steps=int(model.num_timesteps), gradient_steps=gradient_steps,
+                          wall_seconds=wall, episode_returns=returns)
+
+
+def load_agent(run_dir: str | Path, device: str = "cpu") -> Policy:
+    """The trained policy of a run directory written by `train` (final checkpoint), on
+    `device` (`cpu` by default: inference is cheap). Our SAC comes back as `DiscreteSAC`, SB3
+    learners as `MaskablePPOPolicy` / `ContinuousSACPolicy` (whose `act` returns Box actions,
+    `action_type = "continuous"`)."""
+    d = Path(run_dir)
+    meta_path = d / "run.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{meta_path} is missing: {d} is not a training run directory")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != RUN_FORMAT:
+        raise ValueError(f"{meta_path} is not a {RUN_FORMAT} file")
+    if meta.get("status") != "finished":
+        raise ValueError(f"the run in {d} did not finish (status {meta.get('status')!r}); "
+                         "load one of its checkpoints/ instead")
+    torch_device = select_device(device)
+    if meta["agent"] == "sac":
+        return DiscreteSAC.load(d / "model", device=torch_device)
+    if meta["agent"] in ("sac-continuous", "ppo"):
+        return load_sb3_policy(d / "model", device=torch_device)
+    raise ValueError(f"{meta_path}: unknown agent {meta['agent']!r}")
+
+
+def evaluate_on_cohort(policy: Policy, cohort: Cohort, *, env_config: EnvConfig | None = None,
+                       seed: int = 0) -> dict[str, float]:
+    """One episode per athlete of `cohort` (all stepped together), means over athletes:
+    `return`, `delta_performance` (% of baseline, end minus start), `penalty`, `injured_days`,
+    `attempted_violations`, the share of each action, and, when the policy has
+    `diagnostics(obs, mask)`, the mean policy entropy and Q1/Q2 gap over the days. The env's
+    action type follows `policy.action_type` (default discrete)."""
+    action_type = getattr(policy, "action_type", "discrete")
+    cfg = replace(env_config or EnvConfig(), action_type=action_type)
+    env = BatchedPeriodizationEnv(cohort, cohort.n, cfg, seed=seed)
+    obs = env.reset()
+    policy.reset(seed)
+    entropy, gap = [], []
+    for _ in range(cfg.episode_days):
+        mask = env.action_masks()
+        if hasattr(policy, "diagnostics"):
+            e, g = policy.diagnostics(obs, mask)
+            entropy.append(float(np.mean(e)))
+            gap.append(float(np.nanmean(g)) if np.isfinite(g).any() else float("nan"))
+        obs, _, dones, _ = env.step(policy.act(obs, mask))
+    if env.last_summary is None or not np.all(dones):
+        raise ValueError("the episode did not end after episode_days steps")
+    summary = env.last_summary
+    keys = ["return", "delta_performance", "penalty", "injured_days", "attempted_violations"]
+    keys += [k for k in summary if k.startswith("share_")]
+    out = {k: float(np.mean(summary[k])) for k in keys}
+    out["episodes"] = float(cohort.n)
+    if entropy:
+        out["policy_entropy"] = float(np.mean(entropy))
+        out["q_gap"] = float(np.mean(gap))
+    return out

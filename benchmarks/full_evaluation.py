@@ -1,0 +1,213 @@
+"""The full evaluation: train every learner, evaluate every policy, ablations and sensitivity.
+
+    .venv/bin/python benchmarks/full_evaluation.py --out docs/results/evaluation \
+        [--train-n 2048] [--test-n 200] [--sac-steps N] [--ppo-steps N] \
+        [--sac-continuous-steps N] [--ablation-steps N] [--seed 0] [--skip-ablations]
+
+1. Cohorts from the shipped world model: training athletes (seed 1) and held-out athletes
+   (seed 1000, never used in training).
+2. Learners: masked discrete SAC, MaskablePPO, SB3 SAC on the continuous action, and behaviour
+   cloning of the real athletes (agents/).
+3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
+   plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
+   `OUT/report.html`, `OUT/real.json`, `OUT/config.json`.
+4. Ablations (seed §11.3), each a SAC trained like the main one with one change and evaluated
+   on the same held-out athletes: no safety constraints (evaluated without them: overtraining),
+   short-term reward only (long-term fitness), no dropout (generalisation), γ 0.9 and 0.95
+   (credit assignment; the main run has 0.99). `OUT/ablations.json`.
+5. Sensitivity to the assumptions the data do not identify (docs/identifiability.md): the
+   held-out cohort with performance gains k1 halved/doubled, the fatigue ratio k2/k1
+   halved/doubled, and the injury hazard's baseline odds ×e / ×1/e; every policy except the
+   oracle re-evaluated; do the rankings by ΔP hold (Kendall τ against the base ranking)?
+   `OUT/sensitivity.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _periodize(*args: str) -> None:
+    from analysis.cli import main
+
+    _say("periodize " + " ".join(args))
+    code = main(list(args))
+    if code != 0:
+        raise SystemExit(f"periodize {' '.join(args)} failed with exit code {code}")
+
+
+def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw) -> Path:
+    from agents.training import train
+
+    run = out / "runs" / name
+    if (run / "run.json").exists() and json.loads((run / "run.json").read_text()).get(
+            "status") == "finished":
+        _say(f"{name}: already trained, reusing {run}")
+        return run
+    _say(f"training {name} ({agent}, {steps} steps)")
+    return train(agent, cohort, steps, seed=seed, device="auto", out_dir=out / "runs",
+                 run_name=name, progress=False, **kw)
+
+
+def _scaled_cohort(cohort, *, fitness: float = 1.0, ratio: float = 1.0, hazard_logit: float = 0.0):
+    from simulator.cohort import Cohort
+
+    perf = dict(cohort.performance)
+    perf["fitness_gain"] = perf["fitness_gain"] * fitness
+    # k2 and k3 follow k1 (their ratio to it is the fatigue ratio), then the ratio is scaled
+    perf["fatigue_gain"] = perf["fatigue_gain"] * fitness * ratio
+    perf["variable_fatigue_gain"] = perf["variable_fatigue_gain"] * fitness * ratio
+    hazard = dict(cohort.hazard)
+    hazard["intercept"] = hazard["intercept"] + hazard_logit
+    return Cohort(cohort.physiology, perf, hazard, cohort.context, dict(cohort.meta))
+
+
+def _kendall(a: list[str], b: list[str]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau([a.index(x) for x in a], [b.index(x) for x in a]).statistic)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/results/evaluation")
+    parser.add_argument("--train-n", type=int, default=2048)
+    parser.add_argument("--test-n", type=int, default=200)
+    parser.add_argument("--sac-steps", type=int, default=1_000_000)
+    parser.add_argument("--ppo-steps", type=int, default=1_000_000)
+    parser.add_argument("--sac-continuous-steps", type=int, default=20_000)
+    parser.add_argument("--ablation-steps", type=int, default=300_000)
+    parser.add_argument("--n-envs", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sensitivity-n", type=int, default=64,
+                        help="held-out athletes re-evaluated per sensitivity setting")
+    parser.add_argument("--skip-ablations", action="store_true")
+    args = parser.parse_args(argv)
+
+    from agents.sac import SACConfig
+    from analysis.benchmark import evaluate_policies, policy_factories
+    from physiology_model.world_model import WorldModel
+    from simulator.cohort import Cohort, generate_cohort
+    from simulator.env import EnvConfig
+    from simulator.rewards import RewardConfig
+
+    start = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = str(ROOT / "models/shipped")
+    model = WorldModel.load(model_dir)
+    cohorts = out / "cohorts"
+    cohorts.mkdir(exist_ok=True)
+    train_path, test_path = cohorts / "train.npz", cohorts / "test.npz"
+    if not train_path.exists():
+        generate_cohort(model, args.train_n, 1, model_dir=model_dir).save(train_path)
+    if not test_path.exists():
+        generate_cohort(model, args.test_n, 1000, model_dir=model_dir).save(test_path)
+    train_cohort, test_cohort = Cohort.load(train_path), Cohort.load(test_path)
+
+    runs = {
+        "sac": _train("sac", train_cohort, args.sac_steps, args.seed, out, "sac",
+                      n_envs=args.n_envs),
+        "ppo": _train("ppo", train_cohort, args.ppo_steps, args.seed, out, "ppo",
+                      n_envs=args.n_envs),
+        "sac-continuous": _train("sac-continuous", train_cohort, args.sac_continuous_steps,
+                                 args.seed, out, "sac-continuous", n_envs=1),
+    }
+    bc_dir = out / "runs" / "bc"
+    if not (bc_dir / "bc.json").exists():
+        _periodize("train", "--agent", "bc", "--data", str(ROOT / "data/real"), "--seed",
+                   str(args.seed), "--out", str(bc_dir))
+    _periodize("evaluate", "--model", model_dir, "--cohort", str(test_path),
+               "--runs", *[str(r) for r in runs.values()], "--bc", str(bc_dir / "bc.json"),
+               "--real", str(ROOT / "data/real"),
+               "--forecast", str(ROOT / "docs/results/forecast_eval.json"), "--out", str(out))
+
+    if args.skip_ablations:
+        _say(f"done in {time.perf_counter() - start:.0f} s (ablations skipped)")
+        return
+    # -- ablations -------------------------------------------------------------------------
+    base_sac = SACConfig()
+    variants = {
+        "no_safety": ({"env_config": EnvConfig(enforce_safety=False)}, EnvConfig(
+            enforce_safety=False)),
+        "short_term_reward": ({"env_config": EnvConfig(reward=RewardConfig(kind="short_term"))},
+                              EnvConfig()),
+        "no_dropout": ({"agent_config": replace(base_sac, dropout=0.0)}, EnvConfig()),
+        "gamma_0.90": ({"agent_config": replace(base_sac, gamma=0.90)}, EnvConfig()),
+        "gamma_0.95": ({"agent_config": replace(base_sac, gamma=0.95)}, EnvConfig()),
+        "main_budget_matched": ({}, EnvConfig()),
+    }
+    records = []
+    ablation_runs = {}
+    for name, (train_kw, eval_env) in variants.items():
+        run = _train("sac", train_cohort, args.ablation_steps, args.seed, out,
+                     f"ablation-{name}", n_envs=args.n_envs, **train_kw)
+        factories = policy_factories([], runs=[str(run)])
+        agent_name = next(iter(factories))
+        result, recs = evaluate_policies({f"sac_{name}": factories[agent_name]}, test_cohort,
+                                         eval_env, seed=12345, progress=_say)
+        ablation_runs[name] = result[f"sac_{name}"]
+        for r in recs:
+            r["ablation"] = name
+            r["train_steps"] = args.ablation_steps
+        records += recs
+    from analysis.benchmark import _p_value
+
+    ref = ablation_runs["main_budget_matched"].metrics
+    for r in records:
+        if r["ablation"] != "main_budget_matched" and r["metric"] in ref:
+            r["p_vs_main"] = _p_value(ablation_runs[r["ablation"]].metrics[r["metric"]],
+                                      ref[r["metric"]])
+        r.pop("p_vs_best_baseline", None)
+        r.pop("best_baseline", None)
+    (out / "ablations.json").write_text(json.dumps(records, indent=1) + "\n")
+    _say("ablations written")
+
+    # -- sensitivity -----------------------------------------------------------------------
+    names = ["random", "seed_rule", "hrv_guided", "fixed_periodization", "mpc"]
+    base_factories = policy_factories(names, model=model, runs=[str(runs["sac"]),
+                                                                  str(runs["ppo"])])
+    settings = {"base": {}, "k1_x0.5": {"fitness": 0.5}, "k1_x2": {"fitness": 2.0},
+                "fatigue_ratio_x0.5": {"ratio": 0.5}, "fatigue_ratio_x2": {"ratio": 2.0},
+                "hazard_odds_x1/e": {"hazard_logit": -1.0},
+                "hazard_odds_xe": {"hazard_logit": 1.0}}
+    sens, rankings = [], {}
+    sens_cohort = test_cohort.subset(np.arange(min(args.sensitivity_n, test_cohort.n)))
+    for label, kw in settings.items():
+        cohort = _scaled_cohort(sens_cohort, **kw)
+        result, _ = evaluate_policies(base_factories, cohort, EnvConfig(), seed=12345,
+                                      progress=_say)
+        means = {n: float(np.mean(r.metrics["delta_performance"])) for n, r in result.items()}
+        rankings[label] = sorted(means, key=means.get, reverse=True)
+        for n, r in result.items():
+            for metric in ("delta_performance", "return", "injury_onsets"):
+                v = r.metrics[metric]
+                sens.append({"setting": label, "policy": n, "metric": metric,
+                             "mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)})
+    for label, ranking in rankings.items():
+        sens.append({"setting": label, "policy": "(all)", "metric": "ranking_by_delta_p",
+                     "ranking": ranking,
+                     "kendall_tau_vs_base": _kendall(rankings["base"], ranking)})
+    (out / "sensitivity.json").write_text(json.dumps(sens, indent=1) + "\n")
+    (out / "full_evaluation.json").write_text(json.dumps({
+        "command": "python benchmarks/full_evaluation.py " + " ".join(sys.argv[1:]),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "wall_s": time.perf_counter() - start}, indent=1) + "\n")
+    _say(f"done in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Latency of the MPC planner's daily recommendation on CPU, and (with --evaluate) the planners
+against the baselines on a held-out synthetic cohort.
+
+Latency: one athlete (a `Simulation` with one lane) planned for `--days` mornings, each
+recommendation timed; and a batch of `--batch` athletes for a few mornings, time per athlete.
+The first morning of an episode (a cold start with more CEM iterations) and the mornings the
+planner re-personalises its posterior (`MPCConfig.personalize_days`) are reported separately:
+the median is over the ordinary warm-started mornings.
+
+Evaluation: a cohort of `--evaluate` athletes drawn with `--cohort-seed` (never used in
+training: the agents' training cohorts use other seeds) runs one 90-day episode per policy, in
+one batched `Simulation` each, same athletes and same random streams for every policy: the
+baselines of `agents.baselines`, the MPC planner and the oracle. Reported: mean and SD over
+athletes of the return and of ΔP (`episode_summary()["delta_performance"]`, % of baseline), the
+penalty, injured days, mean load, wall time per policy, and the MPC's share of the oracle.
+
+Writes a JSON list of records {impl, device, metric, value} (plus `n` where a record is a mean
+over athletes).
+
+    .venv/bin/python benchmarks/mpc_latency.py [--model models/shipped] [--days 16]
+        [--batch 200] [--evaluate 200] [--cohort-seed 1000]
+        [--out benchmarks/results/mpc_latency.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.baselines import FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy, SeedRulePolicy
+from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig, Simulation
+
+
+def _cpu_name() -> str:
+    """The CPU model (Linux /proc/cpuinfo, else platform) and the number of logical cores."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({name}, {os.cpu_count()} logical cores)"
+
+
+DEVICE = _cpu_name()
+SIM_SEED = 1000
+
+
+def _record(impl: str, metric: str, value: float, **extra: Any) -> dict[str, Any]:
+    return {"impl": impl, "device": DEVICE, "metric": metric, "value": float(value), **extra}
+
+
+def time_recommendations(model: WorldModel, n_athletes: int, days: int,
+                         cohort_seed: int) -> dict[str, float]:
+    """Seconds per daily recommendation of `MPCPlanner` for `n_athletes` athletes: the cold
+    start, the median and 90th percentile of the warm mornings, and the mornings with a
+    re-personalisation (NaN when none fell within `days`)."""
+    cohort = generate_cohort(model, n_athletes, seed=cohort_seed)
+    sim = Simulation(cohort, n_athletes, EnvConfig())
+    obs = sim.reset(seed=SIM_SEED)
+    planner = MPCPlanner(model, MPCConfig(), seed=0)
+    planner.reset(0)
+    warm, personalised, cold = [], [], float("nan")
+    for day in range(days):
+        t0 = time.perf_counter()
+        action = planner.act(obs, sim.mask)
+        elapsed = time.perf_counter() - t0
+        if day == 0:
+            cold = elapsed
+        elif day in planner.config.personalize_days:
+            personalised.append(elapsed)
+        else:
+            warm.append(elapsed)
+        obs, _, _ = sim.step(action)
+    return {"cold_s": cold, "median_s": float(np.median(warm)),
+            "p90_s": float(np.percentile(warm, 90)),
+            "personalize_s": float(np.median(personalised)) if personalised else float("nan")}
+
+
+def run_episode(policy_factory: Any, cohort: Any, n: int) -> tuple[dict[str, np.ndarray], float]:
+    """One episode of every athlete under one policy → (episode_summary, wall seconds)."""
+    sim = Simulation(cohort, n, EnvConfig())
+    obs = sim.reset(seed=SIM_SEED)
+    policy = policy_factory(sim)
+    policy.reset(0)
+    t0 = time.perf_counter()
+    done = False
+    while not done:
+        obs, _, done = sim.step(policy.act(obs, sim.mask))
+    return sim.episode_summary(), time.perf_counter() - t0
+
+
+def evaluate(model: WorldModel, n: int, cohort_seed: int) -> list[dict[str, Any]]:
+    """The policies on a held-out cohort (module docstring) → records."""
+    cohort = generate_cohort(model, n, seed=cohort_seed)
+    factories = {
+        "random": lambda sim: RandomPolicy(),
+        "seed_rule": lambda sim: SeedRulePolicy(),
+        "hrv_guided": lambda sim: HRVGuidedPolicy(),
+        "fixed_periodization": lambda sim: FixedPeriodizationPolicy(),
+        "mpc": lambda sim: MPCPlanner(model, MPCConfig(), seed=0),
+        "oracle": lambda sim: OraclePlanner(sim, seed=0),
+    }
+    records, summaries = [], {}
+    for name, factory in factories.items():
+        summary, wall = run_episode(factory, cohort, n)
+        summaries[name] = summary
+        for metric in ("return", "delta_performance", "penalty", "injured_days",
+                       "mean_load_trimp"):
+            values = summary[metric]
+            records.append(_record(name, f"{metric}_mean", values.mean(), n=n))
+            records.append(_record(name, f"{metric}_sd", values.std(ddof=1), n=n))
+        records.append(_record(name, "episode_wall_s", wall, n=n))
+        print(f"{name:20s} return {summary['return'].mean():7.3f} ± "
+              f"{summary['return'].std(ddof=1):.3f}  ΔP {summary['delta_performance'].mean():6.3f}"
+              f" ± {summary['delta_performance'].std(ddof=1):.3f}  {wall:6.1f} s", flush=True)
+    baselines = ("random", "seed_rule", "hrv_guided", "fixed_periodization")
+    mean = {k: {m: float(v[m].mean()) for m in ("return", "delta_performance")}
+            for k, v in summaries.items()}
+    for metric in ("return", "delta_performance"):
+        best = max(baselines, key=lambda b: mean[b][metric])
+        gain_mpc = mean["mpc"][metric] - mean["random"][metric]
+        gain_oracle = mean["oracle"][metric] - mean["random"][metric]
+        records += [
+            _record("mpc", f"{metric}_pct_of_oracle_gain_over_random",
+                    100.0 * gain_mpc / gain_oracle, n=n),
+            _record("mpc", f"{metric}_minus_best_baseline", mean["mpc"][metric]
+                    - mean[best][metric], n=n, best_baseline=best),
+            _record("mpc", f"{metric}_paired_win_rate_vs_best_baseline",
+                    float(np.mean(summaries["mpc"][metric] > summaries[best][metric])), n=n,
+                    best_baseline=best),
+        ]
+    records.append(_record("mpc", "delta_performance_pct_of_oracle",
+                           100.0 * mean["mpc"]["delta_performance"]
+                           / mean["oracle"]["delta_performance"], n=n))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("models/shipped"))
+    parser.add_argument("--days", type=int, default=16,
+                        help="mornings timed for the one-athlete latency")
+    parser.add_argument("--batch", type=int, default=200, help="athletes in the batch timing")
+    parser.add_argument("--batch-days", type=int, default=5)
+    parser.add_argument("--evaluate", type=int, default=0,
+                        help="athletes of the held-out cohort (0: latency only)")
+    parser.add_argument("--cohort-seed", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mpc_latency.json"))
+    args = parser.parse_args(argv)
+    if args.days < 2 or args.batch < 1 or args.batch_days < 2:
+        parser.error("--days and --batch-days must be ≥ 2 and --batch ≥ 1")
+    t_start = time.perf_counter()
+    model = WorldModel.load(args.model)
+    one = time_recommendations(model, 1, args.days, args.cohort_seed)
+    batch = time_recommendations(model, args.batch, args.batch_days, args.cohort_seed)
+    records = [
+        _record("mpc", "latency_ms_median_one_athlete", 1e3 * one["median_s"]),
+        _record("mpc", "latency_ms_p90_one_athlete", 1e3 * one["p90_s"]),
+        _record("mpc", "latency_ms_cold_start_one_athlete", 1e3 * one["cold_s"]),
+        _record("mpc", "latency_ms_personalize_day_one_athlete", 1e3 * one["personalize_s"]),
+        _record("mpc", f"latency_ms_median_per_athlete_batch_{args.batch}",
+                1e3 * batch["median_s"] / args.batch),
+    ]
+    print(json.dumps(records[:5], indent=1, ensure_ascii=False))
+    if args.evaluate:
+        records += evaluate(model, args.evaluate, args.cohort_seed)
+    records.append(_record("all", "benchmark_wall_s", time.perf_counter() - t_start,
+                           command="python " + " ".join(sys.argv)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""The MPC planner and the oracle: the rollout model against the shared equations, legal plans,
+the risk term, the warm start, determinism, and the planners against random training."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.baselines import RandomPolicy
+from agents.mpc import (
+    CEMConfig,
+    MPCConfig,
+    MPCPlanner,
+    OraclePlanner,
+    oracle_start,
+    sample_plans,
+    shift_distribution,
+)
+from agents.planning import (
+    ACTION_W,
+    ObjectiveConfig,
+    PreparedRollout,
+    RolloutStart,
+    draw_innovations,
+    evaluate_sequences,
+    history_mask_table,
+    project_sequences,
+)
+from physiology_model import banister
+from physiology_model.hazard import typical_hazard_params
+from physiology_model.params import state_normaliser
+from physiology_model.performance import (
+    sample_performance_params,
+    simulate_performance,
+)
+from physiology_model.table import ACTIONS
+from physiology_model.world_model import WorldModel, _decays, observation_means
+from simulator.cohort import generate_cohort
+from simulator.constraints import (
+    DEFAULT_SAFETY_CONFIG,
+    REST,
+    TRAINED_DAY,
+    UNKNOWN_DAY,
+    SafetyInputs,
+    hard_mask,
+)
+from simulator.env import EnvConfig, Simulation
+from simulator.observation import FEATURE_INDEX
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "shipped"
+HARD = np.isin(np.arange(6), [ACTIONS.index(a) for a in DEFAULT_SAFETY_CONFIG.hard_actions])
+INJURY_OK = np.isin(np.arange(6), [ACTIONS.index(a) for a in DEFAULT_SAFETY_CONFIG.injury_allowed])
+
+
+@pytest.fixture(scope="module")
+def model() -> WorldModel:
+    return WorldModel.load(MODEL_DIR)
+
+
+def _start(model: WorldModel, n: int = 3, s: int = 4, seed: int = 0, days_left: int = 10,
+           injured: np.ndarray | None = None) -> RolloutStart:
+    """A rollout start of n synthetic athletes with s population draws each, trained at
+    their habitual load."""
+    rng = np.random.default_rng(seed)
+    draws = model.sample_athletes(n * s, rng)
+    physiology = {k: np.asarray(v).reshape(n, s) for k, v in draws.items()}
+    habitual = rng.uniform(0.5, 1.4, n)
+    perf = sample_performance_params(n, rng, reference_load=habitual)
+    perf = replace(perf, **{k: np.repeat(np.asarray(getattr(perf, k))[:, None], s, 1)
+                            for k in ("fitness_gain", "fatigue_gain", "variable_fatigue_gain",
+                                      "tau_fit_days", "tau_fat_days", "tau_gain_days",
+                                      "baseline")})
+    hazard = typical_hazard_params()
+    hazard = replace(hazard, **{k: np.full((n, s), getattr(hazard, k)) for k in
+                                ("intercept", "spike_coef", "low_recovery_coef",
+                                 "monotony_coef")})
+    state = banister.steady_morning_state(habitual[:, None], 0.2, _decays(physiology))
+    perf_state = banister.steady_morning_state(habitual[:, None], 0.0, perf.decays())
+    return RolloutStart(
+        physiology=physiology, performance=perf, hazard=hazard, state=state,
+        perf_state=perf_state, residual=rng.normal(0.0, 0.1, (n, s, 2)),
+        load_ring=np.tile(habitual[:, None], (1, 28)),
+        history=np.full((n, 6), UNKNOWN_DAY, dtype=np.int64),
+        recovery_pct=np.full(n, 60.0), ln_hrv_baseline=physiology["mu_hrv"].mean(axis=1),
+        ln_hrv_baseline_sd=np.full(n, 0.15), typical_recovery_pct=np.full((n, s), 60.0),
+        injured_days=np.zeros(n, dtype=np.int64) if injured is None else injured,
+        days_left=np.full(n, days_left, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------------------------
+# the rollout model is the shared equations
+
+
+@pytest.mark.parametrize("per_scenario", [False, True])
+def test_rollout_performance_equals_simulate_performance(model, per_scenario):
+    start = _start(model, days_left=8)
+    if per_scenario:  # each scenario its own performance parameters (the other code path)
+        gains = start.performance.fitness_gain * np.linspace(0.5, 1.5, 4)[None, :]
+        start = replace(start, performance=replace(start.performance, fitness_gain=gains))
+    plans = np.random.default_rng(1).integers(0, 6, (3, 5, 8))
+    out = evaluate_sequences(start, plans, np.zeros((3, 4, 8, 2)), return_paths=True)
+    for i in range(3):
+        expected_delta = np.zeros(5)
+        for s in range(4):
+            params = replace(start.performance, **{k: np.asarray(v)[i, s] for k, v in
+                                                   vars(start.performance).items()
+                                                   if np.ndim(v) == 2})
+            for k in range(5):
+                loads = np.append(ACTION_W[plans[i, k]], 0.0)  # P on morning 8 too
+                expected = simulate_performance(loads, params, initial=start.perf_state[i, s])
+                np.testing.assert_allclose(out.paths["performance"][i, s, k], expected,
+                                           rtol=1e-10)
+                expected_delta[k] += (expected[-1] - expected[0]) / 4
+        # the episode ends with the plan: the objective's ΔP is the scenarios' mean P_8 − P_0
+        np.testing.assert_allclose(out.delta_performance[i], expected_delta, rtol=1e-10)
+
+
+def test_objective_beyond_the_plan_continues_at_the_optimal_steady_load(model):
+    start = _start(model, days_left=30)
+    plans = np.random.default_rng(2).integers(0, 6, (3, 4, 10))
+    out = evaluate_sequences(start, plans, np.zeros((3, 4, 10, 2)))
+    from agents.planning import continuation_load
+    for i in range(3):
+        params = replace(start.performance, **{k: np.asarray(v)[i, 0] for k, v in
+                                               vars(start.performance).items()
+                                               if np.ndim(v) == 2})
+        tail = np.full(20, float(continuation_load(params)))
+        for k in range(4):
+            loads = np.concatenate([ACTION_W[plans[i, k]], tail, [0.0]])
+            p = simulate_performance(loads, params, initial=start.perf_state[i, 0])
+            assert out.delta_performance[i, k] == pytest.approx(p[30] - p[0], rel=1e-9)
+
+
+def test_rollout_readings_equal_the_world_model_equations(model):
+    start = _start(model, n=2, s=3)
+    start = replace(start, residual=np.zeros((2, 3, 2)))
+    plans = np.random.default_rng(3).integers(0, 6, (2, 4, 9))
+    out = evaluate_sequences(start, plans, np.zeros((2, 3, 9, 2)), return_paths=True)
+    from agents.planning import ACTION_U
+    for i in range(2):
+        p = {k: v[i] for k, v in start.physiology.items()}
+        decays = _decays(p)
+        for k in range(4):
+            state = start.state[i]
+            for h in range(9):
+                state = banister.step_state(state, ACTION_W[plans[i, k, h]],
+                                            ACTION_U[plans[i, k, h]], decays)
+                lat = (state[:, :3] * state_normaliser(decays[:, :3]))[:, None, :]
+                means = observation_means(p, lat)
+                np.testing.assert_allclose(out.paths["ln_hrv"][i, :, k, h], means["hrv"][:, 0],
+                                           rtol=1e-9)
+                rec = 100.0 / (1.0 + np.exp(-means["recovery"][:, 0]))
+                np.testing.assert_allclose(out.paths["recovery_pct"][i, :, k, h], rec,
+                                           rtol=1e-9)
+
+
+def test_oracle_rollout_reproduces_the_simulator(model, cohort):
+    """Given the simulator's own next noise, the oracle's one-day rollout is the simulator's
+    next morning: same ln HRV, recovery and performance (the planner and the env share every
+    equation and its scaling)."""
+    sim = Simulation(cohort, 16, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=4)
+    policy = RandomPolicy()
+    policy.reset(0)
+    for _ in range(5):
+        obs, _, _ = sim.step(policy.act(obs, sim.mask))
+    view = sim.oracle_view()
+    start = oracle_start(view, obs, 1)
+    action = policy.act(obs, sim.mask)
+    before = view["noise"][:, [0, 2]]
+    sim.step(action)
+    after = sim.noise[:, [0, 2]]
+    p = view["physiology"]
+    phi = np.stack([p["phi_hrv"], p["phi_rec"]], axis=1)
+    sigma = np.stack([p["sigma_hrv"], p["sigma_rec"]], axis=1)
+    innovations = ((after - phi * before) / (sigma * np.sqrt(1.0 - phi ** 2)))[:, None, None, :]
+    out = evaluate_sequences(start, action[:, None, None], innovations, return_paths=True)
+    plain = (sim.injury_left == 0) & np.isfinite(sim.reading["hrv_rmssd_ms"]) \
+        & (sim.reading["hrv_rmssd_ms"] > 3.0) & (sim.reading["hrv_rmssd_ms"] < 300.0)
+    assert plain.sum() >= 10  # not ill, worn, inside the device's range
+    np.testing.assert_allclose(out.paths["ln_hrv"][plain, 0, 0, 0],
+                               np.log(sim.reading["hrv_rmssd_ms"][plain]), atol=1e-9)
+    np.testing.assert_allclose(out.paths["recovery_pct"][plain, 0, 0, 0],
+                               sim.reading["recovery_pct"][plain], atol=1e-7)
+    np.testing.assert_allclose(out.paths["performance"][:, 0, 0, 1], sim.performance(),
+                               rtol=1e-12)
+
+
+def test_prepared_rollout_scores_like_a_fresh_one_and_checks_shapes(model):
+    start = _start(model)
+    eps = draw_innovations(3, 4, 7, np.random.default_rng(0))
+    plans = np.random.default_rng(4).integers(0, 6, (3, 6, 7))
+    prepared = PreparedRollout(start, 7, eps)
+    np.testing.assert_allclose(prepared.evaluate(plans).score,
+                               evaluate_sequences(start, plans, eps).score)
+    with pytest.raises(ValueError, match="actions must be integer plans"):
+        prepared.evaluate(plans[:, :, :5])
+    with pytest.raises(ValueError, match="innovations must have shape"):
+        PreparedRollout(start, 7, eps[:, :, :3])
+    with pytest.raises(ValueError, match="state must be"):
+        replace(start, state=start.state[:, :, :3])
+    with pytest.raises(ValueError, match="days_left"):
+        replace(start, days_left=np.zeros(3, dtype=np.int64))
+
+
+def test_cvar_premium_and_injury_cost(model):
+    start = _start(model, s=8)
+    eps = draw_innovations(3, 8, 10, np.random.default_rng(5))
+    plans = np.random.default_rng(6).integers(0, 6, (3, 8, 10))
+    risky = evaluate_sequences(start, plans, eps)
+    neutral = evaluate_sequences(start, plans, eps, ObjectiveConfig(risk_weight=0.0))
+    assert np.all(risky.penalty_cvar >= risky.penalty - 1e-9)
+    np.testing.assert_allclose(neutral.score, neutral.expected_return)
+    assert np.all(risky.score <= neutral.score + 1e-12)
+    assert np.any(risky.score < neutral.score - 1e-6)
+    # an athlete already injured for the whole plan cannot start a new injury: no hazard cost
+    injured = replace(start, injured_days=np.full(3, 10, dtype=np.int64))
+    out = evaluate_sequences(injured, plans, eps, return_paths=True)
+    assert np.all(out.paths["hazard"] == 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# legal plans
+
+
+def test_history_table_is_the_hard_mask_of_the_actual_window():
+    rng = np.random.default_rng(7)
+    table = history_mask_table(DEFAULT_SAFETY_CONFIG)
+    history = rng.choice([UNKNOWN_DAY, TRAINED_DAY, 0, 1, 2, 3, 4, 5], size=(4000, 6),
+                         p=[0.05, 0.05, 0.1, 0.1, 0.2, 0.2, 0.15, 0.15]).astype(np.int64)
+    injured = rng.random(4000) < 0.2
+    n = len(history)
+    inputs = SafetyInputs(np.full(n, 90.0), np.full(n, 90.0), np.full(n, 4.0),
+                          np.full(n, np.nan), np.full(n, np.nan), np.full(n, 60.0),
+                          injured.astype(float), history)
+    from simulator.constraints import consecutive_hard_days, consecutive_non_rest_days
+    looked_up = table[consecutive_hard_days(history), consecutive_non_rest_days(history),
+                      injured.astype(int)]
+    np.testing.assert_array_equal(looked_up, hard_mask(inputs).mask)
+
+
+def test_projected_plans_obey_the_rules():
+    rng = np.random.default_rng(8)
+    n, k, horizon = 40, 16, 21
+    history = rng.choice([UNKNOWN_DAY, 0, 2, 3, 4, 5], size=(n, 6)).astype(np.int64)
+    history[:5] = ACTIONS.index("hiit")  # six hard days in a row: hard and rest rules fire
+    injured = rng.integers(0, 4, n)
+    # today's mask: the env's (history and injury rules) with some sessions also blocked
+    inputs = SafetyInputs(np.full(n, 90.0), np.full(n, 90.0), np.full(n, 4.0),
+                          np.full(n, np.nan), np.full(n, np.nan), np.full(n, 60.0),
+                          (injured > 0).astype(float), history)
+    mask = hard_mask(inputs).mask & (rng.random((n, 6)) < 0.7)
+    mask[:, REST] = True
+    plans = project_sequences(rng.integers(0, 6, (n, k, horizon)), history, mask, injured)
+    assert plans.shape == (n, k, horizon)
+    assert np.all(mask[np.arange(n)[:, None], plans[:, :, 0]])
+    for i in range(n):
+        for j in range(k):
+            days = np.concatenate([history[i], plans[i, j]])
+            known = days != UNKNOWN_DAY
+            for t in range(6, len(days)):  # every planned day
+                window = days[t - 6:t + 1]  # 7 consecutive days ending on planned day t
+                if np.all(known[t - 6:t + 1]):
+                    assert np.any(window == REST), (i, j, t)
+                run = days[t - 3:t + 1]
+                assert not np.all(HARD[np.where(run >= 0, run, 0)] & (run >= 0)), (i, j, t)
+            for h in range(min(injured[i], horizon)):
+                assert INJURY_OK[plans[i, j, h]]
+
+
+def test_sampled_plans_respect_todays_mask():
+    rng = np.random.default_rng(9)
+    probs = rng.dirichlet(np.ones(6), size=(5, 10))
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[:, REST] = True
+    mask[0, 4] = True
+    plans = sample_plans(probs, mask, 200, rng)
+    assert plans.shape == (5, 200, 10) and plans.min() >= 0 and plans.max() <= 5
+    assert np.all(mask[np.arange(5)[:, None], plans[:, :, 0]])
+    assert set(np.unique(plans[0, :, 0])) == {REST, 4}
+    assert len(np.unique(plans[:, :, 1:])) == 6
+
+
+# --------------------------------------------------------------------------------------------
+# the planners
+
+
+def _small_mpc(model: WorldModel, seed: int = 0, **overrides) -> MPCPlanner:
+    cem = CEMConfig(horizon_days=10, candidates=24, iterations=2, cold_start_iterations=3)
+    config = MPCConfig(cem=cem, scenarios=4, personalize_days=(7,), episode_days=30,
+                       **overrides)
+    return MPCPlanner(model, config, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def cohort(model):
+    return generate_cohort(model, 16, seed=1234)
+
+
+def test_mpc_warm_starts_from_yesterdays_shifted_plan(model, cohort):
+    sim = Simulation(cohort, 4, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=3)
+    mpc = _small_mpc(model)
+    first = mpc.plan(obs, sim.mask)
+    probs, best = mpc.warm_start.probs_.copy(), mpc.warm_start.best_.copy()
+    np.testing.assert_array_equal(best, first.actions)
+    obs, _, _ = sim.step(first.actions[:, 0])
+    mpc.plan(obs, sim.mask)
+    expected_probs, expected_best = shift_distribution(probs, best, 10, 0.1)
+    np.testing.assert_allclose(mpc.warm_start.initial_probs_, expected_probs)
+    np.testing.assert_array_equal(mpc.warm_start.initial_best_, expected_best)
+    np.testing.assert_array_equal(expected_best[:, :9], first.actions[:, 1:])
+
+
+@pytest.mark.parametrize("parameters", ["median", "draws"])
+def test_mpc_plan_describes_a_legal_week_and_is_deterministic(model, cohort, parameters):
+    sim = Simulation(cohort, 3, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=5)
+    runs = []
+    for seed in (11, 11, 12):
+        mpc = _small_mpc(model, seed=seed, parameters=parameters)
+        runs.append(mpc.plan(obs, sim.mask))
+    plan = runs[0]
+    assert plan.actions.shape == (3, 10)
+    assert np.all(sim.mask[np.arange(3), plan.actions[:, 0]])
+    assert np.all((plan.recovery_pct_q10 <= plan.recovery_pct + 1e-9)
+                  & (plan.recovery_pct <= plan.recovery_pct_q90 + 1e-9))
+    assert np.all((plan.recovery_pct > 0) & (plan.recovery_pct < 100))
+    np.testing.assert_allclose(plan.hrv_ms, np.exp(plan.ln_hrv))
+    assert plan.performance.shape == (3, 11) and len(plan.sessions(0)) == 10
+    np.testing.assert_array_equal(runs[0].actions, runs[1].actions)
+    np.testing.assert_array_equal(runs[0].recovery_pct, runs[1].recovery_pct)
+    assert not np.array_equal(runs[0].recovery_pct, runs[2].recovery_pct)
+
+
+def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
+    sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=8)
+    mpc = _small_mpc(model)
+    for _ in range(7):  # days 0-6
+        last_obs, last_reading = obs, {k: v.copy() for k, v in sim.reading.items()}
+        obs, _, _ = sim.step(mpc.act(obs, sim.mask))
+    population = {k: v.copy() for k, v in mpc._physiology.items()}
+    frame = mpc._history_frame(1)  # days 0-6, day 6's load not yet reported
+    assert len(frame) == 7 and np.isnan(frame["load_trimp"].iloc[-1])
+    # each day's load as the next morning's features report it, the readings as measured
+    np.testing.assert_allclose(frame["load_trimp"].iloc[-2],
+                               last_obs[1, FEATURE_INDEX["load_yesterday_trimp"]], rtol=1e-5)
+    for column in ("hrv_rmssd_ms", "rhr_bpm", "recovery_pct"):
+        np.testing.assert_allclose(frame[column].iloc[-1], last_reading[column][1], rtol=1e-5)
+    mpc.act(obs, sim.mask)  # day 7: the posterior replaces the population
+    assert len(mpc.diagnostics["personalize_ess"]) == 2
+    assert not np.allclose(mpc._physiology["mu_rec"], population["mu_rec"])
+
+
+def test_mpc_rejects_bad_input(model):
+    mpc = _small_mpc(model)
+    with pytest.raises(ValueError, match="obs must have shape"):
+        mpc.act(np.zeros((2, 5)), np.ones((2, 6), dtype=bool))
+    with pytest.raises(ValueError, match="personalize_days"):
+        MPCConfig(personalize_days=(3,))
+    with pytest.raises(ValueError, match="elite_fraction"):
+        CEMConfig(candidates=4, elite_fraction=0.1)
+    with pytest.raises(ValueError, match="parameters must be"):
+        MPCConfig(parameters="mean")
+    with pytest.raises(ValueError, match="oracle_view"):
+        OraclePlanner(object())
+
+
+def _episode(policy, cohort, n: int, config: EnvConfig) -> dict[str, np.ndarray]:
+    sim = Simulation(cohort, n, config)
+    obs = sim.reset(seed=21)
+    if callable(policy):
+        policy = policy(sim)
+    policy.reset(0)
+    done = False
+    while not done:
+        action = policy.act(obs, sim.mask)
+        assert np.all(sim.mask[np.arange(n), action]), f"{policy.name} asked for a masked action"
+        obs, _, done = sim.step(action)
+    assert sim.stats["attempted_violations"].sum() == 0
+    return sim.episode_summary()
+
+
+def test_planners_beat_random_training_and_the_oracle_bounds_the_mpc(model, cohort):
+    config = EnvConfig(episode_days=30)
+    oracle_cem = CEMConfig(horizon_days=30, candidates=32, iterations=2,
+                           cold_start_iterations=4)
+    random = _episode(RandomPolicy(), cohort, 16, config)
+    mpc = _episode(_small_mpc(model), cohort, 16, config)
+    oracle = _episode(lambda sim: OraclePlanner(sim, oracle_cem, scenarios=2), cohort, 16,
+                      config)
+    r_random, r_mpc, r_oracle = (x["return"].mean() for x in (random, mpc, oracle))
+    assert r_mpc > r_random + 0.5, (r_random, r_mpc)
+    assert r_oracle > r_random + 0.5, (r_random, r_oracle)
+    assert r_oracle >= r_mpc, (r_mpc, r_oracle)
+    # and in fitness: performance gained over the episode (% of baseline)
+    d_random, d_mpc, d_oracle = (x["delta_performance"].mean() for x in (random, mpc, oracle))
+    assert d_mpc > d_random + 0.4, (d_random, d_mpc)
+    assert d_oracle > d_random + 0.7, (d_random, d_oracle)
+    # paired: the planners win for most athletes, not on average only
+    assert np.mean(mpc["return"] > random["return"]) >= 0.75
+    assert np.mean(oracle["return"] > random["return"]) >= 0.85
