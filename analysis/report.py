@@ -4,7 +4,7 @@ Sections: the seed's minimum-viable criteria (§13.1) as measured value vs thres
 fail; the headline table (mean ± SD, Wilcoxon p against the best baseline, % of the oracle);
 fitness gain by policy with 95 % intervals; the action distribution; the mean performance
 trajectory; a policy heatmap (most frequent action by recovery × TSB) for each learned policy;
-training curves of trained runs (their `progress.csv`); and the world model's forecast skill on
+training curves of trained runs (the episode returns in their `run.json`); and the world model's forecast skill on
 real athletes and its interval calibration (from `periodize model evaluate`'s JSON).
 """
 
@@ -241,13 +241,20 @@ def _training_curves(run_dirs: Sequence[str]) -> str:
 
     curves = []
     for d in run_dirs:
-        path = Path(d) / "progress.csv"
-        if path.is_file():
-            frame = pd.read_csv(path)
-            if {"env_steps", "episode_return"} <= set(frame.columns) and len(frame):
-                curves.append((Path(d).name, frame))
+        path = Path(d) / "run.json"
+        if not path.is_file():
+            continue
+        run = json.loads(path.read_text())
+        returns = (run.get("report") or {}).get("episode_returns") or []
+        if returns:
+            # one entry per finished batch of episodes: n_envs lanes × episode_days steps
+            per_episode = int(run.get("n_envs", 1)) * int(
+                (run.get("env_config") or {}).get("episode_days", 90))
+            curves.append((Path(d).name, pd.DataFrame({
+                "env_steps": per_episode * (1 + np.arange(len(returns))),
+                "episode_return": returns})))
     if not curves:
-        return "<p>No training curves (no run directory with a progress.csv was given).</p>"
+        return "<p>No training curves (no trained run directory was given).</p>"
     fig, ax = plt.subplots(figsize=(8, 3.4))
     for i, (name, frame) in enumerate(curves):
         ax.plot(frame["env_steps"], frame["episode_return"], label=name,

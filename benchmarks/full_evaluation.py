@@ -11,11 +11,11 @@
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
    plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
    `OUT/report.html`, `OUT/real.json`, `OUT/config.json`.
-4. Ablations (seed §11.3), each a SAC trained like the main one with one change and evaluated
+5. Ablations (seed §11.3), each a SAC trained like the main one with one change and evaluated
    on the same held-out athletes: no safety constraints (evaluated without them: overtraining),
    short-term reward only (long-term fitness), no dropout (generalisation), γ 0.9 and 0.95
    (credit assignment; the main run has 0.99). `OUT/ablations.json`.
-5. Sensitivity to the assumptions the data do not identify (docs/identifiability.md): the
+4. Sensitivity to the assumptions the data do not identify (docs/identifiability.md): the
    held-out cohort with performance gains k1 halved/doubled, the fatigue ratio k2/k1
    halved/doubled, and the injury hazard's baseline odds ×e / ×1/e; every policy except the
    oracle re-evaluated; do the rankings by ΔP hold (Kendall τ against the base ranking)?
@@ -73,6 +73,13 @@ def _scaled_cohort(cohort, *, fitness: float = 1.0, ratio: float = 1.0, hazard_l
     hazard = dict(cohort.hazard)
     hazard["intercept"] = hazard["intercept"] + hazard_logit
     return Cohort(cohort.physiology, perf, hazard, cohort.context, dict(cohort.meta))
+
+
+def _write_summary(out: Path, args: argparse.Namespace, start: float) -> None:
+    (out / "full_evaluation.json").write_text(json.dumps({
+        "command": "python benchmarks/full_evaluation.py " + " ".join(sys.argv[1:]),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "wall_s": time.perf_counter() - start}, indent=1) + "\n")
 
 
 def _kendall(a: list[str], b: list[str]) -> float:
@@ -135,7 +142,34 @@ def main(argv: list[str] | None = None) -> None:
                "--real", str(ROOT / "data/real"),
                "--forecast", str(ROOT / "docs/results/forecast_eval.json"), "--out", str(out))
 
+    # -- sensitivity -----------------------------------------------------------------------
+    names = ["random", "seed_rule", "hrv_guided", "fixed_periodization", "mpc"]
+    base_factories = policy_factories(names, model=model, runs=[str(runs["sac"]),
+                                                                  str(runs["ppo"])])
+    settings = {"base": {}, "k1_x0.5": {"fitness": 0.5}, "k1_x2": {"fitness": 2.0},
+                "fatigue_ratio_x0.5": {"ratio": 0.5}, "fatigue_ratio_x2": {"ratio": 2.0},
+                "hazard_odds_x1/e": {"hazard_logit": -1.0},
+                "hazard_odds_xe": {"hazard_logit": 1.0}}
+    sens, rankings = [], {}
+    sens_cohort = test_cohort.subset(np.arange(min(args.sensitivity_n, test_cohort.n)))
+    for label, kw in settings.items():
+        cohort = _scaled_cohort(sens_cohort, **kw)
+        result, _ = evaluate_policies(base_factories, cohort, EnvConfig(), seed=12345,
+                                      progress=_say)
+        means = {n: float(np.mean(r.metrics["delta_performance"])) for n, r in result.items()}
+        rankings[label] = sorted(means, key=means.get, reverse=True)
+        for n, r in result.items():
+            for metric in ("delta_performance", "return", "injury_onsets"):
+                v = r.metrics[metric]
+                sens.append({"setting": label, "policy": n, "metric": metric,
+                             "mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)})
+    for label, ranking in rankings.items():
+        sens.append({"setting": label, "policy": "(all)", "metric": "ranking_by_delta_p",
+                     "ranking": ranking,
+                     "kendall_tau_vs_base": _kendall(rankings["base"], ranking)})
+    (out / "sensitivity.json").write_text(json.dumps(sens, indent=1) + "\n")
     if args.skip_ablations:
+        _write_summary(out, args, start)
         _say(f"done in {time.perf_counter() - start:.0f} s (ablations skipped)")
         return
     # -- ablations -------------------------------------------------------------------------
@@ -176,36 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "ablations.json").write_text(json.dumps(records, indent=1) + "\n")
     _say("ablations written")
 
-    # -- sensitivity -----------------------------------------------------------------------
-    names = ["random", "seed_rule", "hrv_guided", "fixed_periodization", "mpc"]
-    base_factories = policy_factories(names, model=model, runs=[str(runs["sac"]),
-                                                                  str(runs["ppo"])])
-    settings = {"base": {}, "k1_x0.5": {"fitness": 0.5}, "k1_x2": {"fitness": 2.0},
-                "fatigue_ratio_x0.5": {"ratio": 0.5}, "fatigue_ratio_x2": {"ratio": 2.0},
-                "hazard_odds_x1/e": {"hazard_logit": -1.0},
-                "hazard_odds_xe": {"hazard_logit": 1.0}}
-    sens, rankings = [], {}
-    sens_cohort = test_cohort.subset(np.arange(min(args.sensitivity_n, test_cohort.n)))
-    for label, kw in settings.items():
-        cohort = _scaled_cohort(sens_cohort, **kw)
-        result, _ = evaluate_policies(base_factories, cohort, EnvConfig(), seed=12345,
-                                      progress=_say)
-        means = {n: float(np.mean(r.metrics["delta_performance"])) for n, r in result.items()}
-        rankings[label] = sorted(means, key=means.get, reverse=True)
-        for n, r in result.items():
-            for metric in ("delta_performance", "return", "injury_onsets"):
-                v = r.metrics[metric]
-                sens.append({"setting": label, "policy": n, "metric": metric,
-                             "mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)})
-    for label, ranking in rankings.items():
-        sens.append({"setting": label, "policy": "(all)", "metric": "ranking_by_delta_p",
-                     "ranking": ranking,
-                     "kendall_tau_vs_base": _kendall(rankings["base"], ranking)})
-    (out / "sensitivity.json").write_text(json.dumps(sens, indent=1) + "\n")
-    (out / "full_evaluation.json").write_text(json.dumps({
-        "command": "python benchmarks/full_evaluation.py " + " ".join(sys.argv[1:]),
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "wall_s": time.perf_counter() - start}, indent=1) + "\n")
+    _write_summary(out, args, start)
     _say(f"done in {time.perf_counter() - start:.0f} s")
 
 
