@@ -58,8 +58,10 @@ def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw
         _say(f"{name}: already trained, reusing {run}")
         return run
     _say(f"training {name} ({agent}, {steps} steps)")
+    # one torch thread: on a 2-core machine shared with the simulator, two threads made a
+    # gradient step ~12x slower (agents/training.py)
     return train(agent, cohort, steps, seed=seed, device="auto", out_dir=out / "runs",
-                 run_name=name, progress=False, **kw)
+                 run_name=name, progress=False, torch_threads=1, **kw)
 
 
 def _scaled_cohort(cohort, *, fitness: float = 1.0, ratio: float = 1.0, hazard_logit: float = 0.0):
