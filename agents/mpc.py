@@ -131,10 +131,11 @@ class MPCConfig:
     """How the physiology posterior enters the plan: `median` (every scenario the posterior's
     componentwise median, scenarios differing only by their noise paths: a plug-in estimate)
     or `draws` (each scenario its own posterior draw: the expectation over the posterior).
-    `median` is the default because it did better: on 96 held-out-of-tuning athletes (cohort
-    seed 2000, 90 days) it raised the return by 0.79 ± 0.21 and ΔP by 1.04 ± 0.20 % over 8
-    draws (16 draws did no better than 8); with so few draws a plan leans on the odd extreme
-    one."""
+    `median` is the default because it did better: on 96 athletes of a tuning cohort (seed 2000,
+    not the evaluation's 1000; 90 days) it raised the return by 0.34 ± 0.13 and ΔP by
+    0.73 ± 0.12 % over 8 draws (paired mean ± SE; 16 draws did no better). With draws the
+    expected penalty is averaged over implausible parameter combinations as well, and the
+    plans become more cautious than the athlete needs."""
     summary_draws: int = 200
     """With `parameters="median"`: population draws per athlete the median is taken over before
     the first personalisation."""

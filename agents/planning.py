@@ -76,7 +76,13 @@ from physiology_model.hazard import (
     training_monotony,
 )
 from physiology_model.load import action_loads
-from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
+from physiology_model.params import (
+    AR_PARAMS,
+    HI_LOAD_SCALE_MIN,
+    LOAD_SCALE_TRIMP,
+    PARAM_NAMES,
+    state_normaliser,
+)
 from physiology_model.performance import PerformanceParams, optimal_steady_load
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import _decays, logit_to_recovery, observation_means
@@ -128,7 +134,9 @@ class ObjectiveConfig:
     cvar_fraction: float = 0.2
     """α of the risk term: the share of worst scenarios whose mean penalty is the CVaR."""
     risk_weight: float = 1.0
-    """Weight of the CVaR premium (CVaR − mean) of the penalty; 0 plans on the mean alone."""
+    """Weight of the CVaR premium (CVaR − mean) of the penalty; 0 plans on the mean alone
+    (risk-neutral: on the tuning cohort, seed 2000, it gave the MPC +0.12 ± 0.08 return and
+    +0.21 ± 0.05 % ΔP, at a slightly higher mean penalty)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cvar_fraction <= 1.0:
@@ -192,6 +200,9 @@ class RolloutStart:
             if np.shape(getattr(self, name)) != shape:
                 raise ValueError(f"{name} must have shape {shape}, got "
                                  f"{np.shape(getattr(self, name))}")
+        missing = [k for k in PARAM_NAMES + AR_PARAMS if k not in self.physiology]
+        if missing:
+            raise ValueError(f"physiology lacks the parameters {missing}")
         for name, value in self.physiology.items():
             if np.shape(value) != (n, s):
                 raise ValueError(f"physiology[{name!r}] must have shape {(n, s)}, got "
@@ -219,20 +230,6 @@ class RolloutStart:
     @property
     def n_scenarios(self) -> int:
         return int(np.shape(self.state)[1])
-
-    def take(self, index: np.ndarray) -> RolloutStart:
-        """The athletes at `index` (all their scenarios)."""
-        def rows(x: Any) -> Any:
-            return x if x is None or np.ndim(x) == 0 else np.asarray(x)[index]
-
-        return RolloutStart(
-            {k: rows(v) for k, v in self.physiology.items()},
-            replace(self.performance, **{k: rows(v) for k, v in vars(self.performance).items()}),
-            replace(self.hazard, **{k: rows(v) for k, v in vars(self.hazard).items()}),
-            *(rows(getattr(self, name)) for name in (
-                "state", "perf_state", "residual", "load_ring", "history", "recovery_pct",
-                "ln_hrv_baseline", "ln_hrv_baseline_sd", "typical_recovery_pct",
-                "injured_days", "days_left")))
 
 
 @dataclass(frozen=True)

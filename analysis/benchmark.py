@@ -97,9 +97,9 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
         tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
         seen[d] = obs
         if callable(getattr(policy, "diagnostics", None)):
-            diag = policy.diagnostics(obs, sim.agent_mask)
-            entropy.append(diag["entropy"])
-            qgap.append(diag["q_gap"])
+            day_entropy, day_gap = policy.diagnostics(obs, sim.agent_mask)  # each (N,)
+            entropy.append(day_entropy)
+            qgap.append(day_gap)
         action = policy.act(obs, sim.agent_mask.copy())
         obs, _, _ = sim.step(action)
         acts[d] = sim.last_executed

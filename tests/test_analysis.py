@@ -139,3 +139,15 @@ def test_distilled_tree_recovers_a_simple_rule():
     tree = distill(run, depth=2)
     assert tree.fidelity > 0.97 and tree.majority_fidelity < 0.8
     assert "recovery_pct" in tree.rules and "hiit" in tree.rules
+
+
+def test_sac_diagnostics_are_recorded(model):
+    from agents.sac import DiscreteSAC, SACConfig
+
+    cohort = generate_cohort(model, 4, seed=22)
+    agent = DiscreteSAC(SACConfig(hidden_sizes=(16,), learning_starts=0), seed=0)
+    runs, records = evaluate_policies({"sac": lambda sim: agent}, cohort,
+                                      EnvConfig(episode_days=10, warmup_days=7), seed=1)
+    ent = runs["sac"].metrics["policy_entropy"]
+    assert ent.shape == (4,) and (ent >= 0).all()
+    assert {"policy_entropy", "q_gap"} <= {r["metric"] for r in records}

@@ -204,6 +204,8 @@ def test_prepared_rollout_scores_like_a_fresh_one_and_checks_shapes(model):
         replace(start, state=start.state[:, :, :3])
     with pytest.raises(ValueError, match="days_left"):
         replace(start, days_left=np.zeros(3, dtype=np.int64))
+    with pytest.raises(ValueError, match="lacks the parameters"):
+        replace(start, physiology={k: v for k, v in start.physiology.items() if k != "a_fat"})
 
 
 def test_cvar_premium_and_injury_cost(model):
