@@ -146,6 +146,8 @@ def summarize(runs: dict[str, PolicyRun], reference: str | None = None
             if metric in ("athlete", "days"):
                 continue
             v = np.asarray(values, float)
+            if not np.isfinite(v).any():  # e.g. a Q-gap of a learner without twin critics
+                continue
             rec: dict[str, Any] = {"policy": name, "metric": metric,
                                    "mean": float(np.nanmean(v)), "std": float(np.nanstd(v)),
                                    "n": int(np.isfinite(v).sum())}

@@ -137,7 +137,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         payload_real = json.dumps({k: v for k, v in real.items() if k != "twin_runs"},
                                   indent=1) + "\n"
         atomic_write(out / "real.json", lambda tmp: Path(tmp).write_text(payload_real))
-    meta = {"command": "periodize " + " ".join(sys.argv[1:]) if sys.argv else "",
+    meta = {"command": "periodize " + " ".join(args.argv),
             "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
             "seed": args.seed, "model": args.model, "policies": list(runs),
             "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()}}
