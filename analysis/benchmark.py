@@ -183,8 +183,12 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                      runs: Sequence[str] = (), device: str = "cpu",
                      seed: int = 0) -> dict[str, PolicyFactory]:
     """Factories for policies named on the command line and for trained run directories."""
-    from agents.baselines import (FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy,
-                                  SeedRulePolicy)
+    from agents.baselines import (
+        FixedPeriodizationPolicy,
+        HRVGuidedPolicy,
+        RandomPolicy,
+        SeedRulePolicy,
+    )
 
     out: dict[str, PolicyFactory] = {}
     simple = {"random": RandomPolicy, "seed_rule": SeedRulePolicy,

@@ -159,8 +159,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_real(args: argparse.Namespace, model, factories: dict) -> dict:
     """Sim-to-real and policies-in-twins on the real athletes of `--real` (analysis/real.py)."""
-    from analysis.real import (held_out_athletes, policies_in_twins, sim_to_real,
-                               summarize_sim_to_real)
+    from analysis.real import (
+        held_out_athletes,
+        policies_in_twins,
+        sim_to_real,
+        summarize_sim_to_real,
+    )
     from physiology_model.loaders import load_exports
 
     frame = load_exports(args.real).frame

@@ -98,9 +98,9 @@ class Cohort:
     def hazard_params(self, index: np.ndarray | slice = slice(None)) -> HazardParams:
         return HazardParams(**{k: np.asarray(v)[index] for k, v in self.hazard.items()})
 
-    def subset(self, index: np.ndarray) -> "Cohort":
+    def subset(self, index: np.ndarray) -> Cohort:
         """The athletes at `index`, in that order."""
-        take = lambda d: {k: np.asarray(v)[index].copy() for k, v in d.items()}  # noqa: E731
+        take = lambda d: {k: np.asarray(v)[index].copy() for k, v in d.items()}
         meta = dict(self.meta)
         if "athlete_ids" in meta:
             meta["athlete_ids"] = [meta["athlete_ids"][i] for i in np.asarray(index)]
@@ -123,7 +123,7 @@ class Cohort:
         atomic_write(Path(path), write)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Cohort":
+    def load(cls, path: str | Path) -> Cohort:
         """Read a cohort written by `save`; a file of another kind fails with a `DataError`."""
         path = Path(path)
         if not path.is_file():

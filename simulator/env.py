@@ -51,9 +51,15 @@ from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_n
 from physiology_model.table import ACTIONS, NUMERIC_COLUMNS
 from physiology_model.world_model import _decays, logit_to_recovery, observation_means
 from simulator.cohort import Cohort
-from simulator.constraints import (ActionHistory, SafetyConfig, SafetyInputs, enforce,
-                                   hard_mask, overtraining_score, soft_penalty)
-from simulator.observation import FEATURE_INDEX, SIMULATED_COLUMNS
+from simulator.constraints import (
+    ActionHistory,
+    SafetyConfig,
+    SafetyInputs,
+    enforce,
+    hard_mask,
+    overtraining_score,
+    soft_penalty,
+)
 from simulator.rewards import RewardConfig, recovery_term, step_reward
 
 N_ACTIONS = len(ACTIONS)
@@ -315,7 +321,7 @@ class Simulation:
 
     def _observe_morning(self) -> None:
         """This morning's readings → features and mask."""
-        cfg, n = self.config, self.n
+        cfg = self.config
         lat = (self.state[:, :3] * state_normaliser(self.decays[:, :3]))[:, None, :]
         means = observation_means(self.p, lat)
         ill = self.injury_left > 0
@@ -625,7 +631,7 @@ class BatchedPeriodizationEnv(VecEnv):
         self._seeds = [None] * self.num_envs
         return self.sim.reset(seed).copy()
 
-    def seed(self, seed: int | None = None):  # noqa: D102 (SB3 API)
+    def seed(self, seed: int | None = None):
         if seed is not None:
             self._seed = int(seed)
         return [self._seed] * self.num_envs
