@@ -192,7 +192,7 @@ class _SB3Policy:
             self._rng = np.random.default_rng(seed)
 
     def _policy_obs(self, obs: np.ndarray) -> torch.Tensor:
-        z = self.normalizer(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+        z = self.normalizer(torch.as_tensor(np.array(obs, dtype=np.float32)))
         return z.to(self.model.device)
 
     def save(self, directory: str | Path, kind: str, config: Any) -> Path:

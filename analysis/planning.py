@@ -52,6 +52,7 @@ def _context(obs: np.ndarray) -> str:
 def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, days: int,
                      rng: np.random.Generator) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings."""
+    from simulator.constraints import mask_from_table
     from simulator.observation import observation_matrix, observations_from_table
 
     rows = history.copy()
@@ -61,11 +62,12 @@ def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, day
         obs = observation_matrix(observations_from_table(rows))[-1:]
         a = int(np.asarray(policy.act(obs, day_mask))[0])
         sessions.append(a)
+        # the morning after today's session, predicted before today's load is written in
+        pred = model.predict(rows, _planned(np.array([a])), n_samples=200, rng=rng)
         loads = action_loads(np.array([a]))
         rows.loc[rows.index[-1], ["load_trimp", "z4_min", "z5_min", "strength_min"]] = [
             float(loads.trimp[0]), float(loads.hi_min[0]), 0.0, float(loads.strength_min[0])]
         rows.loc[rows.index[-1], "session"] = ACTIONS[a]
-        pred = model.predict(rows.iloc[:-1], _planned(np.array([a])), n_samples=200, rng=rng)
         median = {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
         nxt = rows.iloc[-1:].copy()
         nxt["date"] = nxt["date"] + pd.Timedelta(days=1)
@@ -75,7 +77,7 @@ def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, day
         nxt["rhr_bpm"] = median["rhr"]
         nxt["recovery_pct"] = median["recovery"]
         rows = pd.concat([rows, nxt], ignore_index=True)
-        day_mask = np.ones((1, len(ACTIONS)), dtype=bool)  # later days: the planner's rules
+        day_mask = mask_from_table(rows).mask  # the rules on the predicted morning
     return np.array(sessions)
 
 

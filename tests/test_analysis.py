@@ -151,3 +151,23 @@ def test_sac_diagnostics_are_recorded(model):
     ent = runs["sac"].metrics["policy_entropy"]
     assert ent.shape == (4,) and (ent >= 0).all()
     assert {"policy_entropy", "q_gap"} <= {r["metric"] for r in records}
+
+
+def test_plan_for_a_shipped_athlete():
+    from analysis.planning import plan_for_athlete
+
+    data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=7, seed=0)
+    assert plan["athlete"] == "whoop-u01" and plan["planner"] == "mpc"
+    assert len(plan["days"]) == 7
+    dates = [d["date"] for d in plan["days"]]
+    assert dates == sorted(set(dates))
+    for day in plan["days"]:
+        assert day["session"] in ACTIONS
+        lo, hi = day["recovery_pct_interval"]
+        assert 0 <= lo <= day["recovery_pct"] <= hi <= 100
+        lo, hi = day["hrv_ms_interval"]
+        assert lo <= day["hrv_ms"] <= hi
+    assert "recovery" in plan["days"][0]["why"]
+    hard = [d["session"] in ("tempo_threshold", "hiit", "strength") for d in plan["days"]]
+    assert not any(all(hard[i:i + 4]) for i in range(4))  # never 4 hard days running
