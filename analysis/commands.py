@@ -18,6 +18,17 @@ import numpy as np
 from physiology_model.errors import DataError
 
 
+def json_ready(value):
+    """Nested data with NaN/inf floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -134,14 +145,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if real is not None:
-        payload_real = json.dumps({k: v for k, v in real.items() if k != "twin_runs"},
-                                  indent=1) + "\n"
+        payload_real = json.dumps(json_ready({k: v for k, v in real.items()
+                                              if k != "twin_runs"}), indent=1,
+                                  allow_nan=False) + "\n"
         atomic_write(out / "real.json", lambda tmp: Path(tmp).write_text(payload_real))
     meta = {"command": "periodize " + " ".join(args.argv),
             "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
             "seed": args.seed, "model": args.model, "policies": list(runs),
             "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()}}
-    payload = json.dumps(records, indent=1) + "\n"
+    payload = json.dumps(json_ready(records), indent=1, allow_nan=False) + "\n"
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
     atomic_write(out / "config.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
