@@ -31,6 +31,7 @@ demo: $(STAMP)
 # Full-budget versions of the benchmarks and of the evaluation (hours on 2 cores).
 benchmark: $(STAMP)
 	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/safety_check.py
 	$(PY) benchmarks/online_features_speed.py
 	$(PY) benchmarks/fit_benchmark.py
 	$(PY) benchmarks/sac_throughput.py
