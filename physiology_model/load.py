@@ -263,17 +263,23 @@ def action_loads(actions: np.ndarray, table: SessionTable = DEFAULT_SESSION_TABL
     return SessionLoads(lookup[0][a], lookup[1][a], lookup[2][a])
 
 
+def read_toml(path: Path) -> dict[str, object]:
+    """A TOML config file as a dict; an unreadable file or invalid TOML is a `DataError` naming
+    the file (used by every config reader: sessions here, safety in simulator/constraints.py)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not valid TOML ({exc})") from None
+
+
 def load_session_table(path: str | Path) -> SessionTable:
     """Read a session table from TOML: optional `zone_spread_pct_hrmax`, and one table per
     action with `duration_min`, `intensity_pct_hrmax`, `strength_min`. Actions or fields left
     out keep their defaults; unknown names and invalid values raise `DataError`."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(path, f"cannot be read ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not valid TOML ({exc})") from None
+    raw = read_toml(path)
     known = {f.name for f in fields(SessionTable)}
     unknown = sorted(set(raw) - known)
     if unknown:

@@ -62,7 +62,6 @@ Use: the env and the planner keep an `ActionHistory`, build `SafetyInputs` each 
 from __future__ import annotations
 
 import enum
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -74,6 +73,7 @@ import pandas as pd
 
 from physiology_model.errors import DataError
 from physiology_model.features import FeatureConfig
+from physiology_model.load import read_toml
 from physiology_model.table import ACTIONS, NUMERIC_COLUMNS
 from simulator.observation import observations_from_table
 
@@ -212,12 +212,7 @@ def load_safety_config(path: str | Path) -> SafetyConfig:
     arrays of action names); keys left out keep their defaults. Unknown keys, wrong types and
     invalid values raise `DataError` naming the file and the key."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(path, f"cannot be read ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not valid TOML ({exc})") from None
+    raw = read_toml(path)
     hints = get_type_hints(SafetyConfig)
     unknown = sorted(set(raw) - set(hints))
     if unknown:
