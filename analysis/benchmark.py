@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,8 +80,7 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
     start = time.perf_counter()
     policy = factory(None)
     action_type = getattr(policy, "action_type", "discrete")
-    sim = Simulation(cohort, cohort.n, EnvConfig(**{**config.__dict__,
-                                                   "action_type": action_type}))
+    sim = Simulation(cohort, cohort.n, replace(config, action_type=action_type))
     obs = sim.reset(seed)
     policy = factory(sim) if name == "oracle" else policy
     policy.reset(seed)

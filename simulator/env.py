@@ -334,8 +334,9 @@ class Simulation:
         missing = _uniforms(self.keys, self.day, _S_MISSING)[:, 0] < cfg.missing_day_prob
         # A device reports within the physiological ranges of the daily table (a draw in the
         # population's tail would otherwise leave them, e.g. RMSSD above 300 ms).
-        hrv_ms = np.where(missing, np.nan, np.clip(np.exp(ln_hrv), _HRV_RANGE.lo, _HRV_RANGE.hi))
-        ln_hrv = np.log(np.clip(np.exp(ln_hrv), _HRV_RANGE.lo, _HRV_RANGE.hi))
+        reported = np.clip(np.exp(ln_hrv), _HRV_RANGE.lo, _HRV_RANGE.hi)
+        ln_hrv = np.log(reported)
+        hrv_ms = np.where(missing, np.nan, reported)
         rhr = np.where(missing, np.nan, np.clip(rhr, _RHR_RANGE.lo, _RHR_RANGE.hi))
         recovery = np.where(missing, np.nan, logit_to_recovery(rec_logit))
         self.reading = {"hrv_rmssd_ms": hrv_ms, "rhr_bpm": rhr, "recovery_pct": recovery,
