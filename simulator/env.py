@@ -667,7 +667,7 @@ class BatchedPeriodizationEnv(VecEnv):
         return self.sim.agent_mask.copy()
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the simulation holds numpy arrays only (SB3's VecEnv API)."""
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         return [getattr(self, attr_name) for _ in self._get_indices(indices)]
