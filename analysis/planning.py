@@ -9,13 +9,20 @@ rolled forward day by day on the world model's median prediction). The predicted
 recovery, with 80 % intervals, come from `WorldModel.predict` for the chosen sessions (the
 athlete's fitted or personalised posterior).
 
+A policy trained with the judging day as its event (`EnvConfig.judge_day_is_event`) read
+`days_to_event` between its episode length and 0 in training; an athlete with no event within
+that many days is shown to it at the episode length (the start of a block), not at the
+feature's cap, which it never saw.
+
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,8 +56,30 @@ def _context(obs: np.ndarray) -> str:
             f"CTL {obs[F['ctl_trimp']]:.0f} TRIMP/day")
 
 
+def policy_event_horizon(run_dir: str | Path) -> int | None:
+    """The longest `days_to_event` a trained policy saw (its episode length) when it was
+    trained with the judging day as its event, else None (module docstring)."""
+    meta_path = Path(run_dir) / "run.json"
+    try:
+        env = json.loads(meta_path.read_text()).get("env_config") or {}
+    except (OSError, ValueError) as exc:
+        raise DataError(str(meta_path), f"cannot read the run's record: {exc}") from None
+    return int(env["episode_days"]) if env.get("judge_day_is_event") else None
+
+
+def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
+    """`obs` with `days_to_event` capped at `horizon` (None: unchanged)."""
+    from simulator.observation import FEATURE_INDEX as F
+
+    if horizon is None:
+        return obs
+    out = obs.copy()
+    out[:, F["days_to_event"]] = np.minimum(out[:, F["days_to_event"]], horizon)
+    return out
+
+
 def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, days: int,
-                     rng: np.random.Generator) -> np.ndarray:
+                     rng: np.random.Generator, horizon: int | None) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings."""
     from simulator.constraints import mask_from_table
     from simulator.observation import observation_matrix, observations_from_table
@@ -59,7 +88,7 @@ def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, day
     sessions = []
     day_mask = mask
     for _ in range(days):
-        obs = observation_matrix(observations_from_table(rows))[-1:]
+        obs = _policy_view(observation_matrix(observations_from_table(rows))[-1:], horizon)
         a = int(np.asarray(policy.act(obs, day_mask))[0])
         sessions.append(a)
         # the morning after today's session, predicted before today's load is written in
@@ -113,9 +142,11 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
 
         policy = load_agent(policy_dir, device="cpu")
         policy.reset(seed)
-        sessions = _policy_sessions(policy, model, history, mask, days, rng)
+        horizon = policy_event_horizon(policy_dir)
+        sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon)
         planner_name = f"policy {policy_dir}"
-        free_first = int(np.asarray(policy.act(obs, np.ones_like(mask)))[0])
+        free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
+                                               np.ones_like(mask)))[0])
     else:
         planner = MPCPlanner(model, seed=seed)
         planner.reset(seed)

@@ -35,7 +35,7 @@ probability so its mean load matches the athlete's habitual load.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -110,6 +110,12 @@ class EnvConfig:
     intensity_range_pct: tuple[float, float] = (50.0, 95.0)
     """Continuous action: intensity in % HRmax at action −1 and +1."""
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    judge_day_is_event: bool = True
+    """Performance is judged on the episode's last day (the potential reward telescopes to ΔP
+    there and the MPC plans to it from `days_left`), so an athlete without an event of their
+    own sees that day as their event in the `days_to_event` feature. Without it a learned
+    policy cannot know when to taper, which the planner knows. False: no event, the feature
+    reads its cap."""
     info_level: str = "minimal"
     """Batched env: `minimal` (SB3's per-env dicts only at episode ends; arrays are attributes
     of `Simulation`) or `full` (mask, executed action, violation, latents in every dict)."""
@@ -343,6 +349,8 @@ class Simulation:
                         "injury": ill.astype(float)}
         day0 = self.day
         event = self.context["event_day"]
+        if cfg.judge_day_is_event:
+            event = np.where(event >= 0, event, cfg.episode_days)
         dte = np.where(event >= 0, event - day0, np.nan)
         cyc0 = self.context["cycle_day0"]
         cycle = np.where(np.isfinite(cyc0),
@@ -554,7 +562,7 @@ class PeriodizationEnv(gym.Env):
     `BatchedPeriodizationEnv` with the same cohort, config and seed gives the same rollout.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, list[str]]] = {"render_modes": []}
 
     def __init__(self, cohort: Cohort | None = None, config: EnvConfig = EnvConfig(),
                  lane: int = 0) -> None:

@@ -171,3 +171,31 @@ def test_plan_for_a_shipped_athlete():
     assert "recovery" in plan["days"][0]["why"]
     hard = [d["session"] in ("tempo_threshold", "hiit", "strength") for d in plan["days"]]
     assert not any(all(hard[i:i + 4]) for i in range(4))  # never 4 hard days running
+
+
+def test_a_policy_trained_towards_a_judging_day_sees_athletes_without_events_at_its_horizon(
+        tmp_path):
+    from analysis.planning import _policy_view, policy_event_horizon
+    from physiology_model.errors import DataError
+    from simulator.observation import FEATURE_INDEX
+
+    def run_dir(name, env_config):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "run.json").write_text(json.dumps({"env_config": env_config}))
+        return d
+
+    assert policy_event_horizon(run_dir("judged", {"episode_days": 90,
+                                                   "judge_day_is_event": True})) == 90
+    assert policy_event_horizon(run_dir("hidden", {"episode_days": 90,
+                                                   "judge_day_is_event": False})) is None
+    assert policy_event_horizon(run_dir("older", {"episode_days": 90})) is None
+    with pytest.raises(DataError, match="run.json"):
+        policy_event_horizon(tmp_path / "missing")
+    obs = np.arange(2 * len(FEATURE_INDEX), dtype=np.float32).reshape(2, -1)
+    col = FEATURE_INDEX["days_to_event"]
+    obs[:, col] = [180.0, 12.0]  # no event (the cap), and a race in 12 days
+    seen = _policy_view(obs, 90)
+    assert seen[:, col].tolist() == [90.0, 12.0]
+    np.testing.assert_array_equal(np.delete(seen, col, axis=1), np.delete(obs, col, axis=1))
+    assert _policy_view(obs, None) is obs

@@ -50,7 +50,7 @@ def _rollout(env: PeriodizationEnv, seed: int, actions: np.ndarray):
     out = [obs]
     rewards = []
     for a in actions:
-        obs, r, term, trunc, info = env.step(int(a))
+        obs, r, term, _trunc, info = env.step(int(a))
         out.append(obs)
         rewards.append(r)
         if term:
@@ -168,3 +168,28 @@ def test_running_hazard_inputs_equal_the_hazard_module():
         acwr, mono = _acwr_and_monotony(ring, oldest)
         np.testing.assert_allclose(acwr, acute_chronic_ratio(loads)[:, -1], atol=1e-12)
         np.testing.assert_allclose(mono, training_monotony(loads[:, -7:])[:, -1], atol=1e-9)
+
+
+def test_days_to_event_counts_down_to_the_judging_day_unless_the_athlete_has_an_event(cohort):
+    from dataclasses import replace
+
+    event = np.full(cohort.n, -1.0)
+    event[0] = 7.0  # athlete 0 has a race on day 7
+    own = replace(cohort, context={**cohort.context, "event_day": event})
+    col = FEATURE_NAMES.index("days_to_event")
+
+    def seen(config):
+        sim = Simulation(own, own.n, config)
+        rows = [sim.reset(3)[:, col]]
+        for _ in range(5):
+            rows.append(sim.step(np.zeros(own.n, dtype=int))[0][:, col])
+        return np.array(rows)  # (day, athlete)
+
+    days = np.arange(6.0)
+    judged = seen(SHORT)
+    np.testing.assert_array_equal(judged[:, 0], 7.0 - days)
+    for athlete in range(1, own.n):
+        np.testing.assert_array_equal(judged[:, athlete], SHORT.episode_days - days)
+    hidden = seen(replace(SHORT, judge_day_is_event=False))
+    np.testing.assert_array_equal(hidden[:, 0], 7.0 - days)
+    assert np.all(hidden[:, 1:] == SHORT.features.days_to_event_cap)
