@@ -44,6 +44,7 @@ from agents.sb3_agents import (
     NormalizedVecEnv,
     PPOConfig,
     SB3SACConfig,
+    config_from_dict,
     load_sb3_policy,
     make_maskable_ppo,
     make_sb3_sac,
@@ -132,7 +133,8 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
           env_config: EnvConfig | None = None,
           agent_config: SACConfig | SB3SACConfig | PPOConfig | None = None,
           run_name: str | None = None, progress: bool = True,
-          checkpoint_every: int | None = None, torch_threads: int | None = None) -> Path:
+          checkpoint_every: int | None = None, torch_threads: int | None = None,
+          max_seconds: float | None = None) -> Path:
     """Train one learner and return its run directory (module docstring).
 
     `agent` in `AGENTS`; `cohort` a `Cohort` or the path of a saved one (its athletes are the
@@ -142,7 +144,9 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     defaults to `EnvConfig()`; its `action_type` is set by the agent (continuous for
     `sac-continuous`). `agent_config` defaults to the learner's config class.
     `torch_threads` sets torch's CPU threads for the run (restored afterwards; on a loaded
-    machine 1 can be much faster than several).
+    machine 1 can be much faster than several). `max_seconds` ends training early once that
+    much wall time has passed (the run is saved as usual and its report says `time_limited`),
+    so that a fixed time budget can be shared between runs.
     """
     _check_arguments(agent, steps, n_envs, agent_config, checkpoint_every, torch_threads)
     torch_device = select_device(device)
@@ -171,10 +175,10 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     try:
         if agent == "sac":
             report = _train_discrete_sac(env, agent_cfg, steps, seeds["agent"], torch_device,
-                                         run_dir, progress, checkpoint_every)
+                                         run_dir, progress, checkpoint_every, max_seconds)
         else:
             report = _train_sb3(agent, env, agent_cfg, steps, seeds["agent"], torch_device,
-                                run_dir, progress, checkpoint_every)
+                                run_dir, progress, checkpoint_every, max_seconds)
     finally:
         torch.set_num_threads(previous_threads)
         env.close()
@@ -182,6 +186,7 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
                   report={"env_steps": report.env_steps, "gradient_steps": report.gradient_steps,
                           "wall_seconds": report.wall_seconds,
                           "env_steps_per_second": report.env_steps_per_second,
+                          "time_limited": report.env_steps < steps,
                           "episode_returns": report.episode_returns,
                           "final_metrics": report.last_metrics})
     _write_json(run_dir / "run.json", record)
@@ -190,7 +195,8 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
 
 def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,
                         device: torch.device, run_dir: Path, progress: bool,
-                        checkpoint_every: int | None) -> TrainingReport:
+                        checkpoint_every: int | None,
+                        max_seconds: float | None) -> TrainingReport:
     from torch.utils.tensorboard import SummaryWriter
 
     agent = DiscreteSAC(config, device=device, seed=seed)
@@ -204,7 +210,7 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
     writer = SummaryWriter(str(run_dir / "tb"))
     try:
         report = train_sac(agent, env, steps, seed=seed, writer=writer, progress=progress,
-                           on_episode_end=save_checkpoint)
+                           on_episode_end=save_checkpoint, max_seconds=max_seconds)
     finally:
         writer.close()
     agent.save(run_dir / "model")
@@ -213,7 +219,7 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
 
 def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | PPOConfig,
                steps: int, seed: int, device: torch.device, run_dir: Path, progress: bool,
-               checkpoint_every: int | None) -> TrainingReport:
+               checkpoint_every: int | None, max_seconds: float | None) -> TrainingReport:
     from stable_baselines3.common.callbacks import BaseCallback
 
     normalizer = RunningNormalizer(N_FEATURES, clip=config.obs_clip)
@@ -245,7 +251,7 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
                 self.last_saved = self.num_timesteps
                 adapter_cls(model, normalizer, agent).save(
                     run_dir / "checkpoints" / f"step_{self.num_timesteps:010d}", agent, config)
-            return True
+            return max_seconds is None or time.perf_counter() - started < max_seconds
 
     started = time.perf_counter()
     model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=agent,
@@ -255,6 +261,16 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
     gradient_steps = int(getattr(model, "_n_updates", 0))
     return TrainingReport(env_steps=int(model.num_timesteps), gradient_steps=gradient_steps,
                           wall_seconds=wall, episode_returns=returns)
+
+
+def agent_config(agent: str, overrides: dict[str, Any] | None = None
+                 ) -> SACConfig | SB3SACConfig | PPOConfig:
+    """The learner's default config with `overrides` (field → value, as JSON gives them);
+    an unknown field or an invalid value raises `ValueError` naming it."""
+    if agent not in _CONFIG_TYPES:
+        raise ValueError(f"unknown agent {agent!r}; expected one of {AGENTS}")
+    cls = _CONFIG_TYPES[agent]
+    return config_from_dict(cls, {**asdict(cls()), **(overrides or {})})
 
 
 def load_agent(run_dir: str | Path, device: str = "cpu") -> Policy:

@@ -82,10 +82,23 @@ def _train(args: argparse.Namespace) -> int:
     if not args.cohort:
         raise DataError("(arguments)", f"--agent {args.agent} trains in simulation: give "
                                        f"--cohort FILE (periodize cohort ...)")
+    from agents.training import agent_config
+
+    try:
+        overrides = json.loads(args.agent_config) if args.agent_config else {}
+    except ValueError as exc:  # json.JSONDecodeError
+        raise DataError("--agent-config", f"not JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise DataError("--agent-config", "must be a JSON object of settings")
+    try:
+        config = agent_config(args.agent, overrides)
+    except ValueError as exc:
+        raise DataError("--agent-config", str(exc)) from None
     cohort = Cohort.load(args.cohort)
+    max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,
                     out_dir=out.parent, run_name=out.name, n_envs=args.n_envs,
-                    torch_threads=args.threads)
+                    agent_config=config, torch_threads=args.threads, max_seconds=max_seconds)
     print(f"wrote {run_dir}")
     return 0
 
@@ -224,6 +237,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=int, default=1,
                        help="torch CPU threads (the networks are small: on 2 shared cores one "
                             "thread was ~12x faster per gradient step than two)")
+    train.add_argument("--agent-config", default=None, metavar="JSON",
+                       help='learner settings over the defaults, e.g. \'{"gamma": 0.995}\'')
+    train.add_argument("--max-minutes", type=float, default=None,
+                       help="stop training after this much wall time (the run is saved)")
     train.add_argument("--out", required=True, help="run directory")
     train.set_defaults(func=_train)
 

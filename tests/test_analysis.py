@@ -124,6 +124,16 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
                  "--policies", "random", "--out", str(tmp_path / "x")]) == 2
     assert "bad.npz" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # train with settings and a time limit, then a settings typo is one clear error
+    run = tmp_path / "ppo"
+    assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--steps", "100000",
+                 "--n-envs", "6", "--max-minutes", "0", "--out", str(run), "--agent-config",
+                 '{"n_steps": 10, "batch_size": 30, "n_epochs": 1, "hidden_sizes": [8]}']) == 0
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["agent_config"]["hidden_sizes"] == [8] and meta["report"]["time_limited"]
+    assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--out",
+                 str(tmp_path / "typo"), "--agent-config", '{"gama": 0.9}']) == 2
+    assert "gama" in capsys.readouterr().err
 
 
 def test_distilled_tree_recovers_a_simple_rule():

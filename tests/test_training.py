@@ -16,7 +16,7 @@ from agents.device import select_device
 from agents.policy import Policy
 from agents.sac import SACConfig
 from agents.sb3_agents import PPOConfig, SB3SACConfig
-from agents.training import evaluate_on_cohort, load_agent, train
+from agents.training import agent_config, evaluate_on_cohort, load_agent, train
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
@@ -106,6 +106,31 @@ def test_train_sac_writes_a_run_that_loads_back_to_identical_actions(cohorts, tm
     with pytest.raises(ValueError, match="already holds a run"):
         train("sac", cohorts[0], steps, seed=3, out_dir=tmp_path, n_envs=8,
               env_config=SHORT_ENV, agent_config=TINY_SAC, progress=False)
+
+
+@pytest.mark.parametrize("agent", ["sac", "ppo"])
+def test_max_seconds_ends_training_early_and_saves_the_run(cohorts, tmp_path, agent) -> None:
+    config = TINY_SAC if agent == "sac" else PPOConfig(n_steps=20, batch_size=80, n_epochs=1,
+                                                       hidden_sizes=(32, 32))
+    steps = 10 ** 7
+    run_dir = train(agent, cohorts[0], steps, out_dir=tmp_path, n_envs=8, env_config=SHORT_ENV,
+                    agent_config=config, progress=False, max_seconds=0.0)
+    report = json.loads((run_dir / "run.json").read_text())["report"]
+    assert report["time_limited"] and 0 < report["env_steps"] < steps
+    obs, mask = _morning(cohorts[1])
+    assert mask[np.arange(len(obs)), load_agent(run_dir).act(obs, mask)].all()
+
+
+def test_agent_config_overrides_the_defaults_and_names_bad_fields() -> None:
+    config = agent_config("ppo", {"gamma": 0.99, "hidden_sizes": [16, 16]})
+    assert config == replace(PPOConfig(), gamma=0.99, hidden_sizes=(16, 16))
+    assert agent_config("sac") == SACConfig()
+    with pytest.raises(ValueError, match="unknown PPOConfig fields"):
+        agent_config("ppo", {"gama": 0.9})
+    with pytest.raises(ValueError, match="gamma"):
+        agent_config("sac", {"gamma": 1.5})
+    with pytest.raises(ValueError, match="unknown agent"):
+        agent_config("dqn")
 
 
 def test_train_rejects_bad_arguments(cohorts, tmp_path) -> None:
