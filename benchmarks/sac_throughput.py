@@ -22,7 +22,7 @@ the configuration, torch threads and the machine's load average) to
 `benchmarks/results/sac_throughput.json` and prints a table. Usage:
 
     .venv/bin/python benchmarks/sac_throughput.py [--n-envs 64] [--seconds 60] [--threads 1]
-        [--device auto] [--cohort-size 512] [--latency-calls 2000]
+        [--device auto] [--cohort-size 512 | --cohort FILE.npz] [--latency-calls 2000]
 
 On a shared machine, compare numbers only within one run (the load average is recorded).
 """
@@ -57,8 +57,7 @@ from agents.sb3_agents import (
     make_maskable_ppo,
     make_sb3_sac,
 )
-from physiology_model.world_model import WorldModel
-from simulator.cohort import generate_cohort
+from simulator.cohort import Cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig, PeriodizationEnv
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "sac_throughput.json"
@@ -189,6 +188,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cohort-size", type=int, default=512)
+    parser.add_argument("--cohort", type=Path, default=None,
+                        help="a saved cohort (.npz) instead of drawing --cohort-size athletes "
+                             "from the shipped world model (a machine without PyMC/ArviZ)")
     parser.add_argument("--latency-calls", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-sb3-batched", action="store_true")
@@ -197,8 +199,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     warnings.filterwarnings("ignore", message=".*render_mode.*")
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    cohort = generate_cohort(WorldModel.load(ROOT / "models" / "shipped"), args.cohort_size,
-                             args.seed)
+    if args.cohort is not None:
+        cohort = Cohort.load(args.cohort)
+    else:
+        from physiology_model.world_model import WorldModel
+        from simulator.cohort import generate_cohort
+
+        cohort = generate_cohort(WorldModel.load(ROOT / "models" / "shipped"),
+                                 args.cohort_size, args.seed)
     common = {"threads": args.threads, "device_name": describe_device(device),
               "machine": platform.machine(), "cpu_count": os.cpu_count()}
     records: list[dict[str, Any]] = []
@@ -249,7 +257,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
             "python": platform.python_version(), "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cohort_size": args.cohort_size,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cohort_size": cohort.n,
+            "cohort_file": str(args.cohort) if args.cohort else None,
             "seconds_per_learner": args.seconds, "seed": args.seed}
     for record in records:
         record["run"] = meta
