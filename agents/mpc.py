@@ -63,7 +63,7 @@ from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_n
 from physiology_model.performance import typical_performance_params
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import (
-    _decays,
+    channel_decays,
     logit_to_recovery,
     observation_means,
     recovery_to_logit,
@@ -502,10 +502,10 @@ class MPCPlanner:
 
     def _initial_state(self) -> np.ndarray:
         chronic, acute, hi = self._initial
-        return _steady_state(chronic, acute, hi, _decays(self._physiology))
+        return _steady_state(chronic, acute, hi, channel_decays(self._physiology))
 
     def _latents(self, state: np.ndarray) -> np.ndarray:
-        decays = _decays(self._physiology)
+        decays = channel_decays(self._physiology)
         return state[..., :3] * state_normaliser(decays[..., :3])
 
     def _means(self, state: np.ndarray) -> dict[str, np.ndarray]:
@@ -533,7 +533,7 @@ class MPCPlanner:
         u = np.where(nominal_w > 0, nominal_u * w / np.where(nominal_w > 0, nominal_w, 1.0), 0.0)
         self._loads.append((w, u))
         self._state = banister.step_state(self._state, w[:, None], u[:, None],
-                                          _decays(self._physiology))
+                                          channel_decays(self._physiology))
         self._perf_state = banister.step_state(self._perf_state, w[:, None], None,
                                                self._performance.decays())
         self._ring = np.concatenate([self._ring[:, 1:], w[:, None]], axis=1)
@@ -590,7 +590,7 @@ class MPCPlanner:
                 values[i] = chosen[k][0]
         self._physiology = new
         state = self._initial_state()
-        decays = _decays(self._physiology)
+        decays = channel_decays(self._physiology)
         for w, u in self._loads:
             state = banister.step_state(state, w[:, None], u[:, None], decays)
         self._state = state

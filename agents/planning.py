@@ -85,7 +85,7 @@ from physiology_model.params import (
 )
 from physiology_model.performance import PerformanceParams, optimal_steady_load
 from physiology_model.table import ACTIONS
-from physiology_model.world_model import _decays, logit_to_recovery, observation_means
+from physiology_model.world_model import channel_decays, logit_to_recovery, observation_means
 from simulator.constraints import (
     DEFAULT_SAFETY_CONFIG,
     REST,
@@ -462,7 +462,7 @@ def observation_response(physiology: dict[str, np.ndarray], state: np.ndarray,
     u_basis = np.zeros((n_basis, horizon))
     w_basis[1 + np.arange(horizon), np.arange(horizon)] = 1.0
     u_basis[1 + horizon + np.arange(horizon), np.arange(horizon)] = 1.0
-    decays = _decays(physiology)[:, None, :]
+    decays = channel_decays(physiology)[:, None, :]
     normaliser = state_normaliser(decays[..., :3])
     states = np.broadcast_to(state[:, None, :], (m, n_basis, banister.N_CHANNELS))
     out = np.empty((m, n_basis, horizon, 2))
@@ -522,7 +522,7 @@ class PreparedRollout:
         p = {key: _flat(v) for key, v in start.physiology.items()}
         state = _flat(start.state)
         today = observation_means(p, (state[:, None, :3]
-                                      * state_normaliser(_decays(p)[:, None, :3])))
+                                      * state_normaliser(channel_decays(p)[:, None, :3])))
         base, gain = _with_relative_hrv(*observation_response(p, state, horizon),
                                         today["hrv"][:, 0])
         self._base = base

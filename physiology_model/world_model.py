@@ -160,7 +160,10 @@ they never see a load of a day they forecast past. Equal to `arrays.LOAD_FILL_HE
 # --------------------------------------------------------------------------------------------
 
 
-def _decays(p: dict[str, np.ndarray]) -> np.ndarray:
+def channel_decays(p: dict[str, np.ndarray]) -> np.ndarray:
+    """Daily decay factors of the fitness, fatigue and fast-fatigue channels, (S, 3), of S
+    parameter draws (τ_fit = τ_fat + τ_gap; the fast channel's τ is `TAU_FAST_DAYS`). The
+    world model, the simulator and the planners all step their states with these."""
     tau_fat = p["tau_fat_days"]
     tau_fit = tau_fat + p["tau_gap_days"]
     return banister.decay_factors(tau_fit, tau_fat, np.full_like(tau_fat, TAU_FAST_DAYS))
@@ -173,7 +176,7 @@ def latent_states(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarra
     The series starts at the steady state of the mean load of its first `WARM_START_DAYS` days
     (a trained start).
     """
-    decays = _decays(p)  # (S, C)
+    decays = channel_decays(p)  # (S, C)
     initial = banister.steady_morning_state(np.mean(load[:WARM_START_DAYS]),
                                             np.mean(hi_load[:WARM_START_DAYS]), decays)
     states = banister.morning_states(np.broadcast_to(load, decays.shape[:1] + load.shape),

@@ -49,7 +49,7 @@ from physiology_model.load import action_loads, continuous_loads
 from physiology_model.online_features import OnlineFeatures
 from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
 from physiology_model.table import ACTIONS, NUMERIC_COLUMNS
-from physiology_model.world_model import _decays, logit_to_recovery, observation_means
+from physiology_model.world_model import channel_decays, logit_to_recovery, observation_means
 from simulator.cohort import Cohort
 from simulator.constraints import (
     ActionHistory,
@@ -218,7 +218,7 @@ class Simulation:
         self.p = {k: np.asarray(v)[idx] for k, v in c.physiology.items()}
         self.perf_params = c.performance_params(idx)
         self.hazard_params = c.hazard_params(idx)
-        self.decays = _decays(self.p)  # (N, 5): fit, fat, fast, 0, 0
+        self.decays = channel_decays(self.p)  # (N, 5): fit, fat, fast, 0, 0
         self.perf_decays = self.perf_params.decays()
         self.keys = _lane_keys(self.seed, self.lanes, self.episode)
         ctx = {k: np.asarray(v)[idx] for k, v in c.context.items()}

@@ -37,7 +37,7 @@ from physiology_model.performance import (
     simulate_performance,
 )
 from physiology_model.table import ACTIONS
-from physiology_model.world_model import WorldModel, _decays, observation_means
+from physiology_model.world_model import WorldModel, channel_decays, observation_means
 from simulator.cohort import generate_cohort
 from simulator.constraints import (
     DEFAULT_SAFETY_CONFIG,
@@ -77,7 +77,7 @@ def _start(model: WorldModel, n: int = 3, s: int = 4, seed: int = 0, days_left: 
     hazard = replace(hazard, **{k: np.full((n, s), getattr(hazard, k)) for k in
                                 ("intercept", "spike_coef", "low_recovery_coef",
                                  "monotony_coef")})
-    state = banister.steady_morning_state(habitual[:, None], 0.2, _decays(physiology))
+    state = banister.steady_morning_state(habitual[:, None], 0.2, channel_decays(physiology))
     perf_state = banister.steady_morning_state(habitual[:, None], 0.0, perf.decays())
     return RolloutStart(
         physiology=physiology, performance=perf, hazard=hazard, state=state,
@@ -142,7 +142,7 @@ def test_rollout_readings_equal_the_world_model_equations(model):
     from agents.planning import ACTION_U
     for i in range(2):
         p = {k: v[i] for k, v in start.physiology.items()}
-        decays = _decays(p)
+        decays = channel_decays(p)
         for k in range(4):
             state = start.state[i]
             for h in range(9):
