@@ -26,14 +26,13 @@ counts the days of an episode per athlete.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from physiology_model.features import FEATURE_NAMES
 from physiology_model.table import ACTIONS
-from simulator.constraints import DEFAULT_SAFETY_CONFIG, SafetyConfig
+from simulator.constraints import DEFAULT_SAFETY_CONFIG, SafetyConfig, preference_order
 from simulator.observation import FEATURE_INDEX
 
 N_ACTIONS = len(ACTIONS)
@@ -150,23 +149,6 @@ def masked_sample(probs: np.ndarray, mask: np.ndarray, rng: np.random.Generator)
     return drawn.astype(np.int64)
 
 
-@lru_cache(maxsize=8)
-def _step_down_order(config: SafetyConfig) -> np.ndarray:
-    """(6, 6) int: for each planned action, every action in order of preference."""
-    rank = {a: config.intensity_order.index(a) for a in ACTIONS}
-    demanding = set(config.hard_actions) | set(config.z45_actions)
-    order = np.zeros((N_ACTIONS, N_ACTIONS), dtype=np.int64)
-    for planned in ACTIONS:
-        below = sorted((a for a in ACTIONS if rank[a] < rank[planned]),
-                       key=lambda a: -rank[a])
-        above = sorted((a for a in ACTIONS if rank[a] > rank[planned]), key=lambda a: rank[a])
-        prefs = ([planned] + [a for a in below if a not in demanding]
-                 + [a for a in below if a in demanding] + above)
-        order[ACTION_INDEX[planned]] = [ACTION_INDEX[a] for a in prefs]
-    order.setflags(write=False)
-    return order
-
-
 def step_down(planned: np.ndarray, mask: np.ndarray,
               config: SafetyConfig = DEFAULT_SAFETY_CONFIG) -> np.ndarray:
     """The closest allowed session no harder than the plan → (N,) int64.
@@ -185,7 +167,7 @@ def step_down(planned: np.ndarray, mask: np.ndarray,
                          f"{p.dtype} {p.shape}")
     if p.size and (p.min() < 0 or p.max() >= N_ACTIONS):
         raise ValueError(f"planned actions must be in 0-{N_ACTIONS - 1}")
-    prefs = _step_down_order(config)[p]                              # (N, 6)
+    prefs = preference_order(config)[p]                              # (N, 6)
     allowed = np.take_along_axis(m, prefs, axis=1)
     first = np.argmax(allowed, axis=1)
     return prefs[np.arange(len(p)), first].astype(np.int64)

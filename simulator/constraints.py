@@ -324,6 +324,27 @@ def _action_set(names: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=8)
+def preference_order(config: SafetyConfig = DEFAULT_SAFETY_CONFIG) -> np.ndarray:
+    """(6, 6) int: for each requested action, every action in order of preference — the
+    request itself, then the easy actions (neither hard nor Z4-5) below it from the highest in
+    `config.intensity_order` down (rest last of them), then the demanding ones below it, then
+    those above it from the least demanding. `enforce` executes the first allowed one (which
+    is always an easy one, as rest is always allowed), and `agents.policy.step_down` applies
+    the same order to masks that forbid rest too."""
+    rank = {a: config.intensity_order.index(a) for a in ACTIONS}
+    demanding = set(config.hard_actions) | set(config.z45_actions)
+    order = np.zeros((N_ACTIONS, N_ACTIONS), dtype=np.int64)
+    for requested in ACTIONS:
+        below = sorted((a for a in ACTIONS if rank[a] < rank[requested]), key=lambda a: -rank[a])
+        above = sorted((a for a in ACTIONS if rank[a] > rank[requested]), key=lambda a: rank[a])
+        prefs = ([requested] + [a for a in below if a not in demanding]
+                 + [a for a in below if a in demanding] + above)
+        order[ACTIONS.index(requested)] = [ACTIONS.index(a) for a in prefs]
+    order.setflags(write=False)
+    return order
+
+
 @lru_cache(maxsize=32)
 def _tables(config: SafetyConfig) -> _Tables:
     z45, hard = _action_set(config.z45_actions), _action_set(config.hard_actions)
@@ -345,16 +366,14 @@ def _tables(config: SafetyConfig) -> _Tables:
     hard_by_code = np.zeros(N_ACTIONS - _MIN_CODE, dtype=bool)
     hard_by_code[-_MIN_CODE:] = hard
 
-    rank = np.array([config.intensity_order.index(a) for a in ACTIONS])
-    easy = ~(z45 | hard)
+    # fallback[request, pattern of allowed actions]: the first allowed action in the request's
+    # preference order (REST where none is; `enforce` is never asked for such a pattern).
     patterns = np.arange(2 ** N_ACTIONS)
     allowed = (patterns[:, None] >> np.arange(N_ACTIONS)[None, :]) & 1 == 1  # (64, 6)
     fallback = np.full((N_ACTIONS, len(patterns)), REST, dtype=np.int64)
-    for requested in range(N_ACTIONS):
-        below = easy & (rank < rank[requested])
-        score = np.where(allowed & below[None, :], rank[None, :], -1)
-        best = np.argmax(score, axis=1)
-        fallback[requested] = np.where(score.max(axis=1) >= 0, best, REST)
+    for requested, prefs in enumerate(preference_order(config)):
+        ok = allowed[:, prefs]
+        fallback[requested] = np.where(ok.any(axis=1), prefs[np.argmax(ok, axis=1)], REST)
     fallback = fallback.ravel()
     for arr in (per_action, hard_by_code, fallback):
         arr.setflags(write=False)
