@@ -82,11 +82,10 @@ def _longest_injured_run(run) -> int:
     injured = run.extra.get("injured")
     if injured is None:
         return 0
-    best = 0
-    for col in np.asarray(injured, bool).T:
-        runs = np.diff(np.flatnonzero(np.diff(np.r_[0, col.astype(int), 0])))[::2]
-        best = max(best, int(runs.max()) if runs.size else 0)
-    return best
+    from simulator.constraints import longest_runs
+
+    runs = longest_runs(injured)
+    return int(runs.max()) if runs.size else 0
 
 
 def _fmt(v: Any, digits: int = 2) -> str:

@@ -27,15 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _longest_runs(executed: np.ndarray, hard: np.ndarray) -> tuple[int, int]:
     """Longest run of hard days and of days without rest, over all athletes (days, N)."""
-    longest_hard = longest_no_rest = 0
-    run_hard = np.zeros(executed.shape[1], int)
-    run_no_rest = np.zeros(executed.shape[1], int)
-    for day in executed:
-        run_hard = np.where(hard[day], run_hard + 1, 0)
-        run_no_rest = np.where(day != 0, run_no_rest + 1, 0)
-        longest_hard = max(longest_hard, int(run_hard.max()))
-        longest_no_rest = max(longest_no_rest, int(run_no_rest.max()))
-    return longest_hard, longest_no_rest
+    from simulator.constraints import REST, longest_runs
+
+    return (int(longest_runs(hard[executed]).max()),
+            int(longest_runs(executed != REST).max()))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

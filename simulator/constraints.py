@@ -561,6 +561,20 @@ def _trailing_run(flags: np.ndarray) -> np.ndarray:
     return np.cumprod(flags[:, ::-1], axis=1).sum(axis=1)
 
 
+def longest_runs(flags: np.ndarray) -> np.ndarray:
+    """(days, N) bool → (N,) int: each athlete's longest run of consecutive True days (the
+    evaluation's longest injury, the safety check's longest hard streak)."""
+    f = np.asarray(flags, dtype=bool)
+    if f.ndim != 2:
+        raise ValueError(f"flags must be (days, N), got shape {f.shape}")
+    run = np.zeros(f.shape[1], dtype=np.int64)
+    best = run.copy()
+    for day in f:
+        run = np.where(day, run + 1, 0)
+        np.maximum(best, run, out=best)
+    return best
+
+
 def consecutive_hard_days(history: np.ndarray,
                           config: SafetyConfig = DEFAULT_SAFETY_CONFIG) -> np.ndarray:
     """(N,) int: hard days in a row ending yesterday (an unknown day ends the run), at most H.

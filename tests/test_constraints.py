@@ -614,3 +614,13 @@ def test_day_codes_follow_the_feature_builders_rest_day():
     load = pd.Series([150.0, 80.0, 150.0, 150.0, 10.0, np.nan, 5.0])
     np.testing.assert_array_equal(day_codes(session, load),
                                   [HIIT, REST, TRAINED_DAY, TRAINED_DAY, REST, UNKNOWN_DAY, REST])
+
+
+def test_longest_runs_counts_each_athletes_longest_streak():
+    from simulator.constraints import longest_runs
+
+    flags = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0]], bool)
+    assert longest_runs(flags).tolist() == [3, 3, 0]
+    assert longest_runs(np.zeros((0, 2), bool)).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="days, N"):
+        longest_runs(np.ones(4, bool))
