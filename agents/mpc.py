@@ -398,7 +398,29 @@ _GRID_FIELDS = {"fitness_gain", "fatigue_gain", "variable_fatigue_gain", "tau_fi
                 "low_recovery_coef", "monotony_coef"}
 
 
-class MPCPlanner:
+class _RecedingHorizon:
+    """What the planner and the oracle share as `Policy`s: a seeded random stream, a warm-
+    started optimiser (`self._optimizer`) and `act` = the first day of `plan`."""
+
+    _optimizer: RecedingHorizonCEM
+    _seed: int
+
+    def reset(self, seed: int | None = None) -> None:
+        """A new episode: forget the warm start; reseed when `seed` is given."""
+        if seed is not None:
+            self._seed = int(seed)
+            self._rng = np.random.default_rng(np.random.SeedSequence(self._seed))
+        self._optimizer.reset()
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Today's session of each athlete, (N,) int64, allowed by `mask`."""
+        return self.plan(obs, mask).actions[:, 0].copy()
+
+    def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
+        raise NotImplementedError
+
+
+class MPCPlanner(_RecedingHorizon):
     """Model-predictive control through the world model (module docstring); a `Policy`.
 
     `act(obs, mask)` is the first day of `plan(obs, mask)`: call one of them once per morning
@@ -417,17 +439,10 @@ class MPCPlanner:
     # -- Policy protocol ---------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         """A new episode: forget the athletes and the warm start; reseed when `seed` is given."""
-        if seed is not None:
-            self._seed = int(seed)
-            self._rng = np.random.default_rng(np.random.SeedSequence(self._seed))
-        self._optimizer.reset()
+        super().reset(seed)
         self._n: int | None = None
         self.day = 0
         self.diagnostics: dict[str, list[float]] = {"personalize_ess": []}
-
-    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Today's session of each athlete, (N,) int64, allowed by `mask`."""
-        return self.plan(obs, mask).actions[:, 0].copy()
 
     def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
         """This morning's plan for each athlete over the next H days (module docstring)."""
@@ -647,7 +662,7 @@ def oracle_start(view: dict[str, Any], obs: np.ndarray, scenarios: int) -> Rollo
         days_left=np.full(n, max(int(view["days_left"]), 1), dtype=np.int64))
 
 
-class OraclePlanner:
+class OraclePlanner(_RecedingHorizon):
     """The same planner given the simulated athlete's truth (module docstring); a `Policy`
     bound to one `simulator.env.Simulation` (it reads `sim.oracle_view()` every morning)."""
 
@@ -665,17 +680,6 @@ class OraclePlanner:
         self._optimizer = RecedingHorizonCEM(cem)
         self._seed = seed
         self.reset(seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        """A new episode: forget the warm start; reseed when `seed` is given."""
-        if seed is not None:
-            self._seed = int(seed)
-            self._rng = np.random.default_rng(np.random.SeedSequence(self._seed))
-        self._optimizer.reset()
-
-    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Today's session of each athlete, (N,) int64, allowed by `mask`."""
-        return self.plan(obs, mask).actions[:, 0].copy()
 
     def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
         """The oracle's plan from this morning's true state."""
