@@ -19,6 +19,7 @@ from physiology_model.world_model import (
     constrained,
     forecast_samples,
     latent_states,
+    personalize_series,
     series_from_frame,
     simulate_observations,
 )
@@ -124,6 +125,24 @@ def test_personalize_recovers_the_athlete_and_sharpens_with_days():
                 covered += lo <= truth[n][0] <= hi
     assert covered >= 4
     assert np.all(np.array(widths[1]) < np.array(widths[0]))
+
+
+def test_adapted_proposals_keep_a_long_history_posterior_from_collapsing():
+    """A year of data pins the noise SDs far inside the population's spread: population
+    proposals leave few useful weights, the adapted rounds many more, around the truth."""
+    truth = _truth(seed=5)
+    model = _model(_population())
+    series = series_from_frame(_athlete_frame(truth, 365, seed=6))
+    plain = personalize_series(model.population_, series, np.random.default_rng(1), 2000, 400,
+                               rounds=1)
+    adapted = personalize_series(model.population_, series, np.random.default_rng(1), 2000,
+                                 400, rounds=3)
+    assert plain.ess < 20 and adapted.ess > 5 * plain.ess
+    for name in ("sigma_hrv", "sigma_rhr"):
+        lo, hi = np.quantile(adapted.params[name], [0.03, 0.97])
+        assert lo <= truth[name][0] <= hi
+    with pytest.raises(ValueError, match="rounds"):
+        personalize_series(model.population_, series, np.random.default_rng(1), rounds=0)
 
 
 def test_personalize_needs_seven_days():
