@@ -128,6 +128,19 @@ def _check_arguments(agent: str, steps: int, n_envs: int, agent_config: Any,
         raise ValueError(f"torch_threads must be ≥ 1, got {torch_threads}")
 
 
+def run_settings(agent: str, steps: int, seed: int = 0, n_envs: int = 64,
+                 env_config: EnvConfig | None = None,
+                 agent_config: SACConfig | SB3SACConfig | PPOConfig | None = None
+                 ) -> dict[str, Any]:
+    """What decides a run's result, as `train` records it in `run.json` (JSON values): the
+    agent, steps, lanes, seeds and the resolved env and agent configs. Two runs with equal
+    settings on the same cohort and device are the same run (a finished one can be reused)."""
+    env_cfg = replace(env_config or EnvConfig(), action_type=_ACTION_TYPES[agent])
+    return _jsonable({"agent": agent, "steps": steps, "n_envs": n_envs, "seeds": _seeds(seed),
+                      "env_config": env_cfg,
+                      "agent_config": agent_config or _CONFIG_TYPES[agent]()})
+
+
 def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
           device: str = "auto", out_dir: str | Path = "runs", n_envs: int = 64, *,
           env_config: EnvConfig | None = None,
@@ -155,14 +168,14 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     if (run_dir / "run.json").exists():
         raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
+    settings = run_settings(agent, steps, seed, n_envs, env_config, agent_config)
     env_cfg = replace(env_config or EnvConfig(), action_type=_ACTION_TYPES[agent])
     agent_cfg = agent_config or _CONFIG_TYPES[agent]()
-    seeds = _seeds(seed)
+    seeds = settings["seeds"]
     record: dict[str, Any] = {
-        "format": RUN_FORMAT, "agent": agent, "status": "running", "steps": steps,
-        "n_envs": n_envs, "seeds": seeds, "device": str(torch_device),
+        "format": RUN_FORMAT, "status": "running", **settings, "device": str(torch_device),
         "device_name": describe_device(torch_device), "cohort": cohort_desc,
-        "env_config": env_cfg, "agent_config": agent_cfg, "versions": _versions(),
+        "versions": _versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "notes": ("SB3 networks have no dropout; the seed's dropout 0.2 is in our SAC only"
                   if agent != "sac" else ""),

@@ -50,13 +50,19 @@ def _periodize(*args: str) -> None:
 
 
 def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw) -> Path:
-    from agents.training import train
+    from agents.training import run_settings, train
 
     run = out / "runs" / name
-    if (run / "run.json").exists() and json.loads((run / "run.json").read_text()).get(
-            "status") == "finished":
-        _say(f"{name}: already trained, reusing {run}")
-        return run
+    if (run / "run.json").exists():
+        meta = json.loads((run / "run.json").read_text())
+        wanted = run_settings(agent, steps, seed, kw.get("n_envs", 64), kw.get("env_config"),
+                              kw.get("agent_config"))
+        stale = sorted(k for k, v in wanted.items() if meta.get(k) != v)
+        if meta.get("status") == "finished" and not stale:
+            _say(f"{name}: already trained with these settings, reusing {run}")
+            return run
+        raise SystemExit(f"{run} holds an unfinished run or one with other settings "
+                         f"({', '.join(stale) or 'unfinished'}); remove it to retrain")
     _say(f"training {name} ({agent}, {steps} steps)")
     # one torch thread: on a 2-core machine shared with the simulator, two threads made a
     # gradient step ~12x slower (agents/training.py)

@@ -16,7 +16,13 @@ from agents.device import select_device
 from agents.policy import Policy
 from agents.sac import SACConfig
 from agents.sb3_agents import PPOConfig, SB3SACConfig
-from agents.training import agent_config, evaluate_on_cohort, load_agent, train
+from agents.training import (
+    agent_config,
+    evaluate_on_cohort,
+    load_agent,
+    run_settings,
+    train,
+)
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
@@ -94,6 +100,9 @@ def test_train_sac_writes_a_run_that_loads_back_to_identical_actions(cohorts, tm
     assert len(meta["report"]["episode_returns"]) == 3
     assert meta["device"] == str(select_device("auto"))
     assert meta["agent_config"]["hidden_sizes"] == [32, 32]
+    settings = run_settings("sac", steps, 3, 8, SHORT_ENV, TINY_SAC)
+    assert {k: meta[k] for k in settings} == settings  # what full_evaluation compares
+    assert run_settings("sac", steps, 4, 8, SHORT_ENV, TINY_SAC)["seeds"] != meta["seeds"]
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert len(list((run_dir / "checkpoints").iterdir())) == 3
     policy = load_agent(run_dir)
