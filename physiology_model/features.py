@@ -212,6 +212,20 @@ class FeatureConfig:
     reference: Mapping[str, float] = field(default_factory=lambda: dict(POPULATION_REFERENCE))
     """Population-neutral fills (see `POPULATION_REFERENCE` for the keys)."""
 
+    def __post_init__(self) -> None:
+        for what in ("baseline_days", "trend_days", "load_window_days",
+                     "skin_temp_median_days", "min_baseline_days", "min_trend_days"):
+            value = getattr(self, what)
+            if int(value) != value or value < 1:
+                raise ValueError(f"FeatureConfig.{what} must be a positive whole number, "
+                                 f"got {value}")
+        if self.min_baseline_days < 2:
+            raise ValueError("FeatureConfig.min_baseline_days must be at least 2 (a baseline's "
+                             f"SD needs two observed days), got {self.min_baseline_days}")
+        if not (self.atl_days > 0 and self.ctl_days > 0):
+            raise ValueError(f"FeatureConfig.atl_days and ctl_days must be positive, got "
+                             f"{self.atl_days}, {self.ctl_days}")
+
 
 INPUT_COLUMNS: tuple[str, ...] = (
     "hrv_rmssd_ms", "rhr_bpm", "sleep_min", "sleep_efficiency_pct", "rem_pct", "deep_pct",

@@ -372,3 +372,13 @@ def test_real_whoop_user():
     z = f.loc[f["hrv_observed"] == 1, "ln_hrv_z_28d"]
     assert (z.abs() < 3).mean() > 0.9
     assert f["ctl_trimp"].between(0, 2000).all()
+
+
+def test_feature_config_names_a_setting_it_cannot_work_with():
+    with pytest.raises(ValueError, match="min_baseline_days must be at least 2"):
+        FeatureConfig(min_baseline_days=1)  # a baseline's SD needs two days
+    with pytest.raises(ValueError, match="trend_days"):
+        FeatureConfig(trend_days=0)
+    with pytest.raises(ValueError, match="atl_days"):
+        FeatureConfig(atl_days=-1.0)
+    assert FeatureConfig(min_baseline_days=2).min_baseline_days == 2
