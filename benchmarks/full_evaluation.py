@@ -5,7 +5,8 @@
         [--sac-continuous-steps N] [--ablation-steps N] [--seed 0] [--skip-ablations]
 
 1. Cohorts from the shipped world model: training athletes (seed 1) and held-out athletes
-   (seed 1000, never used in training).
+   (seed 2000, never used in training nor in choosing settings: the learner sweep and the
+   learning curve chose the learners' settings and budgets on the seed-1000 cohort).
 2. Learners: masked discrete SAC, MaskablePPO, SB3 SAC on the continuous action, and behaviour
    cloning of the real athletes (agents/).
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
@@ -34,6 +35,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+TEST_SEED = 2000
+"""Seed of the held-out cohort (seed 1000 is the validation cohort settings were chosen on)."""
 
 
 def _say(msg: str) -> None:
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-n", type=int, default=200)
     parser.add_argument("--sac-steps", type=int, default=1_000_000)
     parser.add_argument("--ppo-steps", type=int, default=1_000_000)
-    parser.add_argument("--sac-continuous-steps", type=int, default=20_000)
+    parser.add_argument("--sac-continuous-steps", type=int, default=300_000)
     parser.add_argument("--ablation-steps", type=int, default=300_000)
     parser.add_argument("--n-envs", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -126,11 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     model = WorldModel.load(model_dir)
     cohorts = out / "cohorts"
     cohorts.mkdir(exist_ok=True)
-    train_path, test_path = cohorts / "train.npz", cohorts / "test.npz"
+    train_path, test_path = cohorts / "train.npz", cohorts / f"test-seed{TEST_SEED}.npz"
     if not train_path.exists():
         generate_cohort(model, args.train_n, 1, model_dir=model_dir).save(train_path)
     if not test_path.exists():
-        generate_cohort(model, args.test_n, 1000, model_dir=model_dir).save(test_path)
+        generate_cohort(model, args.test_n, TEST_SEED, model_dir=model_dir).save(test_path)
     train_cohort, test_cohort = Cohort.load(train_path), Cohort.load(test_path)
 
     runs = {
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         "ppo": _train("ppo", train_cohort, args.ppo_steps, args.seed, out, "ppo",
                       n_envs=args.n_envs),
         "sac-continuous": _train("sac-continuous", train_cohort, args.sac_continuous_steps,
-                                 args.seed, out, "sac-continuous", n_envs=1),
+                                 args.seed, out, "sac-continuous", n_envs=args.n_envs),
     }
     bc_dir = out / "runs" / "bc"
     if not (bc_dir / "bc.json").exists():
