@@ -94,6 +94,9 @@ def _train(args: argparse.Namespace) -> int:
         config = agent_config(args.agent, overrides)
     except ValueError as exc:
         raise DataError("--agent-config", str(exc)) from None
+    if (out / "run.json").exists():
+        raise DataError(str(out), "already holds a training run; choose another --out or "
+                                  "remove it")
     cohort = Cohort.load(args.cohort)
     max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,

@@ -134,6 +134,8 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
     assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--out",
                  str(tmp_path / "typo"), "--agent-config", '{"gama": 0.9}']) == 2
     assert "gama" in capsys.readouterr().err
+    assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--out", str(run)]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
 
 
 def test_distilled_tree_recovers_a_simple_rule():
