@@ -72,6 +72,16 @@ _MASKED_LOGIT = -1e8
 """Logit of a disallowed action: finite (so 0·log π stays 0, not NaN), and exp of it is 0."""
 
 
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a frozen config dataclass written by `asdict` (JSON turns tuples into lists);
+    an unknown field raises `ValueError` naming it. Used for every learner's config."""
+    unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+    v = {k: tuple(x) if isinstance(x, list) else x for k, x in values.items()}
+    return cls(**v)
+
+
 @dataclass(frozen=True)
 class SACConfig:
     """Hyperparameters of the masked discrete SAC (module docstring; defaults from seed §5.4)."""
@@ -131,17 +141,6 @@ class SACConfig:
             raise ValueError(f"invalid SACConfig {bad[0]}={getattr(self, bad[0])!r} "
                              "(see the field's docstring for its range)")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SACConfig:
-        """The config written by `asdict` (JSON turns tuples into lists)."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown SACConfig fields {unknown}")
-        v = dict(values)
-        if "hidden_sizes" in v:
-            v["hidden_sizes"] = tuple(int(h) for h in v["hidden_sizes"])
-        return cls(**v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,7 +631,8 @@ class DiscreteSAC:
         if meta.get("version") != SAC_VERSION:
             raise ValueError(f"{config_path}: checkpoint version {meta.get('version')} is not "
                              f"the supported {SAC_VERSION}")
-        agent = cls(SACConfig.from_dict(meta["config"]), n_features=meta["n_features"],
+        config = config_from_dict(SACConfig, meta["config"])
+        agent = cls(config, n_features=meta["n_features"],
                     n_actions=meta["n_actions"], device=device, name=meta.get("name", "sac"))
         state = torch.load(weights_path, map_location=agent.device, weights_only=True)
         agent.normalizer.load_state_dict(state["normalizer"])

@@ -96,15 +96,6 @@ class PPOConfig:
             raise ValueError("PPOConfig needs n_steps, batch_size and n_epochs ≥ 1")
 
 
-def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Rebuild a frozen config dataclass written by `asdict` (lists back to tuples)."""
-    unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
-    v = {k: tuple(x) if isinstance(x, list) else x for k, x in values.items()}
-    return cls(**v)
-
-
 class NormalizedVecEnv(VecEnvWrapper):
     """Observations of a `VecEnv` as z-scores of a `RunningNormalizer` (updated while
     `training`); terminal observations in `infos` are normalised too. `action_masks()` is passed

@@ -37,14 +37,20 @@ import torch
 
 from agents.device import describe_device, select_device
 from agents.policy import N_FEATURES, Policy
-from agents.sac import DiscreteSAC, RunningNormalizer, SACConfig, TrainingReport, train_sac
+from agents.sac import (
+    DiscreteSAC,
+    RunningNormalizer,
+    SACConfig,
+    TrainingReport,
+    config_from_dict,
+    train_sac,
+)
 from agents.sb3_agents import (
     ContinuousSACPolicy,
     MaskablePPOPolicy,
     NormalizedVecEnv,
     PPOConfig,
     SB3SACConfig,
-    config_from_dict,
     load_sb3_policy,
     make_maskable_ppo,
     make_sb3_sac,

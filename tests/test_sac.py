@@ -21,6 +21,7 @@ from agents.sac import (
     ReplayBuffer,
     RunningNormalizer,
     SACConfig,
+    config_from_dict,
     masked_log_probs,
     target_entropy,
     train_sac,
@@ -250,7 +251,7 @@ def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="target_entropy_scale"):
         SACConfig(target_entropy_scale=1.0)
     with pytest.raises(ValueError, match="unknown SACConfig fields"):
-        SACConfig.from_dict({"learning_rate": 1e-3, "lr": 1e-3})
+        config_from_dict(SACConfig, {"learning_rate": 1e-3, "lr": 1e-3})
 
 
 # -- the policy ------------------------------------------------------------------------------
