@@ -463,6 +463,16 @@ class MPCPlanner(_RecedingHorizon):
         self.day += 1
         return plan
 
+    def record_executed(self, actions: np.ndarray) -> None:
+        """The sessions actually done today, (N,) int, when they differ from the planner's
+        choice (another policy drove the day, or a rule stepped it down): tomorrow's update
+        then uses them for the safety history and the high-intensity share."""
+        a = np.asarray(actions, dtype=np.int64)
+        if self._n is None or a.shape != (self._n,):
+            raise ValueError(f"record_executed needs ({self._n},) actions after a plan() call, "
+                             f"got shape {a.shape}")
+        self._last_action = a.copy()
+
     @property
     def warm_start(self) -> RecedingHorizonCEM:
         """The optimiser (its `initial_probs_`, `probs_` and `best_` show the warm start)."""

@@ -88,6 +88,13 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write a finished run's `run.json` (format and library versions added; dataclasses and
+    numpy values made JSON; atomic), for learners trained outside `train` (agents.distill)."""
+    _write_json(Path(run_dir) / "run.json",
+                {"format": RUN_FORMAT, "status": "finished", **record, "versions": _versions()})
+
+
 def _versions() -> dict[str, str]:
     import gymnasium
     import sb3_contrib
@@ -308,7 +315,7 @@ def load_agent(run_dir: str | Path, device: str = "cpu") -> Policy:
         raise ValueError(f"the run in {d} did not finish (status {meta.get('status')!r}); "
                          "load one of its checkpoints/ instead")
     torch_device = select_device(device)
-    if meta["agent"] == "sac":
+    if meta["agent"] in ("sac", "mpc-distilled"):  # the distilled student is a SAC actor
         return DiscreteSAC.load(d / "model", device=torch_device)
     if meta["agent"] in ("sac-continuous", "ppo"):
         return load_sb3_policy(d / "model", device=torch_device)

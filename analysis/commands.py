@@ -84,6 +84,8 @@ def _train(args: argparse.Namespace) -> int:
                                        f"--cohort FILE (periodize cohort ...)")
     from agents.training import agent_config
 
+    if args.agent == "mpc-distilled":
+        return _distill(args, out)
     try:
         overrides = json.loads(args.agent_config) if args.agent_config else {}
     except ValueError as exc:  # json.JSONDecodeError
@@ -102,6 +104,32 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,
                     out_dir=out.parent, run_name=out.name, n_envs=args.n_envs,
                     agent_config=config, torch_threads=args.threads, max_seconds=max_seconds)
+    print(f"wrote {run_dir}")
+    return 0
+
+
+def _distill(args: argparse.Namespace, out: Path) -> int:
+    from dataclasses import asdict
+
+    from agents.distill import DistillConfig, distill
+    from agents.sac import config_from_dict
+    from physiology_model.world_model import WorldModel
+    from simulator.cohort import Cohort
+
+    if not args.model:
+        raise DataError("(arguments)", "--agent mpc-distilled imitates the MPC planner: give "
+                                       "--model MODEL_DIR")
+    try:
+        overrides = json.loads(args.agent_config) if args.agent_config else {}
+        config = config_from_dict(DistillConfig, {**asdict(DistillConfig()), **overrides})
+    except (ValueError, TypeError) as exc:
+        raise DataError("--agent-config", str(exc)) from None
+    if (out / "run.json").exists():
+        raise DataError(str(out), "already holds a training run; choose another --out or "
+                                  "remove it")
+    model = WorldModel.load(args.model)
+    run_dir = distill(model, Cohort.load(args.cohort), seed=args.seed, out_dir=out.parent,
+                      run_name=out.name, config=config, model_dir=args.model)
     print(f"wrote {run_dir}")
     return 0
 
@@ -230,7 +258,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cohort.set_defaults(func=_cohort)
 
     train = sub.add_parser("train", help="train an agent in simulation (or bc on real data)")
-    train.add_argument("--agent", required=True, choices=["sac", "sac-continuous", "ppo", "bc"])
+    train.add_argument("--agent", required=True,
+                       choices=["sac", "sac-continuous", "ppo", "bc", "mpc-distilled"])
+    train.add_argument("--model", help="world model directory (mpc-distilled: the planner's)")
     train.add_argument("--cohort", help="training cohort file")
     train.add_argument("--data", nargs="+", help="export paths (bc only)")
     train.add_argument("--steps", type=int, default=200_000, help="environment steps")

@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/full_evaluation.py --out docs/results/evaluation \
         [--train-n 2048] [--test-n 200] [--sac-steps N] [--ppo-steps N] \
-        [--sac-continuous-steps N] [--ablation-steps N] [--seed 0] [--skip-ablations]
+        [--sac-continuous-steps N] [--ablation-steps N] [--distill-n 256] [--seed 0]
+        [--skip-ablations]
 
 1. Cohorts from the shipped world model: training athletes (seed 1) and held-out athletes
    (seed 2000, never used in training nor in choosing settings: the learner sweep and the
    learning curve chose the learners' settings and budgets on the seed-1000 cohort).
-2. Learners: masked discrete SAC, MaskablePPO, SB3 SAC on the continuous action, and behaviour
-   cloning of the real athletes (agents/).
+2. Learners: masked discrete SAC, MaskablePPO, SB3 SAC on the continuous action, the MPC
+   planner distilled into a network (agents/distill.py, on `--distill-n` training athletes),
+   and behaviour cloning of the real athletes (agents/).
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
    plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
    `OUT/report.html`, `OUT/real.json`, `OUT/config.json`.
@@ -75,6 +77,34 @@ def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw
                  run_name=name, progress=False, torch_threads=1, **kw)
 
 
+def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
+               out: Path) -> Path:
+    """The MPC planner distilled on `--distill-n` training athletes (seed 1), or the finished
+    run of the same settings already there."""
+    from dataclasses import asdict
+
+    from agents.distill import DistillConfig, distill
+    from simulator.cohort import Cohort, generate_cohort
+
+    run = out / "runs" / "mpc-distilled"
+    if (run / "run.json").exists():
+        meta = json.loads((run / "run.json").read_text())
+        wanted = {"agent_config": json.loads(json.dumps(asdict(DistillConfig()))),
+                  "seeds": args.seed, "n_envs": args.distill_n}
+        stale = sorted(k for k, v in wanted.items() if meta.get(k) != v)
+        if meta.get("status") == "finished" and not stale:
+            _say(f"mpc-distilled: already trained with these settings, reusing {run}")
+            return run
+        raise SystemExit(f"{run} holds a run with other settings ({', '.join(stale)}); "
+                         "remove it to retrain")
+    path = cohorts / f"train-{args.distill_n}.npz"
+    if not path.exists():
+        generate_cohort(model, args.distill_n, 1, model_dir=model_dir).save(path)
+    _say(f"distilling the MPC planner on {args.distill_n} athletes")
+    return distill(model, Cohort.load(path), seed=args.seed, out_dir=out / "runs",
+                   run_name="mpc-distilled", model_dir=model_dir)
+
+
 def _scaled_cohort(cohort, *, fitness: float = 1.0, ratio: float = 1.0, hazard_logit: float = 0.0):
     from simulator.cohort import Cohort
 
@@ -111,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sac-continuous-steps", type=int, default=300_000)
     parser.add_argument("--ablation-steps", type=int, default=300_000)
     parser.add_argument("--n-envs", type=int, default=256)
+    parser.add_argument("--distill-n", type=int, default=256,
+                        help="training athletes the MPC planner labels for its distilled "
+                             "student (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sensitivity-n", type=int, default=64,
                         help="held-out athletes re-evaluated per sensitivity setting")
@@ -146,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         "sac-continuous": _train("sac-continuous", train_cohort, args.sac_continuous_steps,
                                  args.seed, out, "sac-continuous", n_envs=args.n_envs),
     }
+    if args.distill_n > 0:
+        runs["mpc-distilled"] = _distilled(model, model_dir, cohorts, args, out)
     bc_dir = out / "runs" / "bc"
     if not (bc_dir / "bc.json").exists():
         _periodize("train", "--agent", "bc", "--data", str(ROOT / "data/real"), "--seed",

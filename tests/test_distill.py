@@ -1,0 +1,107 @@
+"""Distilling the MPC planner into a policy network (agents/distill.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.distill import DistillConfig, distill, fit_student, planner_labels
+from agents.mpc import MPCConfig, MPCPlanner
+from agents.sac import DiscreteSAC
+from agents.training import load_agent
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig, Simulation
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
+SHORT = EnvConfig(episode_days=10, warmup_days=14)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return WorldModel.load(MODEL_DIR)
+
+
+def test_student_learns_a_rule_it_can_see():
+    """Labels that are a function of the observation (and allowed by the mask) are learned."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    obs = rng.normal(size=(n, 48)).astype(np.float32)
+    mask = rng.random((n, 6)) < 0.7
+    mask[:, 0] = True
+    scores = obs[:, :6] + np.where(mask, 0.0, -1e9)
+    labels = scores.argmax(axis=1)
+    athletes = np.arange(n) % 50
+    student, report = fit_student(obs, mask, labels, athletes,
+                                  DistillConfig(max_epochs=40, hidden_sizes=(64, 64)), seed=1)
+    assert report["validation_accuracy"] > 0.8
+    assert np.all(mask[np.arange(n), student.act(obs, mask)])
+
+
+def test_planner_labels_follow_the_mask_and_the_student_can_drive(model):
+    cohort = generate_cohort(model, 6, seed=3)
+    cfg = MPCConfig(episode_days=SHORT.episode_days)
+    obs, mask, labels, athletes = planner_labels(model, cohort, SHORT, 0, mpc_config=cfg)
+    assert obs.shape == (60, 48) and mask.shape == (60, 6) and labels.shape == (60,)
+    assert np.all(mask[np.arange(60), labels])
+    assert athletes.tolist() == list(range(6)) * 10
+    # a student that always rests drives every morning: the labels are still the planner's
+    resting = DiscreteSAC(seed=0)
+    resting.act = lambda o, m: np.zeros(len(o), dtype=np.int64)
+    driven = planner_labels(model, cohort, SHORT, 0, student=resting, student_share=1.0,
+                            mpc_config=cfg)
+    assert np.all(driven[1][np.arange(60), driven[2]])
+    assert not np.array_equal(driven[0], obs)  # the athletes lived other days
+
+
+def test_planner_records_the_session_actually_done(model):
+    cohort = generate_cohort(model, 3, seed=4)
+    sim = Simulation(cohort, 3, SHORT)
+    obs = sim.reset(0)
+    planner = MPCPlanner(model, MPCConfig(episode_days=SHORT.episode_days), seed=0)
+    with pytest.raises(ValueError, match="record_executed"):
+        planner.record_executed(np.zeros(3, dtype=np.int64))  # before any plan
+    planner.act(obs, sim.agent_mask.copy())
+    planner.record_executed(np.zeros(3, dtype=np.int64))
+    assert planner._last_action.tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="record_executed"):
+        planner.record_executed(np.zeros(2, dtype=np.int64))
+
+
+def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
+    from analysis.cli import main
+
+    cohort = generate_cohort(model, 8, seed=5)
+    run = distill(model, cohort, out_dir=tmp_path, env_config=SHORT,
+                  config=DistillConfig(rounds=2, max_epochs=3, hidden_sizes=(16,)))
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["agent"] == "mpc-distilled" and meta["status"] == "finished"
+    assert [r["mornings"] for r in meta["report"]["rounds"]] == [80, 160]
+    policy = load_agent(run)
+    assert policy.name == "mpc-distilled"
+    sim = Simulation(cohort, 8, SHORT)
+    obs = sim.reset(1)
+    mask = sim.agent_mask.copy()
+    assert np.all(mask[np.arange(8), policy.act(obs, mask)])
+    with pytest.raises(ValueError, match="already holds a run"):
+        distill(model, cohort, out_dir=tmp_path, env_config=SHORT)
+    # the command line needs the planner's model and reads settings as JSON
+    path = tmp_path / "c.npz"
+    cohort.save(path)
+    assert main(["train", "--agent", "mpc-distilled", "--cohort", str(path), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert main(["train", "--agent", "mpc-distilled", "--cohort", str(path), "--model",
+                 str(MODEL_DIR), "--agent-config", '{"round": 1}', "--out",
+                 str(tmp_path / "y")]) == 2
