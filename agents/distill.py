@@ -170,11 +170,10 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
     for round_ in range(config.rounds):
         labelled = planner_labels(model, cohort_obj, env_cfg, seed + round_, student=student,
                                   student_share=0.0 if round_ == 0 else config.student_share)
-        data.append((*labelled[:3], labelled[3] + round_ * cohort_obj.n))
+        data.append(labelled)
+        # an athlete's mornings of every round fall on the same side of the validation split
         obs, mask, labels, athletes = (np.concatenate(parts) for parts in zip(*data))
-        # the same athlete in two rounds is one athlete for the validation split
-        student, report = fit_student(obs, mask, labels, athletes % cohort_obj.n, config,
-                                      seed)
+        student, report = fit_student(obs, mask, labels, athletes, config, seed)
         report["round"] = round_ + 1
         reports.append(report)
     student.save(run_dir / "model")
