@@ -421,7 +421,8 @@ class Personalization:
 @dataclass(frozen=True)
 class _Proposal:
     """One round's proposal (module docstring): probabilities of the (population draw,
-    source) pairs (D·S,) and a Gaussian over the free nonlinear parameters (`names`) on the unconstrained scale."""
+    source) pairs (D·S,) and a Gaussian over the free nonlinear parameters (`names`) on the
+    unconstrained scale."""
 
     draw_probs: np.ndarray
     names: tuple[str, ...]
@@ -498,8 +499,9 @@ def _draw_proposals(population: Population, n: int, rng: np.random.Generator,
 def _adapt(w: np.ndarray, index: np.ndarray, raw: dict[str, np.ndarray], n_index: int,
            free: tuple[str, ...], n_obs: int) -> _Proposal:
     """The next round's proposal from this round's normalised weights (module docstring). The
-    Gaussian's SDs are kept above 1.5 / sqrt(2·n_obs), the posterior SD of a log noise SD
-    from n_obs observations, so a few heavy weights cannot collapse it."""
+    Gaussian's SDs are kept above 1.5 / sqrt(2·n_obs), 1.5 times the posterior SD of a log
+    noise SD from n_obs observations, so a few heavy weights cannot collapse it; the whole
+    covariance is then widened 1.5 times (correlations kept, at most ±0.95)."""
     draw_probs = np.bincount(index, weights=w, minlength=n_index)
     if not free:
         return _Proposal(draw_probs, (), np.zeros(0), np.zeros((0, 0)))
