@@ -56,20 +56,27 @@ def _periodize(*args: str) -> None:
         raise SystemExit(f"periodize {' '.join(args)} failed with exit code {code}")
 
 
+def _reusable(run: Path, wanted: dict) -> bool:
+    """True when `run` holds a finished run whose recorded settings equal `wanted`; stops the
+    script when it holds an unfinished one or one with other settings; False when empty."""
+    if not (run / "run.json").exists():
+        return False
+    meta = json.loads((run / "run.json").read_text())
+    stale = sorted(k for k, v in wanted.items() if meta.get(k) != v)
+    if meta.get("status") == "finished" and not stale:
+        _say(f"{run.name}: already trained with these settings, reusing {run}")
+        return True
+    raise SystemExit(f"{run} holds an unfinished run or one with other settings "
+                     f"({', '.join(stale) or 'unfinished'}); remove it to retrain")
+
+
 def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw) -> Path:
     from agents.training import run_settings, train
 
     run = out / "runs" / name
-    if (run / "run.json").exists():
-        meta = json.loads((run / "run.json").read_text())
-        wanted = run_settings(agent, steps, seed, kw.get("n_envs", 64), kw.get("env_config"),
-                              kw.get("agent_config"))
-        stale = sorted(k for k, v in wanted.items() if meta.get(k) != v)
-        if meta.get("status") == "finished" and not stale:
-            _say(f"{name}: already trained with these settings, reusing {run}")
-            return run
-        raise SystemExit(f"{run} holds an unfinished run or one with other settings "
-                         f"({', '.join(stale) or 'unfinished'}); remove it to retrain")
+    if _reusable(run, run_settings(agent, steps, seed, kw.get("n_envs", 64),
+                                   kw.get("env_config"), kw.get("agent_config"))):
+        return run
     _say(f"training {name} ({agent}, {steps} steps)")
     # one torch thread: on a 2-core machine shared with the simulator, two threads made a
     # gradient step ~12x slower (agents/training.py)
@@ -87,16 +94,9 @@ def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
     from simulator.cohort import Cohort, generate_cohort
 
     run = out / "runs" / "mpc-distilled"
-    if (run / "run.json").exists():
-        meta = json.loads((run / "run.json").read_text())
-        wanted = {"agent_config": json.loads(json.dumps(asdict(DistillConfig()))),
-                  "seeds": args.seed, "n_envs": args.distill_n}
-        stale = sorted(k for k, v in wanted.items() if meta.get(k) != v)
-        if meta.get("status") == "finished" and not stale:
-            _say(f"mpc-distilled: already trained with these settings, reusing {run}")
-            return run
-        raise SystemExit(f"{run} holds a run with other settings ({', '.join(stale)}); "
-                         "remove it to retrain")
+    if _reusable(run, {"agent_config": json.loads(json.dumps(asdict(DistillConfig()))),
+                       "seeds": args.seed, "n_envs": args.distill_n}):
+        return run
     path = cohorts / f"train-{args.distill_n}.npz"
     if not path.exists():
         generate_cohort(model, args.distill_n, 1, model_dir=model_dir).save(path)
