@@ -139,12 +139,14 @@ def _plan(args: argparse.Namespace) -> int:
     from analysis.planning import plan_for_athlete
 
     result = plan_for_athlete(args.model, args.data, athlete=args.athlete, days=args.days,
-                              policy_dir=args.policy, seed=args.seed)
+                              policy_dir=args.policy, seed=args.seed, event=args.event)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=1) + "\n")
         return 0
-    print(f"7-day plan for {result['athlete']} from {result['start']} "
+    print(f"{len(result['days'])}-day plan for {result['athlete']} from {result['start']} "
           f"(planner: {result['planner']})")
+    if "event" in result:
+        print(f"  event: {result['event']['date']}, {result['event']['days_away']} days away")
     if result["days"] and result["days"][0].get("why"):
         print(f"  this morning: {result['days'][0]['why']}")
     for day in result["days"]:
@@ -284,6 +286,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--policy", default=None, help="trained run directory (default: MPC)")
     plan.add_argument("--planner", default="mpc", choices=["mpc"])
     plan.add_argument("--days", type=int, default=7)
+    plan.add_argument("--event", default=None, metavar="YYYY-MM-DD",
+                      help="a race or test after the export's last day: performance should "
+                           "peak then")
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_plan)

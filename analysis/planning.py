@@ -9,10 +9,12 @@ rolled forward day by day on the world model's median prediction). The predicted
 recovery, with 80 % intervals, come from `WorldModel.predict` for the chosen sessions (the
 athlete's fitted or personalised posterior).
 
-A policy trained with the judging day as its event (`EnvConfig.judge_day_is_event`) read
-`days_to_event` between its episode length and 0 in training; an athlete with no event within
-that many days is shown to it at the episode length (the start of a block), not at the
-feature's cap, which it never saw.
+`--event DATE` (a race) is the day performance should peak: the MPC's objective ends there and
+a trained policy sees it in `days_to_event`. A policy trained with the judging day as its event
+(`EnvConfig.judge_day_is_event`) read `days_to_event` between its episode length and 0 in
+training; an athlete with no event within that many days is shown to it at the episode length
+(the start of a block), not at the feature's cap, which it never saw; the MPC then plans a
+block of the same length.
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
@@ -79,7 +81,8 @@ def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
 
 
 def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, days: int,
-                     rng: np.random.Generator, horizon: int | None) -> np.ndarray:
+                     rng: np.random.Generator, horizon: int | None,
+                     events: dict[str, list[str]] | None) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings."""
     from simulator.constraints import mask_from_table
     from simulator.observation import observation_matrix, observations_from_table
@@ -88,7 +91,8 @@ def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, day
     sessions = []
     day_mask = mask
     for _ in range(days):
-        obs = _policy_view(observation_matrix(observations_from_table(rows))[-1:], horizon)
+        obs = _policy_view(observation_matrix(observations_from_table(rows, events=events))[-1:],
+                           horizon)
         a = int(np.asarray(policy.act(obs, day_mask))[0])
         sessions.append(a)
         # the morning after today's session, predicted before today's load is written in
@@ -116,11 +120,28 @@ def _planned(actions: np.ndarray) -> pd.DataFrame:
                          "z5_min": 0.0 * loads.hi_min, "strength_min": loads.strength_min})
 
 
+def _days_to_event(event: str | None, today: pd.Timestamp) -> int | None:
+    """Days from this morning to the event (None: no event); the event must be after today."""
+    if event is None:
+        return None
+    try:
+        day = pd.Timestamp(event).normalize()
+    except (ValueError, TypeError):
+        raise DataError("--event", f"{event!r} is not a date (YYYY-MM-DD)") from None
+    days = int((day - today.normalize()).days)
+    if days < 1:
+        raise DataError("--event", f"{day.date()} is not after the last day of the export "
+                                   f"({today.date()})")
+    return days
+
+
 def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
-                     days: int = 7, policy_dir: str | None = None, seed: int = 0
-                     ) -> dict[str, Any]:
-    """The plan as a JSON-ready dict (module docstring)."""
-    from agents.mpc import MPCPlanner
+                     days: int = 7, policy_dir: str | None = None, seed: int = 0,
+                     event: str | None = None) -> dict[str, Any]:
+    """The plan as a JSON-ready dict (module docstring). `event` (a date after the export's
+    last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
+    trained policy sees it in `days_to_event`."""
+    from agents.mpc import MPCConfig, MPCPlanner
     from physiology_model.loaders import load_exports
     from physiology_model.world_model import WorldModel
     from simulator.constraints import mask_from_table
@@ -132,7 +153,9 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     frame = load_exports(data).frame
     uid = _pick_athlete(frame, athlete)
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
-    obs = observation_matrix(observations_from_table(history))[-1:]
+    days_to_event = _days_to_event(event, history["date"].iloc[-1])
+    events = None if event is None else {uid: [event]}
+    obs = observation_matrix(observations_from_table(history, events=events))[-1:]
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
@@ -143,18 +166,22 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         policy = load_agent(policy_dir, device="cpu")
         policy.reset(seed)
         horizon = policy_event_horizon(policy_dir)
-        sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon)
+        sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
         planner_name = f"policy {policy_dir}"
         free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
                                                np.ones_like(mask)))[0])
     else:
-        planner = MPCPlanner(model, seed=seed)
+        # the block ends at the event; without one, as for a learned policy, today starts a
+        # block of the default episode length
+        config = MPCConfig() if days_to_event is None else MPCConfig(episode_days=days_to_event)
+        planner = MPCPlanner(model, config, seed=seed)
         planner.reset(seed)
         plan = planner.plan(obs, mask)
         sessions = plan.actions[0][:days]
         if len(sessions) < days:
-            notes.append(f"the planner's horizon is {len(sessions)} days")
-        unconstrained = MPCPlanner(model, seed=seed)
+            notes.append(f"the planner's horizon is {len(sessions)} days"
+                         + (" (up to the event)" if days_to_event is not None else ""))
+        unconstrained = MPCPlanner(model, config, seed=seed)
         unconstrained.reset(seed)
         free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
         planner_name = "mpc"
@@ -182,5 +209,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
             elif reasons:
                 day["rules_today"] = reasons
         out_days.append(day)
-    return {"athlete": uid, "start": out_days[0]["date"], "planner": planner_name,
-            "days": out_days, "notes": notes}
+    out = {"athlete": uid, "start": out_days[0]["date"], "planner": planner_name,
+           "days": out_days, "notes": notes}
+    if event is not None:
+        out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
+    return out

@@ -211,3 +211,17 @@ def test_a_policy_trained_towards_a_judging_day_sees_athletes_without_events_at_
     assert seen[:, col].tolist() == [90.0, 12.0]
     np.testing.assert_array_equal(np.delete(seen, col, axis=1), np.delete(obs, col, axis=1))
     assert _policy_view(obs, None) is obs
+
+
+def test_plan_towards_an_event_ends_there_and_bad_dates_are_one_error():
+    from analysis.planning import plan_for_athlete
+    from physiology_model.errors import DataError
+
+    data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=7, seed=0, event="2022-11-14")
+    assert plan["event"] == {"date": "2022-11-14", "days_away": 4}
+    assert len(plan["days"]) == 4 and plan["days"][-1]["date"] == "2022-11-13"
+    assert any("up to the event" in note for note in plan["notes"])
+    for bad in ("2022-11-10", "not-a-date"):
+        with pytest.raises(DataError, match="--event"):
+            plan_for_athlete(str(MODEL_DIR), [data], days=7, seed=0, event=bad)
