@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from agents.distill import DistillConfig, distill, fit_student, planner_labels
 from agents.mpc import MPCConfig, MPCPlanner
@@ -21,12 +20,7 @@ MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
 SHORT = EnvConfig(episode_days=10, warmup_days=14)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -101,14 +101,7 @@ class ContextBanditVecEnv(VecEnv):
         return [False] * self.num_envs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These networks are tiny: intra-op threads only add contention (on a loaded 2-core
-    machine two threads made a gradient step ~10× slower than one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

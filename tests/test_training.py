@@ -33,13 +33,7 @@ TINY_SAC = SACConfig(hidden_sizes=(32, 32), batch_size=64, buffer_size=5_000,
                      learning_starts=100, replay_ratio=0.05)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread avoids contention on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
