@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -398,7 +399,7 @@ _GRID_FIELDS = {"fitness_gain", "fatigue_gain", "variable_fatigue_gain", "tau_fi
                 "low_recovery_coef", "monotony_coef"}
 
 
-class _RecedingHorizon:
+class _RecedingHorizon(ABC):
     """What the planner and the oracle share as `Policy`s: a seeded random stream, a warm-
     started optimiser (`self._optimizer`) and `act` = the first day of `plan`."""
 
@@ -416,8 +417,9 @@ class _RecedingHorizon:
         """Today's session of each athlete, (N,) int64, allowed by `mask`."""
         return self.plan(obs, mask).actions[:, 0].copy()
 
+    @abstractmethod
     def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
-        raise NotImplementedError
+        """This morning's plan of each athlete (each subclass says from what)."""
 
 
 class MPCPlanner(_RecedingHorizon):
