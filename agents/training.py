@@ -314,12 +314,18 @@ def load_agent(run_dir: str | Path, device: str = "cpu") -> Policy:
     if meta.get("status") != "finished":
         raise ValueError(f"the run in {d} did not finish (status {meta.get('status')!r}); "
                          "load one of its checkpoints/ instead")
+    return load_checkpoint(meta["agent"], d / "model", device)
+
+
+def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu") -> Policy:
+    """The policy of one checkpoint directory of an `agent` run (`model/` or one of
+    `checkpoints/step_*`), on `device`."""
     torch_device = select_device(device)
-    if meta["agent"] in ("sac", "mpc-distilled"):  # the distilled student is a SAC actor
-        return DiscreteSAC.load(d / "model", device=torch_device)
-    if meta["agent"] in ("sac-continuous", "ppo"):
-        return load_sb3_policy(d / "model", device=torch_device)
-    raise ValueError(f"{meta_path}: unknown agent {meta['agent']!r}")
+    if agent in ("sac", "mpc-distilled"):  # the distilled student is a SAC actor
+        return DiscreteSAC.load(directory, device=torch_device)
+    if agent in ("sac-continuous", "ppo"):
+        return load_sb3_policy(directory, device=torch_device)
+    raise ValueError(f"{directory}: unknown agent {agent!r}")
 
 
 def evaluate_on_cohort(policy: Policy, cohort: Cohort, *, env_config: EnvConfig | None = None,

@@ -26,13 +26,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _load_checkpoint(agent: str, directory: Path):
-    from agents.sac import DiscreteSAC
-    from agents.sb3_agents import load_sb3_policy
-
-    return DiscreteSAC.load(directory) if agent == "sac" else load_sb3_policy(directory)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", choices=["sac", "ppo", "sac-continuous"], default="ppo")
@@ -48,7 +41,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    from agents.training import agent_config, train
+    from agents.training import agent_config, load_checkpoint, train
     from analysis.benchmark import run_policy
     from simulator.cohort import Cohort
     from simulator.env import EnvConfig
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     points = sorted((run_dir / "checkpoints").iterdir()) + [run_dir / "model"]
     curve = []
     for directory in points:
-        policy = _load_checkpoint(args.agent, directory)
+        policy = load_checkpoint(args.agent, directory)
         run = run_policy(directory.name, lambda sim, p=policy: p, test, EnvConfig(),
                          seed=args.eval_seed)
         m = run.metrics
