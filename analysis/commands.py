@@ -77,28 +77,26 @@ def _train(args: argparse.Namespace) -> int:
                                                   "data": args.data}, indent=1) + "\n")
         print(f"wrote {out}: behaviour cloning of the real athletes' sessions")
         return 0
-    from agents.training import train
+    from agents.training import agent_config, train
 
     if not args.cohort:
         raise DataError("(arguments)", f"--agent {args.agent} trains in simulation: give "
                                        f"--cohort FILE (periodize cohort ...)")
-    from agents.training import agent_config
-
-    if args.agent == "mpc-distilled":
-        return _distill(args, out)
     try:
         overrides = json.loads(args.agent_config) if args.agent_config else {}
     except ValueError as exc:  # json.JSONDecodeError
         raise DataError("--agent-config", f"not JSON: {exc}") from None
     if not isinstance(overrides, dict):
         raise DataError("--agent-config", "must be a JSON object of settings")
-    try:
-        config = agent_config(args.agent, overrides)
-    except ValueError as exc:
-        raise DataError("--agent-config", str(exc)) from None
     if (out / "run.json").exists():
         raise DataError(str(out), "already holds a training run; choose another --out or "
                                   "remove it")
+    if args.agent == "mpc-distilled":
+        return _distill(args, out, overrides)
+    try:
+        config = agent_config(args.agent, overrides)
+    except (ValueError, TypeError) as exc:
+        raise DataError("--agent-config", str(exc)) from None
     cohort = Cohort.load(args.cohort)
     max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,
@@ -108,7 +106,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _distill(args: argparse.Namespace, out: Path) -> int:
+def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
+    """`periodize train --agent mpc-distilled` (arguments already checked by `_train`)."""
     from dataclasses import asdict
 
     from agents.distill import DistillConfig, distill
@@ -120,13 +119,9 @@ def _distill(args: argparse.Namespace, out: Path) -> int:
         raise DataError("(arguments)", "--agent mpc-distilled imitates the MPC planner: give "
                                        "--model MODEL_DIR")
     try:
-        overrides = json.loads(args.agent_config) if args.agent_config else {}
         config = config_from_dict(DistillConfig, {**asdict(DistillConfig()), **overrides})
     except (ValueError, TypeError) as exc:
         raise DataError("--agent-config", str(exc)) from None
-    if (out / "run.json").exists():
-        raise DataError(str(out), "already holds a training run; choose another --out or "
-                                  "remove it")
     model = WorldModel.load(args.model)
     run_dir = distill(model, Cohort.load(args.cohort), seed=args.seed, out_dir=out.parent,
                       run_name=out.name, config=config, model_dir=args.model)
