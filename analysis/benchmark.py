@@ -116,7 +116,9 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
                      {"injured": injured, "obs": seen})
 
 
-def _p_value(a: np.ndarray, b: np.ndarray) -> float | None:
+def paired_p_value(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Wilcoxon signed-rank p of paired per-athlete values (non-finite pairs dropped; None
+    with fewer than 2 pairs, 1.0 when they are all equal)."""
     d = np.asarray(a, float) - np.asarray(b, float)
     d = d[np.isfinite(d)]
     if d.size < 2:
@@ -151,7 +153,7 @@ def summarize(runs: dict[str, PolicyRun], reference: str | None = None
                                    "mean": float(np.nanmean(v)), "std": float(np.nanstd(v)),
                                    "n": int(np.isfinite(v).sum())}
             if best is not None and name != best and metric in runs[best].metrics:
-                rec["p_vs_best_baseline"] = _p_value(v, runs[best].metrics[metric])
+                rec["p_vs_best_baseline"] = paired_p_value(v, runs[best].metrics[metric])
                 rec["best_baseline"] = best
             if (metric in ORACLE_METRICS and "oracle" in runs and "random" in runs):
                 o = float(np.mean(runs["oracle"].metrics[metric]))

@@ -246,12 +246,12 @@ def main(argv: list[str] | None = None) -> None:
             r["ablation"] = name
             r["train_steps"] = args.ablation_steps
         records += recs
-    from analysis.benchmark import _p_value
+    from analysis.benchmark import paired_p_value
 
     ref = ablation_runs["main_budget_matched"].metrics
     for r in records:
         if r["ablation"] != "main_budget_matched" and r["metric"] in ref:
-            r["p_vs_main"] = _p_value(ablation_runs[r["ablation"]].metrics[r["metric"]],
+            r["p_vs_main"] = paired_p_value(ablation_runs[r["ablation"]].metrics[r["metric"]],
                                       ref[r["metric"]])
         r.pop("p_vs_best_baseline", None)
         r.pop("best_baseline", None)

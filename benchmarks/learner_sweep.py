@@ -150,7 +150,7 @@ def _score_reference(name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    from scipy.stats import wilcoxon
+    from analysis.benchmark import paired_p_value
 
     dp = {n: np.asarray(r["metrics"]["delta_performance"]) for n, r in results.items()}
     lo = float(dp["random"].mean()) if "random" in dp else None
@@ -169,9 +169,7 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if lo is not None and hi is not None and hi > lo:
             row["pct_of_oracle"] = 100.0 * (row["delta_performance"] - lo) / (hi - lo)
         if base is not None and name != "fixed_periodization":
-            d = dp[name] - base
-            row["p_vs_fixed_periodization"] = (float(wilcoxon(d).pvalue)
-                                               if np.any(d != 0) else 1.0)
+            row["p_vs_fixed_periodization"] = paired_p_value(dp[name], base)
         rows.append(row)
     return sorted(rows, key=lambda row: -row["delta_performance"])
 
