@@ -148,10 +148,17 @@ def run_settings(agent: str, steps: int, seed: int = 0, n_envs: int = 64,
     """What decides a run's result, as `train` records it in `run.json` (JSON values): the
     agent, steps, lanes, seeds and the resolved env and agent configs. Two runs with equal
     settings on the same cohort and device are the same run (a finished one can be reused)."""
-    env_cfg = replace(env_config or EnvConfig(), action_type=_ACTION_TYPES[agent])
+    env_cfg, agent_cfg = _resolved_configs(agent, env_config, agent_config)
     return _jsonable({"agent": agent, "steps": steps, "n_envs": n_envs, "seeds": _seeds(seed),
-                      "env_config": env_cfg,
-                      "agent_config": agent_config or _CONFIG_TYPES[agent]()})
+                      "env_config": env_cfg, "agent_config": agent_cfg})
+
+
+def _resolved_configs(agent: str, env_config: EnvConfig | None,
+                      agent_config: SACConfig | SB3SACConfig | PPOConfig | None
+                      ) -> tuple[EnvConfig, SACConfig | SB3SACConfig | PPOConfig]:
+    """The env config with the agent's action type, and the agent config or its default."""
+    env_cfg = replace(env_config or EnvConfig(), action_type=_ACTION_TYPES[agent])
+    return env_cfg, agent_config or _CONFIG_TYPES[agent]()
 
 
 def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
@@ -182,8 +189,7 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
         raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = run_settings(agent, steps, seed, n_envs, env_config, agent_config)
-    env_cfg = replace(env_config or EnvConfig(), action_type=_ACTION_TYPES[agent])
-    agent_cfg = agent_config or _CONFIG_TYPES[agent]()
+    env_cfg, agent_cfg = _resolved_configs(agent, env_config, agent_config)
     seeds = settings["seeds"]
     record: dict[str, Any] = {
         "format": RUN_FORMAT, "status": "running", **settings, "device": str(torch_device),
