@@ -13,8 +13,8 @@ The base predictive of one forecast
 -----------------------------------
 For an origin d0 and a horizon h, the world model's predictive of each target is the equally
 weighted mixture, over the S posterior draws s, of the Gaussians N(m_s, v_s) of
-`world_model.forecast_gaussians` (the Banister mean plus the AR(1) residual carried forward from
-the last observation before d0), on the model scale: ln HRV (ln ms), RHR (bpm), logit recovery.
+`world_model.forecast_gaussians` (the Banister mean plus the residual's noise filtered through
+d0 − 1 and carried forward, `drift.py`), on the model scale: ln HRV (ln ms), RHR (bpm), logit recovery.
 The residual sees its exact first two moments over all draws (no sampling noise):
 
     base_mean = mean_s m_s,    base_sd² = mean_s v_s + mean_s (m_s − base_mean)²
@@ -54,12 +54,13 @@ where the hybrid's effect is measured.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from physiology_model.drift import SlowDrift
 from physiology_model.features import FEATURE_NAMES, build_features
 from physiology_model.preprocess import fill_calendar
 from physiology_model.residual import (
@@ -172,20 +173,22 @@ def _padded(series: AthleteSeries, days: int) -> AthleteSeries:
 
 def forecast_with_residual(params: dict[str, np.ndarray], residual: TrainedResidual | None,
                            frame: pd.DataFrame, origins: np.ndarray, horizon: int,
-                           n_samples: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+                           n_samples: int, rng: np.random.Generator,
+                           drift: Mapping[str, SlowDrift] | None = None
+                           ) -> dict[str, np.ndarray]:
     """The hybrid forecast of one athlete (see the module docstring).
 
     Same arguments, timing and output as `world_model.forecast_samples` on
-    `series_from_frame(frame)`: {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins,
+    `series_from_frame(frame)`, `drift` included: {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins,
     n_samples, horizon). `frame`: the athlete's rows (calendar-filled or not; the features are
     built from them). With no residual, or one whose gate is off for every target, this is
     exactly `forecast_samples` (same samples for the same `rng`).
     """
     series = series_from_frame(frame)
     if residual is None or not any(residual.enabled.values()):
-        return forecast_samples(params, series, origins, horizon, n_samples, rng)
+        return forecast_samples(params, series, origins, horizon, n_samples, rng, drift)
     origins = np.asarray(origins, dtype=int)
-    gaussians = forecast_gaussians(params, series, origins, horizon)
+    gaussians = forecast_gaussians(params, series, origins, horizon, drift)
     samples = sample_gaussians(gaussians, n_samples, rng)
     if origins.size:
         base_mean, base_sd = mixture_moments(gaussians)  # (O, H, 3)
@@ -244,8 +247,8 @@ class ResidualRows:
 
 
 def forecast_rows(params: dict[str, np.ndarray], series: AthleteSeries, features: np.ndarray,
-                  origins: np.ndarray, horizons: Sequence[int], end: int, user_id: str
-                  ) -> ResidualRows:
+                  origins: np.ndarray, horizons: Sequence[int], end: int, user_id: str,
+                  drift: Mapping[str, SlowDrift] | None = None) -> ResidualRows:
     """Base forecasts, inputs and observed targets of one athlete at `origins` × `horizons`.
 
     Keeps the pairs whose target day d0 + h − 1 is < `end` (≤ len(series)) and has at least one
@@ -258,7 +261,8 @@ def forecast_rows(params: dict[str, np.ndarray], series: AthleteSeries, features
         return ResidualRows.concat([])
     longest = int(horizons.max())
     padded = _padded(series, longest - 1)
-    base_mean, base_sd = mixture_moments(forecast_gaussians(params, padded, origins, longest))
+    base_mean, base_sd = mixture_moments(forecast_gaussians(params, padded, origins, longest,
+                                                            drift))
     o = np.repeat(origins, horizons.size)
     h = np.tile(horizons, origins.size)
     keep_mean = base_mean[:, horizons - 1].reshape(-1, len(TARGETS))
@@ -319,9 +323,9 @@ def residual_training_rows(model: WorldModel, fit_frame: pd.DataFrame, *,
         val_origins = _choose(np.arange(max(first, boundary), len(frame)),
                               max_origins_per_athlete, rng)
         train_parts.append(forecast_rows(params, series, features, train_origins, horizons,
-                                         boundary, user))
+                                         boundary, user, model.drift_))
         val_parts.append(forecast_rows(params, series, features, val_origins, horizons,
-                                       len(frame), user))
+                                       len(frame), user, model.drift_))
     return ResidualRows.concat(train_parts), ResidualRows.concat(val_parts)
 
 

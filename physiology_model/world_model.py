@@ -5,8 +5,9 @@ the population (location per source, between-athlete scale, AR(1) coefficients),
 everything else with numpy from `banister.py` and the observation equations in `params.py`.
 
 - `predict(history, planned_loads)`: predictive samples and quantiles of next-morning ln HRV,
-  RHR and recovery (and the latent fitness/fatigue) for each planned day, with the AR(1) noise
-  conditioned on the last observed residuals.
+  RHR and recovery (and the latent fitness/fatigue) for each planned day, with the noise
+  filtered through the observed residuals (`drift.py`: the posterior's AR(1), plus the slow
+  component `fit_drift` chose).
 - `personalize(history)`: a posterior for an athlete the fit never saw, from as little as 7
   days, by Rao-Blackwellised importance sampling: population draws of the nonlinear parameters
   (time constants, noise SDs, AR coefficients) are weighted by their marginal likelihood, and
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +40,15 @@ import pandas as pd
 
 from physiology_model import banister
 from physiology_model.arrays import daily_loads, fill_missing_loads
+from physiology_model.drift import (
+    DRIFT_GRID,
+    NO_DRIFT,
+    DriftCase,
+    SlowDrift,
+    filter_residuals,
+    forecast_residual,
+    select_drift,
+)
 from physiology_model.errors import DataError
 from physiology_model.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
     AR_PARAMS,  # are re-exported: the simulator reads them next to the equations below
@@ -219,15 +230,19 @@ def _observed(series: AthleteSeries) -> dict[str, np.ndarray]:
 
 
 def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
-                       horizon: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                       horizon: int, drift: Mapping[str, SlowDrift] | None = None
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each posterior draw's Gaussian forecast of mornings d0 .. d0+horizon−1 at each origin d0.
 
-    Same timing as `forecast_samples` (loads of days < d0+horizon−1, observations of days < d0;
-    the AR(1) residual conditioned on its last observed value before d0). Returns {target:
+    Same timing as `forecast_samples` (loads of days < d0+horizon−1, observations of days < d0).
+    The residual of each target is Kalman-filtered through day d0 − 1 with its `drift`
+    setting (`drift.SlowDrift`; a target not in `drift` has the single AR(1) of the posterior,
+    i.e. conditioned on its last observed value) and pushed forward. Returns {target:
     (mean, sd)}, each (n_origins, n_draws, horizon), on the model scale: hrv ln ms, rhr bpm,
     recovery logit. The predictive is the equally weighted mixture over draws.
     """
     origins = np.asarray(origins, dtype=int)
+    drift = drift or {}
     lat = latent_states(p, series.load, series.hi_load)
     means = observation_means(p, lat)
     n_days = len(series.load)
@@ -235,21 +250,15 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     if target_days.max(initial=-1) >= n_days or origins.min(initial=WARM_START_DAYS) < WARM_START_DAYS:
         raise ValueError(f"origins must satisfy {WARM_START_DAYS} <= d0 and "
                          f"d0 + horizon - 1 < len(series)")
+    steps = target_days - (origins - 1)[:, None]
     out = {}
     for target, y in _observed(series).items():
         resid = y[None, :] - means[target]  # (S, T), NaN where unobserved
-        observed = ~np.isnan(y)
-        last_idx = _last_observed_before(observed, origins)  # (O,)
-        sigma = p[_SIGMA[target]][None, :]  # (1, S)
-        phi = p[_PHI[target]][None, :]
+        states = filter_residuals(resid, p[_SIGMA[target]], p[_PHI[target]],
+                                  drift.get(target, NO_DRIFT), days=origins.max(initial=0))
+        r_mean, r_sd = forecast_residual(states, origins - 1, steps)
         mean = means[target][:, target_days].transpose(1, 0, 2)  # (O, S, H)
-        has_last = last_idx >= 0
-        k = np.where(has_last[:, None], target_days - last_idx[:, None], 0)  # (O, H)
-        r_last = np.where(has_last[:, None], resid[:, np.maximum(last_idx, 0)].T, 0.0)  # (O, S)
-        phik = np.where(has_last[:, None, None], phi[..., None] ** k[:, None, :], 0.0)
-        cond_mean = mean + phik * r_last[..., None]
-        cond_sd = sigma[..., None] * np.sqrt(np.maximum(1.0 - phik ** 2, 0.0))
-        out[target] = (cond_mean, cond_sd)
+        out[target] = (mean + r_mean, r_sd)
     return out
 
 
@@ -270,16 +279,18 @@ def sample_gaussians(gaussians: dict[str, tuple[np.ndarray, np.ndarray]], n_samp
 
 
 def forecast_samples(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
-                     horizon: int, n_samples: int, rng: np.random.Generator
-                     ) -> dict[str, np.ndarray]:
+                     horizon: int, n_samples: int, rng: np.random.Generator,
+                     drift: Mapping[str, SlowDrift] | None = None) -> dict[str, np.ndarray]:
     """Predictive samples for mornings d0 .. d0+horizon−1 at each origin d0.
 
     Uses loads of days < d0+horizon−1 (the loads actually done, or planned) and observations of
-    days < d0 only: the AR(1) residual of each target is conditioned on its last observed
-    residual before d0, k days before the target day: r ~ N(φ^k r_last, σ²(1 − φ^{2k})).
+    days < d0 only: the residual of each target is filtered through day d0 − 1
+    (`forecast_gaussians`; with no `drift` the AR(1) residual conditioned on its last observed
+    value k days before the target day: r ~ N(φ^k r_last, σ²(1 − φ^{2k}))).
     Returns {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins, n_samples, horizon).
     """
-    samples = sample_gaussians(forecast_gaussians(p, series, origins, horizon), n_samples, rng)
+    samples = sample_gaussians(forecast_gaussians(p, series, origins, horizon, drift),
+                               n_samples, rng)
     samples["recovery"] = logit_to_recovery(samples["recovery"])
     return samples
 
@@ -312,13 +323,6 @@ def simulate_observations(p: dict[str, np.ndarray], load: np.ndarray, hi_load: n
         y = m + r
         out[target] = logit_to_recovery(y) if target == "recovery" else y
     return out
-
-
-def _last_observed_before(observed: np.ndarray, origins: np.ndarray) -> np.ndarray:
-    """Index of the last True in observed[:d0] for each origin d0, or −1."""
-    idx = np.where(observed, np.arange(len(observed)), -1)
-    running = np.maximum.accumulate(idx)
-    return np.where(origins > 0, running[np.maximum(origins - 1, 0)], -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -684,6 +688,9 @@ class WorldModel:
     fit_info_: dict
     """How the posterior was sampled: sampler, nutpie backend, sampler config, timings (s)."""
     idata_: object
+    drift_: dict[str, SlowDrift]
+    """Per target, the slow drift of its noise (`drift.py`, set by `fit_drift`); a target not in
+    it keeps the posterior's single AR(1)."""
     residual_: TrainedResidual | None
     """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
     None; `WorldModelForecaster` applies it to the targets its gate enabled."""
@@ -736,7 +743,8 @@ class WorldModel:
                    for name in PARAM_NAMES},
             phi=phi)
         self.idata_ = idata
-        self.residual_ = None  # a residual trained on another base model no longer fits
+        self.drift_ = {}  # chosen for, and a residual trained on, another posterior no longer fit
+        self.residual_ = None
 
     # -- API ---------------------------------------------------------------------------------
     def athlete_params(self, history: pd.DataFrame, rng: np.random.Generator
@@ -765,6 +773,52 @@ class WorldModel:
             warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "
                           f"{result.n_proposals}); the posterior is rough", stacklevel=2)
         return result
+
+    def fit_drift(self, frame: pd.DataFrame, *, condition_days: int = 14, seed: int = 0,
+                  max_draws: int = 100, grid: dict = DRIFT_GRID) -> dict[str, dict]:
+        """Choose each target's slow noise drift (`drift.select_drift`) on the athletes of
+        `frame` (the fit's rows: the training athletes only). Each athlete is personalised on
+        its first `condition_days` calendar days, as an athlete the fit never saw would be, and
+        the next-day forecasts of its later days are scored (at most `max_draws` of its
+        posterior draws, for speed). An athlete with too few days to personalise on is
+        skipped. Sets `drift_` and returns, per target, the setting with its CRPS, the single
+        AR(1)'s CRPS and the athletes used.
+        """
+        self._check_fitted()
+        if condition_days < WARM_START_DAYS:
+            raise ValueError(f"condition_days must be ≥ {WARM_START_DAYS}, got {condition_days}")
+        cases: dict[str, list[DriftCase]] = {target: [] for target in TARGETS}
+        for user, rows in frame.groupby(frame["user_id"].astype(str), sort=True):
+            start = rows["date"].min()
+            head = rows[rows["date"] < start + pd.Timedelta(days=condition_days)]
+            rng = np.random.default_rng([seed, zlib.crc32(user.encode())])
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # rough weights are part of the setting
+                    params = self.personalize(head, rng).params
+            except DataError:
+                continue
+            keep = rng.choice(len(params["mu_hrv"]), size=min(max_draws, len(params["mu_hrv"])),
+                              replace=False)
+            params = {name: values[keep] for name, values in params.items()}
+            series = series_from_frame(rows)
+            means = observation_means(params, latent_states(params, series.load,
+                                                            series.hi_load))
+            for target, y in _observed(series).items():
+                cases[target].append(DriftCase(y[None, :] - means[target],
+                                               params[_SIGMA[target]], params[_PHI[target]],
+                                               condition_days))
+        if not cases[TARGETS[0]]:
+            raise ValueError(f"no athlete has enough days to choose the noise drift on "
+                             f"(personalisation needs 7 in the first {condition_days})")
+        summary, drift = {}, {}
+        for target, target_cases in cases.items():
+            best, scores = select_drift(target_cases, grid)
+            drift[target] = best
+            summary[target] = {"setting": best.to_dict(), **scores,
+                               "athletes": len(target_cases)}
+        self.drift_ = drift
+        return summary
 
     def sample_athletes(self, n: int, rng: np.random.Generator, source: str | None = None
                         ) -> dict[str, np.ndarray]:
@@ -800,9 +854,10 @@ class WorldModel:
             from physiology_model.hybrid import forecast_with_residual
 
             samples = forecast_with_residual(params, residual, frame, np.array([origin]),
-                                             horizon, n_samples, rng)
+                                             horizon, n_samples, rng, self.drift_)
         else:
-            samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng)
+            samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng,
+                                       self.drift_)
         lat = latent_states(params, full.load, full.hi_load)
         draw = rng.integers(0, lat.shape[0], size=n_samples)
         days = origin + np.arange(horizon)
@@ -846,6 +901,7 @@ class WorldModel:
                 "split": _jsonable(getattr(self, "split_", {})),
                 "fit": _jsonable(getattr(self, "fit_info_", {})),
                 "residual": "residual" if residual is not None else None,
+                "drift": {t: d.to_dict() for t, d in getattr(self, "drift_", {}).items()},
                 "versions": _versions()}
         atomic_write(directory / "model.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
@@ -883,6 +939,11 @@ class WorldModel:
         model.diagnostics_ = meta.get("diagnostics", {})
         model.split_ = meta.get("split", {})
         model.fit_info_ = meta.get("fit", {})
+        try:
+            model.drift_ = {str(t): SlowDrift.from_dict(d)
+                            for t, d in (meta.get("drift") or {}).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(meta_path, f"unreadable drift settings ({exc})") from None
         model.residual_ = None
         if meta.get("residual"):
             from physiology_model.residual import TrainedResidual
@@ -942,7 +1003,8 @@ class WorldModelForecaster:
         user = str(athlete["user_id"].iloc[0]).encode()
         rng = np.random.default_rng([self.seed, zlib.crc32(user)])
         residual = getattr(self.model, "residual_", None) if self.use_residual else None
-        return _ConditionedWorldModel(self.model.athlete_params(athlete, rng), residual)
+        return _ConditionedWorldModel(self.model.athlete_params(athlete, rng), residual,
+                                      getattr(self.model, "drift_", {}))
 
 
 @dataclass(frozen=True)
@@ -950,13 +1012,14 @@ class _ConditionedWorldModel:
     params: dict[str, np.ndarray]
     residual: TrainedResidual | None = None
     """A `residual.TrainedResidual` applied on top of the base forecast, or None."""
+    drift: Mapping[str, SlowDrift] = field(default_factory=dict)
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
         if self.residual is None:
             return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
-                                    n_samples, rng)
+                                    n_samples, rng, self.drift)
         from physiology_model.hybrid import forecast_with_residual
 
         return forecast_with_residual(self.params, self.residual, frame, origins, horizon,
-                                      n_samples, rng)
+                                      n_samples, rng, self.drift)

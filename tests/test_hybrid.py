@@ -98,6 +98,7 @@ def _cohort(sleep_effect: float, seed: int = 1) -> tuple[WorldModel, pd.DataFram
     model = WorldModel(WorldModelConfig(personalize_proposals=500, personalize_draws=100))
     model.population_ = population
     model.athletes_ = athletes
+    model.drift_ = {}
     model.diagnostics_ = {"ok": True}
     return model, pd.concat(frames, ignore_index=True)
 

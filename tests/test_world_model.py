@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from physiology_model.drift import SlowDrift
 from physiology_model.errors import DataError
 from physiology_model.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
 from physiology_model.world_model import (
@@ -65,6 +66,7 @@ def _model(pop: Population, athletes: dict | None = None) -> WorldModel:
     model = WorldModel(WorldModelConfig(personalize_proposals=3000, personalize_draws=400))
     model.population_ = pop
     model.athletes_ = athletes or {}
+    model.drift_ = {}
     model.diagnostics_ = {"ok": True}
     return model
 
@@ -174,13 +176,19 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path):
     history = _athlete_frame(truth, 40, seed=12)
     model = _model(_population(n_draws=20),
                    {"u1": {k: np.repeat(v, 20) for k, v in truth.items()}})
+    plan = pd.DataFrame({"load_trimp": [100.0, 0.0, 250.0]})
+    no_drift = model.predict(history, plan, 300, np.random.default_rng(1))
+    model.drift_ = {"hrv": SlowDrift(0.4, 0.98, 0.2), "rhr": SlowDrift(0.3, 0.95, None)}
     model.save(tmp_path / "m")
     back = WorldModel.load(tmp_path / "m")
-    plan = pd.DataFrame({"load_trimp": [100.0, 0.0, 250.0]})
+    assert back.drift_ == model.drift_
     a = model.predict(history, plan, 300, np.random.default_rng(1))
     b = back.predict(history, plan, 300, np.random.default_rng(1))
     for target in a.samples:
         np.testing.assert_allclose(a.samples[target], b.samples[target])
+    # the drift changes the targets it is set for, and only those
+    assert not np.allclose(a.samples["hrv"], no_drift.samples["hrv"])
+    np.testing.assert_allclose(a.samples["recovery"], no_drift.samples["recovery"])
     new = history.assign(user_id="someone_new")
     pa = model.personalize(new, np.random.default_rng(2)).params
     pb = back.personalize(new, np.random.default_rng(2)).params
@@ -244,3 +252,34 @@ def test_latents_are_normalised_so_a_constant_load_gives_itself():
         e = np.exp(-1.0 / tau_fat)
         assert fatigue[20] == pytest.approx(0.0, abs=1e-12)  # the morning before the session
         assert fatigue[21] == pytest.approx(1.0 - e) and fatigue[22] == pytest.approx((1 - e) * e)
+
+
+def test_fit_drift_finds_a_wandering_hrv_baseline_and_keeps_rhr_single():
+    """Athletes whose ln HRV baseline wanders slowly (an AR(1) with φ 0.99 carrying half the
+    noise variance) beside an RHR with the model's own AR(1) noise: the chosen setting gives
+    HRV a slow component that beats the single AR(1) clearly, and RHR gains little."""
+    rng = np.random.default_rng(21)
+    model = _model(_population())
+    frames = []
+    for i in range(8):
+        truth = _truth(seed=30 + i)
+        frame = _athlete_frame(truth, 160, seed=40 + i, user=f"w{i}")
+        slow = np.zeros(160)
+        sd = 0.7 * float(truth["sigma_hrv"][0])
+        slow[0] = rng.normal(0, sd)
+        for t in range(1, 160):
+            slow[t] = 0.99 * slow[t - 1] + rng.normal(0, sd * np.sqrt(1 - 0.99 ** 2))
+        frame["hrv_rmssd_ms"] *= np.exp(slow)
+        frames.append(frame)
+    summary = model.fit_drift(pd.concat(frames, ignore_index=True), seed=0)
+    assert set(summary) == {"hrv", "rhr", "recovery"} == set(model.drift_)
+    assert model.drift_["hrv"].fraction >= 0.3
+    assert summary["hrv"]["crps"] < 0.95 * summary["hrv"]["crps_ar1"]
+    assert summary["rhr"]["crps"] > 0.97 * summary["rhr"]["crps_ar1"]
+    assert summary["hrv"]["athletes"] == 8
+
+
+def test_fit_drift_needs_athletes_it_can_personalise():
+    frame = _athlete_frame(_truth(), 30, seed=3).iloc[::3]  # 10 rows spread over 30 days
+    with pytest.raises(ValueError, match="enough days"):
+        _model(_population()).fit_drift(frame)
