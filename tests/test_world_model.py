@@ -283,3 +283,27 @@ def test_fit_drift_needs_athletes_it_can_personalise():
     frame = _athlete_frame(_truth(), 30, seed=3).iloc[::3]  # 10 rows spread over 30 days
     with pytest.raises(ValueError, match="enough days"):
         _model(_population()).fit_drift(frame)
+
+
+def test_personalisation_stops_adapting_once_the_ess_reaches_the_kept_draws(monkeypatch):
+    """Two weeks of data leave the proposals a large ESS soon: the rounds stop early. A year
+    does not: every round is run."""
+    import physiology_model.world_model as wm
+
+    calls = []
+    original = wm._draw_proposals
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(wm, "_draw_proposals", counting)
+    population = _population()
+    truth = _truth(seed=5)
+    short = personalize_series(population, series_from_frame(_athlete_frame(truth, 14, seed=6)),
+                               np.random.default_rng(1), 2000, 100, rounds=3)
+    assert short.ess >= 100 and len(calls) < 3
+    calls.clear()
+    year = personalize_series(population, series_from_frame(_athlete_frame(truth, 365, seed=6)),
+                              np.random.default_rng(1), 2000, 400, rounds=3)
+    assert year.ess < 400 and len(calls) == 3
