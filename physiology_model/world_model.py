@@ -397,12 +397,13 @@ def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma:
     n = y_t.shape[1]
     inv_s2 = 1.0 / sigma ** 2
     prior_prec = np.eye(m0.shape[1])[None] / (s0[:, :, None] ** 2)
-    prec = np.einsum("mnp,mnq->mpq", x_t, x_t) * inv_s2[:, None, None] + prior_prec
-    resid0 = y_t - np.einsum("mnp,mp->mn", x_t, m0)
-    b = np.einsum("mnp,mn->mp", x_t, resid0) * inv_s2[:, None]
+    x_tt = x_t.transpose(0, 2, 1)  # batched matmul: several times faster than einsum here
+    prec = (x_tt @ x_t) * inv_s2[:, None, None] + prior_prec
+    resid0 = y_t - (x_t @ m0[:, :, None])[..., 0]
+    b = (x_tt @ resid0[:, :, None])[..., 0] * inv_s2[:, None]
     chol = np.linalg.cholesky(prec)
     cov = np.linalg.inv(prec)
-    delta = np.einsum("mpq,mq->mp", cov, b)
+    delta = (cov @ b[:, :, None])[..., 0]
     mean = m0 + delta
     logdet_prec = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
     logdet_s0 = 2.0 * np.sum(np.log(s0), axis=1)
