@@ -164,12 +164,14 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
         raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     env_cfg = replace(env_config or EnvConfig(), action_type="discrete")
+    planner_config = MPCConfig(episode_days=env_cfg.episode_days)
     started = time.perf_counter()
     data: list[tuple[np.ndarray, ...]] = []
     student, reports = None, []
     for round_ in range(config.rounds):
         labelled = planner_labels(model, cohort_obj, env_cfg, seed + round_, student=student,
-                                  student_share=0.0 if round_ == 0 else config.student_share)
+                                  student_share=0.0 if round_ == 0 else config.student_share,
+                                  mpc_config=planner_config)
         data.append(labelled)
         # an athlete's mornings of every round fall on the same side of the validation split
         obs, mask, labels, athletes = (np.concatenate(parts) for parts in zip(*data))
@@ -181,6 +183,7 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
     write_run_record(run_dir, {
         "agent": "mpc-distilled", "seeds": seed, "steps": len(labels),
         "n_envs": cohort_obj.n, "env_config": env_cfg, "agent_config": config,
+        "planner_config": planner_config,
         "model_dir": model_dir, "cohort": {"n": cohort_obj.n, "meta": cohort_obj.meta},
         "device": "cpu",
         "report": {"env_steps": len(labels), "wall_seconds": wall, "rounds": reports,

@@ -94,10 +94,14 @@ def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
     from dataclasses import asdict
 
     from agents.distill import DistillConfig, distill
+    from agents.mpc import MPCConfig
     from simulator.cohort import Cohort, generate_cohort
+    from simulator.env import EnvConfig
 
     run = out / "runs" / "mpc-distilled"
+    planner = MPCConfig(episode_days=EnvConfig().episode_days)  # what `distill` labels with
     if _reusable(run, {"agent_config": json.loads(json.dumps(asdict(DistillConfig()))),
+                       "planner_config": json.loads(json.dumps(asdict(planner), default=str)),
                        "seeds": args.seed, "n_envs": args.distill_n}):
         return run
     path = cohorts / f"train-{args.distill_n}.npz"

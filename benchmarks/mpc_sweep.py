@@ -1,0 +1,136 @@
+"""MPC planner settings compared on a tuning cohort, paired against the default planner.
+
+Each setting (a JSON object of `MPCConfig` overrides; `cem` and `objective` as nested objects)
+runs one episode of every athlete of a cohort drawn with `--cohort-seed` (default 3000: neither
+the validation cohort, seed 1000, nor the fresh test cohort, seed 2000, of
+`benchmarks/full_evaluation.py`), with the same athletes and random streams as random play and
+the oracle. Reported per setting: mean ΔP and return, the share of the oracle's ΔP gain over
+random, the paired difference to the default planner (mean ± SE, Wilcoxon p) and the wall time
+per athlete-day of the batched episode.
+
+    .venv/bin/python benchmarks/mpc_sweep.py [--n 100] [--cohort-seed 3000]
+        [--setting NAME=JSON ...] [--out benchmarks/results/mpc_sweep.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.baselines import RandomPolicy
+from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
+from analysis.benchmark import paired_p_value
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig, Simulation
+
+SIM_SEED = 0
+DEFAULT_SETTINGS = {
+    "default": {},
+    "risk0.5": {"objective": {"risk_weight": 0.5}},
+    "risk0.25": {"objective": {"risk_weight": 0.25}},
+    "risk0": {"objective": {"risk_weight": 0.0}},
+    "horizon28": {"cem": {"horizon_days": 28}},
+    "horizon28_risk0": {"cem": {"horizon_days": 28}, "objective": {"risk_weight": 0.0}},
+    "personalize_often": {"personalize_days": [7, 14, 21, 28, 42, 56, 70]},
+}
+"""A first pass (100 athletes) also tried 16 scenarios and 128 candidates: neither helped."""
+METRICS = ("delta_performance", "return", "penalty", "injured_days", "mean_load_trimp")
+
+
+def mpc_config(overrides: dict[str, Any]) -> MPCConfig:
+    """`MPCConfig()` with JSON overrides (nested `cem` / `objective` objects)."""
+    base = MPCConfig()
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in ("cem", "objective"):
+            changes[key] = dataclasses.replace(getattr(base, key), **value)
+        elif key == "personalize_days":
+            changes[key] = tuple(int(d) for d in value)
+        else:
+            changes[key] = value
+    return dataclasses.replace(base, **changes)
+
+
+def run_episode(policy_factory: Any, cohort: Any, n: int) -> tuple[dict[str, np.ndarray], float]:
+    sim = Simulation(cohort, n, EnvConfig())
+    obs = sim.reset(seed=SIM_SEED)
+    policy = policy_factory(sim)
+    policy.reset(0)
+    started = time.perf_counter()
+    done = False
+    days = 0
+    while not done:
+        obs, _, done = sim.step(policy.act(obs, sim.mask))
+        days += 1
+    return sim.episode_summary(), (time.perf_counter() - started) / (n * days)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/shipped")
+    parser.add_argument("--n", type=int, default=100, help="athletes of the tuning cohort")
+    parser.add_argument("--cohort-seed", type=int, default=3000)
+    parser.add_argument("--setting", action="append", default=[],
+                        help="NAME=JSON of MPCConfig overrides (default: a built-in set)")
+    parser.add_argument("--out", default="benchmarks/results/mpc_sweep.json")
+    args = parser.parse_args(argv)
+    settings = dict(DEFAULT_SETTINGS) if not args.setting else {"default": {}}
+    for item in args.setting:
+        name, _, text = item.partition("=")
+        settings[name] = json.loads(text)
+    configs = {name: mpc_config(over) for name, over in settings.items()}  # fail before running
+    model = WorldModel.load(args.model)
+    cohort = generate_cohort(model, args.n, seed=args.cohort_seed)
+    started = time.perf_counter()
+    runs = {"random": run_episode(lambda sim: RandomPolicy(), cohort, args.n),
+            "oracle": run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n)}
+    for name, config in configs.items():
+        runs[name] = run_episode(lambda sim, c=config: MPCPlanner(model, c, seed=0), cohort,
+                                 args.n)
+        summary, per_day = runs[name]
+        print(f"{name:20s} ΔP {summary['delta_performance'].mean():6.3f}  return "
+              f"{summary['return'].mean():7.3f}  injured days "
+              f"{summary['injured_days'].mean():5.2f}  {1000 * per_day:.2f} ms/athlete-day",
+              flush=True)
+    dp = {k: v[0]["delta_performance"] for k, v in runs.items()}
+    ret = {k: v[0]["return"] for k, v in runs.items()}
+    gain = dp["oracle"].mean() - dp["random"].mean()
+    records = []
+    for name in ["random", "oracle", *configs]:
+        diff = dp[name] - dp["default"]
+        summary = runs[name][0]
+        record = {"setting": name, "overrides": settings.get(name),
+                  **{f"{m}_mean": float(np.mean(summary[m])) for m in METRICS},
+                  "pct_of_oracle_gain": float(100 * (dp[name].mean() - dp["random"].mean())
+                                              / gain),
+                  "ms_per_athlete_day": 1000 * runs[name][1], "n": args.n}
+        if name in configs and name != "default":
+            record.update({"delta_p_minus_default": float(diff.mean()),
+                           "delta_p_minus_default_se": float(diff.std(ddof=1)
+                                                             / np.sqrt(diff.size)),
+                           "p_vs_default": paired_p_value(dp[name], dp["default"]),
+                           "return_minus_default": float((ret[name] - ret["default"]).mean())})
+        records.append(record)
+        print(f"{name:20s} {record['pct_of_oracle_gain']:5.1f} % of the oracle's gain"
+              + (f", ΔP vs default {record['delta_p_minus_default']:+.3f} ± "
+                 f"{record['delta_p_minus_default_se']:.3f} (p {record['p_vs_default']:.2g})"
+                 if "p_vs_default" in record else ""))
+    meta = {"command": "python benchmarks/mpc_sweep.py " + " ".join(argv or sys.argv[1:]),
+            "cohort_seed": args.cohort_seed, "sim_seed": SIM_SEED, "model": args.model,
+            "wall_s": time.perf_counter() - started}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
