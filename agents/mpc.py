@@ -128,6 +128,15 @@ class MPCConfig:
     """With `episode_days=None`: days after the plan at which the plan's end state is valued."""
     personalize_days: tuple[int, ...] = (7, 14, 28, 56)
     """Episode days (≥ 7) on which the athlete's posterior is recomputed from its history."""
+    personalize_proposals: int = 1000
+    personalize_draws: int = 200
+    personalize_rounds: int = 1
+    """Proposals, kept draws and adaptive rounds of those personalisations
+    (`WorldModel.personalize`; the model's own defaults are 2,000, 400 and 3). The planner uses
+    the draws' median or a few of them, and the adaptive rounds matter for histories of
+    months (whoop-u02's 56 days: ESS 74 in one round, 81 in three), so a fifth of the work
+    keeps a 56-day personalisation morning under 50 ms; `benchmarks/mpc_sweep.py` compares
+    the planner with the full personalisation (setting `personalize_full`)."""
     parameters: str = "median"
     """How the physiology posterior enters the plan: `median` (every scenario the posterior's
     componentwise median, scenarios differing only by their noise paths: a plug-in estimate)
@@ -152,6 +161,10 @@ class MPCConfig:
             raise ValueError(f"parameters must be 'draws' or 'median', got {self.parameters!r}")
         if self.summary_draws < 1:
             raise ValueError(f"summary_draws must be ≥ 1, got {self.summary_draws}")
+        if (self.personalize_proposals < 2 or self.personalize_draws < 1
+                or self.personalize_rounds < 1):
+            raise ValueError("personalize_proposals must be ≥ 2, personalize_draws and "
+                             "personalize_rounds ≥ 1")
         if any(d < 7 for d in self.personalize_days):
             raise ValueError("personalisation needs at least 7 days: personalize_days must be "
                              f"≥ 7, got {self.personalize_days}")
@@ -609,7 +622,10 @@ class MPCPlanner(_RecedingHorizon):
             with warnings.catch_warnings():
                 # a rough posterior is still better than the population; its ESS is recorded
                 warnings.simplefilter("ignore", UserWarning)
-                result = self.model.personalize(frame, self._rng)
+                result = self.model.personalize(frame, self._rng,
+                                                n_proposals=self.config.personalize_proposals,
+                                                n_draws=self.config.personalize_draws,
+                                                rounds=self.config.personalize_rounds)
             self.diagnostics["personalize_ess"].append(float(result.ess))
             chosen = self._scenario_parameters({k: np.asarray(v, dtype=float)[None, :]
                                                 for k, v in result.params.items()})

@@ -41,6 +41,8 @@ DEFAULT_SETTINGS = {
     "horizon28": {"cem": {"horizon_days": 28}},
     "horizon28_risk0": {"cem": {"horizon_days": 28}, "objective": {"risk_weight": 0.0}},
     "personalize_often": {"personalize_days": [7, 14, 21, 28, 42, 56, 70]},
+    "personalize_full": {"personalize_proposals": 2000, "personalize_draws": 400,
+                         "personalize_rounds": 3},
 }
 """A first pass (100 athletes) also tried 16 scenarios and 128 candidates: neither helped.
 `benchmarks/results/mpc_sweep.json` was written while the default risk weight was still 1

@@ -762,9 +762,12 @@ class WorldModel:
             return self.athletes_[uid]
         return self.personalize(history, rng).params
 
-    def personalize(self, history: pd.DataFrame, rng: np.random.Generator | None = None
-                    ) -> Personalization:
-        """Posterior of a new athlete from ≥ 7 days of its rows (HRV or RHR observed)."""
+    def personalize(self, history: pd.DataFrame, rng: np.random.Generator | None = None, *,
+                    n_proposals: int | None = None, n_draws: int | None = None,
+                    rounds: int = PERSONALIZE_ROUNDS) -> Personalization:
+        """Posterior of a new athlete from ≥ 7 days of its rows (HRV or RHR observed), with
+        `n_proposals` proposals per round and `n_draws` kept draws (default: the config's) in
+        up to `rounds` adaptive rounds (`personalize_series`)."""
         self._check_fitted()
         series = series_from_frame(history)
         n_obs = int(np.sum(~np.isnan(series.hrv) | ~np.isnan(series.rhr)))
@@ -772,8 +775,8 @@ class WorldModel:
             raise DataError("(history)", f"personalisation needs at least 7 days with HRV or "
                                          f"RHR, got {n_obs}")
         result = personalize_series(self.population_, series, rng or np.random.default_rng(0),
-                                    self.config.personalize_proposals,
-                                    self.config.personalize_draws)
+                                    n_proposals or self.config.personalize_proposals,
+                                    n_draws or self.config.personalize_draws, rounds)
         if result.ess < 20:
             warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "
                           f"{result.n_proposals}); the posterior is rough", stacklevel=2)

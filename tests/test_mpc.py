@@ -353,7 +353,16 @@ def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
                                last_obs[1, FEATURE_INDEX["load_yesterday_trimp"]], rtol=1e-5)
     for column in ("hrv_rmssd_ms", "rhr_bpm", "recovery_pct"):
         np.testing.assert_allclose(frame[column].iloc[-1], last_reading[column][1], rtol=1e-5)
+    calls = []
+    personalize = model.personalize
+
+    def spy(frame, rng, **kwargs):
+        calls.append(kwargs)
+        return personalize(frame, rng, **kwargs)
+
+    mpc.model = type("Spy", (), {"personalize": staticmethod(spy)})()
     mpc.act(obs, sim.mask)  # day 7: the posterior replaces the population
+    assert calls == [{"n_proposals": 1000, "n_draws": 200, "rounds": 1}] * 2
     assert len(mpc.diagnostics["personalize_ess"]) == 2
     assert not np.allclose(mpc._physiology["mu_rec"], population["mu_rec"])
 
@@ -364,6 +373,8 @@ def test_mpc_rejects_bad_input(model):
         mpc.act(np.zeros((2, 5)), np.ones((2, 6), dtype=bool))
     with pytest.raises(ValueError, match="personalize_days"):
         MPCConfig(personalize_days=(3,))
+    with pytest.raises(ValueError, match="personalize_rounds"):
+        MPCConfig(personalize_rounds=0)
     with pytest.raises(ValueError, match="elite_fraction"):
         CEMConfig(candidates=4, elite_fraction=0.1)
     with pytest.raises(ValueError, match="parameters must be"):
