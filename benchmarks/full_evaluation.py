@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/full_evaluation.py --out docs/results/evaluation \
         [--train-n 2048] [--test-n 200] [--sac-steps N] [--ppo-steps N] \
-        [--sac-continuous-steps N] [--ablation-steps N] [--distill-n 256] [--seed 0]
+        [--sac-continuous-steps N] [--ablation-steps N] [--distill-n 1024] [--seed 0]
         [--skip-ablations]
 
 1. Cohorts from the shipped world model: training athletes (seed 1) and held-out athletes
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sac-continuous-steps", type=int, default=300_000)
     parser.add_argument("--ablation-steps", type=int, default=300_000)
     parser.add_argument("--n-envs", type=int, default=256)
-    parser.add_argument("--distill-n", type=int, default=256,
+    parser.add_argument("--distill-n", type=int, default=1024,
                         help="training athletes the MPC planner labels for its distilled "
                              "student (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
