@@ -29,9 +29,11 @@ from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from analysis.benchmark import paired_p_value
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
-from simulator.env import EnvConfig, Simulation
+from simulator.env import EnvConfig
 
-SIM_SEED = 0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mpc_latency import SIM_SEED, run_episode  # one episode runner for both benchmarks
+
 DEFAULT_SETTINGS = {
     "default": {},
     "risk1": {"objective": {"risk_weight": 1.0}},
@@ -64,20 +66,6 @@ def mpc_config(overrides: dict[str, Any]) -> MPCConfig:
     return dataclasses.replace(base, **changes)
 
 
-def run_episode(policy_factory: Any, cohort: Any, n: int) -> tuple[dict[str, np.ndarray], float]:
-    sim = Simulation(cohort, n, EnvConfig())
-    obs = sim.reset(seed=SIM_SEED)
-    policy = policy_factory(sim)
-    policy.reset(0)
-    started = time.perf_counter()
-    done = False
-    days = 0
-    while not done:
-        obs, _, done = sim.step(policy.act(obs, sim.mask))
-        days += 1
-    return sim.episode_summary(), (time.perf_counter() - started) / (n * days)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/shipped")
@@ -95,12 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     model = WorldModel.load(args.model)
     cohort = generate_cohort(model, args.n, seed=args.cohort_seed)
     started = time.perf_counter()
+    athlete_days = args.n * EnvConfig().episode_days
     runs = {"random": run_episode(lambda sim: RandomPolicy(), cohort, args.n),
             "oracle": run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n)}
     for name, config in configs.items():
         runs[name] = run_episode(lambda sim, c=config: MPCPlanner(model, c, seed=0), cohort,
                                  args.n)
-        summary, per_day = runs[name]
+        summary, wall = runs[name]
+        per_day = wall / athlete_days
         print(f"{name:20s} ΔP {summary['delta_performance'].mean():6.3f}  return "
               f"{summary['return'].mean():7.3f}  injured days "
               f"{summary['injured_days'].mean():5.2f}  {1000 * per_day:.2f} ms/athlete-day",
@@ -116,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                   **{f"{m}_mean": float(np.mean(summary[m])) for m in METRICS},
                   "pct_of_oracle_gain": float(100 * (dp[name].mean() - dp["random"].mean())
                                               / gain),
-                  "ms_per_athlete_day": 1000 * runs[name][1], "n": args.n}
+                  "ms_per_athlete_day": 1000 * runs[name][1] / athlete_days, "n": args.n}
         if name in configs and name != "default":
             record.update({"delta_p_minus_default": float(diff.mean()),
                            "delta_p_minus_default_se": float(diff.std(ddof=1)
