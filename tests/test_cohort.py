@@ -8,8 +8,16 @@ import pytest
 
 from physiology_model.errors import DataError
 from physiology_model.world_model import WorldModel
-from simulator.cohort import (CONTEXT_KEYS, HAZARD_KEYS, PERFORMANCE_KEYS, PHYSIOLOGY_KEYS,
-                              Cohort, CohortConfig, generate_cohort, twin_cohort)
+from simulator.cohort import (
+    CONTEXT_KEYS,
+    HAZARD_KEYS,
+    PERFORMANCE_KEYS,
+    PHYSIOLOGY_KEYS,
+    Cohort,
+    CohortConfig,
+    generate_cohort,
+    twin_cohort,
+)
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
 
