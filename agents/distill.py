@@ -30,6 +30,7 @@ import torch
 
 from agents.mpc import MPCConfig, MPCPlanner
 from agents.sac import DiscreteSAC, SACConfig, masked_log_probs
+from agents.training import jsonable, write_run_record
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
 
@@ -150,21 +151,35 @@ def fit_student(obs: np.ndarray, mask: np.ndarray, labels: np.ndarray, athletes:
                      "validation_accuracy": val_accuracy, "mornings": len(labels)}
 
 
+def _labelling(env_config: EnvConfig | None) -> tuple[EnvConfig, MPCConfig]:
+    """The env (discrete actions) the planner labels in, and the planner's settings."""
+    env_cfg = replace(env_config or EnvConfig(), action_type="discrete")
+    return env_cfg, MPCConfig(episode_days=env_cfg.episode_days)
+
+
+def distill_settings(n_athletes: int, seed: int = 0, config: DistillConfig = DistillConfig(),
+                     env_config: EnvConfig | None = None) -> dict[str, Any]:
+    """What decides a distilled run's result, as `distill` records it in `run.json` (JSON
+    values): the cohort size, seed, env, student and planner settings. Two runs with equal
+    settings on the same cohort are the same run (a finished one can be reused)."""
+    env_cfg, planner_config = _labelling(env_config)
+    return jsonable({"agent": "mpc-distilled", "seeds": seed, "n_envs": n_athletes,
+                     "env_config": env_cfg, "agent_config": config,
+                     "planner_config": planner_config})
+
+
 def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
             out_dir: str | Path = "runs", run_name: str = "mpc-distilled",
             config: DistillConfig = DistillConfig(), env_config: EnvConfig | None = None,
             model_dir: str | None = None) -> Path:
     """Distil the MPC planner into a policy network (module docstring) and save it as a run
     directory `agents.training.load_agent` reads (`run.json` + `model/`)."""
-    from agents.training import write_run_record
-
     cohort_obj = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     run_dir = Path(out_dir) / run_name
     if (run_dir / "run.json").exists():
         raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    env_cfg = replace(env_config or EnvConfig(), action_type="discrete")
-    planner_config = MPCConfig(episode_days=env_cfg.episode_days)
+    env_cfg, planner_config = _labelling(env_config)
     started = time.perf_counter()
     data: list[tuple[np.ndarray, ...]] = []
     student, reports = None, []
@@ -181,9 +196,7 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
     student.save(run_dir / "model")
     wall = time.perf_counter() - started
     write_run_record(run_dir, {
-        "agent": "mpc-distilled", "seeds": seed, "steps": len(labels),
-        "n_envs": cohort_obj.n, "env_config": env_cfg, "agent_config": config,
-        "planner_config": planner_config,
+        **distill_settings(cohort_obj.n, seed, config, env_config), "steps": len(labels),
         "model_dir": model_dir, "cohort": {"n": cohort_obj.n, "meta": cohort_obj.meta},
         "device": "cpu",
         "report": {"env_steps": len(labels), "wall_seconds": wall, "rounds": reports,

@@ -66,13 +66,15 @@ _ACTION_TYPES: dict[str, str] = {"sac": "discrete", "sac-continuous": "continuou
                                  "ppo": "discrete"}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` as JSON values: dataclasses as dicts, tuples as lists, numpy scalars and arrays
+    as numbers and lists, anything else as its str."""
     if is_dataclass(value):
-        return _jsonable(asdict(value))
+        return jsonable(asdict(value))
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -84,7 +86,7 @@ def _jsonable(value: Any) -> Any:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    tmp.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
     tmp.replace(path)
 
 
@@ -149,7 +151,7 @@ def run_settings(agent: str, steps: int, seed: int = 0, n_envs: int = 64,
     agent, steps, lanes, seeds and the resolved env and agent configs. Two runs with equal
     settings on the same cohort and device are the same run (a finished one can be reused)."""
     env_cfg, agent_cfg = _resolved_configs(agent, env_config, agent_config)
-    return _jsonable({"agent": agent, "steps": steps, "n_envs": n_envs, "seeds": _seeds(seed),
+    return jsonable({"agent": agent, "steps": steps, "n_envs": n_envs, "seeds": _seeds(seed),
                       "env_config": env_cfg, "agent_config": agent_cfg})
 
 

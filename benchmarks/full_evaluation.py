@@ -91,18 +91,11 @@ def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
                out: Path) -> Path:
     """The MPC planner distilled on `--distill-n` training athletes (seed 1), or the finished
     run of the same settings already there."""
-    from dataclasses import asdict
-
-    from agents.distill import DistillConfig, distill
-    from agents.mpc import MPCConfig
+    from agents.distill import distill, distill_settings
     from simulator.cohort import Cohort, generate_cohort
-    from simulator.env import EnvConfig
 
     run = out / "runs" / "mpc-distilled"
-    planner = MPCConfig(episode_days=EnvConfig().episode_days)  # what `distill` labels with
-    if _reusable(run, {"agent_config": json.loads(json.dumps(asdict(DistillConfig()))),
-                       "planner_config": json.loads(json.dumps(asdict(planner), default=str)),
-                       "seeds": args.seed, "n_envs": args.distill_n}):
+    if _reusable(run, distill_settings(args.distill_n, args.seed)):
         return run
     path = cohorts / f"train-{args.distill_n}.npz"
     if not path.exists():
