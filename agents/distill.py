@@ -127,22 +127,26 @@ def fit_student(obs: np.ndarray, mask: np.ndarray, labels: np.ndarray, athletes:
         return loss, accuracy
 
     best_loss, best_state, best_epoch, epoch = float("inf"), None, 0, 0
-    for epoch in range(1, config.max_epochs + 1):
-        student.actor.train()
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
-            logp = masked_log_probs(student.actor(student.normalizer(x[idx])), m[idx])
-            loss = torch.nn.functional.nll_loss(logp, y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        val_loss, _ = loss_and_accuracy(val_idx)
-        if val_loss < best_loss:
-            best_loss, best_epoch = val_loss, epoch
-            best_state = {k: v.clone() for k, v in student.actor.state_dict().items()}
-        elif epoch - best_epoch >= config.patience:
-            break
+    # dropout draws from torch's current generator: seed it here, as `train_sac` does, so a
+    # student depends on `seed` alone and not on what ran before it in the process
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for epoch in range(1, config.max_epochs + 1):
+            student.actor.train()
+            order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+            for start in range(0, len(order), config.batch_size):
+                idx = order[start:start + config.batch_size]
+                logp = masked_log_probs(student.actor(student.normalizer(x[idx])), m[idx])
+                loss = torch.nn.functional.nll_loss(logp, y[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            val_loss, _ = loss_and_accuracy(val_idx)
+            if val_loss < best_loss:
+                best_loss, best_epoch = val_loss, epoch
+                best_state = {k: v.clone() for k, v in student.actor.state_dict().items()}
+            elif epoch - best_epoch >= config.patience:
+                break
     student.actor.load_state_dict(best_state)
     train_loss, train_accuracy = loss_and_accuracy(train_idx)
     val_loss, val_accuracy = loss_and_accuracy(val_idx)
