@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     out_dir=args.out, run_name="run", n_envs=args.n_envs, agent_config=config,
                     progress=False, checkpoint_every=args.every, torch_threads=args.threads)
     train_s = time.perf_counter() - started
+    record = json.loads((run_dir / "run.json").read_text())
     test = Cohort.load(args.test_cohort)
     points = sorted((run_dir / "checkpoints").iterdir()) + [run_dir / "model"]
     curve = []
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          seed=args.eval_seed)
         m = run.metrics
         steps = (int(directory.name.split("_")[1]) if directory.name.startswith("step_")
-                 else json.loads((run_dir / "run.json").read_text())["report"]["env_steps"])
+                 else record["report"]["env_steps"])
         curve.append({"checkpoint": directory.name, "env_steps": steps,
                       "delta_performance": float(np.mean(m["delta_performance"])),
                       "delta_performance_sd": float(np.std(m["delta_performance"])),
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     payload = {"command": " ".join(["benchmarks/learning_curve.py"]
                                    + (argv if argv is not None else sys.argv[1:])),
                "args": {k: str(v) for k, v in vars(args).items()},
-               "agent_config": json.loads((run_dir / "run.json").read_text())["agent_config"],
+               "agent_config": record["agent_config"],
                "train_wall_s": train_s, "curve": curve}
     (args.out / "learning_curve.json").write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {args.out / 'learning_curve.json'}")
