@@ -60,7 +60,14 @@ from agents.planning import (
 from agents.policy import check_batch
 from physiology_model import banister
 from physiology_model.hazard import typical_hazard_params
-from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
+from physiology_model.params import (
+    AR_PARAMS,
+    ATHLETE_PARAMS,
+    HI_LOAD_SCALE_MIN,
+    LOAD_SCALE_TRIMP,
+    PARAM_NAMES,
+    state_normaliser,
+)
 from physiology_model.performance import typical_performance_params
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import (
@@ -435,33 +442,48 @@ class _RecedingHorizon(ABC):
         """This morning's plan of each athlete (each subclass says from what)."""
 
 
-class MPCPlanner(_RecedingHorizon):
-    """Model-predictive control through the world model (module docstring); a `Policy`.
+BELIEF_FEATURE_NAMES: tuple[str, ...] = (
+    *(f"belief_{name}" for name in (*PARAM_NAMES, *AR_PARAMS)),
+    "belief_fitness", "belief_fatigue", "belief_fast_fatigue", "belief_hrv_residual",
+    "belief_recovery_residual")
+"""What `AthleteBelief.features` reports, in order: the posterior median of every physiology
+parameter (log of the positive ones; the ln HRV and RHR intercepts relative to the observed
+28-day baselines, so that the numbers do not depend on the athlete's level), the tracked
+latent fitness, fatigue and fast fatigue, and today's ln HRV and recovery-logit residuals."""
 
-    `act(obs, mask)` is the first day of `plan(obs, mask)`: call one of them once per morning
-    (each call advances the planner by a day). Batched over athletes; deterministic in `seed`.
-    """
 
-    name = "mpc"
+class AthleteBelief:
+    """What the MPC planner knows about each athlete and how it learns it (module docstring):
+    parameter draws (population, then the athlete's posterior on the `personalize_days`
+    schedule), the Banister and performance states tracked from the loads seen, today's
+    residuals, the action history and the load ring. Batched over athletes.
 
-    def __init__(self, model: Any, config: MPCConfig = MPCConfig(), seed: int = 0) -> None:
+    Call `observe(obs)` once per morning, then `record_executed(actions)` with the sessions
+    done that day; `rollout_start(obs)` is what the planner optimises from and `features()`
+    what a network can learn from (`agents.distill`). `rng` is shared with the caller (the
+    planner draws its plans from the same stream)."""
+
+    def __init__(self, model: Any, config: MPCConfig, rng: np.random.Generator) -> None:
         self.model = model
         self.config = config
-        self._optimizer = RecedingHorizonCEM(config.cem)
-        self._seed = seed
-        self.reset(seed)
+        self.reset(rng)
 
-    # -- Policy protocol ---------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> None:
-        """A new episode: forget the athletes and the warm start; reseed when `seed` is given."""
-        super().reset(seed)
+    def reset(self, rng: np.random.Generator) -> None:
+        """Forget the athletes (a new episode); draw from `rng` from now on."""
+        self._rng = rng
         self._n: int | None = None
         self.day = 0
+        """Mornings observed so far this episode."""
         self.diagnostics: dict[str, list[float]] = {"personalize_ess": []}
 
-    def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
-        """This morning's plan for each athlete over the next H days (module docstring)."""
-        obs, mask = check_batch(obs, mask)
+    @property
+    def n(self) -> int | None:
+        """Athletes of this episode (None before the first `observe`)."""
+        return self._n
+
+    def observe(self, obs: np.ndarray) -> None:
+        """This morning's observations (N, F): yesterday's load moves the states, the
+        posterior is recomputed on a personalisation day, today's residuals are updated."""
         if self._n is None:
             self._start_episode(obs)
         elif obs.shape[0] != self._n:
@@ -472,28 +494,61 @@ class MPCPlanner(_RecedingHorizon):
         if self.day in self.config.personalize_days:
             self._personalize()
         self._update_residual(obs)
-        start = self._rollout_start(obs)
-        plan = plan_from_start(self._optimizer, start, mask, self.config.objective, self._rng)
-        self._last_action = plan.actions[:, 0].copy()
+        self._obs = obs
         self.day += 1
-        return plan
 
     def record_executed(self, actions: np.ndarray) -> None:
-        """The sessions actually done today, (N,) int, when they differ from the planner's
-        choice (another policy drove the day, or a rule stepped it down): tomorrow's update
-        then uses them for the safety history and the high-intensity share."""
+        """The sessions done today, (N,) int: tomorrow's update uses them for the safety
+        history and the high-intensity share of the load reported."""
         a = np.asarray(actions, dtype=np.int64)
         if self._n is None or a.shape != (self._n,):
-            raise ValueError(f"record_executed needs ({self._n},) actions after a plan() call, "
-                             f"got shape {a.shape}")
+            raise ValueError(f"record_executed needs ({self._n},) actions after a morning "
+                             f"was observed, got shape {a.shape}")
         self._last_action = a.copy()
 
-    @property
-    def warm_start(self) -> RecedingHorizonCEM:
-        """The optimiser (its `initial_probs_`, `probs_` and `best_` show the warm start)."""
-        return self._optimizer
+    def features(self) -> np.ndarray:
+        """The belief after this morning's `observe`, (N, len(BELIEF_FEATURE_NAMES)) float32:
+        medians over the scenarios (`BELIEF_FEATURE_NAMES`)."""
+        if self._n is None:
+            raise ValueError("features() needs a morning observed first")
+        obs = self._obs
+        columns = []
+        for name in (*PARAM_NAMES, *AR_PARAMS):
+            value = np.median(self._physiology[name], axis=1)
+            if name in ATHLETE_PARAMS and ATHLETE_PARAMS[name].transform == "exp":
+                value = np.log(value)
+            elif name == "mu_hrv":
+                value = value - obs[:, _F["ln_hrv_baseline_28d"]]
+            elif name == "mu_rhr":
+                value = value - obs[:, _F["rhr_baseline_bpm"]]
+            columns.append(value)
+        columns.extend(np.median(self._latents(self._state), axis=1).T)
+        columns.extend(np.median(self._residual, axis=1).T)
+        out = np.stack(columns, axis=1).astype(np.float32)
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
-    # -- the estimate --------------------------------------------------------------------------
+    def rollout_start(self, obs: np.ndarray) -> RolloutStart:
+        """What the plans of this morning are scored from."""
+        cfg = self.config
+        n = self._n
+        if cfg.episode_days is not None:
+            days_left = max(cfg.episode_days - (self.day - 1), 1)
+        else:
+            days_left = cfg.cem.horizon_days + cfg.continuation_days
+        injured = obs[:, _F["injury"]] > 0.5
+        injured_days = np.where(injured, round(cfg.objective.injury_mean_days), 0)
+        return RolloutStart(
+            physiology=self._physiology, performance=self._performance, hazard=self._hazard,
+            state=self._state, perf_state=self._perf_state, residual=self._residual,
+            load_ring=self._ring, history=self._history.array().astype(np.int64),
+            recovery_pct=self._readings[-1]["recovery_pct"],
+            ln_hrv_baseline=obs[:, _F["ln_hrv_baseline_28d"]].astype(float),
+            ln_hrv_baseline_sd=obs[:, _F["ln_hrv_baseline_sd_28d"]].astype(float),
+            typical_recovery_pct=logit_to_recovery(self._physiology["mu_rec"]),
+            injured_days=injured_days.astype(np.int64),
+            days_left=np.full(n, days_left, dtype=np.int64))
+
+    # -- the estimate ------------------------------------------------------------------------
     def _start_episode(self, obs: np.ndarray) -> None:
         cfg = self.config
         n, s = obs.shape[0], cfg.scenarios
@@ -638,25 +693,60 @@ class MPCPlanner(_RecedingHorizon):
             state = banister.step_state(state, w[:, None], u[:, None], decays)
         self._state = state
 
-    def _rollout_start(self, obs: np.ndarray) -> RolloutStart:
-        cfg = self.config
-        n = self._n
-        if cfg.episode_days is not None:
-            days_left = max(cfg.episode_days - self.day, 1)
-        else:
-            days_left = cfg.cem.horizon_days + cfg.continuation_days
-        injured = obs[:, _F["injury"]] > 0.5
-        injured_days = np.where(injured, round(cfg.objective.injury_mean_days), 0)
-        return RolloutStart(
-            physiology=self._physiology, performance=self._performance, hazard=self._hazard,
-            state=self._state, perf_state=self._perf_state, residual=self._residual,
-            load_ring=self._ring, history=self._history.array().astype(np.int64),
-            recovery_pct=self._readings[-1]["recovery_pct"],
-            ln_hrv_baseline=obs[:, _F["ln_hrv_baseline_28d"]].astype(float),
-            ln_hrv_baseline_sd=obs[:, _F["ln_hrv_baseline_sd_28d"]].astype(float),
-            typical_recovery_pct=logit_to_recovery(self._physiology["mu_rec"]),
-            injured_days=injured_days.astype(np.int64),
-            days_left=np.full(n, days_left, dtype=np.int64))
+
+class MPCPlanner(_RecedingHorizon):
+    """Model-predictive control through the world model (module docstring); a `Policy`.
+
+    `act(obs, mask)` is the first day of `plan(obs, mask)`: call one of them once per morning
+    (each call advances the planner by a day). Batched over athletes; deterministic in `seed`.
+    What it knows about the athletes is `self.belief` (`AthleteBelief`).
+    """
+
+    name = "mpc"
+
+    def __init__(self, model: Any, config: MPCConfig = MPCConfig(), seed: int = 0) -> None:
+        self.model = model
+        self.config = config
+        self._optimizer = RecedingHorizonCEM(config.cem)
+        self._seed = seed
+        self.belief = AthleteBelief(model, config, np.random.default_rng(seed))
+        self.reset(seed)
+
+    # -- Policy protocol ---------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """A new episode: forget the athletes and the warm start; reseed when `seed` is given."""
+        super().reset(seed)
+        self.belief.reset(self._rng)
+
+    @property
+    def day(self) -> int:
+        """Mornings planned so far this episode."""
+        return self.belief.day
+
+    @property
+    def diagnostics(self) -> dict[str, list[float]]:
+        """`personalize_ess`: the effective sample size of every personalisation."""
+        return self.belief.diagnostics
+
+    def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
+        """This morning's plan for each athlete over the next H days (module docstring)."""
+        obs, mask = check_batch(obs, mask)
+        self.belief.observe(obs)
+        start = self.belief.rollout_start(obs)
+        plan = plan_from_start(self._optimizer, start, mask, self.config.objective, self._rng)
+        self.belief.record_executed(plan.actions[:, 0])
+        return plan
+
+    def record_executed(self, actions: np.ndarray) -> None:
+        """The sessions actually done today, (N,) int, when they differ from the planner's
+        choice (another policy drove the day, or a rule stepped it down): tomorrow's update
+        then uses them for the safety history and the high-intensity share."""
+        self.belief.record_executed(actions)
+
+    @property
+    def warm_start(self) -> RecedingHorizonCEM:
+        """The optimiser (its `initial_probs_`, `probs_` and `best_` show the warm start)."""
+        return self._optimizer
 
 
 # --------------------------------------------------------------------------------------------

@@ -351,7 +351,7 @@ def evaluate_on_cohort(policy: Policy, cohort: Cohort, *, env_config: EnvConfig 
     entropy, gap = [], []
     for _ in range(cfg.episode_days):
         mask = env.action_masks()
-        if hasattr(policy, "diagnostics"):
+        if callable(getattr(policy, "diagnostics", None)):
             e, g = policy.diagnostics(obs, mask)
             entropy.append(float(np.mean(e)))
             gap.append(float(np.nanmean(g)) if np.isfinite(g).any() else float("nan"))

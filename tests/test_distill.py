@@ -69,7 +69,7 @@ def test_planner_records_the_session_actually_done(model):
         planner.record_executed(np.zeros(3, dtype=np.int64))  # before any plan
     planner.act(obs, sim.agent_mask.copy())
     planner.record_executed(np.zeros(3, dtype=np.int64))
-    assert planner._last_action.tolist() == [0, 0, 0]
+    assert planner.belief._last_action.tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="record_executed"):
         planner.record_executed(np.zeros(2, dtype=np.int64))
 

@@ -345,8 +345,8 @@ def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
     for _ in range(7):  # days 0-6
         last_obs, last_reading = obs, {k: v.copy() for k, v in sim.reading.items()}
         obs, _, _ = sim.step(mpc.act(obs, sim.mask))
-    population = {k: v.copy() for k, v in mpc._physiology.items()}
-    frame = mpc._history_frame(1)  # days 0-6, day 6's load not yet reported
+    population = {k: v.copy() for k, v in mpc.belief._physiology.items()}
+    frame = mpc.belief._history_frame(1)  # days 0-6, day 6's load not yet reported
     assert len(frame) == 7 and np.isnan(frame["load_trimp"].iloc[-1])
     # each day's load as the next morning's features report it, the readings as measured
     np.testing.assert_allclose(frame["load_trimp"].iloc[-2],
@@ -360,11 +360,11 @@ def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
         calls.append(kwargs)
         return personalize(frame, rng, **kwargs)
 
-    mpc.model = type("Spy", (), {"personalize": staticmethod(spy)})()
+    mpc.belief.model = type("Spy", (), {"personalize": staticmethod(spy)})()
     mpc.act(obs, sim.mask)  # day 7: the posterior replaces the population
     assert calls == [{"n_proposals": 1000, "n_draws": 200, "rounds": 1}] * 2
     assert len(mpc.diagnostics["personalize_ess"]) == 2
-    assert not np.allclose(mpc._physiology["mu_rec"], population["mu_rec"])
+    assert not np.allclose(mpc.belief._physiology["mu_rec"], population["mu_rec"])
 
 
 def test_mpc_rejects_bad_input(model):
