@@ -307,11 +307,12 @@ def agent_config(agent: str, overrides: dict[str, Any] | None = None
     return config_from_dict(cls, {**asdict(cls()), **(overrides or {})})
 
 
-def load_agent(run_dir: str | Path, device: str = "cpu") -> Policy:
+def load_agent(run_dir: str | Path, device: str = "cpu", model: Any = None) -> Policy:
     """The trained policy of a run directory written by `train` (final checkpoint), on
     `device` (`cpu` by default: inference is cheap). Our SAC comes back as `DiscreteSAC`, SB3
     learners as `MaskablePPOPolicy` / `ContinuousSACPolicy` (whose `act` returns Box actions,
-    `action_type = "continuous"`)."""
+    `action_type = "continuous"`), the distilled planner as `agents.distill.DistilledPlanner`
+    (it needs the world model: `model`, or the one its checkpoint names)."""
     d = Path(run_dir)
     meta_path = d / "run.json"
     if not meta_path.is_file():
@@ -322,15 +323,21 @@ def load_agent(run_dir: str | Path, device: str = "cpu") -> Policy:
     if meta.get("status") != "finished":
         raise ValueError(f"the run in {d} did not finish (status {meta.get('status')!r}); "
                          "load one of its checkpoints/ instead")
-    return load_checkpoint(meta["agent"], d / "model", device)
+    return load_checkpoint(meta["agent"], d / "model", device, model=model)
 
 
-def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu") -> Policy:
+def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu",
+                    model: Any = None) -> Policy:
     """The policy of one checkpoint directory of an `agent` run (`model/` or one of
-    `checkpoints/step_*`), on `device`."""
+    `checkpoints/step_*`), on `device`; `model` is the world model a distilled planner uses
+    (default: the one its checkpoint names)."""
     torch_device = select_device(device)
-    if agent in ("sac", "mpc-distilled"):  # the distilled student is a SAC actor
+    if agent == "sac":
         return DiscreteSAC.load(directory, device=torch_device)
+    if agent == "mpc-distilled":
+        from agents.distill import DistilledPlanner  # distill imports this module
+
+        return DistilledPlanner.load(directory, model=model, device=torch_device)
     if agent in ("sac-continuous", "ppo"):
         return load_sb3_policy(directory, device=torch_device)
     raise ValueError(f"{directory}: unknown agent {agent!r}")

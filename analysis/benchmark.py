@@ -217,6 +217,6 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
     for run_dir in runs:
         from agents.training import load_agent
 
-        agent = load_agent(run_dir, device=device)
+        agent = load_agent(run_dir, device=device, model=model)
         out[agent.name] = lambda sim, agent=agent: agent
     return out

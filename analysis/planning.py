@@ -163,11 +163,12 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     if policy_dir:
         from agents.training import load_agent
 
-        policy = load_agent(policy_dir, device="cpu")
+        policy = load_agent(policy_dir, device="cpu", model=model)
         policy.reset(seed)
         horizon = policy_event_horizon(policy_dir)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
         planner_name = f"policy {policy_dir}"
+        policy.reset(seed)  # today again (a policy may keep a belief across mornings)
         free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
                                                np.ones_like(mask)))[0])
     else:

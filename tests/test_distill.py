@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.distill import DistillConfig, distill, fit_student, planner_labels
-from agents.mpc import MPCConfig, MPCPlanner
+from agents.distill import (
+    N_INPUTS,
+    DistillConfig,
+    DistilledPlanner,
+    distill,
+    fit_student,
+    planner_labels,
+)
+from agents.mpc import BELIEF_FEATURE_NAMES, MPCConfig, MPCPlanner
 from agents.sac import DiscreteSAC
 from agents.training import load_agent
 from physiology_model.world_model import WorldModel
@@ -48,13 +55,17 @@ def test_planner_labels_follow_the_mask_and_the_student_can_drive(model):
     cohort = generate_cohort(model, 6, seed=3)
     cfg = MPCConfig(episode_days=SHORT.episode_days)
     obs, mask, labels, athletes = planner_labels(model, cohort, SHORT, 0, mpc_config=cfg)
-    assert obs.shape == (60, 48) and mask.shape == (60, 6) and labels.shape == (60,)
+    assert obs.shape == (60, N_INPUTS) and mask.shape == (60, 6) and labels.shape == (60,)
+    assert N_INPUTS == 48 + len(BELIEF_FEATURE_NAMES) and np.all(np.isfinite(obs))
+    # the first morning's inputs are the simulator's observation, then the planner's belief
+    sim = Simulation(cohort, 6, SHORT)
+    np.testing.assert_array_equal(obs[:6, :48], sim.reset(0))
     assert np.all(mask[np.arange(60), labels])
     assert athletes.tolist() == list(range(6)) * 10
     # a student that always rests drives every morning: the labels are still the planner's
-    resting = DiscreteSAC(seed=0)
+    resting = DiscreteSAC(seed=0, n_features=N_INPUTS)
     resting.act = lambda o, m: np.zeros(len(o), dtype=np.int64)
-    driven = planner_labels(model, cohort, SHORT, 0, student=resting, student_share=1.0,
+    driven = planner_labels(model, cohort, SHORT, 0, network=resting, student_share=1.0,
                             mpc_config=cfg)
     assert np.all(driven[1][np.arange(60), driven[2]])
     assert not np.array_equal(driven[0], obs)  # the athletes lived other days
@@ -83,12 +94,21 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
     meta = json.loads((run / "run.json").read_text())
     assert meta["agent"] == "mpc-distilled" and meta["status"] == "finished"
     assert [r["mornings"] for r in meta["report"]["rounds"]] == [80, 160]
-    policy = load_agent(run)
-    assert policy.name == "mpc-distilled"
+    with pytest.raises(ValueError, match="names no world model"):
+        load_agent(run)  # distilled without a model directory: the caller must give one
+    policy, again = load_agent(run, model=model), load_agent(run, model=model)
+    assert isinstance(policy, DistilledPlanner) and policy.name == "mpc-distilled"
+    # a saved student replays an episode exactly (its belief included), legal every day
     sim = Simulation(cohort, 8, SHORT)
     obs = sim.reset(1)
-    mask = sim.agent_mask.copy()
-    assert np.all(mask[np.arange(8), policy.act(obs, mask)])
+    policy.reset(3)
+    again.reset(3)
+    for _ in range(SHORT.episode_days):
+        mask = sim.agent_mask.copy()
+        action = policy.act(obs, mask)
+        assert np.all(mask[np.arange(8), action])
+        np.testing.assert_array_equal(again.act(obs, mask), action)
+        obs, _, _ = sim.step(action)
     with pytest.raises(ValueError, match="already holds a run"):
         distill(model, cohort, out_dir=tmp_path, env_config=SHORT)
     # the command line needs the planner's model and reads settings as JSON
@@ -99,3 +119,33 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
     assert main(["train", "--agent", "mpc-distilled", "--cohort", str(path), "--model",
                  str(MODEL_DIR), "--agent-config", '{"round": 1}', "--out",
                  str(tmp_path / "y")]) == 2
+
+
+def test_distilled_planner_feeds_its_network_the_belief(model):
+    """The network's input is today's observation and the belief updated from it."""
+    cohort = generate_cohort(model, 4, seed=6)
+    seen = []
+
+    class Recorder(DiscreteSAC):
+        def act(self, obs, mask):
+            seen.append(np.array(obs))
+            return np.zeros(len(obs), dtype=np.int64)
+
+    policy = DistilledPlanner(model, Recorder(seed=0, n_features=N_INPUTS),
+                              MPCConfig(episode_days=SHORT.episode_days))
+    sim = Simulation(cohort, 4, SHORT)
+    obs = sim.reset(2)
+    policy.reset(0)
+    for day in range(8):
+        policy.act(obs, sim.agent_mask.copy())
+        np.testing.assert_array_equal(seen[-1][:, :48], obs)
+        np.testing.assert_array_equal(seen[-1][:, 48:], policy.belief.features())
+        if day == 6:
+            before = policy.belief.features()
+        obs, _, _ = sim.step(np.zeros(4, dtype=np.int64))
+    # day 7 replaced the population's parameters by each athlete's posterior
+    names = list(BELIEF_FEATURE_NAMES)
+    assert not np.allclose(seen[-1][:, 48 + names.index("belief_mu_rec")],
+                           before[:, names.index("belief_mu_rec")])
+    with pytest.raises(ValueError, match="inputs"):
+        DistilledPlanner(model, DiscreteSAC(seed=0), MPCConfig())
