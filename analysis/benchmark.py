@@ -16,7 +16,8 @@ policy entropy and the mean |Q1 − Q2| gap.
 
 `pct_of_oracle` of a metric = 100 · (policy − random) / (oracle − random), on means: the share
 of what the oracle adds over random choice that the policy adds. It is reported for ΔP, ΔCTL and
-the return, only when the oracle ran and beats random on that metric.
+the return, only when the oracle ran and beats random on that metric, with a 95 % bootstrap
+interval over the athletes (`pct_of_oracle_ci95`, `share_of_oracle_gain`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,28 @@ def paired_p_value(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(wilcoxon(d, zero_method="wilcox").pvalue)
 
 
+def share_of_oracle_gain(policy: Any, random: Any, oracle: Any, *, n_boot: int = 0,
+                         seed: int = 0) -> dict[str, float] | None:
+    """`pct_of_oracle` (module docstring) of per-athlete values of the same athletes: 100 ·
+    (policy − random) / (oracle − random) on means; None unless the oracle beats random.
+    With `n_boot`, also `ci95_low`/`ci95_high`: the 2.5 and 97.5 % percentiles of the share
+    over `n_boot` resamplings of the athletes (the same athletes for all three; resamples in
+    which the oracle does not beat random are left out)."""
+    v = np.vstack([np.asarray(x, float) for x in (policy, random, oracle)])
+    v = v[:, np.all(np.isfinite(v), axis=0)]
+    p, r, o = v.mean(axis=1)
+    if v.shape[1] == 0 or not o > r:
+        return None
+    out = {"pct": float(100.0 * (p - r) / (o - r))}
+    if n_boot > 0:
+        idx = np.random.default_rng(seed).integers(0, v.shape[1], size=(n_boot, v.shape[1]))
+        pb, rb, ob = (v[k][idx].mean(axis=1) for k in range(3))
+        ok = ob > rb
+        shares = 100.0 * (pb[ok] - rb[ok]) / (ob[ok] - rb[ok])
+        out["ci95_low"], out["ci95_high"] = (float(q) for q in np.percentile(shares, [2.5, 97.5]))
+    return out
+
+
 def best_baseline(runs: dict[str, PolicyRun]) -> str | None:
     """The baseline with the highest mean ΔP (the fitness-gain headline)."""
     present = [n for n in BASELINES if n in runs]
@@ -156,10 +179,11 @@ def summarize(runs: dict[str, PolicyRun], reference: str | None = None
                 rec["p_vs_best_baseline"] = paired_p_value(v, runs[best].metrics[metric])
                 rec["best_baseline"] = best
             if (metric in ORACLE_METRICS and "oracle" in runs and "random" in runs):
-                o = float(np.mean(runs["oracle"].metrics[metric]))
-                r = float(np.mean(runs["random"].metrics[metric]))
-                if o > r:
-                    rec["pct_of_oracle"] = 100.0 * (float(np.mean(v)) - r) / (o - r)
+                share = share_of_oracle_gain(v, runs["random"].metrics[metric],
+                                             runs["oracle"].metrics[metric], n_boot=2000)
+                if share is not None:
+                    rec["pct_of_oracle"] = share["pct"]
+                    rec["pct_of_oracle_ci95"] = [share["ci95_low"], share["ci95_high"]]
             records.append(rec)
     return records
 

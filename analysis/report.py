@@ -116,7 +116,9 @@ def _headline_table(records: Sequence[dict], policies: Sequence[str]) -> str:
             if r.get("p_vs_best_baseline") is not None:
                 extra.append(f"p={_fmt(r['p_vs_best_baseline'], 3)}")
             if r.get("pct_of_oracle") is not None:
-                extra.append(f"{r['pct_of_oracle']:.0f}% of oracle")
+                ci = r.get("pct_of_oracle_ci95")
+                extra.append(f"{r['pct_of_oracle']:.0f}% of oracle"
+                             + (f" [{ci[0]:.0f}, {ci[1]:.0f}]" if ci else ""))
             note = f"<br><small>{'; '.join(extra)}</small>" if extra else ""
             cells.append(f"<td>{_fmt(r['mean'])} ± {_fmt(r['std'])}{note}</td>")
         rows.append(f"<tr><th>{html.escape(p)}</th>{''.join(cells)}</tr>")

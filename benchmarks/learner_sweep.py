@@ -150,11 +150,9 @@ def _score_reference(name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summary(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    from analysis.benchmark import paired_p_value
+    from analysis.benchmark import paired_p_value, share_of_oracle_gain
 
     dp = {n: np.asarray(r["metrics"]["delta_performance"]) for n, r in results.items()}
-    lo = float(dp["random"].mean()) if "random" in dp else None
-    hi = float(dp["oracle"].mean()) if "oracle" in dp else None
     base = dp.get("fixed_periodization")
     rows = []
     for name, r in results.items():
@@ -166,8 +164,10 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                "executed_violations": float(np.sum(m["executed_violations"])),
                "env_steps": r.get("env_steps"), "env_steps_per_s": r.get("env_steps_per_s"),
                "device": r.get("device", "cpu")}
-        if lo is not None and hi is not None and hi > lo:
-            row["pct_of_oracle"] = 100.0 * (row["delta_performance"] - lo) / (hi - lo)
+        share = (share_of_oracle_gain(dp[name], dp["random"], dp["oracle"])
+                 if "random" in dp and "oracle" in dp else None)
+        if share is not None:
+            row["pct_of_oracle"] = share["pct"]
         if base is not None and name != "fixed_periodization":
             row["p_vs_fixed_periodization"] = paired_p_value(dp[name], base)
         rows.append(row)

@@ -37,6 +37,7 @@ import numpy as np
 
 from agents.baselines import FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy, SeedRulePolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
+from analysis.benchmark import share_of_oracle_gain
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig, Simulation
@@ -133,11 +134,11 @@ def evaluate(model: WorldModel, n: int, cohort_seed: int) -> list[dict[str, Any]
             for k, v in summaries.items()}
     for metric in ("return", "delta_performance"):
         best = max(baselines, key=lambda b: mean[b][metric])
-        gain_mpc = mean["mpc"][metric] - mean["random"][metric]
-        gain_oracle = mean["oracle"][metric] - mean["random"][metric]
+        share = share_of_oracle_gain(summaries["mpc"][metric], summaries["random"][metric],
+                                     summaries["oracle"][metric])
         records += [
             _record("mpc", f"{metric}_pct_of_oracle_gain_over_random",
-                    100.0 * gain_mpc / gain_oracle, n=n),
+                    share["pct"] if share else float("nan"), n=n),
             _record("mpc", f"{metric}_minus_best_baseline", mean["mpc"][metric]
                     - mean[best][metric], n=n, best_baseline=best),
             _record("mpc", f"{metric}_paired_win_rate_vs_best_baseline",

@@ -26,7 +26,7 @@ import numpy as np
 
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from analysis.benchmark import paired_p_value
+from analysis.benchmark import paired_p_value, share_of_oracle_gain
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
@@ -97,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     dp = {k: v[0]["delta_performance"] for k, v in runs.items()}
     ret = {k: v[0]["return"] for k, v in runs.items()}
-    gain = dp["oracle"].mean() - dp["random"].mean()
     records = []
     for name in ["random", "oracle", *configs]:
         diff = dp[name] - dp["default"]
         summary = runs[name][0]
+        share = share_of_oracle_gain(dp[name], dp["random"], dp["oracle"], n_boot=2000)
         record = {"setting": name, "overrides": settings.get(name),
                   **{f"{m}_mean": float(np.mean(summary[m])) for m in METRICS},
-                  "pct_of_oracle_gain": float(100 * (dp[name].mean() - dp["random"].mean())
-                                              / gain),
+                  "pct_of_oracle_gain": share["pct"] if share else None,
+                  "pct_of_oracle_gain_ci95": [share["ci95_low"], share["ci95_high"]]
+                  if share else None,
                   "ms_per_athlete_day": 1000 * runs[name][1] / athlete_days, "n": args.n}
         if name in configs and name != "default":
             record.update({"delta_p_minus_default": float(diff.mean()),
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                            "p_vs_default": paired_p_value(dp[name], dp["default"]),
                            "return_minus_default": float((ret[name] - ret["default"]).mean())})
         records.append(record)
-        print(f"{name:20s} {record['pct_of_oracle_gain']:5.1f} % of the oracle's gain"
+        pct = record["pct_of_oracle_gain"]
+        print(f"{name:20s} {float('nan') if pct is None else pct:5.1f} % of the oracle's gain"
               + (f", ΔP vs default {record['delta_p_minus_default']:+.3f} ± "
                  f"{record['delta_p_minus_default_se']:.3f} (p {record['p_vs_default']:.2g})"
                  if "p_vs_default" in record else ""))

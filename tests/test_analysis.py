@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.benchmark import PolicyRun, evaluate_policies, policy_factories, summarize
+from analysis.benchmark import (
+    PolicyRun,
+    evaluate_policies,
+    policy_factories,
+    share_of_oracle_gain,
+    summarize,
+)
 from analysis.cli import main
 from analysis.real import ActualPlanPolicy, actual_actions
 from physiology_model.table import ACTIONS
@@ -42,11 +48,27 @@ def test_summary_records_pct_of_oracle_and_paired_p_values():
                         "pct_of_oracle"}
     assert mpc["best_baseline"] == "hrv_guided"
     assert mpc["pct_of_oracle"] == pytest.approx(100 * 2.6 / 4)
+    low, high = mpc["pct_of_oracle_ci95"]
+    assert 100 * 2 / 4 <= low < 100 * 2.6 / 4 < high <= 100 * 3 / 4  # within the values' range
     assert mpc["p_vs_best_baseline"] < 0.05
     same = summarize({"random": runs["random"],
                       "seed_rule": _run("seed_rule", [0] * 10, [0] * 10)})
     assert next(r for r in same if r["policy"] == "seed_rule" and r["metric"] == "return"
                 )["p_vs_best_baseline"] == 1.0
+
+
+def test_share_of_oracle_gain_pairs_athletes_and_needs_an_oracle_above_random():
+    rng = np.random.default_rng(0)
+    level = rng.normal(0, 5, 200)  # athletes differ a lot; each policy adds a fixed gain
+    share = share_of_oracle_gain(level + 0.9, level, level + 1.0, n_boot=500)
+    # paired resampling: the athlete effect cancels, the share is exactly 90 % every time
+    assert share["pct"] == pytest.approx(90) and share["ci95_low"] == pytest.approx(90)
+    noisy = share_of_oracle_gain(level + rng.normal(0.9, 1, 200), level, level + 1.0,
+                                 n_boot=500)
+    assert noisy["ci95_low"] < noisy["pct"] < noisy["ci95_high"]
+    assert noisy["ci95_high"] - noisy["ci95_low"] > 20  # SE of the mean 0.07 over a gain of 1
+    assert share_of_oracle_gain([1.0, np.nan], [0.0, 0.0], [2.0, 9.0])["pct"] == 50
+    assert share_of_oracle_gain([1.0], [2.0], [2.0]) is None  # the oracle does not beat random
 
 
 def test_every_policy_meets_the_same_athletes_and_the_report_is_written(model, tmp_path):
