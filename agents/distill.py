@@ -41,9 +41,9 @@ from agents.mpc import BELIEF_FEATURE_NAMES, AthleteBelief, MPCConfig, MPCPlanne
 from agents.policy import check_batch
 from agents.sac import DiscreteSAC, SACConfig, masked_log_probs
 from agents.training import jsonable, write_run_record
-from simulator.observation import FEATURE_INDEX
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
+from simulator.observation import FEATURE_INDEX
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,15 @@ class DistilledPlanner:
 
     name = "mpc-distilled"
 
-    def __init__(self, model: Any, network: DiscreteSAC, config: MPCConfig = MPCConfig(),
+    def __init__(self, model: Any, network: DiscreteSAC, config: MPCConfig | None = None,
                  seed: int = 0, model_dir: str | None = None) -> None:
         if network.n_features != N_INPUTS:
             raise ValueError(f"the network takes {network.n_features} inputs, the student "
                              f"{N_INPUTS} (observation + belief)")
-        self.network, self.config, self.model_dir = network, config, model_dir
+        self.network, self.model_dir = network, model_dir
+        self.config = config or MPCConfig()
         self._rng = np.random.default_rng(np.random.SeedSequence(seed))
-        self.belief = AthleteBelief(model, config, self._rng)
+        self.belief = AthleteBelief(model, self.config, self._rng)
 
     def reset(self, seed: int | None = None) -> None:
         """A new episode: forget the athletes; reseed when `seed` is given."""

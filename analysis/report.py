@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,9 +197,9 @@ def _heatmap(run) -> str:
     ax.imshow(grid, origin="lower", aspect="auto", cmap=ListedColormap(_ACTION_COLORS),
               vmin=-0.5, vmax=len(ACTIONS) - 0.5)
     ax.set_yticks(range(len(rec_edges) - 1),
-                  [f"{a}-{min(b, 100)}" for a, b in zip(rec_edges[:-1], rec_edges[1:])])
+                  [f"{a}-{min(b, 100)}" for a, b in itertools.pairwise(rec_edges)])
     ax.set_xticks(range(len(tsb_edges) - 1),
-                  [f"{a:.0f}..{b:.0f}" for a, b in zip(tsb_edges[:-1], tsb_edges[1:])],
+                  [f"{a:.0f}..{b:.0f}" for a, b in itertools.pairwise(tsb_edges)],
                   rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("recovery this morning (%)")
     ax.set_xlabel("TSB = CTL − ATL (TRIMP/day), sextiles")
@@ -273,9 +274,9 @@ def _forecast_section(forecast_json: Path | None) -> str:
     if forecast_json is None or not Path(forecast_json).is_file():
         return "<p>No forecast evaluation given.</p>"
     recs = json.loads(Path(forecast_json).read_text())
-    out = [f"<p>From <code>{html.escape(str(forecast_json))}</code> (<code>periodize model "
-           f"evaluate</code>): next-day and 7-day forecasts of real athletes, on held-out days "
-           f"of fitted athletes (temporal) and on athletes the fit never saw (unseen).</p>"]
+    out = [(f"<p>From <code>{html.escape(str(forecast_json))}</code> (<code>periodize model "
+            f"evaluate</code>): next-day and 7-day forecasts of real athletes, on held-out days "
+            f"of fitted athletes (temporal) and on athletes the fit never saw (unseen).</p>")]
     for split in ("unseen", "temporal"):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
         sub = [r for r in recs if r["split"] == split and r["horizon"] == 1]
@@ -373,20 +374,20 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
         f"</td></tr>" for c in criteria)
     learned = [n for n in runs if n not in BASELINES]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Adaptive periodization: "
-        f"evaluation</title><style>{_CSS}</style></head><body>",
+        (f"<!doctype html><html><head><meta charset='utf-8'><title>Adaptive periodization: "
+         f"evaluation</title><style>{_CSS}</style></head><body>"),
         "<h1>Adaptive periodization: evaluation report</h1>",
-        f"<p><b>Command:</b> <code>{html.escape(str(meta.get('command', '')))}</code><br>"
-        f"<b>Cohort:</b> {html.escape(str(meta.get('cohort', '')))} "
-        f"({meta.get('n_athletes')} athletes, {meta.get('episode_days')} days, episode seed "
-        f"{meta.get('seed')}); <b>model:</b> {html.escape(str(meta.get('model', '')))}</p>",
+        (f"<p><b>Command:</b> <code>{html.escape(str(meta.get('command', '')))}</code><br>"
+         f"<b>Cohort:</b> {html.escape(str(meta.get('cohort', '')))} "
+         f"({meta.get('n_athletes')} athletes, {meta.get('episode_days')} days, episode seed "
+         f"{meta.get('seed')}); <b>model:</b> {html.escape(str(meta.get('model', '')))}</p>"),
         "<h2>Seed success criteria (§13.1)</h2>",
         (f"<table><tr><th>criterion</th><th>measured</th><th>threshold</th><th>result</th></tr>"
          f"{crit_rows}</table>" if criteria else
          "<p>No learned policy in this run: the criteria concern a learned agent.</p>"),
         "<h2>Every policy on the same athletes</h2>",
-        "<p>Mean ± SD over athletes; p: Wilcoxon signed-rank against the best baseline (highest "
-        "mean ΔP); % of oracle: (policy − random)/(oracle − random) on the means.</p>",
+        ("<p>Mean ± SD over athletes; p: Wilcoxon signed-rank against the best baseline (highest "
+         "mean ΔP); % of oracle: (policy − random)/(oracle − random) on the means.</p>"),
         _headline_table(records, policies),
         _bar_with_ci(runs, "delta_performance", "ΔP, % of baseline"),
         _bar_with_ci(runs, "return", "episode return"),
@@ -399,8 +400,8 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
         "<h2>The world model on real athletes</h2>", _forecast_section(forecast_json),
         "<h2>Real athletes: sim-to-real and policies in digital twins</h2>",
         _real_section(real),
-        "<h2>All numbers</h2><p>Every metric of every policy is in <code>results.json</code> "
-        "next to this file.</p></body></html>",
+        ("<h2>All numbers</h2><p>Every metric of every policy is in <code>results.json</code> "
+         "next to this file.</p></body></html>"),
     ]
     text = "\n".join(parts)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
