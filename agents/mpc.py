@@ -466,6 +466,12 @@ class AthleteBelief:
     def __init__(self, model: Any, config: MPCConfig, rng: np.random.Generator) -> None:
         self.model = model
         self.config = config
+        self.known_performance: Any = None
+        """For diagnostics (`benchmarks/mpc_gap.py`): `PerformanceParams` of the N athletes
+        to use instead of the prior medians (what the planner would do if it knew how each
+        athlete's performance responds, which nothing it observes tells it)."""
+        self.known_hazard: Any = None
+        """Likewise `HazardParams` instead of the prior medians."""
         self.reset(rng)
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -564,8 +570,11 @@ class AthleteBelief:
         self._anchor_baselines(obs)
         # Performance is never observed: prior medians at the athlete's habitual load.
         habitual = np.maximum(chronic, 0.1)
-        self._performance = _grid(typical_performance_params(reference_load=habitual), n, s)
-        self._hazard = _grid(typical_hazard_params(), n, s)
+        performance = (typical_performance_params(reference_load=habitual)
+                       if self.known_performance is None else self.known_performance)
+        self._performance = _grid(performance, n, s)
+        self._hazard = _grid(typical_hazard_params() if self.known_hazard is None
+                             else self.known_hazard, n, s)
         self._perf_state = _steady_state(chronic, acute, self._initial[2],
                                          self._performance.decays())
         self._state = self._initial_state()

@@ -338,6 +338,24 @@ def test_mpc_plan_describes_a_legal_week_and_is_deterministic(model, cohort, par
     assert not np.array_equal(runs[0].recovery_pct, runs[2].recovery_pct)
 
 
+def test_a_planner_told_the_truth_plans_with_it(model, cohort):
+    """The diagnostic hooks (benchmarks/mpc_gap.py) replace the prior medians by the given
+    performance and hazard parameters; by default the planner uses the priors."""
+    sim = Simulation(cohort, 16, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=3)
+    told, plain = _small_mpc(model), _small_mpc(model)
+    told.belief.known_performance = cohort.performance_params()
+    told.belief.known_hazard = cohort.hazard_params()
+    told.act(obs, sim.mask)
+    plain.act(obs, sim.mask)
+    for key in ("fitness_gain", "tau_fit_days"):
+        np.testing.assert_allclose(getattr(told.belief._performance, key)[:, 0],
+                                   cohort.performance[key])
+        assert np.ptp(getattr(plain.belief._performance, key)[:, 0] / cohort.performance[key]) > 0
+    np.testing.assert_allclose(told.belief._hazard.intercept[:, 1], cohort.hazard["intercept"])
+    assert np.ptp(plain.belief._hazard.intercept) == 0  # one prior median for everyone
+
+
 def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
     sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
     obs = sim.reset(seed=8)
