@@ -122,6 +122,11 @@ class DistilledPlanner:
         """The sessions actually done today when a rule changed them (`AthleteBelief`)."""
         self.belief.record_executed(actions)
 
+    def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        """A real athlete's past mornings and sessions before today (`AthleteBelief.replay`);
+        call after `reset`."""
+        self.belief.replay(observations, actions)
+
     def save(self, directory: str | Path) -> Path:
         """The network's checkpoint plus `belief.json` (the belief's settings and the world
         model's directory)."""

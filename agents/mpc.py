@@ -479,8 +479,26 @@ class AthleteBelief:
         self._rng = rng
         self._n: int | None = None
         self.day = 0
-        """Mornings observed so far this episode."""
+        """Mornings observed so far this episode (since `replay`, if it was called)."""
+        self._personalize_next = False
         self.diagnostics: dict[str, list[float]] = {"personalize_ess": []}
+
+    def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        """Live through the athletes' past before planning from today: `observations`
+        (D, N, F) of the D mornings before today and the sessions done on those days (D, N).
+        The belief learns from them as it would have day by day, personalises on the whole
+        history at the next `observe` (today), and counts that morning as day 0 (an
+        `episode_days` objective ends that many days after it)."""
+        obs = np.asarray(observations, dtype=float)
+        acts = np.asarray(actions, dtype=np.int64)
+        if obs.ndim != 3 or acts.shape != obs.shape[:2]:
+            raise ValueError(f"replay needs observations (D, N, F) and actions (D, N), got "
+                             f"{obs.shape} and {acts.shape}")
+        for day_obs, day_actions in zip(obs, acts):
+            self.observe(day_obs)
+            self.record_executed(day_actions)
+        self.day = 0
+        self._personalize_next = len(obs) > 0
 
     @property
     def n(self) -> int | None:
@@ -497,8 +515,9 @@ class AthleteBelief:
                              f"within an episode; call reset() first")
         else:
             self._record_yesterday(obs)
-        if self.day in self.config.personalize_days:
+        if self.day in self.config.personalize_days or self._personalize_next:
             self._personalize()
+            self._personalize_next = False
         self._update_residual(obs)
         self._obs = obs
         self.day += 1
@@ -751,6 +770,11 @@ class MPCPlanner(_RecedingHorizon):
         choice (another policy drove the day, or a rule stepped it down): tomorrow's update
         then uses them for the safety history and the high-intensity share."""
         self.belief.record_executed(actions)
+
+    def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        """A real athlete's past mornings and sessions before today's plan
+        (`AthleteBelief.replay`); call after `reset`."""
+        self.belief.replay(observations, actions)
 
     @property
     def warm_start(self) -> RecedingHorizonCEM:

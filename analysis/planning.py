@@ -7,7 +7,10 @@ safety module (constraints.mask_from_table), and the sessions come from the MPC 
 (agents.mpc, planning through the world model) or from a trained policy (`--policy RUN_DIR`,
 rolled forward day by day on the world model's median prediction). The predicted HRV and
 recovery, with 80 % intervals, come from `WorldModel.predict` for the chosen sessions (the
-athlete's fitted or personalised posterior).
+athlete's fitted or personalised posterior). The MPC planner, and a policy that keeps the same
+belief (the distilled planner), first live through the athlete's past mornings and sessions
+(`replay`), so they plan from its personalised posterior and its tracked fitness and fatigue
+rather than from the population anchored to today's baselines.
 
 `--event DATE` (a race) is the day performance should peak: the MPC's objective ends there and
 a trained policy sees it in `days_to_event`. A policy trained with the judging day as its event
@@ -142,6 +145,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
     trained policy sees it in `days_to_event`."""
     from agents.mpc import MPCConfig, MPCPlanner
+    from analysis.real import actual_actions
     from physiology_model.loaders import load_exports
     from physiology_model.world_model import WorldModel
     from simulator.constraints import mask_from_table
@@ -155,7 +159,17 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
-    obs = observation_matrix(observations_from_table(history, events=events))[-1:]
+    mornings = observation_matrix(observations_from_table(history, events=events))
+    obs = mornings[-1:]
+    done = actual_actions(history, len(mornings))
+
+    def start(policy, horizon: int | None = None) -> None:
+        """A new plan from today: the policy (or planner) learns the athlete from its past
+        mornings first when it keeps a belief (`replay`), else starts from today's features."""
+        policy.reset(seed)
+        if hasattr(policy, "replay") and done is not None and len(mornings) > 1:
+            policy.replay(_policy_view(mornings[:-1], horizon)[:, None, :], done[:-1, None])
+
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
@@ -164,11 +178,11 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         from agents.training import load_agent
 
         policy = load_agent(policy_dir, device="cpu", model=model)
-        policy.reset(seed)
         horizon = policy_event_horizon(policy_dir)
+        start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
         planner_name = f"policy {policy_dir}"
-        policy.reset(seed)  # today again (a policy may keep a belief across mornings)
+        start(policy, horizon)  # today again, for its choice without the rules
         free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
                                                np.ones_like(mask)))[0])
     else:
@@ -176,14 +190,14 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         # block of the default episode length
         config = MPCConfig() if days_to_event is None else MPCConfig(episode_days=days_to_event)
         planner = MPCPlanner(model, config, seed=seed)
-        planner.reset(seed)
+        start(planner)
         plan = planner.plan(obs, mask)
         sessions = plan.actions[0][:days]
         if len(sessions) < days:
             notes.append(f"the planner's horizon is {len(sessions)} days"
                          + (" (up to the event)" if days_to_event is not None else ""))
         unconstrained = MPCPlanner(model, config, seed=seed)
-        unconstrained.reset(seed)
+        start(unconstrained)
         free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
         planner_name = "mpc"
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)

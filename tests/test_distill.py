@@ -111,6 +111,12 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
         obs, _, _ = sim.step(action)
     with pytest.raises(ValueError, match="already holds a run"):
         distill(model, cohort, out_dir=tmp_path, env_config=SHORT)
+    # a real athlete's plan from the student, which first lives through the athlete's past
+    from analysis.planning import plan_for_athlete
+
+    data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=3, policy_dir=str(run))
+    assert plan["planner"] == f"policy {run}" and len(plan["days"]) == 3
     # the command line needs the planner's model and reads settings as JSON
     path = tmp_path / "c.npz"
     cohort.save(path)

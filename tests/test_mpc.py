@@ -356,6 +356,34 @@ def test_a_planner_told_the_truth_plans_with_it(model, cohort):
     assert np.ptp(plain.belief._hazard.intercept) == 0  # one prior median for everyone
 
 
+def test_replayed_history_personalises_the_plan_of_today(model, cohort):
+    """A real athlete's past (replay) is learned as if lived, the posterior is recomputed on
+    all of it this morning, and the plan's objective counts from today."""
+    sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=8)
+    past_obs, past_actions = [], []
+    for day in range(20):
+        past_obs.append(obs)
+        action = np.where(sim.mask[:, 2], 2, 0)  # zone-2 when allowed, else rest
+        obs, _, _ = sim.step(action)
+        past_actions.append(sim.last_executed.copy())
+    mpc = _small_mpc(model)
+    with pytest.raises(ValueError, match="replay"):
+        mpc.replay(np.stack(past_obs)[:, 0], np.stack(past_actions))
+    mpc.replay(np.stack(past_obs), np.stack(past_actions))
+    assert mpc.day == 0 and len(mpc.diagnostics["personalize_ess"]) == 2  # day 7 of the past
+    frames = []
+    mpc.belief.model = type("Spy", (), {"personalize": staticmethod(
+        lambda frame, rng, **kw: frames.append(frame) or model.personalize(frame, rng, **kw))})()
+    plan = mpc.plan(obs, sim.mask)
+    assert [len(f) for f in frames] == [21, 21]  # every past morning and this one
+    assert mpc.day == 1 and plan.actions.shape == (2, 10)
+    assert mpc.belief.rollout_start(obs).days_left.tolist() == [30, 30]
+    np.testing.assert_allclose(frames[0]["load_trimp"].iloc[:20],
+                               [o[0, FEATURE_INDEX["load_yesterday_trimp"]] for o in
+                                [*past_obs[1:], obs]], rtol=1e-5)
+
+
 def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
     sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
     obs = sim.reset(seed=8)
