@@ -442,14 +442,22 @@ class _RecedingHorizon(ABC):
         """This morning's plan of each athlete (each subclass says from what)."""
 
 
+SESSION_DAYS = 6
+"""Days of session history in the belief's features (the default safety rules read 6)."""
 BELIEF_FEATURE_NAMES: tuple[str, ...] = (
     *(f"belief_{name}" for name in (*PARAM_NAMES, *AR_PARAMS)),
     "belief_fitness", "belief_fatigue", "belief_fast_fatigue", "belief_hrv_residual",
-    "belief_recovery_residual")
+    "belief_recovery_residual",
+    *(f"belief_day-{lag}_{kind}" for lag in range(SESSION_DAYS, 0, -1)
+      for kind in (*ACTIONS, "trained")))
 """What `AthleteBelief.features` reports, in order: the posterior median of every physiology
 parameter (log of the positive ones; the ln HRV and RHR intercepts relative to the observed
 28-day baselines, so that the numbers do not depend on the athlete's level), the tracked
-latent fitness, fatigue and fast fatigue, and today's ln HRV and recovery-logit residuals."""
+latent fitness, fatigue and fast fatigue, today's ln HRV and recovery-logit residuals, and the
+sessions of the last days as the safety rules read them (one-hot, oldest first; `trained`: a
+training day of unknown type, from before the first morning). Tried and left out: the
+performance model's tracked states and the hazard's acute:chronic ratio and monotony (the same
+agreement with the planner, 64.8 % vs 64.6 %, on 256 athletes)."""
 
 
 class AthleteBelief:
@@ -549,7 +557,14 @@ class AthleteBelief:
             columns.append(value)
         columns.extend(np.median(self._latents(self._state), axis=1).T)
         columns.extend(np.median(self._residual, axis=1).T)
-        out = np.stack(columns, axis=1).astype(np.float32)
+        days = self._history.array()[:, -SESSION_DAYS:]
+        if days.shape[1] < SESSION_DAYS:  # safety rules that read fewer days
+            days = np.pad(days, ((0, 0), (SESSION_DAYS - days.shape[1], 0)),
+                          constant_values=UNKNOWN_DAY)
+        sessions = days[:, :, None] == np.arange(N_ACTIONS)
+        trained = (days == TRAINED_DAY)[:, :, None]
+        history = np.concatenate([sessions, trained], axis=2).reshape(self._n, -1)
+        out = np.concatenate([np.stack(columns, axis=1), history], axis=1).astype(np.float32)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
     def rollout_start(self, obs: np.ndarray) -> RolloutStart:

@@ -151,6 +151,8 @@ def test_distilled_planner_feeds_its_network_the_belief(model):
         obs, _, _ = sim.step(np.zeros(4, dtype=np.int64))
     # day 7 replaced the population's parameters by each athlete's posterior
     names = list(BELIEF_FEATURE_NAMES)
+    assert seen[-1][:, 48 + names.index("belief_day-1_rest")].all()  # yesterday's rest
+    assert not seen[-1][:, 48 + names.index("belief_day-1_hiit")].any()
     assert not np.allclose(seen[-1][:, 48 + names.index("belief_mu_rec")],
                            before[:, names.index("belief_mu_rec")])
     with pytest.raises(ValueError, match="inputs"):
