@@ -74,7 +74,11 @@ def success_criteria(records: Sequence[dict], runs: dict) -> list[dict[str, Any]
     rows.append({"criterion": f"{best}: episodes with a hard-constraint violation attempt",
                  "value": rate, "threshold": "< 5 %", "passed": rate < 5.0})
     longest = _longest_injured_run(runs[best])
-    rows.append({"criterion": f"{best}: no athlete injured/ill > 7 days running",
+    # an episode's length is drawn at its onset (EnvConfig.injury_mean_days, geometric): a
+    # policy changes how often athletes fall ill, not for how long, so the oracle is shown too
+    reference = (f" (oracle: {_longest_injured_run(runs['oracle'])} days; an illness's length "
+                 f"is drawn at its onset)" if "oracle" in runs else "")
+    rows.append({"criterion": f"{best}: no athlete injured/ill > 7 days running{reference}",
                  "value": float(longest), "threshold": "≤ 7 days", "passed": longest <= 7})
     return rows
 

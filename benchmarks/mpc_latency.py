@@ -14,11 +14,14 @@ baselines of `agents.baselines`, the MPC planner and the oracle. Reported: mean 
 athletes of the return and of ΔP (`episode_summary()["delta_performance"]`, % of baseline), the
 penalty, injured days, mean load, wall time per policy, and the MPC's share of the oracle.
 
+With `--distilled RUN_DIR` the distilled planner (`agents.distill`) is timed the same way: its
+network is fast, but it keeps the planner's belief, so it personalises on the same mornings.
+
 Writes a JSON list of records {impl, device, metric, value} (plus `n` where a record is a mean
 over athletes).
 
     .venv/bin/python benchmarks/mpc_latency.py [--model models/shipped] [--days 60]
-        [--batch 200] [--evaluate 200] [--cohort-seed 1000]
+        [--batch 200] [--evaluate 200] [--cohort-seed 1000] [--distilled RUN_DIR]
         [--out benchmarks/results/mpc_latency.json]
 """
 
@@ -65,14 +68,15 @@ def _record(impl: str, metric: str, value: float, **extra: Any) -> dict[str, Any
 
 
 def time_recommendations(model: WorldModel, n_athletes: int, days: int,
-                         cohort_seed: int) -> dict[str, float]:
-    """Seconds per daily recommendation of `MPCPlanner` for `n_athletes` athletes: the cold
+                         cohort_seed: int, policy: Any = None) -> dict[str, float]:
+    """Seconds per daily recommendation of `policy` (default `MPCPlanner`; any policy with an
+    `MPCConfig` as `config`, e.g. the distilled planner) for `n_athletes` athletes: the cold
     start, the median and 90th percentile of the warm mornings, and the mornings with a
     re-personalisation (median and slowest; NaN when none fell within `days`)."""
     cohort = generate_cohort(model, n_athletes, seed=cohort_seed)
     sim = Simulation(cohort, n_athletes, EnvConfig())
     obs = sim.reset(seed=SIM_SEED)
-    planner = MPCPlanner(model, MPCConfig(), seed=0)
+    planner = MPCPlanner(model, MPCConfig(), seed=0) if policy is None else policy
     planner.reset(0)
     warm, personalised, cold = [], [], float("nan")
     for day in range(days):
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", type=int, default=0,
                         help="athletes of the held-out cohort (0: latency only)")
     parser.add_argument("--cohort-seed", type=int, default=1000)
+    parser.add_argument("--distilled", type=Path, default=None,
+                        help="a distilled planner's run directory: time it the same way")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mpc_latency.json"))
     args = parser.parse_args(argv)
     if args.days < 2 or args.batch < 1 or args.batch_days < 2:
@@ -170,16 +176,26 @@ def main(argv: list[str] | None = None) -> int:
     model = WorldModel.load(args.model)
     one = time_recommendations(model, 1, args.days, args.cohort_seed)
     batch = time_recommendations(model, args.batch, args.batch_days, args.cohort_seed)
-    records = [
-        _record("mpc", "latency_ms_median_one_athlete", 1e3 * one["median_s"]),
-        _record("mpc", "latency_ms_p90_one_athlete", 1e3 * one["p90_s"]),
-        _record("mpc", "latency_ms_cold_start_one_athlete", 1e3 * one["cold_s"]),
-        _record("mpc", "latency_ms_personalize_day_one_athlete", 1e3 * one["personalize_s"]),
-        _record("mpc", "latency_ms_personalize_day_max_one_athlete",
-                1e3 * one["personalize_max_s"]),
-        _record("mpc", f"latency_ms_median_per_athlete_batch_{args.batch}",
-                1e3 * batch["median_s"] / args.batch),
-    ]
+    timed = {"mpc": (one, batch)}
+    if args.distilled is not None:
+        from agents.training import load_agent
+
+        student = load_agent(args.distilled, model=model)
+        timed["mpc-distilled"] = (
+            time_recommendations(model, 1, args.days, args.cohort_seed, student),
+            time_recommendations(model, args.batch, args.batch_days, args.cohort_seed, student))
+    records = []
+    for impl, (one, batch) in timed.items():
+        records += [
+            _record(impl, "latency_ms_median_one_athlete", 1e3 * one["median_s"]),
+            _record(impl, "latency_ms_p90_one_athlete", 1e3 * one["p90_s"]),
+            _record(impl, "latency_ms_cold_start_one_athlete", 1e3 * one["cold_s"]),
+            _record(impl, "latency_ms_personalize_day_one_athlete", 1e3 * one["personalize_s"]),
+            _record(impl, "latency_ms_personalize_day_max_one_athlete",
+                    1e3 * one["personalize_max_s"]),
+            _record(impl, f"latency_ms_median_per_athlete_batch_{args.batch}",
+                    1e3 * batch["median_s"] / args.batch),
+        ]
     print(json.dumps(records, indent=1, ensure_ascii=False))
     if args.evaluate:
         records += evaluate(model, args.evaluate, args.cohort_seed)
