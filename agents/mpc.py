@@ -6,7 +6,8 @@ over legal H-day session sequences, scored by `agents.planning.evaluate_sequence
 execute the first day of the best plan found. They differ only in the `RolloutStart` the
 score function gets (mbrl-lib's design: the optimiser sees an evaluation function, not a model):
 
-- `MPCPlanner` sees only what a policy sees (the 48 features and the mask). Its belief about
+- `MPCPlanner` sees only what a policy sees (the 48 features and the mask). Its belief
+  (`AthleteBelief`, which the distilled planner of `agents.distill` shares) about
   an athlete's physiology parameters starts from the population (`WorldModel.sample_athletes`)
   with the ln HRV and RHR intercepts set so that the observed 28-day baselines are predicted,
   and becomes the athlete's posterior (`WorldModel.personalize` on a daily table rebuilt from
@@ -17,7 +18,9 @@ score function gets (mbrl-lib's design: the optimiser sees an evaluation functio
   (ATL) loads; today's AR(1) residuals are the observed readings minus the predicted means.
   Performance is not observed: its parameters are the prior medians
   (`performance.typical_performance_params`) at the athlete's habitual load (day-0 CTL); the
-  hazard's are the prior medians (`hazard.typical_hazard_params`).
+  hazard's are the prior medians (`hazard.typical_hazard_params`). For a real athlete the
+  belief first lives through the export's past mornings (`replay`) and personalises on all of
+  them on the day of the plan.
 - `OraclePlanner` reads `Simulation.oracle_view()`: the simulated athlete's true parameters,
   states, current noise, injury days and action history; S scenarios are noise paths only. It
   plans over a long horizon (the days left, up to `horizon_days` = 60) with more candidates:
@@ -748,12 +751,16 @@ class MPCPlanner(_RecedingHorizon):
     name = "mpc"
 
     def __init__(self, model: Any, config: MPCConfig = MPCConfig(), seed: int = 0) -> None:
-        self.model = model
         self.config = config
         self._optimizer = RecedingHorizonCEM(config.cem)
         self._seed = seed
         self.belief = AthleteBelief(model, config, np.random.default_rng(seed))
         self.reset(seed)
+
+    @property
+    def model(self) -> Any:
+        """The world model the belief learns with."""
+        return self.belief.model
 
     # -- Policy protocol ---------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
