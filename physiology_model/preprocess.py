@@ -13,6 +13,7 @@ for load), fitted on training rows only, and saves to JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +224,7 @@ def impute(frame: pd.DataFrame, config: PreprocessConfig = PreprocessConfig()
                                   != out["user_id"].to_numpy()[:-1], True])
     for c in columns:
         values = out[c].to_numpy(dtype=float).copy()
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             filled, n_med, n_fwd = _impute_series(values[a:b], config)
             values[a:b] = filled
             counts[c][1] += n_med

@@ -63,7 +63,7 @@ def user_split(user_ids: Iterable[str], test_fraction: float = 0.2,
         raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
     ids = sorted({str(u) for u in user_ids})
     n = len(ids)
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     if n >= 2 and 0.0 < test_fraction < 1.0:
         n_test = min(max(n_test, 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)
