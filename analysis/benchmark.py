@@ -77,13 +77,12 @@ PolicyFactory = Callable[[Simulation], Any]
 
 def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvConfig,
                seed: int, progress: Callable[[str], None] | None = None) -> PolicyRun:
-    """Run one 90-day episode of the policy for every athlete of `cohort` (one lane each)."""
+    """Run one episode of the policy for every athlete of `cohort` (one lane each)."""
     start = time.perf_counter()
-    policy = factory(None)
-    action_type = getattr(policy, "action_type", "discrete")
+    action_type = getattr(factory(None), "action_type", "discrete")
     sim = Simulation(cohort, cohort.n, replace(config, action_type=action_type))
     obs = sim.reset(seed)
-    policy = factory(sim) if name == "oracle" else policy
+    policy = factory(sim)  # the oracle reads the simulation, the MPC its episode length
     policy.reset(seed)
     days = sim.config.episode_days
     rec, tsb, acts = (np.zeros((days, cohort.n)) for _ in range(3))
@@ -226,11 +225,14 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                 raise ValueError("the bc policy needs --data (to train it) or a bc run")
             out[name] = lambda sim: bc_policy
         elif name == "mpc":
-            from agents.mpc import MPCPlanner
+            from agents.mpc import MPCConfig, MPCPlanner
 
             if model is None:
                 raise ValueError("the mpc policy needs --model")
-            out[name] = lambda sim: MPCPlanner(model, seed=seed)
+            # the planner's objective ends when the episode does (the twins' are 60 days)
+            out[name] = lambda sim: MPCPlanner(model, MPCConfig(
+                episode_days=EnvConfig().episode_days if sim is None
+                else sim.config.episode_days), seed=seed)
         elif name == "oracle":
             from agents.mpc import OraclePlanner
 

@@ -71,6 +71,18 @@ def test_share_of_oracle_gain_pairs_athletes_and_needs_an_oracle_above_random():
     assert share_of_oracle_gain([1.0], [2.0], [2.0]) is None  # the oracle does not beat random
 
 
+def test_the_mpc_plans_to_the_end_of_the_episode_it_is_run_in(model):
+    """The twins' episodes are 60 days: a planner whose objective ended at day 90 would still
+    be building fitness when ΔP is read."""
+    from simulator.env import Simulation
+
+    factory = policy_factories(["mpc"], model=model)["mpc"]
+    cohort = generate_cohort(model, 2, seed=3)
+    sim = Simulation(cohort, 2, EnvConfig(episode_days=60, warmup_days=14))
+    assert factory(sim).config.episode_days == 60
+    assert factory(None).config.episode_days == EnvConfig().episode_days
+
+
 def test_every_policy_meets_the_same_athletes_and_the_report_is_written(model, tmp_path):
     cohort = generate_cohort(model, 10, seed=21)
     factories = policy_factories(["random", "fixed_periodization", "hrv_guided"])
