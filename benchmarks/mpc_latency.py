@@ -174,16 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days and --batch-days must be ≥ 2 and --batch ≥ 1")
     t_start = time.perf_counter()
     model = WorldModel.load(args.model)
-    one = time_recommendations(model, 1, args.days, args.cohort_seed)
-    batch = time_recommendations(model, args.batch, args.batch_days, args.cohort_seed)
-    timed = {"mpc": (one, batch)}
+    policies = {"mpc": None}  # None: time_recommendations builds the planner
     if args.distilled is not None:
         from agents.training import load_agent
 
-        student = load_agent(args.distilled, model=model)
-        timed["mpc-distilled"] = (
-            time_recommendations(model, 1, args.days, args.cohort_seed, student),
-            time_recommendations(model, args.batch, args.batch_days, args.cohort_seed, student))
+        policies["mpc-distilled"] = load_agent(args.distilled, model=model)
+    timed = {impl: (time_recommendations(model, 1, args.days, args.cohort_seed, policy),
+                    time_recommendations(model, args.batch, args.batch_days, args.cohort_seed,
+                                         policy))
+             for impl, policy in policies.items()}
     records = []
     for impl, (one, batch) in timed.items():
         records += [

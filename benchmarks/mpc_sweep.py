@@ -2,7 +2,7 @@
 
 Each setting (a JSON object of `MPCConfig` overrides; `cem` and `objective` as nested objects)
 runs one episode of every athlete of a cohort drawn with `--cohort-seed` (default 3000: neither
-the validation cohort, seed 1000, nor the fresh test cohort, seed 2000, of
+the validation cohort, seed 1000, nor the test cohort, seed 4000, of
 `benchmarks/full_evaluation.py`), with the same athletes and random streams as random play and
 the oracle. Reported per setting: mean ΔP and return, the share of the oracle's ΔP gain over
 random, the paired difference to the default planner (mean ± SE, Wilcoxon p) and the wall time
