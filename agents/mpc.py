@@ -46,7 +46,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from agents.planning import (
     ACTION_U,
@@ -62,6 +61,7 @@ from agents.planning import (
 )
 from agents.policy import check_batch
 from physiology_model import banister
+from physiology_model.arrays import fill_missing_loads
 from physiology_model.hazard import typical_hazard_params
 from physiology_model.params import (
     AR_PARAMS,
@@ -74,6 +74,8 @@ from physiology_model.params import (
 from physiology_model.performance import typical_performance_params
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import (
+    WARM_START_DAYS,
+    AthleteSeries,
     channel_decays,
     logit_to_recovery,
     observation_means,
@@ -692,8 +694,9 @@ class AthleteBelief:
                              - means["recovery"]], axis=2)
         self._residual = np.where(np.isfinite(observed), observed, phi * self._residual)
 
-    def _history_frame(self, athlete: int) -> pd.DataFrame:
-        """The athlete's daily table since day 0 (today's load unknown), for personalisation."""
+    def _history_series(self, athlete: int) -> AthleteSeries:
+        """The athlete's days since day 0 in model units (today's load unknown, filled as the
+        world model fills any unknown load), for personalisation."""
         days = len(self._readings)
         loads = np.array([w[athlete] for w, _ in self._loads] + [np.nan])
         hi = np.array([u[athlete] for _, u in self._loads] + [np.nan])
@@ -701,13 +704,12 @@ class AthleteBelief:
         def column(key: str) -> np.ndarray:
             return np.array([r[key][athlete] for r in self._readings])
 
-        return pd.DataFrame({
-            "user_id": f"mpc-athlete-{athlete}",
-            "date": pd.date_range("2000-01-03", periods=days, freq="D"),
-            "hrv_rmssd_ms": np.exp(column("ln_hrv")), "rhr_bpm": column("rhr_bpm"),
-            "recovery_pct": column("recovery_pct"), "load_trimp": loads * LOAD_SCALE_TRIMP,
-            "z4_min": hi * HI_LOAD_SCALE_MIN, "z5_min": 0.0, "strength_min": 0.0,
-            "source": None})
+        return AthleteSeries(
+            dates=np.arange(days).astype("datetime64[D]"),
+            load=fill_missing_loads(loads, 0.0, WARM_START_DAYS),
+            hi_load=fill_missing_loads(hi, 0.0, WARM_START_DAYS),
+            hrv=column("ln_hrv"), rhr=column("rhr_bpm"),
+            recovery_logit=recovery_to_logit(column("recovery_pct")), source=None)
 
     def _personalize(self) -> None:
         """Replace each athlete's draws by draws of its posterior given its history so far,
@@ -715,15 +717,15 @@ class AthleteBelief:
         n, s = self._n, self.config.scenarios
         new = {k: np.empty((n, s)) for k in self._physiology}
         for i in range(n):
-            frame = self._history_frame(i)
-            if (frame["hrv_rmssd_ms"].notna() | frame["rhr_bpm"].notna()).sum() < 7:
+            series = self._history_series(i)
+            if np.sum(np.isfinite(series.hrv) | np.isfinite(series.rhr)) < 7:
                 for k, values in new.items():
                     values[i] = self._physiology[k][i]
                 continue
             with warnings.catch_warnings():
                 # a rough posterior is still better than the population; its ESS is recorded
                 warnings.simplefilter("ignore", UserWarning)
-                result = self.model.personalize(frame, self._rng,
+                result = self.model.personalize(series, self._rng,
                                                 n_proposals=self.config.personalize_proposals,
                                                 n_draws=self.config.personalize_draws,
                                                 rounds=self.config.personalize_rounds)

@@ -762,14 +762,17 @@ class WorldModel:
             return self.athletes_[uid]
         return self.personalize(history, rng).params
 
-    def personalize(self, history: pd.DataFrame, rng: np.random.Generator | None = None, *,
+    def personalize(self, history: pd.DataFrame | AthleteSeries,
+                    rng: np.random.Generator | None = None, *,
                     n_proposals: int | None = None, n_draws: int | None = None,
                     rounds: int = PERSONALIZE_ROUNDS) -> Personalization:
         """Posterior of a new athlete from ≥ 7 days of its rows (HRV or RHR observed), with
         `n_proposals` proposals per round and `n_draws` kept draws (default: the config's) in
-        up to `rounds` adaptive rounds (`personalize_series`)."""
+        up to `rounds` adaptive rounds (`personalize_series`). `history` is the athlete's
+        daily-table rows, or its `AthleteSeries` when the caller already has the arrays (the
+        planners, every morning: building a frame costs more than the update itself)."""
         self._check_fitted()
-        series = series_from_frame(history)
+        series = history if isinstance(history, AthleteSeries) else series_from_frame(history)
         n_obs = int(np.sum(~np.isnan(series.hrv) | ~np.isnan(series.rhr)))
         if n_obs < 7:
             raise DataError("(history)", f"personalisation needs at least 7 days with HRV or "
