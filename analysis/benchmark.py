@@ -150,6 +150,25 @@ def share_of_oracle_gain(policy: Any, random: Any, oracle: Any, *, n_boot: int =
     return out
 
 
+def gap_record(delta_p: dict[str, np.ndarray], name: str, reference: str | None = None,
+               *, n_boot: int = 2000) -> dict[str, Any]:
+    """The fields the MPC benchmarks (`mpc_sweep.py`, `mpc_gap.py`) write for policy `name`,
+    from per-athlete ΔP of the same athletes under each policy (`random` and `oracle` among
+    them): its share of the oracle's gain with the 95 % interval, and, against `reference`,
+    the paired difference's mean and standard error and its Wilcoxon p."""
+    share = share_of_oracle_gain(delta_p[name], delta_p["random"], delta_p["oracle"],
+                                 n_boot=n_boot)
+    out: dict[str, Any] = {
+        "pct_of_oracle_gain": share["pct"] if share else None,
+        "pct_of_oracle_gain_ci95": [share["ci95_low"], share["ci95_high"]] if share else None}
+    if reference is not None and name != reference:
+        diff = np.asarray(delta_p[name], float) - np.asarray(delta_p[reference], float)
+        out.update({f"delta_p_minus_{reference}": float(diff.mean()),
+                    f"delta_p_minus_{reference}_se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
+                    f"p_vs_{reference}": paired_p_value(delta_p[name], delta_p[reference])})
+    return out
+
+
 def best_baseline(runs: dict[str, PolicyRun]) -> str | None:
     """The baseline with the highest mean ΔP (the fitness-gain headline)."""
     present = [n for n in BASELINES if n in runs]

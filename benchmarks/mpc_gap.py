@@ -26,12 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from agents.planning import ObjectiveConfig
-from analysis.benchmark import paired_p_value, share_of_oracle_gain
+from analysis.benchmark import gap_record
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
@@ -77,19 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     dp = {k: v["delta_performance"] for k, v in summaries.items()}
     records = []
     for name, summary in summaries.items():
-        share = share_of_oracle_gain(dp[name], dp["random"], dp["oracle"], n_boot=2000)
         record = {"policy": name, "known": list(KNOWN.get(name, ())),
                   "delta_performance_mean": float(dp[name].mean()),
-                  "pct_of_oracle_gain": share["pct"] if share else None,
-                  "pct_of_oracle_gain_ci95": ([share["ci95_low"], share["ci95_high"]]
-                                              if share else None),
+                  **gap_record(dp, name, "mpc" if name in KNOWN else None),
                   "return_mean": float(summary["return"].mean()),
                   "injured_days_mean": float(summary["injured_days"].mean()), "n": args.n}
-        if name in KNOWN and name != "mpc":
-            diff = dp[name] - dp["mpc"]
-            record.update({"delta_p_minus_mpc": float(diff.mean()),
-                           "delta_p_minus_mpc_se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
-                           "p_vs_mpc": paired_p_value(dp[name], dp["mpc"])})
         records.append(record)
         ci = record["pct_of_oracle_gain_ci95"]
         print(f"{name:28s} ΔP {record['delta_performance_mean']:6.3f}  "

@@ -26,7 +26,7 @@ import numpy as np
 
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from analysis.benchmark import paired_p_value, share_of_oracle_gain
+from analysis.benchmark import gap_record
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
@@ -99,21 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     ret = {k: v[0]["return"] for k, v in runs.items()}
     records = []
     for name in ["random", "oracle", *configs]:
-        diff = dp[name] - dp["default"]
         summary = runs[name][0]
-        share = share_of_oracle_gain(dp[name], dp["random"], dp["oracle"], n_boot=2000)
         record = {"setting": name, "overrides": settings.get(name),
                   **{f"{m}_mean": float(np.mean(summary[m])) for m in METRICS},
-                  "pct_of_oracle_gain": share["pct"] if share else None,
-                  "pct_of_oracle_gain_ci95": [share["ci95_low"], share["ci95_high"]]
-                  if share else None,
+                  **gap_record(dp, name, "default" if name in configs else None),
                   "ms_per_athlete_day": 1000 * runs[name][1] / athlete_days, "n": args.n}
-        if name in configs and name != "default":
-            record.update({"delta_p_minus_default": float(diff.mean()),
-                           "delta_p_minus_default_se": float(diff.std(ddof=1)
-                                                             / np.sqrt(diff.size)),
-                           "p_vs_default": paired_p_value(dp[name], dp["default"]),
-                           "return_minus_default": float((ret[name] - ret["default"]).mean())})
+        if "p_vs_default" in record:
+            record["return_minus_default"] = float((ret[name] - ret["default"]).mean())
         records.append(record)
         pct = record["pct_of_oracle_gain"]
         print(f"{name:20s} {float('nan') if pct is None else pct:5.1f} % of the oracle's gain"

@@ -10,6 +10,7 @@ import pytest
 from analysis.benchmark import (
     PolicyRun,
     evaluate_policies,
+    gap_record,
     policy_factories,
     share_of_oracle_gain,
     summarize,
@@ -69,6 +70,18 @@ def test_share_of_oracle_gain_pairs_athletes_and_needs_an_oracle_above_random():
     assert noisy["ci95_high"] - noisy["ci95_low"] > 20  # SE of the mean 0.07 over a gain of 1
     assert share_of_oracle_gain([1.0, np.nan], [0.0, 0.0], [2.0, 9.0])["pct"] == 50
     assert share_of_oracle_gain([1.0], [2.0], [2.0]) is None  # the oracle does not beat random
+
+
+def test_gap_record_pairs_a_policy_with_its_reference():
+    level = np.random.default_rng(1).normal(0, 5, 100)
+    dp = {"random": level, "oracle": level + 2.0, "mpc": level + 1.8,
+          "mpc+known": level + 1.9 + 0.1 * np.sin(np.arange(100))}
+    record = gap_record(dp, "mpc+known", "mpc", n_boot=200)
+    assert record["pct_of_oracle_gain"] == pytest.approx(95, abs=0.5)
+    assert record["delta_p_minus_mpc"] == pytest.approx(0.1, abs=0.01)
+    assert 0 < record["delta_p_minus_mpc_se"] < 0.01 and record["p_vs_mpc"] < 1e-10
+    assert "p_vs_mpc" not in gap_record(dp, "mpc", "mpc")  # no difference with itself
+    assert set(gap_record(dp, "oracle")) == {"pct_of_oracle_gain", "pct_of_oracle_gain_ci95"}
 
 
 def test_the_mpc_plans_to_the_end_of_the_episode_it_is_run_in(model):
