@@ -138,6 +138,22 @@ def _days_to_event(event: str | None, today: pd.Timestamp) -> int | None:
     return days
 
 
+DATA_NOTES_SHOWN = 8
+"""Repairs and ignored files a plan lists before it points to `periodize data` for the rest."""
+
+
+def _data_notes(notes: Sequence[Any]) -> list[str]:
+    """What the loaders changed or skipped in the export (`table.Note` of kind repair or
+    ignored), so that a plan never rests silently on repaired data."""
+    shown = [f"{n.path}: {n.message}" + (f" ({n.count})" if n.count else "")
+             for n in notes if n.kind in ("repair", "ignored")]
+    if len(shown) > DATA_NOTES_SHOWN:
+        rest = (f"and {len(shown) - DATA_NOTES_SHOWN} more repairs or ignored files "
+                "(`periodize data` lists them)")
+        shown = [*shown[:DATA_NOTES_SHOWN], rest]
+    return shown
+
+
 def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
                      days: int = 7, policy_dir: str | None = None, seed: int = 0,
                      event: str | None = None) -> dict[str, Any]:
@@ -154,7 +170,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
     model = WorldModel.load(model_dir)
-    frame = load_exports(data).frame
+    table = load_exports(data)
+    frame = table.frame
     uid = _pick_athlete(frame, athlete)
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
@@ -173,7 +190,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
-    notes = []
+    notes = _data_notes(table.notes)
     if policy_dir:
         from agents.training import load_agent
 

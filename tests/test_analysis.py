@@ -272,3 +272,18 @@ def test_plan_towards_an_event_ends_there_and_bad_dates_are_one_error():
     for bad in ("2022-11-10", "not-a-date"):
         with pytest.raises(DataError, match="--event"):
             plan_for_athlete(str(MODEL_DIR), [data], days=7, seed=0, event=bad)
+
+
+def test_a_plan_lists_what_the_loaders_repaired_in_the_export(tmp_path):
+    """Impossible readings are blanked by the loader; the plan says so instead of planning
+    silently on the repaired table."""
+    from analysis.planning import plan_for_athlete
+
+    source = MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01"
+    cycles = pd.read_csv(source / "physiological_cycles.csv")
+    cycles.loc[:5, "Resting heart rate (bpm)"] = 900
+    cycles.to_csv(tmp_path / "physiological_cycles.csv", index=False)
+    plan = plan_for_athlete(str(MODEL_DIR), [str(tmp_path)], days=2, seed=0)
+    repaired = [n for n in plan["notes"] if "rhr_bpm" in n]
+    assert len(repaired) == 1 and "set to missing" in repaired[0] and repaired[0].endswith("(6)")
+    assert str(tmp_path / "physiological_cycles.csv") in repaired[0]
