@@ -55,6 +55,7 @@ from agents.sb3_agents import (
     make_maskable_ppo,
     make_sb3_sac,
 )
+from physiology_model.errors import DataError
 from simulator.cohort import Cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
 
@@ -316,14 +317,20 @@ def load_agent(run_dir: str | Path, device: str = "cpu", model: Any = None) -> P
     d = Path(run_dir)
     meta_path = d / "run.json"
     if not meta_path.is_file():
-        raise ValueError(f"{meta_path} is missing: {d} is not a training run directory")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != RUN_FORMAT:
-        raise ValueError(f"{meta_path} is not a {RUN_FORMAT} file")
+        raise DataError(d, "not a training run directory (no run.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(meta_path, f"unreadable ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+        raise DataError(meta_path, f"not a {RUN_FORMAT} file")
     if meta.get("status") != "finished":
-        raise ValueError(f"the run in {d} did not finish (status {meta.get('status')!r}); "
-                         "load one of its checkpoints/ instead")
-    return load_checkpoint(meta["agent"], d / "model", device, model=model)
+        raise DataError(d, f"the run did not finish (status {meta.get('status')!r}); load one "
+                           f"of its checkpoints/ instead")
+    try:
+        return load_checkpoint(meta.get("agent"), d / "model", device, model=model)
+    except (ValueError, OSError) as exc:  # the checkpoint loaders name the missing file
+        raise DataError(d, f"its final checkpoint cannot be loaded ({exc})") from None
 
 
 def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu",

@@ -17,12 +17,14 @@ from agents.policy import Policy
 from agents.sac import SACConfig
 from agents.sb3_agents import PPOConfig, SB3SACConfig
 from agents.training import (
+    RUN_FORMAT,
     agent_config,
     evaluate_on_cohort,
     load_agent,
     run_settings,
     train,
 )
+from physiology_model.errors import DataError
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
@@ -145,8 +147,15 @@ def test_train_rejects_bad_arguments(cohorts, tmp_path) -> None:
         train("ppo", cohorts[0], 0, out_dir=tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         train("sac", tmp_path / "no-such-cohort.npz", 100, out_dir=tmp_path)
-    with pytest.raises(ValueError, match="not a training run"):
+    with pytest.raises(DataError, match="not a training run"):
         load_agent(tmp_path)
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(DataError, match="run.json: unreadable"):
+        load_agent(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"format": RUN_FORMAT, "status": "finished",
+                                                  "agent": "sac"}))
+    with pytest.raises(DataError, match="checkpoint cannot be loaded.*config.json is missing"):
+        load_agent(tmp_path)  # the run's model/ is gone
 
 
 # -- SB3 learners ----------------------------------------------------------------------------
