@@ -369,27 +369,39 @@ def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AR(1) prewhitening over observed days with gaps.
 
-    y (T,) with NaN = unobserved, x (M, T, p) regressors, phi (M,). Returns ỹ (M, n), x̃ (M, n, p)
+    y (T,) with NaN = unobserved, x (M, p, T) regressors, phi (M,). Returns ỹ (M, n), x̃ (M, p, n)
     and log c (M, n), with ỹ_j = (y_j − φ^k y_{j−1}) / c_j, c_j = sqrt(1 − φ^{2k}) (c_1 = 1), so
-    that the transformed noise is iid N(0, σ²) and log p(y) = log p(ỹ) − Σ log c.
+    that the transformed noise is iid N(0, σ²) and log p(y) = log p(ỹ) − Σ log c. Days are the
+    last axis because these element-wise products over (M, p, n) were 3-4 times slower with
+    the p = 3-4 regressors innermost.
     """
     t = np.flatnonzero(~np.isnan(y))
-    yo, xo = y[t], x[:, t, :]
-    gaps = np.diff(t)
-    phik = phi[:, None] ** gaps[None, :]  # (M, n-1)
-    c = np.sqrt(np.maximum(1.0 - phik ** 2, 1e-12))
-    y_t = np.concatenate([np.broadcast_to(yo[:1], (len(phi), 1)),
-                          (yo[None, 1:] - phik * yo[None, :-1]) / c], axis=1)
-    x_t = np.concatenate([xo[:, :1, :], (xo[:, 1:, :] - phik[..., None] * xo[:, :-1, :])
-                          / c[..., None]], axis=1)
-    log_c = np.concatenate([np.zeros((len(phi), 1)), np.log(c)], axis=1)
+    yo = y[t]
+    xo = x if len(t) == x.shape[2] else x[:, :, t]
+    # φ^k and 1/c of each distinct gap k (most series have one: k = 1), then of each day
+    gaps, day_gap = np.unique(np.diff(t), return_inverse=True)
+    phik_of_gap = phi[:, None] ** gaps[None, :]
+    inv_c_of_gap = 1.0 / np.sqrt(np.maximum(1.0 - phik_of_gap ** 2, 1e-12))
+    phik, inv_c = phik_of_gap[:, day_gap], inv_c_of_gap[:, day_gap]  # (M, n-1)
+    y_t = np.empty((len(phi), len(t)))
+    y_t[:, 0] = yo[0]
+    y_t[:, 1:] = (yo[None, 1:] - phik * yo[None, :-1]) * inv_c
+    x_t = np.empty(xo.shape)
+    x_t[:, :, 0] = xo[:, :, 0]
+    rest = x_t[:, :, 1:]
+    np.multiply(xo[:, :, :-1], phik[:, None, :], out=rest)
+    np.subtract(xo[:, :, 1:], rest, out=rest)
+    rest *= inv_c[:, None, :]
+    log_c = np.zeros((len(phi), len(t)))
+    log_c[:, 1:] = -np.log(inv_c_of_gap)[:, day_gap]
     return y_t, x_t, log_c
 
 
 def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma: np.ndarray,
                      m0: np.ndarray, s0: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Conjugate update of β ~ N(m0, diag(s0²)) with ỹ = x̃β + N(0, σ²), batched over M draws.
+    """Conjugate update of β ~ N(m0, diag(s0²)) with ỹ = x̃ᵀβ + N(0, σ²), batched over M draws
+    (x̃ (M, p, n) as `_prewhiten` gives it).
 
     Returns posterior mean (M, p), posterior covariance (M, p, p) and the log marginal
     likelihood (M,) of the untransformed observations.
@@ -397,10 +409,10 @@ def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma:
     n = y_t.shape[1]
     inv_s2 = 1.0 / sigma ** 2
     prior_prec = np.eye(m0.shape[1])[None] / (s0[:, :, None] ** 2)
-    x_tt = x_t.transpose(0, 2, 1)  # batched matmul: several times faster than einsum here
-    prec = (x_tt @ x_t) * inv_s2[:, None, None] + prior_prec
-    resid0 = y_t - (x_t @ m0[:, :, None])[..., 0]
-    b = (x_tt @ resid0[:, :, None])[..., 0] * inv_s2[:, None]
+    # batched matmul: several times faster than einsum here
+    prec = (x_t @ x_t.transpose(0, 2, 1)) * inv_s2[:, None, None] + prior_prec
+    resid0 = y_t - (m0[:, None, :] @ x_t)[:, 0, :]
+    b = (x_t @ resid0[:, :, None])[..., 0] * inv_s2[:, None]
     chol = np.linalg.cholesky(prec)
     cov = np.linalg.inv(prec)
     delta = (cov @ b[:, :, None])[..., 0]
@@ -566,14 +578,17 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
     """Normalised weights, their ESS, the linear blocks' Gaussian posteriors and the
     constrained parameters of one round's proposals."""
     p = constrained(raw)
-    lat = latent_states(p, series.load, series.hi_load)  # (M, T, 3)
-    ones = np.ones(lat.shape[:2] + (1,))
+    lat = np.ascontiguousarray(latent_states(p, series.load, series.hi_load)
+                               .transpose(0, 2, 1))  # (M, 3, T): see _prewhiten
     log_w = np.zeros(len(log_ratio))
     posterior = {}
     for target, (intercept, terms), y in (("hrv", _HRV_BLOCK, series.hrv),
                                          ("rhr", _RHR_BLOCK, series.rhr)):
         names = (intercept,) + tuple(t[0] for t in terms)
-        x = np.concatenate([ones] + [sign * lat[..., [ch]] for _, ch, sign in terms], axis=2)
+        x = np.empty((lat.shape[0], 1 + len(terms), lat.shape[2]))
+        x[:, 0] = 1.0
+        for j, (_, ch, sign) in enumerate(terms, start=1):
+            np.multiply(lat[:, ch], sign, out=x[:, j])
         m0 = np.stack([loc[nm] for nm in names], axis=1)
         s0 = _prior_sd(np.stack([scale[nm] for nm in names], axis=1))
         if np.sum(~np.isnan(y)) == 0:
@@ -586,9 +601,9 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
     # recovery: regress on the posterior-mean deviations of HRV and RHR (plug-in)
     _, mean_h, _ = posterior["hrv"]
     _, mean_r, _ = posterior["rhr"]
-    dev_h = np.einsum("mtc,mc->mt", lat, mean_h[:, 1:] * np.array([+1, -1, -1]))
-    dev_r = np.einsum("mtc,mc->mt", lat, mean_r[:, 1:] * np.array([-1, +1, +1]))
-    x = np.stack([ones[..., 0], dev_h, -dev_r], axis=2)
+    dev_h = np.einsum("mct,mc->mt", lat, mean_h[:, 1:] * np.array([+1, -1, -1]))
+    dev_r = np.einsum("mct,mc->mt", lat, mean_r[:, 1:] * np.array([-1, +1, +1]))
+    x = np.stack([np.ones_like(dev_h), dev_h, -dev_r], axis=1)
     names = ("mu_rec", "g_hrv", "g_rhr")
     m0 = np.stack([loc[nm] for nm in names], axis=1)
     s0 = _prior_sd(np.stack([scale[nm] for nm in names], axis=1))
