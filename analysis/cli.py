@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -207,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except DataError as exc:
         print(f"periodize: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        # the library's functions raise ValueError for an argument they cannot use (steps < 1,
+        # a policy without what it needs, ...): one line, unless the traceback is asked for
+        if os.environ.get("PERIODIZE_TRACEBACK"):
+            raise
+        print(f"periodize: error: {exc} (PERIODIZE_TRACEBACK=1 shows where)", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stderr.close()

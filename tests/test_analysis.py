@@ -183,6 +183,16 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
     assert "gama" in capsys.readouterr().err
     assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--out", str(run)]) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    # an argument the library rejects is one line too, and nothing is left behind
+    assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--steps", "0", "--out",
+                 str(tmp_path / "zero")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("periodize: error: steps must be") and "Traceback" not in err
+    assert not (tmp_path / "zero").exists()
+    assert main(["evaluate", "--model", str(MODEL_DIR), "--cohort", str(cohort),
+                 "--policies", "bc", "--out", str(tmp_path / "nobc")]) == 2
+    assert "bc policy needs --data" in capsys.readouterr().err
+    assert not (tmp_path / "nobc").exists()
 
 
 def test_distilled_tree_recovers_a_simple_rule():
