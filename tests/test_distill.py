@@ -19,6 +19,7 @@ from agents.distill import (
 from agents.mpc import BELIEF_FEATURE_NAMES, MPCConfig, MPCPlanner
 from agents.sac import DiscreteSAC
 from agents.training import load_agent
+from physiology_model.errors import DataError
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig, Simulation
@@ -94,7 +95,7 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
     meta = json.loads((run / "run.json").read_text())
     assert meta["agent"] == "mpc-distilled" and meta["status"] == "finished"
     assert [r["mornings"] for r in meta["report"]["rounds"]] == [80, 160]
-    with pytest.raises(ValueError, match="names no world model"):
+    with pytest.raises(DataError, match="names no world model"):
         load_agent(run)  # distilled without a model directory: the caller must give one
     policy, again = load_agent(run, model=model), load_agent(run, model=model)
     assert isinstance(policy, DistilledPlanner) and policy.name == "mpc-distilled"

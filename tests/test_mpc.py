@@ -31,13 +31,18 @@ from agents.planning import (
 )
 from physiology_model import banister
 from physiology_model.hazard import typical_hazard_params
-from physiology_model.params import state_normaliser
+from physiology_model.params import LOAD_SCALE_TRIMP, state_normaliser
 from physiology_model.performance import (
     sample_performance_params,
     simulate_performance,
 )
 from physiology_model.table import ACTIONS
-from physiology_model.world_model import WorldModel, channel_decays, observation_means
+from physiology_model.world_model import (
+    WorldModel,
+    channel_decays,
+    observation_means,
+    recovery_to_logit,
+)
 from simulator.cohort import generate_cohort
 from simulator.constraints import (
     DEFAULT_SAFETY_CONFIG,
@@ -372,14 +377,15 @@ def test_replayed_history_personalises_the_plan_of_today(model, cohort):
         mpc.replay(np.stack(past_obs)[:, 0], np.stack(past_actions))
     mpc.replay(np.stack(past_obs), np.stack(past_actions))
     assert mpc.day == 0 and len(mpc.diagnostics["personalize_ess"]) == 2  # day 7 of the past
-    frames = []
+    histories = []
     mpc.belief.model = type("Spy", (), {"personalize": staticmethod(
-        lambda frame, rng, **kw: frames.append(frame) or model.personalize(frame, rng, **kw))})()
+        lambda series, rng, **kw: histories.append(series)
+        or model.personalize(series, rng, **kw))})()
     plan = mpc.plan(obs, sim.mask)
-    assert [len(f) for f in frames] == [21, 21]  # every past morning and this one
+    assert [len(h.hrv) for h in histories] == [21, 21]  # every past morning and this one
     assert mpc.day == 1 and plan.actions.shape == (2, 10)
     assert mpc.belief.rollout_start(obs).days_left.tolist() == [30, 30]
-    np.testing.assert_allclose(frames[0]["load_trimp"].iloc[:20],
+    np.testing.assert_allclose(histories[0].load[:20] * LOAD_SCALE_TRIMP,
                                [o[0, FEATURE_INDEX["load_yesterday_trimp"]] for o in
                                 [*past_obs[1:], obs]], rtol=1e-5)
 
@@ -392,13 +398,17 @@ def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
         last_obs, last_reading = obs, {k: v.copy() for k, v in sim.reading.items()}
         obs, _, _ = sim.step(mpc.act(obs, sim.mask))
     population = {k: v.copy() for k, v in mpc.belief._physiology.items()}
-    frame = mpc.belief._history_frame(1)  # days 0-6, day 6's load not yet reported
-    assert len(frame) == 7 and np.isnan(frame["load_trimp"].iloc[-1])
-    # each day's load as the next morning's features report it, the readings as measured
-    np.testing.assert_allclose(frame["load_trimp"].iloc[-2],
+    series = mpc.belief._history_series(1)  # days 0-6, day 6's load not yet reported
+    assert len(series.hrv) == 7 and series.source is None
+    # each day's load as the next morning's features report it (day 6's filled as the world
+    # model fills an unknown load: the median of the days before), the readings as measured
+    np.testing.assert_allclose(series.load[-2] * LOAD_SCALE_TRIMP,
                                last_obs[1, FEATURE_INDEX["load_yesterday_trimp"]], rtol=1e-5)
-    for column in ("hrv_rmssd_ms", "rhr_bpm", "recovery_pct"):
-        np.testing.assert_allclose(frame[column].iloc[-1], last_reading[column][1], rtol=1e-5)
+    assert series.load[-1] == pytest.approx(np.median(series.load[:-1]))
+    np.testing.assert_allclose(
+        [series.hrv[-1], series.rhr[-1], series.recovery_logit[-1]],
+        [np.log(last_reading["hrv_rmssd_ms"][1]), last_reading["rhr_bpm"][1],
+         recovery_to_logit(last_reading["recovery_pct"][1])], rtol=1e-5)
     calls = []
     personalize = model.personalize
 
