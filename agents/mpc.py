@@ -71,7 +71,7 @@ from physiology_model.params import (
     PARAM_NAMES,
     state_normaliser,
 )
-from physiology_model.performance import typical_performance_params
+from physiology_model.performance import sample_performance_params, typical_performance_params
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import (
     WARM_START_DAYS,
@@ -161,6 +161,11 @@ class MPCConfig:
     summary_draws: int = 200
     """With `parameters="median"`: population draws per athlete the median is taken over before
     the first personalisation."""
+    performance_draws: int = 0
+    """How the performance response, which nothing observed reveals, enters the plan: 0 plans
+    with the prior medians (a plug-in), D > 0 with D draws from its prior per athlete, drawn
+    at the episode's start, so that ΔP is the expectation over what the planner does not know
+    (`planning.RolloutStart`: performance draws are separate from the S scenarios)."""
 
     def __post_init__(self) -> None:
         if self.scenarios < 1:
@@ -173,6 +178,8 @@ class MPCConfig:
             raise ValueError(f"parameters must be 'draws' or 'median', got {self.parameters!r}")
         if self.summary_draws < 1:
             raise ValueError(f"summary_draws must be ≥ 1, got {self.summary_draws}")
+        if self.performance_draws < 0:
+            raise ValueError(f"performance_draws must be ≥ 0, got {self.performance_draws}")
         if (self.personalize_proposals < 2 or self.personalize_draws < 1
                 or self.personalize_rounds < 1):
             raise ValueError("personalize_proposals must be ≥ 2, personalize_draws and "
@@ -607,11 +614,19 @@ class AthleteBelief:
         self._physiology = self._scenario_parameters(
             {k: np.asarray(v, dtype=float).reshape(n, per_athlete) for k, v in draws.items()})
         self._anchor_baselines(obs)
-        # Performance is never observed: prior medians at the athlete's habitual load.
+        # Performance is never observed: prior medians (or draws) at the athlete's habitual
+        # load.
         habitual = np.maximum(chronic, 0.1)
-        performance = (typical_performance_params(reference_load=habitual)
-                       if self.known_performance is None else self.known_performance)
-        self._performance = _grid(performance, n, s)
+        draws = cfg.performance_draws
+        if self.known_performance is not None:
+            performance, d = self.known_performance, 1
+        elif draws:
+            performance, d = sample_performance_params(
+                n * draws, self._rng, variable_dose=True,
+                reference_load=np.repeat(habitual, draws)), draws
+        else:
+            performance, d = typical_performance_params(reference_load=habitual), 1
+        self._performance = _grid(performance, n, d)
         self._hazard = _grid(typical_hazard_params() if self.known_hazard is None
                              else self.known_hazard, n, s)
         self._perf_state = _steady_state(chronic, acute, self._initial[2],

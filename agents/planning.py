@@ -40,10 +40,11 @@ observation equations are affine in the loads (the fitness, fatigue and fast-fat
 they read are linear), so the mean ln HRV and recovery logit of any plan are a base plus a
 gain matrix times its daily (w, u), exact, obtained by rolling the no-load plan and unit
 impulses through `banister.step_state` and `observation_means` (`observation_response`); a
-batch of K plans for all S scenarios is then one matrix product per athlete. Performance (Busso's
-variable fatigue is quadratic in the loads) is rolled out day by day, once per athlete when
-every scenario shares its parameters. The noise paths and the end-of-objective map are computed
-once per morning.
+batch of K plans for all S scenarios is then one matrix product per athlete. ΔP is exactly
+quadratic in the loads (Busso's variable fatigue multiplies the dose gain by the load,
+`performance_quadratic`), so its coefficients, averaged over the athlete's performance draws,
+score every plan with two products whatever the number of draws. The noise paths, the
+end-of-objective map and that quadratic form are computed once per morning.
 
 Approximations (each a deliberate simplification):
 
@@ -161,10 +162,13 @@ class RolloutStart:
     """Where N athletes' rollouts start this morning, with S scenarios (parameter draws) each.
 
     Parameters and states per scenario: `physiology` dict of (N, S) arrays with the keys of
-    `params.PARAM_NAMES + AR_PARAMS`; `performance` and `hazard` with (N, S) fields; `state`
-    and `perf_state` (N, S, 5) Banister morning states of today (banister.py timing) for the
-    physiology and the performance model; `residual` (N, S, 2) today's AR(1) residuals of ln HRV
-    (ln ms) and of the recovery logit, which the predicted noise decays from.
+    `params.PARAM_NAMES + AR_PARAMS`; `hazard` with (N, S) fields; `state` (N, S, 5) Banister
+    morning states of today (banister.py timing); `residual` (N, S, 2) today's AR(1) residuals
+    of ln HRV (ln ms) and of the recovery logit, which the predicted noise decays from.
+    Performance has D draws per athlete of its own, `performance` with (N, D) fields and
+    `perf_state` (N, D, 5): performance depends on the loads alone, so ΔP is averaged over its
+    D draws and that average enters every scenario (D = 1 for one parameter set; D = S with
+    the scenarios' own parameters gives the same expected return).
     Per athlete: `load_ring` (N, 28) loads w of the 28 days before today, newest last;
     `history` (N, ≥ history_days) executed-day codes before today (`constraints`), yesterday
     last; `recovery_pct` (N,) this morning's recovery (NaN unknown), the hazard's input for
@@ -195,7 +199,8 @@ class RolloutStart:
         if n is None or np.shape(self.state)[2] != banister.N_CHANNELS:
             raise ValueError(f"state must be (N, S, {banister.N_CHANNELS}), got "
                              f"{np.shape(self.state)}")
-        expected = {"perf_state": (n, s, banister.N_CHANNELS), "residual": (n, s, 2),
+        d = np.shape(self.perf_state)[1] if np.ndim(self.perf_state) == 3 else None
+        expected = {"perf_state": (n, d, banister.N_CHANNELS), "residual": (n, s, 2),
                     "load_ring": (n, RING_DAYS), "recovery_pct": (n,),
                     "ln_hrv_baseline": (n,), "ln_hrv_baseline_sd": (n,),
                     "typical_recovery_pct": (n, s), "injured_days": (n,), "days_left": (n,)}
@@ -210,11 +215,11 @@ class RolloutStart:
             if np.shape(value) != (n, s):
                 raise ValueError(f"physiology[{name!r}] must have shape {(n, s)}, got "
                                  f"{np.shape(value)}")
-        for group in ("performance", "hazard"):
+        for group, shape in (("performance", (n, d)), ("hazard", (n, s))):
             params = getattr(self, group)
             for name, value in vars(params).items():
-                if value is not None and np.ndim(value) > 0 and np.shape(value) != (n, s):
-                    raise ValueError(f"{group}.{name} must have shape {(n, s)}, got "
+                if value is not None and np.ndim(value) > 0 and np.shape(value) != shape:
+                    raise ValueError(f"{group}.{name} must have shape {shape}, got "
                                      f"{np.shape(value)}")
         h = np.asarray(self.history)
         if h.ndim != 2 or h.shape[0] != n or not np.issubdtype(h.dtype, np.integer):
@@ -448,6 +453,37 @@ def terminal_performance_map(performance: PerformanceParams, days: np.ndarray,
     return const, np.einsum("mi,mij->mj", gain, total_a)
 
 
+def performance_quadratic(decays: np.ndarray, state: np.ndarray, coef: np.ndarray,
+                          offset: np.ndarray, horizon: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ΔP of any plan's daily loads w (H,) as c0 + a·w + wᵀBw, exact, for M parameter sets:
+    `decays` (M, 5), this morning's `state` (M, 5), the end-of-objective map P = offset +
+    coef·(state after the plan) (`terminal_performance_map`, minus today's P in `offset`).
+
+    Unrolling `banister.step_state` (morning M_{d+1} = e·(M_d + drive_d), drives w for
+    fitness, fatigue and dose gain, none for fast fatigue, (G_d + w_d)·w_d for variable
+    fatigue with G_d = e_g^d·G_0 + Σ_{i<d} e_g^{d−i}·w_i the morning dose gain; Busso 2003):
+    a linear channel ends at e^H·M_0 + Σ_d e^{H−d}·w_d, variable fatigue at e_v^H·V_0 +
+    Σ_d e_v^{H−d}·(G_d + w_d)·w_d. So ΔP is quadratic in the loads with B[i, d] =
+    k_V·e_v^{H−d}·e_g^{d−i} for i ≤ d. Returns c0 (M,), a (M, H), B (M, H, H): averaging them
+    over parameter draws gives the expected ΔP of every plan at the cost of one."""
+    e = np.asarray(decays, float)
+    h = np.arange(horizon)
+    to_end = e[:, None, :] ** (horizon - h)[None, :, None]  # (M, H, 5): e^(H−d)
+    c0 = offset + np.sum(coef * e ** horizon * state, axis=1)
+    linear = [banister.FITNESS, banister.FATIGUE, banister.DOSE_GAIN]
+    a = np.einsum("mhc,mc->mh", to_end[:, :, linear], coef[:, linear])
+    e_gain = e[:, banister.DOSE_GAIN]
+    k_var = coef[:, banister.VARIABLE_FATIGUE]
+    v_to_end = to_end[:, :, banister.VARIABLE_FATIGUE]  # (M, H)
+    a = a + (k_var * state[:, banister.DOSE_GAIN])[:, None] * v_to_end * (
+        e_gain[:, None] ** h[None, :])
+    lag = h[None, :] - h[:, None]  # d − i: row i (earlier load), column d
+    gain_lag = np.where(lag >= 0, e_gain[:, None, None] ** np.maximum(lag, 0), 0.0)
+    b = k_var[:, None, None] * v_to_end[:, None, :] * gain_lag
+    return c0, a, b
+
+
 def observation_response(physiology: dict[str, np.ndarray], state: np.ndarray,
                          horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Predicted mean ln HRV and recovery logit on mornings 1 … H as an affine function of the
@@ -533,13 +569,13 @@ class PreparedRollout:
         self._gain = (gain.reshape(n, s, 2 * horizon, horizon, 3).transpose(0, 2, 1, 3, 4)
                       .reshape(n, 2 * horizon, s * horizon * 3))
         self._noise = self._noise_paths(p, _flat(start.residual), _flat(innovations))
-        # Performance parameters shared by every scenario (the MPC's prior medians, the
-        # oracle's truth) are rolled out once per athlete rather than once per scenario.
+        # Performance is rolled out once per athlete and performance draw (once per athlete
+        # when the draws are all the same: the oracle's truth, the MPC's prior medians).
         shared = _same_in_every_scenario(start.performance)
         self._perf = (_first_scenario(start.performance) if shared
                       else _flat_params(start.performance))
-        self._perf_rows = np.arange(n) if shared else self.rows
-        self._perf_to_rows = self.rows if shared else np.arange(n * s)
+        self._perf_draws = 1 if shared else start.perf_state.shape[1]
+        self._perf_rows = np.repeat(np.arange(n), self._perf_draws)
         perf_state = start.perf_state[:, 0] if shared else _flat(start.perf_state)
         self._perf_state = perf_state
         self._perf_decays = self._perf.decays()
@@ -547,6 +583,12 @@ class PreparedRollout:
         extra_days = np.maximum(start.days_left[self._perf_rows] - horizon, 0)
         self._end_map = terminal_performance_map(self._perf, extra_days,
                                                  continuation_load(self._perf, config.safety))
+        # ΔP of a plan is quadratic in its loads: the draws' mean form scores every candidate
+        const, coef = self._end_map
+        self._delta_p_form = tuple(
+            x.reshape((n, self._perf_draws) + x.shape[1:]).mean(axis=1)
+            for x in performance_quadratic(self._perf_decays, perf_state, coef,
+                                           const - self._p_start, horizon))
         # Shared hazard parameters: one hazard per athlete, read at the scenarios' mean
         # recovery (its only per-scenario input; an S-fold saving, slightly low where the
         # low-recovery hinge bites: the hazard is convex in recovery there).
@@ -579,22 +621,22 @@ class PreparedRollout:
 
     def _performance(self, w: np.ndarray, paths: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """P at the end of the objective minus P today, (M, K), and (paths) P on mornings
-        0 … H, (M, K, H + 1)."""
-        w_perf = w[self._perf_rows]
-        k = w.shape[1]
+        0 … H, (M, K, H + 1): each the mean over the athlete's performance draws."""
+        c0, a, b = self._delta_p_form
+        delta = c0[:, None] + np.einsum("nkh,nh->nk", w, a) + np.sum((w @ b) * w, axis=2)
+        if not paths:
+            return delta[self.rows], None
+        # the path day by day (for a plan's report, not for the search)
         state = self._perf_state[:, None, :]
-        path = np.empty((state.shape[0], k, self.horizon + 1)) if paths else None
-        if paths:
-            path[..., 0] = self._p_start[:, None]
+        w_perf = w[self._perf_rows]
+        path = np.empty((state.shape[0], w.shape[1], self.horizon + 1))
+        path[..., 0] = self._p_start[:, None]
         decays = self._perf_decays[:, None, :]
         for h in range(self.horizon):
             state = banister.step_state(state, w_perf[..., h], None, decays)
-            if paths:
-                path[..., h + 1] = self._perf.evaluate(state)
-        const, coef = self._end_map
-        delta = const[:, None] + np.einsum("pkc,pc->pk", state, coef) - self._p_start[:, None]
-        to_rows = self._perf_to_rows
-        return delta[to_rows], (path[to_rows] if paths else None)
+            path[..., h + 1] = self._perf.evaluate(state)
+        path = path.reshape((-1, self._perf_draws) + path.shape[1:]).mean(axis=1)
+        return delta[self.rows], path[self.rows]
 
     def evaluate(self, actions: np.ndarray, return_paths: bool = False) -> RolloutResult:
         """Score K legal plans per athlete, `actions` (N, K, H) action indices (already legal,

@@ -102,24 +102,34 @@ def _start(model: WorldModel, n: int = 3, s: int = 4, seed: int = 0, days_left: 
 @pytest.mark.parametrize("per_scenario", [False, True])
 def test_rollout_performance_equals_simulate_performance(model, per_scenario):
     start = _start(model, days_left=8)
-    if per_scenario:  # each scenario its own performance parameters (the other code path)
-        gains = start.performance.fitness_gain * np.linspace(0.5, 1.5, 4)[None, :]
-        start = replace(start, performance=replace(start.performance, fitness_gain=gains))
+    draws = 1
+    if per_scenario:  # 7 draws of the performance parameters (the other code path)
+        draws = 7
+        gains = start.performance.fitness_gain[:, :1] * np.linspace(0.5, 1.5, draws)[None, :]
+        performance = replace(start.performance, **{
+            k: np.repeat(np.asarray(v)[:, :1], draws, axis=1)
+            for k, v in vars(start.performance).items() if np.ndim(v) == 2})
+        start = replace(start, performance=replace(performance, fitness_gain=gains),
+                        perf_state=np.repeat(start.perf_state[:, :1], draws, axis=1))
     plans = np.random.default_rng(1).integers(0, 6, (3, 5, 8))
     out = evaluate_sequences(start, plans, np.zeros((3, 4, 8, 2)), return_paths=True)
     for i in range(3):
         expected_delta = np.zeros(5)
-        for s in range(4):
-            params = replace(start.performance, **{k: np.asarray(v)[i, s] for k, v in
+        expected_path = np.zeros((5, 9))
+        for d in range(draws):
+            params = replace(start.performance, **{k: np.asarray(v)[i, d] for k, v in
                                                    vars(start.performance).items()
                                                    if np.ndim(v) == 2})
             for k in range(5):
                 loads = np.append(ACTION_W[plans[i, k]], 0.0)  # P on morning 8 too
-                expected = simulate_performance(loads, params, initial=start.perf_state[i, s])
-                np.testing.assert_allclose(out.paths["performance"][i, s, k], expected,
-                                           rtol=1e-10)
-                expected_delta[k] += (expected[-1] - expected[0]) / 4
-        # the episode ends with the plan: the objective's ΔP is the scenarios' mean P_8 − P_0
+                expected = simulate_performance(loads, params, initial=start.perf_state[i, d])
+                expected_path[k] += expected / draws
+                expected_delta[k] += (expected[-1] - expected[0]) / draws
+        # every scenario reads the mean over the performance draws
+        for s in range(4):
+            np.testing.assert_allclose(out.paths["performance"][i, s], expected_path,
+                                       rtol=1e-10)
+        # the episode ends with the plan: the objective's ΔP is the draws' mean P_8 − P_0
         np.testing.assert_allclose(out.delta_performance[i], expected_delta, rtol=1e-10)
 
 
@@ -473,3 +483,24 @@ def test_planners_beat_random_training_and_the_oracle_bounds_the_mpc(model, coho
     # paired: the planners win for most athletes, not on average only
     assert np.mean(mpc["return"] > random["return"]) >= 0.75
     assert np.mean(oracle["return"] > random["return"]) >= 0.85
+
+
+@pytest.mark.parametrize("variable", [True, False])
+def test_performance_quadratic_is_the_rollout_of_any_loads(variable):
+    """c0 + a·w + wᵀBw equals stepping the performance state through the loads, for Busso's
+    model and for the linear one (dose gain and variable fatigue switched off)."""
+    from agents.planning import performance_quadratic
+
+    rng = np.random.default_rng(4)
+    m, horizon = 6, 9
+    decays = banister.decay_factors(rng.uniform(20, 60, m), rng.uniform(3, 15, m), None,
+                                    rng.uniform(2, 8, m) if variable else None)
+    state = rng.uniform(0, 2, (m, banister.N_CHANNELS)) * (decays > 0)
+    coef, offset = rng.normal(0, 1, (m, banister.N_CHANNELS)), rng.normal(0, 1, m)
+    c0, a, b = performance_quadratic(decays, state, coef, offset, horizon)
+    for w in rng.uniform(0, 2.5, (4, horizon)):
+        end = state
+        for day in range(horizon):
+            end = banister.step_state(end, np.full(m, w[day]), None, decays)
+        np.testing.assert_allclose(c0 + a @ w + np.einsum("h,mhg,g->m", w, b, w),
+                                   offset + np.sum(coef * end, axis=1), rtol=1e-10)
