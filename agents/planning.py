@@ -569,8 +569,8 @@ class PreparedRollout:
         self._gain = (gain.reshape(n, s, 2 * horizon, horizon, 3).transpose(0, 2, 1, 3, 4)
                       .reshape(n, 2 * horizon, s * horizon * 3))
         self._noise = self._noise_paths(p, _flat(start.residual), _flat(innovations))
-        # Performance is rolled out once per athlete and performance draw (once per athlete
-        # when the draws are all the same: the oracle's truth, the MPC's prior medians).
+        # One performance parameter set per athlete and draw (one per athlete when the draws
+        # are all the same: the oracle's truth, the MPC's prior medians).
         shared = _same_in_every_scenario(start.performance)
         self._perf = (_first_scenario(start.performance) if shared
                       else _flat_params(start.performance))
@@ -581,10 +581,9 @@ class PreparedRollout:
         self._perf_decays = self._perf.decays()
         self._p_start = self._perf.evaluate(perf_state)
         extra_days = np.maximum(start.days_left[self._perf_rows] - horizon, 0)
-        self._end_map = terminal_performance_map(self._perf, extra_days,
-                                                 continuation_load(self._perf, config.safety))
+        const, coef = terminal_performance_map(self._perf, extra_days,
+                                               continuation_load(self._perf, config.safety))
         # ΔP of a plan is quadratic in its loads: the draws' mean form scores every candidate
-        const, coef = self._end_map
         self._delta_p_form = tuple(
             x.reshape((n, self._perf_draws) + x.shape[1:]).mean(axis=1)
             for x in performance_quadratic(self._perf_decays, perf_state, coef,
