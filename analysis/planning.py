@@ -190,7 +190,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
-    notes = _data_notes(table.notes)
+    notes = _data_notes(table.notes_for(uid))
     if policy_dir:
         from agents.training import load_agent
 

@@ -239,10 +239,25 @@ class DailyTable:
 
     frame: pd.DataFrame
     notes: tuple[Note, ...] = ()
+    origins: tuple[tuple[str, str], ...] = ()
+    """(user_id, the file or folder its rows were read from), when the loaders know it."""
 
     @property
     def users(self) -> list[str]:
         return sorted(self.frame["user_id"].unique())
+
+    def notes_for(self, user_id: str) -> list[Note]:
+        """The notes about this athlete's files, and those about no athlete's in particular
+        (not under any athlete's origin: ignored files, the combined table); every note when
+        the origins are unknown."""
+        def under(note: Note, origin: str) -> bool:
+            path = Path(note.path)
+            return path == Path(origin) or Path(origin) in path.parents
+
+        mine = [o for u, o in self.origins if u == user_id]
+        others = [o for u, o in self.origins if u != user_id]
+        return [n for n in self.notes if any(under(n, o) for o in mine)
+                or not any(under(n, o) for o in others)]
 
     def user(self, user_id: str) -> pd.DataFrame:
         """One athlete's rows, sorted by date."""

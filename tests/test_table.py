@@ -10,7 +10,7 @@ import pytest
 
 from analysis.cli import main
 from physiology_model.errors import DataError
-from physiology_model.table import ALL_COLUMNS, DailyTable, NoteLog, validate_frame
+from physiology_model.table import ALL_COLUMNS, DailyTable, Note, NoteLog, validate_frame
 
 
 def _frame(**columns) -> pd.DataFrame:
@@ -85,3 +85,16 @@ def test_summary_json_counts_days(tmp_path, capsys):
     assert athlete["kept"] is True
     assert athlete["first_date"] == "2024-01-01" and athlete["last_date"] == "2024-01-20"
     assert payload["totals"][-1]["source"] == "all"
+
+
+def test_notes_for_an_athlete_are_its_files_and_the_general_ones():
+    notes = (Note("exports/a/sleep.json", "repair", "a's repair", 2),
+             Note("exports/b", "repair", "b's repair", 1),
+             Note("exports/readme.txt", "ignored", "not an export"),
+             Note("(combined)", "info", "combined"))
+    table = DailyTable(pd.DataFrame(), notes, (("a", "exports/a"), ("b", "exports/b")))
+    assert [n.message for n in table.notes_for("a")] == ["a's repair", "not an export",
+                                                          "combined"]
+    assert [n.message for n in table.notes_for("b")] == ["b's repair", "not an export",
+                                                          "combined"]
+    assert DailyTable(pd.DataFrame(), notes).notes_for("a") == list(notes)  # origins unknown

@@ -162,4 +162,4 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
     frame = validate_frame(frame, "(combined)", log)
-    return DailyTable(frame, tuple(log.notes))
+    return DailyTable(frame, tuple(log.notes), tuple(sorted(owner.items())))
