@@ -459,3 +459,19 @@ def test_claims_only_whoop_export_files():
     others = [p for p in REAL.rglob("*") if p.is_file() and DATA not in p.parents]
     assert others  # whoop_api, garmin, ... are shipped next to it
     assert not [p for p in others if LOADER.claims(p)]
+
+
+def test_a_non_wear_cycle_is_a_repair_only_when_it_had_physiology(tmp_path):
+    cycles = pd.read_csv(DATA / "u01" / "physiological_cycles.csv")
+    folder = tmp_path / "u01"
+    folder.mkdir()
+    cycles.to_csv(folder / "physiological_cycles.csv", index=False)
+    notes = [n for n in load_exports([folder]).notes if "non-wear" in n.message]
+    assert [(n.kind, n.count) for n in notes] == [("info", 1)]  # nothing to blank
+    row = cycles.index[cycles["Cycle start time"].str.endswith("00:00:00")
+                       & cycles["Recovery score %"].isna()][0]
+    cycles.loc[row, "Heart rate variability (ms)"] = 80.0
+    cycles.to_csv(folder / "physiological_cycles.csv", index=False)
+    notes = [n for n in load_exports([folder]).notes if "non-wear" in n.message]
+    assert [(n.kind, n.count) for n in notes] == [("repair", 1)]
+    assert "(1 values)" in notes[0].message

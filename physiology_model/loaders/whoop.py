@@ -554,7 +554,8 @@ def daily_from_cycles(cycles: pd.DataFrame, where: Path, log: NoteLog, *,
         physiology = list(RECOVERY_FIELDS + SLEEP_FIELDS)
         blanked = int(c.loc[non_wear, physiology].notna().sum().sum())
         c.loc[non_wear, physiology] = np.nan
-        log.add(where, "repair",
+        # a repair only where it blanked something (shipped exports carry no physiology there)
+        log.add(where, "repair" if blanked else "info",
                 f"non-wear cycles (start 00:00:00, no recovery): physiology dropped "
                 f"({blanked} values), strain kept", int(non_wear.sum()))
     daily = pd.DataFrame({
