@@ -504,3 +504,27 @@ def test_performance_quadratic_is_the_rollout_of_any_loads(variable):
             end = banister.step_state(end, np.full(m, w[day]), None, decays)
         np.testing.assert_allclose(c0 + a @ w + np.einsum("h,mhg,g->m", w, b, w),
                                    offset + np.sum(coef * end, axis=1), rtol=1e-10)
+
+
+def test_mpc_with_performance_draws_plans_for_their_expectation(model, cohort):
+    """D prior draws per athlete, separate from the S scenarios; the plan's ΔP is their mean."""
+    sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=8)
+    mpc = _small_mpc(model, performance_draws=6)
+    plan = mpc.plan(obs, sim.mask)
+    start = mpc.belief.rollout_start(obs)
+    assert start.perf_state.shape == (2, 6, banister.N_CHANNELS)
+    assert start.performance.fitness_gain.shape == (2, 6)
+    assert np.unique(start.performance.fitness_gain[0]).size == 6  # six different draws
+    assert start.state.shape[1] == 4 and sim.mask[np.arange(2), plan.actions[:, 0]].all()
+    one = evaluate_sequences(start, plan.actions[:, None, :], np.zeros((2, 4, 10, 2)))
+    each = []
+    for d in range(6):
+        draw = replace(start, performance=replace(start.performance, **{
+            k: np.asarray(v)[:, d:d + 1] for k, v in vars(start.performance).items()
+            if np.ndim(v) == 2}), perf_state=start.perf_state[:, d:d + 1])
+        each.append(evaluate_sequences(draw, plan.actions[:, None, :],
+                                       np.zeros((2, 4, 10, 2))).delta_performance)
+    np.testing.assert_allclose(one.delta_performance, np.mean(each, axis=0), rtol=1e-10)
+    with pytest.raises(ValueError, match="performance_draws"):
+        MPCConfig(performance_draws=-1)
