@@ -10,8 +10,9 @@ score function gets (mbrl-lib's design: the optimiser sees an evaluation functio
   (`AthleteBelief`, which the distilled planner of `agents.distill` shares) about
   an athlete's physiology parameters starts from the population (`WorldModel.sample_athletes`)
   with the ln HRV and RHR intercepts set so that the observed 28-day baselines are predicted,
-  and becomes the athlete's posterior (`WorldModel.personalize` on a daily table rebuilt from
-  the observations and the loads it knows) on the `personalize_days` schedule, from day 7.
+  and becomes the athlete's posterior (`WorldModel.personalize` on the athlete's series,
+  `AthleteSeries`, of the readings and loads it has seen) on the `personalize_days` schedule,
+  from day 7.
   The S scenarios take the belief's componentwise median (default) or S of its draws
   (`MPCConfig.parameters`). The Banister states are tracked from the loads seen
   (`load_yesterday_trimp`), starting at the steady state of the day-0 chronic (CTL) and acute
