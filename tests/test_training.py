@@ -113,6 +113,21 @@ def test_train_sac_writes_a_run_that_loads_back_to_identical_actions(cohorts, tm
               env_config=SHORT_ENV, agent_config=TINY_SAC, progress=False)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("agent", ["sac", "ppo"])
+def test_a_run_trained_on_cuda_plans_the_same_on_the_cpu(cohorts, tmp_path, agent) -> None:
+    """Train on a GPU machine, recommend on a laptop: the checkpoint carries no device."""
+    steps = 8 * 20 * 3
+    config = TINY_SAC if agent == "sac" else PPOConfig(n_steps=20, batch_size=80, n_epochs=1,
+                                                       hidden_sizes=(32, 32))
+    run_dir = train(agent, cohorts[0], steps, seed=3, device="cuda", out_dir=tmp_path,
+                    n_envs=8, env_config=SHORT_ENV, agent_config=config, progress=False)
+    assert json.loads((run_dir / "run.json").read_text())["device"].startswith("cuda")
+    obs, mask = _morning(cohorts[1])
+    on_gpu, on_cpu = load_agent(run_dir, device="cuda"), load_agent(run_dir, device="cpu")
+    assert np.array_equal(on_gpu.act(obs, mask), on_cpu.act(obs, mask))
+
+
 @pytest.mark.parametrize("agent", ["sac", "ppo"])
 def test_max_seconds_ends_training_early_and_saves_the_run(cohorts, tmp_path, agent) -> None:
     config = TINY_SAC if agent == "sac" else PPOConfig(n_steps=20, batch_size=80, n_epochs=1,
