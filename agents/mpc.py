@@ -172,7 +172,13 @@ class MPCConfig:
     'perf256={"performance_draws": 256}' --setting 'perf1024={"performance_draws": 1024}'`,
     `benchmarks/results/mpc_sweep_performance_draws.json`) ΔP −0.05 ± 0.05 % with 256 draws
     and −0.02 ± 0.04 % with 1,024 (paired mean ± SE); valuing the time after the plan at one
-    continuation load for all draws instead of each draw's own did no better (−0.05 ± 0.05)."""
+    continuation load for all draws instead of each draw's own did no better (−0.05 ± 0.05).
+    Performance tests (`MPCPlanner.observe_performance`) weigh the draws, so they need D > 0."""
+    performance_test_cv: float = 0.015
+    """Within-athlete coefficient of variation of a performance test that the belief assumes
+    (the noise of ln(test result)): a 5-km time trial of trained runners repeats within 1.5 %
+    (Fisher et al. 2017, J Hum Kinet 57:139), a self-paced 60-min treadmill run within 2.7 %
+    (Schabort, Hopkins & Hawley 1998, Int J Sports Med 19:48)."""
 
     def __post_init__(self) -> None:
         if self.scenarios < 1:
@@ -187,6 +193,9 @@ class MPCConfig:
             raise ValueError(f"summary_draws must be ≥ 1, got {self.summary_draws}")
         if self.performance_draws < 0:
             raise ValueError(f"performance_draws must be ≥ 0, got {self.performance_draws}")
+        if not 0.0 < self.performance_test_cv < 1.0:
+            raise ValueError(f"performance_test_cv must be in (0, 1), got "
+                             f"{self.performance_test_cv}")
         if (self.personalize_proposals < 2 or self.personalize_draws < 1
                 or self.personalize_rounds < 1):
             raise ValueError("personalize_proposals must be ≥ 2, personalize_draws and "
@@ -508,7 +517,9 @@ class AthleteBelief:
         self.day = 0
         """Mornings observed so far this episode (since `replay`, if it was called)."""
         self._personalize_next = False
-        self.diagnostics: dict[str, list[float]] = {"personalize_ess": []}
+        self._pending_test: np.ndarray | None = None
+        self.diagnostics: dict[str, list[float]] = {"personalize_ess": [],
+                                                    "performance_ess": []}
 
     def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
         """Live through the athletes' past before planning from today: `observations`
@@ -545,9 +556,28 @@ class AthleteBelief:
         if self.day in self.config.personalize_days or self._personalize_next:
             self._personalize()
             self._personalize_next = False
+        if self._pending_test is not None:
+            self._condition_on_test(self._pending_test)
+            self._pending_test = None
         self._update_residual(obs)
         self._obs = obs
         self.day += 1
+
+    def observe_performance(self, results: np.ndarray) -> None:
+        """Performance tests done this morning, before training: (N,) results in any unit
+        proportional to performance (speed, power; NaN: no test). Call before this
+        morning's `observe`; it weighs the performance draws by their likelihood
+        (`_condition_on_test`)."""
+        results = np.asarray(results, dtype=float)
+        if self.config.performance_draws == 0 and self.known_performance is None:
+            raise ValueError("performance tests weigh the planner's draws of the performance "
+                             "response: set MPCConfig.performance_draws > 0")
+        if results.ndim != 1 or (self._n is not None and len(results) != self._n):
+            raise ValueError(f"observe_performance needs one result per athlete ({self._n}), "
+                             f"got shape {results.shape}")
+        if np.any(results[np.isfinite(results)] <= 0):
+            raise ValueError("performance test results must be > 0 (a speed or a power)")
+        self._pending_test = results
 
     def record_executed(self, actions: np.ndarray) -> None:
         """The sessions done today, (N,) int: tomorrow's update uses them for the safety
@@ -605,7 +635,8 @@ class AthleteBelief:
             ln_hrv_baseline_sd=obs[:, _F["ln_hrv_baseline_sd_28d"]].astype(float),
             typical_recovery_pct=logit_to_recovery(self._physiology["mu_rec"]),
             injured_days=injured_days.astype(np.int64),
-            days_left=np.full(n, days_left, dtype=np.int64))
+            days_left=np.full(n, days_left, dtype=np.int64),
+            performance_weights=self._perf_weights)
 
     # -- the estimate ------------------------------------------------------------------------
     def _start_episode(self, obs: np.ndarray) -> None:
@@ -651,6 +682,28 @@ class AthleteBelief:
         self._loads: list[tuple[np.ndarray, np.ndarray]] = []
         self._readings: list[dict[str, np.ndarray]] = [_morning_readings(obs)]
         self._residual = np.zeros((n, s, 2))
+        self._tests: list[tuple[np.ndarray, np.ndarray]] = []
+        self._perf_weights = np.full((n, d), 1.0 / d)
+
+    def predicted_performance(self) -> np.ndarray:
+        """Each performance draw's P this morning from the loads seen, (N, D) (% of the
+        untrained baseline)."""
+        perf = self._performance  # (N, D) fields against (N, D, channels) states
+        return banister.performance(self._perf_state, perf.baseline, perf.fitness_gain,
+                                    perf.fatigue_gain,
+                                    variable_fatigue_gain=perf.variable_fatigue_gain)
+
+    def _condition_on_test(self, results: np.ndarray) -> None:
+        """Weigh each athlete's performance draws by the likelihood of its tests so far
+        (`performance_test_weights`)."""
+        self._tests.append((np.log(np.maximum(self.predicted_performance(), 1e-6)),
+                            np.log(results)))
+        self._perf_weights = performance_test_weights(
+            np.stack([p for p, _ in self._tests], axis=2),
+            np.stack([y for _, y in self._tests], axis=1), self.config.performance_test_cv)
+        tested = np.isfinite(results)
+        self.diagnostics["performance_ess"].extend(
+            (1.0 / np.sum(self._perf_weights[tested] ** 2, axis=1)).tolist())
 
     def _scenario_parameters(self, draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """S scenarios' parameters (N, S) from posterior draws (N, D): S draws picked at random
@@ -764,6 +817,26 @@ class AthleteBelief:
         self._state = state
 
 
+def performance_test_weights(log_predicted: np.ndarray, log_results: np.ndarray,
+                             cv: float) -> np.ndarray:
+    """Importance weights (N, D) of D prior draws of each athlete's performance response given
+    its tests: `log_predicted` (N, D, T) ln P of each draw on the T test mornings,
+    `log_results` (N, T) ln of the results (NaN: not tested that morning).
+
+    A result is ln y = ln P_d + c + ε, ε ~ N(0, cv²), with c an unknown per-athlete offset (a
+    test's unit, seconds or watts, is not the model's % scale) profiled out: a draw is scored by
+    how well it predicts the changes between the athlete's tests, so one test alone leaves the
+    prior weights equal. The weights are the draws' posterior given the tests (self-normalised
+    importance sampling from the prior)."""
+    log_y = np.asarray(log_results, dtype=float)[:, None, :]
+    done = np.isfinite(log_y)
+    resid = np.where(done, log_y - log_predicted, 0.0)
+    offset = resid.sum(axis=2, keepdims=True) / np.maximum(done.sum(axis=2, keepdims=True), 1)
+    log_w = -0.5 * np.sum(np.where(done, resid - offset, 0.0) ** 2, axis=2) / cv ** 2
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    return w / w.sum(axis=1, keepdims=True)
+
+
 class MPCPlanner(_RecedingHorizon):
     """Model-predictive control through the world model (module docstring); a `Policy`.
 
@@ -799,7 +872,8 @@ class MPCPlanner(_RecedingHorizon):
 
     @property
     def diagnostics(self) -> dict[str, list[float]]:
-        """`personalize_ess`: the effective sample size of every personalisation."""
+        """`personalize_ess`: the effective sample size of every personalisation;
+        `performance_ess`: that of each tested athlete's performance draws after a test."""
         return self.belief.diagnostics
 
     def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
@@ -810,6 +884,11 @@ class MPCPlanner(_RecedingHorizon):
         plan = plan_from_start(self._optimizer, start, mask, self.config.objective, self._rng)
         self.belief.record_executed(plan.actions[:, 0])
         return plan
+
+    def observe_performance(self, results: np.ndarray) -> None:
+        """This morning's performance tests, (N,) (NaN: no test), before this morning's
+        `act` / `plan` (`AthleteBelief.observe_performance`; needs `performance_draws` > 0)."""
+        self.belief.observe_performance(results)
 
     def record_executed(self, actions: np.ndarray) -> None:
         """The sessions actually done today, (N,) int, when they differ from the planner's

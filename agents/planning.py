@@ -168,7 +168,9 @@ class RolloutStart:
     Performance has D draws per athlete of its own, `performance` with (N, D) fields and
     `perf_state` (N, D, 5): performance depends on the loads alone, so ΔP is averaged over its
     D draws and that average enters every scenario (D = 1 for one parameter set; D = S with
-    the scenarios' own parameters gives the same expected return).
+    the scenarios' own parameters gives the same expected return); `performance_weights`
+    (N, D), each row summing to 1, weighs the draws (a posterior given performance tests,
+    `AthleteBelief.observe_performance`), None for equal weights.
     Per athlete: `load_ring` (N, 28) loads w of the 28 days before today, newest last;
     `history` (N, ≥ history_days) executed-day codes before today (`constraints`), yesterday
     last; `recovery_pct` (N,) this morning's recovery (NaN unknown), the hazard's input for
@@ -193,6 +195,7 @@ class RolloutStart:
     typical_recovery_pct: np.ndarray
     injured_days: np.ndarray
     days_left: np.ndarray
+    performance_weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, s = np.shape(self.state)[:2] if np.ndim(self.state) == 3 else (None, None)
@@ -227,6 +230,11 @@ class RolloutStart:
                              f"{h.dtype} {h.shape}")
         if np.any(np.asarray(self.days_left) < 1):
             raise ValueError("days_left must be ≥ 1 for every athlete")
+        weights = self.performance_weights
+        if weights is not None and (np.shape(weights) != (n, d) or np.any(weights < 0)
+                                    or not np.allclose(np.sum(weights, axis=1), 1.0)):
+            raise ValueError(f"performance_weights must be ({n}, {d}) non-negative rows that "
+                             f"sum to 1, got shape {np.shape(weights)}")
         if not (np.all(np.isfinite(self.state)) and np.all(np.isfinite(self.perf_state))
                 and np.all(np.isfinite(self.load_ring)) and np.all(np.isfinite(self.residual))):
             raise ValueError("states, residuals and the load ring must be finite")
@@ -570,11 +578,17 @@ class PreparedRollout:
                       .reshape(n, 2 * horizon, s * horizon * 3))
         self._noise = self._noise_paths(p, _flat(start.residual), _flat(innovations))
         # One performance parameter set per athlete and draw (one per athlete when the draws
-        # are all the same: the oracle's truth, the MPC's prior medians).
+        # are all the same: the oracle's truth, the MPC's prior medians), each draw weighted.
         shared = _same_in_every_scenario(start.performance)
         self._perf = (_first_scenario(start.performance) if shared
                       else _flat_params(start.performance))
         self._perf_draws = 1 if shared else start.perf_state.shape[1]
+        if shared:
+            self._perf_weights = np.ones((n, 1))
+        elif start.performance_weights is None:
+            self._perf_weights = np.full((n, self._perf_draws), 1.0 / self._perf_draws)
+        else:
+            self._perf_weights = np.asarray(start.performance_weights, dtype=float)
         self._perf_rows = np.repeat(np.arange(n), self._perf_draws)
         perf_state = start.perf_state[:, 0] if shared else _flat(start.perf_state)
         self._perf_state = perf_state
@@ -585,15 +599,20 @@ class PreparedRollout:
                                                continuation_load(self._perf, config.safety))
         # ΔP of a plan is quadratic in its loads: the draws' mean form scores every candidate
         self._delta_p_form = tuple(
-            x.reshape((n, self._perf_draws) + x.shape[1:]).mean(axis=1)
-            for x in performance_quadratic(self._perf_decays, perf_state, coef,
-                                           const - self._p_start, horizon))
+            self._draw_mean(x) for x in performance_quadratic(
+                self._perf_decays, perf_state, coef, const - self._p_start, horizon))
         # Shared hazard parameters: one hazard per athlete, read at the scenarios' mean
         # recovery (its only per-scenario input; an S-fold saving, slightly low where the
         # low-recovery hinge bites: the hazard is convex in recovery there).
         self._hazard_shared = _same_in_every_scenario(start.hazard)
         self._hazard = (_first_scenario(start.hazard) if self._hazard_shared
                         else _flat_params(start.hazard))
+
+    def _draw_mean(self, x: np.ndarray) -> np.ndarray:
+        """(N·D, ...) per performance draw → (N, ...) the weighted mean over each athlete's
+        draws."""
+        n, d = self._perf_weights.shape
+        return np.einsum("nd...,nd->n...", x.reshape((n, d) + x.shape[1:]), self._perf_weights)
 
     @staticmethod
     def _noise_paths(p: dict[str, np.ndarray], residual: np.ndarray,
@@ -620,7 +639,7 @@ class PreparedRollout:
 
     def _performance(self, w: np.ndarray, paths: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """P at the end of the objective minus P today, (M, K), and (paths) P on mornings
-        0 … H, (M, K, H + 1): each the mean over the athlete's performance draws."""
+        0 … H, (M, K, H + 1): each the weighted mean over the athlete's performance draws."""
         c0, a, b = self._delta_p_form
         delta = c0[:, None] + np.einsum("nkh,nh->nk", w, a) + np.sum((w @ b) * w, axis=2)
         if not paths:
@@ -634,8 +653,7 @@ class PreparedRollout:
         for h in range(self.horizon):
             state = banister.step_state(state, w_perf[..., h], None, decays)
             path[..., h + 1] = self._perf.evaluate(state)
-        path = path.reshape((-1, self._perf_draws) + path.shape[1:]).mean(axis=1)
-        return delta[self.rows], path[self.rows]
+        return delta[self.rows], self._draw_mean(path)[self.rows]
 
     def evaluate(self, actions: np.ndarray, return_paths: bool = False) -> RolloutResult:
         """Score K legal plans per athlete, `actions` (N, K, H) action indices (already legal,

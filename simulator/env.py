@@ -318,6 +318,15 @@ class Simulation:
         """Latent performance this morning (% of the untrained baseline), (N,)."""
         return self.perf_params.evaluate(self.perf_state)
 
+    def performance_test(self, cv: float, rng: np.random.Generator) -> np.ndarray:
+        """A performance test of every athlete this morning, (N,): the latent performance
+        times exp(cv·ε), ε ~ N(0, 1), i.e. a within-athlete coefficient of variation cv (a
+        time trial's: `agents.mpc.MPCConfig.performance_test_cv`). The test costs nothing
+        here (no session is spent on it, the day's training goes ahead)."""
+        if not 0.0 <= cv < 1.0:
+            raise ValueError(f"cv must be in [0, 1), got {cv}")
+        return self.performance() * np.exp(cv * rng.standard_normal(self.n))
+
     def latents(self) -> dict[str, np.ndarray]:
         """This morning's latent states (normalised as world_model.latent_states: a steady
         load w reads as w) and P."""

@@ -193,3 +193,16 @@ def test_days_to_event_counts_down_to_the_judging_day_unless_the_athlete_has_an_
     hidden = seen(replace(SHORT, judge_day_is_event=False))
     np.testing.assert_array_equal(hidden[:, 0], 7.0 - days)
     assert np.all(hidden[:, 1:] == SHORT.features.days_to_event_cap)
+
+
+def test_performance_test_is_the_latent_performance_with_the_stated_cv(cohort):
+    sim = Simulation(cohort, 4, EnvConfig(episode_days=10))
+    sim.reset(seed=3)
+    truth = sim.performance()
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(sim.performance_test(0.0, rng), truth)
+    ratios = np.log(np.stack([sim.performance_test(0.02, rng) for _ in range(4000)]) / truth)
+    assert abs(ratios.std() - 0.02) < 0.001 and abs(ratios.mean()) < 0.001
+    np.testing.assert_array_equal(sim.performance(), truth)  # a test changes nothing
+    with pytest.raises(ValueError, match="cv"):
+        sim.performance_test(-0.1, rng)

@@ -16,6 +16,7 @@ from agents.mpc import (
     MPCPlanner,
     OraclePlanner,
     oracle_start,
+    performance_test_weights,
     sample_plans,
     shift_distribution,
 )
@@ -522,9 +523,98 @@ def test_mpc_with_performance_draws_plans_for_their_expectation(model, cohort):
     for d in range(6):
         draw = replace(start, performance=replace(start.performance, **{
             k: np.asarray(v)[:, d:d + 1] for k, v in vars(start.performance).items()
-            if np.ndim(v) == 2}), perf_state=start.perf_state[:, d:d + 1])
+            if np.ndim(v) == 2}), perf_state=start.perf_state[:, d:d + 1],
+            performance_weights=None)
         each.append(evaluate_sequences(draw, plan.actions[:, None, :],
                                        np.zeros((2, 4, 10, 2))).delta_performance)
     np.testing.assert_allclose(one.delta_performance, np.mean(each, axis=0), rtol=1e-10)
     with pytest.raises(ValueError, match="performance_draws"):
         MPCConfig(performance_draws=-1)
+
+
+def _with_draws(start: RolloutStart, draws: int) -> RolloutStart:
+    """`start` with `draws` performance draws per athlete (fitness gains 0.5-1.5 × the first)."""
+    gains = start.performance.fitness_gain[:, :1] * np.linspace(0.5, 1.5, draws)[None, :]
+    performance = replace(start.performance, **{
+        k: np.repeat(np.asarray(v)[:, :1], draws, axis=1)
+        for k, v in vars(start.performance).items() if np.ndim(v) == 2})
+    return replace(start, performance=replace(performance, fitness_gain=gains),
+                   perf_state=np.repeat(start.perf_state[:, :1], draws, axis=1))
+
+
+def test_rollout_weighs_the_performance_draws(model):
+    start = _with_draws(_start(model, days_left=8), 5)
+    plans = np.random.default_rng(2).integers(0, 6, (3, 4, 8))
+    noise = np.zeros((3, 4, 8, 2))
+    weights = np.random.default_rng(3).dirichlet(np.ones(5), size=3)
+    weighted = evaluate_sequences(replace(start, performance_weights=weights), plans, noise,
+                                  return_paths=True)
+    each = [evaluate_sequences(replace(start, performance=replace(start.performance, **{
+        k: np.asarray(v)[:, d:d + 1] for k, v in vars(start.performance).items()
+        if np.ndim(v) == 2}), perf_state=start.perf_state[:, d:d + 1]), plans, noise,
+        return_paths=True) for d in range(5)]
+    expected = np.einsum("dnk,nd->nk", np.stack([e.delta_performance for e in each]), weights)
+    np.testing.assert_allclose(weighted.delta_performance, expected, rtol=1e-10)
+    path = np.einsum("dnskh,nd->nskh", np.stack([e.paths["performance"] for e in each]),
+                     weights)
+    np.testing.assert_allclose(weighted.paths["performance"], path, rtol=1e-10)
+    equal = evaluate_sequences(replace(start, performance_weights=np.full((3, 5), 0.2)),
+                               plans, noise)
+    np.testing.assert_allclose(equal.delta_performance,
+                               evaluate_sequences(start, plans, noise).delta_performance,
+                               rtol=1e-12)
+    for bad in (np.full((3, 4), 0.25), np.full((3, 5), 0.3), -weights):
+        with pytest.raises(ValueError, match="performance_weights"):
+            replace(start, performance_weights=bad)
+
+
+def test_performance_test_weights_find_the_draw_that_predicts_the_changes():
+    rng = np.random.default_rng(0)
+    log_p = np.log(100.0 + rng.normal(0.0, 3.0, (4, 50, 6)))  # 4 athletes, 50 draws, 6 tests
+    truth = np.array([3, 17, 17, 42])
+    offset = np.log([0.01, 1.0, 250.0, 3.6])[:, None]  # any unit: seconds, watts, km/h
+    log_y = log_p[np.arange(4), truth] + offset + rng.normal(0.0, 0.002, (4, 6))
+    w = performance_test_weights(log_p, log_y, cv=0.01)
+    assert w.shape == (4, 50) and np.allclose(w.sum(axis=1), 1.0)
+    assert np.array_equal(np.argmax(w, axis=1), truth) and np.all(w.max(axis=1) > 0.9)
+    # one test says nothing about the response (its unit is unknown): equal weights
+    np.testing.assert_allclose(performance_test_weights(log_p[..., :1], log_y[:, :1], 0.01),
+                               1.0 / 50)
+    # untested mornings (NaN) are left out; an athlete never tested keeps equal weights
+    gaps = log_y.copy()
+    gaps[0, 1:5] = np.nan
+    gaps[1] = np.nan
+    w_gaps = performance_test_weights(log_p, gaps, cv=0.01)
+    np.testing.assert_allclose(w_gaps[0], performance_test_weights(
+        log_p[:1][..., [0, 5]], log_y[:1][:, [0, 5]], cv=0.01)[0], rtol=1e-12)
+    np.testing.assert_allclose(w_gaps[1], 1.0 / 50)
+    # noisier tests spread the weight
+    assert np.all(performance_test_weights(log_p, log_y, cv=0.05).max(axis=1) < w.max(axis=1))
+
+
+def test_mpc_conditions_its_performance_draws_on_tests(model, cohort):
+    sim = Simulation(cohort, 3, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=8)
+    with pytest.raises(ValueError, match="performance_draws > 0"):
+        _small_mpc(model).observe_performance(np.full(3, 100.0))
+    mpc = _small_mpc(model, performance_draws=32, performance_test_cv=0.01)
+    with pytest.raises(ValueError, match="> 0"):
+        mpc.observe_performance(np.array([100.0, -1.0, 100.0]))
+    rng = np.random.default_rng(5)
+    for day in range(20):
+        if day % 5 == 0:
+            results = sim.performance_test(0.01, rng)
+            results[2] = np.nan  # athlete 2 is never tested
+            mpc.observe_performance(results)
+        obs, _, _ = sim.step(mpc.act(obs, sim.mask))
+        weights = mpc.belief.rollout_start(obs).performance_weights
+        if day == 0:  # one test: nothing learnt yet
+            np.testing.assert_allclose(weights, 1.0 / 32)
+    np.testing.assert_allclose(weights[2], 1.0 / 32)
+    # four tests ruled some responses out (the changes over 15 days are small: 1 % tests
+    # leave most draws plausible)
+    assert np.all(weights[:2].min(axis=1) < 0.5 / 32)
+    assert len(mpc.diagnostics["performance_ess"]) == 4 * 2  # tested athletes only
+    assert mpc.belief.predicted_performance().shape == (3, 32)
+    with pytest.raises(ValueError, match="performance_test_cv"):
+        MPCConfig(performance_test_cv=0.0)

@@ -1,0 +1,154 @@
+"""What periodic performance tests would buy the MPC planner.
+
+The planner's shortfall from the oracle is the performance response it cannot observe
+(`mpc_gap.py`: told the true performance parameters, it gains more than the oracle). No
+wearable reading reveals it, but an athlete can run a time trial. This runs, on a tuning cohort
+(seed 3000 by default, as `mpc_sweep.py` and `mpc_gap.py`), the planner as it is (prior medians
+of the performance response), the planner with D prior draws and no tests (what the draws alone
+do), and the planner with the same draws weighed by tests every K days (`Simulation.
+performance_test`: the latent performance times exp(cv·ε); the first on day 0, before
+training; `MPCPlanner.observe_performance`), against random play and the oracle on the same
+athletes and random streams. Each row: ΔP, its share of the oracle's ΔP gain over random (95 %
+bootstrap interval over athletes), the paired ΔP difference to the planner as it is, return,
+injured days and the median effective sample size of the weighted draws after the last test.
+
+The tests are free here: no session is given up for them, so the gains are an upper bound for
+tests at that cadence and precision (a real time trial is a hard session, and it is one more
+thing to ask of an athlete).
+
+    .venv/bin/python benchmarks/performance_tests.py [--n 200] [--cohort-seed 3000]
+        [--draws 1024] [--every 28 14 7] [--cv 0.015] [--extra-cv 0.027] [--jobs 2]
+        [--out benchmarks/results/performance_tests.json]
+
+`--jobs` runs the policies in that many processes (each on the same cohort and streams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.baselines import RandomPolicy
+from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
+from analysis.benchmark import gap_record
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig, Simulation
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mpc_latency import SIM_SEED  # the MPC benchmarks' simulation stream
+
+TEST_SEED = 77
+"""The stream of the tests' noise (the same for every setting)."""
+
+
+def run_episode(policy: Any, cohort: Any, n: int, every: int = 0,
+                cv: float = 0.0) -> dict[str, np.ndarray]:
+    """One episode of every athlete under `policy`, tested every `every` days (0: never) →
+    the episode summary."""
+    sim = Simulation(cohort, n, EnvConfig())
+    obs = sim.reset(seed=SIM_SEED)
+    if callable(policy) and not hasattr(policy, "act"):
+        policy = policy(sim)
+    policy.reset(0)
+    rng = np.random.default_rng(TEST_SEED)
+    done = False
+    while not done:
+        if every and sim.day % every == 0:
+            policy.observe_performance(sim.performance_test(cv, rng))
+        obs, _, done = sim.step(policy.act(obs, sim.mask))
+    return sim.episode_summary()
+
+
+def _settings(args: argparse.Namespace) -> dict[str, tuple[MPCConfig, int, float]]:
+    """The planner's settings by name: (config, test cadence in days or 0, test CV)."""
+    drawn = MPCConfig(performance_draws=args.draws)
+    settings = {"mpc": (MPCConfig(), 0, 0.0), f"mpc_draws{args.draws}": (drawn, 0, 0.0)}
+    for every in args.every:
+        settings[f"tests_every{every}_cv{args.cv:g}"] = (
+            replace(drawn, performance_test_cv=args.cv), every, args.cv)
+    for cv in args.extra_cv:
+        settings[f"tests_every{min(args.every)}_cv{cv:g}"] = (
+            replace(drawn, performance_test_cv=cv), min(args.every), cv)
+    return settings
+
+
+def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], float | None]:
+    """Policy `name` on the cohort → (episode summary, median ESS of the draws after the
+    last test or None)."""
+    model = WorldModel.load(args.model)
+    cohort = generate_cohort(model, args.n, seed=args.cohort_seed)
+    if name == "random":
+        return run_episode(RandomPolicy(), cohort, args.n), None
+    if name == "oracle":
+        return run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n), None
+    config, every, cv = _settings(args)[name]
+    planner = MPCPlanner(model, config, seed=0)
+    summary = run_episode(planner, cohort, args.n, every, cv)
+    ess = planner.diagnostics["performance_ess"][-args.n:]
+    return summary, float(np.median(ess)) if every else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/shipped")
+    parser.add_argument("--n", type=int, default=200, help="athletes of the tuning cohort")
+    parser.add_argument("--cohort-seed", type=int, default=3000)
+    parser.add_argument("--draws", type=int, default=1024,
+                        help="prior draws of the performance response per athlete")
+    parser.add_argument("--every", type=int, nargs="+", default=[28, 14, 7],
+                        help="test cadences (days) to run at --cv")
+    parser.add_argument("--cv", type=float, default=MPCConfig().performance_test_cv)
+    parser.add_argument("--extra-cv", type=float, nargs="*", default=[0.027],
+                        help="also run the shortest cadence at these CVs")
+    parser.add_argument("--jobs", type=int, default=1, help="processes")
+    parser.add_argument("--out", default="benchmarks/results/performance_tests.json")
+    args = parser.parse_args(argv)
+    if args.n < 2 or args.draws < 1 or min(args.every) < 1 or args.jobs < 1:
+        parser.error("--n must be ≥ 2, --draws, --every and --jobs ≥ 1")
+    started = time.perf_counter()
+    settings = _settings(args)
+    names = ["oracle", *settings, "random"]  # the slowest first
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = dict(zip(names, pool.map(_run, names, [args] * len(names))))
+    summaries = {name: results[name][0] for name in ["random", "oracle", *settings]}
+    ess = {name: results[name][1] for name in names}
+    dp = {k: v["delta_performance"] for k, v in summaries.items()}
+    records = []
+    for name, summary in summaries.items():
+        config, every, cv = settings.get(name, (None, 0, 0.0))
+        record = {"policy": name, "test_every_days": every or None,
+                  "test_cv": cv if every else None,
+                  "performance_draws": config.performance_draws if config else None,
+                  "delta_performance_mean": float(dp[name].mean()),
+                  **gap_record(dp, name, "mpc" if name in settings else None),
+                  "return_mean": float(summary["return"].mean()),
+                  "injured_days_mean": float(summary["injured_days"].mean()),
+                  "performance_ess_median_last_test": ess.get(name), "n": args.n}
+        records.append(record)
+        ci = record["pct_of_oracle_gain_ci95"]
+        vs = (f"  vs mpc {record['delta_p_minus_mpc']:+.3f} ± "
+              f"{record['delta_p_minus_mpc_se']:.3f}" if "delta_p_minus_mpc" in record else "")
+        print(f"{name:28s} ΔP {record['delta_performance_mean']:6.3f}  "
+              f"{record['pct_of_oracle_gain']:6.1f} % [{ci[0]:.0f}, {ci[1]:.0f}]{vs}  "
+              f"return {record['return_mean']:7.3f}  injured days "
+              f"{record['injured_days_mean']:.2f}", flush=True)
+    meta = {"command": "python benchmarks/performance_tests.py " + " ".join(argv or sys.argv[1:]),
+            "cohort_seed": args.cohort_seed, "sim_seed": SIM_SEED, "test_seed": TEST_SEED,
+            "model": args.model, "jobs": args.jobs, "wall_s": time.perf_counter() - started}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
