@@ -521,18 +521,25 @@ class AthleteBelief:
         self.diagnostics: dict[str, list[float]] = {"personalize_ess": [],
                                                     "performance_ess": []}
 
-    def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
+    def replay(self, observations: np.ndarray, actions: np.ndarray,
+               tests: np.ndarray | None = None) -> None:
         """Live through the athletes' past before planning from today: `observations`
-        (D, N, F) of the D mornings before today and the sessions done on those days (D, N).
-        The belief learns from them as it would have day by day, personalises on the whole
-        history at the next `observe` (today), and counts that morning as day 0 (an
-        `episode_days` objective ends that many days after it)."""
+        (D, N, F) of the D mornings before today and the sessions done on those days (D, N),
+        and `tests` (D, N) the performance tests of those mornings (NaN: none;
+        `observe_performance`). The belief learns from them as it would have day by day,
+        personalises on the whole history at the next `observe` (today), and counts that
+        morning as day 0 (an `episode_days` objective ends that many days after it)."""
         obs = np.asarray(observations, dtype=float)
         acts = np.asarray(actions, dtype=np.int64)
         if obs.ndim != 3 or acts.shape != obs.shape[:2]:
             raise ValueError(f"replay needs observations (D, N, F) and actions (D, N), got "
                              f"{obs.shape} and {acts.shape}")
-        for day_obs, day_actions in zip(obs, acts):
+        if tests is not None and np.shape(tests) != acts.shape:
+            raise ValueError(f"replay needs tests (D, N) like the actions, got "
+                             f"{np.shape(tests)}")
+        for d, (day_obs, day_actions) in enumerate(zip(obs, acts)):
+            if tests is not None and np.isfinite(tests[d]).any():
+                self.observe_performance(tests[d])
             self.observe(day_obs)
             self.record_executed(day_actions)
         self.day = 0
@@ -896,10 +903,11 @@ class MPCPlanner(_RecedingHorizon):
         then uses them for the safety history and the high-intensity share."""
         self.belief.record_executed(actions)
 
-    def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
-        """A real athlete's past mornings and sessions before today's plan
+    def replay(self, observations: np.ndarray, actions: np.ndarray,
+               tests: np.ndarray | None = None) -> None:
+        """A real athlete's past mornings, sessions and performance tests before today's plan
         (`AthleteBelief.replay`); call after `reset`."""
-        self.belief.replay(observations, actions)
+        self.belief.replay(observations, actions, tests)
 
     @property
     def warm_start(self) -> RecedingHorizonCEM:

@@ -134,7 +134,8 @@ def _plan(args: argparse.Namespace) -> int:
     from analysis.planning import plan_for_athlete
 
     result = plan_for_athlete(args.model, args.data, athlete=args.athlete, days=args.days,
-                              policy_dir=args.policy, seed=args.seed, event=args.event)
+                              policy_dir=args.policy, seed=args.seed, event=args.event,
+                              tests=args.tests)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=1) + "\n")
         return 0
@@ -284,6 +285,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--event", default=None, metavar="YYYY-MM-DD",
                       help="a race or test after the export's last day: performance should "
                            "peak then")
+    plan.add_argument("--tests", default=None, metavar="CSV",
+                      help="the athlete's performance tests (columns date, result; higher is "
+                           "better): the MPC learns the performance response from them")
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_plan)

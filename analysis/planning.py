@@ -19,6 +19,15 @@ training; an athlete with no event within that many days is shown to it at the e
 (the start of a block), not at the feature's cap, which it never saw; the MPC then plans a
 block of the same length.
 
+`--tests FILE` gives the athlete's performance tests (a time trial, a power test): a CSV with
+the columns `date` and `result`, the result in any unit where higher is better (speed, power,
+distance in a fixed time; for a time over a fixed distance give its inverse, e.g. km/h). The MPC
+planner then draws the performance response (`MPCConfig.performance_draws`) and weighs the
+draws by how well they predict the changes between the tests (`agents.mpc.
+performance_test_weights`): on 400 simulated athletes a monthly time trial took the planner
+from 90 to 98 % of the oracle's gain (`benchmarks/performance_tests.py`). One test alone tells
+it nothing.
+
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
 """
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +48,53 @@ from physiology_model.load import action_loads
 from physiology_model.table import ACTIONS
 
 MIN_DAYS = 7
+TEST_DRAWS = 1024
+"""Draws of the performance response the MPC weighs when the athlete has tests (as in
+`benchmarks/performance_tests.py`)."""
+
+
+def read_performance_tests(path: str | Path) -> pd.Series:
+    """The tests of a `--tests` CSV (module docstring): results (> 0) indexed by day, sorted.
+    Anything else is one `DataError` naming the file."""
+    from physiology_model.loaders._io import read_csv, require_columns, to_datetime, to_number
+    from physiology_model.table import NoteLog
+
+    path = Path(path)
+    frame = read_csv(path, NoteLog())
+    require_columns(frame, ["date", "result"], path)
+    dates = to_datetime(frame, "date", path, required=True).dt.normalize()
+    results = to_number(frame, "result", path)
+    bad = ~(np.isfinite(results.to_numpy()) & (results.to_numpy() > 0))
+    if bad.any():
+        first = int(bad.nonzero()[0][0])
+        raise DataError(path, f"column 'result': {int(bad.sum())} values are not results > 0 "
+                              f"(e.g. {frame['result'].iloc[first]!r} in data row {first + 1}); "
+                              f"give a speed or a power, higher is better")
+    if dates.duplicated().any():
+        raise DataError(path, f"two tests on {dates[dates.duplicated()].iloc[0].date()}: "
+                              f"give one result per day")
+    return pd.Series(results.to_numpy(), index=pd.DatetimeIndex(dates)).sort_index()
+
+
+def _tests_by_morning(tests: pd.Series, dates: pd.Series, path: str,
+                      notes: list[str]) -> np.ndarray:
+    """The tests on the athlete's mornings, (D,) with NaN on untested mornings. Tests after
+    today are an error; those before the first morning are left out with a note."""
+    days = pd.DatetimeIndex(dates)
+    if tests.index.max() > days[-1]:
+        raise DataError(path, f"a test on {tests.index.max().date()} is after the last day of "
+                              f"the data ({days[-1].date()})")
+    early = tests.index < days[0]
+    if early.any():
+        notes.append(f"{int(early.sum())} performance test(s) before the data's first day "
+                     f"({days[0].date()}) left out")
+    out = np.full(len(days), np.nan)
+    at = days.get_indexer(tests.index[~early])
+    if np.any(at < 0):
+        missing = tests.index[~early][at < 0][0]
+        raise DataError(path, f"a test on {missing.date()}, a day missing from the data")
+    out[at] = tests.to_numpy()[~early]
+    return out
 
 
 def _pick_athlete(frame: pd.DataFrame, athlete: str | None) -> str:
@@ -156,10 +213,11 @@ def _data_notes(notes: Sequence[Any]) -> list[str]:
 
 def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
                      days: int = 7, policy_dir: str | None = None, seed: int = 0,
-                     event: str | None = None) -> dict[str, Any]:
+                     event: str | None = None, tests: str | None = None) -> dict[str, Any]:
     """The plan as a JSON-ready dict (module docstring). `event` (a date after the export's
     last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
-    trained policy sees it in `days_to_event`."""
+    trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
+    tests, which the MPC planner learns the athlete's performance response from."""
     from agents.mpc import MPCConfig, MPCPlanner
     from analysis.real import actual_actions
     from physiology_model.loaders import load_exports
@@ -169,6 +227,10 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
 
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
+    if tests is not None and policy_dir:
+        raise DataError("(arguments)", "--tests is for the MPC planner; a trained --policy "
+                                       "does not read performance tests")
+    test_results = None if tests is None else read_performance_tests(tests)
     model = WorldModel.load(model_dir)
     table = load_exports(data)
     frame = table.frame
@@ -179,18 +241,28 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     mornings = observation_matrix(observations_from_table(history, events=events))
     obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
+    notes = _data_notes(table.notes_for(uid))
+    tested = (None if test_results is None
+              else _tests_by_morning(test_results, history["date"], tests, notes))
+
+    def replays(policy) -> bool:
+        return hasattr(policy, "replay") and done is not None and len(mornings) > 1
 
     def start(policy, horizon: int | None = None) -> None:
         """A new plan from today: the policy (or planner) learns the athlete from its past
-        mornings first when it keeps a belief (`replay`), else starts from today's features."""
+        mornings (and tests) first when it keeps a belief (`replay`), else starts from
+        today's features."""
         policy.reset(seed)
-        if hasattr(policy, "replay") and done is not None and len(mornings) > 1:
-            policy.replay(_policy_view(mornings[:-1], horizon)[:, None, :], done[:-1, None])
+        if replays(policy):
+            past = {} if tested is None else {"tests": tested[:-1, None]}
+            policy.replay(_policy_view(mornings[:-1], horizon)[:, None, :], done[:-1, None],
+                          **past)
+        if tested is not None and np.isfinite(tested[-1]):
+            policy.observe_performance(tested[-1:])
 
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
-    notes = _data_notes(table.notes_for(uid))
     if policy_dir:
         from agents.training import load_agent
 
@@ -206,6 +278,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         # the block ends at the event; without one, as for a learned policy, today starts a
         # block of the default episode length
         config = MPCConfig() if days_to_event is None else MPCConfig(episode_days=days_to_event)
+        if tested is not None:
+            config = replace(config, performance_draws=TEST_DRAWS)
         planner = MPCPlanner(model, config, seed=seed)
         start(planner)
         plan = planner.plan(obs, mask)
@@ -217,6 +291,13 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         start(unconstrained)
         free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
         planner_name = "mpc"
+        if tested is not None:
+            used = int(np.isfinite(tested if replays(planner) else tested[-1:]).sum())
+            ess = planner.diagnostics["performance_ess"]
+            notes.append(f"{used} of {len(test_results)} performance test(s) used" + (
+                f"; they leave an effective {ess[-1]:.0f} of the {TEST_DRAWS} drawn "
+                f"performance responses (the fewer, the more they told)" if used > 1 and ess
+                else "; one test alone says nothing about the response (it needs a second)"))
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
     samples = pred.samples
     reasons = verdict.explain(0)

@@ -297,3 +297,38 @@ def test_a_plan_lists_what_the_loaders_repaired_in_the_export(tmp_path):
     repaired = [n for n in plan["notes"] if "rhr_bpm" in n]
     assert len(repaired) == 1 and "set to missing" in repaired[0] and repaired[0].endswith("(6)")
     assert str(tmp_path / "physiological_cycles.csv") in repaired[0]
+
+
+def test_a_plan_learns_the_performance_response_from_the_athletes_tests(tmp_path):
+    from analysis.planning import TEST_DRAWS, plan_for_athlete
+    from physiology_model.errors import DataError
+
+    data = [str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")]
+    tests = tmp_path / "tests.csv"
+    tests.write_text("date,result\n2022-08-01,14.0\n2022-09-15,14.2\n2022-10-13,14.9\n"
+                     "2022-11-10,15.1\n")
+    plan = plan_for_athlete(str(MODEL_DIR), data, days=3, seed=0, tests=str(tests))
+    assert plan["planner"] == "mpc" and len(plan["days"]) == 3
+    left_out = [n for n in plan["notes"] if "before the data's first day" in n]
+    assert left_out == ["1 performance test(s) before the data's first day (2022-08-25) left out"]
+    used = [n for n in plan["notes"] if "performance test(s) used" in n]
+    assert len(used) == 1 and used[0].startswith("3 of 4 performance test(s) used")
+    ess = float(used[0].split("an effective ")[1].split(" of")[0])
+    assert 1 <= ess < TEST_DRAWS  # the tests reached the planner's belief
+    tests.write_text("date,result\n2022-11-10,15.1\n")
+    one = plan_for_athlete(str(MODEL_DIR), data, days=1, seed=0, tests=str(tests))
+    assert any("one test alone" in n for n in one["notes"])
+    bad = {"date,speed\n2022-11-10,15\n": "missing column",
+           "date,result\n2022-11-01,15\n2022-11-01,16\n": "two tests on 2022-11-01",
+           "date,result\n2022-11-01,-3\n": "not results > 0",
+           "date,result\n2022-11-01,fast\n": "result",
+           "date,result\n2022-11-11,15\n": "after the last day",
+           "date,result\nyesterday,15\n": "not dates"}
+    for text, problem in bad.items():
+        tests.write_text(text)
+        with pytest.raises(DataError, match=problem) as err:
+            plan_for_athlete(str(MODEL_DIR), data, days=1, seed=0, tests=str(tests))
+        assert str(tests) in str(err.value)
+    with pytest.raises(DataError, match="--tests is for the MPC"):
+        plan_for_athlete(str(MODEL_DIR), data, days=1, policy_dir=str(tmp_path),
+                         tests=str(tests))
