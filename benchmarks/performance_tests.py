@@ -16,11 +16,13 @@ The tests are free here: no session is given up for them, so the gains are an up
 tests at that cadence and precision (a real time trial is a hard session, and it is one more
 thing to ask of an athlete).
 
-    .venv/bin/python benchmarks/performance_tests.py [--n 200] [--cohort-seed 3000]
+    .venv/bin/python benchmarks/performance_tests.py [--n 200] [--cohort-seed 3000 | --cohort F]
         [--draws 1024] [--every 28 14 7] [--cv 0.015] [--extra-cv 0.027] [--jobs 2]
         [--out benchmarks/results/performance_tests.json]
 
-`--jobs` runs the policies in that many processes (each on the same cohort and streams).
+`--jobs` runs the policies in that many processes (each on the same cohort and streams);
+`--cohort` takes a saved cohort (`periodize cohort`) instead, e.g. a held-out one, and
+`--no-draws-row` leaves out the planner with draws but no tests.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from analysis.benchmark import gap_record
 from physiology_model.world_model import WorldModel
-from simulator.cohort import generate_cohort
+from simulator.cohort import Cohort, generate_cohort
 from simulator.env import EnvConfig, Simulation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,7 +73,9 @@ def run_episode(policy: Any, cohort: Any, n: int, every: int = 0,
 def _settings(args: argparse.Namespace) -> dict[str, tuple[MPCConfig, int, float]]:
     """The planner's settings by name: (config, test cadence in days or 0, test CV)."""
     drawn = MPCConfig(performance_draws=args.draws)
-    settings = {"mpc": (MPCConfig(), 0, 0.0), f"mpc_draws{args.draws}": (drawn, 0, 0.0)}
+    settings = {"mpc": (MPCConfig(), 0, 0.0)}
+    if args.draws_row:
+        settings[f"mpc_draws{args.draws}"] = (drawn, 0, 0.0)
     for every in args.every:
         settings[f"tests_every{every}_cv{args.cv:g}"] = (
             replace(drawn, performance_test_cv=args.cv), every, args.cv)
@@ -81,11 +85,17 @@ def _settings(args: argparse.Namespace) -> dict[str, tuple[MPCConfig, int, float
     return settings
 
 
+def _cohort(args: argparse.Namespace, model: WorldModel) -> Cohort:
+    if args.cohort:
+        return Cohort.load(args.cohort)
+    return generate_cohort(model, args.n, seed=args.cohort_seed)
+
+
 def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], float | None]:
     """Policy `name` on the cohort → (episode summary, median ESS of the draws after the
     last test or None)."""
     model = WorldModel.load(args.model)
-    cohort = generate_cohort(model, args.n, seed=args.cohort_seed)
+    cohort = _cohort(args, model)
     if name == "random":
         return run_episode(RandomPolicy(), cohort, args.n), None
     if name == "oracle":
@@ -102,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="models/shipped")
     parser.add_argument("--n", type=int, default=200, help="athletes of the tuning cohort")
     parser.add_argument("--cohort-seed", type=int, default=3000)
+    parser.add_argument("--cohort", default=None, help="a saved cohort file (all its athletes)")
+    parser.add_argument("--no-draws-row", dest="draws_row", action="store_false")
     parser.add_argument("--draws", type=int, default=1024,
                         help="prior draws of the performance response per athlete")
     parser.add_argument("--every", type=int, nargs="+", default=[28, 14, 7],
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", default="benchmarks/results/performance_tests.json")
     args = parser.parse_args(argv)
+    if args.cohort:
+        args.n = Cohort.load(args.cohort).n
     if args.n < 2 or args.draws < 1 or min(args.every) < 1 or args.jobs < 1:
         parser.error("--n must be ≥ 2, --draws, --every and --jobs ≥ 1")
     started = time.perf_counter()
@@ -142,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
               f"return {record['return_mean']:7.3f}  injured days "
               f"{record['injured_days_mean']:.2f}", flush=True)
     meta = {"command": "python benchmarks/performance_tests.py " + " ".join(argv or sys.argv[1:]),
-            "cohort_seed": args.cohort_seed, "sim_seed": SIM_SEED, "test_seed": TEST_SEED,
+            "cohort": args.cohort, "cohort_seed": None if args.cohort else args.cohort_seed,
+            "sim_seed": SIM_SEED, "test_seed": TEST_SEED,
             "model": args.model, "jobs": args.jobs, "wall_s": time.perf_counter() - started}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
