@@ -26,7 +26,8 @@ planner then draws the performance response (`MPCConfig.performance_draws`) and 
 draws by how well they predict the changes between the tests (`agents.mpc.
 performance_test_weights`): on 400 simulated athletes a monthly time trial took the planner
 from 90 to 98 % of the oracle's gain (`benchmarks/performance_tests.py`). One test alone tells
-it nothing.
+it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
+performance_test_cv`, a 5-km time trial's).
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.

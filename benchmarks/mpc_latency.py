@@ -17,12 +17,16 @@ penalty, injured days, mean load, wall time per policy, and the MPC's share of t
 
 With `--distilled RUN_DIR` the distilled planner (`agents.distill`) is timed the same way: its
 network is fast, but it keeps the planner's belief, so it personalises on the same mornings.
+With `--performance-draws D` the planner that weighs D draws of the performance response (the
+planner of an athlete with performance tests: `periodize plan --tests`, `MPCConfig.
+performance_draws`) is timed too, as `mpc-perf<D>`.
 
 Writes a JSON list of records {impl, device, metric, value} (plus `n` where a record is a mean
 over athletes).
 
     .venv/bin/python benchmarks/mpc_latency.py [--model models/shipped] [--days 60]
         [--athletes 5] [--batch 200] [--evaluate 200] [--cohort-seed 1000] [--distilled RUN_DIR]
+        [--performance-draws 1024]
         [--out benchmarks/results/mpc_latency.json]
 """
 
@@ -105,15 +109,25 @@ def time_recommendations(model: WorldModel, n_athletes: int, days: int,
             "personalize_max_s": max(personalised) if personalised else nan}
 
 
-def run_episode(policy_factory: Any, cohort: Any, n: int) -> tuple[dict[str, np.ndarray], float]:
-    """One episode of every athlete under one policy → (episode_summary, wall seconds)."""
+TEST_SEED = 77
+"""The stream of the performance tests' noise (the same for every policy)."""
+
+
+def run_episode(policy_factory: Any, cohort: Any, n: int, tests_every: int = 0,
+                test_cv: float = 0.0) -> tuple[dict[str, np.ndarray], float]:
+    """One episode of every athlete under one policy → (episode_summary, wall seconds). With
+    `tests_every` > 0 the policy is handed a performance test (`Simulation.performance_test`
+    at `test_cv`) every that many mornings from the first, before it acts."""
     sim = Simulation(cohort, n, EnvConfig())
     obs = sim.reset(seed=SIM_SEED)
     policy = policy_factory(sim)
     policy.reset(0)
+    rng = np.random.default_rng(TEST_SEED)
     t0 = time.perf_counter()
     done = False
     while not done:
+        if tests_every and sim.day % tests_every == 0:
+            policy.observe_performance(sim.performance_test(test_cv, rng))
         obs, _, done = sim.step(policy.act(obs, sim.mask))
     return sim.episode_summary(), time.perf_counter() - t0
 
@@ -180,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cohort-seed", type=int, default=1000)
     parser.add_argument("--distilled", type=Path, default=None,
                         help="a distilled planner's run directory: time it the same way")
+    parser.add_argument("--performance-draws", type=int, default=0,
+                        help="also time the planner with this many performance draws")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/mpc_latency.json"))
     args = parser.parse_args(argv)
     if args.days < 2 or args.batch < 1 or args.batch_days < 2 or args.athletes < 1:
@@ -191,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         from agents.training import load_agent
 
         policies["mpc-distilled"] = load_agent(args.distilled, model=model)
+    if args.performance_draws > 0:
+        policies[f"mpc-perf{args.performance_draws}"] = MPCPlanner(
+            model, MPCConfig(performance_draws=args.performance_draws), seed=0)
     timed = {impl: (time_recommendations(model, 1, args.days, args.cohort_seed, policy,
                                          repeats=args.athletes),
                     time_recommendations(model, args.batch, args.batch_days, args.cohort_seed,

@@ -7,7 +7,7 @@ wearable reading reveals it, but an athlete can run a time trial. This runs, on 
 of the performance response), the planner with D prior draws and no tests (what the draws alone
 do), and the planner with the same draws weighed by tests every K days (`Simulation.
 performance_test`: the latent performance times exp(cv·ε); the first on day 0, before
-training; `MPCPlanner.observe_performance`), against random play and the oracle on the same
+training; `MPCPlanner.observe_performance`; `mpc_latency.run_episode`), against random play and the oracle on the same
 athletes and random streams. Each row: ΔP, its share of the oracle's ΔP gain over random (95 %
 bootstrap interval over athletes), the paired ΔP difference to the planner as it is, return,
 injured days and the median effective sample size of the weighted draws after the last test.
@@ -34,7 +34,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -43,31 +42,9 @@ from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from analysis.benchmark import gap_record
 from physiology_model.world_model import WorldModel
 from simulator.cohort import Cohort, generate_cohort
-from simulator.env import EnvConfig, Simulation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mpc_latency import SIM_SEED  # the MPC benchmarks' simulation stream
-
-TEST_SEED = 77
-"""The stream of the tests' noise (the same for every setting)."""
-
-
-def run_episode(policy: Any, cohort: Any, n: int, every: int = 0,
-                cv: float = 0.0) -> dict[str, np.ndarray]:
-    """One episode of every athlete under `policy`, tested every `every` days (0: never) →
-    the episode summary."""
-    sim = Simulation(cohort, n, EnvConfig())
-    obs = sim.reset(seed=SIM_SEED)
-    if callable(policy) and not hasattr(policy, "act"):
-        policy = policy(sim)
-    policy.reset(0)
-    rng = np.random.default_rng(TEST_SEED)
-    done = False
-    while not done:
-        if every and sim.day % every == 0:
-            policy.observe_performance(sim.performance_test(cv, rng))
-        obs, _, done = sim.step(policy.act(obs, sim.mask))
-    return sim.episode_summary()
+from mpc_latency import SIM_SEED, TEST_SEED, run_episode  # the MPC benchmarks' episodes
 
 
 def _settings(args: argparse.Namespace) -> dict[str, tuple[MPCConfig, int, float]]:
@@ -97,12 +74,12 @@ def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], fl
     model = WorldModel.load(args.model)
     cohort = _cohort(args, model)
     if name == "random":
-        return run_episode(RandomPolicy(), cohort, args.n), None
+        return run_episode(lambda sim: RandomPolicy(), cohort, args.n)[0], None
     if name == "oracle":
-        return run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n), None
+        return run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n)[0], None
     config, every, cv = _settings(args)[name]
     planner = MPCPlanner(model, config, seed=0)
-    summary = run_episode(planner, cohort, args.n, every, cv)
+    summary = run_episode(lambda sim: planner, cohort, args.n, every, cv)[0]
     ess = planner.diagnostics["performance_ess"][-args.n:]
     return summary, float(np.median(ess)) if every else None
 
