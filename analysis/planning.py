@@ -24,9 +24,9 @@ the columns `date` and `result`, the result in any unit where higher is better (
 distance in a fixed time; for a time over a fixed distance give its inverse, e.g. km/h). The MPC
 planner then draws the performance response (`MPCConfig.performance_draws`) and weighs the
 draws by how well they predict the changes between the tests (`agents.mpc.
-performance_test_weights`): on 400 simulated athletes a monthly time trial took the planner
-from 90 to 98 % of the oracle's gain (`benchmarks/performance_tests.py`). One test alone tells
-it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
+performance_test_weights`): on 1,000 held-out simulated athletes a monthly time trial took
+the planner from 83 to 93 % of the oracle's gain (`benchmarks/performance_tests.py`). One test
+alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
 performance_test_cv`, a 5-km time trial's).
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
