@@ -831,7 +831,7 @@ def performance_test_weights(log_predicted: np.ndarray, log_results: np.ndarray,
     `log_results` (N, T) ln of the results (NaN: not tested that morning).
 
     A result is ln y = ln P_d + c + ε, ε ~ N(0, cv²), with c an unknown per-athlete offset (a
-    test's unit, seconds or watts, is not the model's % scale) profiled out: a draw is scored by
+    test's unit, km/h or watts, is not the model's % scale) profiled out: a draw is scored by
     how well it predicts the changes between the athlete's tests, so one test alone leaves the
     prior weights equal. The weights are the draws' posterior given the tests (self-normalised
     importance sampling from the prior)."""

@@ -7,10 +7,11 @@ wearable reading reveals it, but an athlete can run a time trial. This runs, on 
 of the performance response), the planner with D prior draws and no tests (what the draws alone
 do), and the planner with the same draws weighed by tests every K days (`Simulation.
 performance_test`: the latent performance times exp(cv·ε); the first on day 0, before
-training; `MPCPlanner.observe_performance`; `mpc_latency.run_episode`), against random play and the oracle on the same
-athletes and random streams. Each row: ΔP, its share of the oracle's ΔP gain over random (95 %
-bootstrap interval over athletes), the paired ΔP difference to the planner as it is, return,
-injured days and the median effective sample size of the weighted draws after the last test.
+training; `MPCPlanner.observe_performance`; `mpc_latency.run_episode`), against random play
+and the oracle on the same athletes and random streams. Each row: ΔP, its share of the
+oracle's ΔP gain over random (95 % bootstrap interval over athletes), the paired ΔP difference
+to the planner as it is, return, injured days and the median effective sample size of the
+weighted draws after the last test.
 
 The tests are free here: no session is given up for them, so the gains are an upper bound for
 tests at that cadence and precision (a real time trial is a hard session, and it is one more
