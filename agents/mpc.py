@@ -695,10 +695,7 @@ class AthleteBelief:
     def predicted_performance(self) -> np.ndarray:
         """Each performance draw's P this morning from the loads seen, (N, D) (% of the
         untrained baseline)."""
-        perf = self._performance  # (N, D) fields against (N, D, channels) states
-        return banister.performance(self._perf_state, perf.baseline, perf.fitness_gain,
-                                    perf.fatigue_gain,
-                                    variable_fatigue_gain=perf.variable_fatigue_gain)
+        return self._performance.evaluate(self._perf_state)
 
     def _condition_on_test(self, results: np.ndarray) -> None:
         """Weigh each athlete's performance draws by the likelihood of its tests so far

@@ -192,12 +192,13 @@ class PerformanceParams:
                                       self.tau_gain_days)
 
     def evaluate(self, states: np.ndarray) -> np.ndarray:
-        """Performance of morning `states` (..., N_CHANNELS); per-athlete parameters (n,)
-        broadcast against states shaped (n, ..., N_CHANNELS)."""
-        extra = np.ndim(states) - 2  # axes between the athlete axis and the channel axis
+        """Performance of morning `states` (..., N_CHANNELS); parameters shaped like the
+        leading axes of the states (per athlete (n,), or per athlete and draw (n, d))
+        broadcast against states shaped (n, [d,] ..., N_CHANNELS)."""
 
         def per_athlete(value: ArrayLike) -> np.ndarray:
             value = np.asarray(value, dtype=float)
+            extra = np.ndim(states) - 1 - value.ndim  # axes between them and the channels
             return value.reshape(value.shape + (1,) * max(extra, 0)) if value.ndim else value
 
         return banister.performance(

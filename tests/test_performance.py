@@ -184,3 +184,24 @@ def test_couzens_check_runs_and_returns_finite_scores():
     assert models["busso"]["r2_train"] >= models["constant"]["r2_train"] - 1e-12
     assert set(result["prior_check"]) >= {"linear.tau_fit_days", "busso.tau_gain_days"}
     assert result["config"]["n_prior_draws"] == 20
+
+
+def test_evaluate_takes_parameters_per_athlete_or_per_athlete_and_draw():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(0)
+    params = pf.sample_performance_params(12, rng, variable_dose=True,
+                                          reference_load=np.ones(12))
+    states = rng.uniform(0.0, 2.0, (3, 4, banister.N_CHANNELS))
+    grid = replace(params, **{k: np.asarray(v).reshape(3, 4) for k, v in vars(params).items()
+                              if v is not None and np.ndim(v) == 1})
+    flat = params.evaluate(states.reshape(12, banister.N_CHANNELS)).reshape(3, 4)
+    np.testing.assert_array_equal(grid.evaluate(states), flat)
+    # (n,) parameters against (n, k, channels) states: one set per athlete for all k
+    per_athlete = replace(params, **{k: np.asarray(v)[:3] for k, v in vars(params).items()
+                                     if v is not None and np.ndim(v) == 1})
+    expected = np.stack([replace(per_athlete, **{k: np.asarray(v)[i] for k, v in
+                                                 vars(per_athlete).items()
+                                                 if v is not None and np.ndim(v) == 1})
+                         .evaluate(states[i]) for i in range(3)])
+    np.testing.assert_allclose(per_athlete.evaluate(states), expected, rtol=1e-12)
