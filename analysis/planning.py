@@ -85,16 +85,16 @@ def _tests_by_morning(tests: pd.Series, dates: pd.Series, path: str,
     if tests.index.max() > days[-1]:
         raise DataError(path, f"a test on {tests.index.max().date()} is after the last day of "
                               f"the data ({days[-1].date()})")
-    early = tests.index < days[0]
-    if early.any():
-        notes.append(f"{int(early.sum())} performance test(s) before the data's first day "
-                     f"({days[0].date()}) left out")
-    out = np.full(len(days), np.nan)
-    at = days.get_indexer(tests.index[~early])
+    kept = tests[tests.index >= days[0]]
+    if len(kept) < len(tests):
+        notes.append(f"{len(tests) - len(kept)} performance test(s) before the data's first "
+                     f"day ({days[0].date()}) left out")
+    at = days.get_indexer(kept.index)
     if np.any(at < 0):
-        missing = tests.index[~early][at < 0][0]
-        raise DataError(path, f"a test on {missing.date()}, a day missing from the data")
-    out[at] = tests.to_numpy()[~early]
+        raise DataError(path, f"a test on {kept.index[at < 0][0].date()}, a day missing from "
+                              f"the data")
+    out = np.full(len(days), np.nan)
+    out[at] = kept.to_numpy()
     return out
 
 
