@@ -462,7 +462,7 @@ def terminal_performance_map(performance: PerformanceParams, days: np.ndarray,
 
 
 def performance_quadratic(decays: np.ndarray, state: np.ndarray, coef: np.ndarray,
-                          offset: np.ndarray, horizon: int
+                          offset: np.ndarray, horizon: int, weights: np.ndarray | None = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ΔP of any plan's daily loads w (H,) as c0 + a·w + wᵀBw, exact, for M parameter sets:
     `decays` (M, 5), this morning's `state` (M, 5), the end-of-objective map P = offset +
@@ -474,7 +474,13 @@ def performance_quadratic(decays: np.ndarray, state: np.ndarray, coef: np.ndarra
     a linear channel ends at e^H·M_0 + Σ_d e^{H−d}·w_d, variable fatigue at e_v^H·V_0 +
     Σ_d e_v^{H−d}·(G_d + w_d)·w_d. So ΔP is quadratic in the loads with B[i, d] =
     k_V·e_v^{H−d}·e_g^{d−i} for i ≤ d. Returns c0 (M,), a (M, H), B (M, H, H): averaging them
-    over parameter draws gives the expected ΔP of every plan at the cost of one."""
+    over parameter draws gives the expected ΔP of every plan at the cost of one.
+
+    With `weights` (N, D), the M = N·D sets being D draws for each of N athletes (athlete-major),
+    it returns the weighted means over each athlete's draws instead, (N,), (N, H), (N, H, H),
+    without building the M forms of B: B[i, d] = z_i·y_d with z_i = e_g^{c−i} and y_d =
+    k_V·e_v^{H−d}·e_g^{d−c} (c the middle day, so neither factor overflows), so the mean is
+    the upper triangle of one (H × D)(D × H) product per athlete."""
     e = np.asarray(decays, float)
     h = np.arange(horizon)
     to_end = e[:, None, :] ** (horizon - h)[None, :, None]  # (M, H, 5): e^(H−d)
@@ -486,10 +492,24 @@ def performance_quadratic(decays: np.ndarray, state: np.ndarray, coef: np.ndarra
     v_to_end = to_end[:, :, banister.VARIABLE_FATIGUE]  # (M, H)
     a = a + (k_var * state[:, banister.DOSE_GAIN])[:, None] * v_to_end * (
         e_gain[:, None] ** h[None, :])
-    lag = h[None, :] - h[:, None]  # d − i: row i (earlier load), column d
-    gain_lag = np.where(lag >= 0, e_gain[:, None, None] ** np.maximum(lag, 0), 0.0)
-    b = k_var[:, None, None] * v_to_end[:, None, :] * gain_lag
-    return c0, a, b
+    if weights is None:
+        lag = h[None, :] - h[:, None]  # d − i: row i (earlier load), column d
+        gain_lag = np.where(lag >= 0, e_gain[:, None, None] ** np.maximum(lag, 0), 0.0)
+        b = k_var[:, None, None] * v_to_end[:, None, :] * gain_lag
+        return c0, a, b
+    w = np.asarray(weights, float)
+    n, d = w.shape
+    # ln e_g floored at 10^(−250/H) so that z and y stay within 10^±125: it bites only where
+    # the Busso channels are off (e_g = 0, k_V = 0, so y = 0) or τ_gain < 0.04 d (H = 21),
+    # where every e_g^{d−i} off the diagonal is negligible anyway
+    log_gain = np.maximum(np.log(np.maximum(e_gain, 1e-300)), -250.0 * np.log(10) / horizon)
+    middle = (horizon - 1) / 2.0
+    z = np.exp((middle - h)[None, :] * log_gain[:, None])  # (M, H)
+    y = (k_var[:, None] * v_to_end * np.exp((h - middle)[None, :] * log_gain[:, None])
+         * w.reshape(-1, 1))
+    b = np.triu(np.matmul(z.reshape(n, d, horizon).transpose(0, 2, 1), y.reshape(n, d, horizon)))
+    return (np.einsum("nd,nd->n", c0.reshape(n, d), w),
+            np.einsum("ndh,nd->nh", a.reshape(n, d, horizon), w), b)
 
 
 def observation_response(physiology: dict[str, np.ndarray], state: np.ndarray,
@@ -598,9 +618,9 @@ class PreparedRollout:
         const, coef = terminal_performance_map(self._perf, extra_days,
                                                continuation_load(self._perf, config.safety))
         # ΔP of a plan is quadratic in its loads: the draws' mean form scores every candidate
-        self._delta_p_form = tuple(
-            self._draw_mean(x) for x in performance_quadratic(
-                self._perf_decays, perf_state, coef, const - self._p_start, horizon))
+        self._delta_p_form = performance_quadratic(
+            self._perf_decays, perf_state, coef, const - self._p_start, horizon,
+            None if shared else self._perf_weights)
         # Shared hazard parameters: one hazard per athlete, read at the scenarios' mean
         # recovery (its only per-scenario input; an S-fold saving, slightly low where the
         # low-recovery hinge bites: the hazard is convex in recovery there).

@@ -505,6 +505,13 @@ def test_performance_quadratic_is_the_rollout_of_any_loads(variable):
             end = banister.step_state(end, np.full(m, w[day]), None, decays)
         np.testing.assert_allclose(c0 + a @ w + np.einsum("h,mhg,g->m", w, b, w),
                                    offset + np.sum(coef * end, axis=1), rtol=1e-10)
+    # as the weighted mean over each athlete's draws (2 athletes × 3 draws), without the M B's
+    weights = rng.dirichlet(np.ones(3), size=2)
+    mean = performance_quadratic(decays, state, coef, offset, horizon, weights)
+    for per_set, averaged in zip((c0, a, b), mean):
+        expected = np.einsum("nd...,nd->n...", per_set.reshape((2, 3) + per_set.shape[1:]),
+                             weights)
+        np.testing.assert_allclose(averaged, expected, rtol=1e-10, atol=1e-14)
 
 
 def test_mpc_with_performance_draws_plans_for_their_expectation(model, cohort):
