@@ -19,6 +19,13 @@ the planner on 59 % of held-out mornings, with the belief's parameters and state
 on the seed-1000 cohort its ΔP rose from +0.29 % to +0.76 %), with the sessions as well on
 67 %.
 
+Performance tests (`DistillConfig.tests_every`): the teacher is then the planner of an athlete
+who runs a test every few weeks (`MPCConfig.performance_draws` draws of the performance
+response, weighed by the tests: `agents.mpc.performance_test_weights`), and the student's
+belief draws and weighs the same way, so its inputs gain the weighted draws' summary
+(`agents.mpc.PERFORMANCE_FEATURE_NAMES`). Such a student is handed the tests as the planner is
+(`DistilledPlanner.observe_performance`, `periodize plan --policy RUN --tests CSV`).
+
 The network is `DiscreteSAC`'s actor (the same network, observation normaliser and checkpoint
 format) trained by masked cross-entropy with early stopping on held-out athletes; its critics
 are not trained. What did not raise the agreement on those 256 athletes: the CEM's final
@@ -40,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.mpc import BELIEF_FEATURE_NAMES, AthleteBelief, MPCConfig, MPCPlanner
+from agents.mpc import AthleteBelief, MPCConfig, MPCPlanner, belief_feature_names
 from agents.policy import check_batch
 from agents.sac import DiscreteSAC, SACConfig, masked_log_probs
 from agents.training import jsonable, write_run_record
@@ -66,10 +73,26 @@ class DistillConfig:
     """Epochs without a better validation loss before training stops (the best is kept)."""
     validation_share: float = 0.2
     """Share of the cohort's athletes held out for early stopping."""
+    tests_every: int = 0
+    """Days between the simulated athletes' performance tests while labelling (0: none): the
+    teacher is then the planner that weighs `performance_draws` draws of the performance
+    response by the tests, and the student sees the draws' summary
+    (`agents.mpc.PERFORMANCE_FEATURE_NAMES`) and must be handed the tests when it plans."""
+    performance_draws: int = 0
+    """`MPCConfig.performance_draws` of the teacher and the student's belief (needed with
+    tests; 1,024 is what `periodize plan --tests` uses)."""
+    test_cv: float = 0.015
+    """The tests' repeatability (`Simulation.performance_test`, `MPCConfig.
+    performance_test_cv`)."""
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ValueError("rounds, max_epochs, patience and batch_size must be ≥ 1")
+        if self.tests_every < 0 or self.performance_draws < 0 or self.test_cv <= 0:
+            raise ValueError("tests_every and performance_draws must be ≥ 0 and test_cv > 0")
+        if self.tests_every and not self.performance_draws:
+            raise ValueError("tests weigh the performance draws: set performance_draws > 0 "
+                             "with tests_every")
         if not 0.0 <= self.student_share <= 1.0:
             raise ValueError(f"student_share must be in [0, 1], got {self.student_share}")
         if not 0.0 < self.validation_share < 1.0:
@@ -79,14 +102,23 @@ class DistillConfig:
 BELIEF_FORMAT = "adaptive-periodization.DistilledPlanner"
 BELIEF_SETTINGS: tuple[str, ...] = ("scenarios", "parameters", "summary_draws",
                                     "personalize_days", "personalize_proposals",
-                                    "personalize_draws", "personalize_rounds")
+                                    "personalize_draws", "personalize_rounds",
+                                    "performance_draws", "performance_test_cv")
 """The `MPCConfig` fields that decide the belief (the rest configure the search)."""
-N_INPUTS = len(FEATURE_INDEX) + len(BELIEF_FEATURE_NAMES)
-"""The student network's inputs: the observation and the belief's features."""
+
+
+def n_inputs(config: MPCConfig) -> int:
+    """The student network's inputs under the belief `config`: the observation and the
+    belief's features (`agents.mpc.belief_feature_names`)."""
+    return len(FEATURE_INDEX) + len(belief_feature_names(config))
+
+
+N_INPUTS = n_inputs(MPCConfig())
+"""The inputs of a student whose belief does not draw the performance response."""
 
 
 def student_inputs(obs: np.ndarray, belief: AthleteBelief) -> np.ndarray:
-    """The network's input (N, N_INPUTS): the observation and the belief after `observe(obs)`."""
+    """The network's input (N, n_inputs): the observation and the belief after `observe(obs)`."""
     return np.concatenate([np.asarray(obs, dtype=np.float32), belief.features()], axis=1)
 
 
@@ -98,11 +130,11 @@ class DistilledPlanner:
 
     def __init__(self, model: Any, network: DiscreteSAC, config: MPCConfig | None = None,
                  seed: int = 0, model_dir: str | None = None) -> None:
-        if network.n_features != N_INPUTS:
-            raise ValueError(f"the network takes {network.n_features} inputs, the student "
-                             f"{N_INPUTS} (observation + belief)")
-        self.network, self.model_dir = network, model_dir
         self.config = config or MPCConfig()
+        if network.n_features != n_inputs(self.config):
+            raise ValueError(f"the network takes {network.n_features} inputs, the student "
+                             f"{n_inputs(self.config)} (observation + belief)")
+        self.network, self.model_dir = network, model_dir
         self._rng = np.random.default_rng(np.random.SeedSequence(seed))
         self.belief = AthleteBelief(model, self.config, self._rng)
 
@@ -125,10 +157,17 @@ class DistilledPlanner:
         """The sessions actually done today when a rule changed them (`AthleteBelief`)."""
         self.belief.record_executed(actions)
 
-    def replay(self, observations: np.ndarray, actions: np.ndarray) -> None:
-        """A real athlete's past mornings and sessions before today (`AthleteBelief.replay`);
-        call after `reset`."""
-        self.belief.replay(observations, actions)
+    def observe_performance(self, results: np.ndarray) -> None:
+        """Performance tests done this morning, (N,) (NaN: none), before `act`
+        (`AthleteBelief.observe_performance`): a student distilled with tests
+        (`DistillConfig.tests_every`) reads what they tell through its belief."""
+        self.belief.observe_performance(results)
+
+    def replay(self, observations: np.ndarray, actions: np.ndarray,
+               tests: np.ndarray | None = None) -> None:
+        """A real athlete's past mornings, sessions and tests before today
+        (`AthleteBelief.replay`); call after `reset`."""
+        self.belief.replay(observations, actions, tests)
 
     def save(self, directory: str | Path) -> Path:
         """The network's checkpoint plus `belief.json` (the belief's settings and the world
@@ -169,21 +208,26 @@ class DistilledPlanner:
 
 def planner_labels(model: Any, cohort: Cohort, env_config: EnvConfig, seed: int, *,
                    network: DiscreteSAC | None = None, student_share: float = 0.0,
-                   mpc_config: MPCConfig | None = None
+                   mpc_config: MPCConfig | None = None, tests_every: int = 0,
+                   test_cv: float = 0.015
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One episode of every athlete of `cohort`: (student inputs (D·N, N_INPUTS), mask
+    """One episode of every athlete of `cohort`: (student inputs (D·N, n_inputs), mask
     (D·N, 6), planner's session (D·N,), athlete index (D·N,)), mornings in day-major order.
     The inputs' belief is the planner's own. With a student `network`, each morning the
     student's session is done instead of the planner's with probability `student_share` (the
-    label is the planner's either way)."""
+    label is the planner's either way). With `tests_every` > 0 the planner is handed a
+    performance test (`Simulation.performance_test` at `test_cv`) every that many mornings
+    from the first, before it plans (its config needs `performance_draws`)."""
     sim = Simulation(cohort, cohort.n, env_config)
     obs = sim.reset(seed)
     planner = MPCPlanner(model, mpc_config or MPCConfig(episode_days=env_config.episode_days),
                          seed=seed)
     planner.reset(seed)
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     rows_inputs, rows_mask, rows_label = [], [], []
-    for _ in range(env_config.episode_days):
+    for day in range(env_config.episode_days):
+        if tests_every and day % tests_every == 0:
+            planner.observe_performance(sim.performance_test(test_cv, test_rng))
         mask = sim.agent_mask.copy()
         label = planner.act(obs, mask)
         inputs = student_inputs(obs, planner.belief)
@@ -262,10 +306,13 @@ def fit_student(obs: np.ndarray, mask: np.ndarray, labels: np.ndarray, athletes:
                      "validation_accuracy": val_accuracy, "mornings": len(labels)}
 
 
-def _labelling(env_config: EnvConfig | None) -> tuple[EnvConfig, MPCConfig]:
+def _labelling(env_config: EnvConfig | None, config: DistillConfig
+              ) -> tuple[EnvConfig, MPCConfig]:
     """The env (discrete actions) the planner labels in, and the planner's settings."""
     env_cfg = replace(env_config or EnvConfig(), action_type="discrete")
-    return env_cfg, MPCConfig(episode_days=env_cfg.episode_days)
+    return env_cfg, MPCConfig(episode_days=env_cfg.episode_days,
+                              performance_draws=config.performance_draws,
+                              performance_test_cv=config.test_cv)
 
 
 def distill_settings(n_athletes: int, seed: int = 0, config: DistillConfig = DistillConfig(),
@@ -273,7 +320,7 @@ def distill_settings(n_athletes: int, seed: int = 0, config: DistillConfig = Dis
     """What decides a distilled run's result, as `distill` records it in `run.json` (JSON
     values): the cohort size, seed, env, student and planner settings. Two runs with equal
     settings on the same cohort are the same run (a finished one can be reused)."""
-    env_cfg, planner_config = _labelling(env_config)
+    env_cfg, planner_config = _labelling(env_config, config)
     return jsonable({"agent": "mpc-distilled", "seeds": seed, "n_envs": n_athletes,
                      "env_config": env_cfg, "agent_config": config,
                      "planner_config": planner_config,
@@ -291,14 +338,15 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
     if (run_dir / "run.json").exists():
         raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    env_cfg, planner_config = _labelling(env_config)
+    env_cfg, planner_config = _labelling(env_config, config)
     started = time.perf_counter()
     data: list[tuple[np.ndarray, ...]] = []
     network, reports = None, []
     for round_ in range(config.rounds):
         labelled = planner_labels(model, cohort_obj, env_cfg, seed + round_, network=network,
                                   student_share=0.0 if round_ == 0 else config.student_share,
-                                  mpc_config=planner_config)
+                                  mpc_config=planner_config, tests_every=config.tests_every,
+                                  test_cv=config.test_cv)
         data.append(labelled)
         # an athlete's mornings of every round fall on the same side of the validation split
         obs, mask, labels, athletes = (np.concatenate(parts) for parts in zip(*data))

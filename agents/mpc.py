@@ -57,6 +57,7 @@ from agents.planning import (
     PreparedRollout,
     RolloutResult,
     RolloutStart,
+    continuation_load,
     draw_innovations,
     project_sequences,
 )
@@ -486,6 +487,21 @@ sessions of the last days as the safety rules read them (one-hot, oldest first; 
 training day of unknown type, from before the first morning). Tried and left out: the
 performance model's tracked states and the hazard's acute:chronic ratio and monotony (the same
 agreement with the planner, 64.8 % vs 64.6 %, on 256 athletes)."""
+PERFORMANCE_FEATURE_NAMES: tuple[str, ...] = (
+    "belief_perf_ln_fitness_gain", "belief_perf_ln_variable_fatigue_gain",
+    "belief_perf_ln_tau_fit", "belief_perf_ln_tau_fat", "belief_perf_ln_tau_gain",
+    "belief_perf_steady_load", "belief_perf_ess_share")
+"""What `AthleteBelief.features` adds when the belief draws the performance response
+(`MPCConfig.performance_draws` > 0, the planner of an athlete with performance tests): the
+weighted means over the draws of the log gains and time constants and of the steady daily load
+that performance favours (`agents.planning.continuation_load`, load units), with the draws'
+weights after the tests so far, and the effective share of the draws (1/Σw²/D: 1 before two
+tests, smaller the more the tests tell)."""
+
+
+def belief_feature_names(config: MPCConfig) -> tuple[str, ...]:
+    """The names of `AthleteBelief.features` under `config`, in order."""
+    return BELIEF_FEATURE_NAMES + (PERFORMANCE_FEATURE_NAMES if config.performance_draws else ())
 
 
 class AthleteBelief:
@@ -596,8 +612,10 @@ class AthleteBelief:
         self._last_action = a.copy()
 
     def features(self) -> np.ndarray:
-        """The belief after this morning's `observe`, (N, len(BELIEF_FEATURE_NAMES)) float32:
-        medians over the scenarios (`BELIEF_FEATURE_NAMES`)."""
+        """The belief after this morning's `observe`, (N, len(belief_feature_names(config)))
+        float32: medians over the scenarios (`BELIEF_FEATURE_NAMES`), then, when the belief
+        draws the performance response, the draws' weighted summary
+        (`PERFORMANCE_FEATURE_NAMES`)."""
         if self._n is None:
             raise ValueError("features() needs a morning observed first")
         obs = self._obs
@@ -620,7 +638,13 @@ class AthleteBelief:
         sessions = days[:, :, None] == np.arange(N_ACTIONS)
         trained = (days == TRAINED_DAY)[:, :, None]
         history = np.concatenate([sessions, trained], axis=2).reshape(self._n, -1)
-        out = np.concatenate([np.stack(columns, axis=1), history], axis=1).astype(np.float32)
+        parts = [np.stack(columns, axis=1), history]
+        if self.config.performance_draws:
+            weights = self._perf_weights
+            ess_share = 1.0 / np.sum(weights ** 2, axis=1) / weights.shape[1]
+            parts.append(np.concatenate([np.einsum("ndf,nd->nf", self._perf_summary, weights),
+                                         ess_share[:, None]], axis=1))
+        out = np.concatenate(parts, axis=1).astype(np.float32)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
     def rollout_start(self, obs: np.ndarray) -> RolloutStart:
@@ -672,6 +696,15 @@ class AthleteBelief:
         else:
             performance, d = typical_performance_params(reference_load=habitual), 1
         self._performance = _grid(performance, n, d)
+        if cfg.performance_draws:  # each draw's summary for `features` (N, D, 6)
+            perf = self._performance
+            columns = [perf.fitness_gain, perf.variable_fatigue_gain, perf.tau_fit_days,
+                       perf.tau_fat_days, 1.0 if perf.tau_gain_days is None  # linear: ln 1
+                       else perf.tau_gain_days]
+            self._perf_summary = np.stack(
+                [*(np.log(np.maximum(np.broadcast_to(c, (n, d)), 1e-12)) for c in columns),
+                 np.broadcast_to(continuation_load(perf, cfg.objective.safety), (n, d))],
+                axis=2)
         self._hazard = _grid(typical_hazard_params() if self.known_hazard is None
                              else self.known_hazard, n, s)
         self._perf_state = _steady_state(chronic, acute, self._initial[2],

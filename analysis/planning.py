@@ -27,7 +27,8 @@ draws by how well they predict the changes between the tests (`agents.mpc.
 performance_test_weights`): on 1,000 held-out simulated athletes a monthly time trial took
 the planner from 83 to 93 % of the oracle's gain (`benchmarks/performance_tests.py`). One test
 alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
-performance_test_cv`, a 5-km time trial's).
+performance_test_cv`, a 5-km time trial's). A `--policy` reads tests only when it is a planner
+distilled with them (`agents.distill.DistillConfig.tests_every`); other policies refuse them.
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
@@ -218,7 +219,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     """The plan as a JSON-ready dict (module docstring). `event` (a date after the export's
     last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
     trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
-    tests, which the MPC planner learns the athlete's performance response from."""
+    tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
+    performance response from."""
     from agents.mpc import MPCConfig, MPCPlanner
     from analysis.real import actual_actions
     from physiology_model.loaders import load_exports
@@ -228,9 +230,6 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
 
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
-    if tests is not None and policy_dir:
-        raise DataError("(arguments)", "--tests is for the MPC planner; a trained --policy "
-                                       "does not read performance tests")
     test_results = None if tests is None else read_performance_tests(tests)
     model = WorldModel.load(model_dir)
     table = load_exports(data)
@@ -261,6 +260,15 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         if tested is not None and np.isfinite(tested[-1]):
             policy.observe_performance(tested[-1:])
 
+    def note_tests(policy) -> None:
+        used = int(np.isfinite(tested if replays(policy) else tested[-1:]).sum())
+        ess = policy.belief.diagnostics["performance_ess"]
+        draws = policy.belief.config.performance_draws
+        notes.append(f"{used} of {len(test_results)} performance test(s) used" + (
+            f"; they leave an effective {ess[-1]:.0f} of the {draws} drawn performance "
+            f"responses (the fewer, the more they told)" if used > 1 and ess
+            else "; one test alone says nothing about the response (it needs a second)"))
+
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
@@ -268,6 +276,11 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         from agents.training import load_agent
 
         policy = load_agent(policy_dir, device="cpu", model=model)
+        if tested is not None and not getattr(getattr(policy, "config", None),
+                                              "performance_draws", 0):
+            raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
+                            "--tests needs the MPC planner (no --policy) or a planner "
+                            "distilled with tests (DistillConfig.tests_every)")
         horizon = policy_event_horizon(policy_dir)
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
@@ -275,6 +288,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         start(policy, horizon)  # today again, for its choice without the rules
         free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
                                                np.ones_like(mask)))[0])
+        if tested is not None:
+            note_tests(policy)
     else:
         # the block ends at the event; without one, as for a learned policy, today starts a
         # block of the default episode length
@@ -293,12 +308,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
         planner_name = "mpc"
         if tested is not None:
-            used = int(np.isfinite(tested if replays(planner) else tested[-1:]).sum())
-            ess = planner.diagnostics["performance_ess"]
-            notes.append(f"{used} of {len(test_results)} performance test(s) used" + (
-                f"; they leave an effective {ess[-1]:.0f} of the {TEST_DRAWS} drawn "
-                f"performance responses (the fewer, the more they told)" if used > 1 and ess
-                else "; one test alone says nothing about the response (it needs a second)"))
+            note_tests(planner)
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
     samples = pred.samples
     reasons = verdict.explain(0)

@@ -23,7 +23,10 @@ thing to ask of an athlete).
 
 `--jobs` runs the policies in that many processes (each on the same cohort and streams);
 `--cohort` takes a saved cohort (`periodize cohort`) instead, e.g. a held-out one, and
-`--no-draws-row` leaves out the planner with draws but no tests.
+`--no-draws-row` leaves out the planner with draws but no tests (`--every` and `--extra-cv`
+with no values leave out the tested planners). `--distilled RUN_DIR ...` adds distilled
+planners (`agents.distill`), named `distilled:<directory name>`; one distilled with tests
+(`DistillConfig.tests_every`) is handed tests at the cadence and CV it was distilled with.
 """
 
 from __future__ import annotations
@@ -69,11 +72,26 @@ def _cohort(args: argparse.Namespace, model: WorldModel) -> Cohort:
     return generate_cohort(model, args.n, seed=args.cohort_seed)
 
 
+def _distilled_tests(run_dir: str) -> tuple[int, float]:
+    """(cadence in days or 0, CV) of the tests a distilled run was labelled with."""
+    config = json.loads((Path(run_dir) / "run.json").read_text())["agent_config"]
+    return int(config.get("tests_every", 0)), float(config.get("test_cv", 0.0))
+
+
 def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], float | None]:
     """Policy `name` on the cohort → (episode summary, median ESS of the draws after the
     last test or None)."""
     model = WorldModel.load(args.model)
     cohort = _cohort(args, model)
+    if name.startswith("distilled:"):
+        from agents.training import load_agent
+
+        run_dir = args.distilled_dirs[name]
+        policy = load_agent(run_dir, model=model)
+        every, cv = _distilled_tests(run_dir)
+        summary = run_episode(lambda sim: policy, cohort, args.n, every, cv)[0]
+        ess = policy.belief.diagnostics["performance_ess"][-args.n:]
+        return summary, float(np.median(ess)) if every else None
     if name == "random":
         return run_episode(lambda sim: RandomPolicy(), cohort, args.n)[0], None
     if name == "oracle":
@@ -94,41 +112,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-draws-row", dest="draws_row", action="store_false")
     parser.add_argument("--draws", type=int, default=1024,
                         help="prior draws of the performance response per athlete")
-    parser.add_argument("--every", type=int, nargs="+", default=[28, 14, 7],
+    parser.add_argument("--every", type=int, nargs="*", default=[28, 14, 7],
                         help="test cadences (days) to run at --cv")
     parser.add_argument("--cv", type=float, default=MPCConfig().performance_test_cv)
     parser.add_argument("--extra-cv", type=float, nargs="*", default=[0.027],
                         help="also run the shortest cadence at these CVs")
+    parser.add_argument("--distilled", nargs="*", default=[], metavar="RUN_DIR",
+                        help="distilled planners to run too")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", default="benchmarks/results/performance_tests.json")
     args = parser.parse_args(argv)
     if args.cohort:
         args.n = Cohort.load(args.cohort).n
-    if args.n < 2 or args.draws < 1 or min(args.every) < 1 or args.jobs < 1:
+    if args.n < 2 or args.draws < 1 or min(args.every, default=1) < 1 or args.jobs < 1:
         parser.error("--n must be ≥ 2, --draws, --every and --jobs ≥ 1")
+    if args.extra_cv and not args.every:
+        parser.error("--extra-cv runs the shortest of --every: give --every too")
+    args.distilled_dirs = {f"distilled:{Path(d).name}": d for d in args.distilled}
     started = time.perf_counter()
     settings = _settings(args)
-    names = ["oracle", *settings, "random"]  # the slowest first
+    names = ["oracle", *settings, *args.distilled_dirs, "random"]  # the slowest first
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = dict(zip(names, pool.map(_run, names, [args] * len(names))))
-    summaries = {name: results[name][0] for name in ["random", "oracle", *settings]}
+    summaries = {name: results[name][0]
+                 for name in ["random", "oracle", *settings, *args.distilled_dirs]}
     ess = {name: results[name][1] for name in names}
     dp = {k: v["delta_performance"] for k, v in summaries.items()}
     records = []
     for name, summary in summaries.items():
         config, every, cv = settings.get(name, (None, 0, 0.0))
+        if name in args.distilled_dirs:
+            every, cv = _distilled_tests(args.distilled_dirs[name])
         record = {"policy": name, "test_every_days": every or None,
                   "test_cv": cv if every else None,
                   "performance_draws": config.performance_draws if config else None,
                   "delta_performance_mean": float(dp[name].mean()),
-                  **gap_record(dp, name, "mpc" if name in settings else None),
+                  **gap_record(dp, name, None if name in ("random", "oracle") else "mpc"),
                   "return_mean": float(summary["return"].mean()),
                   "injured_days_mean": float(summary["injured_days"].mean()),
                   "performance_ess_median_last_test": ess.get(name), "n": args.n}
+        students = list(args.distilled_dirs)
+        if name in students[1:]:  # paired with the first distilled planner too
+            record.update({k: v for k, v in gap_record(dp, name, students[0]).items()
+                           if not k.startswith("pct_")})
         records.append(record)
         ci = record["pct_of_oracle_gain_ci95"]
-        vs = (f"  vs mpc {record['delta_p_minus_mpc']:+.3f} ± "
-              f"{record['delta_p_minus_mpc_se']:.3f}" if "delta_p_minus_mpc" in record else "")
+        vs = "".join(f"  vs {ref} {record[f'delta_p_minus_{ref}']:+.3f} ± "
+                     f"{record[f'delta_p_minus_{ref}_se']:.3f}"
+                     for ref in ("mpc", *students[:1]) if f"delta_p_minus_{ref}" in record)
         print(f"{name:28s} ΔP {record['delta_performance_mean']:6.3f}  "
               f"{record['pct_of_oracle_gain']:6.1f} % [{ci[0]:.0f}, {ci[1]:.0f}]{vs}  "
               f"return {record['return_mean']:7.3f}  injured days "

@@ -329,6 +329,3 @@ def test_a_plan_learns_the_performance_response_from_the_athletes_tests(tmp_path
         with pytest.raises(DataError, match=problem) as err:
             plan_for_athlete(str(MODEL_DIR), data, days=1, seed=0, tests=str(tests))
         assert str(tests) in str(err.value)
-    with pytest.raises(DataError, match="--tests is for the MPC"):
-        plan_for_athlete(str(MODEL_DIR), data, days=1, policy_dir=str(tmp_path),
-                         tests=str(tests))

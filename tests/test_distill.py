@@ -14,9 +14,10 @@ from agents.distill import (
     DistilledPlanner,
     distill,
     fit_student,
+    n_inputs,
     planner_labels,
 )
-from agents.mpc import BELIEF_FEATURE_NAMES, MPCConfig, MPCPlanner
+from agents.mpc import BELIEF_FEATURE_NAMES, PERFORMANCE_FEATURE_NAMES, MPCConfig, MPCPlanner
 from agents.sac import DiscreteSAC
 from agents.training import load_agent
 from physiology_model.errors import DataError
@@ -118,6 +119,10 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
     data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
     plan = plan_for_athlete(str(MODEL_DIR), [data], days=3, policy_dir=str(run))
     assert plan["planner"] == f"policy {run}" and len(plan["days"]) == 3
+    tests = tmp_path / "tests.csv"
+    tests.write_text("date,result\n2022-10-13,14.9\n2022-11-10,15.1\n")
+    with pytest.raises(DataError, match="does not read performance tests"):
+        plan_for_athlete(str(MODEL_DIR), [data], days=1, policy_dir=str(run), tests=str(tests))
     # the command line needs the planner's model and reads settings as JSON
     path = tmp_path / "c.npz"
     cohort.save(path)
@@ -158,3 +163,38 @@ def test_distilled_planner_feeds_its_network_the_belief(model):
                            before[:, names.index("belief_mu_rec")])
     with pytest.raises(ValueError, match="inputs"):
         DistilledPlanner(model, DiscreteSAC(seed=0), MPCConfig())
+
+
+def test_a_planner_distilled_with_tests_reads_them(model, tmp_path):
+    """With `tests_every` the teacher weighs its performance draws by the simulated athletes'
+    tests, the student sees the draws' summary, and a real athlete's tests reach it."""
+    with pytest.raises(ValueError, match="performance_draws"):
+        DistillConfig(tests_every=7)
+    cohort = generate_cohort(model, 6, seed=7)
+    config = DistillConfig(rounds=1, max_epochs=2, hidden_sizes=(16,), tests_every=4,
+                           performance_draws=32)
+    cfg = MPCConfig(episode_days=SHORT.episode_days, performance_draws=32)
+    assert n_inputs(cfg) == N_INPUTS + len(PERFORMANCE_FEATURE_NAMES)
+    obs, _, _, _ = planner_labels(model, cohort, SHORT, 0, mpc_config=cfg, tests_every=4)
+    untested, _, _, _ = planner_labels(model, cohort, SHORT, 0, mpc_config=cfg)
+    assert obs.shape == (60, n_inputs(cfg)) and np.all(np.isfinite(obs))
+    ess_share = obs[:, -1].reshape(10, 6)
+    # tests on days 0, 4 and 8: the second narrows the draws from day 4 on, for every athlete
+    np.testing.assert_allclose(ess_share[:4], 1.0, rtol=1e-6)
+    assert np.all(ess_share[4:] < 1.0)
+    np.testing.assert_allclose(untested[:, -1], 1.0, rtol=1e-6)
+    assert not np.allclose(obs[24:, -7:-1], untested[24:, -7:-1])  # the weighted summary moved
+    run = distill(model, cohort, out_dir=tmp_path, env_config=SHORT, config=config,
+                  model_dir=str(MODEL_DIR))
+    policy = load_agent(run)
+    assert policy.config.performance_draws == 32 and policy.network.n_features == n_inputs(cfg)
+    from analysis.planning import plan_for_athlete
+
+    data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
+    tests = tmp_path / "tests.csv"
+    tests.write_text("date,result\n2022-09-15,14.2\n2022-10-13,14.9\n2022-11-10,15.1\n")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=2, policy_dir=str(run),
+                            tests=str(tests))
+    used = [n for n in plan["notes"] if "performance test(s) used" in n]
+    assert len(used) == 1 and used[0].startswith("3 of 3 performance test(s) used")
+    assert float(used[0].split("an effective ")[1].split(" of")[0]) < 32
