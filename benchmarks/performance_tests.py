@@ -8,10 +8,12 @@ of the performance response), the planner with D prior draws and no tests (what 
 do), and the planner with the same draws weighed by tests every K days (`Simulation.
 performance_test`: the latent performance times exp(cv·ε); the first on day 0, before
 training; `MPCPlanner.observe_performance`; `mpc_latency.run_episode`), against random play
-and the oracle on the same athletes and random streams. Each row: ΔP, its share of the
-oracle's ΔP gain over random (95 % bootstrap interval over athletes), the paired ΔP difference
-to the planner as it is, return, injured days and the median effective sample size of the
-weighted draws after the last test.
+and the oracle on the same athletes and random streams, and the best baseline of every
+evaluation so far (fixed periodization). Each row: ΔP, its share of the oracle's ΔP gain over
+random (95 % bootstrap interval over athletes), the paired ΔP difference to the planner as it
+is and to fixed periodization (Wilcoxon p), return, injured days, executed hard-rule
+violations, the mean over athletes of the most frequent session's share of days, and the
+median effective sample size of the weighted draws after the last test.
 
 The tests are free here: no session is given up for them, so the gains are an upper bound for
 tests at that cadence and precision (a real time trial is a hard session, and it is one more
@@ -41,14 +43,18 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.baselines import RandomPolicy
+from agents.baselines import FixedPeriodizationPolicy, RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from analysis.benchmark import gap_record
+from physiology_model.table import ACTIONS
 from physiology_model.world_model import WorldModel
 from simulator.cohort import Cohort, generate_cohort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mpc_latency import SIM_SEED, TEST_SEED, run_episode  # the MPC benchmarks' episodes
+
+
+BASELINES = {"fixed_periodization": FixedPeriodizationPolicy, "random": RandomPolicy}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, tuple[MPCConfig, int, float]]:
@@ -92,8 +98,8 @@ def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], fl
         summary = run_episode(lambda sim: policy, cohort, args.n, every, cv)[0]
         ess = policy.belief.diagnostics["performance_ess"][-args.n:]
         return summary, float(np.median(ess)) if every else None
-    if name == "random":
-        return run_episode(lambda sim: RandomPolicy(), cohort, args.n)[0], None
+    if name in BASELINES:
+        return run_episode(lambda sim: BASELINES[name](), cohort, args.n)[0], None
     if name == "oracle":
         return run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n)[0], None
     config, every, cv = _settings(args)[name]
@@ -131,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     args.distilled_dirs = {f"distilled:{Path(d).name}": d for d in args.distilled}
     started = time.perf_counter()
     settings = _settings(args)
-    names = ["oracle", *settings, *args.distilled_dirs, "random"]  # the slowest first
+    names = ["oracle", *settings, *args.distilled_dirs, *BASELINES]  # the slowest first
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = dict(zip(names, pool.map(_run, names, [args] * len(names))))
     summaries = {name: results[name][0]
-                 for name in ["random", "oracle", *settings, *args.distilled_dirs]}
+                 for name in [*BASELINES, "oracle", *settings, *args.distilled_dirs]}
     ess = {name: results[name][1] for name in names}
     dp = {k: v["delta_performance"] for k, v in summaries.items()}
     records = []
@@ -148,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                   "performance_draws": config.performance_draws if config else None,
                   "delta_performance_mean": float(dp[name].mean()),
                   **gap_record(dp, name, None if name in ("random", "oracle") else "mpc"),
+                  **{k: v for k, v in gap_record(dp, name, "fixed_periodization").items()
+                     if not k.startswith("pct_") and name != "random"},
                   "return_mean": float(summary["return"].mean()),
                   "injured_days_mean": float(summary["injured_days"].mean()),
+                  "executed_violations": int(summary["executed_violations"].sum()),
+                  "max_action_share_mean": float(np.max(
+                      [summary[f"share_{a}"] for a in ACTIONS], axis=0).mean()),
                   "performance_ess_median_last_test": ess.get(name), "n": args.n}
         students = list(args.distilled_dirs)
         if name in students[1:]:  # paired with the first distilled planner too
@@ -163,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:28s} ΔP {record['delta_performance_mean']:6.3f}  "
               f"{record['pct_of_oracle_gain']:6.1f} % [{ci[0]:.0f}, {ci[1]:.0f}]{vs}  "
               f"return {record['return_mean']:7.3f}  injured days "
-              f"{record['injured_days_mean']:.2f}", flush=True)
+              f"{record['injured_days_mean']:.2f}  violations {record['executed_violations']}  "
+              f"top session {record['max_action_share_mean']:.2f}", flush=True)
     meta = {"command": "python benchmarks/performance_tests.py " + " ".join(argv or sys.argv[1:]),
             "cohort": args.cohort, "cohort_seed": None if args.cohort else args.cohort_seed,
             "sim_seed": SIM_SEED, "test_seed": TEST_SEED,
