@@ -114,21 +114,37 @@ TEST_SEED = 77
 
 
 def run_episode(policy_factory: Any, cohort: Any, n: int, tests_every: int = 0,
-                test_cv: float = 0.0) -> tuple[dict[str, np.ndarray], float]:
+                test_cv: float = 0.0, test_session: int | None = None
+                ) -> tuple[dict[str, np.ndarray], float]:
     """One episode of every athlete under one policy → (episode_summary, wall seconds). With
     `tests_every` > 0 the policy is handed a performance test (`Simulation.performance_test`
-    at `test_cv`) every that many mornings from the first, before it acts."""
+    at `test_cv`) every that many mornings from the first, before it acts. The test is free
+    when `test_session` is None; otherwise it is that day's session (an action index): an
+    athlete does the test instead of what the policy chose, on the first morning from the due
+    one that the rules allow that session, and the policy is told what was done
+    (`record_executed`)."""
     sim = Simulation(cohort, n, EnvConfig())
     obs = sim.reset(seed=SIM_SEED)
     policy = policy_factory(sim)
     policy.reset(0)
     rng = np.random.default_rng(TEST_SEED)
+    due = np.zeros(n, dtype=bool)
     t0 = time.perf_counter()
     done = False
     while not done:
         if tests_every and sim.day % tests_every == 0:
-            policy.observe_performance(sim.performance_test(test_cv, rng))
-        obs, _, done = sim.step(policy.act(obs, sim.mask))
+            due[:] = True
+        tested = due.copy() if test_session is None else due & sim.mask[:, test_session]
+        if tested.any():
+            results = sim.performance_test(test_cv, rng)
+            policy.observe_performance(np.where(tested, results, np.nan))
+        action = policy.act(obs, sim.mask)
+        if test_session is not None:
+            action = np.where(tested, test_session, action)
+        due &= ~tested
+        obs, _, done = sim.step(action)
+        if test_session is not None and tested.any():
+            policy.record_executed(sim.last_executed)
     return sim.episode_summary(), time.perf_counter() - t0
 
 

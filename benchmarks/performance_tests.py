@@ -40,6 +40,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,29 +85,59 @@ def _distilled_tests(run_dir: str) -> tuple[int, float]:
     return int(config.get("tests_every", 0)), float(config.get("test_cv", 0.0))
 
 
-def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, np.ndarray], float | None]:
-    """Policy `name` on the cohort → (episode summary, median ESS of the draws after the
-    last test or None)."""
+def _stats(summary: dict[str, np.ndarray], ess: float | None) -> dict[str, Any]:
+    """A row's figures besides ΔP, from its episode summary."""
+    return {"return_mean": float(summary["return"].mean()),
+            "injured_days_mean": float(summary["injured_days"].mean()),
+            "executed_violations": int(summary["executed_violations"].sum()),
+            "max_action_share_mean": float(np.max(
+                [summary[f"share_{a}"] for a in ACTIONS], axis=0).mean()),
+            "performance_ess_median_last_test": ess}
+
+
+def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarray]:
+    """Policy `name` on the cohort → (`_stats`, per-athlete ΔP)."""
     model = WorldModel.load(args.model)
     cohort = _cohort(args, model)
-    if name.startswith("distilled:"):
-        from agents.training import load_agent
-
-        run_dir = args.distilled_dirs[name]
-        policy = load_agent(run_dir, model=model)
-        every, cv = _distilled_tests(run_dir)
-        summary = run_episode(lambda sim: policy, cohort, args.n, every, cv)[0]
-        ess = policy.belief.diagnostics["performance_ess"][-args.n:]
-        return summary, float(np.median(ess)) if every else None
     if name in BASELINES:
-        return run_episode(lambda sim: BASELINES[name](), cohort, args.n)[0], None
-    if name == "oracle":
-        return run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort, args.n)[0], None
-    config, every, cv = _settings(args)[name]
-    planner = MPCPlanner(model, config, seed=0)
-    summary = run_episode(lambda sim: planner, cohort, args.n, every, cv)[0]
-    ess = planner.diagnostics["performance_ess"][-args.n:]
-    return summary, float(np.median(ess)) if every else None
+        summary, ess = run_episode(lambda sim: BASELINES[name](), cohort, args.n)[0], None
+    elif name == "oracle":
+        summary, ess = run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort,
+                                   args.n)[0], None
+    else:
+        if name in args.distilled_dirs:
+            from agents.training import load_agent
+
+            run_dir = args.distilled_dirs[name]
+            policy = load_agent(run_dir, model=model)
+            every, cv = _distilled_tests(run_dir)
+        else:
+            config, every, cv = args.settings[name]
+            policy = MPCPlanner(model, config, seed=0)
+        summary = run_episode(lambda sim: policy, cohort, args.n, every, cv,
+                              args.test_session if every else None)[0]
+        ess_list = policy.belief.diagnostics["performance_ess"][-args.n:]
+        ess = float(np.median(ess_list)) if every else None
+    return _stats(summary, ess), summary["delta_performance"]
+
+
+REUSE_META = ("cohort", "cohort_seed", "sim_seed", "test_seed", "model", "n")
+"""What must match for `--reuse` to take rows from an earlier output."""
+
+
+def _reused(path: str | None, meta: dict[str, Any]) -> dict[str, tuple[dict, np.ndarray]]:
+    """Rows of an earlier output (`--reuse`) on the same athletes and streams, by name."""
+    if path is None:
+        return {}
+    old = json.loads(Path(path).read_text())
+    differ = [k for k in REUSE_META if old["meta"].get(k) != meta[k]]
+    if differ:
+        raise SystemExit(f"{path} is not on the same athletes and streams ({', '.join(differ)} "
+                         f"differ): it cannot lend rows")
+    keys = ("return_mean", "injured_days_mean", "executed_violations",
+            "max_action_share_mean", "performance_ess_median_last_test")
+    return {r["policy"]: ({k: r[k] for k in keys}, np.asarray(r["delta_performance_by_athlete"]))
+            for r in old["records"] if "delta_performance_by_athlete" in r}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv", type=float, default=MPCConfig().performance_test_cv)
     parser.add_argument("--extra-cv", type=float, nargs="*", default=[0.027],
                         help="also run the shortest cadence at these CVs")
+    parser.add_argument("--test-session", choices=ACTIONS, default=None,
+                        help="the test is that day's session (default: free)")
     parser.add_argument("--distilled", nargs="*", default=[], metavar="RUN_DIR",
                         help="distilled planners to run too")
+    parser.add_argument("--reuse", default=None, metavar="JSON",
+                        help="an earlier output on the same athletes: its rows of the same "
+                             "name are not run again")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", default="benchmarks/results/performance_tests.json")
     args = parser.parse_args(argv)
@@ -134,38 +170,47 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be ≥ 2, --draws, --every and --jobs ≥ 1")
     if args.extra_cv and not args.every:
         parser.error("--extra-cv runs the shortest of --every: give --every too")
-    args.distilled_dirs = {f"distilled:{Path(d).name}": d for d in args.distilled}
+    suffix = f"_as_{args.test_session}" if args.test_session else ""
+    args.test_session = ACTIONS.index(args.test_session) if args.test_session else None
+    args.distilled_dirs = {}
+    for d in args.distilled:
+        tested = _distilled_tests(d)[0] > 0
+        args.distilled_dirs[f"distilled:{Path(d).name}{suffix if tested else ''}"] = d
     started = time.perf_counter()
-    settings = _settings(args)
+    meta = {"command": "python benchmarks/performance_tests.py " + " ".join(argv or sys.argv[1:]),
+            "cohort": args.cohort, "cohort_seed": None if args.cohort else args.cohort_seed,
+            "sim_seed": SIM_SEED, "test_seed": TEST_SEED, "model": args.model, "n": args.n,
+            "test_session": None if suffix == "" else suffix[4:], "reused_from": args.reuse,
+            "jobs": args.jobs}
+    settings = {(name + suffix if value[1] else name): value
+                for name, value in _settings(args).items()}
+    args.settings = settings
     names = ["oracle", *settings, *args.distilled_dirs, *BASELINES]  # the slowest first
+    results = _reused(args.reuse, meta)
+    todo = [name for name in names if name not in results]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = dict(zip(names, pool.map(_run, names, [args] * len(names))))
-    summaries = {name: results[name][0]
-                 for name in [*BASELINES, "oracle", *settings, *args.distilled_dirs]}
-    ess = {name: results[name][1] for name in names}
-    dp = {k: v["delta_performance"] for k, v in summaries.items()}
+        results.update(zip(todo, pool.map(_run, todo, [args] * len(todo))))
+    order = [*BASELINES, "oracle", *settings, *args.distilled_dirs]
+    dp = {name: results[name][1] for name in order}
+    students = list(args.distilled_dirs)
     records = []
-    for name, summary in summaries.items():
+    for name in order:
         config, every, cv = settings.get(name, (None, 0, 0.0))
         if name in args.distilled_dirs:
             every, cv = _distilled_tests(args.distilled_dirs[name])
         record = {"policy": name, "test_every_days": every or None,
                   "test_cv": cv if every else None,
                   "performance_draws": config.performance_draws if config else None,
+                  "reused": name not in todo,
                   "delta_performance_mean": float(dp[name].mean()),
                   **gap_record(dp, name, None if name in ("random", "oracle") else "mpc"),
                   **{k: v for k, v in gap_record(dp, name, "fixed_periodization").items()
                      if not k.startswith("pct_") and name != "random"},
-                  "return_mean": float(summary["return"].mean()),
-                  "injured_days_mean": float(summary["injured_days"].mean()),
-                  "executed_violations": int(summary["executed_violations"].sum()),
-                  "max_action_share_mean": float(np.max(
-                      [summary[f"share_{a}"] for a in ACTIONS], axis=0).mean()),
-                  "performance_ess_median_last_test": ess.get(name), "n": args.n}
-        students = list(args.distilled_dirs)
+                  **results[name][0], "n": args.n}
         if name in students[1:]:  # paired with the first distilled planner too
             record.update({k: v for k, v in gap_record(dp, name, students[0]).items()
                            if not k.startswith("pct_")})
+        record["delta_performance_by_athlete"] = [round(float(x), 6) for x in dp[name]]
         records.append(record)
         ci = record["pct_of_oracle_gain_ci95"]
         vs = "".join(f"  vs {ref} {record[f'delta_p_minus_{ref}']:+.3f} ± "
@@ -176,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
               f"return {record['return_mean']:7.3f}  injured days "
               f"{record['injured_days_mean']:.2f}  violations {record['executed_violations']}  "
               f"top session {record['max_action_share_mean']:.2f}", flush=True)
-    meta = {"command": "python benchmarks/performance_tests.py " + " ".join(argv or sys.argv[1:]),
-            "cohort": args.cohort, "cohort_seed": None if args.cohort else args.cohort_seed,
-            "sim_seed": SIM_SEED, "test_seed": TEST_SEED,
-            "model": args.model, "jobs": args.jobs, "wall_s": time.perf_counter() - started}
+    meta["wall_s"] = time.perf_counter() - started
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -322,10 +322,13 @@ class Simulation:
         """A performance test of every athlete this morning, (N,): the latent performance
         times exp(cv·ε), ε ~ N(0, 1), i.e. a within-athlete coefficient of variation cv (a
         time trial's: `agents.mpc.MPCConfig.performance_test_cv`). The test costs nothing
-        here (no session is spent on it, the day's training goes ahead)."""
+        here (no session is spent on it, the day's training goes ahead). The Busso model's P
+        can fall below 0 under extreme overload (seen under random play); a result is the
+        noisy P floored at 1 (% of the untrained baseline), so that it stays a speed or a
+        power."""
         if not 0.0 <= cv < 1.0:
             raise ValueError(f"cv must be in [0, 1), got {cv}")
-        return self.performance() * np.exp(cv * rng.standard_normal(self.n))
+        return np.maximum(self.performance(), 1.0) * np.exp(cv * rng.standard_normal(self.n))
 
     def latents(self) -> dict[str, np.ndarray]:
         """This morning's latent states (normalised as world_model.latent_states: a steady

@@ -206,3 +206,6 @@ def test_performance_test_is_the_latent_performance_with_the_stated_cv(cohort):
     np.testing.assert_array_equal(sim.performance(), truth)  # a test changes nothing
     with pytest.raises(ValueError, match="cv"):
         sim.performance_test(-0.1, rng)
+    # an overloaded athlete whose modelled P fell below 0 still gets a positive result
+    sim.performance = lambda: np.array([-42.0, 0.5, 80.0, 100.0])
+    np.testing.assert_array_equal(sim.performance_test(0.0, rng), [1.0, 1.0, 80.0, 100.0])

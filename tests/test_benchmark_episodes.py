@@ -1,0 +1,73 @@
+"""The episode runner of the MPC benchmarks (benchmarks/mpc_latency.py `run_episode`): how
+performance tests are handed to a policy, free or as the day's session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.baselines import RandomPolicy
+from physiology_model.table import ACTIONS
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from mpc_latency import run_episode  # noqa: E402
+
+TEMPO = ACTIONS.index("tempo_threshold")
+
+
+class Recorder(RandomPolicy):
+    """Random play that records the tests it is handed and what it is told was done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.day, self.tests, self.chosen, self.executed = 0, {}, [], {}
+
+    def observe_performance(self, results: np.ndarray) -> None:
+        self.tests[self.day] = np.array(results)
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        action = super().act(obs, mask)
+        self.chosen.append(action)
+        self.day += 1
+        return action
+
+    def record_executed(self, actions: np.ndarray) -> None:
+        self.executed[self.day - 1] = np.array(actions)
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return generate_cohort(WorldModel.load(ROOT / "models" / "shipped"), 12, seed=11)
+
+
+def test_free_tests_come_every_k_days_and_change_nothing(cohort):
+    policy = Recorder()
+    summary, _ = run_episode(lambda sim: policy, cohort, 12, tests_every=28, test_cv=0.015)
+    assert sorted(policy.tests) == [0, 28, 56, 84] and not policy.executed
+    assert all(np.all(r > 0) for r in policy.tests.values())  # every athlete, every time
+    again = Recorder()
+    plain, _ = run_episode(lambda sim: again, cohort, 12)
+    np.testing.assert_array_equal(summary["delta_performance"], plain["delta_performance"])
+
+
+def test_a_test_that_is_the_days_session_replaces_it_when_the_rules_allow(cohort):
+    policy = Recorder()
+    summary, _ = run_episode(lambda sim: policy, cohort, 12, tests_every=28, test_cv=0.015,
+                             test_session=TEMPO)
+    tested_days = sorted(policy.tests)
+    assert tested_days[0] == 0
+    done = np.zeros(12, dtype=int)
+    for day, results in policy.tests.items():
+        tested = np.isfinite(results)
+        done += tested
+        # the policy is told that the tested athletes did the test session that day
+        assert np.all(policy.executed[day][tested] == TEMPO)
+    assert np.all(done == 4)  # each athlete tested once per 28-day block, deferred if need be
+    free, _ = run_episode(lambda sim: Recorder(), cohort, 12, tests_every=28, test_cv=0.015)
+    assert not np.array_equal(summary["delta_performance"], free["delta_performance"])
