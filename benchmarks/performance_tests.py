@@ -54,7 +54,6 @@ from simulator.cohort import Cohort, generate_cohort
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mpc_latency import SIM_SEED, TEST_SEED, run_episode  # the MPC benchmarks' episodes
 
-
 BASELINES = {"fixed_periodization": FixedPeriodizationPolicy, "random": RandomPolicy}
 
 

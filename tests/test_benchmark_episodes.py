@@ -16,7 +16,7 @@ from simulator.cohort import generate_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from mpc_latency import run_episode  # noqa: E402
+from mpc_latency import run_episode
 
 TEMPO = ACTIONS.index("tempo_threshold")
 
