@@ -24,7 +24,10 @@ who runs a test every few weeks (`MPCConfig.performance_draws` draws of the perf
 response, weighed by the tests: `agents.mpc.performance_test_weights`), and the student's
 belief draws and weighs the same way, so its inputs gain the weighted draws' summary
 (`agents.mpc.PERFORMANCE_FEATURE_NAMES`). Such a student is handed the tests as the planner is
-(`DistilledPlanner.observe_performance`, `periodize plan --policy RUN --tests CSV`).
+(`DistilledPlanner.observe_performance`, `periodize plan --policy RUN --tests CSV`). On 1,000
+held-out simulated athletes with a free test every 28 days, the student distilled that way on
+1,024 athletes kept 97 % [93, 100] of the oracle's ΔP gain, the student without tests 76 %
+(`benchmarks/performance_tests.py`, README).
 
 The network is `DiscreteSAC`'s actor (the same network, observation normaliser and checkpoint
 format) trained by masked cross-entropy with early stopping on held-out athletes; its critics

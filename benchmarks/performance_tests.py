@@ -15,12 +15,15 @@ is and to fixed periodization (Wilcoxon p), return, injured days, executed hard-
 violations, the mean over athletes of the most frequent session's share of days, and the
 median effective sample size of the weighted draws after the last test.
 
-The tests are free here: no session is given up for them, so the gains are an upper bound for
-tests at that cadence and precision (a real time trial is a hard session, and it is one more
-thing to ask of an athlete).
+By default the tests are free: no session is given up for them, so the gains are an upper
+bound for tests at that cadence and precision (a real time trial is a hard session, and it is
+one more thing to ask of an athlete). `--test-session NAME` makes the test that day's session
+instead (`mpc_latency.run_episode`: e.g. `tempo_threshold` for a 5-km time trial, on the
+first morning from the due one that the rules allow it).
 
     .venv/bin/python benchmarks/performance_tests.py [--n 200] [--cohort-seed 3000 | --cohort F]
         [--draws 1024] [--every 28 14 7] [--cv 0.015] [--extra-cv 0.027] [--jobs 2]
+        [--test-session tempo_threshold] [--distilled RUN_DIR ...] [--reuse EARLIER.json]
         [--out benchmarks/results/performance_tests.json]
 
 `--jobs` runs the policies in that many processes (each on the same cohort and streams);
@@ -29,6 +32,8 @@ thing to ask of an athlete).
 with no values leave out the tested planners). `--distilled RUN_DIR ...` adds distilled
 planners (`agents.distill`), named `distilled:<directory name>`; one distilled with tests
 (`DistillConfig.tests_every`) is handed tests at the cadence and CV it was distilled with.
+Each row keeps its per-athlete ΔP, so `--reuse EARLIER.json` (an output on the same athletes,
+streams and model) takes the rows of the same name from it instead of running them again.
 """
 
 from __future__ import annotations
