@@ -22,15 +22,17 @@ interval over the athletes (`pct_of_oracle_ci95`, `share_of_oracle_gain`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.stats import wilcoxon
 
-from physiology_model.table import ACTIONS
+from physiology_model.table import ACTIONS, atomic_write
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
 from simulator.observation import FEATURE_INDEX
@@ -148,6 +150,16 @@ def share_of_oracle_gain(policy: Any, random: Any, oracle: Any, *, n_boot: int =
         shares = 100.0 * (pb[ok] - rb[ok]) / (ob[ok] - rb[ok])
         out["ci95_low"], out["ci95_high"] = (float(q) for q in np.percentile(shares, [2.5, 97.5]))
     return out
+
+
+def write_benchmark(path: str | Path, meta: dict[str, Any], records: list[dict[str, Any]]
+                    ) -> None:
+    """Write `{"meta": meta, "records": records}` as JSON to `path` (the MPC benchmarks'
+    output: `mpc_gap.py`, `mpc_sweep.py`, `performance_tests.py`), whole or not at all
+    (`atomic_write`), and say where."""
+    text = json.dumps({"meta": meta, "records": records}, indent=1) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    print(f"wrote {path}")
 
 
 def gap_record(delta_p: dict[str, np.ndarray], name: str, reference: str | None = None,

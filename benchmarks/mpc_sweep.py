@@ -26,7 +26,7 @@ import numpy as np
 
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from analysis.benchmark import gap_record
+from analysis.benchmark import gap_record, write_benchmark
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": "python benchmarks/mpc_sweep.py " + " ".join(argv or sys.argv[1:]),
             "cohort_seed": args.cohort_seed, "sim_seed": SIM_SEED, "model": args.model,
             "wall_s": time.perf_counter() - started}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1))
-    print(f"wrote {args.out}")
+    write_benchmark(args.out, meta, records)
     return 0
 
 
