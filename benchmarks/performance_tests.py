@@ -51,7 +51,7 @@ import numpy as np
 
 from agents.baselines import FixedPeriodizationPolicy, RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from analysis.benchmark import gap_record
+from analysis.benchmark import gap_record, write_benchmark
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import WorldModel
 from simulator.cohort import Cohort, generate_cohort
@@ -112,9 +112,8 @@ def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarra
         if name in args.distilled_dirs:
             from agents.training import load_agent
 
-            run_dir = args.distilled_dirs[name]
+            run_dir, every, cv = args.distilled_dirs[name]
             policy = load_agent(run_dir, model=model)
-            every, cv = _distilled_tests(run_dir)
         else:
             config, every, cv = args.settings[name]
             policy = MPCPlanner(model, config, seed=0)
@@ -176,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--extra-cv runs the shortest of --every: give --every too")
     suffix = f"_as_{args.test_session}" if args.test_session else ""
     args.test_session = ACTIONS.index(args.test_session) if args.test_session else None
-    args.distilled_dirs = {}
+    args.distilled_dirs = {}  # name → (run directory, test cadence, test CV)
     for d in args.distilled:
-        tested = _distilled_tests(d)[0] > 0
-        args.distilled_dirs[f"distilled:{Path(d).name}{suffix if tested else ''}"] = d
+        every, cv = _distilled_tests(d)
+        args.distilled_dirs[f"distilled:{Path(d).name}{suffix if every else ''}"] = (d, every, cv)
     started = time.perf_counter()
     meta = {"command": "python benchmarks/performance_tests.py " + " ".join(argv or sys.argv[1:]),
             "cohort": args.cohort, "cohort_seed": None if args.cohort else args.cohort_seed,
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in order:
         config, every, cv = settings.get(name, (None, 0, 0.0))
         if name in args.distilled_dirs:
-            every, cv = _distilled_tests(args.distilled_dirs[name])
+            every, cv = args.distilled_dirs[name][1:]
         record = {"policy": name, "test_every_days": every or None,
                   "test_cv": cv if every else None,
                   "performance_draws": config.performance_draws if config else None,
@@ -226,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{record['injured_days_mean']:.2f}  violations {record['executed_violations']}  "
               f"top session {record['max_action_share_mean']:.2f}", flush=True)
     meta["wall_s"] = time.perf_counter() - started
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_benchmark(args.out, meta, records)
     return 0
 
 
