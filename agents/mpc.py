@@ -79,6 +79,7 @@ from physiology_model.world_model import (
     WARM_START_DAYS,
     AthleteSeries,
     channel_decays,
+    effective_sample_size,
     logit_to_recovery,
     observation_means,
     recovery_to_logit,
@@ -641,7 +642,7 @@ class AthleteBelief:
         parts = [np.stack(columns, axis=1), history]
         if self.config.performance_draws:
             weights = self._perf_weights
-            ess_share = 1.0 / np.sum(weights ** 2, axis=1) / weights.shape[1]
+            ess_share = effective_sample_size(weights) / weights.shape[1]
             parts.append(np.concatenate([np.einsum("ndf,nd->nf", self._perf_summary, weights),
                                          ess_share[:, None]], axis=1))
         out = np.concatenate(parts, axis=1).astype(np.float32)
@@ -740,7 +741,7 @@ class AthleteBelief:
             np.stack([y for _, y in self._tests], axis=1), self.config.performance_test_cv)
         tested = np.isfinite(results)
         self.diagnostics["performance_ess"].extend(
-            (1.0 / np.sum(self._perf_weights[tested] ** 2, axis=1)).tolist())
+            effective_sample_size(self._perf_weights[tested]).tolist())
 
     def _scenario_parameters(self, draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """S scenarios' parameters (N, S) from posterior draws (N, D): S draws picked at random

@@ -107,6 +107,13 @@ class AthleteSeries:
     source: str | None
 
 
+def effective_sample_size(weights: np.ndarray) -> np.ndarray:
+    """Kish's effective sample size 1/Σw² of normalised importance weights (along the last
+    axis): of a posterior reweighting here, and of the planner's tested performance draws
+    (`agents.mpc`)."""
+    return 1.0 / np.sum(np.asarray(weights) ** 2, axis=-1)
+
+
 def recovery_to_logit(recovery_pct: np.ndarray) -> np.ndarray:
     lo, hi = RECOVERY_CLIP_PCT
     p = np.clip(np.asarray(recovery_pct, dtype=float), lo, hi) / 100.0
@@ -618,7 +625,7 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
     log_w = log_w + log_ratio
     w = np.exp(log_w - log_w.max())
     w /= w.sum()
-    return w, float(1.0 / np.sum(w ** 2)), posterior, p
+    return w, float(effective_sample_size(w)), posterior, p
 
 
 POOLED_PRIOR_SD = 1e-6
