@@ -25,7 +25,9 @@ score function gets (mbrl-lib's design: the optimiser sees an evaluation functio
 - `OraclePlanner` reads `Simulation.oracle_view()`: the simulated athlete's true parameters,
   states, current noise, injury days and action history; S scenarios are noise paths only. It
   plans over a long horizon (the days left, up to `horizon_days` = 60) with more candidates:
-  the upper bound every policy is reported against.
+  the upper bound every policy is reported against. `PerformanceBlindOracle` is the oracle
+  with the prior medians of the performance response instead of the truth: what the wearable
+  alone could allow.
 
 CEM over discrete plans: each planned day has a categorical distribution over the six sessions
 (day 0 restricted to today's mask). Each iteration samples K − 1 plans plus the best plan so
@@ -1003,3 +1005,42 @@ class OraclePlanner(_RecedingHorizon):
             raise ValueError(f"obs has {obs.shape[0]} rows but the simulation {self.sim.n}")
         start = oracle_start(self.sim.oracle_view(), obs, self.scenarios)
         return plan_from_start(self._optimizer, start, mask, self.objective, self._rng)
+
+
+class PerformanceBlindOracle(OraclePlanner):
+    """The oracle told everything but the performance response: the simulated athlete's true
+    physiology, hazard, states and noise, and the prior medians of the performance response
+    (`typical_performance_params` at the athlete's habitual load, its states tracked from the
+    loads done, starting at the habitual load's steady state, as `AthleteBelief` tracks them).
+    No wearable reading reveals the performance response (docs/identifiability.md), so this
+    is what a policy that sees only the wearable could gain at best, as far as planning on the
+    prior's medians goes (planning on the expectation over 1,024 prior draws gained the MPC
+    nothing more: `benchmarks/mpc_sweep.py`, README)."""
+
+    name = "oracle_blind_to_performance"
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._performance: Any = None
+        self._perf_state = np.empty(0)
+        self._day: int | None = None
+
+    def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
+        view = self.sim.oracle_view()
+        if self._performance is None:
+            habitual = np.maximum(np.asarray(self.sim.habitual, dtype=float), 0.1)
+            self._performance = typical_performance_params(reference_load=habitual)
+            self._perf_state = banister.steady_morning_state(
+                habitual, np.zeros_like(habitual), self._decays(len(habitual)))
+        elif self.sim.day != self._day:  # yesterday's true load moves the median's states
+            self._perf_state = banister.step_state(
+                self._perf_state, view["load_ring"][:, -1], None,
+                self._decays(len(self._perf_state)))
+        self._day = self.sim.day
+        blind = {**view, "performance": self._performance, "perf_state": self._perf_state}
+        obs, mask = check_batch(obs, mask)
+        start = oracle_start(blind, obs, self.scenarios)
+        return plan_from_start(self._optimizer, start, mask, self.objective, self._rng)
+
+    def _decays(self, n: int) -> np.ndarray:
+        return _grid(self._performance, n, 1).decays()[:, 0]

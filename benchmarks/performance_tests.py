@@ -24,9 +24,12 @@ first morning from the due one that the rules allow it).
     .venv/bin/python benchmarks/performance_tests.py [--n 200] [--cohort-seed 3000 | --cohort F]
         [--draws 1024] [--every 28 14 7] [--cv 0.015] [--extra-cv 0.027] [--jobs 2]
         [--test-session tempo_threshold] [--distilled RUN_DIR ...] [--reuse EARLIER.json]
+        [--blind-oracle]
         [--out benchmarks/results/performance_tests.json]
 
-`--jobs` runs the policies in that many processes (each on the same cohort and streams);
+`--blind-oracle` adds the oracle told everything but the performance response
+(`agents.mpc.PerformanceBlindOracle`): what a policy that sees only the wearable could gain at
+best, as far as planning on the prior's medians goes. `--jobs` runs the policies in that many processes (each on the same cohort and streams);
 `--cohort` takes a saved cohort (`periodize cohort`) instead, e.g. a held-out one, and
 `--no-draws-row` leaves out the planner with draws but no tests (`--every` and `--extra-cv`
 with no values leave out the tested planners). `--distilled RUN_DIR ...` adds distilled
@@ -50,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from agents.baselines import FixedPeriodizationPolicy, RandomPolicy
-from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
+from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner, PerformanceBlindOracle
 from analysis.benchmark import gap_record, write_benchmark
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import WorldModel
@@ -60,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mpc_latency import SIM_SEED, TEST_SEED, run_episode  # the MPC benchmarks' episodes
 
 BASELINES = {"fixed_periodization": FixedPeriodizationPolicy, "random": RandomPolicy}
+ORACLES = {"oracle": OraclePlanner, "oracle_blind_to_performance": PerformanceBlindOracle}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, tuple[MPCConfig, int, float]]:
@@ -105,8 +109,8 @@ def _run(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarra
     cohort = _cohort(args, model)
     if name in BASELINES:
         summary, ess = run_episode(lambda sim: BASELINES[name](), cohort, args.n)[0], None
-    elif name == "oracle":
-        summary, ess = run_episode(lambda sim: OraclePlanner(sim, seed=0), cohort,
+    elif name in ORACLES:
+        summary, ess = run_episode(lambda sim: ORACLES[name](sim, seed=0), cohort,
                                    args.n)[0], None
     else:
         if name in args.distilled_dirs:
@@ -164,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", default=None, metavar="JSON",
                         help="an earlier output on the same athletes: its rows of the same "
                              "name are not run again")
+    parser.add_argument("--blind-oracle", action="store_true",
+                        help="also run the oracle blind to the performance response "
+                             "(agents.mpc.PerformanceBlindOracle)")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", default="benchmarks/results/performance_tests.json")
     args = parser.parse_args(argv)
@@ -188,12 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = {(name + suffix if value[1] else name): value
                 for name, value in _settings(args).items()}
     args.settings = settings
-    names = ["oracle", *settings, *args.distilled_dirs, *BASELINES]  # the slowest first
+    oracles = ["oracle", *(["oracle_blind_to_performance"] if args.blind_oracle else [])]
+    names = [*oracles, *settings, *args.distilled_dirs, *BASELINES]  # the slowest first
     results = _reused(args.reuse, meta)
     todo = [name for name in names if name not in results]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results.update(zip(todo, pool.map(_run, todo, [args] * len(todo))))
-    order = [*BASELINES, "oracle", *settings, *args.distilled_dirs]
+    order = [*BASELINES, *oracles, *settings, *args.distilled_dirs]
     dp = {name: results[name][1] for name in order}
     students = list(args.distilled_dirs)
     records = []

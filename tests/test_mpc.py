@@ -15,6 +15,7 @@ from agents.mpc import (
     MPCConfig,
     MPCPlanner,
     OraclePlanner,
+    PerformanceBlindOracle,
     oracle_start,
     performance_test_weights,
     sample_plans,
@@ -36,6 +37,7 @@ from physiology_model.params import LOAD_SCALE_TRIMP, state_normaliser
 from physiology_model.performance import (
     sample_performance_params,
     simulate_performance,
+    typical_performance_params,
 )
 from physiology_model.table import ACTIONS
 from physiology_model.world_model import (
@@ -484,6 +486,45 @@ def test_planners_beat_random_training_and_the_oracle_bounds_the_mpc(model, coho
     # paired: the planners win for most athletes, not on average only
     assert np.mean(mpc["return"] > random["return"]) >= 0.75
     assert np.mean(oracle["return"] > random["return"]) >= 0.85
+
+
+def test_the_blind_oracle_knows_all_but_the_performance_response(model, cohort, monkeypatch):
+    """It plans from the truth (physiology, hazard, states) except the performance response:
+    the prior medians at the habitual load, whose states follow the loads actually done."""
+    import agents.mpc as mpc_module
+
+    views = []
+
+    def spy(view, obs, scenarios):
+        views.append(view)
+        return oracle_start(view, obs, scenarios)
+
+    monkeypatch.setattr(mpc_module, "oracle_start", spy)
+    sim = Simulation(cohort, 4, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=5)
+    blind = PerformanceBlindOracle(sim, CEMConfig(horizon_days=10, candidates=16, iterations=1,
+                                                  cold_start_iterations=1), scenarios=1)
+    blind.reset(0)
+    habitual = np.maximum(sim.habitual, 0.1)
+    median = typical_performance_params(reference_load=habitual)
+    decays = median.decays()
+    expected = banister.steady_morning_state(habitual, np.zeros(4), decays)
+    for _ in range(4):
+        action = blind.act(obs, sim.mask)
+        assert np.all(sim.mask[np.arange(4), action])
+        view, truth = views[-1], sim.oracle_view()
+        np.testing.assert_allclose(view["perf_state"], expected)
+        assert view["performance"] is not truth["performance"]
+        np.testing.assert_allclose(view["performance"].fitness_gain, median.fitness_gain)
+        np.testing.assert_allclose(view["state"], truth["state"])
+        assert view["hazard"] is truth["hazard"] and view["physiology"] is truth["physiology"]
+        obs, _, _ = sim.step(action)
+        expected = banister.step_state(expected, sim.oracle_view()["load_ring"][:, -1], None,
+                                       decays)
+    assert not np.allclose(expected, sim.oracle_view()["perf_state"])  # not the truth's
+    blind.act(obs, sim.mask)
+    blind.act(obs, sim.mask)  # planning twice on one morning moves the states once
+    np.testing.assert_allclose(views[-1]["perf_state"], expected)
 
 
 @pytest.mark.parametrize("variable", [True, False])
