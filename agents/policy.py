@@ -59,6 +59,15 @@ class Policy(Protocol):
         ...
 
 
+def reads_performance_tests(policy: object) -> bool:
+    """Whether `policy` learns from performance tests (`observe_performance(results)` before
+    a morning's `act`): the MPC planner that draws the performance response and a planner
+    distilled from it (`performance_draws` > 0 in their config). Any other policy is never
+    handed a test."""
+    return (callable(getattr(policy, "observe_performance", None))
+            and getattr(getattr(policy, "config", None), "performance_draws", 0) > 0)
+
+
 def check_batch(obs: np.ndarray, mask: np.ndarray,
                 n_features: int = N_FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """Validate one morning's batch and return it as (obs float (N, F), mask bool (N, 6)).

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
+from agents.policy import reads_performance_tests
 from physiology_model.table import ACTIONS, atomic_write
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
@@ -77,22 +78,56 @@ PolicyFactory = Callable[[Simulation], Any]
 """Builds a policy for a simulation (the oracle needs the simulation; others ignore it)."""
 
 
+@dataclass(frozen=True)
+class PerformanceTesting:
+    """Performance tests in an episode (`run_policy`): a test every `every` mornings from the
+    first (`Simulation.performance_test` at coefficient of variation `cv`, from a generator
+    seeded `seed`), handed to the policies that read tests (`agents.policy.
+    reads_performance_tests`) before they act. The test is free when `session` is None;
+    otherwise it is that day's session (an action index, e.g. tempo_threshold for a 5-km
+    time trial): an athlete does it instead of what the policy chose, on the first morning
+    from the due one that the rules allow that session, and the policy is told what was done
+    (`record_executed`)."""
+
+    every: int
+    cv: float = 0.015
+    session: int | None = None
+    seed: int = 77
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or not 0.0 <= self.cv < 1.0:
+            raise ValueError(f"tests need every ≥ 1 and cv in [0, 1), got {self.every}, "
+                             f"{self.cv}")
+        if self.session is not None and not 0 <= self.session < len(ACTIONS):
+            raise ValueError(f"session must be an action index, got {self.session}")
+
+
 def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvConfig,
-               seed: int, progress: Callable[[str], None] | None = None) -> PolicyRun:
-    """Run one episode of the policy for every athlete of `cohort` (one lane each)."""
+               seed: int, progress: Callable[[str], None] | None = None, *,
+               n: int | None = None, policy_seed: int | None = None,
+               tests: PerformanceTesting | None = None) -> PolicyRun:
+    """Run one episode of the policy for the first `n` athletes of `cohort` (default all, one
+    lane each), the simulator seeded `seed` and the policy `policy_seed` (default `seed`);
+    with `tests`, a policy that reads them is handed performance tests (`PerformanceTesting`;
+    `extra["tested"]`, (days, N) bool, says who was tested on which morning)."""
     start = time.perf_counter()
+    n = cohort.n if n is None else n
     action_type = getattr(factory(None), "action_type", "discrete")
-    sim = Simulation(cohort, cohort.n, replace(config, action_type=action_type))
+    sim = Simulation(cohort, n, replace(config, action_type=action_type))
     obs = sim.reset(seed)
     policy = factory(sim)  # the oracle reads the simulation, the MPC its episode length
-    policy.reset(seed)
+    policy.reset(seed if policy_seed is None else policy_seed)
+    if tests is not None and not reads_performance_tests(policy):
+        tests = None
     days = sim.config.episode_days
-    rec, tsb, acts = (np.zeros((days, cohort.n)) for _ in range(3))
-    injured = np.zeros((days, cohort.n), dtype=bool)
-    seen = np.zeros((days, cohort.n, obs.shape[1]), dtype=np.float32)
-    perf = np.zeros((days + 1, cohort.n))
+    rec, tsb, acts = (np.zeros((days, n)) for _ in range(3))
+    injured, tested = (np.zeros((days, n), dtype=bool) for _ in range(2))
+    seen = np.zeros((days, n, obs.shape[1]), dtype=np.float32)
+    perf = np.zeros((days + 1, n))
     perf[0] = sim.performance()
     entropy, qgap = [], []
+    test_rng = np.random.default_rng(tests.seed) if tests else None
+    due = np.zeros(n, dtype=bool)
     for d in range(days):
         rec[d] = sim.reading["recovery_pct"]
         tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
@@ -101,8 +136,19 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
             day_entropy, day_gap = policy.diagnostics(obs, sim.agent_mask)  # each (N,)
             entropy.append(day_entropy)
             qgap.append(day_gap)
+        if tests is not None:
+            due |= sim.day % tests.every == 0
+            tested[d] = due if tests.session is None else due & sim.mask[:, tests.session]
+            if tested[d].any():
+                results = sim.performance_test(tests.cv, test_rng)
+                policy.observe_performance(np.where(tested[d], results, np.nan))
+            due &= ~tested[d]
         action = policy.act(obs, sim.agent_mask.copy())
+        if tests is not None and tests.session is not None:
+            action = np.where(tested[d], tests.session, action)
         obs, _, _ = sim.step(action)
+        if tests is not None and tests.session is not None and tested[d].any():
+            policy.record_executed(sim.last_executed)
         acts[d] = sim.last_executed
         injured[d] = sim.injury_left > 0
         perf[d + 1] = sim.performance()
@@ -114,8 +160,10 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
     if entropy:
         metrics["policy_entropy"] = np.mean(entropy, axis=0)
         metrics["q_gap"] = np.mean(qgap, axis=0)
-    return PolicyRun(name, metrics, rec, tsb, acts, perf, time.perf_counter() - start,
-                     {"injured": injured, "obs": seen})
+    extra = {"injured": injured, "obs": seen}
+    if tests is not None:
+        extra["tested"] = tested
+    return PolicyRun(name, metrics, rec, tsb, acts, perf, time.perf_counter() - start, extra)
 
 
 def paired_p_value(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -221,12 +269,13 @@ def summarize(runs: dict[str, PolicyRun], reference: str | None = None
 def evaluate_policies(factories: dict[str, PolicyFactory], cohort: Cohort,
                       config: EnvConfig = EnvConfig(), seed: int = 0,
                       progress: Callable[[str], None] | None = None,
-                      reference: str | None = None
+                      reference: str | None = None, tests: PerformanceTesting | None = None
                       ) -> tuple[dict[str, PolicyRun], list[dict[str, Any]]]:
-    """Run every policy on the cohort and summarise (module docstring)."""
+    """Run every policy on the cohort and summarise (module docstring); with `tests`, the
+    policies that read performance tests are handed them (`run_policy`)."""
     runs = {}
     for name, factory in factories.items():
-        runs[name] = run_policy(name, factory, cohort, config, seed, progress)
+        runs[name] = run_policy(name, factory, cohort, config, seed, progress, tests=tests)
         if progress:
             m = runs[name].metrics
             progress(f"{name}: ΔP {np.mean(m['delta_performance']):+.2f} "
@@ -264,16 +313,30 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
             out[name] = lambda sim: MPCPlanner(model, MPCConfig(
                 episode_days=EnvConfig().episode_days if sim is None
                 else sim.config.episode_days), seed=seed)
+        elif name == "mpc_tested":
+            from agents.mpc import MPCConfig, MPCPlanner
+            from analysis.planning import TEST_DRAWS
+
+            if model is None:
+                raise ValueError("the mpc_tested policy needs --model")
+            out[name] = lambda sim: MPCPlanner(model, MPCConfig(
+                episode_days=EnvConfig().episode_days if sim is None
+                else sim.config.episode_days, performance_draws=TEST_DRAWS), seed=seed)
         elif name == "oracle":
             from agents.mpc import OraclePlanner
 
             out[name] = lambda sim: None if sim is None else OraclePlanner(sim, seed=seed)
         else:
             raise ValueError(f"unknown policy {name!r}; known: {sorted(simple)} + bc, mpc, "
-                             f"oracle (trained agents come from --runs)")
+                             f"mpc_tested, oracle (trained agents come from --runs)")
     for run_dir in runs:
         from agents.training import load_agent
 
         agent = load_agent(run_dir, device=device, model=model)
-        out[agent.name] = lambda sim, agent=agent: agent
+        # two runs of one kind (a distilled planner with and without tests) keep both rows
+        name = agent.name if agent.name not in out else Path(run_dir).name
+        if name in out:
+            raise ValueError(f"two policies named {name!r}: give the runs distinct directory "
+                             f"names")
+        out[name] = lambda sim, agent=agent: agent
     return out

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from physiology_model.errors import DataError
+from physiology_model.table import ACTIONS
 
 
 def json_ready(value):
@@ -158,7 +159,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 # -- evaluate ----------------------------------------------------------------------------------
 def _evaluate(args: argparse.Namespace) -> int:
-    from analysis.benchmark import evaluate_policies, policy_factories
+    from analysis.benchmark import PerformanceTesting, evaluate_policies, policy_factories
     from analysis.report import write_report
     from physiology_model.table import atomic_write
     from simulator.cohort import Cohort
@@ -180,7 +181,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
                                  runs=args.runs or (), device=args.device, seed=args.seed)
     config = EnvConfig(episode_days=args.days)
-    runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say)
+    tests = None
+    if args.test_session and not args.tests_every:
+        raise ValueError("--test-session needs --tests-every")
+    if args.tests_every:
+        tests = PerformanceTesting(args.tests_every, args.test_cv, None if args.test_session
+                                   is None else ACTIONS.index(args.test_session))
+    runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say,
+                                      tests=tests)
+    if tests is not None and not any("tested" in r.extra for r in runs.values()):
+        _say("note: no policy read the performance tests (mpc_tested and planners distilled "
+             "with tests do)")
     real = None
     if args.real:
         real = _evaluate_real(args, model, factories)
@@ -194,7 +205,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     meta = {"command": "periodize " + " ".join(args.argv),
             "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
             "seed": args.seed, "model": args.model, "policies": list(runs),
-            "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()}}
+            "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()},
+            "performance_tests": None if tests is None else {
+                "every_days": tests.every, "cv": tests.cv, "session": args.test_session,
+                "seed": tests.seed,
+                "handed_to": [n for n, r in runs.items() if "tested" in r.extra]}}
     payload = json.dumps(json_ready(records), indent=1, allow_nan=False) + "\n"
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
     atomic_write(out / "config.json",
@@ -313,6 +328,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--days", type=int, default=90, help="episode length")
     ev.add_argument("--seed", type=int, default=12345, help="episode seed (never used in "
                                                             "training)")
+    ev.add_argument("--tests-every", type=int, default=0, metavar="DAYS",
+                    help="hand a performance test every DAYS mornings to the policies that "
+                         "read them (mpc_tested, planners distilled with tests)")
+    ev.add_argument("--test-cv", type=float, default=0.015,
+                    help="the test's coefficient of variation (a 5-km time trial's: 0.015)")
+    ev.add_argument("--test-session", choices=ACTIONS, default=None,
+                    help="the test is that day's session (default: free)")
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--out", required=True, help="output directory")
     ev.set_defaults(func=_evaluate)

@@ -52,7 +52,7 @@ from physiology_model.table import ACTIONS
 MIN_DAYS = 7
 TEST_DRAWS = 1024
 """Draws of the performance response the MPC weighs when the athlete has tests (as in
-`benchmarks/performance_tests.py`)."""
+`benchmarks/performance_tests.py`, and the `mpc_tested` policy of `periodize evaluate`)."""
 
 
 def read_performance_tests(path: str | Path) -> pd.Series:
@@ -222,6 +222,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
     performance response from."""
     from agents.mpc import MPCConfig, MPCPlanner
+    from agents.policy import reads_performance_tests
     from analysis.real import actual_actions
     from physiology_model.loaders import load_exports
     from physiology_model.world_model import WorldModel
@@ -276,8 +277,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         from agents.training import load_agent
 
         policy = load_agent(policy_dir, device="cpu", model=model)
-        if tested is not None and not getattr(getattr(policy, "config", None),
-                                              "performance_draws", 0):
+        if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
                             "--tests needs the MPC planner (no --policy) or a planner "
                             "distilled with tests (DistillConfig.tests_every)")

@@ -362,6 +362,18 @@ def _real_section(real: dict | None) -> str:
     return "\n".join(parts)
 
 
+def _tests_note(tests: dict[str, Any] | None) -> str:
+    """What the policies that read performance tests were handed (`--tests-every`)."""
+    if not tests:
+        return ""
+    handed = ", ".join(tests["handed_to"]) or "no policy"
+    how = (f"as that day's {tests['session']} session" if tests["session"]
+           else "free (no session given up for it)")
+    return (f"<p><b>Performance tests:</b> one every {tests['every_days']} days, CV "
+            f"{100 * tests['cv']:.1f} %, {html.escape(how)}, handed to "
+            f"{html.escape(handed)}; the other policies see the wearable only.</p>")
+
+
 def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[str, Any],
                  run_dirs: Sequence[str] = (), forecast_json: Path | None = None,
                  real: dict | None = None) -> None:
@@ -385,6 +397,7 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
          f"<b>Cohort:</b> {html.escape(str(meta.get('cohort', '')))} "
          f"({meta.get('n_athletes')} athletes, {meta.get('episode_days')} days, episode seed "
          f"{meta.get('seed')}); <b>model:</b> {html.escape(str(meta.get('model', '')))}</p>"),
+        _tests_note(meta.get("performance_tests")),
         "<h2>Seed success criteria (§13.1)</h2>",
         (f"<table><tr><th>criterion</th><th>measured</th><th>threshold</th><th>result</th></tr>"
          f"{crit_rows}</table>" if criteria else

@@ -45,7 +45,7 @@ import numpy as np
 
 from agents.baselines import FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy, SeedRulePolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from analysis.benchmark import share_of_oracle_gain
+from analysis.benchmark import PerformanceTesting, run_policy, share_of_oracle_gain
 from physiology_model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig, Simulation
@@ -116,36 +116,16 @@ TEST_SEED = 77
 def run_episode(policy_factory: Any, cohort: Any, n: int, tests_every: int = 0,
                 test_cv: float = 0.0, test_session: int | None = None
                 ) -> tuple[dict[str, np.ndarray], float]:
-    """One episode of every athlete under one policy → (episode_summary, wall seconds). With
-    `tests_every` > 0 the policy is handed a performance test (`Simulation.performance_test`
-    at `test_cv`) every that many mornings from the first, before it acts. The test is free
-    when `test_session` is None; otherwise it is that day's session (an action index): an
-    athlete does the test instead of what the policy chose, on the first morning from the due
-    one that the rules allow that session, and the policy is told what was done
-    (`record_executed`)."""
-    sim = Simulation(cohort, n, EnvConfig())
-    obs = sim.reset(seed=SIM_SEED)
-    policy = policy_factory(sim)
-    policy.reset(0)
-    rng = np.random.default_rng(TEST_SEED)
-    due = np.zeros(n, dtype=bool)
-    t0 = time.perf_counter()
-    done = False
-    while not done:
-        if tests_every and sim.day % tests_every == 0:
-            due[:] = True
-        tested = due.copy() if test_session is None else due & sim.mask[:, test_session]
-        if tested.any():
-            results = sim.performance_test(test_cv, rng)
-            policy.observe_performance(np.where(tested, results, np.nan))
-        action = policy.act(obs, sim.mask)
-        if test_session is not None:
-            action = np.where(tested, test_session, action)
-        due &= ~tested
-        obs, _, done = sim.step(action)
-        if test_session is not None and tested.any():
-            policy.record_executed(sim.last_executed)
-    return sim.episode_summary(), time.perf_counter() - t0
+    """One episode of the first `n` athletes under one policy → (episode_summary, wall
+    seconds): `analysis.benchmark.run_policy` with the MPC benchmarks' seeds (simulator
+    `SIM_SEED`, policy 0, tests `TEST_SEED`). With `tests_every` > 0 a policy that reads tests
+    is handed one every that many mornings at `test_cv`, free or as the day's session
+    `test_session` (`analysis.benchmark.PerformanceTesting`)."""
+    tests = (PerformanceTesting(tests_every, test_cv, test_session, TEST_SEED)
+             if tests_every else None)
+    run = run_policy("episode", lambda sim: None if sim is None else policy_factory(sim),
+                     cohort, EnvConfig(), SIM_SEED, n=n, policy_seed=0, tests=tests)
+    return run.metrics, run.wall_s
 
 
 def evaluate(model: WorldModel, n: int, cohort_seed: int) -> list[dict[str, Any]]:

@@ -183,6 +183,16 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
     assert "gama" in capsys.readouterr().err
     assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--out", str(run)]) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    # two runs of one kind keep a row each, named after their directories
+    import shutil
+
+    from analysis.benchmark import policy_factories
+
+    shutil.copytree(run, tmp_path / "ppo_b")
+    names = policy_factories(["random"], runs=[str(run), str(tmp_path / "ppo_b")])
+    assert list(names) == ["random", "ppo", "ppo_b"]
+    with pytest.raises(ValueError, match="two policies named 'ppo_b'"):
+        policy_factories([], runs=[str(run), str(tmp_path / "ppo_b"), str(tmp_path / "ppo_b")])
     # an argument the library rejects is one line too, and nothing is left behind
     assert main(["train", "--agent", "ppo", "--cohort", str(cohort), "--steps", "0", "--out",
                  str(tmp_path / "zero")]) == 2
@@ -193,6 +203,28 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
                  "--policies", "bc", "--out", str(tmp_path / "nobc")]) == 2
     assert "bc policy needs --data" in capsys.readouterr().err
     assert not (tmp_path / "nobc").exists()
+
+
+def test_evaluate_hands_performance_tests_to_the_policies_that_read_them(tmp_path, capsys):
+    cohort = tmp_path / "c.npz"
+    assert main(["cohort", "--model", str(MODEL_DIR), "--n", "3", "--seed", "4",
+                 "--out", str(cohort)]) == 0
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", str(MODEL_DIR), "--cohort", str(cohort), "--days", "20",
+            "--forecast", "", "--policies", "random", "mpc_tested"]
+    assert main([*args, "--test-session", "hiit", "--out", str(tmp_path / "x")]) == 2
+    assert "--test-session needs --tests-every" in capsys.readouterr().err
+    assert main([*args, "--tests-every", "7", "--test-session", "tempo_threshold",
+                 "--out", str(out)]) == 0
+    tests = json.loads((out / "config.json").read_text())["performance_tests"]
+    assert tests == {"every_days": 7, "cv": 0.015, "session": "tempo_threshold", "seed": 77,
+                     "handed_to": ["mpc_tested"]}
+    assert "handed to mpc_tested" in (out / "report.html").read_text()
+    records = json.loads((out / "results.json").read_text())
+    tempo = {r["policy"]: r["mean"] for r in records if r["metric"] == "share_tempo_threshold"}
+    # tests were due on days 0, 7 and 14, each done as tempo on the first morning the rules
+    # allow it (an injury can push one past the last day)
+    assert tempo["mpc_tested"] >= 2 / 20
 
 
 def test_distilled_tree_recovers_a_simple_rule():

@@ -1,10 +1,12 @@
-"""The episode runner of the MPC benchmarks (benchmarks/mpc_latency.py `run_episode`): how
-performance tests are handed to a policy, free or as the day's session."""
+"""The episode runner of the evaluation and of the MPC benchmarks (`analysis.benchmark.
+run_policy`, through benchmarks/mpc_latency.py `run_episode`): how performance tests are handed
+to a policy that reads them, free or as the day's session, and never to one that does not."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,10 +24,12 @@ TEMPO = ACTIONS.index("tempo_threshold")
 
 
 class Recorder(RandomPolicy):
-    """Random play that records the tests it is handed and what it is told was done."""
+    """Random play that records the tests it is handed and what it is told was done; it
+    reads tests (`reads_performance_tests`) unless `reads` is False."""
 
-    def __init__(self) -> None:
+    def __init__(self, reads: bool = True) -> None:
         super().__init__()
+        self.config = SimpleNamespace(performance_draws=8 if reads else 0)
         self.day, self.tests, self.chosen, self.executed = 0, {}, [], {}
 
     def observe_performance(self, results: np.ndarray) -> None:
@@ -71,3 +75,12 @@ def test_a_test_that_is_the_days_session_replaces_it_when_the_rules_allow(cohort
     assert np.all(done == 4)  # each athlete tested once per 28-day block, deferred if need be
     free, _ = run_episode(lambda sim: Recorder(), cohort, 12, tests_every=28, test_cv=0.015)
     assert not np.array_equal(summary["delta_performance"], free["delta_performance"])
+
+
+def test_a_policy_that_does_not_read_tests_is_never_handed_one(cohort):
+    policy = Recorder(reads=False)
+    summary, _ = run_episode(lambda sim: policy, cohort, 12, tests_every=28, test_cv=0.015,
+                             test_session=TEMPO)
+    assert not policy.tests and not policy.executed
+    plain, _ = run_episode(lambda sim: Recorder(reads=False), cohort, 12)
+    np.testing.assert_array_equal(summary["delta_performance"], plain["delta_performance"])
