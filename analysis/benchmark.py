@@ -304,24 +304,18 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
             if bc_policy is None:
                 raise ValueError("the bc policy needs --data (to train it) or a bc run")
             out[name] = lambda sim: bc_policy
-        elif name == "mpc":
-            from agents.mpc import MPCConfig, MPCPlanner
-
-            if model is None:
-                raise ValueError("the mpc policy needs --model")
-            # the planner's objective ends when the episode does (the twins' are 60 days)
-            out[name] = lambda sim: MPCPlanner(model, MPCConfig(
-                episode_days=EnvConfig().episode_days if sim is None
-                else sim.config.episode_days), seed=seed)
-        elif name == "mpc_tested":
+        elif name in ("mpc", "mpc_tested"):
             from agents.mpc import MPCConfig, MPCPlanner
             from analysis.planning import TEST_DRAWS
 
             if model is None:
-                raise ValueError("the mpc_tested policy needs --model")
-            out[name] = lambda sim: MPCPlanner(model, MPCConfig(
+                raise ValueError(f"the {name} policy needs --model")
+            # the planner's objective ends when the episode does (the twins' are 60 days);
+            # mpc_tested draws the performance response, which the tests it is handed weigh
+            draws = TEST_DRAWS if name == "mpc_tested" else 0
+            out[name] = lambda sim, draws=draws: MPCPlanner(model, MPCConfig(
                 episode_days=EnvConfig().episode_days if sim is None
-                else sim.config.episode_days, performance_draws=TEST_DRAWS), seed=seed)
+                else sim.config.episode_days, performance_draws=draws), seed=seed)
         elif name == "oracle":
             from agents.mpc import OraclePlanner
 
