@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The whole pipeline on the shipped data with a small budget (about 10 minutes on 2 cores):
-# table → shipped world model → cohorts → short SAC and PPO runs → every policy evaluated →
-# report → 7-day plans for one shipped athlete (MPC and the PPO policy). Outputs under
-# build/demo, rebuilt from scratch each time.
+# table → shipped world model → cohorts → short SAC and PPO runs → every policy evaluated, with
+# mpc_tested (the planner handed a monthly performance test) → report → 7-day plans for one
+# shipped athlete (MPC and the PPO policy). Outputs under build/demo, rebuilt from scratch each
+# time.
 DEMO := build/demo
 demo: $(STAMP)
 	rm -rf $(DEMO)
@@ -27,7 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/periodize cohort --model models/shipped --n 64 --seed 1000 --out $(DEMO)/test_cohort.npz
 	$(VENV)/bin/periodize train --agent sac --cohort $(DEMO)/train_cohort.npz --steps 46080 --n-envs 256 --seed 0 --device auto --out $(DEMO)/runs/sac
 	$(VENV)/bin/periodize train --agent ppo --cohort $(DEMO)/train_cohort.npz --steps 230400 --n-envs 256 --seed 0 --device auto --out $(DEMO)/runs/ppo
-	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs $(DEMO)/runs/sac $(DEMO)/runs/ppo --data data/real --out $(DEMO)/evaluation
+	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs $(DEMO)/runs/sac $(DEMO)/runs/ppo --data data/real --tests-every 28 --out $(DEMO)/evaluation
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --policy $(DEMO)/runs/ppo
 	@echo "report: $(DEMO)/evaluation/report.html"

@@ -158,6 +158,11 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 # -- evaluate ----------------------------------------------------------------------------------
+DEFAULT_POLICIES = ("random", "seed_rule", "hrv_guided", "fixed_periodization", "bc", "mpc",
+                    "oracle")
+"""What `periodize evaluate` runs without `--policies` (the oracle last)."""
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from analysis.benchmark import PerformanceTesting, evaluate_policies, policy_factories
     from analysis.report import write_report
@@ -165,6 +170,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from simulator.cohort import Cohort
     from simulator.env import EnvConfig
 
+    if args.policies is None:
+        args.policies = [*DEFAULT_POLICIES[:-1], *(["mpc_tested"] if args.tests_every else []),
+                         DEFAULT_POLICIES[-1]]
     cohort = Cohort.load(args.cohort)
     model = _load_model(args.model)
     bc_policy = None
@@ -311,9 +319,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="every policy on a held-out cohort; report")
     ev.add_argument("--model", required=True, help="world model directory")
     ev.add_argument("--cohort", required=True, help="held-out cohort file")
-    ev.add_argument("--policies", nargs="+",
-                    default=["random", "seed_rule", "hrv_guided", "fixed_periodization", "bc",
-                             "mpc", "oracle"])
+    ev.add_argument("--policies", nargs="+", default=None,
+                    help="default: " + " ".join(DEFAULT_POLICIES) + " (and mpc_tested with "
+                         "--tests-every)")
     ev.add_argument("--runs", nargs="*", help="trained run directories to evaluate too")
     ev.add_argument("--data", nargs="+", help="export paths (to train the bc baseline)")
     ev.add_argument("--bc", help="a saved bc policy (bc.json) instead of training one")
