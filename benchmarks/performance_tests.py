@@ -28,8 +28,8 @@ first morning from the due one that the rules allow it).
         [--out benchmarks/results/performance_tests.json]
 
 `--blind-oracle` adds the oracle told everything but the performance response
-(`agents.mpc.PerformanceBlindOracle`): what a policy that sees only the wearable could gain at
-best, as far as planning on the prior's medians goes. `--jobs` runs the policies in that many processes (each on the same cohort and streams);
+(`agents.mpc.PerformanceBlindOracle`): what knowing all that a wearable could reveal is worth.
+`--jobs` runs the policies in that many processes (each on the same cohort and streams);
 `--cohort` takes a saved cohort (`periodize cohort`) instead, e.g. a held-out one, and
 `--no-draws-row` leaves out the planner with draws but no tests (`--every` and `--extra-cv`
 with no values leave out the tested planners). `--distilled RUN_DIR ...` adds distilled
