@@ -285,8 +285,9 @@ def evaluate_policies(factories: dict[str, PolicyFactory], cohort: Cohort,
 
 def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                      runs: Sequence[str] = (), device: str = "cpu",
-                     seed: int = 0) -> dict[str, PolicyFactory]:
-    """Factories for policies named on the command line and for trained run directories."""
+                     seed: int = 0, test_cv: float | None = None) -> dict[str, PolicyFactory]:
+    """Factories for policies named on the command line and for trained run directories;
+    `test_cv`: the performance tests' CV that `mpc_tested` assumes (default its config's)."""
     from agents.baselines import (
         FixedPeriodizationPolicy,
         HRVGuidedPolicy,
@@ -312,10 +313,12 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                 raise ValueError(f"the {name} policy needs --model")
             # the planner's objective ends when the episode does (the twins' are 60 days);
             # mpc_tested draws the performance response, which the tests it is handed weigh
-            draws = TEST_DRAWS if name == "mpc_tested" else 0
-            out[name] = lambda sim, draws=draws: MPCPlanner(model, MPCConfig(
+            tested = {"performance_draws": TEST_DRAWS} if name == "mpc_tested" else {}
+            if tested and test_cv is not None:
+                tested["performance_test_cv"] = test_cv
+            out[name] = lambda sim, tested=tested: MPCPlanner(model, MPCConfig(
                 episode_days=EnvConfig().episode_days if sim is None
-                else sim.config.episode_days, performance_draws=draws), seed=seed)
+                else sim.config.episode_days, **tested), seed=seed)
         elif name == "oracle":
             from agents.mpc import OraclePlanner
 

@@ -187,7 +187,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             _say("training behaviour cloning on the real athletes' sessions")
             bc_policy = train_bc(load_exports(args.data).frame, seed=0)
     factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
-                                 runs=args.runs or (), device=args.device, seed=args.seed)
+                                 runs=args.runs or (), device=args.device, seed=args.seed,
+                                 test_cv=args.test_cv)
     config = EnvConfig(episode_days=args.days)
     tests = None
     if args.test_session and not args.tests_every:
@@ -340,7 +341,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="hand a performance test every DAYS mornings to the policies that "
                          "read them (mpc_tested, planners distilled with tests)")
     ev.add_argument("--test-cv", type=float, default=0.015,
-                    help="the test's coefficient of variation (a 5-km time trial's: 0.015)")
+                    help="the test's coefficient of variation, which mpc_tested assumes too "
+                         "(a 5-km time trial's: 0.015)")
     ev.add_argument("--test-session", choices=ACTIONS, default=None,
                     help="the test is that day's session (default: free)")
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])

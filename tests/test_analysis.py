@@ -205,7 +205,8 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
     assert not (tmp_path / "nobc").exists()
 
 
-def test_evaluate_hands_performance_tests_to_the_policies_that_read_them(tmp_path, capsys):
+def test_evaluate_hands_performance_tests_to_the_policies_that_read_them(tmp_path, capsys,
+                                                                       model):
     cohort = tmp_path / "c.npz"
     assert main(["cohort", "--model", str(MODEL_DIR), "--n", "3", "--seed", "4",
                  "--out", str(cohort)]) == 0
@@ -220,6 +221,11 @@ def test_evaluate_hands_performance_tests_to_the_policies_that_read_them(tmp_pat
     assert tests == {"every_days": 7, "cv": 0.015, "session": "tempo_threshold", "seed": 77,
                      "handed_to": ["mpc_tested"]}
     assert "handed to mpc_tested" in (out / "report.html").read_text()
+    from analysis.benchmark import policy_factories
+
+    planner = policy_factories(["mpc_tested"], model=model, test_cv=0.027)["mpc_tested"](None)
+    assert planner.config.performance_draws == 1024
+    assert planner.config.performance_test_cv == 0.027
     records = json.loads((out / "results.json").read_text())
     tempo = {r["policy"]: r["mean"] for r in records if r["metric"] == "share_tempo_threshold"}
     # tests were due on days 0, 7 and 14, each done as tempo on the first morning the rules
