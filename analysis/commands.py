@@ -173,6 +173,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.policies is None:
         args.policies = [*DEFAULT_POLICIES[:-1], *(["mpc_tested"] if args.tests_every else []),
                          DEFAULT_POLICIES[-1]]
+    tests = None
+    if args.test_session and not args.tests_every:
+        raise ValueError("--test-session needs --tests-every")
+    if args.tests_every:
+        tests = PerformanceTesting(args.tests_every, args.test_cv, None if args.test_session
+                                   is None else ACTIONS.index(args.test_session))
     cohort = Cohort.load(args.cohort)
     model = _load_model(args.model)
     bc_policy = None
@@ -190,12 +196,6 @@ def _evaluate(args: argparse.Namespace) -> int:
                                  runs=args.runs or (), device=args.device, seed=args.seed,
                                  test_cv=args.test_cv)
     config = EnvConfig(episode_days=args.days)
-    tests = None
-    if args.test_session and not args.tests_every:
-        raise ValueError("--test-session needs --tests-every")
-    if args.tests_every:
-        tests = PerformanceTesting(args.tests_every, args.test_cv, None if args.test_session
-                                   is None else ACTIONS.index(args.test_session))
     runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say,
                                       tests=tests)
     if tests is not None and not any("tested" in r.extra for r in runs.values()):

@@ -215,6 +215,9 @@ def test_evaluate_hands_performance_tests_to_the_policies_that_read_them(tmp_pat
             "--forecast", "", "--policies", "random", "mpc_tested"]
     assert main([*args, "--test-session", "hiit", "--out", str(tmp_path / "x")]) == 2
     assert "--test-session needs --tests-every" in capsys.readouterr().err
+    assert main([*args, "--tests-every", "-3", "--out", str(tmp_path / "x")]) == 2
+    assert "tests need every ≥ 1" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     assert main([*args, "--tests-every", "7", "--test-session", "tempo_threshold",
                  "--out", str(out)]) == 0
     tests = json.loads((out / "config.json").read_text())["performance_tests"]
