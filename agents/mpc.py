@@ -1024,7 +1024,7 @@ class PerformanceBlindOracle(OraclePlanner):
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
         self._performance: Any = None
-        self._perf_state = np.empty(0)
+        self._perf_state = self._perf_decays = np.empty(0)
         self._day: int | None = None
 
     def plan(self, obs: np.ndarray, mask: np.ndarray) -> Plan:
@@ -1032,17 +1032,14 @@ class PerformanceBlindOracle(OraclePlanner):
         if self._performance is None:
             habitual = np.maximum(np.asarray(self.sim.habitual, dtype=float), 0.1)
             self._performance = typical_performance_params(reference_load=habitual)
+            self._perf_decays = _grid(self._performance, len(habitual), 1).decays()[:, 0]
             self._perf_state = banister.steady_morning_state(
-                habitual, np.zeros_like(habitual), self._decays(len(habitual)))
+                habitual, np.zeros_like(habitual), self._perf_decays)
         elif self.sim.day != self._day:  # yesterday's true load moves the median's states
             self._perf_state = banister.step_state(
-                self._perf_state, view["load_ring"][:, -1], None,
-                self._decays(len(self._perf_state)))
+                self._perf_state, view["load_ring"][:, -1], None, self._perf_decays)
         self._day = self.sim.day
         blind = {**view, "performance": self._performance, "perf_state": self._perf_state}
         obs, mask = check_batch(obs, mask)
         start = oracle_start(blind, obs, self.scenarios)
         return plan_from_start(self._optimizer, start, mask, self.objective, self._rng)
-
-    def _decays(self, n: int) -> np.ndarray:
-        return _grid(self._performance, n, 1).decays()[:, 0]
