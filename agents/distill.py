@@ -84,7 +84,7 @@ class DistillConfig:
     performance_draws: int = 0
     """`MPCConfig.performance_draws` of the teacher and the student's belief (needed with
     tests; 1,024 is what `periodize plan --tests` uses)."""
-    test_cv: float = 0.015
+    test_cv: float = MPCConfig.performance_test_cv
     """The tests' repeatability (`Simulation.performance_test`, `MPCConfig.
     performance_test_cv`)."""
 
@@ -212,7 +212,7 @@ class DistilledPlanner:
 def planner_labels(model: Any, cohort: Cohort, env_config: EnvConfig, seed: int, *,
                    network: DiscreteSAC | None = None, student_share: float = 0.0,
                    mpc_config: MPCConfig | None = None, tests_every: int = 0,
-                   test_cv: float = 0.015
+                   test_cv: float = MPCConfig.performance_test_cv
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One episode of every athlete of `cohort`: (student inputs (D·N, n_inputs), mask
     (D·N, 6), planner's session (D·N,), athlete index (D·N,)), mornings in day-major order.

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
+from agents.mpc import MPCConfig
 from agents.policy import reads_performance_tests
 from physiology_model.table import ACTIONS, atomic_write
 from simulator.cohort import Cohort
@@ -90,7 +91,7 @@ class PerformanceTesting:
     (`record_executed`)."""
 
     every: int
-    cv: float = 0.015
+    cv: float = MPCConfig.performance_test_cv
     session: int | None = None
     seed: int = 77
 

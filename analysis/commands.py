@@ -177,8 +177,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.test_session and not args.tests_every:
         raise ValueError("--test-session needs --tests-every")
     if args.tests_every:
-        tests = PerformanceTesting(args.tests_every, args.test_cv, None if args.test_session
-                                   is None else ACTIONS.index(args.test_session))
+        from agents.mpc import MPCConfig
+
+        cv = MPCConfig.performance_test_cv if args.test_cv is None else args.test_cv
+        tests = PerformanceTesting(args.tests_every, cv, None if args.test_session is None
+                                   else ACTIONS.index(args.test_session))
     cohort = Cohort.load(args.cohort)
     model = _load_model(args.model)
     bc_policy = None
@@ -340,9 +343,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--tests-every", type=int, default=0, metavar="DAYS",
                     help="hand a performance test every DAYS mornings to the policies that "
                          "read them (mpc_tested, planners distilled with tests)")
-    ev.add_argument("--test-cv", type=float, default=0.015,
+    ev.add_argument("--test-cv", type=float, default=None,
                     help="the test's coefficient of variation, which mpc_tested assumes too "
-                         "(a 5-km time trial's: 0.015)")
+                         "(default: MPCConfig.performance_test_cv, a 5-km time trial's)")
     ev.add_argument("--test-session", choices=ACTIONS, default=None,
                     help="the test is that day's session (default: free)")
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
