@@ -44,10 +44,13 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/full_evaluation.py
 
 test: $(STAMP)
+	# the layering of DESIGN §2 (contracts in pyproject.toml), then the tests
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache build
 
 test-all: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q

@@ -7,7 +7,7 @@ action. Planned sessions the mask forbids become the closest allowed easier sess
 overrule a baseline.
 
 Weekly loads quoted in the docstrings are nominal: the sum over a template week of each
-session's Edwards TRIMP and zone 4-5 minutes from `physiology_model.load.action_loads` with the
+session's Edwards TRIMP and zone 4-5 minutes from `physiology_model.data.load.action_loads` with the
 shipped session table (rest 0, active recovery 30, Z2 135, tempo 146, HIIT 134, strength 78 TRIMP);
 `week_nominal_load` recomputes them, and the tests check the docstrings against it.
 """
@@ -30,8 +30,8 @@ from agents.policy import (
     step_down,
     weekday_of,
 )
-from physiology_model.load import action_loads
-from physiology_model.table import ACTIONS
+from physiology_model.data.load import action_loads
+from physiology_model.data.table import ACTIONS
 from simulator.constraints import DEFAULT_SAFETY_CONFIG
 
 _RANK = np.array([DEFAULT_SAFETY_CONFIG.intensity_order.index(a) for a in ACTIONS], dtype=float)
@@ -194,7 +194,7 @@ def hrv_baseline_established(obs: np.ndarray) -> np.ndarray:
     """(N,) bool: whether the observation carries a 28-day ln HRV baseline.
 
     The feature builder fills an unestablished baseline with the day's own ln HRV and its z-score
-    with 0 (`physiology_model.features.FEATURES`), so both equalities together mark the fill; an
+    with 0 (`physiology_model.features.batch.FEATURES`), so both equalities together mark the fill; an
     established baseline equal to today's value to the last bit is a measure-zero event, and then
     the HRV test would pass either way.
     """

@@ -5,7 +5,7 @@ Data. A day of a real user is one example: its input is that morning's observati
 `simulator.observation.observations_from_table` (the very features the simulator shows a policy),
 and its label is that day's `session` (the action the athlete took that day, after the morning's
 reading). Days whose session is `unknown` or missing are dropped. Only the training athletes of
-`physiology_model.splits.user_split` (seed 0 and 20 % test users by default, over every user_id
+`physiology_model.data.splits.user_split` (seed 0 and 20 % test users by default, over every user_id
 of the frame) are used for fitting; the held-out athletes give the reported scores.
 
 Model. A multinomial logistic regression on standardised features (mean and SD of the training
@@ -46,9 +46,9 @@ from sklearn.metrics import f1_score, log_loss
 from sklearn.model_selection import GroupKFold
 
 from agents.policy import N_ACTIONS, check_batch, masked_choice, masked_sample
-from physiology_model.features import FEATURE_NAMES
-from physiology_model.splits import user_split
-from physiology_model.table import ACTIONS
+from physiology_model.features.batch import FEATURE_NAMES
+from physiology_model.data.splits import user_split
+from physiology_model.data.table import ACTIONS
 from simulator.observation import observation_matrix, observations_from_table
 
 FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ class BCConfig:
     """Split and classifier settings of `train_bc`."""
 
     test_fraction: float = 0.2
-    """Share of athletes held out (`physiology_model.splits.user_split`)."""
+    """Share of athletes held out (`physiology_model.data.splits.user_split`)."""
     c_grid: tuple[float, ...] = (0.001, 0.01, 0.1)
     """Inverse L2 strengths tried; the one with the lowest grouped-CV log loss is refitted."""
     cv_folds: int = 3

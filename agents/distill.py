@@ -53,7 +53,7 @@ import torch
 from agents.mpc import AthleteBelief, MPCConfig, MPCPlanner, belief_feature_names
 from agents.policy import check_batch
 from agents.sac import DiscreteSAC, SACConfig, masked_log_probs
-from agents.training import jsonable, write_run_record
+from agents.runs import jsonable, write_run_record
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
 from simulator.observation import FEATURE_INDEX
@@ -199,7 +199,7 @@ class DistilledPlanner:
             if not meta.get("model_dir"):
                 raise ValueError(f"{path} names no world model: pass the model it was "
                                  "distilled with")
-            from physiology_model.world_model import WorldModel
+            from physiology_model.model.world_model import WorldModel
 
             model = WorldModel.load(meta["model_dir"])
         settings = {k: tuple(v) if isinstance(v, list) else v

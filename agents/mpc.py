@@ -2,7 +2,7 @@
 
 Both planners re-plan every morning with the cross-entropy method (CEM; Rubinstein 1999,
 Methodol Comput Appl Probab 1:127; as used for planning by PETS, Chua et al. 2018, NeurIPS)
-over legal H-day session sequences, scored by `agents.planning.evaluate_sequences`, and
+over legal H-day session sequences, scored by `simulator.rollout.evaluate_sequences`, and
 execute the first day of the best plan found. They differ only in the `RolloutStart` the
 score function gets (mbrl-lib's design: the optimiser sees an evaluation function, not a model):
 
@@ -50,7 +50,35 @@ from typing import Any
 
 import numpy as np
 
-from agents.planning import (
+from agents.policy import check_batch
+from physiology_model.data.table import ACTIONS
+from physiology_model.dynamics import banister
+from physiology_model.dynamics.hazard import typical_hazard_params
+from physiology_model.dynamics.observation import (
+    WARM_START_DAYS,
+    channel_decays,
+    logit_to_recovery,
+    recovery_to_logit,
+)
+from physiology_model.dynamics.params import (
+    AR_PARAMS,
+    ATHLETE_PARAMS,
+    HI_LOAD_SCALE_MIN,
+    LOAD_SCALE_TRIMP,
+    PARAM_NAMES,
+    state_normaliser,
+)
+from physiology_model.dynamics.performance import (
+    sample_performance_params,
+    typical_performance_params,
+)
+from physiology_model.dynamics.step import morning_means, transition
+from physiology_model.model.arrays import fill_missing_loads
+from physiology_model.model.forecast import AthleteSeries
+from physiology_model.model.personalize import effective_sample_size
+from simulator.constraints import REST, TRAINED_DAY, UNKNOWN_DAY, ActionHistory
+from simulator.observation import FEATURE_INDEX
+from simulator.rollout import (
     ACTION_U,
     ACTION_W,
     N_ACTIONS,
@@ -63,31 +91,6 @@ from agents.planning import (
     draw_innovations,
     project_sequences,
 )
-from agents.policy import check_batch
-from physiology_model import banister
-from physiology_model.arrays import fill_missing_loads
-from physiology_model.hazard import typical_hazard_params
-from physiology_model.params import (
-    AR_PARAMS,
-    ATHLETE_PARAMS,
-    HI_LOAD_SCALE_MIN,
-    LOAD_SCALE_TRIMP,
-    PARAM_NAMES,
-    state_normaliser,
-)
-from physiology_model.performance import sample_performance_params, typical_performance_params
-from physiology_model.table import ACTIONS
-from physiology_model.world_model import (
-    WARM_START_DAYS,
-    AthleteSeries,
-    channel_decays,
-    effective_sample_size,
-    logit_to_recovery,
-    observation_means,
-    recovery_to_logit,
-)
-from simulator.constraints import REST, TRAINED_DAY, UNKNOWN_DAY, ActionHistory
-from simulator.observation import FEATURE_INDEX
 
 _F = FEATURE_INDEX
 
@@ -497,7 +500,7 @@ PERFORMANCE_FEATURE_NAMES: tuple[str, ...] = (
 """What `AthleteBelief.features` adds when the belief draws the performance response
 (`MPCConfig.performance_draws` > 0, the planner of an athlete with performance tests): the
 weighted means over the draws of the log gains and time constants and of the steady daily load
-that performance favours (`agents.planning.continuation_load`, load units), with the draws'
+that performance favours (`simulator.rollout.continuation_load`, load units), with the draws'
 weights after the tests so far, and the effective share of the draws (1/Σw²/D: 1 before two
 tests, smaller the more the tests tell)."""
 
@@ -770,7 +773,7 @@ class AthleteBelief:
         """Predicted ln HRV, RHR and recovery logit of each draw for morning `state`, (N, S)."""
         n, s = self._n, self.config.scenarios
         p = {k: v.reshape(-1) for k, v in self._physiology.items()}
-        means = observation_means(p, self._latents(state).reshape(n * s, 1, 3))
+        means = morning_means(p, state, channel_decays(self._physiology))
         return {k: v.reshape(n, s) for k, v in means.items()}
 
     def _anchor_baselines(self, obs: np.ndarray) -> None:
@@ -790,10 +793,9 @@ class AthleteBelief:
         # the high-intensity share of the session asked for, scaled to the load reported
         u = np.where(nominal_w > 0, nominal_u * w / np.where(nominal_w > 0, nominal_w, 1.0), 0.0)
         self._loads.append((w, u))
-        self._state = banister.step_state(self._state, w[:, None], u[:, None],
-                                          channel_decays(self._physiology))
-        self._perf_state = banister.step_state(self._perf_state, w[:, None], None,
-                                               self._performance.decays())
+        self._state, self._perf_state = transition(
+            self._state, self._perf_state, w[:, None], u[:, None],
+            channel_decays(self._physiology), self._performance.decays())
         self._ring = np.concatenate([self._ring[:, 1:], w[:, None]], axis=1)
         self._history.push(self._last_action)
         self._readings.append(_morning_readings(obs))

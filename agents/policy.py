@@ -4,9 +4,9 @@ A policy is asked, every morning, for the sessions of N athletes at once:
 
     actions = policy.act(obs, mask)      # obs (N, F) float, mask (N, 6) bool → (N,) int64
 
-`obs` holds the feature vector of `physiology_model.features.FEATURE_NAMES` in raw, unscaled
+`obs` holds the feature vector of `physiology_model.features.batch.FEATURE_NAMES` in raw, unscaled
 units (index it by name with `simulator.observation.FEATURE_INDEX`); `mask[i, a]` says whether
-action `a` (an index into `physiology_model.table.ACTIONS`: 0 rest, 1 active_recovery,
+action `a` (an index into `physiology_model.data.table.ACTIONS`: 0 rest, 1 active_recovery,
 2 z2_aerobic, 3 tempo_threshold, 4 hiit, 5 strength) is allowed for athlete i today. The env
 enforces the mask itself (`simulator.constraints.enforce`), but a policy must never ask for a
 masked action: every helper here returns allowed actions only.
@@ -30,8 +30,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from physiology_model.features import FEATURE_NAMES
-from physiology_model.table import ACTIONS
+from physiology_model.features.batch import FEATURE_NAMES
+from physiology_model.data.table import ACTIONS
 from simulator.constraints import DEFAULT_SAFETY_CONFIG, SafetyConfig, preference_order
 from simulator.observation import FEATURE_INDEX
 

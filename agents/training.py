@@ -26,9 +26,8 @@ performance gain) for tests and training reports; the evaluation protocol of the
 from __future__ import annotations
 
 import json
-import platform
 import time
-from dataclasses import asdict, is_dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,56 +56,14 @@ from agents.sb3_agents import (
 )
 from physiology_model.errors import DataError
 from simulator.cohort import Cohort
+from agents.runs import RUN_FORMAT, jsonable, run_versions, write_json
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
 
 AGENTS: tuple[str, ...] = ("sac", "sac-continuous", "ppo")
-RUN_FORMAT = "adaptive-periodization.TrainingRun"
 _CONFIG_TYPES: dict[str, type] = {"sac": SACConfig, "sac-continuous": SB3SACConfig,
                                   "ppo": PPOConfig}
 _ACTION_TYPES: dict[str, str] = {"sac": "discrete", "sac-continuous": "continuous",
                                  "ppo": "discrete"}
-
-
-def jsonable(value: Any) -> Any:
-    """`value` as JSON values: dataclasses as dicts, tuples as lists, numpy scalars and arrays
-    as numbers and lists, anything else as its str."""
-    if is_dataclass(value):
-        return jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
-    tmp.replace(path)
-
-
-def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
-    """Write a finished run's `run.json` (format and library versions added; dataclasses and
-    numpy values made JSON; atomic), for learners trained outside `train` (agents.distill)."""
-    _write_json(Path(run_dir) / "run.json",
-                {"format": RUN_FORMAT, "status": "finished", **record, "versions": _versions()})
-
-
-def _versions() -> dict[str, str]:
-    import gymnasium
-    import sb3_contrib
-    import stable_baselines3
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "sb3_contrib": sb3_contrib.__version__}
 
 
 def _resolve_cohort(cohort: Cohort | str | Path) -> tuple[Cohort, dict[str, Any]]:
@@ -197,12 +154,12 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     record: dict[str, Any] = {
         "format": RUN_FORMAT, "status": "running", **settings, "device": str(torch_device),
         "device_name": describe_device(torch_device), "cohort": cohort_desc,
-        "versions": _versions(),
+        "versions": run_versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "notes": ("SB3 networks have no dropout; the seed's dropout 0.2 is in our SAC only"
                   if agent != "sac" else ""),
     }
-    _write_json(run_dir / "run.json", record)
+    write_json(run_dir / "run.json", record)
     env = BatchedPeriodizationEnv(cohort_obj, n_envs, env_cfg, seed=seeds["env"])
     previous_threads = torch.get_num_threads()
     if torch_threads is not None:
@@ -224,7 +181,7 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
                           "time_limited": report.env_steps < steps,
                           "episode_returns": report.episode_returns,
                           "final_metrics": report.last_metrics})
-    _write_json(run_dir / "run.json", record)
+    write_json(run_dir / "run.json", record)
     return run_dir
 
 

@@ -34,7 +34,7 @@ from scipy.stats import wilcoxon
 
 from agents.mpc import MPCConfig
 from agents.policy import reads_performance_tests
-from physiology_model.table import ACTIONS, atomic_write
+from physiology_model.data.table import ACTIONS, atomic_write
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
 from simulator.observation import FEATURE_INDEX
@@ -308,7 +308,7 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
             out[name] = lambda sim: bc_policy
         elif name in ("mpc", "mpc_tested"):
             from agents.mpc import MPCConfig, MPCPlanner
-            from analysis.planning import TEST_DRAWS
+            from agents.recommend import TEST_DRAWS
 
             if model is None:
                 raise ValueError(f"the {name} policy needs --model")

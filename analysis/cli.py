@@ -20,8 +20,8 @@ from physiology_model.errors import DataError
 
 
 def _data_summary(args: argparse.Namespace) -> int:
-    from physiology_model.loaders import load_exports
-    from physiology_model.summary import summarize_table, totals_by_source
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.features.summary import summarize_table, totals_by_source
 
     table = load_exports(args.paths)
     summary = summarize_table(table)
@@ -47,7 +47,7 @@ def _data_summary(args: argparse.Namespace) -> int:
 
 
 def _data_build(args: argparse.Namespace) -> int:
-    from physiology_model.loaders import load_exports
+    from physiology_model.data.loaders import load_exports
 
     table = load_exports(args.paths)
     out = Path(args.out)
@@ -58,7 +58,8 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _data_calibrate(args: argparse.Namespace) -> int:
-    from physiology_model.load import calibrate_strain, save_strain_calibration
+    from physiology_model.data.loaders import calibrate_strain
+    from physiology_model.data.load import save_strain_calibration
 
     calibration = calibrate_strain(args.paths)
     save_strain_calibration(calibration, args.out)
@@ -68,47 +69,18 @@ def _data_calibrate(args: argparse.Namespace) -> int:
 
 
 def _model_fit(args: argparse.Namespace) -> int:
-    from analysis.forecast_eval import split_for_forecasting
-    from physiology_model.bayes import SamplerConfig
-    from physiology_model.loaders import load_exports
-    from physiology_model.world_model import WorldModel, WorldModelConfig
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.model.bayes import SamplerConfig
+    from physiology_model.model.fitting import fit_world_model
+    from physiology_model.model.world_model import WorldModelConfig
 
-    frame = load_exports(args.data).frame
-    split = split_for_forecasting(frame, seed=args.seed)
-    fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if args.all
-                 else split.fit_frame)
-    config = WorldModelConfig(max_days=args.max_days)
+    started = time.perf_counter()
     sampler = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune,
                             chains=args.chains, seed=args.seed, progress_bar=args.progress,
                             nutpie_backend=args.nutpie_backend)
-    held_out = "none (--all)" if args.all else (f"{len(split.test_users)} athletes and the last "
-                                               f"15 % of each training athlete's days")
-    print(f"fitting {fit_frame['user_id'].nunique()} athletes, {len(fit_frame)} days "
-          f"(held out: {held_out}); sampler {args.sampler}, {args.chains} chains × "
-          f"{args.draws} draws", flush=True)
-    started = time.perf_counter()
-    model = WorldModel(config, sampler=sampler).fit(fit_frame)
-    timings = model.fit_info_.get("timings", {})
-    print(f"posterior: {time.perf_counter() - started:.0f} s (compile "
-          f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)",
-          flush=True)
-    drift_started = time.perf_counter()
-    drift = model.fit_drift(fit_frame, seed=args.seed)
-    model.fit_info_["drift"] = drift
-    model.fit_info_["timings"]["drift_s"] = time.perf_counter() - drift_started
-    for target, chosen in drift.items():
-        print(f"noise drift {target}: {chosen['setting']} (next-day CRPS {chosen['crps']:.4f} vs "
-              f"{chosen['crps_ar1']:.4f} with one AR(1), {chosen['athletes']} athletes "
-              f"personalised on 14 days)")
-    if not args.no_residual:
-        from physiology_model.hybrid import describe_residual, fit_residual
-
-        residual_started = time.perf_counter()
-        model.residual_ = fit_residual(model, fit_frame, seed=args.seed)
-        print(describe_residual(model.residual_))
-        model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
-    model.split_ = {"seed": args.seed, "all": bool(args.all),
-                    "test_users": list(split.test_users)}
+    model = fit_world_model(load_exports(args.data).frame, seed=args.seed, use_all=args.all,
+                            config=WorldModelConfig(max_days=args.max_days), sampler=sampler,
+                            residual=not args.no_residual, say=lambda s: print(s, flush=True))
     model.save(args.out)
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s in all)")
     return 0 if model.diagnostics_.get("ok", False) else 3
@@ -116,11 +88,15 @@ def _model_fit(args: argparse.Namespace) -> int:
 
 def _model_evaluate(args: argparse.Namespace) -> int:
     from analysis.forecast_eval import evaluate_forecasters, write_forecast_report
-    from physiology_model.forecast import baseline_forecasters
-    from physiology_model.loaders import load_exports
-    from physiology_model.world_model import WorldModel, WorldModelForecaster
+    from physiology_model.model.forecasters import baseline_forecasters
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.model.world_model import (
+        WorldModel,
+        WorldModelForecaster,
+        resolve_model_dir,
+    )
 
-    model = WorldModel.load(args.model)
+    model = WorldModel.load(resolve_model_dir(args.model))
     seed = args.seed if args.seed is not None else int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
     forecasters = [*baseline_forecasters(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from physiology_model.errors import DataError
-from physiology_model.table import ACTIONS
+from physiology_model.data.table import ACTIONS
 
 
 def json_ready(value):
@@ -35,9 +35,9 @@ def _say(message: str) -> None:
 
 
 def _load_model(directory: str):
-    from physiology_model.world_model import WorldModel
+    from physiology_model.model.world_model import WorldModel, resolve_model_dir
 
-    return WorldModel.load(directory)
+    return WorldModel.load(resolve_model_dir(directory))
 
 
 # -- cohort ------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ def _cohort(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     config = CohortConfig(event_share=args.event_share)
     if args.twins:
-        from physiology_model.loaders import load_exports
+        from physiology_model.data.loaders import load_exports
 
         frame = load_exports(args.twins).frame
         cohort = twin_cohort(model, frame, args.seed, config=config, model_dir=args.model)
@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.agent == "bc":
         from agents.bc import train_bc
-        from physiology_model.loaders import load_exports
+        from physiology_model.data.loaders import load_exports
 
         if not args.data:
             raise DataError("(arguments)", "--agent bc trains on real data: give --data PATH")
@@ -113,7 +113,7 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
 
     from agents.distill import DistillConfig, distill
     from agents.sac import config_from_dict
-    from physiology_model.world_model import WorldModel
+    from physiology_model.model.world_model import WorldModel
     from simulator.cohort import Cohort
 
     if not args.model:
@@ -123,7 +123,7 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
         config = config_from_dict(DistillConfig, {**asdict(DistillConfig()), **overrides})
     except (ValueError, TypeError) as exc:
         raise DataError("--agent-config", str(exc)) from None
-    model = WorldModel.load(args.model)
+    model = _load_model(args.model)
     run_dir = distill(model, Cohort.load(args.cohort), seed=args.seed, out_dir=out.parent,
                       run_name=out.name, config=config, model_dir=args.model)
     print(f"wrote {run_dir}")
@@ -132,7 +132,7 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
 
 # -- plan --------------------------------------------------------------------------------------
 def _plan(args: argparse.Namespace) -> int:
-    from analysis.planning import plan_for_athlete
+    from agents.recommend import plan_for_athlete
 
     result = plan_for_athlete(args.model, args.data, athlete=args.athlete, days=args.days,
                               policy_dir=args.policy, seed=args.seed, event=args.event,
@@ -166,7 +166,7 @@ DEFAULT_POLICIES = ("random", "seed_rule", "hrv_guided", "fixed_periodization", 
 def _evaluate(args: argparse.Namespace) -> int:
     from analysis.benchmark import PerformanceTesting, evaluate_policies, policy_factories
     from analysis.report import write_report
-    from physiology_model.table import atomic_write
+    from physiology_model.data.table import atomic_write
     from simulator.cohort import Cohort
     from simulator.env import EnvConfig
 
@@ -191,7 +191,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.bc:
             bc_policy = BCPolicy.load(args.bc)
         elif args.data:
-            from physiology_model.loaders import load_exports
+            from physiology_model.data.loaders import load_exports
 
             _say("training behaviour cloning on the real athletes' sessions")
             bc_policy = train_bc(load_exports(args.data).frame, seed=0)
@@ -246,7 +246,7 @@ def _evaluate_real(args: argparse.Namespace, model, factories: dict) -> dict:
         sim_to_real,
         summarize_sim_to_real,
     )
-    from physiology_model.loaders import load_exports
+    from physiology_model.data.loaders import load_exports
 
     frame = load_exports(args.real).frame
     athletes = held_out_athletes(model, frame, include_fitted=args.real_include_fitted)
@@ -271,7 +271,8 @@ def _evaluate_real(args: argparse.Namespace, model, factories: dict) -> dict:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the sub-commands to `periodize`'s parser."""
     cohort = sub.add_parser("cohort", help="draw synthetic athletes (or digital twins)")
-    cohort.add_argument("--model", required=True, help="world model directory")
+    cohort.add_argument("--model", required=True,
+                       help="world model directory (`shipped`: the one fitted on the shipped data)")
     cohort.add_argument("--n", type=int, default=200, help="number of synthetic athletes")
     cohort.add_argument("--seed", type=int, required=True)
     cohort.add_argument("--out", required=True, help="cohort file (.npz)")
@@ -303,7 +304,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     plan = sub.add_parser("plan", help="a 7-day plan for a real athlete's export")
-    plan.add_argument("--model", required=True, help="world model directory")
+    plan.add_argument("--model", required=True,
+                       help="world model directory (`shipped`: the one fitted on the shipped data)")
     plan.add_argument("--data", nargs="+", required=True, help="export files or directories")
     plan.add_argument("--athlete", default=None, help="user_id (default: the first)")
     plan.add_argument("--policy", default=None, help="trained run directory (default: MPC)")
@@ -321,7 +323,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.set_defaults(func=_plan)
 
     ev = sub.add_parser("evaluate", help="every policy on a held-out cohort; report")
-    ev.add_argument("--model", required=True, help="world model directory")
+    ev.add_argument("--model", required=True,
+                       help="world model directory (`shipped`: the one fitted on the shipped data)")
     ev.add_argument("--cohort", required=True, help="held-out cohort file")
     ev.add_argument("--policies", nargs="+", default=None,
                     help="default: " + " ".join(DEFAULT_POLICIES) + " (and mpc_tested with "

@@ -48,16 +48,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from physiology_model.forecast import (
+from physiology_model.model.forecasters import (
     TARGETS,
     AthleteForecaster,
     Forecaster,
     GaussianAthleteForecaster,
     target_values,
 )
-from physiology_model.preprocess import PreprocessConfig, assess_athletes, fill_calendar
-from physiology_model.splits import temporal_split, user_split
-from physiology_model.table import DailyTable, atomic_write
+from physiology_model.data.table import atomic_write
+from physiology_model.model.fitting import split_for_forecasting
 
 RECORD_KEYS: tuple[str, ...] = ("target", "horizon", "method", "split", "n", "mae", "crps",
                                 "cover50", "cover90", "crps_lo", "crps_hi")
@@ -154,64 +153,6 @@ def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, rng: np.random.Gener
 
 # ---------------------------------------------------------------------------------------------
 # The protocol.
-
-
-def select_forecast_athletes(frame: pd.DataFrame, *, min_hrv_days: int = 28,
-                             config: PreprocessConfig | None = None) -> list[str]:
-    """The world model's athletes: kept by `assess_athletes` (with `config`, default
-    `PreprocessConfig()`) and with ≥ `min_hrv_days` days of HRV. Sorted ids."""
-    if frame.empty:
-        return []
-    assessed = assess_athletes(DailyTable(frame), config or PreprocessConfig())
-    kept = set(assessed.loc[assessed["kept"], "user_id"].astype(str))
-    hrv_days = (frame.assign(user_id=frame["user_id"].astype(str))
-                .groupby("user_id")["hrv_rmssd_ms"].count())
-    return sorted(u for u in kept if hrv_days.get(u, 0) >= min_hrv_days)
-
-
-@dataclass(frozen=True)
-class ForecastSplit:
-    """Who and which rows the forecasters are fitted on, and where each athlete is scored."""
-
-    frames: dict[str, pd.DataFrame]
-    """Every selected athlete's calendar-filled rows (sorted, index 0..n−1)."""
-    train_users: tuple[str, ...]
-    """Athletes used in the fit (scored on `temporal`)."""
-    test_users: tuple[str, ...]
-    """Athletes not used in the fit (scored on `unseen`)."""
-    cutoff_rows: dict[str, int]
-    """Per training athlete, the row position of its first temporal test day."""
-    fit_frame: pd.DataFrame
-    """The training athletes' rows before their cutoffs: what every forecaster is fitted on."""
-
-
-def split_for_forecasting(frame: pd.DataFrame, *, seed: int, test_fraction: float = 0.2,
-                          min_hrv_days: int = 28) -> ForecastSplit:
-    """Select athletes, calendar-fill them and split them as the protocol says (module
-    docstring). A model fitted outside `evaluate_forecasters` (e.g. `periodize model fit`) must
-    be fitted on `fit_frame` of the same seed for the scores to be out of sample."""
-    athletes = select_forecast_athletes(frame, min_hrv_days=min_hrv_days)
-    if len(athletes) < 2:
-        raise ValueError(f"the forecast evaluation needs at least 2 athletes with "
-                         f"≥ {min_hrv_days} days of HRV, found {len(athletes)}")
-    rows = frame[frame["user_id"].astype(str).isin(athletes)].copy()
-    rows["user_id"] = rows["user_id"].astype(str)
-    rows = rows.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
-    train_users, test_users = user_split(athletes, test_fraction, seed)
-    split = temporal_split(rows)
-    filled, _ = fill_calendar(rows)
-    frames = {u: g.reset_index(drop=True) for u, g in filled.groupby("user_id", sort=True)}
-    cutoff_rows: dict[str, int] = {}
-    fit_parts = []
-    for user in train_users:
-        test_dates = rows.loc[(rows["user_id"] == user) & (split == "test"), "date"]
-        full = frames[user]
-        cutoff = (int(np.searchsorted(full["date"].to_numpy(), test_dates.min().to_datetime64()))
-                  if len(test_dates) else len(full))
-        cutoff_rows[user] = cutoff
-        fit_parts.append(full.iloc[:cutoff])
-    fit_frame = pd.concat(fit_parts, ignore_index=True)
-    return ForecastSplit(frames, tuple(train_users), tuple(test_users), cutoff_rows, fit_frame)
 
 
 def _stream(seed: int, *keys: int | str) -> np.random.Generator:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from physiology_model.table import ACTIONS
+from physiology_model.data.load import actual_actions
 
 
 class ActualPlanPolicy:
@@ -43,24 +43,6 @@ class ActualPlanPolicy:
         planned = self.actions[:, min(self.day, self.actions.shape[1] - 1)]
         self.day += 1
         return step_down(planned, mask)
-
-
-def actual_actions(history: pd.DataFrame, days: int) -> np.ndarray | None:
-    """The first `days` days of an athlete's sessions as action indices (module docstring);
-    None when the history is shorter."""
-    h = history.sort_values("date").set_index("date")
-    full = h.reindex(pd.date_range(h.index.min(), h.index.max(), freq="D"))
-    if len(full) < days:
-        return None
-    full = full.iloc[:days]
-    session = full["session"].astype(object) if "session" in full else pd.Series(
-        [None] * days, index=full.index)
-    load = full["load_trimp"].to_numpy(dtype=float)
-    out = np.where(load > 20.0, ACTIONS.index("z2_aerobic"), ACTIONS.index("rest"))
-    for i, s in enumerate(session.to_numpy()):
-        if isinstance(s, str) and s in ACTIONS:
-            out[i] = ACTIONS.index(s)
-    return out.astype(np.int64)
 
 
 def held_out_athletes(model, frame: pd.DataFrame, include_fitted: bool = False) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from physiology_model.table import ACTIONS
+from physiology_model.data.table import ACTIONS
 
 _COLORS = ("#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#937860",
            "#da8bc3", "#8c8c8c", "#b5b5b5")
@@ -379,7 +379,7 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
                  real: dict | None = None) -> None:
     """Write the HTML report (atomically: the file appears whole or not at all)."""
     from analysis.benchmark import BASELINES
-    from physiology_model.table import atomic_write
+    from physiology_model.data.table import atomic_write
 
     policies = list(runs)
     criteria = success_criteria(records, runs)

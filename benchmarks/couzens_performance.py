@@ -1,7 +1,7 @@
 """Check the performance model against the one real performance series (Couzens' run EF).
 
 Fits the linear Banister and Busso's (2003) variable dose-response model to Alan Couzens' run
-efficiency factor given his daily TSS (`physiology_model.performance.check_against_couzens`),
+efficiency factor given his daily TSS (`physiology_model.dynamics.performance.check_against_couzens`),
 scores them in-sample and on the last 20 % of EF days against a constant and a CTL-only model,
 and compares the fits with the literature priors. Writes one JSON (config, seed, versions,
 results).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-from physiology_model.performance import CouzensCheckConfig, check_against_couzens
+from physiology_model.dynamics.performance import CouzensCheckConfig, check_against_couzens
 
 
 def run(data: Path, out: Path, seed: int, holdout_fraction: float) -> dict:

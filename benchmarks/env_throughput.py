@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     import gymnasium as gym
 
-    from physiology_model.world_model import WorldModel
+    from physiology_model.model.world_model import WorldModel
     from simulator.cohort import generate_cohort
     from simulator.env import BatchedPeriodizationEnv, EnvConfig, PeriodizationEnv
 

@@ -40,9 +40,9 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "fit_benchmark.json"
 
 
 def _arrays(dataset: str, args: argparse.Namespace):
-    from physiology_model import bayes
-    from physiology_model.arrays import prepare_arrays
-    from physiology_model.loaders import load_exports
+    from physiology_model.model import bayes
+    from physiology_model.model.arrays import prepare_arrays
+    from physiology_model.data.loaders import load_exports
 
     if dataset == "real":
         table = load_exports([str(ROOT / "data" / "real")])
@@ -56,8 +56,9 @@ def _arrays(dataset: str, args: argparse.Namespace):
 def _recovery_scores(idata, truth) -> dict[str, float]:
     import arviz as az
 
-    from physiology_model import bayes, params
+    from physiology_model.model import bayes
 
+    from physiology_model.dynamics import params
     draws = bayes.posterior_athlete_params(idata)
     inside, rel_errors = [], {}
     for name in params.PARAM_NAMES:
@@ -69,8 +70,7 @@ def _recovery_scores(idata, truth) -> dict[str, float]:
 
 def run_one(dataset: str, sampler: str, args: argparse.Namespace) -> dict:
     """One fit in this process; returns its record."""
-    from physiology_model import bayes
-
+    from physiology_model.model import bayes
     start = time.perf_counter()
     arrays, truth = _arrays(dataset, args)
     prepared = time.perf_counter()

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from agents.sac import SACConfig
     from analysis.benchmark import evaluate_policies, policy_factories
-    from physiology_model.world_model import WorldModel
+    from physiology_model.model.world_model import WorldModel
     from simulator.cohort import Cohort, generate_cohort
     from simulator.env import EnvConfig
     from simulator.rewards import RewardConfig

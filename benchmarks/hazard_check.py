@@ -4,7 +4,7 @@ Loads every shipped export (`load_exports`), builds the at-risk days of the athl
 injury/illness reports (WHOOP journal illness/injury answers, PMData injury reports), fits a
 penalised logistic regression of next-day onset on the hazard's terms (ACWR spike, low recovery,
 monotony) with athlete-bootstrap intervals and AUCs, and scores the prior's typical hazard on
-the same days (`physiology_model.hazard.check_against_injury_reports`). Writes one JSON.
+the same days (`physiology_model.dynamics.hazard.check_against_injury_reports`). Writes one JSON.
 
     .venv/bin/python benchmarks/hazard_check.py [--data data/real] \
         [--out benchmarks/results/hazard_check.json] [--seed N] [--n-bootstrap N]
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.hazard import HazardCheckConfig, check_against_injury_reports
-from physiology_model.loaders import load_exports
+from physiology_model.dynamics.hazard import HazardCheckConfig, check_against_injury_reports
+from physiology_model.data.loaders import load_exports
 
 
 def run(data: list[Path], out: Path, config: HazardCheckConfig) -> dict:

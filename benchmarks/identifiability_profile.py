@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from physiology_model.loaders import load_exports
-from physiology_model.params import LOAD_SCALE_TRIMP, RECOVERY_CLIP_PCT
-from physiology_model.performance import fit_banister_series
-from physiology_model.preprocess import assess_athletes
+from physiology_model.data.loaders import load_exports
+from physiology_model.dynamics.params import LOAD_SCALE_TRIMP, RECOVERY_CLIP_PCT
+from physiology_model.dynamics.performance import fit_banister_series
+from physiology_model.features.preprocess import assess_athletes
 
 TAU_FIT_GRID = np.round(np.geomspace(5.0, 200.0, 30), 2)
 TAU_FAT_GRID = np.round(np.geomspace(0.3, 40.0, 30), 2)

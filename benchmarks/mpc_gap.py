@@ -27,9 +27,9 @@ from pathlib import Path
 
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from agents.planning import ObjectiveConfig
+from simulator.rollout import ObjectiveConfig
 from analysis.benchmark import gap_record, write_benchmark
-from physiology_model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
 

@@ -46,7 +46,7 @@ import numpy as np
 from agents.baselines import FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy, SeedRulePolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from analysis.benchmark import PerformanceTesting, run_policy, share_of_oracle_gain
-from physiology_model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig, Simulation
 

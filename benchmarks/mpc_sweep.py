@@ -27,7 +27,7 @@ import numpy as np
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from analysis.benchmark import gap_record, write_benchmark
-from physiology_model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
 

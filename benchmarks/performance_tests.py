@@ -55,8 +55,8 @@ import numpy as np
 from agents.baselines import FixedPeriodizationPolicy, RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner, PerformanceBlindOracle
 from analysis.benchmark import gap_record, write_benchmark
-from physiology_model.table import ACTIONS
-from physiology_model.world_model import WorldModel
+from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import Cohort, generate_cohort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

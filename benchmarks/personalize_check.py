@@ -1,7 +1,7 @@
 """Personalisation of athletes the shipped world model never saw: weight quality and time.
 
 For each held-out athlete of the shipped model (its `split.test_users`) and two fitted ones,
-`world_model.personalize_series` on the athlete's first 14, 60 and 365 rows (the whole history
+`personalize.personalize_series` on the athlete's first 14, 60 and 365 rows (the whole history
 when it is shorter) with the same seed, and with one round of proposals (the population itself, as
 before the adaptive rounds) and with the default rounds. Reports the effective sample size of
 the weights, the wall time, and the posterior median and SD of log σ_HRV. Writes
@@ -40,13 +40,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         default=ROOT / "benchmarks" / "results" / "personalize_check.json")
     args = parser.parse_args(argv)
 
-    from physiology_model.loaders import load_exports
-    from physiology_model.world_model import (
-        PERSONALIZE_ROUNDS,
-        WorldModel,
-        personalize_series,
-        series_from_frame,
-    )
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.model.personalize import PERSONALIZE_ROUNDS, personalize_series
+    from physiology_model.model.world_model import WorldModel
+    from physiology_model.model.forecast import series_from_frame
 
     model = WorldModel.load(args.model)
     frame = load_exports([str(args.data)]).frame

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.cohort is not None:
         cohort = Cohort.load(args.cohort)
     else:
-        from physiology_model.world_model import WorldModel
+        from physiology_model.model.world_model import WorldModel
         from simulator.cohort import generate_cohort
 
         cohort = generate_cohort(WorldModel.load(ROOT / "models" / "shipped"),

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from physiology_model.table import ACTIONS
-    from physiology_model.world_model import WorldModel
+    from physiology_model.data.table import ACTIONS
+    from physiology_model.model.world_model import WorldModel
     from simulator.cohort import generate_cohort
     from simulator.env import EnvConfig, Simulation
 

@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from physiology_model.errors import DataError
-from physiology_model.hazard import HazardParams, sample_hazard_params
-from physiology_model.params import AR_PARAMS, LOAD_SCALE_TRIMP, PARAM_NAMES
-from physiology_model.performance import PerformanceParams, sample_performance_params
-from physiology_model.table import atomic_write
+from physiology_model.dynamics.hazard import HazardParams, sample_hazard_params
+from physiology_model.dynamics.params import AR_PARAMS, LOAD_SCALE_TRIMP, PARAM_NAMES
+from physiology_model.dynamics.performance import PerformanceParams, sample_performance_params
+from physiology_model.data.table import atomic_write
 
 PHYSIOLOGY_KEYS: tuple[str, ...] = PARAM_NAMES + AR_PARAMS
 PERFORMANCE_KEYS: tuple[str, ...] = ("fitness_gain", "fatigue_gain", "variable_fatigue_gain",

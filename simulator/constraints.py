@@ -22,7 +22,7 @@ Hard rules (an action mask, True = allowed), checked for every athlete at once:
   every `rest_window_days` consecutive days hold a rest day.
 - (e) `INJURY`: injury/illness flag set → `injury_allowed` only.
 - `OUT_OF_RANGE`: a reading outside the daily table's physiological range
-  (`physiology_model.table.NUMERIC_COLUMNS`: HRV 3-300 ms, RHR 25-120 bpm, recovery 0-100 %,
+  (`physiology_model.data.table.NUMERIC_COLUMNS`: HRV 3-300 ms, RHR 25-120 bpm, recovery 0-100 %,
   injury 0-1) → `safe_actions_when_invalid` only. An out-of-range reading is a sensor or unit
   error, so rules (a) and (b) treat it as missing rather than as evidence.
 - `MISSING_READINGS`: today's HRV and RHR both missing → `safe_actions_when_invalid` only: no
@@ -45,7 +45,7 @@ easy = neither hard nor Z4-5. So a blocked HIIT or tempo day becomes Z2 aerobic,
 strength day Z2 aerobic, a blocked Z2 day (injury) active recovery, and a rest-only day rest: what
 a coach does with a planned hard day when the athlete is not ready (downgrade to easy aerobic,
 not full rest), never a different hard session and never more than was asked. The nominal TRIMP
-order (`physiology_model.load.action_loads`) was rejected as the ranking: with the shipped
+order (`physiology_model.data.load.action_loads`) was rejected as the ranking: with the shipped
 session table Z2 (135 TRIMP) carries slightly more TRIMP than HIIT (134), because TRIMP does not
 weigh the fast, high-intensity fatigue, so "largest load not above the request" would send a
 blocked HIIT day to strength or active recovery.
@@ -72,9 +72,9 @@ import numpy as np
 import pandas as pd
 
 from physiology_model.errors import DataError
-from physiology_model.features import FeatureConfig
-from physiology_model.load import read_toml
-from physiology_model.table import ACTIONS, NUMERIC_COLUMNS
+from physiology_model.features.batch import FeatureConfig
+from physiology_model.data.load import read_toml
+from physiology_model.data.table import ACTIONS, NUMERIC_COLUMNS
 from simulator.observation import observations_from_table
 
 N_ACTIONS = len(ACTIONS)

@@ -7,11 +7,11 @@ lane i of a batch and a single env built for lane i give the same rollout step f
 
 A day of the simulation, for each athlete (morning-state timing of banister.py):
 
-1. morning d: the world model's observation equations (world_model.observation_means) on the
+1. morning d: the world model's observation equations (observation.observation_means) on the
    physiological Banister state, plus each signal's AR(1) noise, plus the illness/injury
    effect, give ln HRV, RHR and recovery; with probability `missing_day_prob` the device was not
    worn and the morning is missing (NaN);
-2. the shared feature builder (physiology_model.online_features, identical to
+2. the shared feature builder (physiology_model.features.online, identical to
    features.compute_features) turns the history into the observation; the shared safety module
    (constraints.py) gives the action mask;
 3. the action: a masked request becomes the safest allowed session (constraints.enforce) and is
@@ -42,14 +42,19 @@ import numpy as np
 from scipy.special import ndtri
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from physiology_model import banister
-from physiology_model.features import FEATURE_NAMES, FeatureConfig
-from physiology_model.hazard import daily_hazard
-from physiology_model.load import action_loads, continuous_loads
-from physiology_model.online_features import OnlineFeatures
-from physiology_model.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
-from physiology_model.table import ACTIONS, NUMERIC_COLUMNS
-from physiology_model.world_model import channel_decays, logit_to_recovery, observation_means
+from physiology_model.data.load import action_loads, continuous_loads
+from physiology_model.data.table import ACTIONS, NUMERIC_COLUMNS
+from physiology_model.dynamics import banister
+from physiology_model.dynamics.hazard import daily_hazard
+from physiology_model.dynamics.observation import (
+    ar1_step,
+    channel_decays,
+    logit_to_recovery,
+)
+from physiology_model.dynamics.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
+from physiology_model.dynamics.step import morning_means, transition
+from physiology_model.features.batch import FEATURE_NAMES, FeatureConfig
+from physiology_model.features.online import OnlineFeatures
 from simulator.cohort import Cohort
 from simulator.constraints import (
     ActionHistory,
@@ -273,9 +278,9 @@ class Simulation:
             a = self._habitual_action(day)
             trimp, hi, strength = (self._loads[i][a] for i in range(3))
             w = trimp / LOAD_SCALE_TRIMP
-            self.state = banister.step_state(self.state, w, (hi + strength) / HI_LOAD_SCALE_MIN,
-                                             self.decays)
-            self.perf_state = banister.step_state(self.perf_state, w, None, self.perf_decays)
+            self.state, self.perf_state = transition(
+                self.state, self.perf_state, w, (hi + strength) / HI_LOAD_SCALE_MIN, self.decays,
+                self.perf_decays)
         self._observe_morning()
         while self.day < 0:  # warm-up: observed, so baselines, ATL and CTL exist on day 0
             self._advance(self._habitual_action(self.day), warmup=True)
@@ -340,8 +345,7 @@ class Simulation:
     def _observe_morning(self) -> None:
         """This morning's readings → features and mask."""
         cfg = self.config
-        lat = (self.state[:, :3] * state_normaliser(self.decays[:, :3]))[:, None, :]
-        means = observation_means(self.p, lat)
+        means = morning_means(self.p, self.state, self.decays)
         ill = self.injury_left > 0
         ln_hrv = means["hrv"][:, 0] + self.noise[:, _HRV] - cfg.illness_ln_hrv_drop * ill
         rhr = means["rhr"][:, 0] + self.noise[:, _RHR] + cfg.illness_rhr_rise_bpm * ill
@@ -450,8 +454,8 @@ class Simulation:
         self.hard_run = np.where(self._hard_lookup[executed], self.hard_run + 1, 0)
         self.rest_ring = np.concatenate([self.rest_ring[:, 1:], (executed == REST)[:, None]], 1)
         # physiology, performance and hazard move to the next morning
-        self.state = banister.step_state(self.state, w, u, self.decays)
-        self.perf_state = banister.step_state(self.perf_state, w, None, self.perf_decays)
+        self.state, self.perf_state = transition(self.state, self.perf_state, w, u, self.decays,
+                                                 self.perf_decays)
         self.load_ring[:, self.ring_pos] = w
         self.ring_pos = (self.ring_pos + 1) % self.load_ring.shape[1]
         acwr, mono = _acwr_and_monotony(self.load_ring, self.ring_pos)
@@ -466,7 +470,7 @@ class Simulation:
         phi = np.stack([self.p["phi_hrv"], self.p["phi_rhr"], self.p["phi_rec"]], 1)
         sig = np.stack([self.p["sigma_hrv"], self.p["sigma_rhr"], self.p["sigma_rec"]], 1)
         e = _normals(self.keys, self.day, _S_NOISE, 3)
-        self.noise = phi * self.noise + sig * np.sqrt(1.0 - phi ** 2) * e
+        self.noise = ar1_step(self.noise, phi, sig, e)
         self.day += 1
         self._observe_morning()
         if warmup:
@@ -707,12 +711,10 @@ class BatchedPeriodizationEnv(VecEnv):
 
 def default_cohort(n: int = 64, seed: int = 0) -> Cohort:
     """A cohort drawn from the shipped world model (for `gym.make("Periodization-v0")`)."""
-    from pathlib import Path
-
-    from physiology_model.world_model import WorldModel
+    from physiology_model.model.world_model import WorldModel, shipped_model_dir
     from simulator.cohort import generate_cohort
 
-    model_dir = Path(__file__).resolve().parent.parent / "models" / "shipped"
+    model_dir = shipped_model_dir()
     return generate_cohort(WorldModel.load(model_dir), n, seed, model_dir=str(model_dir))
 
 

@@ -4,7 +4,7 @@ The world model simulates morning HRV, resting HR and recovery, the training loa
 Z4-5 and strength parts), injuries/illness and the static context (age, sex, optional cycle day
 and event). Sleep stages, respiratory rate, skin temperature and SpO2 are not simulated. A policy
 trained in the simulator must therefore see a real athlete through the same window: the real
-history is cut down to `SIMULATED_COLUMNS` before `physiology_model.features.build_features`, so
+history is cut down to `SIMULATED_COLUMNS` before `physiology_model.features.batch.build_features`, so
 the features of unsimulated signals are their documented fills (indicator 0) in both worlds and
 a policy cannot learn to lean on an input it never saw vary.
 """
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from physiology_model.features import FEATURE_NAMES, FeatureConfig, build_features
+from physiology_model.features.batch import FEATURE_NAMES, FeatureConfig, build_features
 
 SIMULATED_COLUMNS: tuple[str, ...] = (
     "hrv_rmssd_ms", "rhr_bpm", "recovery_pct", "load_trimp", "z4_min", "z5_min",

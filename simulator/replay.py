@@ -2,9 +2,9 @@
 
 The twin is the world model's posterior for that athlete (the fitted posterior for an athlete in
 the fit, `WorldModel.personalize` on the whole history otherwise). Its simulated mornings come
-from `world_model.simulate_observations` (the same observation equations and AR(1) noise the
+from `step.simulate_observations` (the same observation equations and AR(1) noise the
 simulator steps), driven by the loads the athlete actually did (missing load days filled as the
-world model fills them, `world_model.series_from_frame`). Each replicate uses one posterior draw
+world model fills them, `forecast.series_from_frame`). Each replicate uses one posterior draw
 and its own noise path, so the spread of the replicates is what the simulator believes about
 this athlete; comparing it with what was measured tests the simulator, not a forecast.
 """
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from physiology_model.world_model import logit_to_recovery, series_from_frame, simulate_observations
+from physiology_model.dynamics.observation import logit_to_recovery
+from physiology_model.model.forecast import series_from_frame
+from physiology_model.dynamics.step import simulate_observations
 
 TARGETS = ("hrv", "rhr", "recovery")
 """ln RMSSD (ln ms), resting HR (bpm), recovery (%)."""

@@ -16,9 +16,11 @@ from analysis.benchmark import (
     summarize,
 )
 from analysis.cli import main
-from analysis.real import ActualPlanPolicy, actual_actions
-from physiology_model.table import ACTIONS
-from physiology_model.world_model import WorldModel, simulate_observations
+from analysis.real import ActualPlanPolicy
+from physiology_model.data.load import actual_actions
+from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel
+from physiology_model.dynamics.step import simulate_observations
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
 from simulator.replay import describe_replay, hard_day_response, lag1_autocorrelation
@@ -264,7 +266,7 @@ def test_sac_diagnostics_are_recorded(model):
 
 
 def test_plan_for_a_shipped_athlete():
-    from analysis.planning import plan_for_athlete
+    from agents.recommend import plan_for_athlete
 
     data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
     plan = plan_for_athlete(str(MODEL_DIR), [data], days=7, seed=0)
@@ -285,7 +287,7 @@ def test_plan_for_a_shipped_athlete():
 
 def test_a_policy_trained_towards_a_judging_day_sees_athletes_without_events_at_its_horizon(
         tmp_path):
-    from analysis.planning import _policy_view, policy_event_horizon
+    from agents.recommend import _policy_view, policy_event_horizon
     from physiology_model.errors import DataError
     from simulator.observation import FEATURE_INDEX
 
@@ -312,7 +314,7 @@ def test_a_policy_trained_towards_a_judging_day_sees_athletes_without_events_at_
 
 
 def test_plan_towards_an_event_ends_there_and_bad_dates_are_one_error():
-    from analysis.planning import plan_for_athlete
+    from agents.recommend import plan_for_athlete
     from physiology_model.errors import DataError
 
     data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
@@ -328,7 +330,7 @@ def test_plan_towards_an_event_ends_there_and_bad_dates_are_one_error():
 def test_a_plan_lists_what_the_loaders_repaired_in_the_export(tmp_path):
     """Impossible readings are blanked by the loader; the plan says so instead of planning
     silently on the repaired table."""
-    from analysis.planning import plan_for_athlete
+    from agents.recommend import plan_for_athlete
 
     source = MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01"
     cycles = pd.read_csv(source / "physiological_cycles.csv")
@@ -341,7 +343,7 @@ def test_a_plan_lists_what_the_loaders_repaired_in_the_export(tmp_path):
 
 
 def test_a_plan_learns_the_performance_response_from_the_athletes_tests(tmp_path):
-    from analysis.planning import TEST_DRAWS, plan_for_athlete
+    from agents.recommend import TEST_DRAWS, plan_for_athlete
     from physiology_model.errors import DataError
 
     data = [str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")]

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model import banister, params
-from physiology_model.arrays import (
+from physiology_model.dynamics import banister, params
+from physiology_model.model.arrays import (
     REFERENCE_TAUS_DAYS,
     TARGETS,
     daily_loads,
@@ -131,7 +131,7 @@ def test_subset_keeps_sources_and_trims_days(synthetic):
 
 @pytest.mark.slow
 def test_shipped_data():
-    from physiology_model.loaders import load_exports
+    from physiology_model.data.loaders import load_exports
 
     table = load_exports(["data/real"])
     arrays = prepare_arrays(table, max_days=365)
@@ -152,7 +152,7 @@ def test_head_recomputes_means_and_round_trips(synthetic):
     assert head.n_days == 10 and head.user_ids == arrays.user_ids
     assert np.allclose(head.mean_load, arrays.load[:, :10].mean(axis=1))
     assert np.array_equal(head.hrv, arrays.hrv[:, :10], equal_nan=True)
-    from physiology_model.arrays import stack_series
+    from physiology_model.model.arrays import stack_series
 
     again = stack_series(arrays.to_series(), arrays.report)
     assert np.array_equal(again.load, arrays.load) and again.sources == arrays.sources

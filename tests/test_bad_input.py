@@ -11,8 +11,8 @@ import pytest
 
 from analysis.cli import main
 from physiology_model.errors import DataError
-from physiology_model.loaders import load_exports
-from physiology_model.table import DailyTable
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.table import DailyTable
 
 BAD = Path(__file__).parent / "fixtures" / "bad"
 

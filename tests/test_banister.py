@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from physiology_model import banister as bn
-
+from physiology_model.dynamics import banister as bn
 N_ATHLETES, N_DAYS = 5, 120
 
 

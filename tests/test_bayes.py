@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from physiology_model import banister, bayes, params
-from physiology_model.arrays import TARGETS
+from physiology_model.dynamics import banister, params
+
+from physiology_model.model import bayes
+from physiology_model.model.arrays import TARGETS
 
 TINY = bayes.SimulationConfig(n_athletes=4, n_days=100)
 
@@ -47,7 +49,7 @@ def test_gather_observations_links_each_observation_to_the_previous_one(tiny):
 
 
 def test_recovery_is_on_the_logit_scale_of_clipped_percent():
-    from physiology_model.arrays import stack_series
+    from physiology_model.model.arrays import stack_series
 
     n = 4
     series = [{"user_id": "x", "source": "s", "dates": np.datetime64("2024-01-01")

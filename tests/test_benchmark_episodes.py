@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from agents.baselines import RandomPolicy
-from physiology_model.table import ACTIONS
-from physiology_model.world_model import WorldModel
+from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import (
     CONTEXT_KEYS,
     HAZARD_KEYS,

@@ -21,7 +21,7 @@ from agents.mpc import BELIEF_FEATURE_NAMES, PERFORMANCE_FEATURE_NAMES, MPCConfi
 from agents.sac import DiscreteSAC
 from agents.training import load_agent
 from physiology_model.errors import DataError
-from physiology_model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig, Simulation
 
@@ -114,7 +114,7 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
     with pytest.raises(ValueError, match="already holds a run"):
         distill(model, cohort, out_dir=tmp_path, env_config=SHORT)
     # a real athlete's plan from the student, which first lives through the athlete's past
-    from analysis.planning import plan_for_athlete
+    from agents.recommend import plan_for_athlete
 
     data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
     plan = plan_for_athlete(str(MODEL_DIR), [data], days=3, policy_dir=str(run))
@@ -188,7 +188,7 @@ def test_a_planner_distilled_with_tests_reads_them(model, tmp_path):
                   model_dir=str(MODEL_DIR))
     policy = load_agent(run)
     assert policy.config.performance_draws == 32 and policy.network.n_features == n_inputs(cfg)
-    from analysis.planning import plan_for_athlete
+    from agents.recommend import plan_for_athlete
 
     data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
     tests = tmp_path / "tests.csv"

@@ -4,7 +4,7 @@ the choice of its setting."""
 import numpy as np
 import pytest
 
-from physiology_model.drift import (
+from physiology_model.model.drift import (
     NO_DRIFT,
     DriftCase,
     SlowDrift,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from physiology_model.features import FEATURE_NAMES
-from physiology_model.table import ACTIONS
-from physiology_model.world_model import WorldModel
+from physiology_model.features.batch import FEATURE_NAMES
+from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.constraints import consecutive_hard_days
 from simulator.env import BatchedPeriodizationEnv, EnvConfig, PeriodizationEnv, Simulation
@@ -156,7 +156,7 @@ def test_property_hard_rules_never_broken_and_values_physiological(cohort, seed,
 
 
 def test_running_hazard_inputs_equal_the_hazard_module():
-    from physiology_model.hazard import acute_chronic_ratio, training_monotony
+    from physiology_model.dynamics.hazard import acute_chronic_ratio, training_monotony
     from simulator.env import _acwr_and_monotony
 
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from physiology_model.features import (
+from physiology_model.features.batch import (
     FEATURE_NAMES,
     FEATURES,
     INPUT_COLUMNS,
@@ -351,13 +351,13 @@ def test_works_on_a_1000_athlete_array_quickly():
     assert np.isfinite(x).all()
 
 
-WHOOP_LOADER = importlib.util.find_spec("physiology_model.loaders.whoop") is not None
+WHOOP_LOADER = importlib.util.find_spec("physiology_model.data.loaders.whoop") is not None
 
 
-@pytest.mark.skipif(not WHOOP_LOADER, reason="physiology_model.loaders.whoop is not written yet: "
+@pytest.mark.skipif(not WHOOP_LOADER, reason="physiology_model.data.loaders.whoop is not written yet: "
                                              "real-data feature test needs the WHOOP loader")
 def test_real_whoop_user():
-    from physiology_model.loaders import load_exports
+    from physiology_model.data.loaders import load_exports
 
     table = load_exports(["data/real/whoop/u02"])
     f = build_features(table.frame)

@@ -17,10 +17,10 @@ from analysis.forecast_eval import (
     evaluate_forecasters,
     gaussian_interval_hits,
     interval_hits,
-    split_for_forecasting,
     write_forecast_report,
 )
-from physiology_model.forecast import TARGETS, baseline_forecasters, target_values
+from physiology_model.model.fitting import split_for_forecasting
+from physiology_model.model.forecasters import TARGETS, baseline_forecasters, target_values
 
 # ---------------------------------------------------------------------------------------------
 # Metrics.
@@ -157,7 +157,7 @@ def records(cohort: pd.DataFrame) -> list[dict]:
 def _expected_n(cohort: pd.DataFrame, target: str, horizon: int, split: str) -> int:
     """Scored days, counted from the protocol's definition."""
     train_users = sorted(f"s{u:02d}" for u in range(N_USERS))
-    from physiology_model.splits import user_split
+    from physiology_model.data.splits import user_split
 
     train_users, test_users = user_split(train_users, 0.2, 5)
     users = train_users if split == "temporal" else test_users
@@ -260,7 +260,7 @@ def test_runner_refuses_non_finite_forecasts(cohort: pd.DataFrame) -> None:
 def test_baselines_on_the_shipped_data() -> None:
     """The protocol runs on the real exports; the numbers are sane (ln HRV CRPS a few tenths,
     RHR a few bpm) and forecasts that use the recent past beat persistence a week ahead."""
-    from physiology_model.loaders import load_exports
+    from physiology_model.data.loaders import load_exports
 
     frame = load_exports(["data/real"]).frame
     result = evaluate_forecasters(frame, baseline_forecasters(), seed=0)

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from physiology_model import hazard as hz
-
+from physiology_model.dynamics import hazard as hz
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
 
 
@@ -137,7 +136,7 @@ def test_logistic_fit_and_auc_match_scikit_learn():
 
 @pytest.fixture(scope="module")
 def report_frame():
-    from physiology_model.loaders import load_exports
+    from physiology_model.data.loaders import load_exports
 
     return load_exports([DATA / "whoop", DATA / "pmdata"]).frame
 

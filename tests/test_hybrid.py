@@ -1,7 +1,7 @@
 """The hybrid world model: the residual is trained on the model's own forecasts, switched on only
 where the base model misses something, applied without look-ahead, and saved with the model.
 
-Cohorts are simulated from known Banister parameters (`world_model.simulate_observations`), and
+Cohorts are simulated from known Banister parameters (`step.simulate_observations`), and
 the base model holds exactly those parameters, so whatever the residual can add is known: in
 the "sleep" cohort, ln HRV also rises with the night's sleep (an AR(1) process the Banister model
 cannot represent); in the "exact" cohort the data come from the base model itself.
@@ -16,29 +16,21 @@ import pandas as pd
 import pytest
 
 from analysis.forecast_eval import crps_samples
-from physiology_model.forecast import target_values
-from physiology_model.hybrid import (
+from physiology_model.model.forecasters import target_values
+from physiology_model.model.hybrid import (
     athlete_features,
     describe_residual,
-    fit_residual,
     forecast_with_residual,
     mixture_moments,
     residual_inputs,
-    residual_training_rows,
 )
-from physiology_model.params import ATHLETE_PARAMS
-from physiology_model.residual import TARGETS
-from physiology_model.world_model import (
-    Population,
-    WorldModel,
-    WorldModelConfig,
-    WorldModelForecaster,
-    constrained,
-    forecast_gaussians,
-    forecast_samples,
-    series_from_frame,
-    simulate_observations,
-)
+from physiology_model.model.fitting import fit_residual, residual_training_rows
+from physiology_model.dynamics.params import ATHLETE_PARAMS
+from physiology_model.model.residual import TARGETS
+from physiology_model.model.personalize import Population, constrained
+from physiology_model.model.world_model import WorldModel, WorldModelConfig, WorldModelForecaster
+from physiology_model.model.forecast import forecast_gaussians, forecast_samples, series_from_frame
+from physiology_model.dynamics.step import simulate_observations
 
 N_ATHLETES, N_DAYS, N_FIT_DAYS = 8, 200, 150
 SLEEP_EFFECT = 0.3
@@ -280,8 +272,8 @@ def test_save_load_round_trip_keeps_the_residual_and_its_forecasts(sleep_cohort,
 def test_predict_uses_the_residual_where_its_gate_is_on(sleep_cohort):
     """`WorldModel.predict` gives the hybrid forecast of the evaluation for the gated-on target
     (ln HRV here) and the Banister forecast, bit for bit, for the others."""
-    from physiology_model.hybrid import forecast_with_residual
-    from physiology_model.world_model import plan_frame
+    from physiology_model.model.hybrid import forecast_with_residual
+    from physiology_model.model.forecast import plan_frame
 
     model, frame = sleep_cohort
     history = frame[frame["user_id"] == "s03"].iloc[:N_FIT_DAYS].reset_index(drop=True)

@@ -14,7 +14,7 @@ import pytest
 
 from analysis.cli import main
 from physiology_model.errors import DataError
-from physiology_model.load import (
+from physiology_model.data.load import (
     CALIBRATE_COMMAND,
     DEFAULT_SESSION_TABLE,
     STRAIN_CALIBRATION_FILE,
@@ -35,7 +35,7 @@ from physiology_model.load import (
     shipped_strain_calibration,
     zone_mix,
 )
-from physiology_model.table import ACTIONS, NoteLog, empty_frame, validate_frame
+from physiology_model.data.table import ACTIONS, NoteLog, empty_frame, validate_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 A = {name: i for i, name in enumerate(ACTIONS)}
@@ -301,8 +301,8 @@ def test_strain_calibration_json_round_trip(tmp_path):
 
 def test_shipped_calibration_is_sane():
     cal = shipped_strain_calibration()
-    assert cal is not None, f"physiology_model/{STRAIN_CALIBRATION_FILE} is missing"
-    data = json.loads((ROOT / "physiology_model" / STRAIN_CALIBRATION_FILE).read_text())
+    assert cal is not None, f"physiology_model/data/{STRAIN_CALIBRATION_FILE} is missing"
+    data = json.loads((ROOT / "physiology_model" / "data" / STRAIN_CALIBRATION_FILE).read_text())
     assert StrainCalibration.from_dict(data) == cal
     assert cal.n_users >= 5 and cal.n_days >= 1000
     assert 0.4 < cal.r2_trimp <= 1 and 0.3 < cal.louo_r2_trimp <= cal.r2_trimp + 0.02
@@ -405,9 +405,9 @@ def test_shipped_calibration_is_reproduced_by_its_command():
     import importlib.util
 
     for name in ("whoop", "whoop_api"):
-        if importlib.util.find_spec(f"physiology_model.loaders.{name}") is None:
+        if importlib.util.find_spec(f"physiology_model.data.loaders.{name}") is None:
             pytest.skip(f"loader {name} not available")
-    from physiology_model.load import calibrate_strain
+    from physiology_model.data.loaders import calibrate_strain
 
     shipped = shipped_strain_calibration()
     assert shipped.data_paths == ("data/real/whoop", "data/real/whoop_api"), (

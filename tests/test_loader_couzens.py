@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import _registry, couzens, load_exports, trainingpeaks
-from physiology_model.loaders.couzens import load_couzens_performance
-from physiology_model.table import NUMERIC_COLUMNS
+from physiology_model.data.loaders import _registry, couzens, load_exports, trainingpeaks
+from physiology_model.data.loaders.couzens import load_couzens_performance
+from physiology_model.data.table import NUMERIC_COLUMNS
 
 FOLDER = Path(__file__).resolve().parents[1] / "data" / "real" / "couzens" / "u01"
 MODEL = FOLDER / "model_data.csv"

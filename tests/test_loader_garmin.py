@@ -15,16 +15,16 @@ import pytest
 from helpers import day_row
 
 from physiology_model.errors import DataError
-from physiology_model.load import TRIMP_PER_TSS
-from physiology_model.loaders import load_exports
-from physiology_model.loaders.garmin import (
+from physiology_model.data.load import TRIMP_PER_TSS
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders.garmin import (
     LOADER,
     edwards_zone_weight,
     parse_markdown_fields,
     read_activity_markdown,
     read_wellness_markdown,
 )
-from physiology_model.table import NUMERIC_COLUMNS, NoteLog
+from physiology_model.data.table import NUMERIC_COLUMNS, NoteLog
 
 GARMIN = Path(__file__).resolve().parents[1] / "data" / "real" / "garmin"
 U02 = GARMIN / "u02"

@@ -1,7 +1,7 @@
 """LifeSnaps loader: the shipped daily file, checked against values read straight from the raw CSV.
 
 Expected counts are recomputed here with plain pandas, following the rules in
-`physiology_model.loaders.lifesnaps`'s docstring (not with the loader's helpers).
+`physiology_model.data.loaders.lifesnaps`'s docstring (not with the loader's helpers).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.load import edwards_trimp
-from physiology_model.loaders import load_exports
-from physiology_model.loaders.lifesnaps import LOADER
-from physiology_model.loaders.pmdata import LOADER as PMDATA_LOADER
-from physiology_model.table import NUMERIC_COLUMNS, DailyTable
+from physiology_model.data.load import edwards_trimp
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders.lifesnaps import LOADER
+from physiology_model.data.loaders.pmdata import LOADER as PMDATA_LOADER
+from physiology_model.data.table import NUMERIC_COLUMNS, DailyTable
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "lifesnaps"
 FILE = DATA / "all" / "daily_fitbit_sema_df_unprocessed.csv"

@@ -13,9 +13,9 @@ import pytest
 from helpers import day_row
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import load_exports
-from physiology_model.loaders.oura import LOADER, parse_dict_string
-from physiology_model.table import NUMERIC_COLUMNS
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders.oura import LOADER, parse_dict_string
+from physiology_model.data.table import NUMERIC_COLUMNS
 
 OURA = Path(__file__).resolve().parents[1] / "data" / "real" / "oura"
 

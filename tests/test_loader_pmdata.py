@@ -1,7 +1,7 @@
 """PMData loader: every shipped participant folder, checked against the raw files.
 
 Expected values are recomputed here with `json`/plain pandas, following the rules in
-`physiology_model.loaders.pmdata`'s docstring (not with the loader's helpers).
+`physiology_model.data.loaders.pmdata`'s docstring (not with the loader's helpers).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import load_exports
-from physiology_model.loaders.pmdata import LOADER
-from physiology_model.table import NUMERIC_COLUMNS, DailyTable
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders.pmdata import LOADER
+from physiology_model.data.table import NUMERIC_COLUMNS, DailyTable
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "pmdata"
 PARTICIPANTS = sorted(p.name for p in DATA.iterdir() if p.name.startswith("p"))

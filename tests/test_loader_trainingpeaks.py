@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import _registry, load_exports
+from physiology_model.data.loaders import _registry, load_exports
 
 FOLDER = Path(__file__).resolve().parents[1] / "data" / "real" / "trainingpeaks" / "u01"
 EXPORT = FOLDER / "workouts.csv"

@@ -1,7 +1,7 @@
 """WHOOP app-export loader: every shipped export, against values read straight from the raw CSVs.
 
 The expected row counts are recomputed here from the raw files with plain pandas (not with the
-loader's helpers), following the rules in `physiology_model.loaders.whoop`'s docstring.
+loader's helpers), following the rules in `physiology_model.data.loaders.whoop`'s docstring.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import load_exports
-from physiology_model.loaders.whoop import (
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders.whoop import (
     LOADER,
     identify_fields,
     is_illness_question,
     normalize_header,
 )
-from physiology_model.table import NUMERIC_COLUMNS
+from physiology_model.data.table import NUMERIC_COLUMNS
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "whoop"
 REAL = DATA.parent

@@ -1,4 +1,4 @@
-"""WHOOP API loader (physiology_model/loaders/whoop_api.py) on the shipped data/real/whoop_api.
+"""WHOOP API loader (physiology_model/data/loaders/whoop_api.py) on the shipped data/real/whoop_api.
 
 Expected values are computed here from the raw files with plain pandas, independently of the
 loader's own parsing helpers.
@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.loaders import load_exports
-from physiology_model.loaders.whoop_api import LOADER
-from physiology_model.table import NUMERIC_COLUMNS, NoteLog
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders.whoop_api import LOADER
+from physiology_model.data.table import NUMERIC_COLUMNS, NoteLog
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "real"
 DATA = ROOT / "whoop_api"

@@ -21,7 +21,7 @@ from agents.mpc import (
     sample_plans,
     shift_distribution,
 )
-from agents.planning import (
+from simulator.rollout import (
     ACTION_W,
     ObjectiveConfig,
     PreparedRollout,
@@ -31,17 +31,17 @@ from agents.planning import (
     history_mask_table,
     project_sequences,
 )
-from physiology_model import banister
-from physiology_model.hazard import typical_hazard_params
-from physiology_model.params import LOAD_SCALE_TRIMP, state_normaliser
-from physiology_model.performance import (
+from physiology_model.dynamics import banister
+from physiology_model.dynamics.hazard import typical_hazard_params
+from physiology_model.dynamics.params import LOAD_SCALE_TRIMP, state_normaliser
+from physiology_model.dynamics.performance import (
     sample_performance_params,
     simulate_performance,
     typical_performance_params,
 )
-from physiology_model.table import ACTIONS
-from physiology_model.world_model import (
-    WorldModel,
+from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel
+from physiology_model.dynamics.observation import (
     channel_decays,
     observation_means,
     recovery_to_logit,
@@ -140,7 +140,7 @@ def test_objective_beyond_the_plan_continues_at_the_optimal_steady_load(model):
     start = _start(model, days_left=30)
     plans = np.random.default_rng(2).integers(0, 6, (3, 4, 10))
     out = evaluate_sequences(start, plans, np.zeros((3, 4, 10, 2)))
-    from agents.planning import continuation_load
+    from simulator.rollout import continuation_load
     for i in range(3):
         params = replace(start.performance, **{k: np.asarray(v)[i, 0] for k, v in
                                                vars(start.performance).items()
@@ -157,7 +157,7 @@ def test_rollout_readings_equal_the_world_model_equations(model):
     start = replace(start, residual=np.zeros((2, 3, 2)))
     plans = np.random.default_rng(3).integers(0, 6, (2, 4, 9))
     out = evaluate_sequences(start, plans, np.zeros((2, 3, 9, 2)), return_paths=True)
-    from agents.planning import ACTION_U
+    from simulator.rollout import ACTION_U
     for i in range(2):
         p = {k: v[i] for k, v in start.physiology.items()}
         decays = channel_decays(p)
@@ -531,7 +531,7 @@ def test_the_blind_oracle_knows_all_but_the_performance_response(model, cohort, 
 def test_performance_quadratic_is_the_rollout_of_any_loads(variable):
     """c0 + a·w + wᵀBw equals stepping the performance state through the loads, for Busso's
     model and for the linear one (dose gain and variable fatigue switched off)."""
-    from agents.planning import performance_quadratic
+    from simulator.rollout import performance_quadratic
 
     rng = np.random.default_rng(4)
     m, horizon = 6, 9

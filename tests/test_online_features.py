@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from physiology_model.features import FEATURE_NAMES, INPUT_COLUMNS, FeatureConfig, compute_features
-from physiology_model.online_features import OnlineFeatures
+from physiology_model.features.batch import FEATURE_NAMES, INPUT_COLUMNS, FeatureConfig, compute_features
+from physiology_model.features.online import OnlineFeatures
 
 TOLERANCE = 1e-9
 """Absolute, relative above 1: the two builders sum in different orders, nothing more."""

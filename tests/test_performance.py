@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from scipy.optimize import nnls
 
-from physiology_model import banister
-from physiology_model import performance as pf
-
+from physiology_model.dynamics import banister
+from physiology_model.dynamics import performance as pf
 COUZENS = Path(__file__).resolve().parents[1] / "data" / "real" / "couzens" / "u01"
 
 

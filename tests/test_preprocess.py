@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.features import FEATURE_NAMES, FEATURES, build_features
-from physiology_model.preprocess import (
+from physiology_model.features.batch import FEATURE_NAMES, FEATURES, build_features
+from physiology_model.features.preprocess import (
     FeatureScaler,
     NotFittedError,
     PreprocessConfig,
     fill_calendar,
     impute,
 )
-from physiology_model.splits import temporal_split
+from physiology_model.data.splits import temporal_split
 
 nan = np.nan
 

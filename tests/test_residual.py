@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from physiology_model.errors import DataError
-from physiology_model.features import FEATURE_NAMES
-from physiology_model.residual import (
+from physiology_model.features.batch import FEATURE_NAMES
+from physiology_model.model.residual import (
     TARGETS,
     ResidualConfig,
     TrainedResidual,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from physiology_model.loaders import load_exports
-from physiology_model.summary import summarize_table, totals_by_source
+from physiology_model.data.loaders import load_exports
+from physiology_model.features.summary import summarize_table, totals_by_source
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 

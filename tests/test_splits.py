@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from physiology_model.splits import temporal_split, user_split
+from physiology_model.data.splits import temporal_split, user_split
 
 
 def _table(lengths: dict[str, int], shuffle_seed: int | None = None) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.cli import main
 from physiology_model.errors import DataError
-from physiology_model.table import ALL_COLUMNS, DailyTable, Note, NoteLog, validate_frame
+from physiology_model.data.table import ALL_COLUMNS, DailyTable, Note, NoteLog, validate_frame
 
 
 def _frame(**columns) -> pd.DataFrame:

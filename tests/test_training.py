@@ -16,8 +16,8 @@ from agents.device import select_device
 from agents.policy import Policy
 from agents.sac import SACConfig
 from agents.sb3_agents import PPOConfig, SB3SACConfig
+from agents.runs import RUN_FORMAT
 from agents.training import (
-    RUN_FORMAT,
     agent_config,
     evaluate_on_cohort,
     load_agent,
@@ -25,7 +25,7 @@ from agents.training import (
     train,
 )
 from physiology_model.errors import DataError
-from physiology_model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
 

@@ -9,21 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.drift import SlowDrift
+from physiology_model.model.drift import SlowDrift
 from physiology_model.errors import DataError
-from physiology_model.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
-from physiology_model.world_model import (
-    FORMAT_VERSION,
-    Population,
-    WorldModel,
-    WorldModelConfig,
-    constrained,
-    forecast_samples,
-    latent_states,
-    personalize_series,
-    series_from_frame,
-    simulate_observations,
-)
+from physiology_model.dynamics.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
+from physiology_model.model.world_model import FORMAT_VERSION, WorldModel, WorldModelConfig
+from physiology_model.model.personalize import Population, constrained, personalize_series
+from physiology_model.model.forecast import forecast_samples, series_from_frame
+from physiology_model.dynamics.observation import latent_states
+from physiology_model.dynamics.step import simulate_observations
 
 SOURCES = ("whoop", "lifesnaps")
 
@@ -288,7 +281,7 @@ def test_fit_drift_needs_athletes_it_can_personalise():
 def test_personalisation_stops_adapting_once_the_ess_reaches_the_kept_draws(monkeypatch):
     """Two weeks of data leave the proposals a large ESS soon: the rounds stop early. A year
     does not: every round is run."""
-    import physiology_model.world_model as wm
+    import physiology_model.model.personalize as wm
 
     calls = []
     original = wm._draw_proposals

@@ -1,0 +1,340 @@
+"""A plan for a real athlete: `periodize plan` (the recommendation a user actually sees).
+
+The athlete's export is read into the daily table; the last row is this morning (its physiology
+measured, its training not done yet: the day being planned). The observation is the same
+feature vector the agents saw in simulation (simulator.observation), the mask comes from the same
+safety module (constraints.mask_from_table), and the sessions come from the MPC planner
+(agents.mpc, planning through the world model) or from a trained policy (`--policy RUN_DIR`,
+rolled forward day by day on the world model's median prediction). The predicted HRV and
+recovery, with 80 % intervals, come from `WorldModel.predict` for the chosen sessions (the
+athlete's fitted or personalised posterior). The MPC planner, and a policy that keeps the same
+belief (the distilled planner), first live through the athlete's past mornings and sessions
+(`replay`), so they plan from its personalised posterior and its tracked fitness and fatigue
+rather than from the population anchored to today's baselines.
+
+`--event DATE` (a race) is the day performance should peak: the MPC's objective ends there and
+a trained policy sees it in `days_to_event`. A policy trained with the judging day as its event
+(`EnvConfig.judge_day_is_event`) read `days_to_event` between its episode length and 0 in
+training; an athlete with no event within that many days is shown to it at the episode length
+(the start of a block), not at the feature's cap, which it never saw; the MPC then plans a
+block of the same length.
+
+`--tests FILE` gives the athlete's performance tests (a time trial, a power test): a CSV with
+the columns `date` and `result`, the result in any unit where higher is better (speed, power,
+distance in a fixed time; for a time over a fixed distance give its inverse, e.g. km/h). The MPC
+planner then draws the performance response (`MPCConfig.performance_draws`) and weighs the
+draws by how well they predict the changes between the tests (`agents.mpc.
+performance_test_weights`): on 1,000 held-out simulated athletes a monthly time trial took
+the planner from 83 to 93 % of the oracle's gain (`benchmarks/performance_tests.py`). One test
+alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
+performance_test_cv`, a 5-km time trial's). A `--policy` reads tests only when it is a planner
+distilled with them (`agents.distill.DistillConfig.tests_every`); other policies refuse them.
+
+A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
+different session today; the plan then says which rule fired.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from physiology_model.errors import DataError
+from physiology_model.data.load import action_loads
+from physiology_model.data.table import ACTIONS
+
+MIN_DAYS = 7
+TEST_DRAWS = 1024
+"""Draws of the performance response the MPC weighs when the athlete has tests (as in
+`benchmarks/performance_tests.py`, and the `mpc_tested` policy of `periodize evaluate`)."""
+
+
+def read_performance_tests(path: str | Path) -> pd.Series:
+    """The tests of a `--tests` CSV (module docstring): results (> 0) indexed by day, sorted.
+    Anything else is one `DataError` naming the file."""
+    from physiology_model.data.loaders._io import read_csv, require_columns, to_datetime, to_number
+    from physiology_model.data.table import NoteLog
+
+    path = Path(path)
+    frame = read_csv(path, NoteLog())
+    require_columns(frame, ["date", "result"], path)
+    dates = to_datetime(frame, "date", path, required=True).dt.normalize()
+    results = to_number(frame, "result", path)
+    bad = ~(np.isfinite(results.to_numpy()) & (results.to_numpy() > 0))
+    if bad.any():
+        first = int(bad.nonzero()[0][0])
+        raise DataError(path, f"column 'result': {int(bad.sum())} values are not results > 0 "
+                              f"(e.g. {frame['result'].iloc[first]!r} in data row {first + 1}); "
+                              f"give a speed or a power, higher is better")
+    if dates.duplicated().any():
+        raise DataError(path, f"two tests on {dates[dates.duplicated()].iloc[0].date()}: "
+                              f"give one result per day")
+    return pd.Series(results.to_numpy(), index=pd.DatetimeIndex(dates)).sort_index()
+
+
+def _tests_by_morning(tests: pd.Series, dates: pd.Series, path: str,
+                      notes: list[str]) -> np.ndarray:
+    """The tests on the athlete's mornings, (D,) with NaN on untested mornings. Tests after
+    today are an error; those before the first morning are left out with a note."""
+    days = pd.DatetimeIndex(dates)
+    if tests.index.max() > days[-1]:
+        raise DataError(path, f"a test on {tests.index.max().date()} is after the last day of "
+                              f"the data ({days[-1].date()})")
+    kept = tests[tests.index >= days[0]]
+    if len(kept) < len(tests):
+        notes.append(f"{len(tests) - len(kept)} performance test(s) before the data's first "
+                     f"day ({days[0].date()}) left out")
+    at = days.get_indexer(kept.index)
+    if np.any(at < 0):
+        raise DataError(path, f"a test on {kept.index[at < 0][0].date()}, a day missing from "
+                              f"the data")
+    out = np.full(len(days), np.nan)
+    out[at] = kept.to_numpy()
+    return out
+
+
+def _pick_athlete(frame: pd.DataFrame, athlete: str | None) -> str:
+    if athlete is not None:
+        if athlete not in set(frame["user_id"]):
+            raise DataError("(data)", f"no athlete {athlete!r} in the exports")
+        return athlete
+    counts = (frame.assign(obs=frame["hrv_rmssd_ms"].notna() | frame["rhr_bpm"].notna())
+              .groupby("user_id")["obs"].sum())
+    ok = counts[counts >= MIN_DAYS]
+    if ok.empty:
+        raise DataError("(data)", f"no athlete has {MIN_DAYS} days of HRV or RHR to plan from")
+    return str(ok.index[0])
+
+
+def _context(obs: np.ndarray) -> str:
+    from simulator.observation import FEATURE_INDEX as F
+
+    return (f"recovery {obs[F['recovery_pct']]:.0f}%, HRV z {obs[F['ln_hrv_z_28d']]:+.1f}, "
+            f"{obs[F['days_since_rest']]:.0f} days since rest, ATL {obs[F['atl_trimp']]:.0f} / "
+            f"CTL {obs[F['ctl_trimp']]:.0f} TRIMP/day")
+
+
+def policy_event_horizon(run_dir: str | Path) -> int | None:
+    """The longest `days_to_event` a trained policy saw (its episode length) when it was
+    trained with the judging day as its event, else None (module docstring)."""
+    meta_path = Path(run_dir) / "run.json"
+    try:
+        env = json.loads(meta_path.read_text()).get("env_config") or {}
+    except (OSError, ValueError) as exc:
+        raise DataError(str(meta_path), f"cannot read the run's record: {exc}") from None
+    return int(env["episode_days"]) if env.get("judge_day_is_event") else None
+
+
+def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
+    """`obs` with `days_to_event` capped at `horizon` (None: unchanged)."""
+    from simulator.observation import FEATURE_INDEX as F
+
+    if horizon is None:
+        return obs
+    out = obs.copy()
+    out[:, F["days_to_event"]] = np.minimum(out[:, F["days_to_event"]], horizon)
+    return out
+
+
+def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, days: int,
+                     rng: np.random.Generator, horizon: int | None,
+                     events: dict[str, list[str]] | None) -> np.ndarray:
+    """A trained policy rolled forward on the world model's median mornings."""
+    from simulator.constraints import mask_from_table
+    from simulator.observation import observation_matrix, observations_from_table
+
+    rows = history.copy()
+    sessions = []
+    day_mask = mask
+    for _ in range(days):
+        obs = _policy_view(observation_matrix(observations_from_table(rows, events=events))[-1:],
+                           horizon)
+        a = int(np.asarray(policy.act(obs, day_mask))[0])
+        sessions.append(a)
+        # the morning after today's session, predicted before today's load is written in
+        pred = model.predict(rows, _planned(np.array([a])), n_samples=200, rng=rng)
+        loads = action_loads(np.array([a]))
+        rows.loc[rows.index[-1], ["load_trimp", "z4_min", "z5_min", "strength_min"]] = [
+            float(loads.trimp[0]), float(loads.hi_min[0]), 0.0, float(loads.strength_min[0])]
+        rows.loc[rows.index[-1], "session"] = ACTIONS[a]
+        median = {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
+        nxt = rows.iloc[-1:].copy()
+        nxt["date"] = nxt["date"] + pd.Timedelta(days=1)
+        nxt[["load_trimp", "z4_min", "z5_min", "strength_min", "session"]] = [
+            np.nan, np.nan, np.nan, np.nan, "unknown"]
+        nxt["hrv_rmssd_ms"] = np.exp(median["hrv"])
+        nxt["rhr_bpm"] = median["rhr"]
+        nxt["recovery_pct"] = median["recovery"]
+        rows = pd.concat([rows, nxt], ignore_index=True)
+        day_mask = mask_from_table(rows).mask  # the rules on the predicted morning
+    return np.array(sessions)
+
+
+def _planned(actions: np.ndarray) -> pd.DataFrame:
+    loads = action_loads(actions)
+    return pd.DataFrame({"load_trimp": loads.trimp, "z4_min": loads.hi_min,
+                         "z5_min": 0.0 * loads.hi_min, "strength_min": loads.strength_min})
+
+
+def _days_to_event(event: str | None, today: pd.Timestamp) -> int | None:
+    """Days from this morning to the event (None: no event); the event must be after today."""
+    if event is None:
+        return None
+    try:
+        day = pd.Timestamp(event).normalize()
+    except (ValueError, TypeError):
+        raise DataError("--event", f"{event!r} is not a date (YYYY-MM-DD)") from None
+    days = int((day - today.normalize()).days)
+    if days < 1:
+        raise DataError("--event", f"{day.date()} is not after the last day of the export "
+                                   f"({today.date()})")
+    return days
+
+
+DATA_NOTES_SHOWN = 8
+"""Repairs and ignored files a plan lists before it points to `periodize data` for the rest."""
+
+
+def _data_notes(notes: Sequence[Any]) -> list[str]:
+    """What the loaders changed or skipped in the export (`table.Note` of kind repair or
+    ignored), so that a plan never rests silently on repaired data."""
+    shown = [f"{n.path}: {n.message}" + (f" ({n.count})" if n.count else "")
+             for n in notes if n.kind in ("repair", "ignored")]
+    if len(shown) > DATA_NOTES_SHOWN:
+        rest = (f"and {len(shown) - DATA_NOTES_SHOWN} more repairs or ignored files "
+                "(`periodize data` lists them)")
+        shown = [*shown[:DATA_NOTES_SHOWN], rest]
+    return shown
+
+
+def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
+                     days: int = 7, policy_dir: str | None = None, seed: int = 0,
+                     event: str | None = None, tests: str | None = None) -> dict[str, Any]:
+    """The plan as a JSON-ready dict (module docstring). `event` (a date after the export's
+    last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
+    trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
+    tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
+    performance response from."""
+    from agents.mpc import MPCConfig, MPCPlanner
+    from agents.policy import reads_performance_tests
+    from physiology_model.data.load import actual_actions
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.model.world_model import WorldModel, resolve_model_dir
+    from simulator.constraints import mask_from_table
+    from simulator.observation import observation_matrix, observations_from_table
+
+    if days < 1:
+        raise DataError("(arguments)", "--days must be at least 1")
+    test_results = None if tests is None else read_performance_tests(tests)
+    model = WorldModel.load(resolve_model_dir(model_dir))
+    table = load_exports(data)
+    frame = table.frame
+    uid = _pick_athlete(frame, athlete)
+    history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
+    days_to_event = _days_to_event(event, history["date"].iloc[-1])
+    events = None if event is None else {uid: [event]}
+    mornings = observation_matrix(observations_from_table(history, events=events))
+    obs = mornings[-1:]
+    done = actual_actions(history, len(mornings))
+    notes = _data_notes(table.notes_for(uid))
+    tested = (None if test_results is None
+              else _tests_by_morning(test_results, history["date"], tests, notes))
+
+    def replays(policy) -> bool:
+        return hasattr(policy, "replay") and done is not None and len(mornings) > 1
+
+    def start(policy, horizon: int | None = None) -> None:
+        """A new plan from today: the policy (or planner) learns the athlete from its past
+        mornings (and tests) first when it keeps a belief (`replay`), else starts from
+        today's features."""
+        policy.reset(seed)
+        if replays(policy):
+            past = {} if tested is None else {"tests": tested[:-1, None]}
+            policy.replay(_policy_view(mornings[:-1], horizon)[:, None, :], done[:-1, None],
+                          **past)
+        if tested is not None and np.isfinite(tested[-1]):
+            policy.observe_performance(tested[-1:])
+
+    def note_tests(policy) -> None:
+        used = int(np.isfinite(tested if replays(policy) else tested[-1:]).sum())
+        ess = policy.belief.diagnostics["performance_ess"]
+        draws = policy.belief.config.performance_draws
+        notes.append(f"{used} of {len(test_results)} performance test(s) used" + (
+            f"; they leave an effective {ess[-1]:.0f} of the {draws} drawn performance "
+            f"responses (the fewer, the more they told)" if used > 1 and ess
+            else "; one test alone says nothing about the response (it needs a second)"))
+
+    verdict = mask_from_table(history)
+    mask = verdict.mask
+    rng = np.random.default_rng(seed)
+    if policy_dir:
+        from agents.training import load_agent
+
+        policy = load_agent(policy_dir, device="cpu", model=model)
+        if tested is not None and not reads_performance_tests(policy):
+            raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
+                            "--tests needs the MPC planner (no --policy) or a planner "
+                            "distilled with tests (DistillConfig.tests_every)")
+        horizon = policy_event_horizon(policy_dir)
+        start(policy, horizon)
+        sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
+        planner_name = f"policy {policy_dir}"
+        start(policy, horizon)  # today again, for its choice without the rules
+        free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
+                                               np.ones_like(mask)))[0])
+        if tested is not None:
+            note_tests(policy)
+    else:
+        # the block ends at the event; without one, as for a learned policy, today starts a
+        # block of the default episode length
+        config = MPCConfig() if days_to_event is None else MPCConfig(episode_days=days_to_event)
+        if tested is not None:
+            config = replace(config, performance_draws=TEST_DRAWS)
+        planner = MPCPlanner(model, config, seed=seed)
+        start(planner)
+        plan = planner.plan(obs, mask)
+        sessions = plan.actions[0][:days]
+        if len(sessions) < days:
+            notes.append(f"the planner's horizon is {len(sessions)} days"
+                         + (" (up to the event)" if days_to_event is not None else ""))
+        unconstrained = MPCPlanner(model, config, seed=seed)
+        start(unconstrained)
+        free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
+        planner_name = "mpc"
+        if tested is not None:
+            note_tests(planner)
+    pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
+    samples = pred.samples
+    reasons = verdict.explain(0)
+    loads = action_loads(sessions)
+    out_days = []
+    for d, a in enumerate(sessions):
+        hrv = np.exp(samples["hrv"][:, d])
+        rec = samples["recovery"][:, d]
+        day = {"date": str((history["date"].iloc[-1] + pd.Timedelta(days=d)).date()),
+               "session": ACTIONS[a], "load_trimp": float(loads.trimp[d]),
+               "hrv_ms": float(np.median(hrv)),
+               "hrv_ms_interval": [float(np.quantile(hrv, 0.1)), float(np.quantile(hrv, 0.9))],
+               "recovery_pct": float(np.median(rec)),
+               "recovery_pct_interval": [float(np.quantile(rec, 0.1)),
+                                         float(np.quantile(rec, 0.9))],
+               "prediction_for": "the morning after this session"}
+        if d == 0:
+            day["why"] = _context(obs[0])
+            if free_first != a and reasons:
+                day["reason"] = (f"the planner would choose {ACTIONS[free_first]}, but: "
+                                 + "; ".join(reasons))
+            elif reasons:
+                day["rules_today"] = reasons
+        out_days.append(day)
+    out = {"athlete": uid, "start": out_days[0]["date"], "planner": planner_name,
+           "days": out_days, "notes": notes}
+    if event is not None:
+        out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
+    return out

@@ -1,0 +1,1 @@
+"""Files → the canonical daily table: loaders, units and load, splits, summaries."""

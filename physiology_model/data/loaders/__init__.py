@@ -1,0 +1,175 @@
+"""Every wearable export format → one canonical `DailyTable`.
+
+A *loader* reads one export format. It says which files it recognises (`claims`, from the file
+name and header only) and turns the recognised files of one folder into daily rows
+(`load`). `load_exports` walks the paths it is given, hands each folder's files to the first
+loader that claims them, validates each loader's output (`table.validate_frame`) and derives the
+load columns (`load.derive_load_columns`). Anything not recognised is reported as an `ignored`
+note; a path with nothing readable at all is a `DataError`.
+
+Loaders are tried in `LOADERS` order: specific formats first, the canonical CSV last.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from physiology_model.errors import DataError
+from physiology_model.data.load import StrainCalibration, fit_strain_calibration
+from physiology_model.data.table import DailyTable, NoteLog, validate_frame
+
+
+class Loader(Protocol):
+    """One export format."""
+
+    source: str
+    """Short name of the device/dataset, written to the `source` column."""
+
+    def claims(self, path: Path) -> bool:
+        """Whether this file belongs to this format (look at the name and header only)."""
+
+    def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
+        """Daily rows (`user_id`, `date`, canonical columns) from one folder's claimed files.
+
+        `user_hint` is the folder's name, the user id for single-person exports. Raise
+        `DataError` for anything that cannot be read; record repairs in `log`.
+        """
+
+
+def _registry() -> list[Loader]:
+    # Imported here so that each loader module can import this package's helpers.
+    from physiology_model.data.loaders import canonical
+
+    loaders: list[Loader] = []
+    for module_name in (
+        "whoop",
+        "whoop_api",
+        "lifesnaps",
+        "pmdata",
+        "oura",
+        "garmin",
+        "couzens",
+        "goldencheetah",
+        "trainingpeaks",
+        "welltory",
+    ):
+        try:
+            module = __import__(f"physiology_model.data.loaders.{module_name}", fromlist=["LOADER"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"physiology_model.data.loaders.{module_name}":
+                raise
+            continue
+        loaders.append(module.LOADER)
+    loaders.append(canonical.LOADER)
+    return loaders
+
+
+SKIP_NAMES = {"manifest.csv", "readme.md", "license", "license.txt", ".ds_store"}
+
+
+def _folders(path: Path) -> Iterable[tuple[Path, list[Path]]]:
+    """(folder, files) for a file or every folder under a directory, sorted, hidden skipped."""
+    if path.is_file():
+        yield path.parent, [path]
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        chosen = sorted(
+            Path(root) / f for f in files
+            if not f.startswith(".") and f.lower() not in SKIP_NAMES
+        )
+        if chosen:
+            yield Path(root), chosen
+
+
+def _why_unrecognised(path: Path) -> str:
+    """Why no loader claimed a file, in words for the user."""
+    from physiology_model.data.loaders._io import header_of
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not head.strip():
+        return "the file is empty"
+    if b"\x00" in head:
+        return "binary file, not text: no recognised export format"
+    columns = header_of(path)
+    shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
+    return (f"no recognised export format (header: {shown}); known: WHOOP, WHOOP API, "
+            f"Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, GoldenCheetah, TrainingPeaks, "
+            f"Welltory, or the canonical daily CSV")
+
+
+def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
+    """Read every recognised export under `paths` into one validated `DailyTable`.
+
+    Raises `DataError` naming the file and the problem for unreadable input, for a path that
+    does not exist, and for a path under which no file is recognised.
+    """
+    from physiology_model.data.load import derive_load_columns
+
+    loaders = list(loaders) if loaders is not None else _registry()
+    log = NoteLog()
+    frames: list[pd.DataFrame] = []
+    owner: dict[str, str] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise DataError(path, "no such file or directory")
+        read_any = False
+        ignored: list[tuple[Path, str]] = []
+        for folder, files in _folders(path):
+            groups: dict[int, list[Path]] = {}
+            for f in files:
+                index = next((i for i, ld in enumerate(loaders) if ld.claims(f)), None)
+                if index is None:
+                    ignored.append((f, _why_unrecognised(f)))
+                    log.add(f, "ignored", ignored[-1][1])
+                else:
+                    groups.setdefault(index, []).append(f)
+            for index, claimed in sorted(groups.items()):
+                loader = loaders[index]
+                where = claimed[0] if len(claimed) == 1 else folder
+                frame = loader.load(claimed, folder.name, log)
+                if frame is None or len(frame) == 0:
+                    log.add(where, "info", f"{loader.source}: no daily rows")
+                    continue
+                frame = frame.copy()
+                if "source" not in frame.columns:
+                    frame["source"] = loader.source
+                frame = validate_frame(frame, where, log)
+                frame = validate_frame(derive_load_columns(frame, log, str(where)), where, log)
+                for uid in frame["user_id"].unique():
+                    if uid in owner and owner[uid] != str(where):
+                        raise DataError(where, f"user {uid!r} was already read from {owner[uid]}; "
+                                               f"give each person's export its own folder")
+                    owner[uid] = str(where)
+                frames.append(frame)
+                read_any = True
+        if not read_any:
+            if len(ignored) == 1:
+                raise DataError(ignored[0][0], ignored[0][1])
+            listed = "; ".join(f"{f.name}: {why}" for f, why in ignored[:5])
+            more = f"; and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+            raise DataError(path, f"no recognised export file found here ({listed}{more})")
+    frame = pd.concat(frames, ignore_index=True) if frames else None
+    if frame is None:
+        raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
+    frame = validate_frame(frame, "(combined)", log)
+    return DailyTable(frame, tuple(log.notes), tuple(sorted(owner.items())))
+
+
+def calibrate_strain(paths: Sequence[str | Path]) -> StrainCalibration:
+    """Read the exports under `paths` and fit the strain calibration on them
+    (`periodize data calibrate`)."""
+    table = load_exports(paths)
+    calibration = fit_strain_calibration(table.frame, where=", ".join(map(str, paths)))
+    return replace(calibration, data_paths=tuple(str(p) for p in paths))

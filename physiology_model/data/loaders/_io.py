@@ -1,0 +1,202 @@
+"""Robust reading of export files, shared by every loader.
+
+Each helper either returns clean data or raises one `DataError` that names the file and the
+problem. Documented repairs (each recorded as a `Note`):
+
+- text that is not UTF-8 is decoded as cp1252 (Windows/Excel exports);
+- a `;`-delimited file with decimal commas (German/European Excel) is read as such;
+- a last line cut short (fewer fields than the header, no final newline) is dropped;
+- rows that are exact duplicates of another row are dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from physiology_model.errors import DataError
+from physiology_model.data.table import NoteLog
+
+
+def read_text(path: Path, log: NoteLog) -> str:
+    """The file's text. Empty files and binary files are errors; cp1252 is a noted fallback."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+    if not raw.strip():
+        raise DataError(path, "the file is empty")
+    if b"\x00" in raw[:4096]:
+        raise DataError(path, "binary file, not text (expected CSV or JSON)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        text = raw.decode("cp1252", errors="replace")
+        log.add(path, "repair", f"not valid UTF-8 (byte {exc.start}); decoded as cp1252")
+        return text
+
+
+def _sniff_delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else ","
+
+
+def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
+    """Read a delimited text file into strings-as-objects columns (no type guessing).
+
+    Values stay strings so that each loader converts them with explicit units; use
+    `to_number` for numeric columns.
+    """
+    text = read_text(path, log)
+    lines = text.splitlines()
+    header = lines[0]
+    delimiter = _sniff_delimiter(header)
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as exc:
+        raise DataError(path, f"not a readable CSV file ({exc})") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    columns = [c.strip() for c in rows[0]]
+    if len(columns) < min_columns:
+        raise DataError(path, f"only {len(columns)} column found in the header; expected a "
+                              f"delimited table (comma, semicolon or tab)")
+    if len(set(columns)) != len(columns):
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        raise DataError(path, f"repeated column names in the header: {dupes}")
+    body = rows[1:]
+    if not body:
+        raise DataError(path, "header only, no data rows")
+    if len(body[-1]) < len(columns) and not text.endswith(("\n", "\r")):
+        log.add(path, "repair", f"last line is cut short ({len(body[-1])} of {len(columns)} "
+                                f"fields, no final newline); dropped", 1)
+        body = body[:-1]
+        if not body:
+            raise DataError(path, "header only, no complete data rows")
+    bad = [i for i, r in enumerate(body) if len(r) > len(columns)]
+    if bad:
+        raise DataError(path, f"line {bad[0] + 2} has {len(body[bad[0]])} fields but the header "
+                              f"has {len(columns)}")
+    body = [r + [""] * (len(columns) - len(r)) for r in body]
+    frame = pd.DataFrame(body, columns=columns, dtype=object)
+    frame = frame.map(lambda v: v.strip() if isinstance(v, str) else v)
+    frame = frame.replace({"": None})
+    if delimiter == ";":
+        frame.attrs["decimal_comma"] = True
+        log.add(path, "info", "semicolon-delimited file: decimal commas accepted")
+    else:
+        frame.attrs["decimal_comma"] = False
+    n_dup = int(frame.duplicated().sum())
+    if n_dup:
+        log.add(path, "repair", "rows that exactly repeat an earlier row dropped", n_dup)
+        frame = frame.drop_duplicates().reset_index(drop=True)
+    return frame
+
+
+def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """A column as float64. Empty cells are NaN; any other non-number is a `DataError`.
+
+    Decimal commas are accepted when the file was semicolon-delimited, or when a value has a
+    comma and no dot (`"45,3"`).
+    """
+    raw = frame[column]
+    text = raw.astype("string")
+    if frame.attrs.get("decimal_comma"):
+        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    else:
+        only_comma = text.str.contains(",", regex=False) & ~text.str.contains(".", regex=False)
+        text = text.where(~only_comma.fillna(False), text.str.replace(",", ".", regex=False))
+    text = text.str.replace("%", "", regex=False).str.strip()
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = raw.notna() & values.isna() & ~text.str.lower().isin(["nan", "none", "null", "na", "-"])
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not numbers "
+                              f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    return values
+
+
+def to_datetime(frame: pd.DataFrame, column: str, path: Path, *, fmt: str | None = None,
+                utc: bool = False, required: bool = False) -> pd.Series:
+    """A column of timestamps. Unreadable values are a `DataError`; empty cells are NaT, or a
+    `DataError` too when `required` (a row that cannot be placed in time)."""
+    raw = frame[column]
+    values = pd.to_datetime(raw, errors="coerce", format=fmt if fmt else "mixed", utc=utc)
+    bad = raw.notna() & values.isna()
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not dates/times "
+                              f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    if required and values.isna().any():
+        first = int(values.isna().to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r} is empty in {int(values.isna().sum())} rows "
+                              f"(first in data row {first + 1})")
+    return values
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
+    """Raise a `DataError` listing every missing column."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; found {list(frame.columns)[:12]}")
+
+
+def read_json(path: Path, log: NoteLog) -> Any:
+    """Parse a JSON file; a syntax error names the line."""
+    text = read_text(path, log)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def header_of(path: Path) -> list[str]:
+    """The first line's column names, cheaply, for format detection. [] when unreadable."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(65536)
+    except OSError:
+        return []
+    text = first.decode("utf-8-sig", errors="replace").strip()
+    if not text:
+        return []
+    delimiter = _sniff_delimiter(text)
+    try:
+        row = next(csv.reader([text], delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return []
+    return [c.strip() for c in row]
+
+
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+
+
+def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) -> pd.Series:
+    """Calendar dates from a column of dates or local timestamps, as written.
+
+    A timestamp with a UTC offset (`2024-03-01T07:12:00+01:00`) is taken at its local date
+    (2024-03-01), not converted to UTC: the daily table is keyed by the local day of waking, so
+    a file whose offsets change (travel, daylight saving) keeps each row on the day the athlete
+    lived it. Differing offsets are reported as an `info` note.
+    """
+    raw = frame[column].astype("string").str.strip()
+    offsets = raw.str.extract(_OFFSET, expand=False).dropna()
+    if offsets.nunique() > 1:
+        log.add(path, "info", f"{column}: timestamps carry {offsets.nunique()} different UTC "
+                              f"offsets; each row's local date is used as written")
+    local = raw.str.replace(_OFFSET, "", regex=True).str.replace("T", " ", regex=False)
+    values = pd.to_datetime(local, errors="coerce", format="mixed")
+    bad = raw.notna() & values.isna()
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not dates "
+                              f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    if raw.isna().any():
+        first = int(raw.isna().to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r} is empty in data row {first + 1}")
+    return values.dt.normalize()

@@ -1,0 +1,1 @@
+"""The equations of one athlete-day: Banister states, observation, noise, performance, hazard."""

@@ -1,0 +1,1 @@
+"""Fitting and predicting: the PyMC fit, personalisation, the neural residual, the WorldModel."""

@@ -1,0 +1,205 @@
+"""Slow drift in the observation noise: a second, slow AR(1) component and its Kalman filter.
+
+The hierarchical model treats each target's deviation from the Banister mean as one AR(1)
+process (coefficient φ, marginal SD σ). On real athletes the deviations remember more than
+that: after personalising on 14 days, the residual autocorrelation of unseen athletes' ln HRV is
+still 0.2-0.3 at lags 7-28 days and of RHR 0.4-0.6 (φ^7 ≈ 0 for φ_hrv ≈ 0.28), because an
+athlete's baseline wanders (season, sleep, illness, device fit) and a 14-day baseline is
+uncertain. A 7-day rolling mean follows that level, which is why it beat the model's
+next-day forecast.
+
+Here the deviation is the sum of two independent stationary AR(1) components,
+
+    r_t = ℓ_t + a_t,   ℓ_t = φ_s ℓ_{t−1} + η_t,   a_t = φ_f a_{t−1} + ε_t,
+    Var ℓ = w σ²,   Var a = (1 − w) σ²,
+
+so the marginal SD stays the posterior's σ and only the memory changes (a sum of AR(1)s is
+the standard components form of a structural time series, Harvey 1989, *Forecasting,
+Structural Time Series Models and the Kalman Filter*, ch. 2). With `phi_fast=None` the fast
+coefficient is set so that the lag-1 autocorrelation w φ_s + (1 − w) φ_f equals the
+posterior's φ (clipped at 0). The state (ℓ, a) is observed without error through r = ℓ + a
+on observed days; a Kalman filter (predict on every day, update on observed ones) gives its
+mean and covariance each evening, and a k-day forecast is the state pushed k steps. With w = 0
+this is exactly the single AR(1) conditioned on its last observed value.
+
+(w, φ_s, φ_f) are one setting per target for the whole model, chosen by `select_drift` on the
+training athletes only (next-day CRPS after personalising each on its first days, as an unseen
+athlete is), so they are an empirical-Bayes layer on top of the posterior, not part of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class SlowDrift:
+    """The two-component noise of one target (module docstring)."""
+
+    fraction: float = 0.0
+    """w: the share of the residual variance in the slow component (0 = one AR(1))."""
+    phi_slow: float = 0.0
+    """φ_s: the slow component's day-to-day coefficient."""
+    phi_fast: float | None = None
+    """φ_f, or None to keep the posterior's lag-1 autocorrelation."""
+
+    def __post_init__(self):
+        if not 0.0 <= self.fraction < 1.0:
+            raise ValueError(f"fraction must be in [0, 1), got {self.fraction}")
+        if not 0.0 <= self.phi_slow < 1.0:
+            raise ValueError(f"phi_slow must be in [0, 1), got {self.phi_slow}")
+        if self.phi_fast is not None and not 0.0 <= self.phi_fast < 1.0:
+            raise ValueError(f"phi_fast must be in [0, 1) or None, got {self.phi_fast}")
+
+    def fast_phi(self, phi: np.ndarray) -> np.ndarray:
+        """φ_f for posterior draws with lag-1 coefficients `phi` (S,)."""
+        phi = np.asarray(phi, dtype=float)
+        if self.phi_fast is not None:
+            return np.full_like(phi, self.phi_fast)
+        matched = (phi - self.fraction * self.phi_slow) / (1.0 - self.fraction)
+        return np.clip(matched, 0.0, 0.999)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SlowDrift:
+        return cls(**{k: data[k] for k in ("fraction", "phi_slow", "phi_fast")})
+
+
+NO_DRIFT = SlowDrift()
+"""One AR(1) component: the posterior's own noise model."""
+
+
+@dataclass(frozen=True)
+class FilteredStates:
+    """Kalman-filtered (slow, fast) residual state after each evening's update."""
+
+    mean: np.ndarray
+    """(T, S, 2)"""
+    cov: np.ndarray
+    """(T, S, 3): Var slow, Var fast, Cov."""
+    var: tuple[np.ndarray, np.ndarray]
+    """The components' stationary variances, each (S,)."""
+    phi: tuple[np.ndarray, np.ndarray]
+    """(φ_s, φ_f), each (S,)."""
+
+
+def filter_residuals(resid: np.ndarray, sigma: np.ndarray, phi: np.ndarray,
+                     drift: SlowDrift = NO_DRIFT, days: int | None = None) -> FilteredStates:
+    """Filter S draws' residual series `resid` (S, T), NaN = unobserved, through day
+    `days` − 1 (default all). `sigma`, `phi`: (S,) posterior draws."""
+    resid = np.asarray(resid, dtype=float)
+    sigma = np.asarray(sigma, dtype=float)
+    n_draws, n_days = resid.shape
+    n_days = n_days if days is None else min(int(days), n_days)
+    phi_s = np.full(n_draws, drift.phi_slow)
+    phi_f = drift.fast_phi(phi)
+    var_s, var_f = drift.fraction * sigma ** 2, (1.0 - drift.fraction) * sigma ** 2
+    q_s, q_f = var_s * (1.0 - phi_s ** 2), var_f * (1.0 - phi_f ** 2)
+    m_s, m_f = np.zeros(n_draws), np.zeros(n_draws)
+    p_ss, p_ff, p_sf = var_s.copy(), var_f.copy(), np.zeros(n_draws)
+    means = np.empty((n_days, n_draws, 2))
+    covs = np.empty((n_days, n_draws, 3))
+    observed = ~np.isnan(resid[0, :n_days]) if n_draws else np.zeros(n_days, bool)
+    for t in range(n_days):
+        if t > 0:
+            m_s, m_f = phi_s * m_s, phi_f * m_f
+            p_ss = phi_s ** 2 * p_ss + q_s
+            p_ff = phi_f ** 2 * p_ff + q_f
+            p_sf = phi_s * phi_f * p_sf
+        if observed[t]:
+            total = np.maximum(p_ss + p_ff + 2.0 * p_sf, _TINY)
+            k_s, k_f = (p_ss + p_sf) / total, (p_ff + p_sf) / total
+            innovation = resid[:, t] - m_s - m_f
+            m_s, m_f = m_s + k_s * innovation, m_f + k_f * innovation
+            c_s, c_f = p_ss + p_sf, p_ff + p_sf
+            p_ss, p_ff, p_sf = p_ss - k_s * c_s, p_ff - k_f * c_f, p_sf - k_s * c_f
+        means[t, :, 0], means[t, :, 1] = m_s, m_f
+        covs[t, :, 0], covs[t, :, 1], covs[t, :, 2] = p_ss, p_ff, p_sf
+    return FilteredStates(means, covs, (var_s, var_f), (phi_s, phi_f))
+
+
+def forecast_residual(states: FilteredStates, last_days: np.ndarray, steps: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of the residual `steps` (O, H) days after the evening of `last_days` (O,)
+    (each ≥ 0 and inside the filtered range). Returns (O, S, H) each."""
+    mean = states.mean[last_days]  # (O, S, 2)
+    cov = states.cov[last_days]  # (O, S, 3)
+    k = np.asarray(steps, dtype=float)[:, None, :]  # (O, 1, H)
+    a_s = states.phi[0][None, :, None] ** k
+    a_f = states.phi[1][None, :, None] ** k
+    var_s, var_f = (v[None, :, None] for v in states.var)
+    mu = a_s * mean[..., :1] + a_f * mean[..., 1:]
+    var = (a_s ** 2 * cov[..., :1] + var_s * (1.0 - a_s ** 2)
+           + a_f ** 2 * cov[..., 1:2] + var_f * (1.0 - a_f ** 2)
+           + 2.0 * a_s * a_f * cov[..., 2:3])
+    return mu, np.sqrt(np.maximum(var, _TINY))
+
+
+@dataclass(frozen=True)
+class DriftCase:
+    """One athlete's residuals under its posterior draws, scored from `first_origin` on."""
+
+    resid: np.ndarray
+    """(S, T), NaN where unobserved."""
+    sigma: np.ndarray
+    phi: np.ndarray
+    first_origin: int
+
+
+def next_day_crps(cases: Sequence[DriftCase], drift: SlowDrift) -> float:
+    """Mean CRPS of the next-day forecasts of every observed day from each case's first origin
+    on, for the Gaussian matching the draw mixture's mean and variance (law of total
+    variance), the same score the residual gate uses (`residual.gaussian_crps`)."""
+    from physiology_model.model.residual import gaussian_crps
+
+    total, count = 0.0, 0
+    for case in cases:
+        n_days = case.resid.shape[1]
+        origins = np.arange(max(case.first_origin, 1), n_days)
+        origins = origins[np.isfinite(case.resid[0, origins])]  # observed in every draw or none
+        if not origins.size:
+            continue
+        states = filter_residuals(case.resid, case.sigma, case.phi, drift, days=n_days - 1)
+        mu, sd = forecast_residual(states, origins - 1, np.ones((origins.size, 1)))
+        # draw s forecasts y as mean_s + mu_s, and y − mean_s = resid_s, so the mixture's
+        # error is mean_s + mu_s − y = mu_s − resid_s
+        error = mu[..., 0] - case.resid[:, origins].T  # (O, S)
+        centre = error.mean(axis=1)
+        spread = np.sqrt((sd[..., 0] ** 2).mean(axis=1) + error.var(axis=1))
+        crps = gaussian_crps(np.zeros_like(centre), centre, spread)
+        total += float(crps.sum())
+        count += crps.size
+    if count == 0:
+        raise ValueError("no observed day to score the drift settings on")
+    return total / count
+
+
+DRIFT_GRID = {"fraction": (0.0, 0.15, 0.3, 0.45, 0.6, 0.75),
+              "phi_slow": (0.97, 0.99, 0.997),
+              "phi_fast": (None, 0.0, 0.2, 0.4)}
+"""The settings `select_drift` tries (fraction 0 is the posterior's own AR(1))."""
+
+
+def select_drift(cases: Sequence[DriftCase], grid: dict = DRIFT_GRID
+                 ) -> tuple[SlowDrift, dict]:
+    """The grid setting with the lowest `next_day_crps` over `cases`, and a summary
+    {"crps": best, "crps_ar1": the single AR(1)'s, "tried": count}."""
+    scores = {}
+    for fraction, phi_slow, phi_fast in itertools.product(
+            grid["fraction"], grid["phi_slow"], grid["phi_fast"]):
+        drift = (NO_DRIFT if fraction == 0.0 else
+                 SlowDrift(float(fraction), float(phi_slow), phi_fast))
+        if drift not in scores:
+            scores[drift] = next_day_crps(cases, drift)
+    if NO_DRIFT not in scores:
+        scores[NO_DRIFT] = next_day_crps(cases, NO_DRIFT)
+    best = min(scores, key=scores.get)
+    return best, {"crps": scores[best], "crps_ar1": scores[NO_DRIFT], "tried": len(scores)}

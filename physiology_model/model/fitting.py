@@ -1,0 +1,211 @@
+"""Fitting the world model from a daily table: the split of the forecasting protocol, the
+posterior (`WorldModel.fit`), the slow drift of the noise (`WorldModel.fit_drift`) and the neural
+residual, in one call (`fit_world_model`, what `periodize model fit` runs)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from physiology_model.data.splits import temporal_split, user_split
+from physiology_model.data.table import DailyTable
+from physiology_model.dynamics.observation import WARM_START_DAYS
+from physiology_model.features.preprocess import PreprocessConfig, assess_athletes, fill_calendar
+from physiology_model.model.bayes import SamplerConfig
+from physiology_model.model.forecast import series_from_frame
+from physiology_model.model.hybrid import (
+    DEFAULT_HORIZONS,
+    DEFAULT_RESIDUAL_CONFIG,
+    VALIDATION_FRACTION,
+    ResidualRows,
+    _choose,
+    athlete_features,
+    describe_residual,
+    forecast_rows,
+)
+from physiology_model.model.residual import ResidualConfig, TrainedResidual, train_residual
+from physiology_model.model.world_model import WorldModel, WorldModelConfig
+
+
+def select_forecast_athletes(frame: pd.DataFrame, *, min_hrv_days: int = 28,
+                             config: PreprocessConfig | None = None) -> list[str]:
+    """The world model's athletes: kept by `assess_athletes` (with `config`, default
+    `PreprocessConfig()`) and with ≥ `min_hrv_days` days of HRV. Sorted ids."""
+    if frame.empty:
+        return []
+    assessed = assess_athletes(DailyTable(frame), config or PreprocessConfig())
+    kept = set(assessed.loc[assessed["kept"], "user_id"].astype(str))
+    hrv_days = (frame.assign(user_id=frame["user_id"].astype(str))
+                .groupby("user_id")["hrv_rmssd_ms"].count())
+    return sorted(u for u in kept if hrv_days.get(u, 0) >= min_hrv_days)
+
+
+@dataclass(frozen=True)
+class ForecastSplit:
+    """Who and which rows the forecasters are fitted on, and where each athlete is scored."""
+
+    frames: dict[str, pd.DataFrame]
+    """Every selected athlete's calendar-filled rows (sorted, index 0..n−1)."""
+    train_users: tuple[str, ...]
+    """Athletes used in the fit (scored on `temporal`)."""
+    test_users: tuple[str, ...]
+    """Athletes not used in the fit (scored on `unseen`)."""
+    cutoff_rows: dict[str, int]
+    """Per training athlete, the row position of its first temporal test day."""
+    fit_frame: pd.DataFrame
+    """The training athletes' rows before their cutoffs: what every forecaster is fitted on."""
+
+
+def split_for_forecasting(frame: pd.DataFrame, *, seed: int, test_fraction: float = 0.2,
+                          min_hrv_days: int = 28) -> ForecastSplit:
+    """Select athletes, calendar-fill them and split them as the protocol says (module
+    docstring). A model fitted outside `evaluate_forecasters` (e.g. `periodize model fit`) must
+    be fitted on `fit_frame` of the same seed for the scores to be out of sample."""
+    athletes = select_forecast_athletes(frame, min_hrv_days=min_hrv_days)
+    if len(athletes) < 2:
+        raise ValueError(f"the forecast evaluation needs at least 2 athletes with "
+                         f"≥ {min_hrv_days} days of HRV, found {len(athletes)}")
+    rows = frame[frame["user_id"].astype(str).isin(athletes)].copy()
+    rows["user_id"] = rows["user_id"].astype(str)
+    rows = rows.sort_values(["user_id", "date"], kind="stable").reset_index(drop=True)
+    train_users, test_users = user_split(athletes, test_fraction, seed)
+    split = temporal_split(rows)
+    filled, _ = fill_calendar(rows)
+    frames = {u: g.reset_index(drop=True) for u, g in filled.groupby("user_id", sort=True)}
+    cutoff_rows: dict[str, int] = {}
+    fit_parts = []
+    for user in train_users:
+        test_dates = rows.loc[(rows["user_id"] == user) & (split == "test"), "date"]
+        full = frames[user]
+        cutoff = (int(np.searchsorted(full["date"].to_numpy(), test_dates.min().to_datetime64()))
+                  if len(test_dates) else len(full))
+        cutoff_rows[user] = cutoff
+        fit_parts.append(full.iloc[:cutoff])
+    fit_frame = pd.concat(fit_parts, ignore_index=True)
+    return ForecastSplit(frames, tuple(train_users), tuple(test_users), cutoff_rows, fit_frame)
+
+
+def residual_training_rows(model: WorldModel, fit_frame: pd.DataFrame, *,
+                           horizons: Sequence[int] = DEFAULT_HORIZONS,
+                           validation_fraction: float = VALIDATION_FRACTION,
+                           max_origins_per_athlete: int | None = 300,
+                           rng: np.random.Generator) -> tuple[ResidualRows, ResidualRows]:
+    """(training rows, validation rows) of `fit_residual` (see the module docstring).
+
+    Athletes of `fit_frame` absent from `model.athletes_` are skipped. Per athlete and part, at
+    most `max_origins_per_athlete` origins are used (a random subset drawn with `rng`; None:
+    all), each with every horizon whose target day lies in the part (training) or in the
+    athlete's rows (validation).
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError("validation_fraction must be in (0, 1)")
+    horizons = tuple(int(h) for h in horizons)
+    if not horizons or min(horizons) < 1:
+        raise ValueError(f"horizons must be positive day counts, got {horizons}")
+    model._check_fitted()
+    rows = fit_frame[fit_frame["user_id"].astype(str).isin(model.athletes_)].copy()
+    rows["user_id"] = rows["user_id"].astype(str)
+    if rows.empty:
+        raise ValueError("no athlete of fit_frame is in the model's fit")
+    labels = temporal_split(rows, (1.0 - validation_fraction, validation_fraction, 0.0))
+    filled, _ = fill_calendar(rows.sort_values(["user_id", "date"], kind="stable"))
+    train_parts, val_parts = [], []
+    for user, frame in filled.groupby("user_id", sort=True):
+        frame = frame.reset_index(drop=True)
+        val_dates = rows.loc[(rows["user_id"] == user) & (labels == "val"), "date"]
+        boundary = (int(np.searchsorted(frame["date"].to_numpy(),
+                                        val_dates.min().to_datetime64()))
+                    if len(val_dates) else len(frame))
+        series = series_from_frame(frame)
+        features = athlete_features(frame)
+        first = max(WARM_START_DAYS, 1)
+        params = model.athletes_[user]
+        train_origins = _choose(np.arange(first, boundary), max_origins_per_athlete, rng)
+        val_origins = _choose(np.arange(max(first, boundary), len(frame)),
+                              max_origins_per_athlete, rng)
+        train_parts.append(forecast_rows(params, series, features, train_origins, horizons,
+                                         boundary, user, model.drift_))
+        val_parts.append(forecast_rows(params, series, features, val_origins, horizons,
+                                       len(frame), user, model.drift_))
+    return ResidualRows.concat(train_parts), ResidualRows.concat(val_parts)
+
+
+def fit_residual(model: WorldModel, fit_frame: pd.DataFrame, *,
+                 horizons: Sequence[int] = DEFAULT_HORIZONS,
+                 seed: int | np.random.SeedSequence = 0,
+                 config: ResidualConfig = DEFAULT_RESIDUAL_CONFIG,
+                 validation_fraction: float = VALIDATION_FRACTION,
+                 max_origins_per_athlete: int | None = 300) -> TrainedResidual:
+    """Train the neural residual of a fitted `WorldModel` on the rows it was fitted on.
+
+    `fit_frame`: the canonical rows the model was fitted on (e.g. `split_for_forecasting(...)
+    .fit_frame`); only athletes in `model.athletes_` are used, with their fitted posterior.
+    Rows are built by `residual_training_rows` (82/18 split in time per athlete, at most
+    `max_origins_per_athlete` seeded random origins per athlete and part, all `horizons`) and
+    the ensemble is trained, early-stopped and gated per target by `residual.train_residual`.
+    The result's `enabled` says which targets it corrects and `validation` the validation CRPS
+    of the base and of base + residual per target; `training["rows"]` records the rows used.
+    It does not attach itself: set `model.residual_ = fit_residual(...)` to use it.
+    Same data, model and seed → the same residual.
+    """
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    rows_seq, train_seq = seq.spawn(2)
+    train, val = residual_training_rows(
+        model, fit_frame, horizons=horizons, validation_fraction=validation_fraction,
+        max_origins_per_athlete=max_origins_per_athlete, rng=np.random.default_rng(rows_seq))
+    for name, part in (("training", train), ("validation", val)):
+        if len(part) == 0:
+            raise ValueError(f"no {name} rows: the fit's athletes have too few days for an "
+                             f"82/18 split with {WARM_START_DAYS} warm-start days")
+    residual = train_residual(train.inputs, train.base_mean, train.base_sd, train.target,
+                              val.inputs, val.base_mean, val.base_sd, val.target,
+                              config=config, seed=train_seq)
+    residual.training["rows"] = {
+        "athletes": len(set(train.user_id) | set(val.user_id)),
+        "n_train": len(train), "n_val": len(val), "horizons": [int(h) for h in horizons],
+        "validation_fraction": float(validation_fraction),
+        "max_origins_per_athlete": max_origins_per_athlete}
+    return residual
+
+
+def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False,
+                    config: WorldModelConfig = WorldModelConfig(),
+                    sampler: SamplerConfig = SamplerConfig(), residual: bool = True,
+                    say: Callable[[str], None] = print) -> WorldModel:
+    """The whole fit of `periodize model fit` on a canonical frame: athletes split as the
+    forecasting protocol says (`split_for_forecasting` with `seed`; `use_all`: every row of
+    every selected athlete), the posterior, the noise drift and (`residual`) the neural
+    residual. The returned model records its split, timings and drift choice; save it with
+    `WorldModel.save`. Progress lines go to `say`."""
+    split = split_for_forecasting(frame, seed=seed)
+    fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if use_all
+                 else split.fit_frame)
+    held_out = "none (--all)" if use_all else (f"{len(split.test_users)} athletes and the last "
+                                               f"15 % of each training athlete's days")
+    say(f"fitting {fit_frame['user_id'].nunique()} athletes, {len(fit_frame)} days "
+        f"(held out: {held_out}); sampler {sampler.sampler}, {sampler.chains} chains × "
+        f"{sampler.draws} draws")
+    started = time.perf_counter()
+    model = WorldModel(config, sampler=sampler).fit(fit_frame)
+    timings = model.fit_info_.get("timings", {})
+    say(f"posterior: {time.perf_counter() - started:.0f} s (compile "
+        f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
+    drift_started = time.perf_counter()
+    drift = model.fit_drift(fit_frame, seed=seed)
+    model.fit_info_["drift"] = drift
+    model.fit_info_["timings"]["drift_s"] = time.perf_counter() - drift_started
+    for target, chosen in drift.items():
+        say(f"noise drift {target}: {chosen['setting']} (next-day CRPS {chosen['crps']:.4f} vs "
+            f"{chosen['crps_ar1']:.4f} with one AR(1), {chosen['athletes']} athletes "
+            f"personalised on 14 days)")
+    if residual:
+        residual_started = time.perf_counter()
+        model.residual_ = fit_residual(model, fit_frame, seed=seed)
+        say(describe_residual(model.residual_))
+        model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
+    model.split_ = {"seed": seed, "all": bool(use_all), "test_users": list(split.test_users)}
+    return model

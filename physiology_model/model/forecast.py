@@ -1,0 +1,166 @@
+"""The Banister forecast of one athlete: a daily series on a gap-free calendar, and predictive
+Gaussians and samples of ln HRV, RHR and recovery at given origins and horizons, with the noise
+filtered through the observed residuals (`drift.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from physiology_model.dynamics.observation import (
+    NOISE_PHI,
+    NOISE_SIGMA,
+    WARM_START_DAYS,
+    latent_states,
+    logit_to_recovery,
+    observation_means,
+    recovery_to_logit,
+)
+from physiology_model.errors import DataError
+from physiology_model.model.arrays import daily_loads, fill_missing_loads
+from physiology_model.model.drift import NO_DRIFT, SlowDrift, filter_residuals, forecast_residual
+
+
+@dataclass(frozen=True)
+class AthleteSeries:
+    """One athlete's daily series on a gap-free calendar, in model units.
+
+    `load`, `hi_load`: (T,) w and u (params.py, `arrays.daily_loads`), missing days filled
+    with the athlete's median known value before that day (`arrays.fill_missing_loads`); `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
+    """
+
+    dates: np.ndarray
+    load: np.ndarray
+    hi_load: np.ndarray
+    hrv: np.ndarray
+    rhr: np.ndarray
+    recovery_logit: np.ndarray
+    source: str | None
+
+
+def series_from_frame(frame: pd.DataFrame) -> AthleteSeries:
+    """An `AthleteSeries` from one athlete's canonical rows (any order, gaps allowed)."""
+    if frame.empty:
+        raise DataError("(history)", "no rows")
+    if frame["user_id"].nunique() > 1:
+        raise DataError("(history)", "rows of more than one athlete")
+    f = frame.sort_values("date")
+    dates = pd.date_range(f["date"].min(), f["date"].max(), freq="D")
+    f = f.set_index("date").reindex(dates)
+    w, u = daily_loads(f)
+    w = fill_missing_loads(w, 0.0, WARM_START_DAYS)
+    u = fill_missing_loads(u, 0.0, WARM_START_DAYS)
+    hrv = np.log(f["hrv_rmssd_ms"].to_numpy(dtype=float))
+    sources = f["source"].dropna()
+    return AthleteSeries(
+        dates=dates.to_numpy(dtype="datetime64[D]"), load=w, hi_load=u, hrv=hrv,
+        rhr=f["rhr_bpm"].to_numpy(dtype=float),
+        recovery_logit=recovery_to_logit(f["recovery_pct"].to_numpy(dtype=float)),
+        source=str(sources.iloc[-1]) if len(sources) else None)
+
+
+PLAN_LOAD_COLUMNS: tuple[str, ...] = ("load_trimp", "z4_min", "z5_min", "strength_min")
+"""The load columns a plan may give (`WorldModel.predict`); a missing zone/strength column is 0."""
+
+
+def plan_frame(history: pd.DataFrame, planned_loads: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One athlete's calendar-filled rows with a plan written in: the planned loads on today
+    (when today's row has no load yet) or from tomorrow on, one row per planned day, plus one
+    more day (zero load, no physiology) whose morning follows the last planned day.
+
+    Returns the frame and the row of the first planned day. Physiology of the new days is NaN;
+    history rows keep every column (the residual's features are built from them).
+    """
+    f = history.sort_values("date")
+    user = str(f["user_id"].iloc[0])
+    dates = pd.date_range(f["date"].min(), f["date"].max(), freq="D")
+    f = f.set_index("date").reindex(dates).rename_axis("date").reset_index()
+    today_has_load = pd.notna(f["load_trimp"].iloc[-1])
+    start = len(f) if today_has_load else len(f) - 1
+    horizon = len(planned_loads)
+    extra = start + horizon + 1 - len(f)
+    new_days = pd.DataFrame({"date": dates[-1] + pd.to_timedelta(np.arange(1, extra + 1), "D")})
+    f = pd.concat([f, new_days], ignore_index=True)
+    f["user_id"] = user
+    if "source" in f.columns:
+        f["source"] = f["source"].ffill()
+    rows = np.arange(start, start + horizon + 1)
+    for column in PLAN_LOAD_COLUMNS:
+        given = (planned_loads[column].to_numpy(dtype=float) if column in planned_loads
+                 else np.zeros(horizon))
+        f.loc[rows, column] = np.concatenate([np.nan_to_num(given), [0.0]])
+    return f, start
+
+
+
+def observed_targets(series: AthleteSeries) -> dict[str, np.ndarray]:
+    return {"hrv": series.hrv, "rhr": series.rhr, "recovery": series.recovery_logit}
+
+
+def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
+                       horizon: int, drift: Mapping[str, SlowDrift] | None = None
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each posterior draw's Gaussian forecast of mornings d0 .. d0+horizon−1 at each origin d0.
+
+    Same timing as `forecast_samples` (loads of days < d0+horizon−1, observations of days < d0).
+    The residual of each target is Kalman-filtered through day d0 − 1 with its `drift`
+    setting (`drift.SlowDrift`; a target not in `drift` has the single AR(1) of the posterior,
+    i.e. conditioned on its last observed value) and pushed forward. Returns {target:
+    (mean, sd)}, each (n_origins, n_draws, horizon), on the model scale: hrv ln ms, rhr bpm,
+    recovery logit. The predictive is the equally weighted mixture over draws.
+    """
+    origins = np.asarray(origins, dtype=int)
+    drift = drift or {}
+    lat = latent_states(p, series.load, series.hi_load)
+    means = observation_means(p, lat)
+    n_days = len(series.load)
+    target_days = origins[:, None] + np.arange(horizon)[None, :]  # (O, H)
+    if target_days.max(initial=-1) >= n_days or origins.min(initial=WARM_START_DAYS) < WARM_START_DAYS:
+        raise ValueError(f"origins must satisfy {WARM_START_DAYS} <= d0 and "
+                         f"d0 + horizon - 1 < len(series)")
+    steps = target_days - (origins - 1)[:, None]
+    out = {}
+    for target, y in observed_targets(series).items():
+        resid = y[None, :] - means[target]  # (S, T), NaN where unobserved
+        states = filter_residuals(resid, p[NOISE_SIGMA[target]], p[NOISE_PHI[target]],
+                                  drift.get(target, NO_DRIFT), days=origins.max(initial=0))
+        r_mean, r_sd = forecast_residual(states, origins - 1, steps)
+        mean = means[target][:, target_days].transpose(1, 0, 2)  # (O, S, H)
+        out[target] = (mean + r_mean, r_sd)
+    return out
+
+
+def sample_gaussians(gaussians: dict[str, tuple[np.ndarray, np.ndarray]], n_samples: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Samples of the draw mixture of `forecast_gaussians`: each (n_origins, n_samples,
+    horizon), on the model scale (recovery logit). One draw index per (origin, sample), shared
+    by the targets."""
+    mean0 = next(iter(gaussians.values()))[0]
+    n_origins, n_draws = mean0.shape[:2]
+    draw = rng.integers(0, n_draws, size=(n_origins, n_samples))
+    rows = np.arange(n_origins)[:, None]
+    out = {}
+    for target, (mean, sd) in gaussians.items():
+        cond_mean, cond_sd = mean[rows, draw], sd[rows, draw]
+        out[target] = cond_mean + cond_sd * rng.standard_normal(cond_mean.shape)
+    return out
+
+
+def forecast_samples(p: dict[str, np.ndarray], series: AthleteSeries, origins: np.ndarray,
+                     horizon: int, n_samples: int, rng: np.random.Generator,
+                     drift: Mapping[str, SlowDrift] | None = None) -> dict[str, np.ndarray]:
+    """Predictive samples for mornings d0 .. d0+horizon−1 at each origin d0.
+
+    Uses loads of days < d0+horizon−1 (the loads actually done, or planned) and observations of
+    days < d0 only: the residual of each target is filtered through day d0 − 1
+    (`forecast_gaussians`; with no `drift` the AR(1) residual conditioned on its last observed
+    value k days before the target day: r ~ N(φ^k r_last, σ²(1 − φ^{2k}))).
+    Returns {"hrv": ln ms, "rhr": bpm, "recovery": %}, each (n_origins, n_samples, horizon).
+    """
+    samples = sample_gaussians(forecast_gaussians(p, series, origins, horizon, drift),
+                               n_samples, rng)
+    samples["recovery"] = logit_to_recovery(samples["recovery"])
+    return samples

@@ -1,0 +1,519 @@
+"""The `WorldModel` (DESIGN §5): predict, personalise, sample athletes, save and load.
+
+It holds posterior draws of every fitted athlete's parameters (`params.ATHLETE_PARAMS`) and of
+the population (location per source, between-athlete scale, AR(1) coefficients), and computes
+everything else with numpy from `banister.py` and the observation equations in `params.py`.
+
+- `predict(history, planned_loads)`: predictive samples and quantiles of next-morning ln HRV,
+  RHR and recovery (and the latent fitness/fatigue) for each planned day, with the noise
+  filtered through the observed residuals (`drift.py`: the posterior's AR(1), plus the slow
+  component `fit_drift` chose).
+- `personalize(history)`: a posterior for an athlete the fit never saw, from as little as 7
+  days, by Rao-Blackwellised importance sampling: population draws of the nonlinear parameters
+  (time constants, noise SDs, AR coefficients) are weighted by their marginal likelihood, and
+  the parameters that enter linearly (baselines and loadings) are drawn from their exact
+  Gaussian posterior given each draw (a linear-Gaussian model after AR(1) prewhitening).
+  The recovery link uses the posterior-mean HRV/RHR deviations as regressors (a plug-in).
+  A long history pins the noise SDs down far more tightly than the population spreads them,
+  so plain population proposals leave a handful of useful weights (an ESS of 1-6 of 2,000 on
+  a year of WHOOP data). The proposals are therefore adapted over a few rounds (population
+  Monte Carlo, Cappé et al. 2004, J Comput Graph Stat 13:907): each round draws the
+  population draw from the last round's weights and the free nonlinear parameters from a
+  Gaussian fitted to them, both mixed with the population itself (10 %, so no region the
+  population allows is left out), and weighs by prior × likelihood / proposal; the round with
+  the largest ESS gives the draws. An unknown device adapts its mixture over sources too.
+- `sample_athletes(n, rng)`: parameter sets of new synthetic athletes from the population.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from physiology_model.model.drift import (
+    DRIFT_GRID,
+    DriftCase,
+    SlowDrift,
+    select_drift,
+)
+from physiology_model.errors import DataError
+from physiology_model.dynamics.observation import (
+    LATENTS,
+    NOISE_PHI,
+    NOISE_SIGMA,
+    TARGETS,
+    WARM_START_DAYS,
+    latent_states,
+    observation_means,
+)
+from physiology_model.model.forecast import (
+    AthleteSeries,
+    forecast_samples,
+    observed_targets,
+    plan_frame,
+    series_from_frame,
+)
+from physiology_model.model.personalize import (
+    PERSONALIZE_ROUNDS,
+    Personalization,
+    Population,
+    constrained,
+    personalize_series,
+)
+from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
+    AR_PARAMS,  # are re-exported: the simulator reads them next to the equations below
+    ATHLETE_PARAMS,
+    HI_LOAD_SCALE_MIN,
+    LOAD_SCALE_TRIMP,
+    PARAM_NAMES,
+    RECOVERY_CLIP_PCT,
+    TAU_FAST_DAYS,
+    state_normaliser,
+    to_constrained,
+)
+
+if TYPE_CHECKING:  # torch is imported only where a residual is used
+    from physiology_model.model.residual import TrainedResidual
+
+SHIPPED = "shipped"
+"""The name that stands for the shipped model wherever a model directory is asked for."""
+
+
+def shipped_model_dir() -> Path:
+    """The directory of the world model fitted on the shipped data (`models/shipped`): in a
+    source checkout the repository's own folder, in an installed package the copy `pip install`
+    puts under `<prefix>/share/adaptive-periodization/models/shipped` (pyproject's data-files)."""
+    import sys
+
+    for candidate in (Path(__file__).resolve().parents[2] / "models" / SHIPPED,
+                      Path(sys.prefix) / "share" / "adaptive-periodization" / "models" / SHIPPED):
+        if (candidate / "model.json").is_file():
+            return candidate
+    raise DataError("models/shipped", "the shipped world model is missing from this "
+                    "installation (reinstall the package, or pass --model DIR)")
+
+
+def resolve_model_dir(directory: str | Path) -> Path:
+    """`directory`, or the shipped model's directory for the name `shipped`."""
+    return shipped_model_dir() if str(directory) == SHIPPED else Path(directory)
+
+
+FORMAT = "adaptive-periodization.WorldModel"
+FORMAT_VERSION = 2
+"""2: states normalised by `params.state_normaliser` ((1 − e)/e; version 1 used 1 − e, so its
+gains mean something else) and pooled parameters (scale 0)."""
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Settings of the world model (the sampler's own settings live in `bayes.SamplerConfig`)."""
+
+    max_days: int | None = 365
+    """Fit on at most this many most recent days per athlete (bounds fit time)."""
+    min_hrv_days: int = 28
+    """Athletes with fewer HRV days are not used in the fit."""
+    keep_draws: int = 200
+    """Posterior draws kept in the saved model (thinned evenly)."""
+    personalize_proposals: int = 2000
+    """Population draws weighed by `personalize`."""
+    personalize_draws: int = 400
+    """Posterior draws returned by `personalize`."""
+
+
+@dataclass
+class Prediction:
+    """Predictive samples of one athlete for `horizon` planned days.
+
+    `samples[target]` (n_samples, horizon): the morning after each planned day (hrv in ln ms,
+    rhr in bpm, recovery in %); `latents[name]` (n_samples, horizon): normalised states on
+    those mornings; `dates`: the planned days.
+    """
+
+    dates: np.ndarray
+    samples: dict[str, np.ndarray]
+    latents: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def quantiles(self, qs: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)) -> pd.DataFrame:
+        """One row per (day, variable); HRV also in ms (`hrv_ms`)."""
+        rows = []
+        variables = dict(self.samples)
+        variables["hrv_ms"] = np.exp(self.samples["hrv"])
+        variables.update(self.latents)
+        for name, s in variables.items():
+            q = np.quantile(s, qs, axis=0)
+            for j, day in enumerate(self.dates):
+                rows.append({"date": pd.Timestamp(day), "variable": name,
+                             **{f"q{round(100 * x):02d}": float(q[i, j])
+                                for i, x in enumerate(qs)}})
+        return pd.DataFrame(rows)
+
+
+class WorldModel:
+    """The learned probabilistic world model of athletes' physiology (DESIGN §5).
+
+    In the scikit-learn manner: `__init__` stores settings only; `fit` sets the fitted
+    attributes (ending in `_`) and returns self; using it before `fit` or `load` raises.
+    """
+
+    def __init__(self, config: WorldModelConfig = WorldModelConfig(), sampler=None, priors=None):
+        self.config = config
+        self.sampler = sampler
+        self.priors = priors
+
+    # -- fitted state ------------------------------------------------------------------------
+    population_: Population
+    athletes_: dict[str, dict[str, np.ndarray]]
+    """user_id → {parameter: (draws,)} from the NUTS posterior."""
+    diagnostics_: dict
+    split_: dict
+    """How the fit was held out from the evaluation (seed, test users), when known."""
+    fit_info_: dict
+    """How the posterior was sampled: sampler, nutpie backend, sampler config, timings (s)."""
+    idata_: object
+    drift_: dict[str, SlowDrift]
+    """Per target, the slow drift of its noise (`drift.py`, set by `fit_drift`); a target not in
+    it keeps the posterior's single AR(1)."""
+    residual_: TrainedResidual | None
+    """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
+    None; `WorldModelForecaster` applies it to the targets its gate enabled."""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "population_"):
+            raise RuntimeError("WorldModel is not fitted: call fit() or WorldModel.load() first")
+
+    def fit(self, frame: pd.DataFrame) -> WorldModel:
+        """Fit the hierarchical model to a canonical daily frame (all athletes' rows)."""
+        from physiology_model.model import bayes
+        from physiology_model.model.arrays import prepare_arrays
+
+        arrays = prepare_arrays(frame, max_days=self.config.max_days,
+                                min_hrv_days=self.config.min_hrv_days)
+        model = bayes.build_model(arrays, self.priors or bayes.PriorConfig())
+        idata = bayes.sample(model, self.sampler or bayes.SamplerConfig())
+        self._set_from_idata(idata, arrays.user_ids, arrays.sources)
+        return self
+
+    def _set_from_idata(self, idata, user_ids, sources) -> None:
+        from physiology_model.model import bayes
+        diag = bayes.diagnose(idata)
+        self.diagnostics_ = diag.to_dict()
+        self.fit_info_ = {
+            "sampler": str(idata.attrs.get("sampler", "")),
+            "nutpie_backend": str(idata.attrs.get("nutpie_backend", "")),
+            "sampler_config": json.loads(idata.attrs.get("sampler_config", "{}")),
+            "timings": json.loads(idata.attrs.get("timings", "{}")),
+            "n_athletes": len(user_ids),
+        }
+        athlete = bayes.posterior_athlete_params(idata)  # name → (draws, athletes)
+        pop = bayes.population_draws(idata)
+        n = pop["scale"].shape[0]
+        keep = np.unique(np.linspace(0, n - 1, min(n, self.config.keep_draws)).astype(int))
+        index = {name: i for i, name in enumerate(pop["param_names"])}
+        phi = {name: np.asarray(pop["phi"][keep, i], dtype=float)
+               for i, name in enumerate(AR_PARAMS)}
+        self.athletes_ = {}
+        for a, uid in enumerate(user_ids):
+            draws = {name: np.asarray(athlete[name][keep, a], dtype=float) for name in PARAM_NAMES}
+            draws.update(phi)
+            self.athletes_[str(uid)] = draws
+        self.population_ = Population(
+            sources=tuple(pop["sources"]),
+            loc={name: np.asarray(pop["loc"][keep, :, index[name]], dtype=float)
+                 for name in PARAM_NAMES},
+            scale={name: np.asarray(pop["scale"][keep, index[name]], dtype=float)
+                   for name in PARAM_NAMES},
+            phi=phi)
+        self.idata_ = idata
+        self.drift_ = {}  # chosen for, and a residual trained on, another posterior no longer fit
+        self.residual_ = None
+
+    # -- API ---------------------------------------------------------------------------------
+    def athlete_params(self, history: pd.DataFrame, rng: np.random.Generator
+                       ) -> dict[str, np.ndarray]:
+        """Posterior draws for the athlete of `history`: the fitted posterior for an athlete in
+        the fit, otherwise `personalize(history)`."""
+        self._check_fitted()
+        uid = str(history["user_id"].iloc[0]) if len(history) else ""
+        if uid in self.athletes_:
+            return self.athletes_[uid]
+        return self.personalize(history, rng).params
+
+    def personalize(self, history: pd.DataFrame | AthleteSeries,
+                    rng: np.random.Generator | None = None, *,
+                    n_proposals: int | None = None, n_draws: int | None = None,
+                    rounds: int = PERSONALIZE_ROUNDS) -> Personalization:
+        """Posterior of a new athlete from ≥ 7 days of its rows (HRV or RHR observed), with
+        `n_proposals` proposals per round and `n_draws` kept draws (default: the config's) in
+        up to `rounds` adaptive rounds (`personalize_series`). `history` is the athlete's
+        daily-table rows, or its `AthleteSeries` when the caller already has the arrays (the
+        planners, every morning: building a frame costs more than the update itself)."""
+        self._check_fitted()
+        series = history if isinstance(history, AthleteSeries) else series_from_frame(history)
+        n_obs = int(np.sum(~np.isnan(series.hrv) | ~np.isnan(series.rhr)))
+        if n_obs < 7:
+            raise DataError("(history)", f"personalisation needs at least 7 days with HRV or "
+                                         f"RHR, got {n_obs}")
+        result = personalize_series(self.population_, series, rng or np.random.default_rng(0),
+                                    n_proposals or self.config.personalize_proposals,
+                                    n_draws or self.config.personalize_draws, rounds)
+        if result.ess < 20:
+            warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "
+                          f"{result.n_proposals}); the posterior is rough", stacklevel=2)
+        return result
+
+    def fit_drift(self, frame: pd.DataFrame, *, condition_days: int = 14, seed: int = 0,
+                  max_draws: int = 100, grid: dict = DRIFT_GRID) -> dict[str, dict]:
+        """Choose each target's slow noise drift (`drift.select_drift`) on the athletes of
+        `frame` (the fit's rows: the training athletes only). Each athlete is personalised on
+        its first `condition_days` calendar days, as an athlete the fit never saw would be, and
+        the next-day forecasts of its later days are scored (at most `max_draws` of its
+        posterior draws, for speed). An athlete with too few days to personalise on is
+        skipped. Sets `drift_` and returns, per target, the setting with its CRPS, the single
+        AR(1)'s CRPS and the athletes used.
+        """
+        self._check_fitted()
+        if condition_days < WARM_START_DAYS:
+            raise ValueError(f"condition_days must be ≥ {WARM_START_DAYS}, got {condition_days}")
+        cases: dict[str, list[DriftCase]] = {target: [] for target in TARGETS}
+        for user, rows in frame.groupby(frame["user_id"].astype(str), sort=True):
+            start = rows["date"].min()
+            head = rows[rows["date"] < start + pd.Timedelta(days=condition_days)]
+            rng = np.random.default_rng([seed, zlib.crc32(user.encode())])
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # rough weights are part of the setting
+                    params = self.personalize(head, rng).params
+            except DataError:
+                continue
+            keep = rng.choice(len(params["mu_hrv"]), size=min(max_draws, len(params["mu_hrv"])),
+                              replace=False)
+            params = {name: values[keep] for name, values in params.items()}
+            series = series_from_frame(rows)
+            means = observation_means(params, latent_states(params, series.load,
+                                                            series.hi_load))
+            for target, y in observed_targets(series).items():
+                cases[target].append(DriftCase(y[None, :] - means[target],
+                                               params[NOISE_SIGMA[target]], params[NOISE_PHI[target]],
+                                               condition_days))
+        if not cases[TARGETS[0]]:
+            raise ValueError(f"no athlete has enough days to choose the noise drift on "
+                             f"(personalisation needs 7 in the first {condition_days})")
+        summary, drift = {}, {}
+        for target, target_cases in cases.items():
+            best, scores = select_drift(target_cases, grid)
+            drift[target] = best
+            summary[target] = {"setting": best.to_dict(), **scores,
+                               "athletes": len(target_cases)}
+        self.drift_ = drift
+        return summary
+
+    def sample_athletes(self, n: int, rng: np.random.Generator, source: str | None = None
+                        ) -> dict[str, np.ndarray]:
+        """Parameters of n new synthetic athletes drawn from the population posterior."""
+        self._check_fitted()
+        raw, _, _ = self.population_.draw_unconstrained(n, rng, source)
+        return constrained(raw)
+
+    def predict(self, history: pd.DataFrame, planned_loads: pd.DataFrame,
+                n_samples: int = 500, rng: np.random.Generator | None = None,
+                use_residual: bool = True) -> Prediction:
+        """Predict the mornings after each planned day.
+
+        `history`: one athlete's canonical rows up to today (today's row may carry this
+        morning's physiology and no load yet); `planned_loads`: one row per planned day starting
+        today, with `load_trimp` and optionally `z4_min`, `z5_min`, `strength_min` (missing =
+        0). Returns the predictive samples for the morning after each planned day. When the
+        model carries a neural residual whose gate is on for a target (and `use_residual`), that
+        target's forecast is the hybrid one (`hybrid.forecast_with_residual`), as in
+        `periodize model evaluate`; the other targets are the Banister forecast, bit for bit.
+        """
+        self._check_fitted()
+        rng = rng or np.random.default_rng(0)
+        if "load_trimp" not in planned_loads.columns or planned_loads["load_trimp"].isna().any():
+            raise ValueError("planned_loads needs a load_trimp for every planned day")
+        horizon = len(planned_loads)
+        params = self.athlete_params(history, rng)
+        frame, start = plan_frame(history, planned_loads)
+        full = series_from_frame(frame)
+        origin = start + 1  # the first morning after the first planned day
+        residual = getattr(self, "residual_", None) if use_residual else None
+        if residual is not None and any(residual.enabled.values()):
+            from physiology_model.model.hybrid import forecast_with_residual
+
+            samples = forecast_with_residual(params, residual, frame, np.array([origin]),
+                                             horizon, n_samples, rng, self.drift_)
+        else:
+            samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng,
+                                       self.drift_)
+        lat = latent_states(params, full.load, full.hi_load)
+        draw = rng.integers(0, lat.shape[0], size=n_samples)
+        days = origin + np.arange(horizon)
+        latents = {name: lat[draw][:, days, i] for i, name in enumerate(LATENTS)}
+        return Prediction(dates=full.dates[start:start + horizon],
+                          samples={k: v[0] for k, v in samples.items()}, latents=latents)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write the model to a directory: `posterior.nc` (InferenceData of the kept draws),
+        `model.json` (config, sources, diagnostics, library versions) and, when the model has a
+        neural residual, `residual/` (`TrainedResidual.save`)."""
+        import arviz as az
+        import xarray as xr
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        users = sorted(self.athletes_)
+        draws = len(self.population_.phi[AR_PARAMS[0]])
+        data = {}
+        for name in PARAM_NAMES:
+            data[name] = (("draw", "athlete"), np.stack(
+                [self.athletes_[u][name] for u in users], axis=1) if users else np.zeros((draws, 0)))
+            data[f"{name}_loc"] = (("draw", "source"), self.population_.loc[name])
+            data[f"{name}_scale"] = (("draw",), self.population_.scale[name])
+        for name in AR_PARAMS:
+            data[name] = (("draw",), self.population_.phi[name])
+        posterior = xr.Dataset(data, coords={"draw": np.arange(draws), "athlete": users,
+                                             "source": list(self.population_.sources)})
+        idata = az.InferenceData(posterior=posterior.expand_dims(chain=[0]))
+        from physiology_model.data.table import atomic_write
+
+        atomic_write(directory / "posterior.nc", lambda tmp: idata.to_netcdf(tmp))
+        residual = getattr(self, "residual_", None)
+        if residual is not None:
+            residual.save(directory / "residual")
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "config": vars(self.config), "sources": list(self.population_.sources),
+                "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
+                "split": _jsonable(getattr(self, "split_", {})),
+                "fit": _jsonable(getattr(self, "fit_info_", {})),
+                "residual": "residual" if residual is not None else None,
+                "drift": {t: d.to_dict() for t, d in getattr(self, "drift_", {}).items()},
+                "versions": _versions()}
+        atomic_write(directory / "model.json",
+                     lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> WorldModel:
+        """Load a model written by `save`; a model of another format version fails clearly."""
+        import arviz as az
+
+        directory = Path(directory)
+        meta_path = directory / "model.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise DataError(directory, "not a saved world model (no model.json)") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(meta_path, f"not valid JSON ({exc.msg})") from None
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(meta_path, f"saved as {meta.get('format')} version "
+                                       f"{meta.get('format_version')}; this code reads {FORMAT} "
+                                       f"version {FORMAT_VERSION}: refit with `periodize model fit`")
+        post = az.from_netcdf(directory / "posterior.nc").posterior.isel(chain=0)
+        model = cls(WorldModelConfig(**meta["config"]))
+        users = [str(u) for u in post["athlete"].values]
+        model.athletes_ = {u: {name: post[name].values[:, i].astype(float)
+                               for name in PARAM_NAMES} for i, u in enumerate(users)}
+        model.population_ = Population(
+            sources=tuple(meta["sources"]),
+            loc={name: post[f"{name}_loc"].values.astype(float) for name in PARAM_NAMES},
+            scale={name: post[f"{name}_scale"].values.astype(float) for name in PARAM_NAMES},
+            phi={name: post[name].values.astype(float) for name in AR_PARAMS})
+        for u in users:
+            for name in AR_PARAMS:
+                model.athletes_[u][name] = model.population_.phi[name]
+        model.diagnostics_ = meta.get("diagnostics", {})
+        model.split_ = meta.get("split", {})
+        model.fit_info_ = meta.get("fit", {})
+        try:
+            model.drift_ = {str(t): SlowDrift.from_dict(d)
+                            for t, d in (meta.get("drift") or {}).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(meta_path, f"unreadable drift settings ({exc})") from None
+        model.residual_ = None
+        if meta.get("residual"):
+            from physiology_model.model.residual import TrainedResidual
+
+            model.residual_ = TrainedResidual.load(directory / "residual", device="cpu")
+        return model
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("adaptive-periodization", "numpy", "pymc", "arviz", "torch"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+class WorldModelForecaster:
+    """The `WorldModel` as a `forecast.Forecaster`, for the forecast evaluation protocol.
+
+    `fit` fits the model unless it was given fitted (a model loaded from disk, fitted by
+    `periodize model fit` on the protocol's training rows); `condition` returns the fitted
+    posterior of an athlete in the fit, and personalises any other athlete on the rows given.
+    With `use_residual` (default) the model's neural residual, if it has one, corrects the
+    forecasts of the targets its gate enabled (`hybrid.forecast_with_residual`); `name` lets the
+    base model alone be scored beside it (e.g. `use_residual=False, name="world_model_base"`).
+    """
+
+    name = "world_model"
+
+    def __init__(self, model: WorldModel, seed: int = 0, use_residual: bool = True,
+                 name: str = "world_model"):
+        self.model = model
+        self.seed = seed
+        self.use_residual = use_residual
+        self.name = name
+
+    def fit(self, train: pd.DataFrame) -> WorldModelForecaster:
+        if not hasattr(self.model, "population_"):
+            self.model.fit(train)
+        return self
+
+    def condition(self, athlete: pd.DataFrame) -> _ConditionedWorldModel:
+        user = str(athlete["user_id"].iloc[0]).encode()
+        rng = np.random.default_rng([self.seed, zlib.crc32(user)])
+        residual = getattr(self.model, "residual_", None) if self.use_residual else None
+        return _ConditionedWorldModel(self.model.athlete_params(athlete, rng), residual,
+                                      getattr(self.model, "drift_", {}))
+
+
+@dataclass(frozen=True)
+class _ConditionedWorldModel:
+    params: dict[str, np.ndarray]
+    residual: TrainedResidual | None = None
+    """A `residual.TrainedResidual` applied on top of the base forecast, or None."""
+    drift: Mapping[str, SlowDrift] = field(default_factory=dict)
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+        if self.residual is None:
+            return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
+                                    n_samples, rng, self.drift)
+        from physiology_model.model.hybrid import forecast_with_residual
+
+        return forecast_with_residual(self.params, self.residual, frame, origins, horizon,
+                                      n_samples, rng, self.drift)
