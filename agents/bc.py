@@ -45,10 +45,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, log_loss
 from sklearn.model_selection import GroupKFold
 
-from agents.policy import N_ACTIONS, check_batch, masked_choice, masked_sample
-from physiology_model.features.batch import FEATURE_NAMES
+from agents.policy import check_batch, masked_choice, masked_sample
 from physiology_model.data.splits import user_split
-from physiology_model.data.table import ACTIONS
+from physiology_model.data.table import ACTIONS, N_ACTIONS
+from physiology_model.features.batch import FEATURE_NAMES
 from simulator.observation import observation_matrix, observations_from_table
 
 FORMAT_VERSION = 1

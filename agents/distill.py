@@ -24,10 +24,9 @@ who runs a test every few weeks (`MPCConfig.performance_draws` draws of the perf
 response, weighed by the tests: `agents.mpc.performance_test_weights`), and the student's
 belief draws and weighs the same way, so its inputs gain the weighted draws' summary
 (`agents.mpc.PERFORMANCE_FEATURE_NAMES`). Such a student is handed the tests as the planner is
-(`DistilledPlanner.observe_performance`, `periodize plan --policy RUN --tests CSV`). On 1,000
-held-out simulated athletes with a free test every 28 days, the student distilled that way on
-1,024 athletes kept 97 % [93, 100] of the oracle's ΔP gain, the student without tests 76 %
-(`benchmarks/performance_tests.py`, README).
+(`DistilledPlanner.observe_performance`, `periodize plan --policy RUN --tests CSV`). What
+the tests are worth to the student is measured by `benchmarks/performance_tests.py`
+(docs/results.md).
 
 The network is `DiscreteSAC`'s actor (the same network, observation normaliser and checkpoint
 format) trained by masked cross-entropy with early stopping on held-out athletes; its critics
@@ -52,8 +51,10 @@ import torch
 
 from agents.mpc import AthleteBelief, MPCConfig, MPCPlanner, belief_feature_names
 from agents.policy import check_batch
+from agents.runs import write_run_record
 from agents.sac import DiscreteSAC, SACConfig, masked_log_probs
-from agents.runs import jsonable, write_run_record
+from physiology_model.jsonio import jsonable
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
 from simulator.observation import FEATURE_INDEX
@@ -199,7 +200,6 @@ class DistilledPlanner:
             if not meta.get("model_dir"):
                 raise ValueError(f"{path} names no world model: pass the model it was "
                                  "distilled with")
-            from physiology_model.model.world_model import WorldModel
 
             model = WorldModel.load(meta["model_dir"])
         settings = {k: tuple(v) if isinstance(v, list) else v

@@ -174,13 +174,9 @@ class MPCConfig:
     with the prior medians (a plug-in), D > 0 with D draws from its prior per athlete, drawn
     at the episode's start, so that ΔP is the expectation over what the planner does not know
     (`planning.RolloutStart`: performance draws are separate from the S scenarios). The
-    plug-in is the default because the expectation did not plan better: on 400 athletes of
-    the tuning cohort (seed 3000, `benchmarks/mpc_sweep.py --n 400 --setting
-    'perf256={"performance_draws": 256}' --setting 'perf1024={"performance_draws": 1024}'`,
-    `benchmarks/results/mpc_sweep_performance_draws.json`) ΔP −0.05 ± 0.05 % with 256 draws
-    and −0.02 ± 0.04 % with 1,024 (paired mean ± SE); valuing the time after the plan at one
-    continuation load for all draws instead of each draw's own did no better (−0.05 ± 0.05).
-    Performance tests (`MPCPlanner.observe_performance`) weigh the draws, so they need D > 0."""
+    plug-in is the default because the expectation did not plan better on the tuning cohort
+    (`benchmarks/mpc_sweep.py`, `benchmarks/results/mpc_sweep_performance_draws.json`,
+    docs/results.md). Performance tests (`MPCPlanner.observe_performance`) weigh the draws, so they need D > 0."""
     performance_test_cv: float = 0.015
     """Within-athlete coefficient of variation of a performance test that the belief assumes
     (the noise of ln(test result)): a 5-km time trial of trained runners repeats within 1.5 %
@@ -1017,9 +1013,8 @@ class PerformanceBlindOracle(OraclePlanner):
     No wearable reading reveals the performance response (docs/identifiability.md), so this is
     what perfect knowledge of everything a wearable could reveal is worth. It maximises the
     return as the oracle does, on the prior's medians, so it speaks to the return a
-    wearable-only policy could reach, not to its ΔP: on the 1,000 held-out athletes of seed
-    5000 it kept less of the oracle's ΔP gain than the MPC (72 against 83 %) with a better
-    return (README)."""
+    wearable-only policy could reach, not to its ΔP (`benchmarks/performance_tests.py
+    --blind-oracle`; the measurement is in docs/results.md)."""
 
     name = "oracle_blind_to_performance"
 

@@ -30,12 +30,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from physiology_model.data.table import ACTIONS, N_ACTIONS
 from physiology_model.features.batch import FEATURE_NAMES
-from physiology_model.data.table import ACTIONS
 from simulator.constraints import DEFAULT_SAFETY_CONFIG, SafetyConfig, preference_order
 from simulator.observation import FEATURE_INDEX
 
-N_ACTIONS = len(ACTIONS)
 N_FEATURES = len(FEATURE_NAMES)
 ACTION_INDEX: dict[str, int] = {name: i for i, name in enumerate(ACTIONS)}
 """Index of each action name in `ACTIONS` (the action encoding of the env)."""

@@ -24,9 +24,8 @@ the columns `date` and `result`, the result in any unit where higher is better (
 distance in a fixed time; for a time over a fixed distance give its inverse, e.g. km/h). The MPC
 planner then draws the performance response (`MPCConfig.performance_draws`) and weighs the
 draws by how well they predict the changes between the tests (`agents.mpc.
-performance_test_weights`): on 1,000 held-out simulated athletes a monthly time trial took
-the planner from 83 to 93 % of the oracle's gain (`benchmarks/performance_tests.py`). One test
-alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
+performance_test_weights`); what a monthly test is worth is measured by
+`benchmarks/performance_tests.py` (docs/results.md). One test alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
 performance_test_cv`, a 5-km time trial's). A `--policy` reads tests only when it is a planner
 distilled with them (`agents.distill.DistillConfig.tests_every`); other policies refuse them.
 
@@ -45,9 +44,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.mpc import MPCConfig, MPCPlanner
+from agents.policy import reads_performance_tests
+from physiology_model.data.load import action_loads, actual_actions
+from physiology_model.data.loaders import load_exports
+from physiology_model.data.loaders._io import read_csv, require_columns, to_datetime, to_number
+from physiology_model.data.table import ACTIONS, NoteLog
 from physiology_model.errors import DataError
-from physiology_model.data.load import action_loads
-from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel, resolve_model_dir
+from simulator.constraints import mask_from_table
+from simulator.observation import FEATURE_INDEX as F
+from simulator.observation import observation_matrix, observations_from_table
 
 MIN_DAYS = 7
 TEST_DRAWS = 1024
@@ -58,8 +65,6 @@ TEST_DRAWS = 1024
 def read_performance_tests(path: str | Path) -> pd.Series:
     """The tests of a `--tests` CSV (module docstring): results (> 0) indexed by day, sorted.
     Anything else is one `DataError` naming the file."""
-    from physiology_model.data.loaders._io import read_csv, require_columns, to_datetime, to_number
-    from physiology_model.data.table import NoteLog
 
     path = Path(path)
     frame = read_csv(path, NoteLog())
@@ -113,7 +118,6 @@ def _pick_athlete(frame: pd.DataFrame, athlete: str | None) -> str:
 
 
 def _context(obs: np.ndarray) -> str:
-    from simulator.observation import FEATURE_INDEX as F
 
     return (f"recovery {obs[F['recovery_pct']]:.0f}%, HRV z {obs[F['ln_hrv_z_28d']]:+.1f}, "
             f"{obs[F['days_since_rest']]:.0f} days since rest, ATL {obs[F['atl_trimp']]:.0f} / "
@@ -133,7 +137,6 @@ def policy_event_horizon(run_dir: str | Path) -> int | None:
 
 def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
     """`obs` with `days_to_event` capped at `horizon` (None: unchanged)."""
-    from simulator.observation import FEATURE_INDEX as F
 
     if horizon is None:
         return obs
@@ -146,8 +149,6 @@ def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, day
                      rng: np.random.Generator, horizon: int | None,
                      events: dict[str, list[str]] | None) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings."""
-    from simulator.constraints import mask_from_table
-    from simulator.observation import observation_matrix, observations_from_table
 
     rows = history.copy()
     sessions = []
@@ -221,13 +222,6 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
     tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
     performance response from."""
-    from agents.mpc import MPCConfig, MPCPlanner
-    from agents.policy import reads_performance_tests
-    from physiology_model.data.load import actual_actions
-    from physiology_model.data.loaders import load_exports
-    from physiology_model.model.world_model import WorldModel, resolve_model_dir
-    from simulator.constraints import mask_from_table
-    from simulator.observation import observation_matrix, observations_from_table
 
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")

@@ -64,7 +64,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.policy import N_ACTIONS, N_FEATURES, check_batch, masked_choice, masked_sample
+from agents.policy import N_FEATURES, check_batch, masked_choice, masked_sample
+from physiology_model.data.table import N_ACTIONS
 
 SAC_FORMAT = "adaptive-periodization.DiscreteSAC"
 SAC_VERSION = 1

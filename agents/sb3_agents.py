@@ -30,8 +30,9 @@ import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvWrapper
 
-from agents.policy import N_ACTIONS, N_FEATURES, check_batch, masked_choice, masked_sample
+from agents.policy import N_FEATURES, check_batch, masked_choice, masked_sample
 from agents.sac import RunningNormalizer
+from physiology_model.data.table import N_ACTIONS
 
 SB3_FORMAT = "adaptive-periodization.SB3Policy"
 SB3_VERSION = 1
@@ -70,9 +71,8 @@ class PPOConfig:
     discount and the step size).
 
     γ = 0.999 and learning rate 1e-4 won a same-budget race of settings on held-out athletes
-    (`benchmarks/learner_sweep.py`, results in `benchmarks/results/learner_sweep_round1.json`
-    and `_round2.json`: 240 s of training each, 16 cores): mean ΔP +0.45 and +0.29 % (two
-    seeds) against −0.31 % for SB3's defaults (γ 0.99, 3e-4), fixed periodization −0.40 %. With
+    against SB3's defaults (γ 0.99, 3e-4) (`benchmarks/learner_sweep.py`, results in
+    `benchmarks/results/learner_sweep_round1.json` and `_round2.json`). With
     the potential-based reward, γ near 1 makes the return the episode's ΔP itself rather than
     a sum weighted towards the next weeks."""
 

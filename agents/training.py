@@ -36,6 +36,7 @@ import torch
 
 from agents.device import describe_device, select_device
 from agents.policy import N_FEATURES, Policy
+from agents.runs import RUN_FORMAT, run_versions, write_json
 from agents.sac import (
     DiscreteSAC,
     RunningNormalizer,
@@ -55,8 +56,8 @@ from agents.sb3_agents import (
     make_sb3_sac,
 )
 from physiology_model.errors import DataError
+from physiology_model.jsonio import jsonable
 from simulator.cohort import Cohort
-from agents.runs import RUN_FORMAT, jsonable, run_versions, write_json
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
 
 AGENTS: tuple[str, ...] = ("sac", "sac-continuous", "ppo")

@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
-from agents.mpc import MPCConfig
+from agents.baselines import FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy, SeedRulePolicy
+from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
 from agents.policy import reads_performance_tests
+from agents.recommend import TEST_DRAWS
 from physiology_model.data.table import ACTIONS, atomic_write
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
@@ -289,12 +291,6 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                      seed: int = 0, test_cv: float | None = None) -> dict[str, PolicyFactory]:
     """Factories for policies named on the command line and for trained run directories;
     `test_cv`: the performance tests' CV that `mpc_tested` assumes (default its config's)."""
-    from agents.baselines import (
-        FixedPeriodizationPolicy,
-        HRVGuidedPolicy,
-        RandomPolicy,
-        SeedRulePolicy,
-    )
 
     out: dict[str, PolicyFactory] = {}
     simple = {"random": RandomPolicy, "seed_rule": SeedRulePolicy,
@@ -307,8 +303,6 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                 raise ValueError("the bc policy needs --data (to train it) or a bc run")
             out[name] = lambda sim: bc_policy
         elif name in ("mpc", "mpc_tested"):
-            from agents.mpc import MPCConfig, MPCPlanner
-            from agents.recommend import TEST_DRAWS
 
             if model is None:
                 raise ValueError(f"the {name} policy needs --model")
@@ -321,7 +315,6 @@ def policy_factories(names: Sequence[str], *, model=None, bc_policy=None,
                 episode_days=EnvConfig().episode_days if sim is None
                 else sim.config.episode_days, **tested), seed=seed)
         elif name == "oracle":
-            from agents.mpc import OraclePlanner
 
             out[name] = lambda sim: None if sim is None else OraclePlanner(sim, seed=seed)
         else:

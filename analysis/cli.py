@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from physiology_model.errors import DataError
+from physiology_model.jsonio import jsonable
 
 
 def _data_summary(args: argparse.Namespace) -> int:
@@ -31,7 +32,7 @@ def _data_summary(args: argparse.Namespace) -> int:
             "totals": totals_by_source(summary).to_dict(orient="records"),
             "notes": [n.__dict__ for n in table.notes],
         }
-        sys.stdout.write(json.dumps(payload, indent=1, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(jsonable(payload), indent=1) + "\n")
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.max_columns", None):
@@ -58,8 +59,8 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _data_calibrate(args: argparse.Namespace) -> int:
-    from physiology_model.data.loaders import calibrate_strain
     from physiology_model.data.load import save_strain_calibration
+    from physiology_model.data.loaders import calibrate_strain
 
     calibration = calibrate_strain(args.paths)
     save_strain_calibration(calibration, args.out)
@@ -88,8 +89,8 @@ def _model_fit(args: argparse.Namespace) -> int:
 
 def _model_evaluate(args: argparse.Namespace) -> int:
     from analysis.forecast_eval import evaluate_forecasters, write_forecast_report
-    from physiology_model.model.forecasters import baseline_forecasters
     from physiology_model.data.loaders import load_exports
+    from physiology_model.model.forecasters import baseline_forecasters
     from physiology_model.model.world_model import (
         WorldModel,
         WorldModelForecaster,
@@ -111,12 +112,6 @@ def _model_evaluate(args: argparse.Namespace) -> int:
                                 values="crps").round(4).to_string())
     print(f"wrote {args.out} ({len(records)} records)")
     return 0
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:

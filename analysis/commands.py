@@ -15,19 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from physiology_model.errors import DataError
 from physiology_model.data.table import ACTIONS
-
-
-def json_ready(value):
-    """Nested data with NaN/inf floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+from physiology_model.errors import DataError
+from physiology_model.jsonio import jsonable
 
 
 def _say(message: str) -> None:
@@ -113,7 +103,6 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
 
     from agents.distill import DistillConfig, distill
     from agents.sac import config_from_dict
-    from physiology_model.model.world_model import WorldModel
     from simulator.cohort import Cohort
 
     if not args.model:
@@ -210,8 +199,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if real is not None:
-        payload_real = json.dumps(json_ready({k: v for k, v in real.items()
-                                              if k != "twin_runs"}), indent=1,
+        payload_real = json.dumps(jsonable({k: v for k, v in real.items() if k != "twin_runs"},
+                                           strict=True), indent=1,
                                   allow_nan=False) + "\n"
         atomic_write(out / "real.json", lambda tmp: Path(tmp).write_text(payload_real))
     meta = {"command": "periodize " + " ".join(args.argv),
@@ -222,7 +211,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "every_days": tests.every, "cv": tests.cv, "session": args.test_session,
                 "seed": tests.seed,
                 "handed_to": [n for n, r in runs.items() if "tested" in r.extra]}}
-    payload = json.dumps(json_ready(records), indent=1, allow_nan=False) + "\n"
+    payload = json.dumps(jsonable(records, strict=True), indent=1, allow_nan=False) + "\n"
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
     atomic_write(out / "config.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))

@@ -48,6 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from physiology_model.data.table import atomic_write
+from physiology_model.model.fitting import split_for_forecasting
 from physiology_model.model.forecasters import (
     TARGETS,
     AthleteForecaster,
@@ -55,8 +57,6 @@ from physiology_model.model.forecasters import (
     GaussianAthleteForecaster,
     target_values,
 )
-from physiology_model.data.table import atomic_write
-from physiology_model.model.fitting import split_for_forecasting
 
 RECORD_KEYS: tuple[str, ...] = ("target", "horizon", "method", "split", "n", "mae", "crps",
                                 "cover50", "cover90", "crps_lo", "crps_hi")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from physiology_model.features.batch import FEATURE_NAMES
 from physiology_model.data.table import ACTIONS
+from physiology_model.features.batch import FEATURE_NAMES
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.policy import step_down
+from analysis.benchmark import evaluate_policies
 from physiology_model.data.load import actual_actions
+from simulator.cohort import twin_cohort
+from simulator.env import EnvConfig
+from simulator.replay import describe_replay, replay_athlete
 
 
 class ActualPlanPolicy:
@@ -38,7 +43,6 @@ class ActualPlanPolicy:
         self.day = 0
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        from agents.policy import step_down
 
         planned = self.actions[:, min(self.day, self.actions.shape[1] - 1)]
         self.day += 1
@@ -55,7 +59,6 @@ def sim_to_real(model, frame: pd.DataFrame, athletes: Sequence[str], *, n_replic
     """Measured vs simulated statistics per athlete × target × statistic."""
     import warnings
 
-    from simulator.replay import describe_replay, replay_athlete
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -94,9 +97,6 @@ def policies_in_twins(model, frame: pd.DataFrame, athletes: Sequence[str],
                       factories: dict[str, Callable], *, days: int = 60, seed: int = 0,
                       progress: Callable[[str], None] | None = None):
     """Every policy and the athletes' actual plans in their twins, `days`-day episodes."""
-    from analysis.benchmark import evaluate_policies
-    from simulator.cohort import twin_cohort
-    from simulator.env import EnvConfig
 
     plans, keep = [], []
     for uid in athletes:

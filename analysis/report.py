@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from physiology_model.data.table import ACTIONS
+from analysis.benchmark import BASELINES, HEADLINE
+from analysis.interpret import distill
+from physiology_model.data.table import ACTIONS, atomic_write
+from simulator.constraints import longest_runs
 
 _COLORS = ("#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#937860",
            "#da8bc3", "#8c8c8c", "#b5b5b5")
@@ -45,7 +48,6 @@ def _by(records: Sequence[dict], policy: str, metric: str) -> dict | None:
 def success_criteria(records: Sequence[dict], runs: dict) -> list[dict[str, Any]]:
     """Seed §13.1 as rows {criterion, value, threshold, passed} for the best learned policy
     (the non-baseline, non-oracle policy with the highest mean ΔP)."""
-    from analysis.benchmark import BASELINES
 
     learned = [n for n in runs if n not in BASELINES and n != "oracle"]
     if not learned:
@@ -87,7 +89,6 @@ def _longest_injured_run(run) -> int:
     injured = run.extra.get("injured")
     if injured is None:
         return 0
-    from simulator.constraints import longest_runs
 
     runs = longest_runs(injured)
     return int(runs.max()) if runs.size else 0
@@ -106,7 +107,6 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _headline_table(records: Sequence[dict], policies: Sequence[str]) -> str:
-    from analysis.benchmark import HEADLINE
 
     head = "".join(f"<th>{html.escape(m)}</th>" for m in HEADLINE)
     rows = []
@@ -218,8 +218,6 @@ def _tree_section(runs: dict) -> str:
     import matplotlib.pyplot as plt
     from sklearn.tree import plot_tree
 
-    from analysis.benchmark import BASELINES
-    from analysis.interpret import distill
 
     learned = [n for n in runs if n not in BASELINES and n != "oracle"
                and "obs" in runs[n].extra]
@@ -378,8 +376,6 @@ def write_report(path: Path, runs: dict, records: Sequence[dict], *, meta: dict[
                  run_dirs: Sequence[str] = (), forecast_json: Path | None = None,
                  real: dict | None = None) -> None:
     """Write the HTML report (atomically: the file appears whole or not at all)."""
-    from analysis.benchmark import BASELINES
-    from physiology_model.data.table import atomic_write
 
     policies = list(runs)
     criteria = success_criteria(records, runs)

@@ -40,9 +40,9 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "fit_benchmark.json"
 
 
 def _arrays(dataset: str, args: argparse.Namespace):
+    from physiology_model.data.loaders import load_exports
     from physiology_model.model import bayes
     from physiology_model.model.arrays import prepare_arrays
-    from physiology_model.data.loaders import load_exports
 
     if dataset == "real":
         table = load_exports([str(ROOT / "data" / "real")])
@@ -56,9 +56,8 @@ def _arrays(dataset: str, args: argparse.Namespace):
 def _recovery_scores(idata, truth) -> dict[str, float]:
     import arviz as az
 
-    from physiology_model.model import bayes
-
     from physiology_model.dynamics import params
+    from physiology_model.model import bayes
     draws = bayes.posterior_athlete_params(idata)
     inside, rel_errors = [], {}
     for name in params.PARAM_NAMES:

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.dynamics.hazard import HazardCheckConfig, check_against_injury_reports
 from physiology_model.data.loaders import load_exports
+from physiology_model.dynamics.hazard import HazardCheckConfig, check_against_injury_reports
 
 
 def run(data: list[Path], out: Path, config: HazardCheckConfig) -> dict:

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from agents.baselines import RandomPolicy
 from agents.mpc import MPCConfig, MPCPlanner, OraclePlanner
-from simulator.rollout import ObjectiveConfig
 from analysis.benchmark import gap_record, write_benchmark
 from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
+from simulator.rollout import ObjectiveConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mpc_latency import SIM_SEED, run_episode  # one episode runner for the MPC benchmarks

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from physiology_model.features.batch import compute_features
 from physiology_model.data.load import action_loads
-from physiology_model.features.online import OnlineFeatures
 from physiology_model.data.table import ACTIONS
+from physiology_model.features.batch import compute_features
+from physiology_model.features.online import OnlineFeatures
 
 
 def make_days(rng: np.random.Generator, n_athletes: int, n_days: int) -> dict[str, np.ndarray]:

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     from physiology_model.data.loaders import load_exports
+    from physiology_model.model.forecast import series_from_frame
     from physiology_model.model.personalize import PERSONALIZE_ROUNDS, personalize_series
     from physiology_model.model.world_model import WorldModel
-    from physiology_model.model.forecast import series_from_frame
 
     model = WorldModel.load(args.model)
     frame = load_exports([str(args.data)]).frame

@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def study(args: argparse.Namespace) -> dict:
     import arviz as az
 
-    from physiology_model.model import bayes
-
     from physiology_model.dynamics import params
+    from physiology_model.model import bayes
     longest = max(args.days)
     cohort, truth = bayes.simulate_cohort(
         bayes.SimulationConfig(n_athletes=args.athletes, n_days=longest),

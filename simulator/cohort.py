@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
+from physiology_model.data.table import atomic_write
 from physiology_model.dynamics.hazard import HazardParams, sample_hazard_params
 from physiology_model.dynamics.params import AR_PARAMS, LOAD_SCALE_TRIMP, PARAM_NAMES
 from physiology_model.dynamics.performance import PerformanceParams, sample_performance_params
-from physiology_model.data.table import atomic_write
+from physiology_model.errors import DataError
 
 PHYSIOLOGY_KEYS: tuple[str, ...] = PARAM_NAMES + AR_PARAMS
 PERFORMANCE_KEYS: tuple[str, ...] = ("fitness_gain", "fatigue_gain", "variable_fatigue_gain",

@@ -71,13 +71,12 @@ from typing import get_type_hints
 import numpy as np
 import pandas as pd
 
+from physiology_model.data.load import read_toml
+from physiology_model.data.table import ACTIONS, N_ACTIONS, NUMERIC_COLUMNS
 from physiology_model.errors import DataError
 from physiology_model.features.batch import FeatureConfig
-from physiology_model.data.load import read_toml
-from physiology_model.data.table import ACTIONS, NUMERIC_COLUMNS
 from simulator.observation import observations_from_table
 
-N_ACTIONS = len(ACTIONS)
 ACTION_INDEX: Mapping[str, int] = {name: i for i, name in enumerate(ACTIONS)}
 REST = ACTION_INDEX["rest"]
 

@@ -43,7 +43,7 @@ from scipy.special import ndtri
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from physiology_model.data.load import action_loads, continuous_loads
-from physiology_model.data.table import ACTIONS, NUMERIC_COLUMNS
+from physiology_model.data.table import ACTIONS, N_ACTIONS, NUMERIC_COLUMNS
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.hazard import daily_hazard
 from physiology_model.dynamics.observation import (
@@ -55,7 +55,8 @@ from physiology_model.dynamics.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP
 from physiology_model.dynamics.step import morning_means, transition
 from physiology_model.features.batch import FEATURE_NAMES, FeatureConfig
 from physiology_model.features.online import OnlineFeatures
-from simulator.cohort import Cohort
+from physiology_model.model.world_model import WorldModel, shipped_model_dir
+from simulator.cohort import Cohort, generate_cohort
 from simulator.constraints import (
     ActionHistory,
     SafetyConfig,
@@ -67,7 +68,6 @@ from simulator.constraints import (
 )
 from simulator.rewards import RewardConfig, recovery_term, step_reward
 
-N_ACTIONS = len(ACTIONS)
 _HRV_RANGE, _RHR_RANGE = NUMERIC_COLUMNS["hrv_rmssd_ms"], NUMERIC_COLUMNS["rhr_bpm"]
 REST = ACTIONS.index("rest")
 HABITUAL_WEEK: tuple[str, ...] = ("rest", "z2_aerobic", "tempo_threshold", "z2_aerobic",
@@ -711,8 +711,6 @@ class BatchedPeriodizationEnv(VecEnv):
 
 def default_cohort(n: int = 64, seed: int = 0) -> Cohort:
     """A cohort drawn from the shipped world model (for `gym.make("Periodization-v0")`)."""
-    from physiology_model.model.world_model import WorldModel, shipped_model_dir
-    from simulator.cohort import generate_cohort
 
     model_dir = shipped_model_dir()
     return generate_cohort(WorldModel.load(model_dir), n, seed, model_dir=str(model_dir))

@@ -16,12 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from physiology_model.dynamics.observation import logit_to_recovery
-from physiology_model.model.forecast import series_from_frame
+from physiology_model.dynamics.observation import TARGETS, logit_to_recovery
 from physiology_model.dynamics.step import simulate_observations
-
-TARGETS = ("hrv", "rhr", "recovery")
-"""ln RMSSD (ln ms), resting HR (bpm), recovery (%)."""
+from physiology_model.model.forecast import series_from_frame
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from physiology_model.data.load import action_loads
-from physiology_model.data.table import ACTIONS
+from physiology_model.data.table import ACTIONS, N_ACTIONS
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.hazard import (
     HazardParams,
@@ -109,7 +109,6 @@ from simulator.constraints import (
 from simulator.env import EnvConfig
 from simulator.rewards import RewardConfig, recovery_term
 
-N_ACTIONS = len(ACTIONS)
 RING_DAYS = 28
 """Days of past load the hazard's chronic window reads (`acute_chronic_ratio`'s default)."""
 _HRV, _REC, _HRV_REL = 0, 1, 2  # columns of the residual / innovation / response arrays
@@ -142,11 +141,8 @@ class ObjectiveConfig:
     """α of the risk term: the share of worst scenarios whose mean penalty is the CVaR."""
     risk_weight: float = 0.25
     """Weight of the CVaR premium (CVaR − mean) of the penalty; 0 plans on the mean alone.
-    Chosen by `benchmarks/mpc_sweep.py` (200 athletes of the tuning cohort seed 3000, paired
-    against weight 1, `benchmarks/results/mpc_sweep.json`): 0.25 gave ΔP +0.15 ± 0.06 %
-    (p 9e-9), the best return and the fewest injured days (2.90 vs 3.00 per athlete; 0:
-    +0.16 % ΔP but 3.10 injured days; 0.5: +0.10 %). A weight of 1 plans too cautiously
-    for the athlete's real risk."""
+    Chosen by `benchmarks/mpc_sweep.py` on the tuning cohort (seed 3000; its results and the
+    comparison with other weights: `benchmarks/results/mpc_sweep.json`, docs/results.md)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cvar_fraction <= 1.0:

@@ -19,8 +19,8 @@ from analysis.cli import main
 from analysis.real import ActualPlanPolicy
 from physiology_model.data.load import actual_actions
 from physiology_model.data.table import ACTIONS
-from physiology_model.model.world_model import WorldModel
 from physiology_model.dynamics.step import simulate_observations
+from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
 from simulator.replay import describe_replay, hard_day_response, lag1_autocorrelation

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.table import DailyTable
+from physiology_model.errors import DataError
 
 BAD = Path(__file__).parent / "fixtures" / "bad"
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from physiology_model.dynamics import banister as bn
+
 N_ATHLETES, N_DAYS = 5, 120
 
 

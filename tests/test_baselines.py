@@ -30,8 +30,8 @@ from agents.policy import (
     step_down,
     weekday_of,
 )
-from physiology_model.features.batch import POPULATION_REFERENCE, build_features, compute_features
 from physiology_model.data.load import action_loads
+from physiology_model.features.batch import POPULATION_REFERENCE, build_features, compute_features
 from simulator.constraints import enforce
 from simulator.observation import FEATURE_INDEX, observation_matrix
 

@@ -13,9 +13,8 @@ import pytest
 from scipy import stats
 
 from physiology_model.dynamics import banister, params
-
+from physiology_model.dynamics.observation import TARGETS
 from physiology_model.model import bayes
-from physiology_model.model.arrays import TARGETS
 
 TINY = bayes.SimulationConfig(n_athletes=4, n_days=100)
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from agents.bc import BCConfig, BCPolicy, label_observations, train_bc
-from agents.policy import N_ACTIONS, N_FEATURES, Policy
+from agents.policy import N_FEATURES, Policy
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.splits import user_split
-from physiology_model.data.table import ACTIONS
+from physiology_model.data.table import ACTIONS, N_ACTIONS
 from simulator.observation import observation_matrix, observations_from_table
 
 SMALL_SLICE = "data/real/whoop_api"  # 3 athletes, ~1,200 labelled days: trains in seconds

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from physiology_model.errors import DataError
 from physiology_model.data.table import ACTIONS
+from physiology_model.errors import DataError
 from simulator.constraints import (
     TRAINED_DAY,
     UNKNOWN_DAY,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from physiology_model.features.batch import FEATURE_NAMES
 from physiology_model.data.table import ACTIONS
+from physiology_model.features.batch import FEATURE_NAMES
 from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.constraints import consecutive_hard_days

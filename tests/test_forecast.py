@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from physiology_model.dynamics import banister as bn
+from physiology_model.features.preprocess import LOAD_COLUMNS
 from physiology_model.model.forecasters import (
     TARGETS,
     BanisterLeastSquaresForecaster,
@@ -21,7 +22,6 @@ from physiology_model.model.forecasters import (
     ridge_path_out_of_fold,
     target_values,
 )
-from physiology_model.features.preprocess import LOAD_COLUMNS
 
 PHYSIOLOGY_COLUMNS = ("hrv_rmssd_ms", "rhr_bpm", "recovery_pct", "sleep_min",
                       "sleep_efficiency_pct", "rem_pct", "deep_pct", "resp_rate_rpm",

@@ -19,8 +19,9 @@ from analysis.forecast_eval import (
     interval_hits,
     write_forecast_report,
 )
+from physiology_model.dynamics.observation import TARGETS
 from physiology_model.model.fitting import split_for_forecasting
-from physiology_model.model.forecasters import TARGETS, baseline_forecasters, target_values
+from physiology_model.model.forecasters import baseline_forecasters, target_values
 
 # ---------------------------------------------------------------------------------------------
 # Metrics.

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from physiology_model.dynamics import hazard as hz
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "real"
 
 

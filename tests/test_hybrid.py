@@ -16,6 +16,11 @@ import pandas as pd
 import pytest
 
 from analysis.forecast_eval import crps_samples
+from physiology_model.dynamics.observation import TARGETS
+from physiology_model.dynamics.params import ATHLETE_PARAMS
+from physiology_model.dynamics.step import simulate_observations
+from physiology_model.model.fitting import fit_residual, residual_training_rows
+from physiology_model.model.forecast import forecast_gaussians, forecast_samples, series_from_frame
 from physiology_model.model.forecasters import target_values
 from physiology_model.model.hybrid import (
     athlete_features,
@@ -24,13 +29,8 @@ from physiology_model.model.hybrid import (
     mixture_moments,
     residual_inputs,
 )
-from physiology_model.model.fitting import fit_residual, residual_training_rows
-from physiology_model.dynamics.params import ATHLETE_PARAMS
-from physiology_model.model.residual import TARGETS
 from physiology_model.model.personalize import Population, constrained
 from physiology_model.model.world_model import WorldModel, WorldModelConfig, WorldModelForecaster
-from physiology_model.model.forecast import forecast_gaussians, forecast_samples, series_from_frame
-from physiology_model.dynamics.step import simulate_observations
 
 N_ATHLETES, N_DAYS, N_FIT_DAYS = 8, 200, 150
 SLEEP_EFFECT = 0.3
@@ -272,8 +272,8 @@ def test_save_load_round_trip_keeps_the_residual_and_its_forecasts(sleep_cohort,
 def test_predict_uses_the_residual_where_its_gate_is_on(sleep_cohort):
     """`WorldModel.predict` gives the hybrid forecast of the evaluation for the gated-on target
     (ln HRV here) and the Banister forecast, bit for bit, for the others."""
-    from physiology_model.model.hybrid import forecast_with_residual
     from physiology_model.model.forecast import plan_frame
+    from physiology_model.model.hybrid import forecast_with_residual
 
     model, frame = sleep_cohort
     history = frame[frame["user_id"] == "s03"].iloc[:N_FIT_DAYS].reset_index(drop=True)

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from physiology_model.errors import DataError
 from physiology_model.data.load import (
     CALIBRATE_COMMAND,
     DEFAULT_SESSION_TABLE,
@@ -36,6 +35,7 @@ from physiology_model.data.load import (
     zone_mix,
 )
 from physiology_model.data.table import ACTIONS, NoteLog, empty_frame, validate_frame
+from physiology_model.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 A = {name: i for i, name in enumerate(ACTIONS)}

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import _registry, couzens, load_exports, trainingpeaks
 from physiology_model.data.loaders.couzens import load_couzens_performance
 from physiology_model.data.table import NUMERIC_COLUMNS
+from physiology_model.errors import DataError
 
 FOLDER = Path(__file__).resolve().parents[1] / "data" / "real" / "couzens" / "u01"
 MODEL = FOLDER / "model_data.csv"

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from helpers import day_row
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import TRIMP_PER_TSS
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.garmin import (
@@ -25,6 +24,7 @@ from physiology_model.data.loaders.garmin import (
     read_wellness_markdown,
 )
 from physiology_model.data.table import NUMERIC_COLUMNS, NoteLog
+from physiology_model.errors import DataError
 
 GARMIN = Path(__file__).resolve().parents[1] / "data" / "real" / "garmin"
 U02 = GARMIN / "u02"

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import _registry, load_exports
 from physiology_model.data.loaders.goldencheetah import infer_utc_offset_hours, short_ids
+from physiology_model.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "real" / "goldencheetah"
 METADATA = ROOT / "all" / "metadata.csv"

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import edwards_trimp
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.lifesnaps import LOADER
 from physiology_model.data.loaders.pmdata import LOADER as PMDATA_LOADER
 from physiology_model.data.table import NUMERIC_COLUMNS, DailyTable
+from physiology_model.errors import DataError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "lifesnaps"
 FILE = DATA / "all" / "daily_fitbit_sema_df_unprocessed.csv"

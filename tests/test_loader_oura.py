@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from helpers import day_row
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.oura import LOADER, parse_dict_string
 from physiology_model.data.table import NUMERIC_COLUMNS
+from physiology_model.errors import DataError
 
 OURA = Path(__file__).resolve().parents[1] / "data" / "real" / "oura"
 

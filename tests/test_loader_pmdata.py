@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.pmdata import LOADER
 from physiology_model.data.table import NUMERIC_COLUMNS, DailyTable
+from physiology_model.errors import DataError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "pmdata"
 PARTICIPANTS = sorted(p.name for p in DATA.iterdir() if p.name.startswith("p"))

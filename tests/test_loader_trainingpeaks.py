@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import _registry, load_exports
+from physiology_model.errors import DataError
 
 FOLDER = Path(__file__).resolve().parents[1] / "data" / "real" / "trainingpeaks" / "u01"
 EXPORT = FOLDER / "workouts.csv"

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from helpers import day_row
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.welltory import LOADER, age_band_midpoint
+from physiology_model.errors import DataError
 
 WELLTORY = Path(__file__).resolve().parents[1] / "data" / "real" / "welltory" / "all"
 

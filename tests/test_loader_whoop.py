@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.whoop import (
     LOADER,
@@ -23,6 +22,7 @@ from physiology_model.data.loaders.whoop import (
     normalize_header,
 )
 from physiology_model.data.table import NUMERIC_COLUMNS
+from physiology_model.errors import DataError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "real" / "whoop"
 REAL = DATA.parent

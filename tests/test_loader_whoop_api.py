@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders.whoop_api import LOADER
 from physiology_model.data.table import NUMERIC_COLUMNS, NoteLog
+from physiology_model.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1] / "data" / "real"
 DATA = ROOT / "whoop_api"

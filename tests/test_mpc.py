@@ -21,31 +21,21 @@ from agents.mpc import (
     sample_plans,
     shift_distribution,
 )
-from simulator.rollout import (
-    ACTION_W,
-    ObjectiveConfig,
-    PreparedRollout,
-    RolloutStart,
-    draw_innovations,
-    evaluate_sequences,
-    history_mask_table,
-    project_sequences,
-)
+from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.hazard import typical_hazard_params
+from physiology_model.dynamics.observation import (
+    channel_decays,
+    observation_means,
+    recovery_to_logit,
+)
 from physiology_model.dynamics.params import LOAD_SCALE_TRIMP, state_normaliser
 from physiology_model.dynamics.performance import (
     sample_performance_params,
     simulate_performance,
     typical_performance_params,
 )
-from physiology_model.data.table import ACTIONS
 from physiology_model.model.world_model import WorldModel
-from physiology_model.dynamics.observation import (
-    channel_decays,
-    observation_means,
-    recovery_to_logit,
-)
 from simulator.cohort import generate_cohort
 from simulator.constraints import (
     DEFAULT_SAFETY_CONFIG,
@@ -57,6 +47,16 @@ from simulator.constraints import (
 )
 from simulator.env import EnvConfig, Simulation
 from simulator.observation import FEATURE_INDEX
+from simulator.rollout import (
+    ACTION_W,
+    ObjectiveConfig,
+    PreparedRollout,
+    RolloutStart,
+    draw_innovations,
+    evaluate_sequences,
+    history_mask_table,
+    project_sequences,
+)
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "shipped"
 HARD = np.isin(np.arange(6), [ACTIONS.index(a) for a in DEFAULT_SAFETY_CONFIG.hard_actions])

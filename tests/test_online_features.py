@@ -16,7 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from physiology_model.features.batch import FEATURE_NAMES, INPUT_COLUMNS, FeatureConfig, compute_features
+from physiology_model.features.batch import (
+    FEATURE_NAMES,
+    INPUT_COLUMNS,
+    FeatureConfig,
+    compute_features,
+)
 from physiology_model.features.online import OnlineFeatures
 
 TOLERANCE = 1e-9

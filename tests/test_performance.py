@@ -10,6 +10,7 @@ from scipy.optimize import nnls
 
 from physiology_model.dynamics import banister
 from physiology_model.dynamics import performance as pf
+
 COUZENS = Path(__file__).resolve().parents[1] / "data" / "real" / "couzens" / "u01"
 
 

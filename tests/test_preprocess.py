@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from physiology_model.data.splits import temporal_split
 from physiology_model.errors import DataError
 from physiology_model.features.batch import FEATURE_NAMES, FEATURES, build_features
 from physiology_model.features.preprocess import (
@@ -17,7 +18,6 @@ from physiology_model.features.preprocess import (
     fill_calendar,
     impute,
 )
-from physiology_model.data.splits import temporal_split
 
 nan = np.nan
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from physiology_model.errors import DataError
 from physiology_model.data.table import ALL_COLUMNS, DailyTable, Note, NoteLog, validate_frame
+from physiology_model.errors import DataError
 
 
 def _frame(**columns) -> pd.DataFrame:

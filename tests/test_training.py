@@ -14,9 +14,9 @@ import torch
 from agents import device as device_module
 from agents.device import select_device
 from agents.policy import Policy
+from agents.runs import RUN_FORMAT
 from agents.sac import SACConfig
 from agents.sb3_agents import PPOConfig, SB3SACConfig
-from agents.runs import RUN_FORMAT
 from agents.training import (
     agent_config,
     evaluate_on_cohort,

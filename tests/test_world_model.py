@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from physiology_model.model.drift import SlowDrift
-from physiology_model.errors import DataError
-from physiology_model.dynamics.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
-from physiology_model.model.world_model import FORMAT_VERSION, WorldModel, WorldModelConfig
-from physiology_model.model.personalize import Population, constrained, personalize_series
-from physiology_model.model.forecast import forecast_samples, series_from_frame
 from physiology_model.dynamics.observation import latent_states
+from physiology_model.dynamics.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
 from physiology_model.dynamics.step import simulate_observations
+from physiology_model.errors import DataError
+from physiology_model.model.drift import SlowDrift
+from physiology_model.model.forecast import forecast_samples, series_from_frame
+from physiology_model.model.personalize import Population, constrained, personalize_series
+from physiology_model.model.world_model import FORMAT_VERSION, WorldModel, WorldModelConfig
 
 SOURCES = ("whoop", "lifesnaps")
 

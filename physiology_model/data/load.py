@@ -33,8 +33,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.special import ndtr
 
-from physiology_model.errors import DataError
 from physiology_model.data.table import ACTIONS, NoteLog, atomic_write
+from physiology_model.errors import DataError
 
 # --------------------------------------------------------------------------------------------
 # Unit conversions

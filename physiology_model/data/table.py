@@ -31,6 +31,8 @@ ACTIONS: tuple[str, ...] = (
 )
 """The six training actions (seed §2.2), in action-index order."""
 
+N_ACTIONS = len(ACTIONS)
+
 SESSIONS: tuple[str, ...] = ACTIONS + ("unknown",)
 """Values of the `session` column: an action name, or `unknown` when the source cannot tell."""
 

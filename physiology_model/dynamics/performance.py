@@ -343,7 +343,7 @@ def optimal_steady_load(params: PerformanceParams) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BanisterFit:
+class PerformanceFit:
     """A least-squares fit of y = p0 + k1·G − k2·H (linear) or p0 + k1·G − k3·V (Busso), with the
     gains constrained ≥ 0 and the time constants on a grid.
 
@@ -458,7 +458,7 @@ def fit_banister_series(
     tau_fit_grid: np.ndarray,
     tau_fat_grid: np.ndarray,
     tau_gain_grid: np.ndarray | None = None,
-) -> BanisterFit:
+) -> PerformanceFit:
     """Fit a Banister (or, with `tau_gain_grid`, Busso) regression to one daily series.
 
     `y` (T,) observations (NaN = not observed), `loads` (T,) finite daily loads (load units),
@@ -466,7 +466,7 @@ def fit_banister_series(
     Gains ≥ 0 (a fitness effect that raises y, a fatigue effect that lowers it; fit −y for a
     series that moves the other way, e.g. resting HR). Every grid point is solved exactly
     (closed-form NNLS, vectorised). Returns the best grid point, its SSE and the 95 % profile
-    regions of the τ's (`BanisterFit`).
+    regions of the τ's (`PerformanceFit`).
     """
     loads = np.asarray(loads, float)
     days = np.asarray(fit_days, int)
@@ -504,7 +504,7 @@ def fit_banister_series(
         other = tuple(a for a in range(len(shape)) if a != axis)
         region = profile_region(grid, sse.min(axis=other), n_eff)
         profile[name] = region
-    return BanisterFit(params, float(sse.min()), int(days.size), float(n_eff), profile)
+    return PerformanceFit(params, float(sse.min()), int(days.size), float(n_eff), profile)
 
 
 def profile_region(grid: np.ndarray, profile_sse: np.ndarray, n_eff: float
@@ -826,7 +826,7 @@ def check_against_couzens(
 
 __all__ = [
     "PERFORMANCE_PRIORS",
-    "BanisterFit",
+    "PerformanceFit",
     "CouzensCheckConfig",
     "PerformanceParams",
     "Prior",

@@ -23,6 +23,8 @@ import pandas as pd
 from sklearn.preprocessing import RobustScaler, StandardScaler
 
 from physiology_model.data.table import NUMERIC_COLUMNS, DailyTable, atomic_write
+from physiology_model.errors import DataError
+from physiology_model.features.batch import FEATURES
 
 PHYSIOLOGY_COLUMNS: tuple[str, ...] = (
     "hrv_rmssd_ms", "rhr_bpm", "recovery_pct", "sleep_min", "sleep_efficiency_pct", "rem_pct",
@@ -243,7 +245,6 @@ def impute(frame: pd.DataFrame, config: PreprocessConfig = PreprocessConfig()
 
 def default_scaling() -> dict[str, str]:
     """Feature name → `robust` / `standard` / `none`, from `features.FEATURES`."""
-    from physiology_model.features.batch import FEATURES
 
     return {f.name: f.scaling for f in FEATURES}
 
@@ -339,7 +340,6 @@ class FeatureScaler:
     @classmethod
     def load(cls, path: str | Path) -> FeatureScaler:
         """Read a scaler written by `save`."""
-        from physiology_model.errors import DataError
 
         path = Path(path)
         try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from physiology_model.features.preprocess import PreprocessConfig, assess_athletes
 from physiology_model.data.table import DailyTable
+from physiology_model.features.preprocess import PreprocessConfig, assess_athletes
 
 SUMMARY_COLUMNS = ["user_id", "source", "first_date", "last_date", "days", "hrv_days", "rhr_days",
                    "recovery_days", "load_days", "kept", "reason"]

@@ -39,13 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from physiology_model.dynamics import banister, params
-from physiology_model.features.preprocess import PreprocessConfig, assess_athletes
 from physiology_model.data.table import DailyTable
-
-TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
-"""The three observed signals, in the order used by the fit: ln HRV (ln ms), RHR (bpm),
-recovery (percent)."""
+from physiology_model.dynamics import banister, params
+from physiology_model.dynamics.observation import TARGETS
+from physiology_model.features.preprocess import PreprocessConfig, assess_athletes
 
 REFERENCE_TAUS_DAYS: dict[str, float] = {
     "tau_fit": float(np.exp(params.ATHLETE_PARAMS["tau_fat_days"].loc_mean)

@@ -48,7 +48,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Mapping
@@ -59,8 +58,9 @@ from typing import Any
 import numpy as np
 
 from physiology_model.dynamics import banister, params
-from physiology_model.dynamics.observation import ar1_step
-from physiology_model.model.arrays import REFERENCE_TAUS_DAYS, TARGETS, AthleteArrays
+from physiology_model.dynamics.observation import TARGETS, ar1_step
+from physiology_model.jsonio import package_versions
+from physiology_model.model.arrays import REFERENCE_TAUS_DAYS, AthleteArrays, stack_series
 
 POPULATION_LOC = "loc"
 POPULATION_SCALE = "scale"
@@ -594,16 +594,6 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
 # Sample
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for package in ("numpy", "pymc", "pytensor", "arviz", "nutpie", "numba"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
 def _sample_nutpie(model: Any, config: SamplerConfig, cores: int) -> tuple[Any, dict[str, float]]:
     import nutpie
 
@@ -698,7 +688,7 @@ def sample(model: Any, config: SamplerConfig = SamplerConfig()) -> Any:
         "sampler_fallback_reason": fallback_reason,
         "preview": int(used in PREVIEW_SAMPLERS),
         "timings": json.dumps(timings),
-        "versions": json.dumps(_versions()),
+        "versions": json.dumps(package_versions(("numpy", "pymc", "pytensor", "arviz", "nutpie", "numba"))),
     }
     idata.attrs.update(attrs)
     for group in ("posterior",):
@@ -849,7 +839,6 @@ def simulate_cohort(config: SimulationConfig, rng: np.random.Generator,
     `params.PARAM_NAMES` → (A,) constrained values, plus `phi` (3,), `loc` (P,) and `scale` (P,)
     on the unconstrained scale.
     """
-    from physiology_model.model.arrays import stack_series
 
     a_n, t_n = config.n_athletes, config.n_days
     specs = priors.params

@@ -54,13 +54,11 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from physiology_model.dynamics import banister
-from physiology_model.model.arrays import daily_loads, fill_missing_loads
-from physiology_model.features.batch import FEATURE_NAMES, POPULATION_REFERENCE, build_features
+from physiology_model.dynamics.observation import TARGETS
 from physiology_model.dynamics.params import LOAD_SCALE_TRIMP
+from physiology_model.features.batch import FEATURE_NAMES, POPULATION_REFERENCE, build_features
 from physiology_model.features.preprocess import fill_calendar
-
-TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
-"""Forecast targets, in the order used everywhere."""
+from physiology_model.model.arrays import daily_loads, fill_missing_loads
 
 TARGET_UNITS: dict[str, str] = {"hrv": "ln ms", "rhr": "bpm", "recovery": "%"}
 
@@ -446,7 +444,7 @@ class RollingMeanForecaster(_NotFittedMixin):
 
 
 @dataclass(frozen=True)
-class BanisterFit:
+class FixedTauFit:
     """The fitted observation equation of one target: y = p0 + k_fit·G̃ − k_fat·H̃ + N(0, σ²)."""
 
     baseline: float
@@ -478,7 +476,7 @@ def normalised_states(w: np.ndarray, tau_fit_days: float, tau_fat_days: float,
 
 
 def fit_banister_gains(fitness: np.ndarray, fatigue: np.ndarray, y: np.ndarray,
-                       fallback_mean: float, fallback_sd: float) -> BanisterFit:
+                       fallback_mean: float, fallback_sd: float) -> FixedTauFit:
     """Fit p0, k_fit, k_fat of y = p0 + k_fit·fitness − k_fat·fatigue by Levenberg-Marquardt.
 
     `scipy.optimize.least_squares(method="lm")` (MINPACK) on the rows where y is observed, as
@@ -490,7 +488,7 @@ def fit_banister_gains(fitness: np.ndarray, fatigue: np.ndarray, y: np.ndarray,
     observed = np.isfinite(y)
     n_obs = int(observed.sum())
     if n_obs == 0:
-        return BanisterFit(fallback_mean, 0.0, 0.0, fallback_sd, 0)
+        return FixedTauFit(fallback_mean, 0.0, 0.0, fallback_sd, 0)
     design = np.column_stack([np.ones(n_obs), fitness[observed], -fatigue[observed]])
     target = y[observed]
     active = [0] + [j for j in (1, 2) if np.ptp(design[:, j]) > 1e-9]
@@ -506,7 +504,7 @@ def fit_banister_gains(fitness: np.ndarray, fatigue: np.ndarray, y: np.ndarray,
     dof = n_obs - len(active)
     residual_sd = (float(np.sqrt(np.sum(result.fun ** 2) / dof)) if dof >= MIN_COUNT - 1
                    else fallback_sd)
-    return BanisterFit(float(theta[0]), float(theta[1]), float(theta[2]),
+    return FixedTauFit(float(theta[0]), float(theta[1]), float(theta[2]),
                        max(residual_sd, SD_FLOOR), n_obs)
 
 
@@ -514,7 +512,7 @@ def fit_banister_gains(fitness: np.ndarray, fatigue: np.ndarray, y: np.ndarray,
 class BanisterAthlete(_GaussianAthlete):
     """Fixed-τ Banister fits of one athlete, one per target."""
 
-    fits: dict[str, BanisterFit]
+    fits: dict[str, FixedTauFit]
     stats: AthleteStats
     tau_fit_days: float
     tau_fat_days: float

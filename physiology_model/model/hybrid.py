@@ -60,21 +60,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from physiology_model.model.drift import SlowDrift
-from physiology_model.features.batch import FEATURE_NAMES, build_features
-from physiology_model.model.residual import (
-    TARGETS,
-    ResidualConfig,
-    TrainedResidual,
-    horizon_inputs,
-)
 from physiology_model.dynamics.observation import logit_to_recovery
+from physiology_model.features.batch import FEATURE_NAMES, build_features
+from physiology_model.model.drift import SlowDrift
 from physiology_model.model.forecast import (
     AthleteSeries,
     forecast_gaussians,
     forecast_samples,
     sample_gaussians,
     series_from_frame,
+)
+from physiology_model.model.residual import (
+    TARGETS,
+    ResidualConfig,
+    TrainedResidual,
+    horizon_inputs,
 )
 
 DEFAULT_HORIZONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)

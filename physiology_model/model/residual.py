@@ -81,13 +81,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from physiology_model.data.table import atomic_write
+from physiology_model.dynamics.observation import TARGETS
 from physiology_model.errors import DataError
 from physiology_model.features.batch import FEATURE_NAMES, FEATURES
 from physiology_model.features.preprocess import FeatureScaler
-from physiology_model.data.table import atomic_write
 
-TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
-"""Targets, in the order of the last axis of every target/base array."""
 TARGET_UNITS: dict[str, str] = {"hrv": "ln ms", "rhr": "bpm", "recovery": "logit"}
 
 HORIZON_INPUT_NAMES: tuple[str, ...] = (

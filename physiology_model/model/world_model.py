@@ -38,13 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from physiology_model.model.drift import (
-    DRIFT_GRID,
-    DriftCase,
-    SlowDrift,
-    select_drift,
-)
-from physiology_model.errors import DataError
+from physiology_model.data.table import atomic_write
 from physiology_model.dynamics.observation import (
     LATENTS,
     NOISE_PHI,
@@ -53,6 +47,26 @@ from physiology_model.dynamics.observation import (
     WARM_START_DAYS,
     latent_states,
     observation_means,
+)
+from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
+    AR_PARAMS,  # are re-exported: the simulator reads them next to the equations below
+    ATHLETE_PARAMS,
+    HI_LOAD_SCALE_MIN,
+    LOAD_SCALE_TRIMP,
+    PARAM_NAMES,
+    RECOVERY_CLIP_PCT,
+    TAU_FAST_DAYS,
+    state_normaliser,
+    to_constrained,
+)
+from physiology_model.errors import DataError
+from physiology_model.jsonio import jsonable, package_versions
+from physiology_model.model.arrays import prepare_arrays
+from physiology_model.model.drift import (
+    DRIFT_GRID,
+    DriftCase,
+    SlowDrift,
+    select_drift,
 )
 from physiology_model.model.forecast import (
     AthleteSeries,
@@ -68,20 +82,11 @@ from physiology_model.model.personalize import (
     constrained,
     personalize_series,
 )
-from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
-    AR_PARAMS,  # are re-exported: the simulator reads them next to the equations below
-    ATHLETE_PARAMS,
-    HI_LOAD_SCALE_MIN,
-    LOAD_SCALE_TRIMP,
-    PARAM_NAMES,
-    RECOVERY_CLIP_PCT,
-    TAU_FAST_DAYS,
-    state_normaliser,
-    to_constrained,
-)
 
 if TYPE_CHECKING:  # torch is imported only where a residual is used
     from physiology_model.model.residual import TrainedResidual
+
+_VERSIONED = ("adaptive-periodization", "numpy", "pymc", "arviz", "torch")
 
 SHIPPED = "shipped"
 """The name that stands for the shipped model wherever a model directory is asked for."""
@@ -191,7 +196,6 @@ class WorldModel:
     def fit(self, frame: pd.DataFrame) -> WorldModel:
         """Fit the hierarchical model to a canonical daily frame (all athletes' rows)."""
         from physiology_model.model import bayes
-        from physiology_model.model.arrays import prepare_arrays
 
         arrays = prepare_arrays(frame, max_days=self.config.max_days,
                                 min_hrv_days=self.config.min_hrv_days)
@@ -383,7 +387,6 @@ class WorldModel:
         posterior = xr.Dataset(data, coords={"draw": np.arange(draws), "athlete": users,
                                              "source": list(self.population_.sources)})
         idata = az.InferenceData(posterior=posterior.expand_dims(chain=[0]))
-        from physiology_model.data.table import atomic_write
 
         atomic_write(directory / "posterior.nc", lambda tmp: idata.to_netcdf(tmp))
         residual = getattr(self, "residual_", None)
@@ -391,12 +394,12 @@ class WorldModel:
             residual.save(directory / "residual")
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": vars(self.config), "sources": list(self.population_.sources),
-                "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
-                "split": _jsonable(getattr(self, "split_", {})),
-                "fit": _jsonable(getattr(self, "fit_info_", {})),
+                "athletes": users, "diagnostics": jsonable(self.diagnostics_),
+                "split": jsonable(getattr(self, "split_", {})),
+                "fit": jsonable(getattr(self, "fit_info_", {})),
                 "residual": "residual" if residual is not None else None,
                 "drift": {t: d.to_dict() for t, d in getattr(self, "drift_", {}).items()},
-                "versions": _versions()}
+                "versions": package_versions(_VERSIONED)}
         atomic_write(directory / "model.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
 
@@ -444,28 +447,6 @@ class WorldModel:
 
             model.residual_ = TrainedResidual.load(directory / "residual", device="cpu")
         return model
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("adaptive-periodization", "numpy", "pymc", "arviz", "torch"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 class WorldModelForecaster:

@@ -20,9 +20,13 @@ from typing import Protocol
 
 import pandas as pd
 
-from physiology_model.errors import DataError
-from physiology_model.data.load import StrainCalibration, fit_strain_calibration
+from physiology_model.data.load import (
+    StrainCalibration,
+    derive_load_columns,
+    fit_strain_calibration,
+)
 from physiology_model.data.table import DailyTable, NoteLog, validate_frame
+from physiology_model.errors import DataError
 
 
 class Loader(Protocol):
@@ -114,7 +118,6 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     Raises `DataError` naming the file and the problem for unreadable input, for a path that
     does not exist, and for a path under which no file is recognised.
     """
-    from physiology_model.data.load import derive_load_columns
 
     loaders = list(loaders) if loaders is not None else _registry()
     log = NoteLog()

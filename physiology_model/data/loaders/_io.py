@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 
 def read_text(path: Path, log: NoteLog) -> str:

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, edwards_trimp, srpe_to_trimp, tss_to_trimp
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SESSION_COLUMNS: tuple[str, ...] = ("date", "minutes", *ZONE_COLUMNS, "tss", "rpe_cr10",
                                     "strength")

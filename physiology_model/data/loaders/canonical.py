@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders._io import header_of, read_csv, to_local_date, to_number
 from physiology_model.data.table import ALL_COLUMNS, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, NoteLog
+from physiology_model.errors import DataError
 
 
 class CanonicalLoader:

@@ -67,7 +67,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, tss_to_trimp
 from physiology_model.data.loaders._couzens_tables import (
     HR_ZONE_COLUMNS,
@@ -84,6 +83,7 @@ from physiology_model.data.loaders.trainingpeaks import (
     load_trainingpeaks_days,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 FILL_VALUES: dict[str, float] = {
     "RMSSD": 41.61121857,

@@ -57,7 +57,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import is_strength_activity, tss_to_trimp
 from physiology_model.data.loaders._io import (
     header_of,
@@ -68,6 +67,7 @@ from physiology_model.data.loaders._io import (
     to_number,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SECONDS_PER_MINUTE = 60.0
 

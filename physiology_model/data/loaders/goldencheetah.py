@@ -68,7 +68,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity
 from physiology_model.data.loaders._io import (
     header_of,
@@ -84,6 +83,7 @@ from physiology_model.data.loaders._sessions import (
     map_hr_zones_to_edwards,
 )
 from physiology_model.data.table import NUMERIC_COLUMNS, NoteLog
+from physiology_model.errors import DataError
 
 UUID = re.compile(r"^\{?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}?$",
                   re.IGNORECASE)

@@ -53,7 +53,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS
 from physiology_model.data.loaders._fitbit import (
     MIN_HR_COVERAGE_MIN,
@@ -69,6 +68,7 @@ from physiology_model.data.loaders._io import (
     to_number,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SIGNATURE_COLUMNS: tuple[str, ...] = (
     "id", "date", "rmssd", "nightly_temperature", "full_sleep_breathing_rate", "stress_score",

@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders._io import (
     header_of,
     read_csv,
@@ -56,6 +55,7 @@ from physiology_model.data.loaders._io import (
     to_number,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SECONDS_PER_MINUTE = 60.0
 MINUTES_PER_HOUR = 60.0

@@ -76,7 +76,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity, srpe_to_trimp
 from physiology_model.data.loaders._fitbit import (
     MIN_HR_COVERAGE_MIN,
@@ -94,6 +93,7 @@ from physiology_model.data.loaders._io import (
 )
 from physiology_model.data.loaders._sessions import REST_DAY_BASIS
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 PMSYS_TIMEZONE = "Europe/Oslo"
 """Local time zone of the PMData participants (Simula, Oslo)."""

@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity
 from physiology_model.data.loaders._couzens_tables import is_couzens_folder
 from physiology_model.data.loaders._io import (
@@ -57,6 +56,7 @@ from physiology_model.data.loaders._sessions import (
     map_hr_zones_to_edwards,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SIGNATURE: frozenset[str] = frozenset(
     {"Title", "WorkoutType", "WorkoutDay", "TimeTotalInHours", "TSS", "HRZone1Minutes"}

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.loaders._io import (
     header_of,
     read_csv,
@@ -47,6 +46,7 @@ from physiology_model.data.loaders._io import (
     to_number,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SECONDS_PER_MINUTE = 60.0
 FRACTION_TO_PCT = 100.0

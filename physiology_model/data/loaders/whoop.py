@@ -105,10 +105,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity
 from physiology_model.data.loaders._io import header_of, read_csv, to_datetime, to_number
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SOURCE = "whoop"
 

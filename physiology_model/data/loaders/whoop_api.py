@@ -85,7 +85,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from physiology_model.errors import DataError
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity
 from physiology_model.data.loaders._io import (
     header_of,
@@ -96,6 +95,7 @@ from physiology_model.data.loaders._io import (
     to_number,
 )
 from physiology_model.data.table import NoteLog
+from physiology_model.errors import DataError
 
 SOURCE = "whoop_api"
 
