@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +111,6 @@ def _pick_athlete(frame: pd.DataFrame, athlete: str | None) -> str:
     if ok.empty:
         raise DataError("(data)", f"no athlete has {MIN_DAYS} days of HRV or RHR to plan from")
     return str(ok.index[0])
-
-
-def _context(obs: np.ndarray) -> str:
-    from simulator.observation import FEATURE_INDEX as F
-
-    return (f"recovery {obs[F['recovery_pct']]:.0f}%, HRV z {obs[F['ln_hrv_z_28d']]:+.1f}, "
-            f"{obs[F['days_since_rest']]:.0f} days since rest, ATL {obs[F['atl_trimp']]:.0f} / "
-            f"CTL {obs[F['ctl_trimp']]:.0f} TRIMP/day")
 
 
 def policy_event_horizon(run_dir: str | Path) -> int | None:
@@ -215,14 +208,18 @@ def _data_notes(notes: Sequence[Any]) -> list[str]:
 
 def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
                      days: int = 7, policy_dir: str | None = None, seed: int = 0,
-                     event: str | None = None, tests: str | None = None) -> dict[str, Any]:
+                     event: str | None = None, tests: str | None = None,
+                     now: date | None = None) -> dict[str, Any]:
     """The plan as a JSON-ready dict (module docstring). `event` (a date after the export's
     last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
     trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
     tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
-    performance response from."""
+    performance response from. `now`: today's date for the staleness warnings (default: UTC
+    today); the plan itself starts from the export's last morning (`today` in the result),
+    and says what it filled and what it could not check (analysis.plan_honesty)."""
     from agents.mpc import MPCConfig, MPCPlanner
     from agents.policy import reads_performance_tests
+    from analysis.plan_honesty import careful_mask, morning_facts
     from analysis.real import actual_actions
     from physiology_model.loaders import load_exports
     from physiology_model.world_model import WorldModel
@@ -271,7 +268,9 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
             else "; one test alone says nothing about the response (it needs a second)"))
 
     verdict = mask_from_table(history)
-    mask = verdict.mask
+    facts = morning_facts(history, obs[0], now=now)
+    notes.extend(facts.notes)
+    mask, careful = careful_mask(verdict.mask, facts)
     rng = np.random.default_rng(seed)
     if policy_dir:
         from agents.training import load_agent
@@ -311,7 +310,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
             note_tests(planner)
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
     samples = pred.samples
-    reasons = verdict.explain(0)
+    reasons = verdict.explain(0) + ([careful] if careful else [])
     loads = action_loads(sessions)
     out_days = []
     for d, a in enumerate(sessions):
@@ -326,15 +325,19 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
                                          float(np.quantile(rec, 0.9))],
                "prediction_for": "the morning after this session"}
         if d == 0:
-            day["why"] = _context(obs[0])
+            day["why"] = facts.why
             if free_first != a and reasons:
                 day["reason"] = (f"the planner would choose {ACTIONS[free_first]}, but: "
                                  + "; ".join(reasons))
             elif reasons:
                 day["rules_today"] = reasons
         out_days.append(day)
-    out = {"athlete": uid, "start": out_days[0]["date"], "planner": planner_name,
-           "days": out_days, "notes": notes}
+    out = {"athlete": uid, "start": out_days[0]["date"], "today": facts.today,
+           "planner": planner_name, "days": out_days, "notes": notes,
+           "this_morning": facts.measured,
+           "forecast_basis": {"hrv": "athlete" if facts.hrv_in_export else "model only",
+                              "recovery": ("athlete" if facts.recovery_in_export
+                                           else "model only")}}
     if event is not None:
         out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
     return out
