@@ -121,12 +121,73 @@ def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
     return values
 
 
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+_NUMERIC_DATE = r"^(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})(?:$|[ T])"
+"""`DD/MM/YYYY` or `MM/DD/YYYY` (also with `.` or `-`, a 2-digit year, a time after it)."""
+
+
+def day_first(text: pd.Series, column: str, path: Path, log: NoteLog | None = None) -> bool:
+    """Whether the numeric dates in `text` (`03/04/2024`) put the day first, decided from the
+    data (docs/untrusted_input.md): a first field above 12 settles day-first, a second field
+    above 12 month-first, both at once is a `DataError` (the column mixes the two orders).
+    When no value settles it, the order under which the dates span fewer days is taken (daily
+    exports are runs of consecutive days) and stated in a `log` note; with no log, or when both
+    orders span as many days, it is a `DataError` asking for ISO dates. False when the column
+    holds no such dates (ISO `2024-03-04` never matches)."""
+    parts = text.dropna().astype(str).str.strip().str.extract(_NUMERIC_DATE).dropna()
+    if parts.empty:
+        return False
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if (first > 12).any() and (second > 12).any():
+        a = parts.index[(first > 12).to_numpy()][0]
+        b = parts.index[(second > 12).to_numpy()][0]
+        raise DataError(path, f"column {column!r} mixes day-first ({text[a]!r}) and "
+                              f"month-first ({text[b]!r}) dates")
+    if (first > 12).any():
+        return True
+    if (second > 12).any():
+        return False
+    sample = text.dropna().astype(str).str.strip()
+    spans = {}
+    for name, dayfirst in (("DD/MM", True), ("MM/DD", False)):
+        values = pd.to_datetime(sample, errors="coerce", format="mixed", dayfirst=dayfirst)
+        spans[name] = (values.max() - values.min()).days if values.notna().any() else 0
+    if spans["DD/MM"] == spans["MM/DD"] or log is None:
+        raise DataError(path, f"column {column!r}: day and month cannot be told apart (no value "
+                              f"above 12 in either place, e.g. {sample.iloc[0]!r}); write the "
+                              f"dates as YYYY-MM-DD")
+    chosen = min(spans, key=spans.get)
+    other = "MM/DD" if chosen == "DD/MM" else "DD/MM"
+    log.add(path, "repair", f"column {column!r}: no day above 12 says whether dates are DD/MM "
+                            f"or MM/DD; read as {chosen} (the dates span {spans[chosen]} days; "
+                            f"as {other} they would span {spans[other]})")
+    return chosen == "DD/MM"
+
+
 def to_datetime(frame: pd.DataFrame, column: str, path: Path, *, fmt: str | None = None,
-                utc: bool = False, required: bool = False) -> pd.Series:
+                utc: bool = False, required: bool = False,
+                log: NoteLog | None = None) -> pd.Series:
     """A column of timestamps. Unreadable values are a `DataError`; empty cells are NaT, or a
-    `DataError` too when `required` (a row that cannot be placed in time)."""
+    `DataError` too when `required` (a row that cannot be placed in time).
+
+    Without `fmt`: numeric dates take their day/month order from the data (`day_first`), and
+    local timestamps (`utc` False) whose UTC offsets differ (daylight saving, travel) are read
+    at their local wall-clock time, offsets dropped (an `info` note when `log` is given)."""
     raw = frame[column]
-    values = pd.to_datetime(raw, errors="coerce", format=fmt if fmt else "mixed", utc=utc)
+    source, dayfirst = raw, False
+    if fmt is None:
+        text = raw.astype("string").str.strip()
+        if not utc:
+            offsets = text.str.extract(_OFFSET, expand=False).dropna()
+            if offsets.nunique() > 1:
+                source = text.str.replace(_OFFSET, "", regex=True)
+                if log is not None:
+                    log.add(path, "info", f"{column}: timestamps carry {offsets.nunique()} "
+                                          f"different UTC offsets (daylight saving or travel); "
+                                          f"each row's local time is used as written")
+        dayfirst = day_first(text, column, path, log)
+    values = pd.to_datetime(source, errors="coerce", format=fmt if fmt else "mixed", utc=utc,
+                            dayfirst=dayfirst)
     bad = raw.notna() & values.isna()
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])
@@ -173,9 +234,6 @@ def header_of(path: Path) -> list[str]:
     return [c.strip() for c in row]
 
 
-_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
-
-
 def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) -> pd.Series:
     """Calendar dates from a column of dates or local timestamps, as written.
 
@@ -190,7 +248,8 @@ def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) ->
         log.add(path, "info", f"{column}: timestamps carry {offsets.nunique()} different UTC "
                               f"offsets; each row's local date is used as written")
     local = raw.str.replace(_OFFSET, "", regex=True).str.replace("T", " ", regex=False)
-    values = pd.to_datetime(local, errors="coerce", format="mixed")
+    values = pd.to_datetime(local, errors="coerce", format="mixed",
+                            dayfirst=day_first(raw, column, path, log))
     bad = raw.notna() & values.isna()
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])

@@ -372,7 +372,8 @@ def read_whoop_file(path: Path, log: NoteLog) -> _File:
 _DOTTED_DATE = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}")
 
 
-def _timestamps(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+def _timestamps(frame: pd.DataFrame, column: str, path: Path,
+                log: NoteLog | None = None) -> pd.Series:
     """Local wall-clock timestamps (tz-naive). ISO times as WHOOP writes them; German
     day-first dates (`25.03.2025 00:00:00`) are read day-first. An embedded UTC offset is
     dropped, keeping the wall-clock time, because WHOOP's times are already local."""
@@ -382,7 +383,7 @@ def _timestamps(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
         has_seconds = text.dropna().str.count(":").max() >= 2
         fmt = "%d.%m.%Y %H:%M:%S" if has_seconds else "%d.%m.%Y %H:%M"
     try:
-        values = to_datetime(frame, column, path, fmt=fmt)
+        values = to_datetime(frame, column, path, fmt=fmt, log=log)
     except (TypeError, ValueError) as exc:  # mixed offsets make pandas give up
         raise DataError(path, f"column {column!r}: times cannot be read ({exc})") from None
     if not pd.api.types.is_datetime64_any_dtype(values):
@@ -422,11 +423,11 @@ def _numbers(file: _File, names: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
-def _times(file: _File, names: tuple[str, ...]) -> pd.DataFrame:
+def _times(file: _File, names: tuple[str, ...], log: NoteLog | None = None) -> pd.DataFrame:
     out = pd.DataFrame(index=file.frame.index)
     for name in names:
         if file.has(name):
-            out[name] = _timestamps(file.frame, file.columns[name], file.path)
+            out[name] = _timestamps(file.frame, file.columns[name], file.path, log)
         else:
             out[name] = pd.Series(pd.NaT, index=file.frame.index, dtype="datetime64[ns]")
     return out
@@ -451,7 +452,7 @@ def parse_cycles(files: list[_File], log: NoteLog) -> pd.DataFrame:
     """
     parts = []
     for file in files:
-        times = _times(file, ("cycle_start", "cycle_end", "sleep_onset", "wake_onset"))
+        times = _times(file, ("cycle_start", "cycle_end", "sleep_onset", "wake_onset"), log)
         values = _numbers(file, RECOVERY_FIELDS + ("day_strain",) + SLEEP_FIELDS)
         part = pd.concat([times, values], axis=1).rename(
             columns={"cycle_start": "start", "cycle_end": "end"})
@@ -472,7 +473,7 @@ def parse_sleeps(files: list[_File], log: NoteLog) -> pd.DataFrame:
     sleep is ever used."""
     parts = []
     for file in files:
-        times = _times(file, ("cycle_start", "sleep_onset", "wake_onset"))
+        times = _times(file, ("cycle_start", "sleep_onset", "wake_onset"), log)
         values = _numbers(file, SLEEP_FIELDS)
         part = pd.concat([times, values], axis=1).rename(columns={"cycle_start": "start"})
         part["nap"] = (_booleans(file.frame, file.columns["nap"], file.path)
@@ -602,7 +603,7 @@ def parse_workouts(files: list[_File], log: NoteLog) -> pd.DataFrame:
     parts = []
     zone_fields = tuple(f"zone{k}_pct" for k in range(1, 6))
     for file in files:
-        part = pd.concat([_times(file, ("workout_start",)),
+        part = pd.concat([_times(file, ("workout_start",), log),
                           _numbers(file, ("duration_min",) + zone_fields)], axis=1)
         part = part.rename(columns={"workout_start": "start"})
         part["activity_name"] = file.raw("activity_name")
@@ -671,7 +672,7 @@ def daily_injury(files: list[_File], date_of_cycle: pd.Series, log: NoteLog) -> 
         if not relevant.any():
             log.add(file.path, "info", "journal has no illness/injury question; not used")
             continue
-        times = _times(file, ("cycle_start", "cycle_end"))[relevant]
+        times = _times(file, ("cycle_start", "cycle_end"), log)[relevant]
         answers = _booleans(frame, file.columns["answered_yes"], file.path)[relevant]
         no_cycle = times["cycle_start"].isna()
         if no_cycle.any():
@@ -705,7 +706,7 @@ def daily_injury(files: list[_File], date_of_cycle: pd.Series, log: NoteLog) -> 
 
 def daily_from_api_table(file: _File, log: NoteLog) -> pd.DataFrame:
     """u15/whoop.csv-style daily rows: hours → minutes, stage hours → % of asleep time."""
-    dates = _timestamps(file.frame, file.columns["date"], file.path).dt.normalize()
+    dates = _timestamps(file.frame, file.columns["date"], file.path, log).dt.normalize()
     v = _numbers(file, ("recovery_pct", "rhr_bpm", "hrv_ms", "skin_temp_c", "spo2_pct",
                         "api_light_h", "api_deep_h", "api_rem_h", "api_efficiency_pct"))
     asleep_h = v["api_light_h"] + v["api_deep_h"] + v["api_rem_h"]  # asleep = all stages
