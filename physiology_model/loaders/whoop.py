@@ -467,6 +467,50 @@ def parse_cycles(files: list[_File], log: NoteLog) -> pd.DataFrame:
                           else files[0].path.parent, log, "cycle")
 
 
+OVERLAP_TOLERANCE = pd.Timedelta(hours=3)
+"""One person's cycles follow each other; a cycle may overlap the next by a clock change
+(daylight saving: 1 h; a flight across time zones: a few hours, once)."""
+OVERLAP_WINDOW, OVERLAP_COUNT = 14, 5
+"""Overlapping cycles in any `OVERLAP_WINDOW` consecutive ones that only two people's cycles
+interleaved produce (travel makes one now and then)."""
+
+
+def check_one_person(files: list[_File], where: Path) -> None:
+    """Refuse cycles that cannot be one person's: sorted by start, a cycle that starts more
+    than `OVERLAP_TOLERANCE` before an earlier cycle ends overlaps it; `OVERLAP_COUNT` such
+    cycles among `OVERLAP_WINDOW` consecutive ones are two exports (two people) merged in one
+    folder or one file. A repeated export of the same person repeats the same start times,
+    which do not count. `DataError` naming the files."""
+    parts = []
+    for i, file in enumerate(files):
+        times = _times(file, ("cycle_start", "cycle_end")).dropna(subset=["cycle_start"])
+        parts.append(times.assign(file=i))
+    cycles = (pd.concat(parts, ignore_index=True)
+              .drop_duplicates(subset="cycle_start").sort_values("cycle_start",
+                                                                 kind="stable"))
+    if len(cycles) < OVERLAP_COUNT + 1:
+        return
+    start = cycles["cycle_start"].to_numpy()
+    end = cycles["cycle_end"].fillna(cycles["cycle_start"]).to_numpy()
+    latest_end = np.maximum.accumulate(end)
+    overlaps = np.zeros(len(cycles), dtype=bool)
+    overlaps[1:] = (latest_end[:-1] - start[1:]) > OVERLAP_TOLERANCE.to_timedelta64()
+    dense = pd.Series(overlaps).rolling(OVERLAP_WINDOW, min_periods=1).sum().to_numpy()
+    if dense.max() < OVERLAP_COUNT:
+        return
+    at = cycles.iloc[int(np.argmax(overlaps))]
+    owners = cycles["file"].to_numpy()
+    at_overlap = np.flatnonzero(overlaps)
+    involved = np.concatenate([owners[at_overlap], owners[at_overlap - 1]])
+    names = sorted({files[int(i)].path.name for i in involved})
+    what = (f"the cycles files {' and '.join(names)} overlap in time" if len(names) > 1
+            else f"{names[0]} holds cycles that overlap in time")
+    raise DataError(where, f"{what} ({int(overlaps.sum())} cycles start before an earlier one "
+                           f"ends, e.g. at {at['cycle_start']}): one person's cycles never "
+                           f"overlap, so these look like two people's exports; give each "
+                           f"person's export its own folder")
+
+
 def parse_sleeps(files: list[_File], log: NoteLog) -> pd.DataFrame:
     """The sleeps files as one typed frame: `start` (the cycle's), `sleep_onset`, `nap` (0/1)
     and the sleep fields. Naps and sleeps without an onset are left out: only a cycle's main
@@ -789,6 +833,7 @@ class WhoopLoader:
 
         cycles = None
         if export.get("cycles"):
+            check_one_person(export.get("cycles"), where)
             cycles = parse_cycles(export.get("cycles"), log)
         sleeps = parse_sleeps(export.get("sleeps"), log) if export.get("sleeps") else None
         if cycles is None and sleeps is not None:
