@@ -100,17 +100,33 @@ def _tests_by_morning(tests: pd.Series, dates: pd.Series, path: str,
     return out
 
 
-def _pick_athlete(frame: pd.DataFrame, athlete: str | None) -> str:
+def _pick_athlete(frame: pd.DataFrame, athlete: str | None,
+                  skipped_files: Sequence[Any] = ()) -> str:
+    """The athlete to plan for: `athlete` (an unknown name lists the nearest ones), else the
+    first with `MIN_DAYS` mornings of HRV or RHR (else an error naming any skipped files)."""
     if athlete is not None:
         if athlete not in set(frame["user_id"]):
-            raise DataError("(data)", f"no athlete {athlete!r} in the exports")
+            from analysis.names import nearest_names
+
+            near = nearest_names(athlete, sorted(set(frame["user_id"].astype(str))))
+            hint = (f"; did you mean {', '.join(near)}?" if near
+                    else f"; the exports hold {_some_names(frame)}")
+            raise DataError("(data)", f"no athlete {athlete!r} in the exports{hint}")
         return athlete
     counts = (frame.assign(obs=frame["hrv_rmssd_ms"].notna() | frame["rhr_bpm"].notna())
               .groupby("user_id")["obs"].sum())
     ok = counts[counts >= MIN_DAYS]
     if ok.empty:
-        raise DataError("(data)", f"no athlete has {MIN_DAYS} days of HRV or RHR to plan from")
+        skipped = "".join(f"; skipped {n.path}: {n.message}" for n in skipped_files[:3])
+        raise DataError("(data)", f"no athlete has {MIN_DAYS} days of HRV or RHR to plan from"
+                                  f"{skipped}")
     return str(ok.index[0])
+
+
+def _some_names(frame: pd.DataFrame, shown: int = 5) -> str:
+    names = sorted(set(frame["user_id"].astype(str)))
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown
+                                       else "")
 
 
 def policy_event_horizon(run_dir: str | Path) -> int | None:
@@ -232,7 +248,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     model = WorldModel.load(model_dir)
     table = load_exports(data)
     frame = table.frame
-    uid = _pick_athlete(frame, athlete)
+    uid = _pick_athlete(frame, athlete,
+                        [n for n in table.notes if n.kind == "ignored"])
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}

@@ -22,29 +22,111 @@ import pandas as pd
 from physiology_model.errors import DataError
 from physiology_model.table import NoteLog
 
+READ_MEMORY_FACTOR = 30
+"""Memory a CSV export takes while it is read into the daily table, per byte of file (issue 21
+reported about 30x for a large WHOOP cycles file; the strings-as-objects table dominates)."""
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still use: the smaller of the system's available memory
+    (`MemAvailable`) and the room left under a cgroup limit; None when unknown."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def check_memory(path: Path, size: int) -> None:
+    """Refuse (one `DataError`) a file that would need more memory to read than is available,
+    rather than be killed by the system halfway."""
+    need = size * READ_MEMORY_FACTOR
+    available = available_memory_bytes()
+    if available is not None and need > available:
+        raise DataError(path, f"{size / 2**20:.0f} MB: reading it would take about "
+                              f"{need / 2**30:.1f} GB of memory and {available / 2**30:.1f} GB "
+                              f"is available; split the export by date (or free memory) and "
+                              f"read the parts")
+
+
+def utf16_encoding(raw: bytes) -> str | None:
+    """`utf-16` (with a byte-order mark), `utf-16-le`/`-be` (without one, recognised by the
+    zero high bytes of ASCII text), or None."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    head = raw[:4096]
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def looks_like_html(text: str) -> bool:
+    """An HTML page (a login or error page saved under a .csv name)."""
+    head = text.lstrip("\ufeff \t\r\n")[:512].lower()
+    return head.startswith(("<!doctype html", "<html", "<head", "<?xml")) or (
+        head.startswith("<") and "<body" in text[:4096].lower())
+
 
 def read_text(path: Path, log: NoteLog) -> str:
-    """The file's text. Empty files and binary files are errors; cp1252 is a noted fallback."""
+    """The file's text. Empty files, binary files, HTML pages and files too large for the
+    memory left are errors; UTF-16 is decoded (noted) and cp1252 is a noted fallback."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+    check_memory(path, size)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(path, f"cannot be read ({exc.strerror})") from None
     if not raw.strip():
         raise DataError(path, "the file is empty")
-    if b"\x00" in raw[:4096]:
+    encoding = utf16_encoding(raw)
+    if encoding is not None:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"UTF-16 text with a broken character at byte "
+                                  f"{exc.start}") from None
+        log.add(path, "repair", f"UTF-16 text (Excel's 'Unicode text'); decoded as {encoding}")
+        text = text.lstrip("\ufeff")
+    elif b"\x00" in raw[:4096]:
         raise DataError(path, "binary file, not text (expected CSV or JSON)")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        text = raw.decode("cp1252", errors="replace")
-        log.add(path, "repair", f"not valid UTF-8 (byte {exc.start}); decoded as cp1252")
-        return text
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("cp1252", errors="replace")
+            log.add(path, "repair", f"not valid UTF-8 (byte {exc.start}); decoded as cp1252")
+    if looks_like_html(text):
+        raise DataError(path, "an HTML page (a login or error page saved under this name?), not "
+                              "an export: download the export again")
+    return text
 
 
 def _sniff_delimiter(header: str) -> str:
     counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] > 0 else ","
+
+
+MAX_FIELD_CHARS = 64 * 2**20
+"""Longest CSV cell read (64 Mi characters; Python's csv module stops at 128 Ki)."""
 
 
 def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
@@ -54,13 +136,20 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
     `to_number` for numeric columns.
     """
     text = read_text(path, log)
-    lines = text.splitlines()
-    header = lines[0]
+    header = text.split("\n", 1)[0]
     delimiter = _sniff_delimiter(header)
+    limit = csv.field_size_limit()
     try:
+        # a long journal note is data, not an error: lift the csv module's 128 KiB field limit
+        # for this read (the file's size is already bounded by read_text)
+        csv.field_size_limit(max(limit, MAX_FIELD_CHARS))
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as exc:
         raise DataError(path, f"not a readable CSV file ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
+    final_newline = text.endswith(("\n", "\r"))
+    del text
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     columns = [c.strip() for c in rows[0]]
     if len(columns) < min_columns:
@@ -72,7 +161,7 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
     body = rows[1:]
     if not body:
         raise DataError(path, "header only, no data rows")
-    if len(body[-1]) < len(columns) and not text.endswith(("\n", "\r")):
+    if len(body[-1]) < len(columns) and not final_newline:
         log.add(path, "repair", f"last line is cut short ({len(body[-1])} of {len(columns)} "
                                 f"fields, no final newline); dropped", 1)
         body = body[:-1]
@@ -98,8 +187,14 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
     return frame
 
 
+MISSING_TOKENS = ("nan", "none", "null", "nil", "na", "n/a", "n.a.", "#n/a", "-", "--",
+                  "---", "\u2013", "\u2014", "?")
+"""Cells that spreadsheets and apps write for "no value": read as missing, not as an error."""
+
+
 def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
-    """A column as float64. Empty cells are NaN; any other non-number is a `DataError`.
+    """A column as float64. Empty cells and `MISSING_TOKENS` (`N/A`, `--`, ...) are NaN; any
+    other non-number is a `DataError`.
 
     Decimal commas are accepted when the file was semicolon-delimited, or when a value has a
     comma and no dot (`"45,3"`).
@@ -113,7 +208,7 @@ def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
         text = text.where(~only_comma.fillna(False), text.str.replace(",", ".", regex=False))
     text = text.str.replace("%", "", regex=False).str.strip()
     values = pd.to_numeric(text, errors="coerce").astype("float64")
-    bad = raw.notna() & values.isna() & ~text.str.lower().isin(["nan", "none", "null", "na", "-"])
+    bad = raw.notna() & values.isna() & ~text.str.lower().isin(MISSING_TOKENS)
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not numbers "
@@ -220,10 +315,16 @@ def header_of(path: Path) -> list[str]:
     """The first line's column names, cheaply, for format detection. [] when unreadable."""
     try:
         with path.open("rb") as fh:
-            first = fh.readline(65536)
+            head = fh.read(65536)
     except OSError:
         return []
-    text = first.decode("utf-8-sig", errors="replace").strip()
+    encoding = utf16_encoding(head)
+    if encoding is not None:
+        head = head[: len(head) // 2 * 2]
+        text = head.decode(encoding, errors="replace").lstrip("\ufeff")
+    else:
+        text = head.decode("utf-8-sig", errors="replace")
+    text = text.split("\n", 1)[0].strip()
     if not text:
         return []
     delimiter = _sniff_delimiter(text)

@@ -824,6 +824,11 @@ class WhoopLoader:
         fields = set(identify_fields(header_of(path)))
         return "cycle_start" in fields or detect_role(fields) == "api_daily"
 
+    def names_file(self, path: Path) -> str | None:
+        """The export file `path`'s name says it is (`cycles`, `sleeps`, ...), or None: used to
+        refuse an export whose key file could not be read (loaders.load_exports)."""
+        return _role_from_name(path) if path.suffix.lower() in (".csv", ".tsv", ".txt") else None
+
     def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
         export = _Export()
         for path in files:
