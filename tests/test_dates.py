@@ -99,3 +99,11 @@ def test_a_whoop_export_reads_the_same_days_in_any_of_these_shapes(tmp_path, rew
     rewritten = load_exports([_whoop_copy(tmp_path, rewrite)]).frame
     assert list(rewritten["date"]) == list(original["date"])
     pd.testing.assert_series_equal(rewritten["hrv_rmssd_ms"], original["hrv_rmssd_ms"])
+
+
+@pytest.mark.parametrize("bad", ["2264-04-13", "1970-01-01"])
+def test_a_date_no_wearable_recorded_is_one_error_naming_the_row(tmp_path, bad) -> None:
+    days = [str(d.date()) for d in _iso_days("2024-03-01", 5)] + [bad]
+    with pytest.raises(DataError, match=rf"daily.csv: column 'date': 1 dates outside "
+                                        rf"1990-2099 \(e.g. {bad} 00:00:00 in data row 6\)"):
+        load_exports([_canonical(tmp_path, days)])

@@ -23,8 +23,9 @@ from physiology_model.errors import DataError
 from physiology_model.table import NoteLog
 
 READ_MEMORY_FACTOR = 30
-"""Memory a CSV export takes while it is read into the daily table, per byte of file (issue 21
-reported about 30x for a large WHOOP cycles file; the strings-as-objects table dominates)."""
+"""Memory a CSV export takes while it is read into the daily table, per byte of file: 28.3 bytes
+per byte between a 1.9 and an 8 MB WHOOP cycles file (`benchmarks/read_memory.py`, results in
+`benchmarks/results/read_memory.json`; issue 21 saw about 30x at 200 MB)."""
 
 
 def available_memory_bytes() -> int | None:
@@ -288,11 +289,28 @@ def to_datetime(frame: pd.DataFrame, column: str, path: Path, *, fmt: str | None
         first = int(bad.to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not dates/times "
                               f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    check_date_range(values, column, path)
     if required and values.isna().any():
         first = int(values.isna().to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r} is empty in {int(values.isna().sum())} rows "
                               f"(first in data row {first + 1})")
     return values
+
+
+DATE_RANGE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2100-01-01"))
+"""Dates outside this range are a corrupted or misread value, not a wearable's day."""
+
+
+def check_date_range(values: pd.Series, column: str, path: Path) -> None:
+    """A `DataError` naming the first date outside `DATE_RANGE` (time zones ignored)."""
+    naive = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
+    lo, hi = DATE_RANGE
+    outside = naive.notna() & ((naive < lo) | (naive >= hi))
+    if outside.any():
+        first = int(outside.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {int(outside.sum())} dates outside "
+                              f"{lo.year}-{hi.year - 1} (e.g. {naive.iloc[first]} in data row "
+                              f"{first + 1}): a corrupted or misread date")
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -359,4 +377,5 @@ def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) ->
     if raw.isna().any():
         first = int(raw.isna().to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r} is empty in data row {first + 1}")
+    check_date_range(values, column, path)
     return values.dt.normalize()
