@@ -134,10 +134,21 @@ def policy_event_horizon(run_dir: str | Path) -> int | None:
     trained with the judging day as its event, else None (module docstring)."""
     meta_path = Path(run_dir) / "run.json"
     try:
-        env = json.loads(meta_path.read_text()).get("env_config") or {}
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(str(meta_path), f"cannot read the run's record: {exc}") from None
-    return int(env["episode_days"]) if env.get("judge_day_is_event") else None
+    if not isinstance(meta, dict):
+        raise DataError(str(meta_path), f"not a run record (a JSON {type(meta).__name__})")
+    env = meta.get("env_config") or {}
+    if not isinstance(env, dict):
+        raise DataError(str(meta_path), "field 'env_config' must be an object")
+    if not env.get("judge_day_is_event"):
+        return None
+    days = env.get("episode_days")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 10_000:
+        raise DataError(str(meta_path), f"field 'env_config.episode_days' must be a whole "
+                                        f"number of days, found {str(days)[:40]!r}")
+    return days
 
 
 def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:

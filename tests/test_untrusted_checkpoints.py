@@ -257,3 +257,28 @@ def test_the_cli_refuses_a_crafted_run_for_plan_and_evaluate(tmp_path, capsys) -
     assert rc == 2 and "model.zip" in line
     assert not marker.exists()
     assert not (tmp_path / "ev" / "results.json").exists()
+
+
+@pytest.mark.parametrize("record", [
+    [1, 2], {"env_config": "big"}, {"env_config": {"judge_day_is_event": True,
+                                                   "episode_days": "90"}},
+])
+def test_a_tampered_run_record_is_one_error_for_the_planner(tmp_path, record) -> None:
+    from analysis.planning import policy_event_horizon
+
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match="run.json"):
+        policy_event_horizon(tmp_path)
+
+
+@pytest.mark.parametrize("record", [
+    [1], {"report": "x"}, {"report": {"episode_returns": ["a", "b"]}},
+    {"report": {"episode_returns": [1.0, 2.0]}, "n_envs": "8"}, "{not json",
+])
+def test_a_damaged_run_record_does_not_end_the_report(tmp_path, record) -> None:
+    from analysis.report import _training_curves
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    assert "No readable training curve" in _training_curves([str(run)])
