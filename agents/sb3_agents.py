@@ -333,19 +333,21 @@ def load_sb3_policy(directory: str | Path, device: torch.device | str = "cpu"
     weights_path = d / "policy.pt"
     if (d / "model.zip").exists() and not weights_path.exists():
         raise CheckpointError(d / "model.zip", "a Stable-Baselines3 archive, whose loader "
-                        "unpickles objects (a crafted one runs code): not loaded. This version reads "
-                        "only weights (policy.pt + policy.json); train the policy again with "
-                        "`periodize train`")
+                              "unpickles objects (a crafted one runs code): not loaded. This "
+                              "version reads only weights (policy.pt + policy.json); train the "
+                              "policy again with `periodize train`")
     meta = read_settings(meta_path)
     if meta.get("format") != SB3_FORMAT:
-        raise CheckpointError(meta_path, f"not a {SB3_FORMAT} file (format {meta.get('format')!r})")
+        raise CheckpointError(meta_path, f"not a {SB3_FORMAT} file "
+                                         f"(format {str(meta.get('format'))[:60]!r})")
     if meta.get("version") != SB3_VERSION:
-        raise CheckpointError(meta_path, f"version {meta.get('version')!r}; this code reads "
-                        f"version {SB3_VERSION} (weights only): train the policy again")
+        raise CheckpointError(meta_path, f"version {str(meta.get('version'))[:20]}; this code "
+                                         f"reads version {SB3_VERSION} (weights only): train "
+                                         f"the policy again")
     kind = field(meta, "kind", str, meta_path)
     if kind not in SB3_KINDS:
-        raise CheckpointError(meta_path, f"field 'kind': unknown policy kind {kind!r} "
-                                   f"(expected one of {', '.join(SB3_KINDS)})")
+        raise CheckpointError(meta_path, f"field 'kind': unknown policy kind {kind[:40]!r} "
+                                         f"(expected one of {', '.join(SB3_KINDS)})")
     name = field(meta, "name", str, meta_path)
     config = field(meta, "config", dict, meta_path)
     hidden = check_hidden_sizes(config.get("hidden_sizes"), meta_path, "config.hidden_sizes")
@@ -353,8 +355,8 @@ def load_sb3_policy(directory: str | Path, device: torch.device | str = "cpu"
     check_count(meta.get("n_features"), meta_path, "n_features", expected=N_FEATURES)
     if meta.get("action_space") != _action_space_settings(kind):
         raise CheckpointError(meta_path, f"field 'action_space' must be "
-                                   f"{_action_space_settings(kind)} for a {kind} policy, found "
-                                   f"{str(meta.get('action_space'))[:80]}")
+                                         f"{_action_space_settings(kind)} for a {kind} policy, "
+                                         f"found {str(meta.get('action_space'))[:80]}")
     normalizer_path = d / "normalizer.pt"
     normalizer = RunningNormalizer(N_FEATURES, clip=clip)
     load_module_state(normalizer, read_weights(normalizer_path), normalizer_path,
