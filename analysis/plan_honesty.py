@@ -33,6 +33,9 @@ history (ATL, CTL, days since rest) stale: it describes the day before the gap."
 LATE_DAYS = 3
 """The export's last morning more than this many days before today's date gets a warning."""
 PHYSIOLOGY = ("hrv_rmssd_ms", "rhr_bpm", "recovery_pct")
+WHOLE_DAY_ZONE_SOURCES = ("lifesnaps", "pmdata")
+"""Sources whose `hr_zones` load counts whole-day heart-rate-zone minutes (Fitbit), so everyday
+activity reads as training (loaders/lifesnaps.py, loaders/pmdata.py)."""
 
 
 @dataclass
@@ -143,6 +146,15 @@ def morning_facts(history: pd.DataFrame, obs: np.ndarray, *, now: date | None = 
         if share < 0.5:
             notes.append(f"the training load is known on only about {share:.0%} of recent days: "
                          f"ATL and CTL rest on that part")
+        recent = (dates < today) & (dates >= today - pd.Timedelta(days=42))
+        if "load_basis" in rows.columns and "source" in rows.columns:
+            whole_day = (rows["load_basis"].eq("hr_zones")
+                         & rows["source"].isin(WHOLE_DAY_ZONE_SOURCES) & recent)
+            if whole_day.any():
+                notes.append(f"the training load of {int(whole_day.sum())} of the last 42 days "
+                             f"comes from whole-day heart-rate-zone minutes (Fitbit), which "
+                             f"count everyday activity as training: ATL, CTL and days since rest "
+                             f"overstate the training done, and the rest rule may fire early")
         week = (dates < today) & (dates >= today - pd.Timedelta(days=6))
         unknown = 6 - int((known & week).sum())
         if unknown:

@@ -131,3 +131,10 @@ def test_a_plan_after_a_two_month_gap_says_so_and_starts_easy(tmp_path) -> None:
     assert "stale" in first["why"] and "ATL" not in first["why"]
     assert first["session"] not in HARD
     assert any("days before this morning" in n for n in plan["notes"])
+
+
+def test_fitbit_whole_day_zone_load_is_said_to_overstate_training() -> None:
+    frame = athlete().assign(source="lifesnaps", load_basis="hr_zones")
+    assert any("whole-day heart-rate-zone minutes" in n for n in facts_of(frame).notes)
+    whoop = athlete().assign(source="whoop", load_basis="hr_zones")
+    assert facts_of(whoop).notes == []
