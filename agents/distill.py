@@ -194,8 +194,12 @@ class DistilledPlanner:
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: not a distilled planner ({exc}); distillations from "
                              "before the student saw the belief must be run again") from None
-        if meta.get("format") != BELIEF_FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != BELIEF_FORMAT:
             raise ValueError(f"{path} is not a {BELIEF_FORMAT} file")
+        if not isinstance(meta.get("belief"), dict) or not isinstance(
+                meta.get("model_dir") or "", str):
+            problem = "field 'belief' must be an object and 'model_dir' a path"
+            raise ValueError(f"{path}: {problem}")  # noqa: TRY004 (the loaders' error type)
         if model is None:
             if not meta.get("model_dir"):
                 raise ValueError(f"{path} names no world model: pass the model it was "
@@ -204,8 +208,12 @@ class DistilledPlanner:
             model = WorldModel.load(meta["model_dir"])
         settings = {k: tuple(v) if isinstance(v, list) else v
                     for k, v in meta["belief"].items()}
+        try:
+            config = replace(MPCConfig(), **settings)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: field 'belief': {exc}") from None
         network = DiscreteSAC.load(directory, device=device)
-        return cls(model, network, replace(MPCConfig(), **settings),
+        return cls(model, network, config,
                    model_dir=meta.get("model_dir"))
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ import numpy as np
 import pandas as pd
 
 from agents.mpc import MPCConfig, MPCPlanner
+from agents.plan_honesty import careful_mask, morning_facts
 from agents.policy import reads_performance_tests
 from physiology_model.data.load import action_loads, actual_actions
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders._io import read_csv, require_columns, to_datetime, to_number
+from physiology_model.data.names import nearest_names
 from physiology_model.data.table import ACTIONS, NoteLog
 from physiology_model.errors import DataError
 from physiology_model.model.world_model import WorldModel, resolve_model_dir
@@ -104,24 +107,32 @@ def _tests_by_morning(tests: pd.Series, dates: pd.Series, path: str,
     return out
 
 
-def _pick_athlete(frame: pd.DataFrame, athlete: str | None) -> str:
+def _pick_athlete(frame: pd.DataFrame, athlete: str | None,
+                  skipped_files: Sequence[Any] = ()) -> str:
+    """The athlete to plan for: `athlete` (an unknown name lists the nearest ones), else the
+    first with `MIN_DAYS` mornings of HRV or RHR (else an error naming any skipped files)."""
     if athlete is not None:
         if athlete not in set(frame["user_id"]):
-            raise DataError("(data)", f"no athlete {athlete!r} in the exports")
+
+            near = nearest_names(athlete, sorted(set(frame["user_id"].astype(str))))
+            hint = (f"; did you mean {', '.join(near)}?" if near
+                    else f"; the exports hold {_some_names(frame)}")
+            raise DataError("(data)", f"no athlete {athlete!r} in the exports{hint}")
         return athlete
     counts = (frame.assign(obs=frame["hrv_rmssd_ms"].notna() | frame["rhr_bpm"].notna())
               .groupby("user_id")["obs"].sum())
     ok = counts[counts >= MIN_DAYS]
     if ok.empty:
-        raise DataError("(data)", f"no athlete has {MIN_DAYS} days of HRV or RHR to plan from")
+        skipped = "".join(f"; skipped {n.path}: {n.message}" for n in skipped_files[:3])
+        raise DataError("(data)", f"no athlete has {MIN_DAYS} days of HRV or RHR to plan from"
+                                  f"{skipped}")
     return str(ok.index[0])
 
 
-def _context(obs: np.ndarray) -> str:
-
-    return (f"recovery {obs[F['recovery_pct']]:.0f}%, HRV z {obs[F['ln_hrv_z_28d']]:+.1f}, "
-            f"{obs[F['days_since_rest']]:.0f} days since rest, ATL {obs[F['atl_trimp']]:.0f} / "
-            f"CTL {obs[F['ctl_trimp']]:.0f} TRIMP/day")
+def _some_names(frame: pd.DataFrame, shown: int = 5) -> str:
+    names = sorted(set(frame["user_id"].astype(str)))
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown
+                                       else "")
 
 
 def policy_event_horizon(run_dir: str | Path) -> int | None:
@@ -129,10 +140,21 @@ def policy_event_horizon(run_dir: str | Path) -> int | None:
     trained with the judging day as its event, else None (module docstring)."""
     meta_path = Path(run_dir) / "run.json"
     try:
-        env = json.loads(meta_path.read_text()).get("env_config") or {}
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(str(meta_path), f"cannot read the run's record: {exc}") from None
-    return int(env["episode_days"]) if env.get("judge_day_is_event") else None
+    if not isinstance(meta, dict):
+        raise DataError(str(meta_path), f"not a run record (a JSON {type(meta).__name__})")
+    env = meta.get("env_config") or {}
+    if not isinstance(env, dict):
+        raise DataError(str(meta_path), "field 'env_config' must be an object")
+    if not env.get("judge_day_is_event"):
+        return None
+    days = env.get("episode_days")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 10_000:
+        raise DataError(str(meta_path), f"field 'env_config.episode_days' must be a whole "
+                                        f"number of days, found {str(days)[:40]!r}")
+    return days
 
 
 def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
@@ -216,12 +238,15 @@ def _data_notes(notes: Sequence[Any]) -> list[str]:
 
 def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
                      days: int = 7, policy_dir: str | None = None, seed: int = 0,
-                     event: str | None = None, tests: str | None = None) -> dict[str, Any]:
+                     event: str | None = None, tests: str | None = None,
+                     now: date | None = None) -> dict[str, Any]:
     """The plan as a JSON-ready dict (module docstring). `event` (a date after the export's
     last day, e.g. a race) is the day performance should peak: the MPC plans to it and a
     trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
     tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
-    performance response from."""
+    performance response from. `now`: today's date for the staleness warnings (default: UTC
+    today); the plan itself starts from the export's last morning (`today` in the result),
+    and says what it filled and what it could not check (agents.plan_honesty)."""
 
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
@@ -229,7 +254,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     model = WorldModel.load(resolve_model_dir(model_dir))
     table = load_exports(data)
     frame = table.frame
-    uid = _pick_athlete(frame, athlete)
+    uid = _pick_athlete(frame, athlete,
+                        [n for n in table.notes if n.kind == "ignored"])
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
@@ -265,7 +291,9 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
             else "; one test alone says nothing about the response (it needs a second)"))
 
     verdict = mask_from_table(history)
-    mask = verdict.mask
+    facts = morning_facts(history, obs[0], now=now)
+    notes.extend(facts.notes)
+    mask, careful = careful_mask(verdict.mask, facts)
     rng = np.random.default_rng(seed)
     if policy_dir:
         from agents.training import load_agent
@@ -305,7 +333,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
             note_tests(planner)
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
     samples = pred.samples
-    reasons = verdict.explain(0)
+    reasons = verdict.explain(0) + ([careful] if careful else [])
     loads = action_loads(sessions)
     out_days = []
     for d, a in enumerate(sessions):
@@ -320,15 +348,19 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
                                          float(np.quantile(rec, 0.9))],
                "prediction_for": "the morning after this session"}
         if d == 0:
-            day["why"] = _context(obs[0])
+            day["why"] = facts.why
             if free_first != a and reasons:
                 day["reason"] = (f"the planner would choose {ACTIONS[free_first]}, but: "
                                  + "; ".join(reasons))
             elif reasons:
                 day["rules_today"] = reasons
         out_days.append(day)
-    out = {"athlete": uid, "start": out_days[0]["date"], "planner": planner_name,
-           "days": out_days, "notes": notes}
+    out = {"athlete": uid, "start": out_days[0]["date"], "today": facts.today,
+           "planner": planner_name, "days": out_days, "notes": notes,
+           "this_morning": facts.measured,
+           "forecast_basis": {"hrv": "athlete" if facts.hrv_in_export else "model only",
+                              "recovery": ("athlete" if facts.recovery_in_export
+                                           else "model only")}}
     if event is not None:
         out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
     return out

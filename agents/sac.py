@@ -64,6 +64,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.checkpoint_io import (
+    CheckpointError,
+    check_count,
+    check_hidden_sizes,
+    load_module_state,
+    read_settings,
+    read_weights,
+    required_field,
+)
 from agents.policy import N_FEATURES, check_batch, masked_choice, masked_sample
 from physiology_model.data.table import N_ACTIONS
 
@@ -619,36 +628,75 @@ class DiscreteSAC:
     @classmethod
     def load(cls, directory: str | Path, device: torch.device | str = "cpu") -> DiscreteSAC:
         """The agent saved by `save` (weights read with `weights_only=True`), in eval mode."""
+
         d = Path(directory)
         config_path, weights_path = d / "config.json", d / "weights.pt"
         for path in (config_path, weights_path):
             if not path.is_file():
                 raise ValueError(f"{path} is missing: not a DiscreteSAC checkpoint")
-        meta = json.loads(config_path.read_text())
+        meta = read_settings(config_path)
         if meta.get("format") != SAC_FORMAT:
-            raise ValueError(f"{config_path} is not a {SAC_FORMAT} checkpoint "
-                             f"(format {meta.get('format')!r})")
+            raise CheckpointError(config_path, f"not a {SAC_FORMAT} checkpoint "
+                                         f"(format {str(meta.get('format'))[:60]!r})")
         if meta.get("version") != SAC_VERSION:
-            raise ValueError(f"{config_path}: checkpoint version {meta.get('version')} is not "
-                             f"the supported {SAC_VERSION}")
-        config = config_from_dict(SACConfig, meta["config"])
-        agent = cls(config, n_features=meta["n_features"],
-                    n_actions=meta["n_actions"], device=device, name=meta.get("name", "sac"))
-        state = torch.load(weights_path, map_location=agent.device, weights_only=True)
-        agent.normalizer.load_state_dict(state["normalizer"])
-        agent.actor.load_state_dict(state["actor"])
-        agent.critic.load_state_dict(state["critic"])
-        agent.critic_target.load_state_dict(state["critic_target"])
+            version = str(meta.get("version"))[:20]
+            raise CheckpointError(config_path, f"checkpoint version {version} is not the "
+                                               f"supported {SAC_VERSION}")
+        values = required_field(meta, "config", dict, config_path)
+        check_hidden_sizes(values.get("hidden_sizes"), config_path, "config.hidden_sizes")
+        try:
+            config = config_from_dict(SACConfig, values)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(config_path, f"field 'config': {exc}") from None
+        n_features = check_count(meta.get("n_features"), config_path, "n_features")
+        n_actions = check_count(meta.get("n_actions"), config_path, "n_actions", limit=64)
+        name = meta.get("name", "sac")
+        if not isinstance(name, str):
+            raise CheckpointError(config_path, "field 'name' must be a string")
+        agent = cls(config, n_features=n_features, n_actions=n_actions, device=device,
+                    name=name)
+        state = tensor_dict_of_states(read_weights(weights_path, agent.device), weights_path)
+        load_module_state(agent.normalizer, state["normalizer"], weights_path,
+                          "the normaliser's statistics")
+        load_module_state(agent.actor, state["actor"], weights_path, "the actor's weights")
+        load_module_state(agent.critic, state["critic"], weights_path, "the critics' weights")
+        load_module_state(agent.critic_target, state["critic_target"], weights_path,
+                          "the target critics' weights")
+        log_alpha = state["log_alpha"]
+        if (not isinstance(log_alpha, torch.Tensor) or log_alpha.shape != agent.log_alpha.shape
+                or not torch.isfinite(log_alpha).all()):
+            raise CheckpointError(weights_path, "'log_alpha' must be one finite number")
         with torch.no_grad():
-            agent.log_alpha.copy_(state["log_alpha"].to(agent.device))
-        agent.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        agent.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        agent.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+            agent.log_alpha.copy_(log_alpha.to(agent.device))
+        try:
+            agent.actor_optimizer.load_state_dict(state["actor_optimizer"])
+            agent.critic_optimizer.load_state_dict(state["critic_optimizer"])
+            agent.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(weights_path, f"the optimisers' states do not fit the networks "
+                                          f"({str(exc)[:200]})") from None
+        for key in ("gradient_steps", "transitions_seen"):
+            value = meta.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise CheckpointError(config_path, f"field {key!r} must be an integer ≥ 0")
         agent.gradient_steps = int(meta.get("gradient_steps", 0))
         agent.transitions_seen = int(meta.get("transitions_seen", 0))
         agent.actor.eval()
         agent.critic.eval()
         return agent
+
+
+def tensor_dict_of_states(value: Any, path: Path) -> dict[str, Any]:
+    """The top level of a `DiscreteSAC` weights file: the keys `save` writes, each present."""
+
+    keys = ("normalizer", "actor", "critic", "critic_target", "log_alpha", "actor_optimizer",
+            "critic_optimizer", "alpha_optimizer")
+    if not isinstance(value, dict):
+        raise CheckpointError(path, f"expected a dict of state dicts, found {type(value).__name__}")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise CheckpointError(path, f"key {missing[0]!r} is missing: not a DiscreteSAC checkpoint")
+    return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,8 +4,15 @@ MaskablePPO (sb3-contrib) on the masked discrete action, plus their `Policy` ada
 Both see the same normalised observations as our discrete SAC: `NormalizedVecEnv` wraps the
 batched env with `agents.sac.RunningNormalizer` (running mean/variance of the raw 48 features,
 features that never varied get weight 0), and the adapters apply the same frozen normaliser at
-inference. The normaliser is saved as a torch `state_dict` (`normalizer.pt`, read with
-`weights_only=True`) beside SB3's own zip (`model.zip`, SB3's `save`/`load`).
+inference.
+
+Checkpoints are data only (docs/untrusted_input.md): the SB3 policy network's `state_dict`
+(`policy.pt`) and the normaliser's (`normalizer.pt`), both read with `torch.load(...,
+weights_only=True)`, and the settings the network is rebuilt from (`policy.json`: kind, config,
+observation and action spaces). SB3's own `save`/`load` (`model.zip`) is not used: its loader
+unpickles objects stored in the zip, so a crafted file could run code. A directory that holds only
+a `model.zip` (written by an earlier version) is refused with a message saying so; the loaded
+adapter can act and report diagnostics but not resume training (the optimisers are not saved).
 
 Architecture: the seed's 256-128-64 hidden layers for actor and critic (PPO: policy and value
 networks). SB3 builds its MLPs without dropout, so the seed's dropout 0.2 applies to our discrete
@@ -30,12 +37,23 @@ import torch
 from stable_baselines3 import SAC
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvWrapper
 
+from agents.checkpoint_io import (
+    CheckpointError,
+    check_count,
+    check_hidden_sizes,
+    check_positive,
+    load_module_state,
+    read_settings,
+    read_weights,
+    required_field,
+)
 from agents.policy import N_FEATURES, check_batch, masked_choice, masked_sample
 from agents.sac import RunningNormalizer
 from physiology_model.data.table import N_ACTIONS
 
 SB3_FORMAT = "adaptive-periodization.SB3Policy"
-SB3_VERSION = 1
+SB3_VERSION = 2
+"""Version 2: weights in `policy.pt` (version 1 was SB3's pickled `model.zip`, refused)."""
 SB3_KINDS: tuple[str, ...] = ("sac-continuous", "ppo")
 
 
@@ -175,13 +193,15 @@ def make_maskable_ppo(env: VecEnv, config: PPOConfig = PPOConfig(), *, seed: int
 
 
 class _SB3Policy:
-    """Shared part of the adapters: a trained SB3 model plus its frozen normaliser."""
+    """Shared part of the adapters: a trained SB3 policy network (`BasePolicy`; an SB3 model
+    is accepted and its `.policy` kept) plus its frozen normaliser."""
 
     action_type = "discrete"
 
     def __init__(self, model: Any, normalizer: RunningNormalizer, name: str,
                  seed: int = 0) -> None:
-        self.model, self.normalizer, self.name = model, normalizer.cpu().eval(), name
+        self.policy = model.policy if hasattr(model, "policy") else model
+        self.normalizer, self.name = normalizer.cpu().eval(), name
         self.deterministic = True
         self._rng = np.random.default_rng(seed)
 
@@ -192,16 +212,22 @@ class _SB3Policy:
 
     def _policy_obs(self, obs: np.ndarray) -> torch.Tensor:
         z = self.normalizer(torch.as_tensor(np.array(obs, dtype=np.float32)))
-        return z.to(self.model.device)
+        return z.to(self.policy.device)
 
     def save(self, directory: str | Path, kind: str, config: Any) -> Path:
-        """Write `model.zip` (SB3), `normalizer.pt` and `policy.json` into `directory`."""
+        """Write `policy.pt` (the SB3 policy's `state_dict`), `normalizer.pt` and `policy.json`
+        (the settings `load_sb3_policy` rebuilds the network from) into `directory`."""
+        if kind not in SB3_KINDS:
+            raise ValueError(f"unknown SB3 policy kind {kind!r} (expected {SB3_KINDS})")
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.model.save(d / "model.zip")
+        state = {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}
+        torch.save(state, d / "policy.pt.tmp")
+        (d / "policy.pt.tmp").replace(d / "policy.pt")
         torch.save(self.normalizer.state_dict(), d / "normalizer.pt")
         meta = {"format": SB3_FORMAT, "version": SB3_VERSION, "kind": kind, "name": self.name,
-                "config": asdict(config)}
+                "config": asdict(config), "n_features": N_FEATURES,
+                "action_space": _action_space_settings(kind)}
         (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n")
         return d
 
@@ -215,8 +241,8 @@ class MaskablePPOPolicy(_SB3Policy):
     def action_probabilities(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """π(a|s) restricted to the mask, (N, 6) float64."""
         o, m = check_batch(obs, mask)
-        self.model.policy.set_training_mode(False)
-        dist = self.model.policy.get_distribution(self._policy_obs(o), action_masks=m)
+        self.policy.set_training_mode(False)
+        dist = self.policy.get_distribution(self._policy_obs(o), action_masks=m)
         return dist.distribution.probs.double().cpu().numpy()
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -246,7 +272,8 @@ class ContinuousSACPolicy(_SB3Policy):
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         o, _ = check_batch(obs, mask)
         z = self.normalizer(torch.as_tensor(np.asarray(o, dtype=np.float32))).numpy()
-        actions, _ = self.model.predict(z, deterministic=self.deterministic)
+        self.policy.set_training_mode(False)
+        actions, _ = self.policy.predict(z, deterministic=self.deterministic)
         return np.asarray(actions, dtype=np.float32).reshape(len(o), 2)
 
     @torch.no_grad()
@@ -255,35 +282,88 @@ class ContinuousSACPolicy(_SB3Policy):
         the policy (a one-sample estimate of the squashed Gaussian's entropy, nats), and
         |Q1(s, a) − Q2(s, a)| at that action."""
         o, _ = check_batch(obs, mask)
-        self.model.policy.set_training_mode(False)
+        self.policy.set_training_mode(False)
         z = self._policy_obs(o)
-        actions, log_prob = self.model.actor.action_log_prob(z)
-        q1, q2 = self.model.critic(z, actions)[:2]
+        actions, log_prob = self.policy.actor.action_log_prob(z)
+        q1, q2 = self.policy.critic(z, actions)[:2]
         return ((-log_prob).double().cpu().numpy(),
                 (q1 - q2).abs().squeeze(-1).double().cpu().numpy())
 
 
+def _action_space_settings(kind: str) -> dict[str, Any]:
+    if kind == "ppo":
+        return {"type": "discrete", "n": N_ACTIONS}
+    return {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
+
+
+def _spaces(kind: str) -> tuple[Any, Any]:
+    """The observation and action spaces of the env a `kind` policy was trained on
+    (simulator.env): the network's input and output sizes follow from them."""
+    import gymnasium as gym
+
+    obs = gym.spaces.Box(-np.inf, np.inf, shape=(N_FEATURES,), dtype=np.float32)
+    if kind == "ppo":
+        return obs, gym.spaces.Discrete(N_ACTIONS)
+    return obs, gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+
+def build_sb3_policy_network(kind: str, hidden_sizes: tuple[int, ...]) -> Any:
+    """A fresh SB3 policy network of the shape `make_maskable_ppo` / `make_sb3_sac` train (SB3's
+    default activations and feature extractor), on the CPU, ready for `load_state_dict`."""
+    obs_space, action_space = _spaces(kind)
+    arch = list(hidden_sizes)
+    if kind == "ppo":
+        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+        return MaskableActorCriticPolicy(obs_space, action_space, lambda _: 0.0,
+                                         net_arch={"pi": arch, "vf": arch})
+    from stable_baselines3.sac.policies import SACPolicy
+
+    return SACPolicy(obs_space, action_space, lambda _: 0.0, net_arch=arch)
+
+
 def load_sb3_policy(directory: str | Path, device: torch.device | str = "cpu"
                     ) -> MaskablePPOPolicy | ContinuousSACPolicy:
-    """The adapter saved by `_SB3Policy.save` (SB3's `load` for the model)."""
+    """The adapter saved by `_SB3Policy.save`, rebuilt from `policy.json` with the weights of
+    `policy.pt` and `normalizer.pt` (read with `weights_only=True`; module docstring). A damaged
+    or tampered file is one `DataError` naming it; a directory with only SB3's pickled
+    `model.zip` is refused, never unpickled."""
     d = Path(directory)
     meta_path = d / "policy.json"
-    for path in (meta_path, d / "model.zip", d / "normalizer.pt"):
-        if not path.is_file():
-            raise ValueError(f"{path} is missing: not a saved SB3 policy")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != SB3_FORMAT or meta.get("version") != SB3_VERSION:
-        raise ValueError(f"{meta_path} is not a version-{SB3_VERSION} {SB3_FORMAT} file")
-    kind = meta.get("kind")
+    weights_path = d / "policy.pt"
+    if (d / "model.zip").exists() and not weights_path.exists():
+        raise CheckpointError(d / "model.zip", "a Stable-Baselines3 archive, whose loader "
+                              "unpickles objects (a crafted one runs code): not loaded. This "
+                              "version reads only weights (policy.pt + policy.json); train the "
+                              "policy again with `periodize train`")
+    meta = read_settings(meta_path)
+    if meta.get("format") != SB3_FORMAT:
+        raise CheckpointError(meta_path, f"not a {SB3_FORMAT} file "
+                                         f"(format {str(meta.get('format'))[:60]!r})")
+    if meta.get("version") != SB3_VERSION:
+        raise CheckpointError(meta_path, f"version {str(meta.get('version'))[:20]}; this code "
+                                         f"reads version {SB3_VERSION} (weights only): train "
+                                         f"the policy again")
+    kind = required_field(meta, "kind", str, meta_path)
     if kind not in SB3_KINDS:
-        raise ValueError(f"{meta_path}: unknown policy kind {kind!r} (expected {SB3_KINDS})")
-    normalizer = RunningNormalizer(N_FEATURES, clip=float(meta["config"]["obs_clip"]))
-    normalizer.load_state_dict(torch.load(d / "normalizer.pt", map_location="cpu",
-                                          weights_only=True))
-    if kind == "ppo":
-        from sb3_contrib import MaskablePPO
-
-        return MaskablePPOPolicy(MaskablePPO.load(d / "model.zip", device=device), normalizer,
-                                 meta["name"])
-    return ContinuousSACPolicy(SAC.load(d / "model.zip", device=device), normalizer,
-                               meta["name"])
+        raise CheckpointError(meta_path, f"field 'kind': unknown policy kind {kind[:40]!r} "
+                                         f"(expected one of {', '.join(SB3_KINDS)})")
+    name = required_field(meta, "name", str, meta_path)
+    config = required_field(meta, "config", dict, meta_path)
+    hidden = check_hidden_sizes(config.get("hidden_sizes"), meta_path, "config.hidden_sizes")
+    clip = check_positive(config.get("obs_clip"), meta_path, "config.obs_clip")
+    check_count(meta.get("n_features"), meta_path, "n_features", expected=N_FEATURES)
+    if meta.get("action_space") != _action_space_settings(kind):
+        raise CheckpointError(meta_path, f"field 'action_space' must be "
+                                         f"{_action_space_settings(kind)} for a {kind} policy, "
+                                         f"found {str(meta.get('action_space'))[:80]}")
+    normalizer_path = d / "normalizer.pt"
+    normalizer = RunningNormalizer(N_FEATURES, clip=clip)
+    load_module_state(normalizer, read_weights(normalizer_path), normalizer_path,
+                      "the normaliser's statistics")
+    network = build_sb3_policy_network(kind, hidden)
+    load_module_state(network, read_weights(weights_path), weights_path, "the policy's weights")
+    network = network.to(device)
+    network.set_training_mode(False)
+    adapter = MaskablePPOPolicy if kind == "ppo" else ContinuousSACPolicy
+    return adapter(network, normalizer, name)

@@ -13,8 +13,9 @@ A run directory holds
 - `run.json`: the agent, the resolved env and agent configs, the seeds, the device, the cohort's
   description, library versions, and, once finished, the training report (env steps, wall time,
   env-steps/s, final training scalars);
-- `model/`: the final checkpoint (our SAC: `config.json` + `weights.pt`; SB3: `model.zip` +
-  `normalizer.pt` + `policy.json`), loaded back by `load_agent`;
+- `model/`: the final checkpoint (our SAC: `config.json` + `weights.pt`; SB3: `policy.pt` +
+  `normalizer.pt` + `policy.json`), loaded back by `load_agent`: weights with
+  `torch.load(weights_only=True)`, settings from JSON, never a pickle (agents.checkpoint_io);
 - `checkpoints/step_<env steps>/`: the same, every `checkpoint_every` env steps (optional);
 - `tb/`: TensorBoard event files (losses, temperature, entropy, Q1/Q2 gap, episode return).
 
@@ -287,8 +288,12 @@ def load_agent(run_dir: str | Path, device: str = "cpu", model: Any = None) -> P
                            f"of its checkpoints/ instead")
     try:
         return load_checkpoint(meta.get("agent"), d / "model", device, model=model)
-    except (ValueError, OSError) as exc:  # the checkpoint loaders name the missing file
-        raise DataError(d, f"its final checkpoint cannot be loaded ({exc})") from None
+    except DataError:
+        raise  # names the checkpoint's file and field already
+    except (ValueError, OSError, KeyError, TypeError, RuntimeError) as exc:
+        # the checkpoint loaders name the file; a DataError from them passes through as it is
+        detail = f"{exc}" if not isinstance(exc, KeyError) else f"missing key {exc}"
+        raise DataError(d, f"its final checkpoint cannot be loaded ({detail[:400]})") from None
 
 
 def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu",

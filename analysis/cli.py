@@ -176,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with outputs
     try:
+        if getattr(args, "out", None) is not None:
+            from analysis.output_paths import check_output_path
+
+            makes_dir = (args.command in ("train", "evaluate")
+                         or getattr(args, "model_command", None) == "fit")
+            check_output_path(args.out, "dir" if makes_dir else "file")
         return int(args.func(args) or 0)
     except DataError as exc:
         print(f"periodize: error: {exc}", file=sys.stderr)
@@ -190,6 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stderr.close()
         return 0
+    except (OSError, MemoryError) as exc:
+        # a file that cannot be written or read in the middle of a command (disk full, a
+        # permission changed, out of memory): one line naming the path, no traceback
+        if os.environ.get("PERIODIZE_TRACEBACK"):
+            raise
+        where = getattr(exc, "filename", None)
+        what = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        print(f"periodize: error: {f'{where}: ' if where else ''}{what}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

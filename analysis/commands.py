@@ -129,20 +129,24 @@ def _plan(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(result, indent=1) + "\n")
         return 0
-    print(f"{len(result['days'])}-day plan for {result['athlete']} from {result['start']} "
-          f"(planner: {result['planner']})")
+    print(f"{len(result['days'])}-day plan for {result['athlete']} from {result['start']}, "
+          f"the export's last morning (planner: {result['planner']})")
     if "event" in result:
         print(f"  event: {result['event']['date']}, {result['event']['days_away']} days away")
     if result["days"] and result["days"][0].get("why"):
         print(f"  this morning: {result['days'][0]['why']}")
+    guess = {k: "*" if v != "athlete" else "" for k, v in result["forecast_basis"].items()}
     for day in result["days"]:
         lo, hi = day["recovery_pct_interval"]
         print(f"  {day['date']}  {day['session']:16s} {day['load_trimp']:5.0f} TRIMP   "
-              f"recovery {day['recovery_pct']:4.0f}% [{lo:3.0f}-{hi:3.0f}]   "
-              f"HRV {day['hrv_ms']:5.1f} ms"
+              f"recovery {day['recovery_pct']:4.0f}% [{lo:3.0f}-{hi:3.0f}]{guess['recovery']}   "
+              f"HRV {day['hrv_ms']:5.1f} ms{guess['hrv']}"
               + (f"   ({day['reason']})" if day.get("reason") else ""))
     for note in result.get("notes", []):
         print(f"  note: {note}")
+    alone = [k if k != "hrv" else "HRV" for k, v in guess.items() if v]
+    if alone:
+        print(f"  * {' and '.join(alone)} forecast from the model alone: none in this export")
     return 0
 
 

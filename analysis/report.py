@@ -241,24 +241,21 @@ def _tree_section(runs: dict) -> str:
 
 def _training_curves(run_dirs: Sequence[str]) -> str:
     import matplotlib.pyplot as plt
-    import pandas as pd
 
-    curves = []
+    curves, unreadable = [], []
     for d in run_dirs:
         path = Path(d) / "run.json"
         if not path.is_file():
             continue
-        run = json.loads(path.read_text())
-        returns = (run.get("report") or {}).get("episode_returns") or []
-        if returns:
-            # one entry per finished batch of episodes: n_envs lanes × episode_days steps
-            per_episode = int(run.get("n_envs", 1)) * int(
-                (run.get("env_config") or {}).get("episode_days", 90))
-            curves.append((Path(d).name, pd.DataFrame({
-                "env_steps": per_episode * (1 + np.arange(len(returns))),
-                "episode_return": returns})))
+        curve = _training_curve(path)
+        if curve is None:
+            unreadable.append(str(path))
+        elif len(curve):
+            curves.append((Path(d).name, curve))
+    skipped = (f"<p>No readable training curve in {', '.join(map(html.escape, unreadable))}."
+               f"</p>" if unreadable else "")
     if not curves:
-        return "<p>No training curves (no trained run directory was given).</p>"
+        return skipped or "<p>No training curves (no trained run directory was given).</p>"
     fig, ax = plt.subplots(figsize=(8, 3.4))
     for i, (name, frame) in enumerate(curves):
         ax.plot(frame["env_steps"], frame["episode_return"], label=name,
@@ -267,7 +264,29 @@ def _training_curves(run_dirs: Sequence[str]) -> str:
     ax.set_ylabel("mean episode return")
     ax.set_title("Training curves")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig) + skipped
+
+
+def _training_curve(path: Path):
+    """(env_steps, episode_return) of a run's `run.json`, empty when it has none, None when the
+    file is not a readable run record (a damaged run directory must not end an evaluation)."""
+    import pandas as pd
+
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+        report = run.get("report") or {}
+        returns = np.asarray(report.get("episode_returns") or [], dtype=float)
+        # one entry per finished batch of episodes: n_envs lanes × episode_days steps
+        n_envs = run.get("n_envs", 1)
+        days = (run.get("env_config") or {}).get("episode_days", 90)
+        if (returns.ndim != 1 or len(returns) > 10_000_000 or not np.isfinite(returns).all()
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 10**7
+                           for v in (n_envs, days))):
+            return None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError):
+        return None
+    return pd.DataFrame({"env_steps": n_envs * days * (1 + np.arange(len(returns))),
+                         "episode_return": returns})
 
 
 def _forecast_section(forecast_json: Path | None) -> str:

@@ -9,8 +9,11 @@ action being decided.
 Hard rules (an action mask, True = allowed), checked for every athlete at once:
 
 - (a) `RECOVERY_FLOOR`: recovery < `recovery_floor_pct` on each of the last
-  `recovery_floor_days` mornings (today and yesterday by default) → rest only. A missing
-  recovery on any of those mornings means the rule cannot fire.
+  `recovery_floor_days` mornings (today and yesterday by default) → rest only. In `hard_mask`
+  (the simulator, the seed's rule) a missing recovery on any of those mornings means the rule
+  cannot fire. For a real athlete (`mask_from_table`) missing is not fine: a morning below the
+  floor whose yesterday is missing or out of range counts as two low mornings (the rule fires,
+  and `MaskResult.notes` says why), so a gap in the data never switches the rule off.
 - (b) `HRV_DROP`: today's ln RMSSD < baseline − `hrv_block_sd`·SD → no `z45_actions`. The
   baseline and SD are the feature builder's `ln_hrv_baseline_28d` / `ln_hrv_baseline_sd_28d`;
   without an established baseline (NaN, or SD not > 0) or without today's HRV it cannot fire.
@@ -420,11 +423,13 @@ class MaskResult:
     """(N,) int: OR of the `Rule` flags that fired (a fired rule may mask nothing new)."""
     per_action: np.ndarray
     """(N, 6) int: OR of the fired rules that mask each action (0 exactly where allowed)."""
+    notes: tuple[str, ...] = ()
+    """What a one-athlete verdict (`mask_from_table`) assumed about missing data."""
 
     def explain(self, athlete: int = 0,
                 config: SafetyConfig = DEFAULT_SAFETY_CONFIG) -> list[str]:
-        """Sentences for the rules that fired for one athlete."""
-        return explain(int(self.reasons[athlete]), config)
+        """Sentences for the rules that fired for one athlete (and what they assumed)."""
+        return explain(int(self.reasons[athlete]), config) + list(self.notes)
 
 
 def _as_vector(name: str, value: np.ndarray, n: int | None) -> np.ndarray:
@@ -793,4 +798,26 @@ def mask_from_table(history: pd.DataFrame, config: SafetyConfig = DEFAULT_SAFETY
         injury=np.array([injury], dtype=float),
         history=codes[None, :],
     )
-    return hard_mask(inputs, config)
+    result = hard_mask(inputs, config)
+    return _missing_yesterday_is_low(result, recovery[-1], recovery[-2], config)
+
+
+def _missing_yesterday_is_low(result: MaskResult, today: float, yesterday: float,
+                              config: SafetyConfig) -> MaskResult:
+    """Rule (a) on a real morning (module docstring): when today's recovery is below the floor
+    and yesterday's is unknown (missing or out of range), yesterday counts as low too."""
+    floor = config.recovery_floor_pct
+    unknown_yesterday = np.isnan(yesterday) or bool(
+        _outside(np.array([yesterday]), _RECOVERY.lo, _RECOVERY.hi)[0])
+    today_low = (not np.isnan(today) and today < floor
+                 and not _outside(np.array([today]), _RECOVERY.lo, _RECOVERY.hi)[0])
+    if config.recovery_floor_days != 2 or not (today_low and unknown_yesterday):
+        return result
+    if result.reasons[0] & Rule.RECOVERY_FLOOR:
+        return result
+    reasons = result.reasons | int(Rule.RECOVERY_FLOOR)
+    per_action = _tables(config).per_action.take(reasons, axis=0)
+    note = (f"yesterday's recovery is {'missing' if np.isnan(yesterday) else 'out of range'}: "
+            f"this morning's {today:.0f} % counts as the second low morning (missing data "
+            f"makes the rule more careful, not less)")
+    return MaskResult(per_action == 0, reasons, per_action, (*result.notes, note))

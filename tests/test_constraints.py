@@ -17,6 +17,7 @@ from hypothesis.extra.numpy import arrays
 from physiology_model.data.table import ACTIONS
 from physiology_model.errors import DataError
 from simulator.constraints import (
+    DEFAULT_SAFETY_CONFIG,
     TRAINED_DAY,
     UNKNOWN_DAY,
     ActionHistory,
@@ -559,8 +560,30 @@ def test_table_mask_reads_today_and_yesterdays_recovery():
     frame = athlete_frame()
     frame.loc[frame.index[-2:], "recovery_pct"] = 25.0
     assert mask_from_table(frame).reasons[0] == Rule.RECOVERY_FLOOR
-    # yesterday's row absent: yesterday's recovery is missing
-    assert mask_from_table(frame.drop(index=frame.index[-2])).reasons[0] == 0
+    assert mask_from_table(frame).notes == ()
+    # yesterday's row absent: yesterday's recovery is missing, which must not switch the rule
+    # off for a real athlete (issue 21): today's low morning counts as two, with a note
+    gap = mask_from_table(frame.drop(index=frame.index[-2]))
+    assert gap.reasons[0] == Rule.RECOVERY_FLOOR and gap.mask[0].tolist() == [
+        a == "rest" for a in ACTIONS]
+    assert "yesterday's recovery is missing" in gap.explain(0)[-1]
+    frame.loc[frame.index[-2], "recovery_pct"] = np.nan
+    assert mask_from_table(frame).reasons[0] == Rule.RECOVERY_FLOOR
+    frame.loc[frame.index[-2], "recovery_pct"] = 250.0  # out of range: unknown, not fine
+    assert mask_from_table(frame).reasons[0] & Rule.RECOVERY_FLOOR
+    # a good morning after a missing one: nothing fires
+    frame.loc[frame.index[-2:], "recovery_pct"] = [np.nan, 70.0]
+    assert mask_from_table(frame).reasons[0] == 0
+
+
+def test_the_simulators_rule_still_needs_two_measured_low_mornings():
+    """The env's masks (hard_mask) keep the seed's rule: the synthetic evaluation is unchanged."""
+    inputs = SafetyInputs(
+        recovery_pct=np.array([6.0, 6.0]), recovery_pct_yesterday=np.array([np.nan, 20.0]),
+        ln_hrv=np.full(2, np.log(60.0)), ln_hrv_baseline=np.full(2, np.log(60.0)),
+        ln_hrv_baseline_sd=np.full(2, 0.1), rhr_bpm=np.full(2, 55.0), injury=np.zeros(2),
+        history=np.full((2, DEFAULT_SAFETY_CONFIG.history_days), UNKNOWN_DAY))
+    assert hard_mask(inputs).reasons.tolist() == [0, int(Rule.RECOVERY_FLOOR)]
 
 
 def test_table_mask_reads_the_executed_days_before_the_last_row():

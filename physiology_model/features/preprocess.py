@@ -358,9 +358,16 @@ class FeatureScaler:
             method = [str(m) for m in data["method"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(path, f"incomplete FeatureScaler file ({exc})") from None
-        if not (len(columns) == len(center) == len(scale) == len(method)):
+        if center.ndim != 1 or scale.ndim != 1 or not (
+                len(columns) == len(center) == len(scale) == len(method)):
             raise DataError(path, "FeatureScaler file: columns, center, scale differ in length")
-        scaler = cls(data.get("scaling"))
+        if not (np.isfinite(center).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise DataError(path, "FeatureScaler file: 'center' and 'scale' must be finite, "
+                                  "'scale' > 0")
+        try:
+            scaler = cls(data.get("scaling"))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise DataError(path, f"FeatureScaler file: field 'scaling' ({exc})") from None
         scaler.columns_, scaler.method_ = columns, method
         scaler.center_, scaler.scale_ = center, scale
         return scaler

@@ -553,7 +553,13 @@ class TrainedResidual:
                                   f"{meta.get('version')!r}; this code reads version "
                                   f"{FORMAT_VERSION}: refit the residual")
         try:
+            if not isinstance(meta["config"], dict):
+                raise TypeError("'config' must be an object")
             config = ResidualConfig.from_dict(meta["config"])
+            if (config.n_members > 64 or len(config.hidden_sizes) > 16
+                    or max(config.hidden_sizes) > 8192):
+                raise ValueError("the network it describes is larger than any this project "
+                                 "fits (n_members ≤ 64, ≤ 16 layers of ≤ 8192 units)")
             if device is not None:
                 config = dataclasses.replace(config, device=device)
             if list(meta["targets"]) != list(TARGETS):
@@ -561,7 +567,8 @@ class TrainedResidual:
             if list(meta["input_names"]) != list(config.input_names):
                 raise ValueError("input_names differ from the config's inputs")
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(path, f"incompatible residual config ({exc})") from None
+            detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(path, f"incompatible residual config ({detail[:300]})") from None
         scaler = FeatureScaler.load(directory / _SCALER_FILE)
         if list(scaler.columns_) != [c for c in config.input_names
                                      if _scaling(config)[c] != "none"]:
@@ -571,7 +578,8 @@ class TrainedResidual:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
         except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            first_line = (str(exc).strip().splitlines()[0][:200] if str(exc).strip()
+                          else type(exc).__name__)
             raise DataError(weights, f"not a readable tensor state_dict ({first_line})"
                             ) from None
         if not isinstance(state, dict):
@@ -580,13 +588,21 @@ class TrainedResidual:
         try:
             net.load_state_dict(state)
         except (RuntimeError, TypeError) as exc:
-            raise DataError(weights, f"weights do not fit the configured network ({exc})"
+            first = " ".join(str(exc).split())[:300]
+            raise DataError(weights, f"weights do not fit the configured network ({first})"
                             ) from None
         net.to(resolve_device(config.device))
+        enabled = meta.get("enabled", {})
+        if not isinstance(enabled, dict) or not all(
+                k in TARGETS and isinstance(v, bool) for k, v in enabled.items()):
+            raise DataError(path, f"field 'enabled' must map targets {list(TARGETS)} to "
+                                  f"true/false")
         validation = meta.get("validation")
-        return cls(config, net, scaler, meta.get("enabled", {}),
-                   None if validation is None else pd.DataFrame(validation),
-                   meta.get("training"))
+        try:
+            validation = None if validation is None else pd.DataFrame(validation)
+        except (TypeError, ValueError) as exc:
+            raise DataError(path, f"field 'validation' is not a table ({exc})") from None
+        return cls(config, net, scaler, enabled, validation, meta.get("training"))
 
 
 def _build_net(config: ResidualConfig) -> ResidualNet:

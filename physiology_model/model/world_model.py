@@ -75,6 +75,7 @@ from physiology_model.model.forecast import (
     plan_frame,
     series_from_frame,
 )
+from physiology_model.model.model_files import check_model_meta, config_field_names, read_posterior
 from physiology_model.model.personalize import (
     PERSONALIZE_ROUNDS,
     Personalization,
@@ -405,31 +406,34 @@ class WorldModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> WorldModel:
-        """Load a model written by `save`; a model of another format version fails clearly."""
-        import arviz as az
-
+        """Load a model written by `save`; a model of another format version fails clearly, and
+        a damaged or tampered file is one `DataError` naming the file and the field
+        (`physiology_model.model.model_files`)."""
         directory = Path(directory)
         meta_path = directory / "model.json"
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(directory, "not a saved world model (no model.json)") from None
         except json.JSONDecodeError as exc:
             raise DataError(meta_path, f"not valid JSON ({exc.msg})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(meta_path, f"unreadable ({exc})") from None
+        if not isinstance(meta, dict):
+            raise DataError(meta_path, f"expected a JSON object, found {type(meta).__name__}")
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise DataError(meta_path, f"saved as {meta.get('format')} version "
                                        f"{meta.get('format_version')}; this code reads {FORMAT} "
                                        f"version {FORMAT_VERSION}: refit with `periodize model fit`")
-        post = az.from_netcdf(directory / "posterior.nc").posterior.isel(chain=0)
+
+        check_model_meta(meta, meta_path, config_field_names(WorldModelConfig))
+        post = read_posterior(directory / "posterior.nc", meta["sources"])
         model = cls(WorldModelConfig(**meta["config"]))
-        users = [str(u) for u in post["athlete"].values]
-        model.athletes_ = {u: {name: post[name].values[:, i].astype(float)
-                               for name in PARAM_NAMES} for i, u in enumerate(users)}
-        model.population_ = Population(
-            sources=tuple(meta["sources"]),
-            loc={name: post[f"{name}_loc"].values.astype(float) for name in PARAM_NAMES},
-            scale={name: post[f"{name}_scale"].values.astype(float) for name in PARAM_NAMES},
-            phi={name: post[name].values.astype(float) for name in AR_PARAMS})
+        users = post["athletes"]
+        model.athletes_ = {u: {name: post["values"][name][:, i].copy() for name in PARAM_NAMES}
+                           for i, u in enumerate(users)}
+        model.population_ = Population(sources=tuple(meta["sources"]), loc=post["loc"],
+                                       scale=post["scale"], phi=post["phi"])
         for u in users:
             for name in AR_PARAMS:
                 model.athletes_[u][name] = model.population_.phi[name]
@@ -439,8 +443,9 @@ class WorldModel:
         try:
             model.drift_ = {str(t): SlowDrift.from_dict(d)
                             for t, d in (meta.get("drift") or {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(meta_path, f"unreadable drift settings ({exc})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(meta_path, f"field 'drift': unreadable drift settings ({exc})"
+                            ) from None
         model.residual_ = None
         if meta.get("residual"):
             from physiology_model.model.residual import TrainedResidual

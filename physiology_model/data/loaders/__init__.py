@@ -12,6 +12,8 @@ Loaders are tried in `LOADERS` order: specific formats first, the canonical CSV 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -94,7 +96,7 @@ def _folders(path: Path) -> Iterable[tuple[Path, list[Path]]]:
 
 def _why_unrecognised(path: Path) -> str:
     """Why no loader claimed a file, in words for the user."""
-    from physiology_model.data.loaders._io import header_of
+    from physiology_model.data.loaders._io import header_of, looks_like_html, utf16_encoding
 
     try:
         with path.open("rb") as fh:
@@ -103,13 +105,48 @@ def _why_unrecognised(path: Path) -> str:
         return f"cannot be read ({exc.strerror})"
     if not head.strip():
         return "the file is empty"
-    if b"\x00" in head:
+    if head.startswith(b"PK\x03\x04"):
+        return (f"a zip archive inside a folder: give the zip itself as the path "
+                f"(e.g. `periodize data summary {path}`)")
+    if b"\x00" in head and utf16_encoding(head) is None:
         return "binary file, not text: no recognised export format"
+    if looks_like_html(head.decode("utf-8", errors="replace")):
+        return ("an HTML page (a login or error page saved under this name?), not an export: "
+                "download the export again")
     columns = header_of(path)
     shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
     return (f"no recognised export format (header: {shown}); known: WHOOP, WHOOP API, "
             f"Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, GoldenCheetah, TrainingPeaks, "
             f"Welltory, or the canonical daily CSV")
+
+
+def _named(path: str, where: dict[str, str]) -> str:
+    """`path` with an unpacked zip's temporary folder replaced by the zip's own path."""
+    for tmp, original in where.items():
+        if str(path).startswith(tmp):
+            return original + str(path)[len(tmp):]
+    return str(path)
+
+
+KEY_ROLES = ("cycles",)
+"""Files without which an export silently loses its physiology (WHOOP: the cycles file holds
+recovery, HRV and resting HR)."""
+
+
+def _refuse_unread_key_files(groups: dict[int, list[Path]], ignored: list[tuple[Path, str]],
+                             loaders: Sequence[Loader]) -> None:
+    """A file of this folder that no loader could read, whose name says it is the key file of
+    an export that was read here (`Loader.names_file`), is an error naming it: reading the rest
+    would give a table without that file's data and no word about why."""
+    for f, why in ignored:
+        for index in groups:
+            names_file = getattr(loaders[index], "names_file", None)
+            role = names_file(f) if names_file is not None else None
+            if role in KEY_ROLES:
+                raise DataError(f, f"{why}. It looks like the {loaders[index].source} export's "
+                                   f"{role} file, which holds its recovery, HRV and resting "
+                                   f"HR: fix or replace it (the export's other files were "
+                                   f"found)")
 
 
 def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
@@ -118,7 +155,28 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     Raises `DataError` naming the file and the problem for unreadable input, for a path that
     does not exist, and for a path under which no file is recognised.
     """
+    from physiology_model.data.loaders._zip import is_zip, unpacked
 
+    if any(is_zip(Path(p)) for p in paths):
+        # an export as delivered (a zip): read its unpacked copy, naming the zip throughout
+        with contextlib.ExitStack() as stack:
+            where: dict[str, str] = {}
+            unzipped = []
+            for p in paths:
+                if is_zip(Path(p)):
+                    folder = stack.enter_context(unpacked(Path(p)))
+                    where[str(folder)] = str(p)
+                    unzipped.append(folder)
+                else:
+                    unzipped.append(p)
+            try:
+                table = load_exports(unzipped, loaders=loaders)
+            except DataError as exc:
+                raise DataError(_named(exc.path, where), exc.problem) from None
+            notes = tuple(dataclasses.replace(n, path=_named(n.path, where))
+                          for n in table.notes)
+            origins = tuple((u, _named(w, where)) for u, w in table.origins)
+            return DailyTable(table.frame, notes, origins)
     loaders = list(loaders) if loaders is not None else _registry()
     log = NoteLog()
     frames: list[pd.DataFrame] = []
@@ -138,6 +196,7 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                     log.add(f, "ignored", ignored[-1][1])
                 else:
                     groups.setdefault(index, []).append(f)
+            _refuse_unread_key_files(groups, ignored, loaders)
             for index, claimed in sorted(groups.items()):
                 loader = loaders[index]
                 where = claimed[0] if len(claimed) == 1 else folder

@@ -22,29 +22,112 @@ import pandas as pd
 from physiology_model.data.table import NoteLog
 from physiology_model.errors import DataError
 
+READ_MEMORY_FACTOR = 30
+"""Memory a CSV export takes while it is read into the daily table, per byte of file: 28.3 bytes
+per byte between a 1.9 and an 8 MB WHOOP cycles file (`benchmarks/read_memory.py`, results in
+`benchmarks/results/read_memory.json`; issue 21 saw about 30x at 200 MB)."""
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still use: the smaller of the system's available memory
+    (`MemAvailable`) and the room left under a cgroup limit; None when unknown."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def check_memory(path: Path, size: int) -> None:
+    """Refuse (one `DataError`) a file that would need more memory to read than is available,
+    rather than be killed by the system halfway."""
+    need = size * READ_MEMORY_FACTOR
+    available = available_memory_bytes()
+    if available is not None and need > available:
+        raise DataError(path, f"{size / 2**20:.0f} MB: reading it would take about "
+                              f"{need / 2**30:.1f} GB of memory and {available / 2**30:.1f} GB "
+                              f"is available; split the export by date (or free memory) and "
+                              f"read the parts")
+
+
+def utf16_encoding(raw: bytes) -> str | None:
+    """`utf-16` (with a byte-order mark), `utf-16-le`/`-be` (without one, recognised by the
+    zero high bytes of ASCII text), or None."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    head = raw[:4096]
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.05 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def looks_like_html(text: str) -> bool:
+    """An HTML page (a login or error page saved under a .csv name)."""
+    head = text.lstrip("\ufeff \t\r\n")[:512].lower()
+    return head.startswith(("<!doctype html", "<html", "<head", "<?xml")) or (
+        head.startswith("<") and "<body" in text[:4096].lower())
+
 
 def read_text(path: Path, log: NoteLog) -> str:
-    """The file's text. Empty files and binary files are errors; cp1252 is a noted fallback."""
+    """The file's text. Empty files, binary files, HTML pages and files too large for the
+    memory left are errors; UTF-16 is decoded (noted) and cp1252 is a noted fallback."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+    check_memory(path, size)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(path, f"cannot be read ({exc.strerror})") from None
     if not raw.strip():
         raise DataError(path, "the file is empty")
-    if b"\x00" in raw[:4096]:
+    encoding = utf16_encoding(raw)
+    if encoding is not None:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise DataError(path, f"UTF-16 text with a broken character at byte "
+                                  f"{exc.start}") from None
+        log.add(path, "repair", f"UTF-16 text (Excel's 'Unicode text'); decoded as {encoding}")
+        text = text.lstrip("\ufeff")
+    elif b"\x00" in raw[:4096]:
         raise DataError(path, "binary file, not text (expected CSV or JSON)")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        text = raw.decode("cp1252", errors="replace")
-        log.add(path, "repair", f"not valid UTF-8 (byte {exc.start}); decoded as cp1252")
-        return text
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("cp1252", errors="replace")
+            log.add(path, "repair", f"not valid UTF-8 (byte {exc.start}); decoded as cp1252")
+    if looks_like_html(text):
+        raise DataError(path, "an HTML page (a login or error page saved under this name?), not "
+                              "an export: download the export again")
+    return text
 
 
 def _sniff_delimiter(header: str) -> str:
     counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] > 0 else ","
+
+
+MAX_FIELD_CHARS = 64 * 2**20
+"""Longest CSV cell read (64 Mi characters; Python's csv module stops at 128 Ki)."""
 
 
 def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
@@ -54,13 +137,20 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
     `to_number` for numeric columns.
     """
     text = read_text(path, log)
-    lines = text.splitlines()
-    header = lines[0]
+    header = text.split("\n", 1)[0]
     delimiter = _sniff_delimiter(header)
+    limit = csv.field_size_limit()
     try:
+        # a long journal note is data, not an error: lift the csv module's 128 KiB field limit
+        # for this read (the file's size is already bounded by read_text)
+        csv.field_size_limit(max(limit, MAX_FIELD_CHARS))
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as exc:
         raise DataError(path, f"not a readable CSV file ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
+    final_newline = text.endswith(("\n", "\r"))
+    del text
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     columns = [c.strip() for c in rows[0]]
     if len(columns) < min_columns:
@@ -72,7 +162,7 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
     body = rows[1:]
     if not body:
         raise DataError(path, "header only, no data rows")
-    if len(body[-1]) < len(columns) and not text.endswith(("\n", "\r")):
+    if len(body[-1]) < len(columns) and not final_newline:
         log.add(path, "repair", f"last line is cut short ({len(body[-1])} of {len(columns)} "
                                 f"fields, no final newline); dropped", 1)
         body = body[:-1]
@@ -98,8 +188,14 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
     return frame
 
 
+MISSING_TOKENS = ("nan", "none", "null", "nil", "na", "n/a", "n.a.", "#n/a", "-", "--",
+                  "---", "\u2013", "\u2014", "?")
+"""Cells that spreadsheets and apps write for "no value": read as missing, not as an error."""
+
+
 def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
-    """A column as float64. Empty cells are NaN; any other non-number is a `DataError`.
+    """A column as float64. Empty cells and `MISSING_TOKENS` (`N/A`, `--`, ...) are NaN; any
+    other non-number is a `DataError`.
 
     Decimal commas are accepted when the file was semicolon-delimited, or when a value has a
     comma and no dot (`"45,3"`).
@@ -113,7 +209,7 @@ def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
         text = text.where(~only_comma.fillna(False), text.str.replace(",", ".", regex=False))
     text = text.str.replace("%", "", regex=False).str.strip()
     values = pd.to_numeric(text, errors="coerce").astype("float64")
-    bad = raw.notna() & values.isna() & ~text.str.lower().isin(["nan", "none", "null", "na", "-"])
+    bad = raw.notna() & values.isna() & ~text.str.lower().isin(MISSING_TOKENS)
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not numbers "
@@ -121,22 +217,100 @@ def to_number(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
     return values
 
 
+_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
+_NUMERIC_DATE = r"^(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})(?:$|[ T])"
+"""`DD/MM/YYYY` or `MM/DD/YYYY` (also with `.` or `-`, a 2-digit year, a time after it)."""
+
+
+def day_first(text: pd.Series, column: str, path: Path, log: NoteLog | None = None) -> bool:
+    """Whether the numeric dates in `text` (`03/04/2024`) put the day first, decided from the
+    data (docs/untrusted_input.md): a first field above 12 settles day-first, a second field
+    above 12 month-first, both at once is a `DataError` (the column mixes the two orders).
+    When no value settles it, the order under which the dates span fewer days is taken (daily
+    exports are runs of consecutive days) and stated in a `log` note; with no log, or when both
+    orders span as many days, it is a `DataError` asking for ISO dates. False when the column
+    holds no such dates (ISO `2024-03-04` never matches)."""
+    parts = text.dropna().astype(str).str.strip().str.extract(_NUMERIC_DATE).dropna()
+    if parts.empty:
+        return False
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if (first > 12).any() and (second > 12).any():
+        a = parts.index[(first > 12).to_numpy()][0]
+        b = parts.index[(second > 12).to_numpy()][0]
+        raise DataError(path, f"column {column!r} mixes day-first ({text[a]!r}) and "
+                              f"month-first ({text[b]!r}) dates")
+    if (first > 12).any():
+        return True
+    if (second > 12).any():
+        return False
+    sample = text.dropna().astype(str).str.strip()
+    spans = {}
+    for name, dayfirst in (("DD/MM", True), ("MM/DD", False)):
+        values = pd.to_datetime(sample, errors="coerce", format="mixed", dayfirst=dayfirst)
+        spans[name] = (values.max() - values.min()).days if values.notna().any() else 0
+    if spans["DD/MM"] == spans["MM/DD"] or log is None:
+        raise DataError(path, f"column {column!r}: day and month cannot be told apart (no value "
+                              f"above 12 in either place, e.g. {sample.iloc[0]!r}); write the "
+                              f"dates as YYYY-MM-DD")
+    chosen = min(spans, key=spans.get)
+    other = "MM/DD" if chosen == "DD/MM" else "DD/MM"
+    log.add(path, "repair", f"column {column!r}: no day above 12 says whether dates are DD/MM "
+                            f"or MM/DD; read as {chosen} (the dates span {spans[chosen]} days; "
+                            f"as {other} they would span {spans[other]})")
+    return chosen == "DD/MM"
+
+
 def to_datetime(frame: pd.DataFrame, column: str, path: Path, *, fmt: str | None = None,
-                utc: bool = False, required: bool = False) -> pd.Series:
+                utc: bool = False, required: bool = False,
+                log: NoteLog | None = None) -> pd.Series:
     """A column of timestamps. Unreadable values are a `DataError`; empty cells are NaT, or a
-    `DataError` too when `required` (a row that cannot be placed in time)."""
+    `DataError` too when `required` (a row that cannot be placed in time).
+
+    Without `fmt`: numeric dates take their day/month order from the data (`day_first`), and
+    local timestamps (`utc` False) whose UTC offsets differ (daylight saving, travel) are read
+    at their local wall-clock time, offsets dropped (an `info` note when `log` is given)."""
     raw = frame[column]
-    values = pd.to_datetime(raw, errors="coerce", format=fmt if fmt else "mixed", utc=utc)
+    source, dayfirst = raw, False
+    if fmt is None:
+        text = raw.astype("string").str.strip()
+        if not utc:
+            offsets = text.str.extract(_OFFSET, expand=False).dropna()
+            if offsets.nunique() > 1:
+                source = text.str.replace(_OFFSET, "", regex=True)
+                if log is not None:
+                    log.add(path, "info", f"{column}: timestamps carry {offsets.nunique()} "
+                                          f"different UTC offsets (daylight saving or travel); "
+                                          f"each row's local time is used as written")
+        dayfirst = day_first(text, column, path, log)
+    values = pd.to_datetime(source, errors="coerce", format=fmt if fmt else "mixed", utc=utc,
+                            dayfirst=dayfirst)
     bad = raw.notna() & values.isna()
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r}: {int(bad.sum())} values are not dates/times "
                               f"(e.g. {raw.iloc[first]!r} in data row {first + 1})")
+    check_date_range(values, column, path)
     if required and values.isna().any():
         first = int(values.isna().to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r} is empty in {int(values.isna().sum())} rows "
                               f"(first in data row {first + 1})")
     return values
+
+
+DATE_RANGE = (pd.Timestamp("1990-01-01"), pd.Timestamp("2100-01-01"))
+"""Dates outside this range are a corrupted or misread value, not a wearable's day."""
+
+
+def check_date_range(values: pd.Series, column: str, path: Path) -> None:
+    """A `DataError` naming the first date outside `DATE_RANGE` (time zones ignored)."""
+    naive = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
+    lo, hi = DATE_RANGE
+    outside = naive.notna() & ((naive < lo) | (naive >= hi))
+    if outside.any():
+        first = int(outside.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {int(outside.sum())} dates outside "
+                              f"{lo.year}-{hi.year - 1} (e.g. {naive.iloc[first]} in data row "
+                              f"{first + 1}): a corrupted or misread date")
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -159,10 +333,16 @@ def header_of(path: Path) -> list[str]:
     """The first line's column names, cheaply, for format detection. [] when unreadable."""
     try:
         with path.open("rb") as fh:
-            first = fh.readline(65536)
+            head = fh.read(65536)
     except OSError:
         return []
-    text = first.decode("utf-8-sig", errors="replace").strip()
+    encoding = utf16_encoding(head)
+    if encoding is not None:
+        head = head[: len(head) // 2 * 2]
+        text = head.decode(encoding, errors="replace").lstrip("\ufeff")
+    else:
+        text = head.decode("utf-8-sig", errors="replace")
+    text = text.split("\n", 1)[0].strip()
     if not text:
         return []
     delimiter = _sniff_delimiter(text)
@@ -171,9 +351,6 @@ def header_of(path: Path) -> list[str]:
     except (csv.Error, StopIteration):
         return []
     return [c.strip() for c in row]
-
-
-_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
 
 
 def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) -> pd.Series:
@@ -190,7 +367,8 @@ def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) ->
         log.add(path, "info", f"{column}: timestamps carry {offsets.nunique()} different UTC "
                               f"offsets; each row's local date is used as written")
     local = raw.str.replace(_OFFSET, "", regex=True).str.replace("T", " ", regex=False)
-    values = pd.to_datetime(local, errors="coerce", format="mixed")
+    values = pd.to_datetime(local, errors="coerce", format="mixed",
+                            dayfirst=day_first(raw, column, path, log))
     bad = raw.notna() & values.isna()
     if bad.any():
         first = int(bad.to_numpy().nonzero()[0][0])
@@ -199,4 +377,5 @@ def to_local_date(frame: pd.DataFrame, column: str, path: Path, log: NoteLog) ->
     if raw.isna().any():
         first = int(raw.isna().to_numpy().nonzero()[0][0])
         raise DataError(path, f"column {column!r} is empty in data row {first + 1}")
+    check_date_range(values, column, path)
     return values.dt.normalize()

@@ -372,7 +372,8 @@ def read_whoop_file(path: Path, log: NoteLog) -> _File:
 _DOTTED_DATE = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}")
 
 
-def _timestamps(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+def _timestamps(frame: pd.DataFrame, column: str, path: Path,
+                log: NoteLog | None = None) -> pd.Series:
     """Local wall-clock timestamps (tz-naive). ISO times as WHOOP writes them; German
     day-first dates (`25.03.2025 00:00:00`) are read day-first. An embedded UTC offset is
     dropped, keeping the wall-clock time, because WHOOP's times are already local."""
@@ -382,7 +383,7 @@ def _timestamps(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
         has_seconds = text.dropna().str.count(":").max() >= 2
         fmt = "%d.%m.%Y %H:%M:%S" if has_seconds else "%d.%m.%Y %H:%M"
     try:
-        values = to_datetime(frame, column, path, fmt=fmt)
+        values = to_datetime(frame, column, path, fmt=fmt, log=log)
     except (TypeError, ValueError) as exc:  # mixed offsets make pandas give up
         raise DataError(path, f"column {column!r}: times cannot be read ({exc})") from None
     if not pd.api.types.is_datetime64_any_dtype(values):
@@ -422,11 +423,11 @@ def _numbers(file: _File, names: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
-def _times(file: _File, names: tuple[str, ...]) -> pd.DataFrame:
+def _times(file: _File, names: tuple[str, ...], log: NoteLog | None = None) -> pd.DataFrame:
     out = pd.DataFrame(index=file.frame.index)
     for name in names:
         if file.has(name):
-            out[name] = _timestamps(file.frame, file.columns[name], file.path)
+            out[name] = _timestamps(file.frame, file.columns[name], file.path, log)
         else:
             out[name] = pd.Series(pd.NaT, index=file.frame.index, dtype="datetime64[ns]")
     return out
@@ -451,7 +452,7 @@ def parse_cycles(files: list[_File], log: NoteLog) -> pd.DataFrame:
     """
     parts = []
     for file in files:
-        times = _times(file, ("cycle_start", "cycle_end", "sleep_onset", "wake_onset"))
+        times = _times(file, ("cycle_start", "cycle_end", "sleep_onset", "wake_onset"), log)
         values = _numbers(file, RECOVERY_FIELDS + ("day_strain",) + SLEEP_FIELDS)
         part = pd.concat([times, values], axis=1).rename(
             columns={"cycle_start": "start", "cycle_end": "end"})
@@ -466,13 +467,57 @@ def parse_cycles(files: list[_File], log: NoteLog) -> pd.DataFrame:
                           else files[0].path.parent, log, "cycle")
 
 
+OVERLAP_TOLERANCE = pd.Timedelta(hours=3)
+"""One person's cycles follow each other; a cycle may overlap the next by a clock change
+(daylight saving: 1 h; a flight across time zones: a few hours, once)."""
+OVERLAP_WINDOW, OVERLAP_COUNT = 14, 5
+"""Overlapping cycles in any `OVERLAP_WINDOW` consecutive ones that only two people's cycles
+interleaved produce (travel makes one now and then)."""
+
+
+def check_one_person(files: list[_File], where: Path) -> None:
+    """Refuse cycles that cannot be one person's: sorted by start, a cycle that starts more
+    than `OVERLAP_TOLERANCE` before an earlier cycle ends overlaps it; `OVERLAP_COUNT` such
+    cycles among `OVERLAP_WINDOW` consecutive ones are two exports (two people) merged in one
+    folder or one file. A repeated export of the same person repeats the same start times,
+    which do not count. `DataError` naming the files."""
+    parts = []
+    for i, file in enumerate(files):
+        times = _times(file, ("cycle_start", "cycle_end")).dropna(subset=["cycle_start"])
+        parts.append(times.assign(file=i))
+    cycles = (pd.concat(parts, ignore_index=True)
+              .drop_duplicates(subset="cycle_start").sort_values("cycle_start",
+                                                                 kind="stable"))
+    if len(cycles) < OVERLAP_COUNT + 1:
+        return
+    start = cycles["cycle_start"].to_numpy()
+    end = cycles["cycle_end"].fillna(cycles["cycle_start"]).to_numpy()
+    latest_end = np.maximum.accumulate(end)
+    overlaps = np.zeros(len(cycles), dtype=bool)
+    overlaps[1:] = (latest_end[:-1] - start[1:]) > OVERLAP_TOLERANCE.to_timedelta64()
+    dense = pd.Series(overlaps).rolling(OVERLAP_WINDOW, min_periods=1).sum().to_numpy()
+    if dense.max() < OVERLAP_COUNT:
+        return
+    at = cycles.iloc[int(np.argmax(overlaps))]
+    owners = cycles["file"].to_numpy()
+    at_overlap = np.flatnonzero(overlaps)
+    involved = np.concatenate([owners[at_overlap], owners[at_overlap - 1]])
+    names = sorted({files[int(i)].path.name for i in involved})
+    what = (f"the cycles files {' and '.join(names)} overlap in time" if len(names) > 1
+            else f"{names[0]} holds cycles that overlap in time")
+    raise DataError(where, f"{what} ({int(overlaps.sum())} cycles start before an earlier one "
+                           f"ends, e.g. at {at['cycle_start']}): one person's cycles never "
+                           f"overlap, so these look like two people's exports; give each "
+                           f"person's export its own folder")
+
+
 def parse_sleeps(files: list[_File], log: NoteLog) -> pd.DataFrame:
     """The sleeps files as one typed frame: `start` (the cycle's), `sleep_onset`, `nap` (0/1)
     and the sleep fields. Naps and sleeps without an onset are left out: only a cycle's main
     sleep is ever used."""
     parts = []
     for file in files:
-        times = _times(file, ("cycle_start", "sleep_onset", "wake_onset"))
+        times = _times(file, ("cycle_start", "sleep_onset", "wake_onset"), log)
         values = _numbers(file, SLEEP_FIELDS)
         part = pd.concat([times, values], axis=1).rename(columns={"cycle_start": "start"})
         part["nap"] = (_booleans(file.frame, file.columns["nap"], file.path)
@@ -602,7 +647,7 @@ def parse_workouts(files: list[_File], log: NoteLog) -> pd.DataFrame:
     parts = []
     zone_fields = tuple(f"zone{k}_pct" for k in range(1, 6))
     for file in files:
-        part = pd.concat([_times(file, ("workout_start",)),
+        part = pd.concat([_times(file, ("workout_start",), log),
                           _numbers(file, ("duration_min",) + zone_fields)], axis=1)
         part = part.rename(columns={"workout_start": "start"})
         part["activity_name"] = file.raw("activity_name")
@@ -671,7 +716,7 @@ def daily_injury(files: list[_File], date_of_cycle: pd.Series, log: NoteLog) -> 
         if not relevant.any():
             log.add(file.path, "info", "journal has no illness/injury question; not used")
             continue
-        times = _times(file, ("cycle_start", "cycle_end"))[relevant]
+        times = _times(file, ("cycle_start", "cycle_end"), log)[relevant]
         answers = _booleans(frame, file.columns["answered_yes"], file.path)[relevant]
         no_cycle = times["cycle_start"].isna()
         if no_cycle.any():
@@ -705,7 +750,7 @@ def daily_injury(files: list[_File], date_of_cycle: pd.Series, log: NoteLog) -> 
 
 def daily_from_api_table(file: _File, log: NoteLog) -> pd.DataFrame:
     """u15/whoop.csv-style daily rows: hours → minutes, stage hours → % of asleep time."""
-    dates = _timestamps(file.frame, file.columns["date"], file.path).dt.normalize()
+    dates = _timestamps(file.frame, file.columns["date"], file.path, log).dt.normalize()
     v = _numbers(file, ("recovery_pct", "rhr_bpm", "hrv_ms", "skin_temp_c", "spo2_pct",
                         "api_light_h", "api_deep_h", "api_rem_h", "api_efficiency_pct"))
     asleep_h = v["api_light_h"] + v["api_deep_h"] + v["api_rem_h"]  # asleep = all stages
@@ -779,6 +824,11 @@ class WhoopLoader:
         fields = set(identify_fields(header_of(path)))
         return "cycle_start" in fields or detect_role(fields) == "api_daily"
 
+    def names_file(self, path: Path) -> str | None:
+        """The export file `path`'s name says it is (`cycles`, `sleeps`, ...), or None: used to
+        refuse an export whose key file could not be read (loaders.load_exports)."""
+        return _role_from_name(path) if path.suffix.lower() in (".csv", ".tsv", ".txt") else None
+
     def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
         export = _Export()
         for path in files:
@@ -788,6 +838,7 @@ class WhoopLoader:
 
         cycles = None
         if export.get("cycles"):
+            check_one_person(export.get("cycles"), where)
             cycles = parse_cycles(export.get("cycles"), log)
         sleeps = parse_sleeps(export.get("sleeps"), log) if export.get("sleeps") else None
         if cycles is None and sleeps is not None:

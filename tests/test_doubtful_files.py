@@ -1,0 +1,208 @@
+"""Doubtful files and arguments (issue 21, items 5-9): a key file that cannot be read is named,
+UTF-16 and HTML-as-CSV are recognised, a WHOOP zip is read as delivered, `N/A`/`--` cells are
+missing values, a huge CSV field is data, bad `--out` paths and files too large for memory are
+one clear error, and an unknown `--athlete` lists the nearest names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.cli import main
+from physiology_model.data.loaders import _io, load_exports
+from physiology_model.errors import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+WHOOP_U01 = ROOT / "data" / "real" / "whoop" / "u01"
+MODEL_DIR = ROOT / "models" / "shipped"
+CYCLES = "physiological_cycles.csv"
+
+
+def _u01(tmp_path: Path, name: str = "u01") -> Path:
+    out = tmp_path / name
+    shutil.copytree(WHOOP_U01, out)
+    return out
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# -- item 5: the key file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda p: p.write_bytes(b"\x00\x01\x02binary" * 50), ("binary",)),
+    (lambda p: p.write_text("<!DOCTYPE html><html><head><title>Sign in</title></head>"
+                            "<body>Session expired</body></html>"), ("HTML page",)),
+    (lambda p: p.write_text(""), ("empty",)),
+])
+def test_an_unreadable_cycles_file_is_named_not_skipped(tmp_path, capsys, damage, words) -> None:
+    export = _u01(tmp_path)
+    damage(export / CYCLES)
+    with pytest.raises(DataError) as info:
+        load_exports([export])
+    message = str(info.value)
+    assert message.startswith(str(export / CYCLES)) and "cycles file" in message
+    for word in words:
+        assert word in message
+    out = tmp_path / "t.parquet"
+    assert main(["data", "build", str(export), "--out", str(out)]) == 2
+    assert CYCLES in _one_error(capsys) and not out.exists()
+
+
+def test_a_utf16_export_is_read_as_text(tmp_path) -> None:
+    export = _u01(tmp_path)
+    text = (export / CYCLES).read_text(encoding="utf-8")
+    (export / CYCLES).write_bytes(text.encode("utf-16"))  # with a byte-order mark
+    table = load_exports([export])
+    original = load_exports([WHOOP_U01]).frame
+    pd.testing.assert_series_equal(table.frame["hrv_rmssd_ms"], original["hrv_rmssd_ms"])
+    assert any("UTF-16" in n.message for n in table.notes)
+    assert _io.utf16_encoding(text.encode("utf-16-le")) == "utf-16-le"  # no mark
+    assert _io.utf16_encoding(text.encode("utf-8")) is None
+
+
+# -- item 6: real-world shapes ------------------------------------------------------------------
+
+
+def test_a_whoop_zip_is_read_as_delivered(tmp_path) -> None:
+    archive = tmp_path / "my_whoop_data_2022_11_10.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(WHOOP_U01.iterdir()):
+            z.write(f, f"my_whoop_data/{f.name}")
+        z.writestr("__MACOSX/._physiological_cycles.csv", b"\x00\x05junk")
+    table = load_exports([archive])
+    original = load_exports([WHOOP_U01]).frame
+    assert len(table.frame) == len(original)
+    assert all(str(archive) in n.path for n in table.notes if "physiological" in n.path)
+
+
+@pytest.mark.parametrize("member", ["../evil.csv", "/etc/evil.csv"])
+def test_a_zip_member_outside_the_archive_is_refused(tmp_path, member) -> None:
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(member, "date,hrv_rmssd_ms\n2024-01-01,50\n")
+    with pytest.raises(DataError, match="outside the archive"):
+        load_exports([archive])
+    assert not (tmp_path / "evil.csv").exists()
+
+
+def test_a_zip_bomb_is_refused(tmp_path) -> None:
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("daily.csv", b"0" * (40 << 20))  # 40 MiB of zeros pack to ~40 KiB
+    with pytest.raises(DataError, match="zip bomb"):
+        load_exports([archive])
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(DataError, match="bad.zip: not a readable zip"):
+        load_exports([tmp_path / "bad.zip"])
+
+
+def test_na_and_dashes_in_number_cells_are_missing(tmp_path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "daily.csv").write_text(
+        "date,hrv_rmssd_ms,rhr_bpm,recovery_pct\n2024-01-01,50,52,N/A\n2024-01-02,--,53,61\n"
+        "2024-01-03,#N/A,—,62\n2024-01-04,55,n/a,63\n")
+    frame = load_exports([folder]).frame
+    assert frame["hrv_rmssd_ms"].isna().tolist() == [False, True, True, False]
+    assert frame["rhr_bpm"].isna().tolist() == [False, False, True, True]
+    assert frame["recovery_pct"].isna().tolist() == [True, False, False, False]
+
+
+def test_a_journal_note_longer_than_the_csv_field_limit_is_read(tmp_path) -> None:
+    import csv
+
+    export = _u01(tmp_path)
+    journal = pd.read_csv(export / "journal_entries.csv", dtype=str)
+    column = next(c for c in journal.columns if "notes" in c.lower()) \
+        if any("notes" in c.lower() for c in journal.columns) else journal.columns[-1]
+    journal.loc[0, column] = "x" * 200_000
+    journal.to_csv(export / "journal_entries.csv", index=False)
+    limit = csv.field_size_limit()
+    assert len(load_exports([export]).frame) == len(load_exports([WHOOP_U01]).frame)
+    assert csv.field_size_limit() == limit  # restored
+
+
+# -- item 7: --out -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("out, words", [
+    ("{tmp}", "is a directory"),
+    ("{tmp}/file.txt/table.parquet", "is a file, not a folder"),
+])
+def test_an_unusable_out_path_is_one_error_before_any_work(tmp_path, capsys, out, words) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    out = out.format(tmp=tmp_path)
+    assert main(["data", "build", str(WHOOP_U01), "--out", out]) == 2
+    line = _one_error(capsys)
+    assert words in line and out in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_out_path_without_write_permission_is_one_error(tmp_path, capsys) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(["data", "build", str(WHOOP_U01), "--out", str(locked / "t.parquet")]) == 2
+    assert "no write permission" in _one_error(capsys)
+
+
+def test_an_out_directory_that_is_a_file_is_refused_for_directory_outputs(tmp_path,
+                                                                          capsys) -> None:
+    (tmp_path / "run").write_text("x")
+    rc = main(["train", "--agent", "sac", "--model", str(MODEL_DIR), "--cohort", "nothing.npz",
+               "--out", str(tmp_path / "run")])
+    assert rc == 2 and "is a file; --out takes a directory" in _one_error(capsys)
+
+
+# -- item 8: memory ------------------------------------------------------------------------------
+
+
+def test_a_file_too_large_for_the_memory_left_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    export = _u01(tmp_path)
+    size = (export / CYCLES).stat().st_size
+    monkeypatch.setattr(_io, "available_memory_bytes", lambda: size * 10)
+    with pytest.raises(DataError, match="split the export by date"):
+        load_exports([export])
+    monkeypatch.setattr(_io, "available_memory_bytes", lambda: None)  # unknown: no guard
+    assert len(load_exports([export]).frame) > 0
+
+
+# -- item 9: nearest names ----------------------------------------------------------------------
+
+
+def test_an_unknown_athlete_lists_the_nearest_names() -> None:
+    from physiology_model.data.names import nearest_names
+
+    known = ["lifesnaps-4003096d", "lifesnaps-4012e179", "whoop-u01", "whoop-u02"]
+    assert nearest_names("621e2f91a8b74003096d", known) == ["lifesnaps-4003096d"]
+    assert nearest_names("whoop-u1", known)[0] == "whoop-u01"
+    assert nearest_names("zzz", known) == []
+
+
+def test_plan_with_a_raw_id_says_which_athlete_was_meant(tmp_path, capsys) -> None:
+    export = _u01(tmp_path)
+    rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(export), "--athlete", "U01",
+               "--days", "1"])
+    line = _one_error(capsys)
+    assert rc == 2 and "did you mean whoop-u01" in line
+
+
+def test_no_plannable_athlete_names_the_skipped_files(tmp_path) -> None:
+    from agents.recommend import _pick_athlete
+    from physiology_model.data.table import Note
+
+    frame = pd.DataFrame({"user_id": ["a"], "hrv_rmssd_ms": [float("nan")],
+                          "rhr_bpm": [float("nan")]})
+    skipped = [Note("x/physiological_cycles.csv", "ignored", "binary file")]
+    with pytest.raises(DataError, match="skipped x/physiological_cycles.csv: binary file"):
+        _pick_athlete(frame, None, skipped)
