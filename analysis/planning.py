@@ -221,13 +221,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
     tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
     performance response from."""
-    from agents.mpc import MPCConfig, MPCPlanner
-    from agents.policy import reads_performance_tests
-    from analysis.real import actual_actions
     from physiology_model.loaders import load_exports
     from physiology_model.world_model import WorldModel
-    from simulator.constraints import mask_from_table
-    from simulator.observation import observation_matrix, observations_from_table
 
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
@@ -237,14 +232,46 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     frame = table.frame
     uid = _pick_athlete(frame, athlete)
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
+    policy = None
+    if policy_dir:
+        from agents.training import load_agent
+
+        policy = load_agent(policy_dir, device="cpu", model=model)
+    return plan_from_history(model, history, _data_notes(table.notes_for(uid)), days=days,
+                             policy=policy, policy_dir=policy_dir, seed=seed, event=event,
+                             tests=test_results, tests_path=tests)
+
+
+def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: int = 7,
+                      policy=None, policy_dir: str | None = None, seed: int = 0,
+                      event: str | None = None, tests: pd.Series | None = None,
+                      tests_path: str | None = None) -> dict[str, Any]:
+    """The plan (as `plan_for_athlete` returns it) of one athlete whose daily rows are
+    `history` (one `user_id`, sorted by date, the last row this morning), from a loaded
+    world model and, when given, a loaded trained `policy` (read from `policy_dir`; None: the
+    MPC planner). `notes` (the data notes about the athlete's files) are extended with the
+    plan's own. `tests`: the athlete's performance tests (`read_performance_tests`, read from
+    `tests_path`). The caller owns the loading, so a batch (`analysis.recommend`) loads the
+    model and the policy once for every athlete."""
+    from agents.mpc import MPCConfig, MPCPlanner
+    from agents.policy import reads_performance_tests
+    from analysis.real import actual_actions
+    from simulator.constraints import mask_from_table
+    from simulator.observation import observation_matrix, observations_from_table
+
+    if days < 1:
+        raise DataError("(arguments)", "--days must be at least 1")
+    test_results = tests
+    uid = str(history["user_id"].iloc[0])
+    notes = list(notes)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
     mornings = observation_matrix(observations_from_table(history, events=events))
     obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
-    notes = _data_notes(table.notes_for(uid))
     tested = (None if test_results is None
-              else _tests_by_morning(test_results, history["date"], tests, notes))
+              else _tests_by_morning(test_results, history["date"], tests_path or "(tests)",
+                                       notes))
 
     def replays(policy) -> bool:
         return hasattr(policy, "replay") and done is not None and len(mornings) > 1
@@ -273,15 +300,12 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
-    if policy_dir:
-        from agents.training import load_agent
-
-        policy = load_agent(policy_dir, device="cpu", model=model)
+    if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
                             "--tests needs the MPC planner (no --policy) or a planner "
                             "distilled with tests (DistillConfig.tests_every)")
-        horizon = policy_event_horizon(policy_dir)
+        horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
         planner_name = f"policy {policy_dir}"
