@@ -216,12 +216,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             _say("training behaviour cloning on the real athletes' sessions")
             bc_policy = train_bc(load_exports(args.data).frame, seed=0)
-    factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
-                                 runs=args.runs or (), device=args.device, seed=args.seed,
-                                 test_cv=args.test_cv)
     config = EnvConfig(episode_days=args.days)
-    runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say,
-                                      tests=tests)
+    if args.workers > 1 or args.shard_size or args.ray_address:
+        runs, records, factories = _evaluate_sharded(args, config, tests, bc_policy)
+    else:
+        factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
+                                     runs=args.runs or (), device=args.device, seed=args.seed,
+                                     test_cv=args.test_cv)
+        runs, records = evaluate_policies(factories, cohort, config, seed=args.seed,
+                                          progress=_say, tests=tests)
     if tests is not None and not any("tested" in r.extra for r in runs.values()):
         _say("note: no policy read the performance tests (mpc_tested and planners distilled "
              "with tests do)")
@@ -237,7 +240,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         atomic_write(out / "real.json", lambda tmp: Path(tmp).write_text(payload_real))
     meta = {"command": "periodize " + " ".join(args.argv),
             "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
-            "seed": args.seed, "model": args.model, "policies": list(runs),
+            "seed": args.seed, "shard_size": args.shard_size, "model": args.model,
+            "policies": list(runs),
             "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()},
             "performance_tests": None if tests is None else {
                 "every_days": tests.every, "cv": tests.cv, "session": args.test_session,
@@ -257,6 +261,25 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"rec>60 {np.mean(m['pct_recovery_gt60']):5.1f}%   "
               f"violations executed {int(np.sum(m['executed_violations']))}")
     return 0
+
+
+def _evaluate_sharded(args: argparse.Namespace, config, tests, bc_policy):
+    """(policy, athlete shard) tasks over workers or Ray (analysis/shards.py)."""
+    import tempfile
+
+    from analysis.shards import PolicySpec, build_factories, evaluate_sharded
+
+    with tempfile.TemporaryDirectory(prefix="periodize-bc-") as tmp:
+        bc_path = None
+        if bc_policy is not None:  # the workers load it from a file
+            bc_path = str(bc_policy.save(Path(tmp) / "bc.npz"))
+        spec = PolicySpec(tuple(args.policies), args.model, tuple(args.runs or ()), bc_path,
+                          args.device, args.seed, args.test_cv)
+        runs, records = evaluate_sharded(spec, args.cohort, config, args.seed,
+                                         shard_size=args.shard_size, workers=args.workers,
+                                         ray_address=args.ray_address, tests=tests, say=_say)
+        factories = build_factories(spec) if args.real else {}
+    return runs, records, factories
 
 
 def _evaluate_real(args: argparse.Namespace, model, factories: dict) -> dict:
@@ -383,5 +406,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--test-session", choices=ACTIONS, default=None,
                     help="the test is that day's session (default: free)")
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--workers", type=int, default=1,
+                    help="local processes running (policy, athlete shard) tasks")
+    ev.add_argument("--shard-size", type=int, default=0,
+                    help="athletes per shard (0: the whole cohort). Results depend on it and "
+                         "on --seed, never on --workers or Ray")
+    ev.add_argument("--ray-address", default=None,
+                    help="run the tasks on this Ray cluster (host:port, auto, or local)")
     ev.add_argument("--out", required=True, help="output directory")
     ev.set_defaults(func=_evaluate)
