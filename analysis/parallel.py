@@ -129,9 +129,9 @@ def connect_ray(address: str) -> Any:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         env = {"PYTHONPATH": path, **{k: "1" for k in _THREAD_VARIABLES}}
+        local = {"include_dashboard": False} if address == "local" else {}
         ray.init(address=None if address == "local" else address, log_to_driver=False,
-                 include_dashboard=False, runtime_env={"env_vars": env},
-                 configure_logging=False)
+                 runtime_env={"env_vars": env}, configure_logging=False, **local)
     return ray
 
 
