@@ -299,6 +299,8 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
 
     verdict = mask_from_table(history)
     mask = verdict.mask
+    reasons = verdict.explain(0)
+    free_first = None  # the choice without the rules: asked for only when a rule fired today
     rng = np.random.default_rng(seed)
     if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
@@ -309,9 +311,10 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
         planner_name = f"policy {policy_dir}"
-        start(policy, horizon)  # today again, for its choice without the rules
-        free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
-                                               np.ones_like(mask)))[0])
+        if reasons or tested is not None:
+            start(policy, horizon)  # today again, for its choice without the rules
+            free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
+                                                   np.ones_like(mask)))[0])
         if tested is not None:
             note_tests(policy)
     else:
@@ -327,15 +330,15 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
         if len(sessions) < days:
             notes.append(f"the planner's horizon is {len(sessions)} days"
                          + (" (up to the event)" if days_to_event is not None else ""))
-        unconstrained = MPCPlanner(model, config, seed=seed)
-        start(unconstrained)
-        free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
+        if reasons:
+            unconstrained = MPCPlanner(model, config, seed=seed)
+            start(unconstrained)
+            free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
         planner_name = "mpc"
         if tested is not None:
             note_tests(planner)
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
     samples = pred.samples
-    reasons = verdict.explain(0)
     loads = action_loads(sessions)
     out_days = []
     for d, a in enumerate(sessions):

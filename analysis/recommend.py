@@ -30,7 +30,8 @@ from typing import Any
 from physiology_model.errors import DataError
 
 EXPORTS_PER_TASK = 8
-"""Exports per task: enough to amortise a task's dispatch, few enough to balance workers."""
+"""Most exports per task: enough to amortise a task's dispatch; fewer when that leaves a
+worker under four tasks, so that the workers finish together."""
 
 COLUMNS: dict[str, str] = {
     "athlete": "string",
@@ -186,7 +187,7 @@ def _run_task(task: _Task) -> list[dict[str, Any]]:
 
 def recommend(spec: RecommendSpec, data: str | Path, *, workers: int = 1,
               ray_address: str | None = None, progress: bool = True,
-              exports_per_task: int = EXPORTS_PER_TASK) -> list[dict[str, Any]]:
+              exports_per_task: int | None = None) -> list[dict[str, Any]]:
     """The rows (`COLUMNS`) for every athlete under `data` (module docstring). The model and
     the policy are loaded here first, so that a bad `--model` or `--policy` is one error
     before any work is handed out."""
@@ -200,6 +201,8 @@ def recommend(spec: RecommendSpec, data: str | Path, *, workers: int = 1,
     exports = find_exports(root)
     base = root if root.is_dir() else root.parent
     names = [os.path.relpath(p, base) for p in exports]
+    if exports_per_task is None:  # at least four tasks a worker, so that they finish together
+        exports_per_task = max(1, min(EXPORTS_PER_TASK, len(names) // (4 * workers)))
     tasks = [_Task(spec, str(base), tuple(names[i:i + exports_per_task]))
              for i in range(0, len(names), exports_per_task)]
     results = run_tasks(_run_task, tasks, workers=workers, ray_address=ray_address,
