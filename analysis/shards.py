@@ -138,7 +138,7 @@ def build_names(spec: PolicySpec) -> list[str]:
     return list(worker_cache(("factories", spec), lambda: build_factories(spec)))
 
 
-def evaluate_sharded(spec: PolicySpec, cohort_path: str, config: EnvConfig = EnvConfig(),
+def evaluate_sharded(spec: PolicySpec, cohort_path: str, config: EnvConfig | None = None,
                      seed: int = 0, *, shard_size: int = 0, workers: int = 1,
                      ray_address: str | None = None,
                      tests: PerformanceTesting | None = None, reference: str | None = None,
@@ -150,6 +150,7 @@ def evaluate_sharded(spec: PolicySpec, cohort_path: str, config: EnvConfig = Env
     from simulator.cohort import Cohort
 
     cohort = Cohort.load(cohort_path)
+    config = EnvConfig() if config is None else config
     tasks = shard_tasks(spec, cohort_path, cohort.n, config, seed, shard_size, tests)
     parts = run_tasks(_run_shard, tasks, workers=workers, ray_address=ray_address,
                       desc="policy × athletes", weights=[t.n for t in tasks],

@@ -13,6 +13,8 @@ does not matter for its speed). Each (planner, workers) pair plans the first `--
 starting the workers and loading the model in each. The records give recommendations/s
 (athletes planned per second of wall time) and, labelled `extrapolated`, the wall time that
 rate implies for 10^5 athletes (computed here from the measured rate, not measured).
+`meta.model_load_s` is the world model's load time in this process, the start-up every worker
+pays (benchmarks/project_scale.py separates it from the per-athlete rate).
 
     .venv/bin/python benchmarks/recommend_throughput.py [--athletes 1000] [--mpc-athletes 1000]
         [--workers 1 2] [--history-days 42] [--seed 0]
@@ -100,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(args.work)
+    started = time.perf_counter()
     model = WorldModel.load(args.model)
+    model_load_s = time.perf_counter() - started  # what every worker pays once at its start
     n_all = max(args.athletes, args.mpc_athletes)
     exports = work / f"exports_n{n_all}_d{args.history_days}_s{args.seed}"
     if not (exports / ".complete").exists():
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
             "config": {k: v for k, v in vars(args).items()}, "seed": args.seed,
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "load_average_at_end": list(os.getloadavg()),
+            "model_load_s": model_load_s, "load_average_at_end": list(os.getloadavg()),
             "note": "extrapolated_* fields are computed from the measured rate, not measured"}
     write_benchmark(args.out, meta, records)
     return 0

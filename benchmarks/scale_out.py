@@ -28,11 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.benchmark import write_benchmark  # noqa: E402
-from analysis.shards import PolicySpec, evaluate_sharded  # noqa: E402
-from physiology_model.world_model import WorldModel  # noqa: E402
-from simulator.cohort import generate_cohort  # noqa: E402
-from simulator.env import EnvConfig  # noqa: E402
+from analysis.benchmark import write_benchmark
+from analysis.shards import PolicySpec, evaluate_sharded
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig
 
 
 def _identical(a, b) -> bool:

@@ -12,11 +12,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from analysis.recommend import RecommendSpec, recommend  # noqa: E402
-from analysis.shards import PolicySpec, evaluate_sharded  # noqa: E402
-from physiology_model.world_model import WorldModel  # noqa: E402
-from simulator.cohort import generate_cohort  # noqa: E402
-from simulator.env import EnvConfig  # noqa: E402
+from analysis.recommend import RecommendSpec, recommend
+from analysis.shards import PolicySpec, evaluate_sharded
+from physiology_model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = str(ROOT / "models" / "shipped")
