@@ -257,14 +257,42 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     uid = _pick_athlete(frame, athlete,
                         [n for n in table.notes if n.kind == "ignored"])
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
+    policy = None
+    if policy_dir:
+        from agents.training import load_agent
+
+        policy = load_agent(policy_dir, device="cpu", model=model)
+    return plan_from_history(model, history, _data_notes(table.notes_for(uid)), days=days,
+                             policy=policy, policy_dir=policy_dir, seed=seed, event=event,
+                             tests=test_results, tests_path=tests, now=now)
+
+
+def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: int = 7,
+                      policy=None, policy_dir: str | None = None, seed: int = 0,
+                      event: str | None = None, tests: pd.Series | None = None,
+                      tests_path: str | None = None, now: date | None = None) -> dict[str, Any]:
+    """The plan (as `plan_for_athlete` returns it) of one athlete whose daily rows are
+    `history` (one `user_id`, sorted by date, the last row this morning), from a loaded
+    world model and, when given, a loaded trained `policy` (read from `policy_dir`; None: the
+    MPC planner). `notes` (the data notes about the athlete's files) are extended with the
+    plan's own. `tests`: the athlete's performance tests (`read_performance_tests`, read from
+    `tests_path`). `now`: today's date for the staleness warnings (default: UTC today). The
+    caller owns the loading, so a batch (`analysis.recommend`) loads the
+    model and the policy once for every athlete."""
+
+    if days < 1:
+        raise DataError("(arguments)", "--days must be at least 1")
+    test_results = tests
+    uid = str(history["user_id"].iloc[0])
+    notes = list(notes)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
     mornings = observation_matrix(observations_from_table(history, events=events))
     obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
-    notes = _data_notes(table.notes_for(uid))
     tested = (None if test_results is None
-              else _tests_by_morning(test_results, history["date"], tests, notes))
+              else _tests_by_morning(test_results, history["date"], tests_path or "(tests)",
+                                       notes))
 
     def replays(policy) -> bool:
         return hasattr(policy, "replay") and done is not None and len(mornings) > 1
@@ -294,22 +322,22 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     facts = morning_facts(history, obs[0], now=now)
     notes.extend(facts.notes)
     mask, careful = careful_mask(verdict.mask, facts)
+    reasons = verdict.explain(0) + ([careful] if careful else [])
+    free_first = None  # the choice without the rules: asked for only when a rule fired today
     rng = np.random.default_rng(seed)
-    if policy_dir:
-        from agents.training import load_agent
-
-        policy = load_agent(policy_dir, device="cpu", model=model)
+    if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
                             "--tests needs the MPC planner (no --policy) or a planner "
                             "distilled with tests (DistillConfig.tests_every)")
-        horizon = policy_event_horizon(policy_dir)
+        horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
         planner_name = f"policy {policy_dir}"
-        start(policy, horizon)  # today again, for its choice without the rules
-        free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
-                                               np.ones_like(mask)))[0])
+        if reasons or tested is not None:
+            start(policy, horizon)  # today again, for its choice without the rules
+            free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
+                                                   np.ones_like(mask)))[0])
         if tested is not None:
             note_tests(policy)
     else:
@@ -325,15 +353,15 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         if len(sessions) < days:
             notes.append(f"the planner's horizon is {len(sessions)} days"
                          + (" (up to the event)" if days_to_event is not None else ""))
-        unconstrained = MPCPlanner(model, config, seed=seed)
-        start(unconstrained)
-        free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
+        if reasons:
+            unconstrained = MPCPlanner(model, config, seed=seed)
+            start(unconstrained)
+            free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
         planner_name = "mpc"
         if tested is not None:
             note_tests(planner)
     pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
     samples = pred.samples
-    reasons = verdict.explain(0) + ([careful] if careful else [])
     loads = action_loads(sessions)
     out_days = []
     for d, a in enumerate(sessions):

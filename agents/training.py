@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,8 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
           agent_config: SACConfig | SB3SACConfig | PPOConfig | None = None,
           run_name: str | None = None, progress: bool = True,
           checkpoint_every: int | None = None, torch_threads: int | None = None,
-          max_seconds: float | None = None) -> Path:
+          max_seconds: float | None = None,
+          on_checkpoint: Callable[[int, Path], None] | None = None) -> Path:
     """Train one learner and return its run directory (module docstring).
 
     `agent` in `AGENTS`; `cohort` a `Cohort` or the path of a saved one (its athletes are the
@@ -141,7 +143,9 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     `torch_threads` sets torch's CPU threads for the run (restored afterwards; on a loaded
     machine 1 can be much faster than several). `max_seconds` ends training early once that
     much wall time has passed (the run is saved as usual and its report says `time_limited`),
-    so that a fixed time budget can be shared between runs.
+    so that a fixed time budget can be shared between runs. `on_checkpoint(env_steps,
+    directory)` is called after each periodic checkpoint is saved (a tuner evaluates it there
+    and may end the run by raising, e.g. `optuna.TrialPruned`; the run then stays `running`).
     """
     _check_arguments(agent, steps, n_envs, agent_config, checkpoint_every, torch_threads)
     torch_device = select_device(device)
@@ -169,10 +173,12 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     try:
         if agent == "sac":
             report = _train_discrete_sac(env, agent_cfg, steps, seeds["agent"], torch_device,
-                                         run_dir, progress, checkpoint_every, max_seconds)
+                                         run_dir, progress, checkpoint_every, max_seconds,
+                                         on_checkpoint)
         else:
             report = _train_sb3(agent, env, agent_cfg, steps, seeds["agent"], torch_device,
-                                run_dir, progress, checkpoint_every, max_seconds)
+                                run_dir, progress, checkpoint_every, max_seconds,
+                                on_checkpoint)
     finally:
         torch.set_num_threads(previous_threads)
         env.close()
@@ -189,8 +195,9 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
 
 def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,
                         device: torch.device, run_dir: Path, progress: bool,
-                        checkpoint_every: int | None,
-                        max_seconds: float | None) -> TrainingReport:
+                        checkpoint_every: int | None, max_seconds: float | None,
+                        on_checkpoint: Callable[[int, Path], None] | None = None
+                        ) -> TrainingReport:
     from torch.utils.tensorboard import SummaryWriter
 
     agent = DiscreteSAC(config, device=device, seed=seed)
@@ -198,8 +205,11 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
 
     def save_checkpoint(env_steps: int) -> None:
         if checkpoint_every is not None and env_steps - last_saved[0] >= checkpoint_every:
-            agent.save(run_dir / "checkpoints" / f"step_{env_steps:010d}")
+            where = run_dir / "checkpoints" / f"step_{env_steps:010d}"
+            agent.save(where)
             last_saved[0] = env_steps
+            if on_checkpoint is not None:
+                on_checkpoint(env_steps, where)
 
     writer = SummaryWriter(str(run_dir / "tb"))
     try:
@@ -213,7 +223,8 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
 
 def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | PPOConfig,
                steps: int, seed: int, device: torch.device, run_dir: Path, progress: bool,
-               checkpoint_every: int | None, max_seconds: float | None) -> TrainingReport:
+               checkpoint_every: int | None, max_seconds: float | None,
+               on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainingReport:
     from stable_baselines3.common.callbacks import BaseCallback
 
     normalizer = RunningNormalizer(N_FEATURES, clip=config.obs_clip)
@@ -243,8 +254,10 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
             if (checkpoint_every is not None
                     and self.num_timesteps - self.last_saved >= checkpoint_every):
                 self.last_saved = self.num_timesteps
-                adapter_cls(model, normalizer, agent).save(
-                    run_dir / "checkpoints" / f"step_{self.num_timesteps:010d}", agent, config)
+                where = run_dir / "checkpoints" / f"step_{self.num_timesteps:010d}"
+                adapter_cls(model, normalizer, agent).save(where, agent, config)
+                if on_checkpoint is not None:
+                    on_checkpoint(self.num_timesteps, where)
             return max_seconds is None or time.perf_counter() - started < max_seconds
 
     started = time.perf_counter()

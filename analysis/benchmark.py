@@ -108,15 +108,18 @@ class PerformanceTesting:
 def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvConfig,
                seed: int, progress: Callable[[str], None] | None = None, *,
                n: int | None = None, policy_seed: int | None = None,
-               tests: PerformanceTesting | None = None) -> PolicyRun:
-    """Run one episode of the policy for the first `n` athletes of `cohort` (default all, one
-    lane each), the simulator seeded `seed` and the policy `policy_seed` (default `seed`);
+               tests: PerformanceTesting | None = None, lane_offset: int = 0) -> PolicyRun:
+    """Run one episode of the policy for `n` athletes of `cohort` from athlete `lane_offset`
+    (default all, one lane each; the simulator's random streams are keyed by lane, so an
+    athlete meets the same noise in any shard: `analysis.shards`), the simulator seeded
+    `seed` and the policy `policy_seed` (default `seed`);
     with `tests`, a policy that reads them is handed performance tests (`PerformanceTesting`;
     `extra["tested"]`, (days, N) bool, says who was tested on which morning)."""
     start = time.perf_counter()
-    n = cohort.n if n is None else n
+    n = cohort.n - lane_offset if n is None else n
     action_type = getattr(factory(None), "action_type", "discrete")
-    sim = Simulation(cohort, n, replace(config, action_type=action_type))
+    sim = Simulation(cohort, n, replace(config, action_type=action_type),
+                     lane_offset=lane_offset)
     obs = sim.reset(seed)
     policy = factory(sim)  # the oracle reads the simulation, the MPC its episode length
     policy.reset(seed if policy_seed is None else policy_seed)

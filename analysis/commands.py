@@ -73,17 +73,12 @@ def _train(args: argparse.Namespace) -> int:
     if not args.cohort:
         raise DataError("(arguments)", f"--agent {args.agent} trains in simulation: give "
                                        f"--cohort FILE (periodize cohort ...)")
-    try:
-        overrides = json.loads(args.agent_config) if args.agent_config else {}
-    except ValueError as exc:  # json.JSONDecodeError
-        raise DataError("--agent-config", f"not JSON: {exc}") from None
-    if not isinstance(overrides, dict):
-        raise DataError("--agent-config", "must be a JSON object of settings")
+    overrides, env_config = _agent_config(args.agent_config)
     if (out / "run.json").exists():
         raise DataError(str(out), "already holds a training run; choose another --out or "
                                   "remove it")
     if args.agent == "mpc-distilled":
-        return _distill(args, out, overrides)
+        return _distill(args, out, overrides, env_config)
     try:
         config = agent_config(args.agent, overrides)
     except (ValueError, TypeError) as exc:
@@ -92,12 +87,52 @@ def _train(args: argparse.Namespace) -> int:
     max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
     run_dir = train(args.agent, cohort, args.steps, seed=args.seed, device=args.device,
                     out_dir=out.parent, run_name=out.name, n_envs=args.n_envs,
-                    agent_config=config, torch_threads=args.threads, max_seconds=max_seconds)
+                    agent_config=config, torch_threads=args.threads, max_seconds=max_seconds,
+                    env_config=env_config)
     print(f"wrote {run_dir}")
     return 0
 
 
-def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
+def _agent_config(value: str | None):
+    """`--agent-config`: a JSON object, inline or in a file (what `periodize tune` writes as
+    best.json), of learner settings; its optional "reward" object sets the env's reward
+    (`simulator.rewards.RewardConfig` fields). Returns (learner overrides, EnvConfig or
+    None)."""
+    from dataclasses import asdict
+
+    from agents.sac import config_from_dict
+    from simulator.env import EnvConfig
+    from simulator.rewards import RewardConfig
+
+    if not value:
+        return {}, None
+    where = "--agent-config"
+    text = value
+    if not value.lstrip().startswith("{") and Path(value).is_file():
+        where = value
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(where, f"cannot be read ({exc})") from None
+    try:
+        overrides = json.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError
+        raise DataError(where, f"not JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise DataError(where, "must be a JSON object of settings")
+    reward = overrides.pop("reward", None)
+    if reward is None:
+        return overrides, None
+    if not isinstance(reward, dict):
+        raise DataError(where, "'reward' must be a JSON object of RewardConfig fields")
+    try:
+        reward_config = config_from_dict(RewardConfig, {**asdict(RewardConfig()), **reward})
+    except (ValueError, TypeError) as exc:
+        raise DataError(where, f"reward: {exc}") from None
+    return overrides, EnvConfig(reward=reward_config)
+
+
+def _distill(args: argparse.Namespace, out: Path, overrides: dict, env_config=None) -> int:
     """`periodize train --agent mpc-distilled` (arguments already checked by `_train`)."""
     from dataclasses import asdict
 
@@ -114,7 +149,8 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
         raise DataError("--agent-config", str(exc)) from None
     model = _load_model(args.model)
     run_dir = distill(model, Cohort.load(args.cohort), seed=args.seed, out_dir=out.parent,
-                      run_name=out.name, config=config, model_dir=args.model)
+                      run_name=out.name, config=config, model_dir=args.model,
+                      env_config=env_config)
     print(f"wrote {run_dir}")
     return 0
 
@@ -147,6 +183,53 @@ def _plan(args: argparse.Namespace) -> int:
     alone = [k if k != "hrv" else "HRV" for k, v in guess.items() if v]
     if alone:
         print(f"  * {' and '.join(alone)} forecast from the model alone: none in this export")
+    return 0
+
+
+# -- recommend ---------------------------------------------------------------------------------
+def _recommend(args: argparse.Namespace) -> int:
+    from analysis.recommend import (
+        RecommendSpec,
+        recommend,
+        summarize_rows,
+        write_recommendations,
+    )
+
+    spec = RecommendSpec(args.model, args.policy, args.days, args.seed)
+    rows = recommend(spec, args.data, workers=args.workers, ray_address=args.ray_address)
+    write_recommendations(rows, args.out, spec)
+    counts = summarize_rows(rows)
+    print(f"wrote {args.out}: {counts['planned']} athletes planned, {counts['failed']} "
+          f"could not be (status 'error', with the reason)")
+    for row in rows:
+        if row["status"] == "error":
+            print(f"  {row['athlete']}: {row['error']}", file=sys.stderr)
+    return 0
+
+
+# -- tune --------------------------------------------------------------------------------------
+def _tune(args: argparse.Namespace) -> int:
+    from analysis.tune import TuneSpec, tune
+
+    spec = TuneSpec(args.agent, args.cohort, args.val_cohort, args.out, args.trials,
+                    storage=args.storage, study_name=args.study_name, model_dir=args.model,
+                    steps=args.steps, n_envs=args.n_envs, seed=args.seed,
+                    trial_minutes=args.trial_minutes, evaluations=args.evaluations,
+                    val_days=args.val_days, heartbeat_s=args.heartbeat)
+    summary = tune(spec, workers=args.workers, ray_address=args.ray_address)
+    states = {}
+    for t in summary["trials"]:
+        states[t["state"]] = states.get(t["state"], 0) + 1
+    print(f"study {summary['study']} in {summary['storage']}: "
+          + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+    best = summary["best"]
+    if best is None:
+        print("no trial completed yet")
+        return 1
+    print(f"best: trial {best['number']}, validation ΔP share of the oracle "
+          f"{best['value']:.1f} %, run {best['run_dir']}")
+    print(f"wrote {Path(args.out) / 'best.json'} (periodize train --agent-config) and "
+          f"{Path(args.out) / 'study.json'}")
     return 0
 
 
@@ -188,12 +271,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             _say("training behaviour cloning on the real athletes' sessions")
             bc_policy = train_bc(load_exports(args.data).frame, seed=0)
-    factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
-                                 runs=args.runs or (), device=args.device, seed=args.seed,
-                                 test_cv=args.test_cv)
     config = EnvConfig(episode_days=args.days)
-    runs, records = evaluate_policies(factories, cohort, config, seed=args.seed, progress=_say,
-                                      tests=tests)
+    if args.workers > 1 or args.shard_size or args.ray_address:
+        runs, records, factories = _evaluate_sharded(args, config, tests, bc_policy)
+    else:
+        factories = policy_factories(args.policies, model=model, bc_policy=bc_policy,
+                                     runs=args.runs or (), device=args.device, seed=args.seed,
+                                     test_cv=args.test_cv)
+        runs, records = evaluate_policies(factories, cohort, config, seed=args.seed,
+                                          progress=_say, tests=tests)
     if tests is not None and not any("tested" in r.extra for r in runs.values()):
         _say("note: no policy read the performance tests (mpc_tested and planners distilled "
              "with tests do)")
@@ -209,7 +295,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         atomic_write(out / "real.json", lambda tmp: Path(tmp).write_text(payload_real))
     meta = {"command": "periodize " + " ".join(args.argv),
             "cohort": args.cohort, "n_athletes": cohort.n, "episode_days": args.days,
-            "seed": args.seed, "model": args.model, "policies": list(runs),
+            "seed": args.seed, "shard_size": args.shard_size, "model": args.model,
+            "policies": list(runs),
             "runs": list(args.runs or ()), "wall_s": {n: r.wall_s for n, r in runs.items()},
             "performance_tests": None if tests is None else {
                 "every_days": tests.every, "cv": tests.cv, "session": args.test_session,
@@ -229,6 +316,25 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"rec>60 {np.mean(m['pct_recovery_gt60']):5.1f}%   "
               f"violations executed {int(np.sum(m['executed_violations']))}")
     return 0
+
+
+def _evaluate_sharded(args: argparse.Namespace, config, tests, bc_policy):
+    """(policy, athlete shard) tasks over workers or Ray (analysis/shards.py)."""
+    import tempfile
+
+    from analysis.shards import PolicySpec, build_factories, evaluate_sharded
+
+    with tempfile.TemporaryDirectory(prefix="periodize-bc-") as tmp:
+        bc_path = None
+        if bc_policy is not None:  # the workers load it from a file
+            bc_path = str(bc_policy.save(Path(tmp) / "bc.npz"))
+        spec = PolicySpec(tuple(args.policies), args.model, tuple(args.runs or ()), bc_path,
+                          args.device, args.seed, args.test_cv)
+        runs, records = evaluate_sharded(spec, args.cohort, config, args.seed,
+                                         shard_size=args.shard_size, workers=args.workers,
+                                         ray_address=args.ray_address, tests=tests, say=_say)
+        factories = build_factories(spec) if args.real else {}
+    return runs, records, factories
 
 
 def _evaluate_real(args: argparse.Namespace, model, factories: dict) -> dict:
@@ -290,7 +396,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="torch CPU threads (the networks are small: on 2 shared cores one "
                             "thread was ~12x faster per gradient step than two)")
     train.add_argument("--agent-config", default=None, metavar="JSON",
-                       help='learner settings over the defaults, e.g. \'{"gamma": 0.995}\'')
+                       help='learner settings over the defaults, e.g. \'{"gamma": 0.995}\', or '
+                            'a JSON file of them (periodize tune writes best.json)')
     train.add_argument("--max-minutes", type=float, default=None,
                        help="stop training after this much wall time (the run is saved)")
     train.add_argument("--out", required=True, help="run directory")
@@ -314,6 +421,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_plan)
+
+    rec = sub.add_parser("recommend", help="today's session and a 7-day plan for every "
+                                           "athlete under a folder (parquet)")
+    rec.add_argument("--model", required=True, help="world model directory")
+    rec.add_argument("--data", required=True, help="folder of exports (one per athlete)")
+    rec.add_argument("--policy", default=None, help="trained run directory (default: MPC)")
+    rec.add_argument("--days", type=int, default=7)
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--workers", type=int, default=1, help="local worker processes")
+    rec.add_argument("--ray-address", default=None,
+                     help="run on this Ray cluster instead (host:port, auto, or local)")
+    rec.add_argument("--out", required=True, help="output .parquet file")
+    rec.set_defaults(func=_recommend)
+
+    tn = sub.add_parser("tune", help="an Optuna study of a learner's settings (resumable)")
+    tn.add_argument("--agent", required=True,
+                    choices=["sac", "sac-continuous", "ppo", "mpc-distilled"])
+    tn.add_argument("--cohort", required=True, help="training cohort file")
+    tn.add_argument("--val-cohort", required=True, help="validation cohort file (objective)")
+    tn.add_argument("--trials", type=int, required=True,
+                    help="finished trials the study should have in all (a rerun resumes)")
+    tn.add_argument("--storage", default=None,
+                    help="SQLAlchemy URL of the study (default: sqlite in --out)")
+    tn.add_argument("--study-name", default="periodize")
+    tn.add_argument("--model", default=None, help="world model (mpc-distilled)")
+    tn.add_argument("--steps", type=int, default=200_000, help="env steps per trial")
+    tn.add_argument("--n-envs", type=int, default=64)
+    tn.add_argument("--seed", type=int, default=0)
+    tn.add_argument("--trial-minutes", type=float, default=None,
+                    help="wall-time limit of one trial's training")
+    tn.add_argument("--evaluations", type=int, default=4,
+                    help="intermediate validation runs per trial (the pruner's steps)")
+    tn.add_argument("--val-days", type=int, default=90, help="validation episode length")
+    tn.add_argument("--heartbeat", type=int, default=60,
+                    help="seconds between a trial's heartbeats (a dead trial is retried "
+                         "after twice this)")
+    tn.add_argument("--workers", type=int, default=1, help="local Optuna worker processes")
+    tn.add_argument("--ray-address", default=None,
+                    help="run the Optuna workers as Ray tasks on this cluster")
+    tn.add_argument("--out", required=True, help="study directory")
+    tn.set_defaults(func=_tune)
 
     ev = sub.add_parser("evaluate", help="every policy on a held-out cohort; report")
     ev.add_argument("--model", required=True,
@@ -345,5 +493,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--test-session", choices=ACTIONS, default=None,
                     help="the test is that day's session (default: free)")
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--workers", type=int, default=1,
+                    help="local processes running (policy, athlete shard) tasks")
+    ev.add_argument("--shard-size", type=int, default=0,
+                    help="athletes per shard (0: the whole cohort). Results depend on it and "
+                         "on --seed, never on --workers or Ray")
+    ev.add_argument("--ray-address", default=None,
+                    help="run the tasks on this Ray cluster (host:port, auto, or local)")
     ev.add_argument("--out", required=True, help="output directory")
     ev.set_defaults(func=_evaluate)
