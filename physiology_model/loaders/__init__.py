@@ -56,6 +56,12 @@ def _registry() -> list[Loader]:
         "goldencheetah",
         "trainingpeaks",
         "welltory",
+        "intervals_icu",
+        "section11",
+        "garmin_connect",
+        "strava",
+        "apple_health",
+        "fit",
     ):
         try:
             module = __import__(f"physiology_model.loaders.{module_name}", fromlist=["LOADER"])
@@ -103,7 +109,8 @@ def _why_unrecognised(path: Path) -> str:
     shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
     return (f"no recognised export format (header: {shown}); known: WHOOP, WHOOP API, "
             f"Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, GoldenCheetah, TrainingPeaks, "
-            f"Welltory, or the canonical daily CSV")
+            f"Welltory, intervals.icu, Section 11 JSON, Garmin Connect CSV, Strava, Apple "
+            f"Health, FIT, or the canonical daily CSV")
 
 
 def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
