@@ -29,6 +29,9 @@ the planner from 83 to 93 % of the oracle's gain (`benchmarks/performance_tests.
 alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
 performance_test_cv`, a 5-km time trial's). A `--policy` reads tests only when it is a planner
 distilled with them (`agents.distill.DistillConfig.tests_every`); other policies refuse them.
+Without `--tests`, the tests the export itself carries (intervals.icu tests and races, the
+Section 11 FTP log; `physiology_model.loaders.performance_tests`) are used, and the plan lists
+them in its notes.
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
@@ -243,6 +246,10 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
     notes = _data_notes(table.notes_for(uid))
+    if test_results is None:  # no --tests FILE: the tests the export carries, if any
+        from physiology_model.loaders.performance_tests import tests_for_athlete
+
+        test_results, tests = tests_for_athlete(data, uid, history["date"], notes)
     tested = (None if test_results is None
               else _tests_by_morning(test_results, history["date"], tests, notes))
 

@@ -113,6 +113,14 @@ def _why_unrecognised(path: Path) -> str:
             f"Health, FIT, or the canonical daily CSV")
 
 
+def _hrv_rules(frame: pd.DataFrame, log: NoteLog, owner: dict[str, str]) -> pd.DataFrame:
+    """SDNN stand-in for SDNN-only athletes, then the HRV artefact filter (`_hrv`)."""
+    from physiology_model.loaders._hrv import filter_hrv_artefacts, sdnn_stand_in
+
+    frame = sdnn_stand_in(frame, log, owner)
+    return validate_frame(filter_hrv_artefacts(frame, log, owner), "(combined)", log)
+
+
 def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
     """Read every recognised export under `paths` into one validated `DailyTable`.
 
@@ -169,4 +177,5 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
     frame = validate_frame(frame, "(combined)", log)
+    frame = _hrv_rules(frame, log, owner)
     return DailyTable(frame, tuple(log.notes), tuple(sorted(owner.items())))
