@@ -242,16 +242,25 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
-    mornings = observation_matrix(observations_from_table(history, events=events))
+    features = observations_from_table(history, events=events)
+    mornings = observation_matrix(features)
+    # one morning per calendar day: days missing from the export are rows here too
+    morning_dates = pd.to_datetime(features["date"]).reset_index(drop=True)
     obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
     notes = _data_notes(table.notes_for(uid))
+    absent = [name for column, name in (("hrv_rmssd_ms", "HRV"), ("rhr_bpm", "resting heart rate"))
+              if not history[column].notna().any()]
+    if absent:
+        notes.append(f"this export has no {' and no '.join(absent)}: the plan rests on what it "
+                     f"has, and the predicted {' and '.join(absent)} are the population's, not "
+                     f"this athlete's")
     if test_results is None:  # no --tests FILE: the tests the export carries, if any
         from physiology_model.loaders.performance_tests import tests_for_athlete
 
-        test_results, tests = tests_for_athlete(data, uid, history["date"], notes)
+        test_results, tests = tests_for_athlete(data, uid, morning_dates, notes)
     tested = (None if test_results is None
-              else _tests_by_morning(test_results, history["date"], tests, notes))
+              else _tests_by_morning(test_results, morning_dates, tests, notes))
 
     def replays(policy) -> bool:
         return hasattr(policy, "replay") and done is not None and len(mornings) > 1

@@ -32,6 +32,9 @@ Activities → load (DESIGN §4, through `_sessions.daily_load_from_sessions`):
 - `icu_training_load` is intervals.icu's training load, a TSS (power, or HR/pace where there is
   no power) → `load.tss_to_trimp` when an activity has no HR zones;
 - strength: a `type` such as `WeightTraining` (`load.is_strength_activity`).
+- Dates must be ISO (`2026-03-05`, as intervals.icu writes them): a file re-saved by a
+  spreadsheet in another locale (`05.03.2026`) is refused, since day and month cannot be told
+  apart; a semicolon-delimited file with decimal commas is read as such (`_io.read_csv`).
 - Rest days: an intervals.icu activity list is the athlete's synced record, but a 15-year
   download has long gaps (a season without a device). Days with no activity are rest days
   (load 0) inside each stretch of the log whose activities are at most `REST_GAP_DAYS` apart;
@@ -80,7 +83,7 @@ ACTIVITY_SIGNATURE = ("start_date_local", "type", "icu_training_load")
 REST_GAP_DAYS = 14
 """Longest gap between two activities inside which the days without one are rest days."""
 
-TEST_NAME = re.compile(r"\b(ftp\s*test|ramp\s*test|test|tt|time\s*trial|race)\b", re.IGNORECASE)
+TEST_NAME = re.compile(r"\b(?:ftp\s*test|ramp\s*test|test|tt|time\s*trial|race)\b", re.IGNORECASE)
 """An activity name that says the activity was a test or a race (module doc)."""
 
 WELLNESS_VALUES: dict[str, tuple[str, float]] = {
@@ -107,11 +110,27 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
+_ISO_DAY = r"^\d{4}-\d{2}-\d{2}"
+
+
+def require_iso(raw: pd.DataFrame, column: str, path: Path) -> None:
+    """intervals.icu writes ISO dates; anything else (`05.03.2026`, `3/5/2026`) is a file re-saved
+    in another locale, whose day/month order cannot be told: one `DataError`."""
+    text = raw[column].astype("string")
+    bad = text.notna() & ~text.str.match(_ISO_DAY).fillna(False)
+    if bad.any():
+        first = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(path, f"column {column!r}: {raw[column].iloc[first]!r} in data row "
+                              f"{first + 1} is not an ISO date (YYYY-MM-DD) as intervals.icu "
+                              f"writes it; was the file re-saved in another locale?")
+
+
 def read_wellness(path: Path, log: NoteLog) -> pd.DataFrame:
     """A wellness file (native or API) → daily rows in canonical columns."""
     raw = read_csv(path, log)
     date_col = "date" if "date" in raw.columns else "id"
     require_columns(raw, [date_col, *WELLNESS_SIGNATURE], path)
+    require_iso(raw, date_col, path)
     frame = pd.DataFrame({"date": to_local_date(raw, date_col, path, log)})
     for name, (column, factor) in WELLNESS_VALUES.items():
         if column in raw.columns:
@@ -170,6 +189,7 @@ def read_activities(path: Path, log: NoteLog) -> pd.DataFrame:
     `name`, `race` and `eftp` for `performance_tests`."""
     raw = read_csv(path, log)
     require_columns(raw, [*ACTIVITY_SIGNATURE, "moving_time"], path)
+    require_iso(raw, "start_date_local", path)
     start = to_local_date(raw, "start_date_local", path, log)
     seconds = _zone_seconds(raw, path)
     no_hr = np.all(~np.isfinite(seconds) | (seconds == 0), axis=1)

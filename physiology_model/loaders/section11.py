@@ -38,6 +38,7 @@ anchors the later changes, and one test alone tells the planner nothing.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +86,12 @@ def _number(value: Any, path: Path, what: str) -> float:
 
 
 def _day(value: Any, path: Path, what: str) -> pd.Timestamp:
+    """An ISO date (`2026-05-18`, or the date part of an ISO date-time); the sync writes no
+    other form, and a locale date (`18.05.2026`) would be ambiguous, so it is an error."""
     try:
-        return pd.Timestamp(str(value)[:10])
+        return pd.Timestamp(date.fromisoformat(str(value)[:10]))
     except (ValueError, TypeError):
-        raise DataError(path, f"{what}: {value!r} is not a date") from None
+        raise DataError(path, f"{what}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
 def _first(record: dict, keys: tuple[str, ...]) -> Any:
