@@ -20,7 +20,9 @@ Wellness (the date is the day the values were recorded, i.e. the morning after t
   athlete with SDNN only enters the world model is `_hrv.sdnn_stand_in`.
 - `restingHR` (bpm) → `rhr_bpm`; `sleepSecs` (s) → `sleep_min`; `spO2` (%) → `spo2_pct`;
   `respiration` (breaths/min) → `resp_rate_rpm`; `readiness` (0-100, the device's readiness,
-  e.g. Oura/WHOOP synced into intervals.icu) → `recovery_pct`.
+  e.g. Oura/WHOOP synced into intervals.icu) → `recovery_pct`, unless no value in the file
+  exceeds 10: then it is a 0-10 score (u01's 6.0-9.5 are HRV4Training-style recovery points)
+  that is not a percentage, and it is left out (an `info` note).
 - `ctl`/`atl` are intervals.icu's own fitness/fatigue, computed on every day including days with
   no data: they are not measurements and are not kept (an all-empty day gives no row).
 
@@ -80,6 +82,9 @@ WELLNESS_SIGNATURE = ("restingHR", "hrvSDNN", "sleepSecs")
 ACTIVITY_SIGNATURE = ("start_date_local", "type", "icu_training_load")
 """Columns every intervals.icu activities file has (native and API)."""
 
+READINESS_0_10_MAX = 10.0
+"""A `readiness` column whose values never exceed this is a 0-10 score, not a percentage."""
+
 REST_GAP_DAYS = 14
 """Longest gap between two activities inside which the days without one are rest days."""
 
@@ -135,6 +140,12 @@ def read_wellness(path: Path, log: NoteLog) -> pd.DataFrame:
     for name, (column, factor) in WELLNESS_VALUES.items():
         if column in raw.columns:
             frame[name] = to_number(raw, column, path) * factor
+    if "recovery_pct" in frame and frame["recovery_pct"].notna().any() and (
+            frame["recovery_pct"].max() <= READINESS_0_10_MAX):
+        log.add(path, "info", "readiness is on a 0-10 scale (e.g. HRV4Training recovery points), "
+                              "not a 0-100 recovery score: not used",
+                int(frame["recovery_pct"].notna().sum()))
+        frame["recovery_pct"] = np.nan
     zero_rhr = frame["rhr_bpm"] == 0
     if zero_rhr.any():
         log.add(path, "repair", "restingHR = 0 read as not measured", int(zero_rhr.sum()))
