@@ -163,7 +163,8 @@ class FitLoader:
     def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
         where = files[0].parent if len(files) > 1 else files[0]
         acts = [read_activity(p, log) for p in sorted(files)]
-        hr_max = max((peak_hr(a["hr"]) for a in acts), default=np.nan)
+        peaks = [peak_hr(a["hr"]) for a in acts]
+        hr_max = float(np.nanmax(peaks)) if np.isfinite(peaks).any() else np.nan
         if np.isfinite(hr_max):
             log.add(where, "info", f"HRmax for the Edwards zones = highest heart rate in the FIT "
                                    f"files (5-record rolling median), {hr_max:g} bpm")
