@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from physiology_model.loaders import load_exports
 from physiology_model.loaders._hrv import artefact_mask

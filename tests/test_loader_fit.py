@@ -5,7 +5,7 @@ bad files (bad CRC, not FIT, cut-short gzip, a non-activity FIT file)."""
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from physiology_model.loaders import load_exports
 from physiology_model.loaders.fit import LOADER
 
 SHARED = Path("/work/shared/data/real/fit/u01")
-FIT_EPOCH = datetime(1989, 12, 31, tzinfo=timezone.utc)
+FIT_EPOCH = datetime(1989, 12, 31, tzinfo=UTC)
 
 
 def encode(hr: list[float | None], start: datetime, *, step_s: int = 1, utc_offset_h: int = 2,
@@ -48,11 +48,11 @@ def encode(hr: list[float | None], start: datetime, *, step_s: int = 1, utc_offs
 def folder(tmp_path) -> Path:
     f = tmp_path / "u01"
     f.mkdir()
-    day = datetime(2024, 6, 4, 16, 0, tzinfo=timezone.utc)
+    day = datetime(2024, 6, 4, 16, 0, tzinfo=UTC)
     # 10 min at 150 bpm, then a 3-record spike to 230 (a strap artefact), then 2 min at 190
     (f / "a.fit").write_bytes(encode([150] * 600 + [230] * 2 + [190] * 120, day))
     # late evening UTC that is already the next local day (UTC+2)
-    late = datetime(2024, 6, 5, 22, 30, tzinfo=timezone.utc)
+    late = datetime(2024, 6, 5, 22, 30, tzinfo=UTC)
     with gzip.open(f / "b.fit.gz", "wb") as fh:
         fh.write(encode([100] * 1200, late))
     (f / "c.fit").write_bytes(encode([None] * 300, day + timedelta(days=3)))
@@ -82,7 +82,7 @@ def test_zone_minutes_from_the_heart_rate_stream(folder):
 def test_pauses_do_not_count(tmp_path):
     f = tmp_path / "p"
     f.mkdir()
-    start = datetime(2024, 6, 4, 8, 0, tzinfo=timezone.utc)
+    start = datetime(2024, 6, 4, 8, 0, tzinfo=UTC)
     (f / "paused.fit").write_bytes(encode([160] * 60, start, step_s=60))  # 60 s apart: pauses
     (f / "hrmax.fit").write_bytes(encode([200] * 10, start + timedelta(days=1)))
     day = load_exports([f]).frame.set_index("date").loc["2024-06-04"]
@@ -90,7 +90,7 @@ def test_pauses_do_not_count(tmp_path):
 
 
 def test_bad_crc_is_one_clear_error(tmp_path):
-    data = bytearray(encode([150] * 100, datetime(2024, 6, 4, tzinfo=timezone.utc)))
+    data = bytearray(encode([150] * 100, datetime(2024, 6, 4, tzinfo=UTC)))
     data[-1] ^= 0xFF
     path = tmp_path / "bad.fit"
     path.write_bytes(bytes(data))
@@ -107,12 +107,12 @@ def test_not_fit_and_cut_gzip_and_other_fit_types(tmp_path):
     cut = tmp_path / "y" / "cut.fit.gz"
     cut.parent.mkdir()
     cut.write_bytes(gzip.compress(encode([150] * 100, datetime(2024, 6, 4,
-                                                              tzinfo=timezone.utc)))[:60])
+                                                              tzinfo=UTC)))[:60])
     with pytest.raises(DataError, match=r"cut.fit.gz: cannot be read"):
         load_exports([cut])
     course = tmp_path / "z" / "course.fit"
     course.parent.mkdir()
-    course.write_bytes(encode([150] * 10, datetime(2024, 6, 4, tzinfo=timezone.utc),
+    course.write_bytes(encode([150] * 10, datetime(2024, 6, 4, tzinfo=UTC),
                               file_type="course"))
     with pytest.raises(DataError, match=r"course.fit: a FIT 'course' file, not an activity"):
         load_exports([course])

@@ -49,7 +49,7 @@ SPIKE_WINDOW = 5
 
 def _is_fit_name(path: Path) -> bool:
     name = path.name.lower()
-    return name.endswith(".fit") or name.endswith(".fit.gz")
+    return name.endswith((".fit", ".fit.gz"))
 
 
 def read_bytes(path: Path) -> bytes:

@@ -65,7 +65,6 @@ from physiology_model.loaders._io import (
     header_of,
     read_csv,
     require_columns,
-    to_datetime,
     to_local_date,
     to_number,
 )
