@@ -61,6 +61,7 @@ import pandas as pd
 
 from physiology_model.errors import DataError
 from physiology_model.load import ZONE_COLUMNS, is_strength_activity
+from physiology_model.loaders._activities import rest_spans
 from physiology_model.loaders._io import (
     header_of,
     read_csv,
@@ -222,23 +223,6 @@ def read_activities(path: Path, log: NoteLog) -> pd.DataFrame:
     return sessions.sort_values("date", kind="stable").reset_index(drop=True)
 
 
-def rest_spans(dates: pd.Series, gap_days: int = REST_GAP_DAYS
-               ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Stretches of the log whose consecutive activity days are at most `gap_days` apart."""
-    days = pd.DatetimeIndex(sorted(set(dates)))
-    if days.empty:
-        return []
-    spans = []
-    first = prev = days[0]
-    for day in days[1:]:
-        if (day - prev).days > gap_days:
-            spans.append((first, prev))
-            first = day
-        prev = day
-    spans.append((first, prev))
-    return spans
-
-
 def performance_tests_from_sessions(sessions: pd.DataFrame) -> pd.Series:
     """The tests among the activities (module doc): eFTP (W) by day, the best of a day."""
     names = sessions["name"].astype("string").fillna("")
@@ -282,7 +266,7 @@ class IntervalsIcuLoader:
         frame = daily
         if activities:
             sessions = pd.concat([s for _, s in activities], ignore_index=True)
-            spans = rest_spans(sessions["date"])
+            spans = rest_spans(sessions["date"], REST_GAP_DAYS)
             load = daily_load_from_sessions(sessions[list(SESSION_COLUMNS)],
                                             rest_day_spans=spans, path=where, log=log)
             if len(spans) > 1:
