@@ -183,3 +183,11 @@ def test_real_export_zip():
     assert f["sleep_min"].count() > 50
     assert any("listed twice" in n.message and n.count == 39 for n in table.notes)  # 60 → 21
     assert f["load_trimp"].gt(0).sum() == 20  # 21 workouts, one without heart rate
+
+
+def test_dates_in_another_form_are_an_error(tmp_path):
+    xml = export_xml().replace('startDate="2024-03-02 08:00:00 +0100"',
+                               'startDate="02/03/2024 08:00"')
+    path = write_zip(tmp_path / "h" / "export.zip", xml)
+    with pytest.raises(DataError, match=r"export.zip: 1 records have a startDate .*'02/03/2024"):
+        load_exports([path])

@@ -91,3 +91,11 @@ def test_sleep_score_dict_without_a_number(tmp_path):
     with pytest.raises(DataError, match=r"sleep_score.csv: column 'deepPercentage', data row 1: "
                                         r"value 'high' is not a number"):
         load_exports([path])
+
+
+def test_locale_dates_are_an_error(tmp_path):
+    path = _write(tmp_path / "daily_summaries.csv",
+                  ["date", "userDailySummaryId", "restingHeartRate", "sleepingSeconds"],
+                  [["16.02.2026", "1", "52", "27000"]])
+    with pytest.raises(DataError, match=r"daily_summaries.csv: column 'date': '16.02.2026'.*ISO"):
+        load_exports([path])

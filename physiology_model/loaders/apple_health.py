@@ -111,12 +111,14 @@ class _Collector:
         self.sleep: list[tuple[str, str, str]] = []  # (start, end, kind)
         self.workouts: list[dict] = []
         self.records = 0
+        self.bad_dates: list[str] = []
 
     def record(self, attrib) -> None:
         self.records += 1
         kind = attrib.get("type")
         start = _local(attrib.get("startDate"))
         if start is None:
+            self.bad_dates.append(str(attrib.get("startDate")))
             return
         if kind == HR:
             self.hr_t.append(start)
@@ -140,6 +142,7 @@ class _Collector:
         a = element.attrib
         start, end = _local(a.get("startDate")), _local(a.get("endDate"))
         if start is None:
+            self.bad_dates.append(str(a.get("startDate")))
             return
         factor = _DURATION_FACTOR.get((a.get("durationUnit") or "min").lower(), np.nan)
         avg = mx = np.nan
@@ -282,6 +285,10 @@ class AppleHealthLoader:
                                              f"export its own folder")
         path = files[0]
         c = read_export(path, log)
+        if c.bad_dates:
+            raise DataError(path, f"{len(c.bad_dates)} records have a startDate that is not "
+                                  f"'YYYY-MM-DD HH:MM:SS +HHMM' (e.g. {c.bad_dates[0]!r}); the "
+                                  f"Health app writes no other form")
         if c.records == 0 and not c.workouts:
             raise DataError(path, "the export has no Record or Workout elements")
         hr = pd.Series(c.hr_v, index=pd.to_datetime(c.hr_t), dtype=float).sort_index()

@@ -25,7 +25,8 @@ name). Files, recognised by their header:
 - `stress.csv`, `body_composition.csv`: stress, body battery and weight have no canonical
   column; the files are recognised and skipped with an `info` note (not "ignored" as unknown).
 
-Zero is Garmin's "no value" for heart rate and sleep: it becomes NaN.
+Zero is Garmin's "no value" for heart rate and sleep: it becomes NaN. Dates must be ISO, as the
+API writes them (a file re-saved in another locale is an error naming it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from physiology_model.loaders._io import (
     to_local_date,
     to_number,
 )
+from physiology_model.loaders.intervals_icu import require_iso
 from physiology_model.table import NoteLog
 
 SECONDS_PER_MINUTE = 60.0
@@ -103,6 +105,7 @@ def _value_of(cell: object, path: Path, column: str, row: int) -> float:
 
 def read_hrv(path: Path, log: NoteLog) -> pd.DataFrame:
     raw = read_csv(path, log)
+    require_iso(raw, "hrvSummary_calendarDate", path)
     hrv = to_number(raw, "hrvSummary_lastNightAvg", path)
     return pd.DataFrame({"date": to_local_date(raw, "hrvSummary_calendarDate", path, log),
                          "hrv_rmssd_ms": hrv.where(hrv > 0)})  # ms, RMSSD
@@ -128,12 +131,14 @@ def read_rhr(path: Path, log: NoteLog) -> pd.DataFrame:
             rows.append({"date": item["calendarDate"],
                          "rhr_bpm": float(v) if v else np.nan})  # 0 = no value
     frame = pd.DataFrame(rows, columns=["date", "rhr_bpm"])
+    require_iso(frame, "date", path)
     frame["date"] = to_local_date(frame, "date", path, log)
     return frame
 
 
 def read_sleep_score(path: Path, log: NoteLog) -> pd.DataFrame:
     raw = read_csv(path, log)
+    require_iso(raw, "date", path)
     out = {"date": to_local_date(raw, "date", path, log)}
     for col, name in (("deepPercentage", "deep_pct"), ("remPercentage", "rem_pct")):
         out[name] = [_value_of(c, path, col, i + 1) for i, c in enumerate(raw[col])]
@@ -142,6 +147,7 @@ def read_sleep_score(path: Path, log: NoteLog) -> pd.DataFrame:
 
 def read_daily(path: Path, log: NoteLog) -> pd.DataFrame:
     raw = read_csv(path, log)
+    require_iso(raw, "date", path)
     rhr = to_number(raw, "restingHeartRate", path)
     sleep_s = to_number(raw, "sleepingSeconds", path)
     return pd.DataFrame({"date": to_local_date(raw, "date", path, log),
