@@ -99,3 +99,15 @@ def test_plan_without_hrv_says_what_is_missing(tmp_path):
     plan = _plan(folder)
     assert len(plan["days"]) == 7
     assert any("this export has no HRV" in n for n in plan["notes"])
+
+
+def test_tests_on_an_export_with_missing_days(tmp_path):
+    """The observation rows are calendar days; tests are placed on them, not on the export's
+    rows (a day missing from the export once made the planner's replay fail)."""
+    folder, data = _section11_copy(tmp_path, "u02")
+    data["daily_90d"] = [d for d in data["daily_90d"] if d["date"] not in ("2026-06-01",
+                                                                         "2026-06-02")]
+    (folder / "history.json").write_text(json.dumps(data))
+    plan = _plan(folder)
+    assert len(plan["days"]) == 7
+    assert any(n.startswith("2 of 2 performance test(s) used") for n in plan["notes"])
