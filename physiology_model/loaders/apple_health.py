@@ -21,7 +21,7 @@ wall-clock date is kept as written, like every loader):
 - Without any RestingHeartRate record (a Garmin or other watch syncing through its app writes
   only `HeartRate` samples), `rhr_bpm` is **estimated** from the night: the lowest 3-sample
   rolling mean of the heart-rate samples inside the night's asleep intervals, else between
-  00:00 and 06:00, with at least `MIN_NIGHT_SAMPLES` samples (an `info` note says so). Like
+  00:00 and 06:00, with at least `MIN_NIGHT_SAMPLES` samples (a `repair` note, which a plan shows). Like
   Oura's lowest night HR it runs a few bpm below a daytime resting HR.
 - `HKCategoryTypeIdentifierSleepAnalysis`: the union of the `Asleep*` intervals (Core, Deep,
   REM, Unspecified, or the old `Asleep`) ending on a day is that wake day's `sleep_min`;
@@ -299,7 +299,7 @@ class AppleHealthLoader:
         if rhr.empty and not hr.empty:
             rhr = _night_rhr(hr, windows)
             if len(rhr):
-                log.add(path, "info", f"no RestingHeartRate records: rhr_bpm estimated as the "
+                log.add(path, "repair", f"no RestingHeartRate records: rhr_bpm estimated as the "
                                       f"night's lowest heart rate (3-sample mean, at least "
                                       f"{MIN_NIGHT_SAMPLES} samples)", len(rhr))
         parts = [frame]
