@@ -25,12 +25,13 @@ the athlete's previous `BASELINE_MORNINGS` measured mornings (at least `MIN_BASE
 **and** the next measured morning within `CONFIRM_DAYS` days is not outside the band on the
 same side, **and** that morning's resting HR does not corroborate it (HRV down with resting HR
 at least `RHR_AGREES` = 10 % above its median over the same mornings, or HRV up with resting HR
-10 % below: a bad night after alcohol or at the start of an illness moves both). Such a morning is set to missing (a `repair` note lists the dates). Two such mornings
-in a row are a real change (illness, a training camp at altitude) and are kept. The last
+10 % below: a bad night after alcohol or at the start of an illness moves both). Such a
+morning is set to missing (a `repair` note lists the dates). Two such mornings in a row are a
+real change (illness, a training camp at altitude) and are kept. The last
 morning (today, for a plan) cannot be confirmed yet: out of band, it is set to missing too and
 the note says so; if tomorrow's morning agrees, both are kept when the export is read again.
-(A true one-day collapse is then seen a day late by HRV; resting HR still sees it.) A 3-fold jump is far outside day-to-day variation: the within-athlete SD of ln RMSSD is
-about 0.1-0.25 (Plews et al. 2012, Eur J Appl Physiol 112:3729), so ln 3 = 1.10 is 4-11 SDs.
+(A true one-day collapse is then seen a day late by HRV; resting HR still sees it.)
+A 3-fold jump is far outside day-to-day variation: the within-athlete SD of ln RMSSD is about 0.1-0.25 (Plews et al. 2012, Eur J Appl Physiol 112:3729), so ln 3 = 1.10 is 4-11 SDs.
 On the shared real exports it flags 35 of 1,002 Couzens spot mornings, 16 of 1,875 Welltory spot
 readings, 9 of 1,891 LifeSnaps nights, 1 of 6,243 WHOOP nights, 2 of 490 intervals.icu mornings
 and none of 2,410 Section 11 ones (without the resting-HR condition WHOOP would lose 48).
@@ -62,10 +63,10 @@ def sdnn_stand_in(frame: pd.DataFrame, log: NoteLog, origins: dict[str, str]) ->
         out.loc[rows, "hrv_rmssd_ms"] = sub["hrv_sdnn_ms"]
         out.loc[rows, "source"] = sub["source"].fillna("unknown").astype(str) + SDNN_SUFFIX
         n = int(sub["hrv_sdnn_ms"].notna().sum())
+        named = out.loc[rows, "source"].iloc[0]
         log.add(origins.get(uid, uid), "repair",
                 f"{uid}: no RMSSD in the export; its SDNN stands in as the HRV channel, under "
-                f"the source '{sub['source'].dropna().iloc[0] if sub['source'].notna().any() else 'unknown'}{SDNN_SUFFIX}' "
-                f"(a level of its own, learnt from the athlete's data)", n)
+                f"the source '{named}' (a level of its own, learnt from the athlete's data)", n)
     return out
 
 

@@ -21,8 +21,8 @@ wall-clock date is kept as written, like every loader):
 - Without any RestingHeartRate record (a Garmin or other watch syncing through its app writes
   only `HeartRate` samples), `rhr_bpm` is **estimated** from the night: the lowest 3-sample
   rolling mean of the heart-rate samples inside the night's asleep intervals, else between
-  00:00 and 06:00, with at least `MIN_NIGHT_SAMPLES` samples (a `repair` note, which a plan shows). Like
-  Oura's lowest night HR it runs a few bpm below a daytime resting HR.
+  00:00 and 06:00, with at least `MIN_NIGHT_SAMPLES` samples (a `repair` note, which a plan
+  shows). Like Oura's lowest night HR it runs a few bpm below a daytime resting HR.
 - `HKCategoryTypeIdentifierSleepAnalysis`: the union of the `Asleep*` intervals (Core, Deep,
   REM, Unspecified, or the old `Asleep`) ending on a day is that wake day's `sleep_min`;
   `deep_pct`/`rem_pct` from `AsleepDeep`/`AsleepREM` where written; efficiency = asleep / the
