@@ -31,7 +31,8 @@ real change (illness, a training camp at altitude) and are kept. The last
 morning (today, for a plan) cannot be confirmed yet: out of band, it is set to missing too and
 the note says so; if tomorrow's morning agrees, both are kept when the export is read again.
 (A true one-day collapse is then seen a day late by HRV; resting HR still sees it.)
-A 3-fold jump is far outside day-to-day variation: the within-athlete SD of ln RMSSD is about 0.1-0.25 (Plews et al. 2012, Eur J Appl Physiol 112:3729), so ln 3 = 1.10 is 4-11 SDs.
+A 3-fold jump is far outside day-to-day variation: the within-athlete SD of ln RMSSD is about
+0.1-0.25 (Plews et al. 2012, Eur J Appl Physiol 112:3729), so ln 3 = 1.10 is 4-11 SDs.
 On the shared real exports it flags 35 of 1,002 Couzens spot mornings, 16 of 1,875 Welltory spot
 readings, 9 of 1,891 LifeSnaps nights, 1 of 6,243 WHOOP nights, 2 of 490 intervals.icu mornings
 and none of 2,410 Section 11 ones (without the resting-HR condition WHOOP would lose 48).
