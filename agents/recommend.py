@@ -28,6 +28,9 @@ performance_test_weights`); what a monthly test is worth is measured by
 `benchmarks/performance_tests.py` (docs/results.md). One test alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
 performance_test_cv`, a 5-km time trial's). A `--policy` reads tests only when it is a planner
 distilled with them (`agents.distill.DistillConfig.tests_every`); other policies refuse them.
+Without `--tests`, the tests the export itself carries (intervals.icu tests and races, the
+Section 11 FTP log; `physiology_model.data.loaders.performance_tests`) are used, and the plan lists
+them in its notes.
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
@@ -51,6 +54,7 @@ from agents.policy import reads_performance_tests
 from physiology_model.data.load import action_loads, actual_actions
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders._io import read_csv, require_columns, to_datetime, to_number
+from physiology_model.data.loaders.performance_tests import tests_for_athlete
 from physiology_model.data.names import nearest_names
 from physiology_model.data.table import ACTIONS, NoteLog
 from physiology_model.errors import DataError
@@ -264,19 +268,20 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
         policy = load_agent(policy_dir, device="cpu", model=model)
     return plan_from_history(model, history, _data_notes(table.notes_for(uid)), days=days,
                              policy=policy, policy_dir=policy_dir, seed=seed, event=event,
-                             tests=test_results, tests_path=tests, now=now)
+                             tests=test_results, tests_path=tests, now=now, data=data)
 
 
 def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: int = 7,
                       policy=None, policy_dir: str | None = None, seed: int = 0,
                       event: str | None = None, tests: pd.Series | None = None,
-                      tests_path: str | None = None, now: date | None = None) -> dict[str, Any]:
+                      tests_path: str | None = None, now: date | None = None,
+                      data: Sequence[str] | None = None) -> dict[str, Any]:
     """The plan (as `plan_for_athlete` returns it) of one athlete whose daily rows are
     `history` (one `user_id`, sorted by date, the last row this morning), from a loaded
     world model and, when given, a loaded trained `policy` (read from `policy_dir`; None: the
     MPC planner). `notes` (the data notes about the athlete's files) are extended with the
     plan's own. `tests`: the athlete's performance tests (`read_performance_tests`, read from
-    `tests_path`). `now`: today's date for the staleness warnings (default: UTC today). The
+    `tests_path`; without them, the tests the exports under `data` carry, if any). `now`: today's date for the staleness warnings (default: UTC today). The
     caller owns the loading, so a batch (`analysis.recommend`) loads the
     model and the policy once for every athlete."""
 
@@ -287,12 +292,23 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
     notes = list(notes)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
-    mornings = observation_matrix(observations_from_table(history, events=events))
+    features = observations_from_table(history, events=events)
+    mornings = observation_matrix(features)
+    # one morning per calendar day: days missing from the export are rows here too
+    morning_dates = pd.to_datetime(features["date"]).reset_index(drop=True)
     obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
+    absent = [name for column, name in (("hrv_rmssd_ms", "HRV"), ("rhr_bpm", "resting heart rate"))
+              if not history[column].notna().any()]
+    if absent:
+        notes.append(f"this export has no {' and no '.join(absent)}: the plan rests on what it "
+                     f"has, and the predicted {' and '.join(absent)} are the population's, not "
+                     f"this athlete's")
+    if test_results is None and data is not None:  # no --tests FILE: the export's own tests
+        test_results, tests_path = tests_for_athlete(data, uid, morning_dates, notes)
     tested = (None if test_results is None
-              else _tests_by_morning(test_results, history["date"], tests_path or "(tests)",
-                                       notes))
+              else _tests_by_morning(test_results, morning_dates, tests_path or "(tests)",
+                                     notes))
 
     def replays(policy) -> bool:
         return hasattr(policy, "replay") and done is not None and len(mornings) > 1

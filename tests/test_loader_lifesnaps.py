@@ -113,7 +113,10 @@ def test_hrv_zero_is_missing_and_hrv_days_counted(table: DailyTable, frame: pd.D
     row = frame[(frame["user_id"] == user_of(zero["id"]))
                 & (frame["date"] == pd.Timestamp(zero["date"]))]
     assert len(row) == 0 or row["hrv_rmssd_ms"].isna().all()
-    assert frame["hrv_rmssd_ms"].notna().sum() == int((raw["rmssd"] > 0).sum())
+    # isolated implausible mornings are set to missing by the artefact rule (loaders/_hrv.py)
+    flagged = sum(n.count for n in table.notes if "artefact" in n.message)
+    assert flagged < 20
+    assert frame["hrv_rmssd_ms"].notna().sum() + flagged == int((raw["rmssd"] > 0).sum())
     assert frame["rhr_bpm"].notna().sum() == int(raw["resting_hr"].notna().sum())
     # blanked by the loader as "not computed", not by the central range check
     notes = [n for n in table.notes if n.message.startswith("rmssd = 0")]

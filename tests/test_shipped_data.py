@@ -49,8 +49,12 @@ def test_shipped_totals(table):
     summary = summarize_table(table)
     totals = totals_by_source(summary).set_index("source")
     assert set(totals.index) == {"all", "couzens", "garmin", "goldencheetah", "lifesnaps", "oura",
-                                 "pmdata", "trainingpeaks", "welltory", "whoop", "whoop_api"}
-    assert totals.loc["all", "athletes"] == 286
+                                 "pmdata", "trainingpeaks", "welltory", "whoop", "whoop_api",
+                                 "intervals_icu", "intervals_icu_sdnn", "section11",
+                                 "garmin_connect", "strava"}
+    assert totals.loc["all", "athletes"] == 318
+    assert totals.loc["section11", "athletes"] == 28
+    assert totals.loc["section11", "hrv_days"] == 2410
     assert totals.loc["all", "user_days"] > 20_000
     assert totals.loc["all", "hrv_days"] > 12_000
     assert not table.frame.duplicated(["user_id", "date"]).any()

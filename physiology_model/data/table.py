@@ -62,6 +62,11 @@ class Column:
 NUMERIC_COLUMNS: dict[str, Column] = {
     "hrv_rmssd_ms": Column("ms", 3.0, 300.0, "nightly (or morning) RMSSD", (8.0, 250.0),
                            "HRV in seconds? expected milliseconds"),
+    # SDNN is another HRV statistic (overall variability, RMSSD only the beat-to-beat part):
+    # nightly SDNN runs about 1.2-1.6x RMSSD in the same recording. It is kept apart so that no
+    # RMSSD series silently mixes the two; see loaders/_hrv.py for how an SDNN-only athlete enters.
+    "hrv_sdnn_ms": Column("ms", 3.0, 400.0, "nightly (or morning) SDNN, where the source gives it",
+                          (8.0, 300.0), "HRV in seconds? expected milliseconds"),
     "rhr_bpm": Column("bpm", 25.0, 120.0, "resting heart rate"),
     "recovery_pct": Column("%", 0.0, 100.0, "device recovery/readiness score, 0-100", (1.5, 100.0),
                            "a 0-1 ratio? expected percent"),

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
+import pandas as pd
 from scipy.stats import chi2
 
 from physiology_model.data.load import tss_to_trimp
@@ -697,8 +698,22 @@ def check_against_couzens(
     tss = frame["tss"].to_numpy(float)
     if np.isnan(tss).any():  # not in the shipped data; the convention for a gap in a load log
         tss = np.where(np.isnan(tss), np.nanmedian(tss), tss)
-    loads = tss_to_trimp(tss) / LOAD_SCALE_TRIMP
-    ef = frame["run_ef"].to_numpy(float)
+    return check_performance_series(frame["date"], tss_to_trimp(tss),
+                                    frame["run_ef"].to_numpy(float), config, source=str(folder))
+
+
+def check_performance_series(dates_in: pd.Series, load_trimp: np.ndarray,
+                             performance: np.ndarray,
+                             config: CouzensCheckConfig = CouzensCheckConfig(), *,
+                             source: str = "") -> dict[str, Any]:
+    """`check_against_couzens` for any daily load (TRIMP, no gaps) and performance series (NaN on
+    days without one; higher is better), e.g. intervals.icu's daily eFTP
+    (`benchmarks/intervals_eftp_performance.py`). The result's `ef_*` keys describe the
+    performance series whatever it is."""
+    folder = source
+    frame = pd.DataFrame({"date": pd.to_datetime(pd.Series(dates_in)).reset_index(drop=True)})
+    loads = np.asarray(load_trimp, dtype=float) / LOAD_SCALE_TRIMP
+    ef = np.asarray(performance, dtype=float)
     observed = np.flatnonzero(~np.isnan(ef))
     n_train = round(len(observed) * (1.0 - config.holdout_fraction))
     train, test = observed[:n_train], observed[n_train:]
@@ -832,6 +847,7 @@ __all__ = [
     "Prior",
     "build_performance_params",
     "check_against_couzens",
+    "check_performance_series",
     "fit_banister_series",
     "linear_counterpart",
     "optimal_steady_load",

@@ -59,11 +59,17 @@ def _registry() -> list[Loader]:
         "lifesnaps",
         "pmdata",
         "oura",
+        "garmin_connect",
         "garmin",
         "couzens",
         "goldencheetah",
         "trainingpeaks",
         "welltory",
+        "intervals_icu",
+        "section11",
+        "strava",
+        "apple_health",
+        "fit",
     ):
         try:
             module = __import__(f"physiology_model.data.loaders.{module_name}", fromlist=["LOADER"])
@@ -117,7 +123,16 @@ def _why_unrecognised(path: Path) -> str:
     shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
     return (f"no recognised export format (header: {shown}); known: WHOOP, WHOOP API, "
             f"Fitbit/LifeSnaps, PMData, Oura, Garmin, Couzens, GoldenCheetah, TrainingPeaks, "
-            f"Welltory, or the canonical daily CSV")
+            f"Welltory, intervals.icu, Section 11 JSON, Garmin Connect CSV, Strava, Apple "
+            f"Health, FIT, or the canonical daily CSV")
+
+
+def _hrv_rules(frame: pd.DataFrame, log: NoteLog, owner: dict[str, str]) -> pd.DataFrame:
+    """SDNN stand-in for SDNN-only athletes, then the HRV artefact filter (`_hrv`)."""
+    from physiology_model.data.loaders._hrv import filter_hrv_artefacts, sdnn_stand_in
+
+    frame = sdnn_stand_in(frame, log, owner)
+    return validate_frame(filter_hrv_artefacts(frame, log, owner), "(combined)", log)
 
 
 def _named(path: str, where: dict[str, str]) -> str:
@@ -157,13 +172,18 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     """
     from physiology_model.data.loaders._zip import is_zip, unpacked
 
-    if any(is_zip(Path(p)) for p in paths):
+    candidates = list(loaders) if loaders is not None else _registry()
+
+    def to_unpack(path: Path) -> bool:  # a zip no loader reads as it is (Apple Health's does)
+        return is_zip(path) and not any(loader.claims(path) for loader in candidates)
+
+    if any(to_unpack(Path(p)) for p in paths):
         # an export as delivered (a zip): read its unpacked copy, naming the zip throughout
         with contextlib.ExitStack() as stack:
             where: dict[str, str] = {}
             unzipped = []
             for p in paths:
-                if is_zip(Path(p)):
+                if to_unpack(Path(p)):
                     folder = stack.enter_context(unpacked(Path(p)))
                     where[str(folder)] = str(p)
                     unzipped.append(folder)
@@ -226,6 +246,7 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
     frame = validate_frame(frame, "(combined)", log)
+    frame = _hrv_rules(frame, log, owner)
     return DailyTable(frame, tuple(log.notes), tuple(sorted(owner.items())))
 
 
