@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,60 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     trained policy sees it in `days_to_event`. `tests`: a CSV of the athlete's performance
     tests, which the MPC planner (or a planner distilled with tests) learns the athlete's
     performance response from."""
+    return plan_details(model_dir, data, athlete=athlete, days=days, policy_dir=policy_dir,
+                        seed=seed, event=event, tests=tests).plan
+
+
+@dataclass
+class PlanDetails:
+    """A plan with what it was made from: `plan` (the JSON-ready dict of `plan_for_athlete`),
+    `prediction` (the world model's samples for the mornings after each planned day),
+    `history` (the athlete's rows up to this morning, the export cut at `today`), `observation`
+    (this morning's feature vector) and `mask` (the hard rules' verdict this morning)."""
+
+    plan: dict[str, Any]
+    prediction: Any
+    history: pd.DataFrame
+    observation: np.ndarray
+    mask: Any
+
+
+TRAINING_COLUMNS = ("load_trimp", "strain", "z1_min", "z2_min", "z3_min", "z4_min", "z5_min",
+                    "strength_min", "session", "load_basis")
+"""The daily table's columns of the day's training (blank on the morning being planned)."""
+
+
+def cut_at_morning(frame: pd.DataFrame, today: str | None) -> pd.DataFrame:
+    """The rows up to the morning of `today` (YYYY-MM-DD; None: unchanged), that day's training
+    blanked: what the export held when the athlete woke up that day. A date after the
+    export's last day, or not a date, is one `DataError`."""
+    if today is None:
+        return frame
+    try:
+        day = pd.Timestamp(today).normalize()
+    except (ValueError, TypeError):
+        raise DataError("--date", f"{today!r} is not a date (YYYY-MM-DD)") from None
+    dates = pd.to_datetime(frame["date"]).dt.normalize()
+    if dates.empty or day > dates.max():
+        last = "no days" if dates.empty else f"its last day is {dates.max().date()}"
+        raise DataError("--date", f"{day.date()} is after the export ({last})")
+    out = frame[dates <= day].copy()
+    on_day = pd.to_datetime(out["date"]).dt.normalize() == day
+    for column in TRAINING_COLUMNS:
+        if column in out.columns:
+            out.loc[on_day, column] = None if out[column].dtype == object else np.nan
+    return out.reset_index(drop=True)
+
+
+def plan_details(model_dir: str, data: Sequence[str], *, athlete: str | None = None,
+                 days: int = 7, policy_dir: str | None = None, seed: int = 0,
+                 event: str | None = None, tests: str | None = None,
+                 today: str | None = None, policy: Any = None,
+                 table: Any = None, model: Any = None) -> PlanDetails:
+    """`plan_for_athlete` with what the plan was made from (`PlanDetails`). `today` cuts the
+    export at that morning (`cut_at_morning`); `policy` is a policy object (e.g. a baseline
+    of `agents.baselines`) used instead of `policy_dir`'s or the MPC; `table` (an already
+    loaded `DailyTable`) and `model` (a loaded `WorldModel`) spare reading them again."""
     from agents.mpc import MPCConfig, MPCPlanner
     from agents.policy import reads_performance_tests
     from analysis.real import actual_actions
@@ -232,11 +286,19 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
     test_results = None if tests is None else read_performance_tests(tests)
-    model = WorldModel.load(model_dir)
-    table = load_exports(data)
-    frame = table.frame
+    model = WorldModel.load(model_dir) if model is None else model
+    table = load_exports(data) if table is None else table
+    frame = cut_at_morning(table.frame, today)
     uid = _pick_athlete(frame, athlete)
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
+    if today is not None and history["date"].iloc[-1] < pd.Timestamp(today).normalize():
+        # no reading this morning yet: plan for today on missing data (the rules' safe set)
+        blank = history.iloc[-1:].copy()
+        for column in blank.columns:
+            if column not in ("user_id", "source", "age", "sex"):
+                blank[column] = None if blank[column].dtype == object else np.nan
+        blank["date"] = pd.Timestamp(today).normalize()
+        history = pd.concat([history, blank], ignore_index=True)
     days_to_event = _days_to_event(event, history["date"].iloc[-1])
     events = None if event is None else {uid: [event]}
     mornings = observation_matrix(observations_from_table(history, events=events))
@@ -273,18 +335,20 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     verdict = mask_from_table(history)
     mask = verdict.mask
     rng = np.random.default_rng(seed)
-    if policy_dir:
+    if policy_dir or policy is not None:
         from agents.training import load_agent
 
-        policy = load_agent(policy_dir, device="cpu", model=model)
+        if policy is None:
+            policy = load_agent(policy_dir, device="cpu", model=model)
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
                             "--tests needs the MPC planner (no --policy) or a planner "
                             "distilled with tests (DistillConfig.tests_every)")
-        horizon = policy_event_horizon(policy_dir)
+        horizon = policy_event_horizon(policy_dir) if policy_dir else None
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
-        planner_name = f"policy {policy_dir}"
+        planner_name = (f"policy {policy_dir}" if policy_dir
+                        else f"baseline {getattr(policy, 'name', type(policy).__name__)}")
         start(policy, horizon)  # today again, for its choice without the rules
         free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
                                                np.ones_like(mask)))[0])
@@ -317,6 +381,7 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     for d, a in enumerate(sessions):
         hrv = np.exp(samples["hrv"][:, d])
         rec = samples["recovery"][:, d]
+        rhr = samples["rhr"][:, d]
         day = {"date": str((history["date"].iloc[-1] + pd.Timedelta(days=d)).date()),
                "session": ACTIONS[a], "load_trimp": float(loads.trimp[d]),
                "hrv_ms": float(np.median(hrv)),
@@ -324,6 +389,8 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
                "recovery_pct": float(np.median(rec)),
                "recovery_pct_interval": [float(np.quantile(rec, 0.1)),
                                          float(np.quantile(rec, 0.9))],
+               "rhr_bpm": float(np.median(rhr)),
+               "rhr_bpm_interval": [float(np.quantile(rhr, 0.1)), float(np.quantile(rhr, 0.9))],
                "prediction_for": "the morning after this session"}
         if d == 0:
             day["why"] = _context(obs[0])
@@ -337,4 +404,5 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
            "days": out_days, "notes": notes}
     if event is not None:
         out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
-    return out
+    return PlanDetails(plan=out, prediction=pred, history=history, observation=obs[0],
+                       mask=verdict)
