@@ -221,3 +221,26 @@ def run_daily(model_dir: str, data: Sequence[str], db: str, *, policy_dir: str |
             logged = store.log_morning(morning, _forecast_rows(uid, day, details.prediction))
             results.append(DailyResult(uid, day, logged, filled, plan, arm))
     return results
+
+
+def format_results(results: Sequence[DailyResult]) -> str:
+    """What `periodize daily` prints: one block per athlete."""
+    lines = []
+    for r in results:
+        filled = f"; {r.filled} rows of done/outcomes added" if r.filled else ""
+        if not r.logged:
+            lines.append(f"{r.athlete} {r.date}: already logged, nothing changed{filled}")
+            continue
+        first = r.plan["days"][0]
+        lines.append(f"{r.athlete} {r.date}: {first['session']} ({first['load_trimp']:.0f} TRIMP)"
+                     f", planner {r.plan['planner']}" + (f", arm {r.arm}" if r.arm else "")
+                     + filled)
+        if first.get("why"):
+            lines.append(f"  this morning: {first['why']}")
+        if first.get("reason"):
+            lines.append(f"  rule: {first['reason']}")
+        lo, hi = first["recovery_pct_interval"]
+        lines.append(f"  tomorrow: recovery {first['recovery_pct']:.0f}% [{lo:.0f}-{hi:.0f}], "
+                     f"HRV {first['hrv_ms']:.0f} ms, RHR {first['rhr_bpm']:.0f} bpm")
+        lines.append("  week: " + ", ".join(d["session"] for d in r.plan["days"]))
+    return "\n".join(lines)
