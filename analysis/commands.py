@@ -132,11 +132,17 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict) -> int:
 
 # -- plan --------------------------------------------------------------------------------------
 def _plan(args: argparse.Namespace) -> int:
-    from analysis.planning import plan_for_athlete
+    from analysis.planning import plan_details
 
-    result = plan_for_athlete(args.model, args.data, athlete=args.athlete, days=args.days,
-                              policy_dir=args.policy, seed=args.seed, event=args.event,
-                              tests=args.tests)
+    details = plan_details(args.model, args.data, athlete=args.athlete, days=args.days,
+                           policy_dir=args.policy, seed=args.seed, event=args.event,
+                           tests=args.tests)
+    result = details.plan
+    if args.html:
+        from analysis.plan_page import write_plan_page
+
+        write_plan_page(result, details, args.html)
+        print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=1) + "\n")
         return 0
@@ -349,6 +355,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "the performance response from them")
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--json", action="store_true")
+    plan.add_argument("--html", default=None, metavar="FILE",
+                      help="also write the plan page (one static HTML file)")
     plan.set_defaults(func=_plan)
 
     daily = sub.add_parser("daily", help="log this morning's recommendation and yesterday's "

@@ -177,6 +177,7 @@ def run_daily(model_dir: str, data: Sequence[str], db: str, *, policy_dir: str |
               ab: bool = False, seed: int = 0, days: int = 7) -> list[DailyResult]:
     """One morning of the daily loop for each athlete (module docstring)."""
     from agents.baselines import SeedRulePolicy
+    from analysis.plan_page import normal_bands
     from analysis.planning import cut_at_morning, plan_details
     from physiology_model.loaders import load_exports
     from physiology_model.world_model import WorldModel
@@ -210,7 +211,10 @@ def run_daily(model_dir: str, data: Sequence[str], db: str, *, policy_dir: str |
             plan = details.plan
             first = plan["days"][0]
             feats = dict(zip(FEATURE_INDEX, details.observation.tolist()))
+            band = normal_bands(details.history).iloc[-1]
             observation = {**_readings(details.history.iloc[-1], pd.Series(feats)),
+                           "normal_band": [_float(band[k]) for k in
+                                           ("hrv_lo", "hrv_hi", "rhr_lo", "rhr_hi")],
                            "features": {k: round(float(v), 6) for k, v in feats.items()},
                            "rules_today": details.mask.explain(0),
                            "data_notes": plan.get("notes", [])}

@@ -73,8 +73,9 @@ def daily_series(store: DailyStore, athlete: str) -> pd.DataFrame:
     outcomes = {o["date"]: o for o in store.rows("outcomes", athlete)}
     days = [m["date"] for m in mornings] + list(outcomes)
     index = pd.date_range(min(days), max(days), freq="D")
+    bands = ("hrv_lo", "hrv_hi", "rhr_lo", "rhr_hi")
     frame = pd.DataFrame(index=index, columns=["hrv_ms", "rhr_bpm", "recovery_pct", "ln_hrv_z",
-                                               "session", "feel"], dtype=object)
+                                               "session", "feel", *bands], dtype=object)
     for day, o in outcomes.items():
         for key in ("hrv_ms", "rhr_bpm", "recovery_pct", "ln_hrv_z"):
             frame.loc[pd.Timestamp(day), key] = o[key]
@@ -83,9 +84,11 @@ def daily_series(store: DailyStore, athlete: str) -> pd.DataFrame:
         for key in ("hrv_ms", "rhr_bpm", "recovery_pct", "ln_hrv_z"):
             if m["observation"].get(key) is not None:
                 frame.loc[day, key] = m["observation"][key]
+        for key, value in zip(bands, m["observation"].get("normal_band") or ()):
+            frame.loc[day, key] = value
         frame.loc[day, "session"] = m["session"]
         frame.loc[day, "feel"] = m["feel"]
-    for key in ("hrv_ms", "rhr_bpm", "recovery_pct", "ln_hrv_z", "feel"):
+    for key in ("hrv_ms", "rhr_bpm", "recovery_pct", "ln_hrv_z", "feel", *bands):
         frame[key] = pd.to_numeric(frame[key], errors="coerce")
     return frame
 
@@ -150,9 +153,18 @@ def adherence(store: DailyStore, athlete: str) -> dict[str, Any]:
 
 def flags(store: DailyStore, athlete: str, series: pd.DataFrame | None = None,
           scores: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """The coach's flags (module docstring), oldest first."""
+    """The coach's flags (module docstring) of one athlete of the store, oldest first."""
     series = daily_series(store, athlete) if series is None else series
     scores = forecast_scores(store, athlete) if scores is None else scores
+    return compute_flags(series, scores)
+
+
+def compute_flags(series: pd.DataFrame, scores: pd.DataFrame | None = None
+                  ) -> list[dict[str, Any]]:
+    """The flags of a daily series (a calendar `DatetimeIndex`; columns `hrv_ms`, `rhr_bpm`,
+    `recovery_pct`, `ln_hrv_z`) and its scored forecasts (`forecast_scores`; None: no
+    `outside_99` flag), oldest first."""
+    scores = scores if scores is not None else pd.DataFrame(columns=["for_date", "in99"])
     last = series.index[-1]
     out = []
 
@@ -167,7 +179,8 @@ def flags(store: DailyStore, athlete: str, series: pd.DataFrame | None = None,
     for day, z in series["ln_hrv_z"].items():
         if np.isfinite(z) and z < -HRV_CRASH_SD:
             add("hrv_crash", str(day.date()), str(day.date()),
-                f"HRV {series.loc[day, 'hrv_ms']:.0f} ms, {z:.1f} SD from the 28-day baseline")
+                f"{day.date()}: HRV {series.loc[day, 'hrv_ms']:.0f} ms, {z:.1f} SD from the "
+                f"28-day baseline")
     if len(scores) and scores["in99"].notna().any():
         outside = (scores[scores["in99"] == False]  # noqa: E712 (None is "not scored")
                    .groupby("for_date")["target"].apply(lambda t: ", ".join(sorted(t))))
