@@ -45,11 +45,11 @@ BAND_MIN_DAYS = 7
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:12px;
 max-width:760px;margin:auto;color:#222;font-size:16px;line-height:1.4}
-h1{font-size:1.35em;margin:.3em 0}h2{font-size:1.1em;margin:1.2em 0 .4em;border-bottom:1px solid
+h1{font-size:1.35em;margin:.3em 0}h3{font-size:1em;margin:1em 0 .3em}h2{font-size:1.1em;margin:1.2em 0 .4em;border-bottom:1px solid
 #ddd}img{max-width:100%;height:auto;display:block}.scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:.9em;min-width:100%}td,th{padding:4px 6px;border-bottom:
 1px solid #eee;text-align:left;vertical-align:top;white-space:nowrap}td.why{white-space:normal;
-min-width:12em}.flag{background:#fdecea;border-left:4px solid #c0392b;padding:6px 8px;margin:
+min-width:9em}.flag{background:#fdecea;border-left:4px solid #c0392b;padding:6px 8px;margin:
 6px 0}.ok{background:#eaf7ee;border-left:4px solid #2e8b57;padding:6px 8px}.muted{color:#666;
 font-size:.85em}
 """
@@ -92,14 +92,24 @@ def _flags_html(found: Sequence[dict[str, Any]], scope: str) -> str:
         for f in found)
 
 
-def _figure(height: float = 2.8):
+FIGURE_WIDTH_IN = 4.6
+"""Chart width: at 110 dpi about 500 px, so on a 360-px phone the text shrinks by a third, not
+by half (it stays legible)."""
+
+
+def _figure(height: float = 2.6):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.0, height))
+    fig, ax = plt.subplots(figsize=(FIGURE_WIDTH_IN, height))
     ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    locator = mdates.AutoDateLocator(maxticks=5)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     return fig, ax
 
 
@@ -128,7 +138,7 @@ def pmc_frame(history: pd.DataFrame, sessions_trimp: Sequence[float]) -> pd.Data
 
 
 def _pmc_chart(pmc: pd.DataFrame) -> str:
-    fig, ax = _figure(3.0)
+    fig, ax = _figure(2.8)
     past = pmc[~pmc["planned"]].tail(HISTORY_DAYS)
     ahead = pmc[pmc["planned"] | (pmc["date"] == past["date"].iloc[-1])]
     for column, color, label in (("ctl", "#1f77b4", "CTL (fitness, 42 d)"),
@@ -139,10 +149,9 @@ def _pmc_chart(pmc: pd.DataFrame) -> str:
     ax.axhline(0, color="#888", lw=0.8)
     ax.axvspan(ahead["date"].iloc[0], ahead["date"].iloc[-1], color="#f2f2f2", zorder=-1)
     ax.set_ylabel("TRIMP / day")
-    ax.set_title("Performance management chart (dashed: the plan)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3,
+    ax.set_title("PMC (dashed: the plan's projection)", fontsize=9)
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
               frameon=False)
-    fig.autofmt_xdate()
     return _png(fig, "PMC: ATL, CTL and TSB with the 7-day projection of the planned loads")
 
 
@@ -191,10 +200,9 @@ def _physiology_chart(measured: pd.Series, band: tuple[pd.Series, pd.Series],
                         label="forecast 50 %")
         ax.plot(d, forecast["q50"], color="#a63603", lw=1.2, label="forecast median")
     ax.set_ylabel(unit)
-    ax.set_title(label, fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3,
+    ax.set_title(label, fontsize=9)
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
               frameon=False)
-    fig.autofmt_xdate()
     return _png(fig, f"{label} with the normal band and forecast intervals")
 
 
@@ -262,14 +270,18 @@ def plan_page(plan: dict[str, Any], details) -> str:
         lo, hi = d["recovery_pct_interval"]
         hl, hh = d["hrv_ms_interval"]
         rl, rh = d.get("rhr_bpm_interval", [np.nan, np.nan])
-        rows.append([d["date"], d["session"].replace("_", " "), f"{d['load_trimp']:.0f}",
-                     f"{d['recovery_pct']:.0f} % ({lo:.0f}–{hi:.0f})",
-                     f"{d['hrv_ms']:.0f} ms ({hl:.0f}–{hh:.0f})",
-                     f"{d.get('rhr_bpm', np.nan):.0f} bpm ({rl:.0f}–{rh:.0f})",
-                     d.get("reason") or "; ".join(d.get("rules_today", []))
-                     or d.get("why", "")])
-    body.append(_table(["day", "session", "TRIMP", "recovery next morning", "HRV", "RHR",
-                        "why"], rows, why_column=6))
+        day = pd.Timestamp(d["date"])
+        rule = d.get("reason") or "; ".join(d.get("rules_today", []))
+        rows.append(
+            f"<tr><td class=\"why\"><span class=\"muted\">{day:%a %d %b}</span><br><b>"
+            f"{html.escape(d['session'].replace('_', ' '))}</b><br><span class=\"muted\">"
+            f"{d['load_trimp']:.0f} TRIMP</span>"
+            + (f"<br><span class=\"muted\">rule: {html.escape(rule)}</span>" if rule else "")
+            + f"</td><td>recovery {d['recovery_pct']:.0f} % ({lo:.0f}–{hi:.0f})<br>HRV "
+            f"{d['hrv_ms']:.0f} ms ({hl:.0f}–{hh:.0f})<br>RHR {d.get('rhr_bpm', np.nan):.0f} "
+            f"bpm ({rl:.0f}–{rh:.0f})</td></tr>")
+    body.append('<div class="scroll"><table><tr><th>day and session</th>'
+                "<th>the morning after (80 %)</th></tr>" + "".join(rows) + "</table></div>")
     body.append('<p class="muted">Predictions are for the morning after each session, with '
                 '80 % intervals, from the world model given the planned sessions.</p>')
     body.append("<h2>Flags</h2>")
@@ -362,9 +374,8 @@ def daily_page(store, rep: dict[str, Any]) -> str:
                 ax.plot(pd.to_datetime(s["for_date"]), s["crps"], "o-", color=color, ms=3,
                         label=target)
             ax.set_ylabel("CRPS (target's unit)")
-            ax.set_title("CRPS of each next-morning forecast", fontsize=10)
-            ax.legend(fontsize=8)
-            fig.autofmt_xdate()
+            ax.set_title("CRPS of each next-morning forecast", fontsize=9)
+            ax.legend(fontsize=7.5)
             body.append(_png(fig, "CRPS over time"))
         latest = store.rows("mornings", uid)[-1]
         body.append(f"<h3>Latest plan ({latest['date']})</h3>")

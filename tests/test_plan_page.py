@@ -44,7 +44,8 @@ def test_the_page_is_one_self_contained_file(page):
 def test_the_page_shows_the_plan_with_its_reasons_and_the_flags(page):
     plan, text, _ = page
     for day in plan["days"]:
-        assert f"<td>{day['date']}</td><td>{day['session'].replace('_', ' ')}</td>" in text
+        assert f"<b>{day['session'].replace('_', ' ')}</b>" in text
+        assert f"{pd.Timestamp(day['date']):%a %d %b}" in text
     assert "This morning:" in text and plan["days"][0]["why"].split(",")[0] in text
     assert "PMC: ATL, CTL and TSB with the 7-day projection" in text
     assert "HRV (RMSSD) with the normal band and forecast intervals" in text
