@@ -296,6 +296,11 @@ def test_a_scripted_week_on_a_shipped_athlete_fills_the_store_and_a_rerun_change
     assert "already logged, nothing changed" in out
     assert "whoop-u01: 7 mornings 2022-11-03 to 2022-11-09" in out and "coverage 50%" in out
     assert "adherence: 6 days known" in out
+    page = tmp_path / "report.html"
+    assert main(["daily", "--db", str(db), "--report", "--html", str(page)]) == 0
+    text = page.read_text()
+    assert "<h2>whoop-u01</h2>" in text and "7 mornings 2022-11-03 to 2022-11-09" in text
+    assert text.count('src="data:image/png;base64,') == 3 and "http" not in text
 
 
 def test_daily_refuses_a_bad_date_and_a_bad_feel(tmp_path, capsys):
