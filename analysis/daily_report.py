@@ -50,7 +50,7 @@ Z_95 = 1.959963984540054
 
 def _runs(flags: pd.Series, length: int) -> list[tuple[str, str]]:
     """(first, last) dates of each run of at least `length` consecutive True days."""
-    out, start, count = [], None, 0
+    out, start, prev, count = [], None, None, 0
     for day, flag in flags.items():
         if flag:
             start = day if count == 0 else start
@@ -118,7 +118,7 @@ def _coverage(scores: pd.DataFrame) -> dict[str, Any]:
     out = {}
     for target in TARGETS:
         s = scores[scores["target"] == target]
-        out[target] = {"n": int(len(s)),
+        out[target] = {"n": len(s),
                        "coverage50": float(s["in50"].mean()) if len(s) else None,
                        "coverage90": float(s["in90"].mean()) if len(s) else None,
                        "crps_mean": float(s["crps"].mean()) if len(s) else None,
@@ -182,7 +182,7 @@ def compute_flags(series: pd.DataFrame, scores: pd.DataFrame | None = None
                 f"{day.date()}: HRV {series.loc[day, 'hrv_ms']:.0f} ms, {z:.1f} SD from the "
                 f"28-day baseline")
     if len(scores) and scores["in99"].notna().any():
-        outside = (scores[scores["in99"] == False]  # noqa: E712 (None is "not scored")
+        outside = (scores[scores["in99"] == False]  # None is "not scored", not False
                    .groupby("for_date")["target"].apply(lambda t: ", ".join(sorted(t))))
         days = pd.Series(False, index=series.index)
         days[pd.DatetimeIndex(outside.index)] = True

@@ -35,7 +35,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from physiology_model.errors import DataError
 
@@ -138,7 +138,7 @@ class DailyStore:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> DailyStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

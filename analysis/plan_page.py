@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,10 @@ def _png(fig, alt: str) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    with warnings.catch_warnings():
+        # a chart of two or three days: matplotlib says it picked a default tick interval
+        warnings.filterwarnings("ignore", message="AutoDateLocator was unable")
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return (f'<img alt="{html.escape(alt)}" src="data:image/png;base64,'
             + base64.b64encode(buf.getvalue()).decode() + '">')
@@ -317,8 +321,8 @@ def daily_page(store, rep: dict[str, Any]) -> str:
     from analysis.daily_report import daily_series, forecast_scores
 
     body = ["<h1>Daily log report</h1>",
-            f'<p class="muted">{html.escape(Path(rep["store"]).name)} · schema version '
-            f'{rep["schema_version"]} · {len(rep["athletes"])} athlete(s)</p>']
+            (f'<p class="muted">{html.escape(Path(rep["store"]).name)} · schema version '
+             f'{rep["schema_version"]} · {len(rep["athletes"])} athlete(s)</p>')]
     ab = rep.get("ab")
     if ab:
         line = ", ".join(f"{arm}: {ab[arm]['athletes']} athletes"

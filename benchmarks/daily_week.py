@@ -25,8 +25,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli import main as periodize  # noqa: E402
-from analysis.daily_store import DailyStore  # noqa: E402
+from analysis.cli import main as periodize
+from analysis.daily_store import DailyStore
 
 
 def _run(argv: list[str]) -> str:

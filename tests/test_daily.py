@@ -124,7 +124,7 @@ def _writer(path: str, worker: int, mornings: int) -> None:
             date = str((pd.Timestamp("2024-01-01") + pd.Timedelta(days=i)).date())
             store.log_morning(_morning(f"w{worker}", date), _forecasts(f"w{worker}", date))
             # every writer also tries the same shared morning: exactly one must win
-            store.log_morning(_morning("shared", date, session=f"z2_aerobic"),
+            store.log_morning(_morning("shared", date, session="z2_aerobic"),
                               _forecasts("shared", date))
             store.log_after([{"athlete": f"w{worker}", "date": date, "session": "rest"}], [])
 
