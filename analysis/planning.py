@@ -244,10 +244,16 @@ TRAINING_COLUMNS = ("load_trimp", "strain", "z1_min", "z2_min", "z3_min", "z4_mi
 """The daily table's columns of the day's training (blank on the morning being planned)."""
 
 
+DAYS_AFTER_EXPORT = 7
+"""How far `today` may lie after the export's last day: a device that has not synced yet. Those
+mornings are planned on missing data (the hard rules' safe sessions, with the reason); a later
+date is taken for a mistake."""
+
+
 def cut_at_morning(frame: pd.DataFrame, today: str | None) -> pd.DataFrame:
     """The rows up to the morning of `today` (YYYY-MM-DD; None: unchanged), that day's training
-    blanked: what the export held when the athlete woke up that day. A date after the
-    export's last day, or not a date, is one `DataError`."""
+    blanked: what the export held when the athlete woke up that day. A date more than
+    `DAYS_AFTER_EXPORT` days after the export's last day, or not a date, is one `DataError`."""
     if today is None:
         return frame
     try:
@@ -255,9 +261,10 @@ def cut_at_morning(frame: pd.DataFrame, today: str | None) -> pd.DataFrame:
     except (ValueError, TypeError):
         raise DataError("--date", f"{today!r} is not a date (YYYY-MM-DD)") from None
     dates = pd.to_datetime(frame["date"]).dt.normalize()
-    if dates.empty or day > dates.max():
+    if dates.empty or day > dates.max() + pd.Timedelta(days=DAYS_AFTER_EXPORT):
         last = "no days" if dates.empty else f"its last day is {dates.max().date()}"
-        raise DataError("--date", f"{day.date()} is after the export ({last})")
+        raise DataError("--date", f"{day.date()} is more than {DAYS_AFTER_EXPORT} days after "
+                                  f"the export ({last})")
     out = frame[dates <= day].copy()
     on_day = pd.to_datetime(out["date"]).dt.normalize() == day
     for column in TRAINING_COLUMNS:

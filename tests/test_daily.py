@@ -307,9 +307,43 @@ def test_daily_refuses_a_bad_date_and_a_bad_feel(tmp_path, capsys):
     db = str(tmp_path / "d.db")
     base = ["daily", "--model", str(MODEL_DIR), "--data", str(U01), "--db", db]
     assert main([*base, "--date", "2023-01-01"]) == 2
-    assert "after the export" in capsys.readouterr().err
+    assert "days after the export" in capsys.readouterr().err
     assert main([*base, "--date", "yesterday"]) == 2
     with pytest.raises(SystemExit):
         main([*base, "--feel", "7"])
     with pytest.raises(DataError, match="--feel"):
         run_daily(str(MODEL_DIR), [str(U01)], db, feel=0)
+
+
+def test_a_baseline_arm_gets_the_seed_rule_under_the_same_rules(tmp_path):
+    salt = next(f"s{i}" for i in range(100) if ab_arm("whoop-u01", f"s{i}") == "baseline")
+    db = tmp_path / "ab.db"
+    with DailyStore(db) as store:
+        store.setting("ab_salt", salt)  # as if the store had been made with this salt
+    (result,) = run_daily(str(MODEL_DIR), [str(U01)], str(db), date="2022-11-08", ab=True)
+    assert result.arm == "baseline" and result.plan["planner"] == "baseline seed_rule"
+    with DailyStore(db) as store:
+        (m,) = store.rows("mornings")
+        assert m["arm"] == "baseline" and m["policy"] == "baseline seed_rule"
+        # recovery 77 % > 70 %: the seed's rule asks for intensity (HIIT unless a rule blocks it)
+        assert m["observation"]["recovery_pct"] == 77.0
+        assert m["session"] == "hiit" or m["rule_changed"]
+
+
+def test_a_morning_without_readings_is_logged_with_a_safe_session_and_its_reason(tmp_path):
+    import shutil
+
+    export = tmp_path / "u01"
+    shutil.copytree(U01, export)
+    cycles = export / "physiological_cycles.csv"
+    lines = cycles.read_text().splitlines(keepends=True)
+    assert lines[1].startswith("2022-11-10")
+    cycles.write_text("".join([lines[0], *lines[2:]]))  # this morning's cycle not synced yet
+    db = tmp_path / "d.db"
+    (result,) = run_daily(str(MODEL_DIR), [str(export)], str(db), date="2022-11-10")
+    assert result.logged and result.date == "2022-11-10"
+    with DailyStore(db) as store:
+        (m,) = store.rows("mornings")
+    assert m["observation"]["hrv_ms"] is None and m["observation"]["rhr_bpm"] is None
+    assert m["session"] in ("rest", "active_recovery")
+    assert any("no HRV and no resting heart rate" in r for r in m["observation"]["rules_today"])
