@@ -17,9 +17,9 @@ A morning already in the store is not planned again: the first recommendation is
 athlete saw, and rerunning a morning changes nothing (`analysis.daily_store`).
 
 **A/B** (`--ab`, seed §15.2 "50 % of users get the agent, 50 % the baseline"): an athlete's arm
-is the parity of the first 8 bytes of SHA-256(salt + athlete id), the salt a random-free,
-store-wide setting written on first use (default `AB_SALT`): stable for the life of the store
-and the same on every machine. The baseline arm is the seed's rule (`agents.baselines.
+is the parity of the first 8 bytes of SHA-256(salt + athlete id), the salt a store-wide setting
+written on first use (default `AB_SALT`): stable for the life of the store and the same on every
+machine. The baseline arm is the seed's rule (`agents.baselines.
 SeedRulePolicy`: recovery > 70 % → intensity, else rest), under the same hard rules.
 
 **"How do you feel today?"** (`--feel 1-5`, 1 worst) is stored with the morning. It does not

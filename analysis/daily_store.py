@@ -3,7 +3,8 @@
 Per athlete and morning it holds what `periodize daily` saw and said, and what happened after
 (DESIGN §10, seed TRD §15.2 "log all recommendations + user outcomes"):
 
-- `mornings`: the observation (this morning's readings and the feature vector the policy saw),
+- `mornings`: the observation (this morning's readings, the feature vector the policy saw, the
+  athlete's normal HRV and RHR bands, the rules in force and the export's data notes),
   the athlete's own "how do you feel today?" (1-5, optional), the A/B arm, and the
   recommendation: policy, session, load, the 7-day plan (JSON, with reasons) and the rule that
   changed the choice (NULL when none did).
@@ -22,8 +23,8 @@ several processes can log at once and lose nothing (tests/test_daily.py runs con
 processes).
 
 Schema versions (`schema_version` table, one row per version applied, and `PRAGMA
-user_version`): 1 was the first layout (no feel, no A/B arm, forecasts without the 99 %
-band); 2 adds them. Opening an older file migrates it in place, in one transaction; a file from
+user_version`): 1 is the first layout (no feel, no A/B arm, forecasts without the 99 %
+band), kept as `_SCHEMA_V1` so that upgrading an old file stays tested; 2 adds them. Opening an older file migrates it in place, in one transaction; a file from
 a newer version, or not a store at all, is one `DataError` naming the file.
 """
 
