@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -251,24 +251,90 @@ def plan_for_athlete(model_dir: str, data: Sequence[str], *, athlete: str | None
     performance response from. `now`: today's date for the staleness warnings (default: UTC
     today); the plan itself starts from the export's last morning (`today` in the result),
     and says what it filled and what it could not check (agents.plan_honesty)."""
+    return plan_details(model_dir, data, athlete=athlete, days=days, policy_dir=policy_dir,
+                        seed=seed, event=event, tests=tests, now=now).plan
 
+
+@dataclass
+class PlanDetails:
+    """A plan with what it was made from: `plan` (the JSON-ready dict of `plan_for_athlete`),
+    `prediction` (the world model's samples for the mornings after each planned day),
+    `history` (the athlete's rows up to this morning, the export cut at `today`), `observation`
+    (this morning's feature vector) and `mask` (the hard rules' verdict this morning)."""
+
+    plan: dict[str, Any]
+    prediction: Any
+    history: pd.DataFrame
+    observation: np.ndarray
+    mask: Any
+
+
+TRAINING_COLUMNS = ("load_trimp", "strain", "z1_min", "z2_min", "z3_min", "z4_min", "z5_min",
+                    "strength_min", "session", "load_basis")
+"""The daily table's columns of the day's training (blank on the morning being planned)."""
+
+
+DAYS_AFTER_EXPORT = 7
+"""How far `today` may lie after the export's last day: a device that has not synced yet. Those
+mornings are planned on missing data (the hard rules' safe sessions, with the reason); a later
+date is taken for a mistake."""
+
+
+def cut_at_morning(frame: pd.DataFrame, today: str | None) -> pd.DataFrame:
+    """The rows up to the morning of `today` (YYYY-MM-DD; None: unchanged), that day's training
+    blanked: what the export held when the athlete woke up that day. A date more than
+    `DAYS_AFTER_EXPORT` days after the export's last day, or not a date, is one `DataError`."""
+    if today is None:
+        return frame
+    try:
+        day = pd.Timestamp(today).normalize()
+    except (ValueError, TypeError):
+        raise DataError("--date", f"{today!r} is not a date (YYYY-MM-DD)") from None
+    dates = pd.to_datetime(frame["date"]).dt.normalize()
+    if dates.empty or day > dates.max() + pd.Timedelta(days=DAYS_AFTER_EXPORT):
+        last = "no days" if dates.empty else f"its last day is {dates.max().date()}"
+        raise DataError("--date", f"{day.date()} is more than {DAYS_AFTER_EXPORT} days after "
+                                  f"the export ({last})")
+    out = frame[dates <= day].copy()
+    on_day = pd.to_datetime(out["date"]).dt.normalize() == day
+    for column in TRAINING_COLUMNS:
+        if column in out.columns:
+            out.loc[on_day, column] = None if out[column].dtype == object else np.nan
+    return out.reset_index(drop=True)
+
+
+def plan_details(model_dir: str | None, data: Sequence[str], *, athlete: str | None = None,
+                 days: int = 7, policy_dir: str | None = None, seed: int = 0,
+                 event: str | None = None, tests: str | None = None,
+                 today: str | None = None, policy: Any = None, table: Any = None,
+                 model: Any = None, now: date | None = None) -> PlanDetails:
+    """`plan_for_athlete` with what the plan was made from (`PlanDetails`). `today` cuts the
+    export at that morning (`cut_at_morning`); `policy` is a policy object (e.g. a baseline
+    of `agents.baselines`) used instead of `policy_dir`'s or the MPC; `table` (an already
+    loaded `DailyTable`) and `model` (a loaded `WorldModel`) spare reading them again."""
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
     test_results = None if tests is None else read_performance_tests(tests)
-    model = WorldModel.load(resolve_model_dir(model_dir))
-    table = load_exports(data)
-    frame = table.frame
-    uid = _pick_athlete(frame, athlete,
-                        [n for n in table.notes if n.kind == "ignored"])
+    model = WorldModel.load(resolve_model_dir(model_dir)) if model is None else model
+    table = load_exports(data) if table is None else table
+    frame = cut_at_morning(table.frame, today)
+    uid = _pick_athlete(frame, athlete, [n for n in table.notes if n.kind == "ignored"])
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
-    policy = None
-    if policy_dir:
-        from agents.training import load_agent
+    if today is not None and history["date"].iloc[-1] < pd.Timestamp(today).normalize():
+        # no reading this morning yet: plan for today on missing data (the rules' safe set)
+        blank = history.iloc[-1:].copy()
+        for column in blank.columns:
+            if column not in ("user_id", "source", "age", "sex"):
+                blank[column] = None if blank[column].dtype == object else np.nan
+        blank["date"] = pd.Timestamp(today).normalize()
+        history = pd.concat([history, blank], ignore_index=True)
+    if policy is None and policy_dir:
+        from agents.training import load_agent  # torch: only when a trained policy is asked for
 
         policy = load_agent(policy_dir, device="cpu", model=model)
-    return plan_from_history(model, history, _data_notes(table.notes_for(uid)), days=days,
-                             policy=policy, policy_dir=policy_dir, seed=seed, event=event,
-                             tests=test_results, tests_path=tests, now=now, data=data)
+    return _plan(model, history, _data_notes(table.notes_for(uid)), days=days, policy=policy,
+                 policy_dir=policy_dir, seed=seed, event=event, tests=test_results,
+                 tests_path=tests, now=now, data=data)
 
 
 def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: int = 7,
@@ -284,6 +350,14 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
     `tests_path`; without them, the tests the exports under `data` carry, if any). `now`: today's date for the staleness warnings (default: UTC today). The
     caller owns the loading, so a batch (`analysis.recommend`) loads the
     model and the policy once for every athlete."""
+    return _plan(model, history, notes, days=days, policy=policy, policy_dir=policy_dir,
+                 seed=seed, event=event, tests=tests, tests_path=tests_path, now=now,
+                 data=data).plan
+
+
+def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, policy_dir,
+          seed: int, event, tests, tests_path, now, data) -> PlanDetails:
+    """The plan of `plan_from_history`, with what it was made from."""
 
     if days < 1:
         raise DataError("(arguments)", "--days must be at least 1")
@@ -349,7 +423,8 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
         horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
-        planner_name = f"policy {policy_dir}"
+        planner_name = (f"policy {policy_dir}" if policy_dir
+                        else f"baseline {getattr(policy, 'name', type(policy).__name__)}")
         if reasons or tested is not None:
             start(policy, horizon)  # today again, for its choice without the rules
             free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
@@ -383,6 +458,7 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
     for d, a in enumerate(sessions):
         hrv = np.exp(samples["hrv"][:, d])
         rec = samples["recovery"][:, d]
+        rhr = samples["rhr"][:, d]
         day = {"date": str((history["date"].iloc[-1] + pd.Timedelta(days=d)).date()),
                "session": ACTIONS[a], "load_trimp": float(loads.trimp[d]),
                "hrv_ms": float(np.median(hrv)),
@@ -390,6 +466,8 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
                "recovery_pct": float(np.median(rec)),
                "recovery_pct_interval": [float(np.quantile(rec, 0.1)),
                                          float(np.quantile(rec, 0.9))],
+               "rhr_bpm": float(np.median(rhr)),
+               "rhr_bpm_interval": [float(np.quantile(rhr, 0.1)), float(np.quantile(rhr, 0.9))],
                "prediction_for": "the morning after this session"}
         if d == 0:
             day["why"] = facts.why
@@ -407,4 +485,5 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
                                            else "model only")}}
     if event is not None:
         out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
-    return out
+    return PlanDetails(plan=out, prediction=pred, history=history, observation=obs[0],
+                       mask=verdict)
