@@ -348,7 +348,7 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
     MPC planner). `notes` (the data notes about the athlete's files) are extended with the
     plan's own. `tests`: the athlete's performance tests (`read_performance_tests`, read from
     `tests_path`; without them, the tests the exports under `data` carry, if any). `now`: today's date for the staleness warnings (default: UTC today). The
-    caller owns the loading, so a batch (`analysis.recommend`) loads the
+    caller owns the loading, so a batch (`analysis.batch_recommend`) loads the
     model and the policy once for every athlete."""
     return _plan(model, history, notes, days=days, policy=policy, policy_dir=policy_dir,
                  seed=seed, event=event, tests=tests, tests_path=tests_path, now=now,

@@ -1,4 +1,4 @@
-"""Daily recommendations per second: `periodize recommend` (analysis.recommend) end to end.
+"""Daily recommendations per second: `periodize recommend` (analysis.batch_recommend) end to end.
 
 Synthetic athletes: a cohort drawn from the world model (`simulator.cohort.generate_cohort`,
 `--seed`) lives `--history-days` days in the simulator under the seed's recovery rule; each
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents.baselines import SeedRulePolicy  # noqa: E402
 from analysis.benchmark import write_benchmark  # noqa: E402
-from analysis.recommend import RecommendSpec, recommend  # noqa: E402
+from analysis.batch_recommend import RecommendSpec, recommend  # noqa: E402
 from physiology_model.data.load import action_loads  # noqa: E402
 from physiology_model.data.table import ACTIONS  # noqa: E402
 from physiology_model.model.world_model import WorldModel  # noqa: E402

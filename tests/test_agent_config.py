@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from analysis.commands import _agent_config
+from analysis.cli.train import _agent_config
 from physiology_model.errors import DataError
 
 

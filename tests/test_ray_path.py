@@ -12,7 +12,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from analysis.recommend import RecommendSpec, recommend
+from analysis.batch_recommend import RecommendSpec, recommend
 from analysis.shards import PolicySpec, evaluate_sharded
 from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort

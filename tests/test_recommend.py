@@ -12,7 +12,7 @@ import pytest
 
 from agents.recommend import plan_for_athlete
 from analysis.cli import main
-from analysis.recommend import COLUMNS, RecommendSpec, recommend, write_recommendations
+from analysis.batch_recommend import COLUMNS, RecommendSpec, recommend, write_recommendations
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "shipped")
