@@ -234,7 +234,8 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
                         max_seconds: float | None) -> TrainingReport:
     from torch.utils.tensorboard import SummaryWriter
 
-    agent = DiscreteSAC(config, device=device, seed=seed)
+    n_latent = env.critic_states().shape[1] if config.asymmetric_critic else 0
+    agent = DiscreteSAC(config, n_latent=n_latent, device=device, seed=seed)
     last_saved = [0]
 
     def save_checkpoint(env_steps: int) -> None:
