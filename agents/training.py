@@ -57,7 +57,7 @@ from agents.sb3_agents import (
 )
 from physiology_model.errors import DataError
 from simulator.cohort import Cohort
-from simulator.env import BatchedPeriodizationEnv, EnvConfig
+from simulator.env import CRITIC_STATE_NAMES, BatchedPeriodizationEnv, EnvConfig
 
 AGENTS: tuple[str, ...] = ("sac", "sac-continuous", "ppo")
 RUN_FORMAT = "adaptive-periodization.TrainingRun"
@@ -234,7 +234,7 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
                         max_seconds: float | None) -> TrainingReport:
     from torch.utils.tensorboard import SummaryWriter
 
-    n_latent = env.critic_states().shape[1] if config.asymmetric_critic else 0
+    n_latent = len(CRITIC_STATE_NAMES) if config.asymmetric_critic else 0
     agent = DiscreteSAC(config, n_latent=n_latent, device=device, seed=seed)
     last_saved = [0]
 
