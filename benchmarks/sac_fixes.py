@@ -22,7 +22,8 @@ after another, so a small machine is fine; each gets `--budget-s` of wall time):
 
 Writes the JSON (command, configuration, seeds, machine, every result) after every variant, so
 an interrupted sweep keeps what it finished; run directories go to `--runs` (default a
-temporary folder).
+temporary folder). On a shared or loaded machine give every variant the same env steps
+(`--max-steps`, with `--budget-s` only as a cap) rather than the same wall time.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ OLD_TEMPERATURE = {k: OLD_SAC[k] for k in ("initial_alpha", "alpha_learning_rate
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "old": {"config": OLD_SAC, "env": OLD_ENV},
+    "old-seed1": {"config": OLD_SAC, "env": OLD_ENV, "seed": 1},
     "objective+temperature": {"config": {"asymmetric_critic": False}},
     "asymmetric-only": {"config": {**OLD_SAC, "asymmetric_critic": True}, "env": OLD_ENV},
     "fixed": {},
@@ -64,6 +66,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fixed-rr8": {"config": {"replay_ratio": 0.125}},
     "fixed-layernorm": {"config": {"critic_layer_norm": True}},
     "fixed-gamma099": {"config": {"gamma": 0.99}},
+    "sac-continuous-old": {"agent": "sac-continuous", "env": OLD_ENV},
+    "sac-continuous": {"agent": "sac-continuous"},
+    "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
     "ppo-old": {"agent": "ppo", "env": OLD_ENV},
     "ppo": {"agent": "ppo"},
 }
@@ -153,6 +158,26 @@ def _env_config(overrides: dict[str, Any]):
     return replace(EnvConfig(), **overrides)
 
 
+def _reference_key(args: argparse.Namespace) -> dict[str, Any]:
+    import hashlib
+
+    digest = hashlib.sha256(args.test_cohort.read_bytes()).hexdigest()
+    return {"test_cohort_sha256": digest, "eval_seed": args.eval_seed}
+
+
+def _cached_references(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Random's and the oracle's per-athlete metrics from `--references-cache` when it was
+    written for the same test cohort (by content) and evaluation seed, else None."""
+    path = args.references_cache
+    if path is None or not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return cached["references"] if cached.get("key") == _reference_key(args) else None
+
+
 def _write(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
@@ -175,6 +200,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--checkpoint-every", type=int, default=100_000,
                         help="env steps between the checkpoints scored for the swing")
     parser.add_argument("--last-checkpoints", type=int, default=3)
+    parser.add_argument("--references-cache", type=Path, default=None,
+                        help="JSON file keeping random's and the oracle's scores of the test "
+                             "cohort between invocations (recomputed when the cohort differs)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--eval-seed", type=int, default=0, help="env seed of the evaluation")
     args = parser.parse_args(argv)
@@ -187,10 +215,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.runs = args.runs or Path(tempfile.mkdtemp(prefix="sac_fixes_"))
     test = Cohort.load(args.test_cohort)
     started = time.perf_counter()
-    refs = {}
-    for ref in ("random", "oracle"):
-        refs[ref] = _score(policy_factories([ref], seed=args.eval_seed)[ref], ref, test,
-                           args.eval_seed)
+    refs = _cached_references(args)
+    if refs is None:
+        refs = {ref: _score(policy_factories([ref], seed=args.eval_seed)[ref], ref, test,
+                            args.eval_seed) for ref in ("random", "oracle")}
+        if args.references_cache is not None:
+            _write(args.references_cache, {"key": _reference_key(args), "references": refs})
     import torch
 
     payload: dict[str, Any] = {
@@ -200,6 +230,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "load_average_at_start": os.getloadavg()},
+        "cohorts": {"train": Cohort.load(args.train_cohort).meta | {"n": Cohort.load(
+                        args.train_cohort).n},
+                    "test": test.meta | {"n": test.n}},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "references": {k: _summary(v, refs) for k, v in refs.items()},
         "variants": {}, "failures": {}}

@@ -496,3 +496,24 @@ def test_temperature_and_dropout_defaults() -> None:
         SACConfig(alpha_learning_rate=0.0)
     with pytest.raises(ValueError, match="critic_dropout"):
         SACConfig(critic_dropout=1.0)
+
+
+def test_a_version_1_checkpoint_still_loads_with_its_own_settings(tmp_path) -> None:
+    import json
+
+    agent = DiscreteSAC(SACConfig(hidden_sizes=(16,), critic_dropout=0.2, gamma=0.99,
+                                  asymmetric_critic=False), seed=0)
+    agent.save(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["version"] = 1
+    del meta["n_latent"]
+    for key in ("alpha_learning_rate", "critic_dropout", "asymmetric_critic",
+                "critic_layer_norm"):
+        del meta["config"][key]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded = DiscreteSAC.load(tmp_path)
+    assert loaded.n_latent == 0 and loaded.config.critic_dropout == 0.2
+    assert loaded.config.alpha_learning_rate == loaded.config.learning_rate
+    assert not loaded.config.asymmetric_critic and loaded.config.gamma == 0.99
+    obs, mask, _ = _toy_batch(20)
+    np.testing.assert_array_equal(loaded.act(obs, mask), agent.act(obs, mask))
