@@ -9,7 +9,8 @@ athletes with the same env seed once, so every share is paired. Per variant the 
 the env steps reached, the final model's mean ΔP, its share of the oracle's ΔP gain over
 random with a 95 % bootstrap interval over the athletes (`share_of_oracle_gain`), the mean
 daily TRIMP, the largest single-action share, the executed violations, and the shares of the
-last checkpoints (the swing between consecutive evaluations). Scored on the last model, not
+last checkpoints (the swing between consecutive evaluations, and the mean share over the last
+checkpoints and the final model, steadier than one evaluation). Scored on the last model, not
 the best checkpoint.
 
 `old` is the SAC as it was before issue 20 (judging day flagged as a time-limit truncation,
@@ -19,6 +20,8 @@ after another, so a small machine is fine; each gets `--budget-s` of wall time):
 
     python benchmarks/sac_fixes.py --train-cohort TRAIN.npz --test-cohort TEST.npz \\
         --budget-s 180 --out benchmarks/results/sac_fixes.json [--variants old fixed ...]
+
+    python benchmarks/sac_fixes.py --summarise benchmarks/results/sac_fixes*.json
 
 Writes the JSON (command, configuration, seeds, machine, every result) after every variant, so
 an interrupted sweep keeps what it finished; run directories go to `--runs` (default a
@@ -135,6 +138,7 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
     pcts = [c["pct_of_oracle"] for c in checkpoints] + [_summary(final, refs).get("pct_of_oracle")]
     pcts = [p for p in pcts if p is not None]
     swing = float(np.max(np.abs(np.diff(pcts)))) if len(pcts) > 1 else None
+    mean_last = float(np.mean(pcts)) if pcts else None
     return {"name": name, "spec": spec, "agent": agent,
             "agent_config": record["agent_config"], "env_config": record["env_config"],
             "seeds": record["seeds"], "env_steps": record["report"]["env_steps"],
@@ -142,7 +146,8 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
             "env_steps_per_s": record["report"]["env_steps_per_second"],
             "train_wall_s": train_wall, "final_metrics": record["report"]["final_metrics"],
             "summary": _summary(final, refs), "checkpoints": checkpoints,
-            "max_swing_pct_points": swing, "per_athlete": final}
+            "max_swing_pct_points": swing, "mean_pct_of_oracle_last_evaluations": mean_last,
+            "per_athlete": final}
 
 
 def _load_checkpoint(agent: str, directory: Path) -> Any:
@@ -184,7 +189,45 @@ def _write(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def summarise(paths: list[Path]) -> list[dict[str, Any]]:
+    """One row per variant of the given result files (printed as a table): the final model's
+    share of the oracle with its interval, the mean share over the last evaluations (last
+    checkpoints and final model) and their largest swing, TRIMP/day, the largest action
+    share, injured days, executed violations, env steps."""
+    rows = []
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        for name, v in payload["variants"].items():
+            s = v["summary"]
+            pcts = [c["pct_of_oracle"] for c in v["checkpoints"]
+                    if c["pct_of_oracle"] is not None] + [s.get("pct_of_oracle")]
+            rows.append({"file": Path(path).name, "variant": name,
+                         "pct_of_oracle": s.get("pct_of_oracle"),
+                         "ci95": s.get("pct_of_oracle_ci95"),
+                         "mean_pct_last_evaluations": float(np.mean(pcts)),
+                         "evaluations": len(pcts), "swing": v["max_swing_pct_points"],
+                         "trimp_per_day": s.get("mean_load_trimp"),
+                         "max_action_share": s["max_action_share"],
+                         "injured_days": s.get("injured_days"),
+                         "executed_violations": s["executed_violations"],
+                         "env_steps": v["env_steps"]})
+    print(f"{'variant':<28}{'% oracle [95 % CI]':>20}{'mean last':>10}{'swing':>7}"
+          f"{'TRIMP/d':>8}{'max sh':>7}{'inj d':>6}{'viol':>5}{'steps':>9}")
+    for r in rows:
+        ci = r["ci95"] or [float("nan")] * 2
+        print(f"{r['variant']:<28}{r['pct_of_oracle']:>7.0f} [{ci[0]:>4.0f}, {ci[1]:>4.0f}]"
+              f"{r['mean_pct_last_evaluations']:>10.0f}{r['swing'] or float('nan'):>7.0f}"
+              f"{r['trimp_per_day']:>8.0f}{r['max_action_share']:>7.2f}"
+              f"{r['injured_days']:>6.1f}{r['executed_violations']:>5.0f}{r['env_steps']:>9,}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--summarise":
+        summarise([Path(p) for p in argv[1:]])
+        return {}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-cohort", type=Path, required=True)
     parser.add_argument("--test-cohort", type=Path, required=True)
@@ -224,8 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     payload: dict[str, Any] = {
-        "command": " ".join(["benchmarks/sac_fixes.py"]
-                            + (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(["benchmarks/sac_fixes.py"] + argv),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__,
