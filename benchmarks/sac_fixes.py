@@ -69,6 +69,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fixed-rr8": {"config": {"replay_ratio": 0.125}},
     "fixed-layernorm": {"config": {"critic_layer_norm": True}},
     "fixed-gamma099": {"config": {"gamma": 0.99}},
+    "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True}, "seed": 1},
     "sac-continuous-old": {"agent": "sac-continuous", "env": OLD_ENV},
     "sac-continuous": {"agent": "sac-continuous"},
     "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
