@@ -353,7 +353,7 @@ class Simulation:
         hazard parameters. Order: `CRITIC_STATE_NAMES`."""
         pp = self.perf_params
         n = self.n
-        per = lambda v: np.broadcast_to(np.asarray(v, dtype=float), (n,))  # noqa: E731
+        per = lambda v: np.broadcast_to(np.asarray(v, dtype=float), (n,))
         k1, k2, k3 = per(pp.fitness_gain), per(pp.fatigue_gain), per(pp.variable_fatigue_gain)
         s = self.perf_state
         fitness_term = k1 * s[:, banister.FITNESS]

@@ -481,12 +481,15 @@ def test_temperature_and_dropout_defaults() -> None:
     assert (cfg.initial_alpha, cfg.alpha_learning_rate, cfg.target_entropy_scale) == (
         0.02, 1e-3, 0.2)
     assert cfg.critic_dropout == 0.0 and cfg.dropout == 0.2 and cfg.asymmetric_critic
+    assert cfg.gamma == 1.0 and cfg.critic_layer_norm
     agent = DiscreteSAC(cfg)
     assert math.isclose(agent.alpha, 0.02, rel_tol=1e-6)
     assert agent.alpha_optimizer.param_groups[0]["lr"] == 1e-3
     assert agent.actor_optimizer.param_groups[0]["lr"] == cfg.learning_rate
     assert any(isinstance(m, FastDropout) for m in agent.actor.modules())
     assert not any(isinstance(m, FastDropout) for m in agent.critic.modules())
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in agent.critic.modules())
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in agent.actor.modules())
     old = DiscreteSAC(SACConfig(critic_dropout=0.2))
     assert any(isinstance(m, FastDropout) for m in old.critic.modules())
     mask = torch.ones(1, N_ACTIONS, dtype=torch.bool)
