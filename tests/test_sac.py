@@ -505,7 +505,7 @@ def test_a_version_1_checkpoint_still_loads_with_its_own_settings(tmp_path) -> N
     import json
 
     agent = DiscreteSAC(SACConfig(hidden_sizes=(16,), critic_dropout=0.2, gamma=0.99,
-                                  asymmetric_critic=False), seed=0)
+                                  asymmetric_critic=False, critic_layer_norm=False), seed=0)
     agent.save(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
     meta["version"] = 1
