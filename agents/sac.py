@@ -145,9 +145,10 @@ class SACConfig:
     critic_layer_norm: bool = True
     """LayerNorm after each hidden linear layer of the critics (its gain and bias shared by
     the twins). Measured (`benchmarks/sac_fixes.py`, 120k steps, 256 training athletes, 48
-    held-out, two seeds): the share of the oracle's ΔP gain over the last four evaluations
-    averaged 74 and 53 % with it, 61 and 44 % without, and consecutive evaluations swung by
-    at most 2 and 8 points with it, 17 and 23 without."""
+    held-out): the share of the oracle's ΔP gain over the last four evaluations averaged 74,
+    53 and 58 % with it (seeds 0-2), 61 and 44 % without (seeds 0-1); consecutive evaluations
+    swung by at most 2, 8 and 19 points with it, 17 and 23 without. Indicative (short runs,
+    few seeds)."""
     learning_starts: int = 5_000
     """Transitions of uniform masked-random actions before the first gradient step."""
     replay_ratio: float = 1.0 / 32.0

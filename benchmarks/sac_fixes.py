@@ -75,6 +75,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fixed-layernorm": {"config": {"critic_layer_norm": True}},
     "fixed-gamma099": {"config": {"gamma": 0.99, **NO_LN}},
     "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True}, "seed": 1},
+    "fixed-layernorm-seed2": {"config": {"critic_layer_norm": True}, "seed": 2},
     "sac-continuous-old": {"agent": "sac-continuous", "env": OLD_ENV},
     "sac-continuous": {"agent": "sac-continuous"},
     "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
