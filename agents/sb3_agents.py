@@ -18,6 +18,16 @@ Architecture: the seed's 256-128-64 hidden layers for actor and critic (PPO: pol
 networks). SB3 builds its MLPs without dropout, so the seed's dropout 0.2 applies to our discrete
 SAC only; this is stated in the run's config.
 
+The judging day. The batched env ends every episode on the judging day as a terminal state
+(`TimeLimit.truncated` False, `EnvConfig.judging_day_terminal`), so SB3's replay buffer stores
+it as done and MaskablePPO's rollout adds no γ·V(terminal observation) to its last reward:
+neither learner values days after the day performance is judged on (issue 20; tested in
+tests/test_env.py). The asymmetric critic of our discrete SAC is not offered here: SB3's SAC
+feeds the actor and the critics the same observation, so the latent state would have to enter
+as a `Dict` observation with a features extractor per network (`share_features_extractor`
+False) that the actor's drops, and the deployed adapter would have to feed a placeholder
+latent; that is not done.
+
 Continuous actions. `ContinuousSACPolicy.act` returns Box actions (N, 2) float32 in [-1, 1]²
 (duration, intensity), not action indices: the evaluator must pass them to an env built with
 `EnvConfig(action_type="continuous")`, which projects each onto the allowed set (the mask is
@@ -75,8 +85,8 @@ class SB3SACConfig:
     obs_clip: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.learning_rate <= 0 or not 0 <= self.gamma < 1 or not 0 < self.tau <= 1:
-            raise ValueError("SB3SACConfig needs learning_rate > 0, gamma in [0, 1), "
+        if self.learning_rate <= 0 or not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ValueError("SB3SACConfig needs learning_rate > 0, gamma in [0, 1], "
                              "tau in (0, 1]")
         if self.batch_size < 1 or self.buffer_size < self.batch_size or self.replay_ratio <= 0:
             raise ValueError("SB3SACConfig needs batch_size ≥ 1, buffer_size ≥ batch_size and "

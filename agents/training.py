@@ -60,7 +60,7 @@ from agents.sb3_agents import (
 from physiology_model.errors import DataError
 from physiology_model.jsonio import jsonable
 from simulator.cohort import Cohort
-from simulator.env import BatchedPeriodizationEnv, EnvConfig
+from simulator.env import CRITIC_STATE_NAMES, BatchedPeriodizationEnv, EnvConfig
 
 AGENTS: tuple[str, ...] = ("sac", "sac-continuous", "ppo")
 _CONFIG_TYPES: dict[str, type] = {"sac": SACConfig, "sac-continuous": SB3SACConfig,
@@ -200,7 +200,8 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
                         ) -> TrainingReport:
     from torch.utils.tensorboard import SummaryWriter
 
-    agent = DiscreteSAC(config, device=device, seed=seed)
+    n_latent = len(CRITIC_STATE_NAMES) if config.asymmetric_critic else 0
+    agent = DiscreteSAC(config, n_latent=n_latent, device=device, seed=seed)
     last_saved = [0]
 
     def save_checkpoint(env_steps: int) -> None:

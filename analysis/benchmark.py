@@ -139,7 +139,10 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
         tsb[d] = obs[:, FEATURE_INDEX["tsb_trimp"]]
         seen[d] = obs
         if callable(getattr(policy, "diagnostics", None)):
-            day_entropy, day_gap = policy.diagnostics(obs, sim.agent_mask)  # each (N,)
+            # an asymmetric critic (agents.sac) reads the simulator's latent state for its
+            # Q-gap; the policy's actions never do
+            extra = {"latent": sim.critic_state()} if getattr(policy, "n_latent", 0) else {}
+            day_entropy, day_gap = policy.diagnostics(obs, sim.agent_mask, **extra)  # (N,)
             entropy.append(day_entropy)
             qgap.append(day_gap)
         if tests is not None:

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.baselines import SeedRulePolicy  # noqa: E402
-from analysis.benchmark import write_benchmark  # noqa: E402
 from analysis.batch_recommend import RecommendSpec, recommend  # noqa: E402
+from analysis.benchmark import write_benchmark  # noqa: E402
 from physiology_model.data.load import action_loads  # noqa: E402
 from physiology_model.data.table import ACTIONS  # noqa: E402
 from physiology_model.model.world_model import WorldModel  # noqa: E402

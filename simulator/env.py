@@ -121,6 +121,12 @@ class EnvConfig:
     own sees that day as their event in the `days_to_event` feature. Without it a learned
     policy cannot know when to taper, which the planner knows. False: no event, the feature
     reads its cap."""
+    judging_day_terminal: bool = True
+    """The episode's last day (the judging day: ΔP is measured there and nothing after it
+    counts) ends the episode as a terminal state: `terminated=True` in the Gymnasium env and
+    `TimeLimit.truncated=False` in the batched env, so no learner bootstraps a value past it.
+    False is the old time-limit flag (kept to measure what it cost: with it a critic valued
+    days after the judging day and "train less" looked best, issue 20)."""
     info_level: str = "minimal"
     """Batched env: `minimal` (SB3's per-env dicts only at episode ends; arrays are attributes
     of `Simulation`) or `full` (mask, executed action, violation, latents in every dict)."""
@@ -342,6 +348,39 @@ class Simulation:
         return {"fitness": lat[:, 0], "fatigue": lat[:, 1], "fast_fatigue": lat[:, 2],
                 "performance": self.performance(), "injured": self.injury_left > 0}
 
+    def critic_state(self) -> np.ndarray:
+        """What the simulator knows and the wearable does not, (N, len(CRITIC_STATE_NAMES))
+        float32, for training only (an asymmetric critic's extra input; never an observation
+        and never an input of a deployed policy): the performance model's Banister states and
+        parameters, P and its fitness and fatigue terms, what a unit of load today is still
+        worth on the judging day (k1·e_fit^days_left, e_fat^days_left), the physiological
+        latents, injury days left, days left, habitual load, ACWR and monotony, and the
+        hazard parameters. Order: `CRITIC_STATE_NAMES`."""
+        pp = self.perf_params
+        n = self.n
+        per = lambda v: np.broadcast_to(np.asarray(v, dtype=float), (n,))
+        k1, k2, k3 = per(pp.fitness_gain), per(pp.fatigue_gain), per(pp.variable_fatigue_gain)
+        s = self.perf_state
+        fitness_term = k1 * s[:, banister.FITNESS]
+        fatigue_term = (k2 * s[:, banister.FATIGUE]
+                        + k3 * s[:, banister.VARIABLE_FATIGUE])
+        days_left = float(self.config.episode_days - self.day)
+        d = self.perf_decays
+        lat = self.state[:, :3] * state_normaliser(self.decays[:, :3])
+        acwr, mono = _acwr_and_monotony(self.load_ring, self.ring_pos)
+        hz = self.hazard_params
+        cols = [s[:, i] for i in range(s.shape[1])] + [
+            self.performance(), fitness_term, fatigue_term,
+            k1 * d[:, banister.FITNESS] ** days_left, d[:, banister.FATIGUE] ** days_left,
+            k1, k2, k3, per(pp.tau_fit_days), per(pp.tau_fat_days),
+            per(pp.tau_gain_days if pp.tau_gain_days is not None else 0.0),
+            lat[:, 0], lat[:, 1], lat[:, 2], self.injury_left.astype(float),
+            np.full(n, days_left), self.habitual, acwr, mono,
+            per(hz.intercept), per(hz.spike_coef), per(hz.low_recovery_coef),
+            per(hz.monotony_coef)]
+        return np.nan_to_num(np.stack(cols, axis=1), nan=0.0, posinf=0.0,
+                             neginf=0.0).astype(np.float32)
+
     def _observe_morning(self) -> None:
         """This morning's readings → features and mask."""
         cfg = self.config
@@ -554,6 +593,17 @@ class Simulation:
         return out
 
 
+CRITIC_STATE_NAMES: tuple[str, ...] = (
+    tuple(f"perf_state_{c}" for c in banister.CHANNELS)
+    + ("performance", "performance_fitness_term", "performance_fatigue_term",
+       "fitness_gain_left", "fatigue_decay_left", "fitness_gain", "fatigue_gain",
+       "variable_fatigue_gain", "tau_fit_days", "tau_fat_days", "tau_gain_days",
+       "fitness", "fatigue", "fast_fatigue", "injury_days_left", "days_left",
+       "habitual_load", "acwr", "monotony", "hazard_intercept", "hazard_spike_coef",
+       "hazard_low_recovery_coef", "hazard_monotony_coef"))
+"""Columns of `Simulation.critic_state` (training-only inputs of an asymmetric critic)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Gymnasium and SB3 interfaces
 # --------------------------------------------------------------------------------------------
@@ -573,8 +623,10 @@ class PeriodizationEnv(gym.Env):
     `Discrete(6)` (table.ACTIONS) with `action_masks()` (sb3-contrib's convention) and the same
     mask in `info["action_mask"]`, or a `Box` (duration, intensity) in [-1, 1]² projected on the
     allowed set. `info` also carries the executed action, whether the request was masked, the
-    reasons the rules fired, and, for evaluation only, the latent states and (at reset) the
-    athlete's true parameters. `lane` picks the athlete stream: lane i of a
+    reasons the rules fired, and, for evaluation and training only, the latent states,
+    `critic_state` (`Simulation.critic_state`, an asymmetric critic's input) and (at reset)
+    the athlete's true parameters. The judging day (the last) ends the episode with
+    `terminated=True` (`EnvConfig.judging_day_terminal`). `lane` picks the athlete stream: lane i of a
     `BatchedPeriodizationEnv` with the same cohort, config and seed gives the same rollout.
     """
 
@@ -596,7 +648,8 @@ class PeriodizationEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         lat = self.sim.latents()
         return {"action_mask": self.sim.agent_mask[0].copy(), "reasons": int(self.sim.reasons[0]),
-                "latent": {k: float(v[0]) for k, v in lat.items()}, "day": self.sim.day}
+                "latent": {k: float(v[0]) for k, v in lat.items()}, "day": self.sim.day,
+                "critic_state": self.sim.critic_state()[0]}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -624,7 +677,9 @@ class PeriodizationEnv(gym.Env):
         if done:
             info["episode_summary"] = {k: float(v[0]) for k, v in
                                        self.sim.episode_summary().items()}
-        return obs[0].copy(), float(reward[0]), bool(done), False, info
+        terminal = self.config.judging_day_terminal
+        return (obs[0].copy(), float(reward[0]), bool(done) and terminal,
+                bool(done) and not terminal, info)
 
 
 class BatchedPeriodizationEnv(VecEnv):
@@ -636,6 +691,13 @@ class BatchedPeriodizationEnv(VecEnv):
     (sb3-contrib's MaskablePPO calls `env_method("action_masks")`, answered here too).
     Per-step arrays (mask, executed actions, latents, episode statistics) are attributes of
     `self.sim`; per-env dicts are built only at episode ends unless `info_level="full"`.
+
+    The judging day is terminal (`EnvConfig.judging_day_terminal`): `TimeLimit.truncated` is
+    False at episode ends, so SB3's PPO does not add γ·V(terminal obs) to the last reward and
+    SB3's replay buffers store `done=1`. For training only, `critic_states()` gives the
+    lanes' `Simulation.critic_state` this morning (N, L), and at episode ends
+    `infos[i]["terminal_critic_state"]` keeps the judging day's before the auto-reset, as
+    `terminal_observation` keeps its observation.
     """
 
     def __init__(self, cohort: Cohort, n_envs: int, config: EnvConfig = EnvConfig(),
@@ -668,27 +730,36 @@ class BatchedPeriodizationEnv(VecEnv):
         obs, reward, done = self.sim.step(self._actions)
         dones = np.full(self.num_envs, done)
         if self.config.info_level == "full":
+            latent = self.sim.critic_state()
             infos = [{"action_mask": self.sim.agent_mask[i].copy(),
                       "executed_action": int(self.sim.last_executed[i]),
-                      "violation_attempted": bool(self.sim.last_violated[i])}
+                      "violation_attempted": bool(self.sim.last_violated[i]),
+                      "critic_state": latent[i]}
                      for i in range(self.num_envs)]
         else:
             infos = [{} for _ in range(self.num_envs)]
         if done:
             summary = self.sim.episode_summary()
             self.last_summary = summary
+            terminal_latent = self.sim.critic_state()
             for i, info in enumerate(infos):
+                info["terminal_critic_state"] = terminal_latent[i]
                 info["terminal_observation"] = obs[i].copy()
                 info["terminal_action_mask"] = self.sim.agent_mask[i].copy()
                 info["episode"] = {"r": float(summary["return"][i]),
                                    "l": int(self.config.episode_days)}
-                info["TimeLimit.truncated"] = True
+                info["TimeLimit.truncated"] = not self.config.judging_day_terminal
             self.sim.episode += 1
             obs = self.sim.reset()
         return obs.copy(), reward.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:
         return self.sim.agent_mask.copy()
+
+    def critic_states(self) -> np.ndarray:
+        """This morning's `Simulation.critic_state` of every lane, (N, L) float32: training
+        only (an asymmetric critic's input), never a policy's."""
+        return self.sim.critic_state()
 
     def close(self) -> None:
         """Nothing to release: the simulation holds numpy arrays only (SB3's VecEnv API)."""

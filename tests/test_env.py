@@ -209,3 +209,99 @@ def test_performance_test_is_the_latent_performance_with_the_stated_cv(cohort):
     # an overloaded athlete whose modelled P fell below 0 still gets a positive result
     sim.performance = lambda: np.array([-42.0, 0.5, 80.0, 100.0])
     np.testing.assert_array_equal(sim.performance_test(0.0, rng), [1.0, 1.0, 80.0, 100.0])
+
+
+def _last_step(env_config, cohort, n=3):
+    """The batched env's infos and the single envs' step results on the judging day."""
+    batched = BatchedPeriodizationEnv(cohort, n, env_config, seed=5)
+    singles = [PeriodizationEnv(cohort, env_config, lane=i) for i in range(n)]
+    batched.reset()
+    for e in singles:
+        e.reset(seed=5)
+    for _ in range(env_config.episode_days):
+        _, _, dones, infos = batched.step(np.zeros(n, dtype=np.int64))
+        steps = [e.step(0) for e in singles]
+    assert dones.all()
+    return infos, steps, batched
+
+
+def test_judging_day_is_terminal_not_a_time_limit(cohort):
+    infos, steps, _ = _last_step(SHORT, cohort)
+    assert all(i["TimeLimit.truncated"] is False for i in infos)
+    assert all(s[2] is True and s[3] is False for s in steps)  # terminated, not truncated
+    old = EnvConfig(episode_days=20, warmup_days=10, judging_day_terminal=False)
+    infos, steps, _ = _last_step(old, cohort)
+    assert all(i["TimeLimit.truncated"] is True for i in infos)
+    assert all(s[2] is False and s[3] is True for s in steps)
+
+
+def test_sb3_replay_buffer_stores_the_judging_day_as_done(cohort):
+    """SB3's off-policy buffers bootstrap when `TimeLimit.truncated`; the judging day must not."""
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    for terminal, expected in ((True, 1.0), (False, 0.0)):
+        cfg = EnvConfig(episode_days=20, warmup_days=10, judging_day_terminal=terminal)
+        env = BatchedPeriodizationEnv(cohort, 2, cfg, seed=1)
+        buffer = ReplayBuffer(64, env.observation_space, env.action_space, n_envs=2,
+                              handle_timeout_termination=True)
+        obs = env.reset()
+        for _ in range(cfg.episode_days):
+            actions = np.zeros(2, dtype=np.int64)
+            next_obs, rewards, dones, infos = env.step(actions)
+            buffer.add(obs, next_obs, actions, rewards, dones, infos)
+            obs = next_obs
+        # SB3 samples done·(1 − timeout): the judging day's row (index 19) is done only when
+        # it is terminal
+        last = buffer._get_samples(np.array([19]))
+        assert float(last.dones.max()) == expected
+
+
+def test_maskable_ppo_does_not_bootstrap_past_the_judging_day(cohort):
+    """sb3-contrib's rollout adds γ·V(terminal obs) to the last reward on a time-limit end;
+    with the terminal judging day the stored last reward is the env's own."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    from agents.sac import RunningNormalizer
+    from agents.sb3_agents import NormalizedVecEnv, PPOConfig, make_maskable_ppo
+
+    class Recorder(VecEnvWrapper):
+        def reset(self):
+            self.rewards = []
+            return self.venv.reset()
+
+        def step_wait(self):
+            out = self.venv.step_wait()
+            self.rewards.append(np.asarray(out[1], dtype=np.float32).copy())
+            return out
+
+        def action_masks(self):
+            return self.venv.action_masks()
+
+    for terminal in (True, False):
+        cfg = EnvConfig(episode_days=20, warmup_days=10, judging_day_terminal=terminal)
+        rec = Recorder(BatchedPeriodizationEnv(cohort, 2, cfg, seed=1))
+        venv = NormalizedVecEnv(rec, RunningNormalizer(len(FEATURE_NAMES)))
+        model = make_maskable_ppo(venv, PPOConfig(n_steps=20, batch_size=40, n_epochs=1,
+                                                  hidden_sizes=(8,)), seed=0)
+        model.learn(total_timesteps=40)
+        stored = model.rollout_buffer.rewards[-1]
+        same = np.allclose(stored, rec.rewards[-1], atol=1e-6)
+        assert same == terminal
+
+
+def test_critic_state_is_training_only_and_kept_before_the_auto_reset(cohort):
+    from simulator.env import CRITIC_STATE_NAMES
+
+    infos, steps, batched = _last_step(SHORT, cohort)
+    lat = batched.critic_states()
+    assert lat.shape == (3, len(CRITIC_STATE_NAMES)) and np.isfinite(lat).all()
+    days_left = CRITIC_STATE_NAMES.index("days_left")
+    assert (lat[:, days_left] == SHORT.episode_days).all()          # the new episode's day 0
+    terminal = np.stack([i["terminal_critic_state"] for i in infos])
+    assert (terminal[:, days_left] == 0).all()                       # the judging day's
+    np.testing.assert_allclose(terminal, np.stack([s[4]["critic_state"] for s in steps]),
+                               rtol=1e-5, atol=1e-5)
+    perf = CRITIC_STATE_NAMES.index("performance")
+    np.testing.assert_allclose(terminal[:, perf], [s[4]["latent"]["performance"] for s in steps],
+                               rtol=1e-5)
+    assert batched.observation_space.shape == (len(FEATURE_NAMES),)  # the obs is unchanged

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from agents.recommend import plan_for_athlete
-from analysis.cli import main
 from analysis.batch_recommend import COLUMNS, RecommendSpec, recommend, write_recommendations
+from analysis.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "models" / "shipped")

@@ -218,7 +218,7 @@ def test_n_step_returns_sum_discounted_rewards_and_cut_at_episode_ends() -> None
     returns = NStepReturns(3, 0.5)
     assert _push(returns, 0, [1.0, 2.0], False) == []
     assert _push(returns, 1, [1.0, 2.0], False) == []
-    (_, action, reward, next_obs, discount, _, _), = _push(returns, 2, [1.0, 2.0], False)
+    (_, action, reward, next_obs, discount, *_), = _push(returns, 2, [1.0, 2.0], False)
     assert action.tolist() == [0, 0]                      # the window opened at step 0
     torch.testing.assert_close(reward, torch.tensor([1.75, 3.5]))  # r + γ r + γ² r
     torch.testing.assert_close(discount, torch.tensor([0.125, 0.125]))
@@ -234,13 +234,13 @@ def test_n_step_returns_sum_discounted_rewards_and_cut_at_episode_ends() -> None
     assert all(t[3][0, 0] == 4.0 for t in ended)
     assert _push(returns, 4, [1.0, 1.0], True, terminal=True)[0][4].tolist() == [0.0, 0.0]
     one_step = NStepReturns(1, 0.9)
-    (_, _, r, _, d, _, _), = _push(one_step, 0, [2.0], False)
+    (_, _, r, _, d, *_), = _push(one_step, 0, [2.0], False)
     assert r.tolist() == [2.0] and d.tolist() == pytest.approx([0.9])
 
 
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="gamma"):
-        SACConfig(gamma=1.0)
+        SACConfig(gamma=1.01)
     with pytest.raises(ValueError, match="target_entropy_scale"):
         SACConfig(target_entropy_scale=1.0)
     with pytest.raises(ValueError, match="unknown SACConfig fields"):
@@ -338,3 +338,185 @@ def test_loading_something_else_fails_clearly(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"format": "something-else"}')
     with pytest.raises(ValueError, match="not a"):
         DiscreteSAC.load(tmp_path)
+
+
+# -- issue 20: the objective, the asymmetric critic, the temperature ---------------------------
+
+
+class DelayedRewardVecEnv(ContextBanditVecEnv):
+    """A toy whose only reward comes on the last day of a `days`-day episode (the judging
+    day), whatever the actions: the observation is the one-hot day (feature `day`), so the
+    judging day's observation is day 0's, a state the critic knows. The true value of day 0
+    is γ^(days−1); a critic that bootstraps past the judging day (the old time-limit flag)
+    adds the next episode's value and converges to γ^(days−1) / (1 − γ^days) instead. It also
+    has `critic_states()`: the day as a number plus noise features, as the simulator's
+    latent state would be."""
+
+    def __init__(self, n_envs: int = 16, days: int = 4, truncate: bool = False,
+                 n_latent: int = 3) -> None:
+        super().__init__(n_envs, seed=0, episode_len=days)
+        self.days, self.truncate, self.n_latent = days, truncate, n_latent
+
+    def _draw(self) -> np.ndarray:
+        self.mask = np.ones((self.num_envs, N_ACTIONS), dtype=bool)
+        obs = np.zeros((self.num_envs, N_FEATURES), dtype=np.float32)
+        obs[:, self.t % self.days] = 1.0
+        return obs
+
+    def critic_states(self) -> np.ndarray:
+        lat = self.rng.normal(size=(self.num_envs, self.n_latent)).astype(np.float32)
+        lat[:, 0] = self.t
+        return lat
+
+    def step_wait(self):
+        self.t += 1
+        reward = np.full(self.num_envs, float(self.t == self.days), dtype=np.float32)
+        obs = self._draw()
+        done = self.t >= self.days
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        if done:
+            terminal_latent = self.critic_states()
+            for i, info in enumerate(infos):
+                info.update({"terminal_observation": obs[i],
+                             "terminal_action_mask": self.mask[i].copy(),
+                             "terminal_critic_state": terminal_latent[i],
+                             "TimeLimit.truncated": self.truncate,
+                             "episode": {"r": 1.0, "l": self.days}})
+            self.t = 0
+            obs = self._draw()
+        return obs, reward, np.full(self.num_envs, done), infos
+
+
+def _value_of_day0(truncate: bool, n_latent: int = 0) -> float:
+    gamma = 0.9
+    config = SACConfig(hidden_sizes=(32, 32), batch_size=64, buffer_size=4_000,
+                       learning_starts=64, replay_ratio=0.5, learning_rate=3e-3, gamma=gamma,
+                       n_step=1, initial_alpha=1e-6, alpha_learning_rate=1e-6, dropout=0.0,
+                       tau=0.05)
+    agent = DiscreteSAC(config, n_latent=n_latent, seed=0)
+    env = DelayedRewardVecEnv(8, days=4, truncate=truncate, n_latent=max(n_latent, 1))
+    train_sac(agent, env, 6_000, seed=0, progress=False)
+    obs = env.reset()
+    lat = torch.as_tensor(env.critic_states()) if n_latent else None
+    with torch.no_grad():
+        agent.critic.eval()
+        x = agent.critic_input(agent.normalizer(torch.as_tensor(obs)), lat)
+        return float(agent.critic(x).min(0).values.mean())
+
+
+def test_a_terminal_judging_day_gives_the_true_value_and_a_truncated_one_does_not() -> None:
+    true_value = 0.9 ** 3                           # the reward 3 days on, nothing after
+    bootstrapped = true_value / (1.0 - 0.9 ** 4)    # plus every later episode's
+    terminal = _value_of_day0(truncate=False)
+    truncated = _value_of_day0(truncate=True)
+    assert abs(terminal - true_value) < 0.1, terminal
+    assert abs(truncated - bootstrapped) < 0.4 and truncated > 1.5, truncated
+    # the asymmetric critic learns the same (true) value from [obs, latent]
+    assert abs(_value_of_day0(truncate=False, n_latent=3) - true_value) < 0.1
+
+
+def test_the_actor_sees_only_the_observation_and_the_buffer_keeps_the_latent() -> None:
+    config = SACConfig(hidden_sizes=(16,), batch_size=32, buffer_size=2_000, learning_starts=32,
+                       replay_ratio=0.25)
+    agent = DiscreteSAC(config, n_latent=3, seed=0)
+    first_actor = next(m for m in agent.actor if isinstance(m, torch.nn.Linear))
+    assert first_actor.in_features == N_FEATURES                  # deployable: obs only
+    assert agent.critic.net[0].weight.shape[1] == N_FEATURES + 3  # critic: [obs, latent]
+    env = DelayedRewardVecEnv(8, days=4, n_latent=3)
+    train_sac(agent, env, 400, seed=0, progress=False)
+    # acting needs no latent: act() takes (obs, mask) only, and the probabilities depend on
+    # the observation alone
+    obs, mask = env.reset(), env.action_masks()
+    assert agent.act(obs, mask).shape == (8,)
+    # the stored latent is the env's: column 0 is the day the transition started on,
+    # the next latent's the day after (4 = the judging day, kept before the auto-reset)
+    buffer = ReplayBuffer(100, N_FEATURES, N_ACTIONS, torch.device("cpu"), n_latent=3)
+    returns = NStepReturns(1, 0.9)
+    obs = env.reset()
+    lat = env.critic_states()
+    for _ in range(4):
+        next_obs, rewards, dones, infos = env.step(np.zeros(8, dtype=np.int64))
+        next_lat = env.critic_states()
+        if dones.any():
+            next_lat = np.stack([i["terminal_critic_state"] for i in infos])
+        for tr in returns.push(torch.as_tensor(obs), torch.zeros(8, dtype=torch.int64),
+                               torch.ones(8, N_ACTIONS, dtype=torch.bool), rewards,
+                               torch.as_tensor(next_obs), torch.ones(8, N_ACTIONS, dtype=bool),
+                               np.zeros(8), dones, torch.as_tensor(lat),
+                               torch.as_tensor(next_lat)):
+            buffer.add(*tr)
+        obs, lat = next_obs, env.critic_states()
+    assert buffer.size == 32
+    assert sorted(set(buffer.latent[:32, 0].tolist())) == [0.0, 1.0, 2.0, 3.0]
+    torch.testing.assert_close(buffer.next_latent[:32, 0], buffer.latent[:32, 0] + 1)
+    batch = buffer.sample(16, torch.Generator().manual_seed(0))
+    assert batch.latent.shape == batch.next_latent.shape == (16, 3)
+    with pytest.raises(ValueError, match="latent"):
+        buffer.add(*tr[:7])
+    # a training env without critic_states() is refused clearly
+    with pytest.raises(ValueError, match="critic_states"):
+        train_sac(DiscreteSAC(config, n_latent=3), ContextBanditVecEnv(8), 64, progress=False)
+
+
+def test_asymmetric_checkpoint_round_trip(tmp_path) -> None:
+    config = SACConfig(hidden_sizes=(16,), batch_size=32, buffer_size=2_000, learning_starts=32,
+                       replay_ratio=0.25)
+    agent = DiscreteSAC(config, n_latent=3, seed=0)
+    env = DelayedRewardVecEnv(8, days=4, n_latent=3)
+    train_sac(agent, env, 400, seed=0, progress=False)
+    agent.save(tmp_path)
+    loaded = DiscreteSAC.load(tmp_path)
+    assert loaded.n_latent == 3
+    obs, mask, _ = _toy_batch(50)
+    np.testing.assert_array_equal(loaded.action_probabilities(obs, mask),
+                                  agent.action_probabilities(obs, mask))
+    lat = np.random.default_rng(0).normal(size=(50, 3))
+    np.testing.assert_array_equal(loaded.diagnostics(obs, mask, lat)[1],
+                                  agent.diagnostics(obs, mask, lat)[1])
+    assert np.isnan(loaded.diagnostics(obs, mask)[1]).all()   # deployed: no latent, no Q-gap
+
+
+def test_temperature_and_dropout_defaults() -> None:
+    cfg = SACConfig()
+    assert (cfg.initial_alpha, cfg.alpha_learning_rate, cfg.target_entropy_scale) == (
+        0.02, 1e-3, 0.2)
+    assert cfg.critic_dropout == 0.0 and cfg.dropout == 0.2 and cfg.asymmetric_critic
+    assert cfg.gamma == 1.0 and cfg.critic_layer_norm
+    agent = DiscreteSAC(cfg)
+    assert math.isclose(agent.alpha, 0.02, rel_tol=1e-6)
+    assert agent.alpha_optimizer.param_groups[0]["lr"] == 1e-3
+    assert agent.actor_optimizer.param_groups[0]["lr"] == cfg.learning_rate
+    assert any(isinstance(m, FastDropout) for m in agent.actor.modules())
+    assert not any(isinstance(m, FastDropout) for m in agent.critic.modules())
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in agent.critic.modules())
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in agent.actor.modules())
+    old = DiscreteSAC(SACConfig(critic_dropout=0.2))
+    assert any(isinstance(m, FastDropout) for m in old.critic.modules())
+    mask = torch.ones(1, N_ACTIONS, dtype=torch.bool)
+    assert float(target_entropy(mask, cfg.target_entropy_scale)) == pytest.approx(
+        0.2 * math.log(N_ACTIONS))
+    with pytest.raises(ValueError, match="alpha_learning_rate"):
+        SACConfig(alpha_learning_rate=0.0)
+    with pytest.raises(ValueError, match="critic_dropout"):
+        SACConfig(critic_dropout=1.0)
+
+
+def test_a_version_1_checkpoint_still_loads_with_its_own_settings(tmp_path) -> None:
+    import json
+
+    agent = DiscreteSAC(SACConfig(hidden_sizes=(16,), critic_dropout=0.2, gamma=0.99,
+                                  asymmetric_critic=False, critic_layer_norm=False), seed=0)
+    agent.save(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["version"] = 1
+    del meta["n_latent"]
+    for key in ("alpha_learning_rate", "critic_dropout", "asymmetric_critic",
+                "critic_layer_norm"):
+        del meta["config"][key]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded = DiscreteSAC.load(tmp_path)
+    assert loaded.n_latent == 0 and loaded.config.critic_dropout == 0.2
+    assert loaded.config.alpha_learning_rate == loaded.config.learning_rate
+    assert not loaded.config.asymmetric_critic and loaded.config.gamma == 0.99
+    obs, mask, _ = _toy_batch(20)
+    np.testing.assert_array_equal(loaded.act(obs, mask), agent.act(obs, mask))

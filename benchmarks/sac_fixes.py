@@ -1,0 +1,314 @@
+"""The issue-20 fixes of the masked discrete SAC, one at a time, on one wall-time budget each.
+
+Every variant (overrides of `SACConfig` and `EnvConfig` from today's defaults) trains through
+`agents.training.train(..., max_seconds=budget)` with one torch thread, saving a checkpoint
+every `--checkpoint-every` env steps; then the final model and the last checkpoints each play
+one 90-day episode per held-out athlete (`analysis.benchmark.run_policy`, the evaluation of
+`periodize evaluate`, always on the default env). Random choice and the oracle play the same
+athletes with the same env seed once, so every share is paired. Per variant the output holds
+the env steps reached, the final model's mean ΔP, its share of the oracle's ΔP gain over
+random with a 95 % bootstrap interval over the athletes (`share_of_oracle_gain`), the mean
+daily TRIMP, the largest single-action share, the executed violations, and the shares of the
+last checkpoints (the swing between consecutive evaluations, and the mean share over the last
+checkpoints and the final model, steadier than one evaluation). Scored on the last model, not
+the best checkpoint.
+
+`old` is the SAC as it was before issue 20 (judging day flagged as a time-limit truncation,
+γ 0.99, α 0.2 on the shared learning rate, target entropy 0.5·log k, critic dropout 0.2, a
+critic that sees the observation only); `fixed` is today's default. Usage (variants run one
+after another, so a small machine is fine; each gets `--budget-s` of wall time):
+
+    python benchmarks/sac_fixes.py --train-cohort TRAIN.npz --test-cohort TEST.npz \\
+        --budget-s 180 --out benchmarks/results/sac_fixes.json [--variants old fixed ...]
+
+    python benchmarks/sac_fixes.py --summarise benchmarks/results/sac_fixes*.json
+
+Writes the JSON (command, configuration, seeds, machine, every result) after every variant, so
+an interrupted sweep keeps what it finished; run directories go to `--runs` (default a
+temporary folder). On a shared or loaded machine give every variant the same env steps
+(`--max-steps`, with `--budget-s` only as a cap) rather than the same wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+OLD_SAC: dict[str, Any] = {"gamma": 0.99, "initial_alpha": 0.2, "alpha_learning_rate": 3e-4,
+                           "target_entropy_scale": 0.5, "critic_dropout": 0.2,
+                           "asymmetric_critic": False, "critic_layer_norm": False}
+"""The SACConfig values before issue 20 (with `OLD_ENV`: the old SAC)."""
+OLD_ENV: dict[str, Any] = {"judging_day_terminal": False}
+OLD_TEMPERATURE = {k: OLD_SAC[k] for k in ("initial_alpha", "alpha_learning_rate",
+                                           "target_entropy_scale", "critic_dropout")}
+NO_LN = {"critic_layer_norm": False}
+"""`fixed`: the three issue-20 fixes (objective, asymmetric critic, temperature) without the
+critic LayerNorm that the measurements then made a default too (`fixed-layernorm` is today's
+default)."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "old": {"config": OLD_SAC, "env": OLD_ENV},
+    "old-seed1": {"config": OLD_SAC, "env": OLD_ENV, "seed": 1},
+    "objective+temperature": {"config": {"asymmetric_critic": False, **NO_LN}},
+    "asymmetric-only": {"config": {**OLD_SAC, "asymmetric_critic": True}, "env": OLD_ENV},
+    "fixed": {"config": NO_LN},
+    "fixed-no-objective": {"config": {"gamma": 0.99, **NO_LN}, "env": OLD_ENV},
+    "fixed-old-temperature": {"config": {**OLD_TEMPERATURE, **NO_LN}},
+    "fixed-seed1": {"config": NO_LN, "seed": 1},
+    "fixed-batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
+                                              **NO_LN}},
+    "fixed-rr8": {"config": {"replay_ratio": 0.125, **NO_LN}},
+    "fixed-layernorm": {"config": {"critic_layer_norm": True}},
+    "fixed-gamma099": {"config": {"gamma": 0.99, **NO_LN}},
+    "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True}, "seed": 1},
+    "fixed-layernorm-seed2": {"config": {"critic_layer_norm": True}, "seed": 2},
+    "sac-continuous-old": {"agent": "sac-continuous", "env": OLD_ENV},
+    "sac-continuous": {"agent": "sac-continuous"},
+    "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
+    "ppo-old": {"agent": "ppo", "env": OLD_ENV},
+    "ppo": {"agent": "ppo"},
+}
+"""Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
+(EnvConfig overrides for training), `seed` (training seed, default `--seed`). Every result
+records its resolved `agent_config`: the committed results were run when the SAC default had
+no critic LayerNorm, so their `fixed*` specs read `{}` where this table now says `NO_LN`."""
+DEFAULT_VARIANTS = ("old", "fixed", "objective+temperature", "asymmetric-only", "fixed-layernorm")
+
+
+def _score(policy_factory: Any, name: str, test: Any, eval_seed: int) -> dict[str, list[float]]:
+    from analysis.benchmark import run_policy
+    from simulator.env import EnvConfig
+
+    run = run_policy(name, policy_factory, test, EnvConfig(), seed=eval_seed)
+    keep = ("delta_performance", "return", "max_action_share", "executed_violations",
+            "injured_days", "mean_load_trimp")
+    return {k: np.asarray(run.metrics[k], float).tolist() for k in keep if k in run.metrics}
+
+
+def _share(dp: list[float], refs: dict[str, dict[str, list[float]]]) -> dict[str, float] | None:
+    from analysis.benchmark import share_of_oracle_gain
+
+    return share_of_oracle_gain(dp, refs["random"]["delta_performance"],
+                                refs["oracle"]["delta_performance"], n_boot=2000)
+
+
+def _summary(metrics: dict[str, list[float]], refs: dict[str, Any]) -> dict[str, Any]:
+    out = {k: float(np.mean(v)) for k, v in metrics.items()}
+    out["executed_violations"] = float(np.sum(metrics.get("executed_violations", [0.0])))
+    share = _share(metrics["delta_performance"], refs)
+    if share is not None:
+        out["pct_of_oracle"] = share["pct"]
+        out["pct_of_oracle_ci95"] = [share["ci95_low"], share["ci95_high"]]
+    return out
+
+
+def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
+                     refs: dict[str, Any], test: Any) -> dict[str, Any]:
+    import torch
+
+    from agents.training import agent_config, load_agent, train
+
+    torch.set_num_threads(1)
+    agent = spec.get("agent", "sac")
+    env_cfg = _env_config(spec.get("env", {}))
+    cfg = agent_config(agent, spec.get("config"))
+    started = time.perf_counter()
+    run_dir = train(agent, str(args.train_cohort), args.max_steps, seed=spec.get("seed", args.seed),
+                    device="cpu", out_dir=args.runs, run_name=name, n_envs=args.n_envs,
+                    env_config=env_cfg, agent_config=cfg, progress=False, torch_threads=1,
+                    checkpoint_every=args.checkpoint_every, max_seconds=args.budget_s)
+    train_wall = time.perf_counter() - started
+    record = json.loads((run_dir / "run.json").read_text())
+    policy = load_agent(run_dir, device="cpu")
+    final = _score(lambda sim: policy, name, test, args.eval_seed)
+    checkpoints = []
+    ckpt_root = run_dir / "checkpoints"
+    for ckpt in sorted(ckpt_root.iterdir())[-args.last_checkpoints:] if ckpt_root.is_dir() else []:
+        p = _load_checkpoint(agent, ckpt)
+        m = _score(lambda sim, p=p: p, f"{name}/{ckpt.name}", test, args.eval_seed)
+        share = _share(m["delta_performance"], refs)
+        checkpoints.append({"checkpoint": ckpt.name,
+                            "delta_performance": float(np.mean(m["delta_performance"])),
+                            "pct_of_oracle": share["pct"] if share else None})
+    pcts = [c["pct_of_oracle"] for c in checkpoints] + [_summary(final, refs).get("pct_of_oracle")]
+    pcts = [p for p in pcts if p is not None]
+    swing = float(np.max(np.abs(np.diff(pcts)))) if len(pcts) > 1 else None
+    mean_last = float(np.mean(pcts)) if pcts else None
+    return {"name": name, "spec": spec, "agent": agent,
+            "agent_config": record["agent_config"], "env_config": record["env_config"],
+            "seeds": record["seeds"], "env_steps": record["report"]["env_steps"],
+            "gradient_steps": record["report"]["gradient_steps"],
+            "env_steps_per_s": record["report"]["env_steps_per_second"],
+            "train_wall_s": train_wall, "final_metrics": record["report"]["final_metrics"],
+            "summary": _summary(final, refs), "checkpoints": checkpoints,
+            "max_swing_pct_points": swing, "mean_pct_of_oracle_last_evaluations": mean_last,
+            "per_athlete": final}
+
+
+def _load_checkpoint(agent: str, directory: Path) -> Any:
+    from agents.sac import DiscreteSAC
+    from agents.sb3_agents import load_sb3_policy
+
+    return DiscreteSAC.load(directory) if agent == "sac" else load_sb3_policy(directory)
+
+
+def _env_config(overrides: dict[str, Any]):
+    from simulator.env import EnvConfig
+
+    return replace(EnvConfig(), **overrides)
+
+
+def _reference_key(args: argparse.Namespace) -> dict[str, Any]:
+    import hashlib
+
+    digest = hashlib.sha256(args.test_cohort.read_bytes()).hexdigest()
+    return {"test_cohort_sha256": digest, "eval_seed": args.eval_seed}
+
+
+def _cached_references(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Random's and the oracle's per-athlete metrics from `--references-cache` when it was
+    written for the same test cohort (by content) and evaluation seed, else None."""
+    path = args.references_cache
+    if path is None or not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return cached["references"] if cached.get("key") == _reference_key(args) else None
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def summarise(paths: list[Path]) -> list[dict[str, Any]]:
+    """One row per variant of the given result files (printed as a table): the final model's
+    share of the oracle with its interval, the mean share over the last evaluations (last
+    checkpoints and final model) and their largest swing, TRIMP/day, the largest action
+    share, injured days, executed violations, env steps."""
+    rows = []
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        for name, v in payload["variants"].items():
+            s = v["summary"]
+            pcts = [c["pct_of_oracle"] for c in v["checkpoints"]
+                    if c["pct_of_oracle"] is not None] + [s.get("pct_of_oracle")]
+            rows.append({"file": Path(path).name, "variant": name,
+                         "pct_of_oracle": s.get("pct_of_oracle"),
+                         "ci95": s.get("pct_of_oracle_ci95"),
+                         "mean_pct_last_evaluations": float(np.mean(pcts)),
+                         "evaluations": len(pcts), "swing": v["max_swing_pct_points"],
+                         "trimp_per_day": s.get("mean_load_trimp"),
+                         "max_action_share": s["max_action_share"],
+                         "injured_days": s.get("injured_days"),
+                         "executed_violations": s["executed_violations"],
+                         "env_steps": v["env_steps"]})
+    print(f"{'variant':<28}{'% oracle [95 % CI]':>20}{'mean last':>10}{'swing':>7}"
+          f"{'TRIMP/d':>8}{'max sh':>7}{'inj d':>6}{'viol':>5}{'steps':>9}")
+    for r in rows:
+        ci = r["ci95"] or [float("nan")] * 2
+        print(f"{r['variant']:<28}{r['pct_of_oracle']:>7.0f} [{ci[0]:>4.0f}, {ci[1]:>4.0f}]"
+              f"{r['mean_pct_last_evaluations']:>10.0f}{r['swing'] or float('nan'):>7.0f}"
+              f"{r['trimp_per_day']:>8.0f}{r['max_action_share']:>7.2f}"
+              f"{r['injured_days']:>6.1f}{r['executed_violations']:>5.0f}{r['env_steps']:>9,}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--summarise":
+        summarise([Path(p) for p in argv[1:]])
+        return {}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-cohort", type=Path, required=True)
+    parser.add_argument("--test-cohort", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="folder for the run directories (default: a temporary one)")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        choices=list(VARIANTS))
+    parser.add_argument("--budget-s", type=float, default=180.0,
+                        help="training wall time of every variant, s")
+    parser.add_argument("--max-steps", type=int, default=50_000_000)
+    parser.add_argument("--n-envs", type=int, default=128)
+    parser.add_argument("--checkpoint-every", type=int, default=100_000,
+                        help="env steps between the checkpoints scored for the swing")
+    parser.add_argument("--last-checkpoints", type=int, default=3)
+    parser.add_argument("--references-cache", type=Path, default=None,
+                        help="JSON file keeping random's and the oracle's scores of the test "
+                             "cohort between invocations (recomputed when the cohort differs)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--eval-seed", type=int, default=0, help="env seed of the evaluation")
+    args = parser.parse_args(argv)
+    for path in (args.train_cohort, args.test_cohort):
+        if not path.is_file():
+            parser.error(f"{path} does not exist (make one with `periodize cohort`)")
+    from analysis.benchmark import policy_factories
+    from simulator.cohort import Cohort
+
+    args.runs = args.runs or Path(tempfile.mkdtemp(prefix="sac_fixes_"))
+    test = Cohort.load(args.test_cohort)
+    started = time.perf_counter()
+    refs = _cached_references(args)
+    if refs is None:
+        refs = {ref: _score(policy_factories([ref], seed=args.eval_seed)[ref], ref, test,
+                            args.eval_seed) for ref in ("random", "oracle")}
+        if args.references_cache is not None:
+            _write(args.references_cache, {"key": _reference_key(args), "references": refs})
+    import torch
+
+    payload: dict[str, Any] = {
+        "command": " ".join(["benchmarks/sac_fixes.py"] + argv),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "load_average_at_start": os.getloadavg()},
+        "cohorts": {"train": Cohort.load(args.train_cohort).meta | {"n": Cohort.load(
+                        args.train_cohort).n},
+                    "test": test.meta | {"n": test.n}},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "references": {k: _summary(v, refs) for k, v in refs.items()},
+        "variants": {}, "failures": {}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.variants:
+        try:
+            result = _train_and_score(name, VARIANTS[name], args, refs, test)
+        except Exception as exc:  # noqa: BLE001 (one broken variant must not lose the rest)
+            payload["failures"][name] = f"{type(exc).__name__}: {exc}"
+            print(f"{name}: FAILED {payload['failures'][name]}", flush=True)
+            continue
+        payload["variants"][name] = result
+        payload["wall_s"] = time.perf_counter() - started
+        _write(args.out, payload)
+        s = result["summary"]
+        ci = s.get("pct_of_oracle_ci95", [float("nan")] * 2)
+        print(f"{name:<28} ΔP {s['delta_performance']:+.2f}  "
+              f"{s.get('pct_of_oracle', float('nan')):.0f} % of oracle [{ci[0]:.0f}, {ci[1]:.0f}]"
+              f"  TRIMP/day {s.get('mean_load_trimp', float('nan')):.0f}"
+              f"  max share {s['max_action_share']:.2f}  steps {result['env_steps']:,}"
+              f"  swing {result['max_swing_pct_points']}", flush=True)
+    _write(args.out, payload)
+    print(f"wrote {args.out}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
