@@ -137,6 +137,23 @@ def _model_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_check(args: argparse.Namespace) -> int:
+    from analysis.forecast_eval import write_forecast_report
+    from analysis.model_check import CheckConfig, run_check, summary_table
+    from physiology_model.loaders import load_exports
+    from physiology_model.world_model import WorldModel
+
+    config = CheckConfig(condition_days=args.condition_days, replicates=args.replicates,
+                         seed=args.seed)
+    model = WorldModel.load(args.model)
+    frame = load_exports(args.data).frame
+    records = run_check(model, frame, config, progress=lambda m: print(m, flush=True))
+    write_forecast_report(records, args.out)
+    print(summary_table(records))
+    print(f"wrote {args.out} ({len(records)} records)")
+    return 0
+
+
 def _json_default(value):
     if hasattr(value, "item"):
         return value.item()
@@ -193,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=None, help="default: the model's split seed")
     ev.add_argument("--samples", type=int, default=200, help="predictive samples per forecast")
     ev.set_defaults(func=_model_evaluate)
+    check = model_sub.add_parser(
+        "check", help="out-of-sample sim-to-real check on athletes outside the fit")
+    check.add_argument("--model", required=True, help="model directory")
+    check.add_argument("--data", nargs="+", required=True, help="export files or directories")
+    check.add_argument("--out", required=True, help="JSON file of records")
+    check.add_argument("--condition-days", type=int, default=28,
+                       help="first calendar days each athlete is personalised on")
+    check.add_argument("--replicates", type=int, default=100,
+                       help="simulated trajectories per athlete")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=_model_check)
 
     from analysis.commands import register
 
