@@ -107,11 +107,45 @@ def _model_fit(args: argparse.Namespace) -> int:
         model.residual_ = fit_residual(model, fit_frame, seed=args.seed)
         print(describe_residual(model.residual_))
         model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
+    calibration_started = time.perf_counter()
+    _learn_calibration(model, fit_frame, args.seed)
+    model.fit_info_["timings"]["calibration_s"] = time.perf_counter() - calibration_started
     model.split_ = {"seed": args.seed, "all": bool(args.all),
                     "test_users": list(split.test_users)}
     model.save(args.out)
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s in all)")
     return 0 if model.diagnostics_.get("ok", False) else 3
+
+
+def _learn_calibration(model, fit_frame: pd.DataFrame, seed: int) -> None:
+    """Learn the interval calibration on the fit's training athletes and print its
+    leave-athletes-out coverage (physiology_model/calibration.py)."""
+    from physiology_model.calibration import fit_calibration
+
+    model.calibration_ = None  # standardise the model's own forecasts
+    model.calibration_ = fit_calibration(model, fit_frame, seed=seed)
+    for row in model.calibration_.info["cross_validation"]:
+        print(f"calibrated intervals, {row['target']} h={row['horizon']} after "
+              f"{row['condition_days']} days: 50 % cover {row['cover50']:.3f}, 90 % cover "
+              f"{row['cover90']:.3f} (training athletes left out by fold, {row['n']} days)")
+
+
+def _model_calibrate(args: argparse.Namespace) -> int:
+    from analysis.forecast_eval import split_for_forecasting
+    from physiology_model.loaders import load_exports
+    from physiology_model.world_model import WorldModel
+
+    model = WorldModel.load(args.model)
+    seed = int(model.split_.get("seed", 0))
+    frame = load_exports(args.data).frame
+    split = split_for_forecasting(frame, seed=seed)
+    fit_frame = split.fit_frame[split.fit_frame["user_id"].astype(str).isin(model.athletes_)]
+    if fit_frame.empty:
+        raise DataError(args.model, "none of the model's training athletes is in the data")
+    _learn_calibration(model, fit_frame, seed)
+    model.calibration_.save(args.model)
+    print(f"wrote {Path(args.model) / 'calibration.json'}")
+    return 0
 
 
 def _model_evaluate(args: argparse.Namespace) -> int:
@@ -123,11 +157,12 @@ def _model_evaluate(args: argparse.Namespace) -> int:
     model = WorldModel.load(args.model)
     seed = args.seed if args.seed is not None else int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
-    forecasters = [*baseline_forecasters(),
+    forecasters = [*baseline_forecasters(max_horizon=max(args.horizons)),
                    WorldModelForecaster(model, seed=seed, use_residual=False,
                                         name="world_model_base"),
                    WorldModelForecaster(model, seed=seed)]
-    records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples)
+    records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples,
+                                   horizons=args.horizons, condition_days=args.condition_days)
     write_forecast_report(records, args.out)
     table = pd.DataFrame(records)
     with pd.option_context("display.width", 200, "display.max_rows", None):
@@ -209,7 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="JSON file of records")
     ev.add_argument("--seed", type=int, default=None, help="default: the model's split seed")
     ev.add_argument("--samples", type=int, default=200, help="predictive samples per forecast")
+    ev.add_argument("--horizons", type=int, nargs="+", default=[1, 7],
+                    help="forecast horizons in days")
+    ev.add_argument("--condition-days", type=int, default=14,
+                    help="first calendar days each unseen athlete is personalised on")
     ev.set_defaults(func=_model_evaluate)
+    calibrate = model_sub.add_parser(
+        "calibrate", help="learn the predictive intervals' recalibration for new athletes on "
+                          "the model's training athletes (written into the model directory)")
+    calibrate.add_argument("--model", required=True, help="model directory")
+    calibrate.add_argument("--data", nargs="+", required=True,
+                           help="the export files or directories the model was fitted on")
+    calibrate.set_defaults(func=_model_calibrate)
     check = model_sub.add_parser(
         "check", help="out-of-sample sim-to-real check on athletes outside the fit")
     check.add_argument("--model", required=True, help="model directory")

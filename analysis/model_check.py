@@ -25,7 +25,10 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
   `athlete = "all"` the medians over athletes of each.
 - `band50_coverage`, `band90_coverage`: the share of measured future days inside the central
   50 % / 90 % band of the replicates on that day (`measured`), with the nominal 0.5 / 0.9 as
-  `simulated`; `"all"` pools the days.
+  `simulated`; `"all"` pools the days. The band is of the replicates before rounding: a band
+  of whole numbers with inclusive bounds would hold a whole-number measurement on its edges
+  too often (the rounding of the measured value adds a variance of 1/12 unit², a few per cent
+  of RHR's).
 - `c2st_auc` (athlete `"all"` only, one per target): a classifier two-sample test. The future is
   cut into non-overlapping `window_days` windows; a real window is the measured target and the
   load on those days, a simulated one the same days of a random replicate (`sims_per_window`
@@ -104,7 +107,8 @@ class CheckConfig:
     sims_per_window: int = 3
     effect_draws: int = 100
     """Posterior draws used for the effect slope's forecasts (for speed)."""
-    n_boot: int = 1000
+    n_boot: int = 200
+    """Bootstrap resamples for the intervals (each reruns the C2ST's cross-validation)."""
 
     def __post_init__(self):
         if self.condition_days < WARM_START_DAYS:
@@ -127,6 +131,9 @@ class AthleteCheck:
     """{target: (T,)} in report units (ln ms, bpm, %), NaN where not measured."""
     simulated: dict[str, np.ndarray]
     """{target: (R, T)}, the measurement simulated (NaN where `measured` is)."""
+    bands: dict[str, np.ndarray]
+    """{target: (R, T)} the simulated values before rounding, for the bands (module
+    docstring)."""
     head_mean: dict[str, float]
     """{target: mean measured value over the conditioning days} (NaN if none)."""
     whole: dict[str, bool]
@@ -302,17 +309,19 @@ def check_athlete(model, rows: pd.DataFrame, config: CheckConfig) -> AthleteChec
         pd.DatetimeIndex(series.dates.astype("datetime64[ns]")))
     trimp_known = pd.to_numeric(calendar["load_trimp"], errors="coerce").to_numpy(dtype=float)
     measured_all = _report_units(series)
-    measured, simulated, head_mean, whole = {}, {}, {}, {}
+    measured, simulated, bands, head_mean, whole = {}, {}, {}, {}, {}
     for target in TARGETS:
         y = measured_all[target]
         whole[target] = whole_number_device(_native(target, y))
         measured[target] = y[future]
         simulated[target] = measure(target, np.asarray(sim[target])[:, future], y[future],
                                     whole[target])
+        bands[target] = measure(target, np.asarray(sim[target])[:, future], y[future], False)
         h = y[:n_cond]
         head_mean[target] = float(np.nanmean(h)) if np.isfinite(h).any() else math.nan
     check = AthleteCheck(athlete, series.load[future] * LOAD_SCALE_TRIMP,
-                         np.isfinite(trimp_known[future]), measured, simulated, head_mean,
+                         np.isfinite(trimp_known[future]), measured, simulated, bands,
+                         head_mean,
                          whole, ess=person.ess)
     _effects(check, draws, series, n_cond, config, rng, getattr(model, "drift_", None) or {})
     return check
@@ -379,7 +388,7 @@ def athlete_records(check: AthleteCheck) -> list[dict]:
             out.append(_record(check.athlete, target, stat, value,
                                _nanmean([r[stat] for r in per_rep]), n))
         for level in (0.5, 0.9):
-            hits = band_hits(y, sims, level)
+            hits = band_hits(y, check.bands[target], level)
             out.append(_record(check.athlete, target, f"band{round(100 * level)}_coverage",
                                hits.mean(), level, hits.size))
         effect, deviation = check.effect.get(target), check.deviation.get(target)
@@ -518,35 +527,78 @@ def c2st_windows(checks: Sequence[AthleteCheck], target: str, config: CheckConfi
     return np.array(features), np.array(labels), np.array(groups)
 
 
-def grouped_auc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int,
-                n_boot: int = 1000) -> tuple[float, float, float]:
-    """Out-of-fold ROC AUC of a gradient boosting classifier under athlete-grouped K-fold
-    (K = min(5, athletes)), and its 95 % percentile bootstrap interval over athletes. NaN
-    with fewer than 2 athletes."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.metrics import roc_auc_score
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney rank sum (ties count half); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels)
+    n_pos = int(np.sum(labels == 1))
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _impute(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Missing features → the training median (0 where a column is all missing), plus one
+    missing-indicator column per feature."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an all-NaN column
+        fill = np.nan_to_num(np.nanmedian(train, axis=0))
+    def done(x):
+        missing = np.isnan(x)
+        return np.hstack([np.where(missing, fill[None, :], x), missing.astype(float)])
+    return done(train), done(test)
+
+
+def _oof_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                seed: int) -> np.ndarray:
+    """Out-of-fold classifier scores under athlete-grouped K-fold, K = min(5, athletes)."""
+    from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.model_selection import GroupKFold
 
+    scores = np.full(labels.size, 0.5)
+    weights = np.where(labels == 1, 1.0 / max(labels.sum(), 1),
+                       1.0 / max((labels == 0).sum(), 1))
+    folds = GroupKFold(n_splits=min(5, np.unique(groups).size))
+    for train, test in folds.split(features, labels, groups):
+        if len(np.unique(labels[train])) < 2:
+            continue
+        x_train, x_test = _impute(features[train], features[test])
+        clf = GradientBoostingClassifier(n_estimators=100, max_depth=2, learning_rate=0.1,
+                                         subsample=0.8, random_state=seed)
+        clf.fit(x_train, labels[train], sample_weight=weights[train])
+        scores[test] = clf.predict_proba(x_test)[:, 1]
+    return scores
+
+
+def grouped_auc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int,
+                n_boot: int = 200) -> tuple[float, float, float]:
+    """Out-of-fold ROC AUC of a gradient boosting classifier (100 depth-2 trees, missing
+    features imputed with the training median beside a missing indicator) under athlete-grouped
+    K-fold (K = min(5, athletes)), and its 95 % percentile bootstrap interval: athletes are
+    resampled with replacement and the whole cross-validation is rerun on each resample (a
+    repeated athlete stays in one fold), so the interval holds the classifier's own variance
+    too, not only which athletes were drawn. NaN with fewer than 2 athletes."""
     athletes = np.unique(groups)
     if athletes.size < 2 or len(np.unique(labels)) < 2:
         return math.nan, math.nan, math.nan
-    scores = np.empty(labels.size)
-    folds = GroupKFold(n_splits=min(5, athletes.size))
-    for train, test in folds.split(features, labels, groups):
-        clf = HistGradientBoostingClassifier(max_iter=100, max_depth=3, learning_rate=0.1,
-                                             class_weight="balanced", random_state=seed)
-        clf.fit(features[train], labels[train])
-        scores[test] = clf.predict_proba(features[test])[:, 1]
-    auc = float(roc_auc_score(labels, scores))
+    value = auc(labels, _oof_scores(features, labels, groups, seed))
     rng = np.random.default_rng([seed, zlib.crc32(b"c2st-boot")])
-    members = {a: np.flatnonzero(groups == a) for a in athletes}
+    members = [np.flatnonzero(groups == a) for a in athletes]
     boots = []
-    for _ in range(n_boot):
-        pick = np.concatenate([members[a] for a in rng.choice(athletes, size=athletes.size)])
-        if len(np.unique(labels[pick])) == 2:
-            boots.append(roc_auc_score(labels[pick], scores[pick]))
-    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (math.nan, math.nan)
-    return auc, float(lo), float(hi)
+    for b in range(n_boot):
+        drawn = rng.integers(0, athletes.size, size=athletes.size)
+        if np.unique(drawn).size < 2:
+            continue
+        pick = np.concatenate([members[i] for i in drawn])
+        boots.append(auc(labels[pick], _oof_scores(features[pick], labels[pick], groups[pick],
+                                                   seed + 1 + b)))
+    boots = np.asarray(boots)
+    boots = boots[np.isfinite(boots)]
+    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots.size else (math.nan, math.nan)
+    return value, float(lo), float(hi)
 
 
 def c2st_records(checks: Sequence[AthleteCheck], target: str, config: CheckConfig) -> list[dict]:

@@ -63,6 +63,7 @@ from physiology_model.params import (  # noqa: F401 - ATHLETE_PARAMS and the loa
 )
 
 if TYPE_CHECKING:  # torch is imported only where a residual is used
+    from physiology_model.calibration import IntervalCalibration
     from physiology_model.residual import TrainedResidual
 
 TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
@@ -539,6 +540,13 @@ def _adapt(w: np.ndarray, index: np.ndarray, raw: dict[str, np.ndarray], n_index
                           np.sqrt(np.maximum(np.diag(cov), 1e-300)))
     corr = np.clip(np.nan_to_num(corr), -0.95, 0.95)
     np.fill_diagonal(corr, 1.0)
+    # clipping entry by entry can leave a matrix that is not positive definite (a few heavy
+    # weights, e.g. a 7-10 day history): floor its eigenvalues and rescale to unit diagonal
+    eigenvalues, vectors = np.linalg.eigh(corr)
+    if eigenvalues.min() < 1e-3:
+        corr = (vectors * np.maximum(eigenvalues, 1e-3)) @ vectors.T
+        d = np.sqrt(np.diag(corr))
+        corr = corr / np.outer(d, d)
     return _Proposal(draw_probs, free, mean, 1.5 ** 2 * corr * np.outer(sd, sd))
 
 
@@ -722,6 +730,21 @@ class WorldModel:
     """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
     None; `WorldModelForecaster` applies it to the targets its gate enabled."""
 
+    calibration_: IntervalCalibration | None
+    """The recalibration of a personalised athlete's predictive intervals
+    (`calibration.py`, learned by `calibration.fit_calibration`) or None."""
+
+    def interval_calibration(self, history: pd.DataFrame) -> tuple | None:
+        """(calibration, measured days) for an athlete `athlete_params` personalises on
+        `history`; None for an athlete in the fit or a model without a calibration."""
+        table = getattr(self, "calibration_", None)
+        uid = str(history["user_id"].iloc[0]) if len(history) else ""
+        if table is None or uid in getattr(self, "athletes_", {}):
+            return None
+        from physiology_model.calibration import measured_days
+
+        return table, measured_days(history)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "population_"):
             raise RuntimeError("WorldModel is not fitted: call fit() or WorldModel.load() first")
@@ -772,6 +795,7 @@ class WorldModel:
         self.idata_ = idata
         self.drift_ = {}  # chosen for, and a residual trained on, another posterior no longer fit
         self.residual_ = None
+        self.calibration_ = None
 
     # -- API ---------------------------------------------------------------------------------
     def athlete_params(self, history: pd.DataFrame, rng: np.random.Generator
@@ -891,6 +915,9 @@ class WorldModel:
         else:
             samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng,
                                        self.drift_)
+        calibration = self.interval_calibration(history)
+        if calibration is not None:
+            samples = calibration[0].apply(samples, calibration[1])
         lat = latent_states(params, full.load, full.hi_load)
         draw = rng.integers(0, lat.shape[0], size=n_samples)
         days = origin + np.arange(horizon)
@@ -928,6 +955,13 @@ class WorldModel:
         residual = getattr(self, "residual_", None)
         if residual is not None:
             residual.save(directory / "residual")
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:
+            calibration.save(directory)
+        else:  # a calibration left by an earlier model in this directory is not this one's
+            from physiology_model.calibration import FILE_NAME
+
+            (directory / FILE_NAME).unlink(missing_ok=True)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": vars(self.config), "sources": list(self.population_.sources),
                 "athletes": users, "diagnostics": _jsonable(self.diagnostics_),
@@ -977,6 +1011,9 @@ class WorldModel:
                             for t, d in (meta.get("drift") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(meta_path, f"unreadable drift settings ({exc})") from None
+        from physiology_model.calibration import load_calibration
+
+        model.calibration_ = load_calibration(directory)
         model.residual_ = None
         if meta.get("residual"):
             from physiology_model.residual import TrainedResidual
@@ -1021,11 +1058,12 @@ class WorldModelForecaster:
     name = "world_model"
 
     def __init__(self, model: WorldModel, seed: int = 0, use_residual: bool = True,
-                 name: str = "world_model"):
+                 name: str = "world_model", use_calibration: bool = True):
         self.model = model
         self.seed = seed
         self.use_residual = use_residual
         self.name = name
+        self.use_calibration = use_calibration
 
     def fit(self, train: pd.DataFrame) -> WorldModelForecaster:
         if not hasattr(self.model, "population_"):
@@ -1036,8 +1074,10 @@ class WorldModelForecaster:
         user = str(athlete["user_id"].iloc[0]).encode()
         rng = np.random.default_rng([self.seed, zlib.crc32(user)])
         residual = getattr(self.model, "residual_", None) if self.use_residual else None
+        calibration = (self.model.interval_calibration(athlete) if self.use_calibration
+                       else None)
         return _ConditionedWorldModel(self.model.athlete_params(athlete, rng), residual,
-                                      getattr(self.model, "drift_", {}))
+                                      getattr(self.model, "drift_", {}), calibration)
 
 
 @dataclass(frozen=True)
@@ -1046,13 +1086,20 @@ class _ConditionedWorldModel:
     residual: TrainedResidual | None = None
     """A `residual.TrainedResidual` applied on top of the base forecast, or None."""
     drift: Mapping[str, SlowDrift] = field(default_factory=dict)
+    calibration: tuple | None = None
+    """(`calibration.IntervalCalibration`, measured days personalised on), or None."""
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
         if self.residual is None:
-            return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
-                                    n_samples, rng, self.drift)
-        from physiology_model.hybrid import forecast_with_residual
+            samples = forecast_samples(self.params, series_from_frame(frame), origins, horizon,
+                                       n_samples, rng, self.drift)
+        else:
+            from physiology_model.hybrid import forecast_with_residual
 
-        return forecast_with_residual(self.params, self.residual, frame, origins, horizon,
-                                      n_samples, rng, self.drift)
+            samples = forecast_with_residual(self.params, self.residual, frame, origins,
+                                             horizon, n_samples, rng, self.drift)
+        if self.calibration is not None:
+            table, n_days = self.calibration
+            samples = table.apply(samples, n_days)
+        return samples
