@@ -107,7 +107,7 @@ class CheckConfig:
     sims_per_window: int = 3
     effect_draws: int = 100
     """Posterior draws used for the effect slope's forecasts (for speed)."""
-    n_boot: int = 200
+    n_boot: int = 100
     """Bootstrap resamples for the intervals (each reruns the C2ST's cross-validation)."""
 
     def __post_init__(self):
@@ -630,13 +630,11 @@ def run_check(model, frame: pd.DataFrame, config: CheckConfig = CheckConfig(),
     if not athletes:
         raise DataError("(data)", "every athlete in the data was in the model's fit: nothing "
                                   "out of sample to check")
-    checks, records = [], []
+    checks, records, skipped = [], [], []
     for athlete in athletes:
         check = check_athlete(model, frame[frame["user_id"] == athlete], config)
         if check is None:
-            if progress:
-                progress(f"{athlete}: skipped (under 7 measured days in the first "
-                         f"{config.condition_days} or under {config.min_future_days} after)")
+            skipped.append(athlete)
             continue
         checks.append(check)
         records += athlete_records(check)
@@ -644,6 +642,10 @@ def run_check(model, frame: pd.DataFrame, config: CheckConfig = CheckConfig(),
             progress(f"{athlete}: checked ({int(np.isfinite(check.measured['hrv']).sum())} HRV, "
                      f"{int(np.isfinite(check.measured['rhr']).sum())} RHR days after "
                      f"{config.condition_days}; personalisation ESS {check.ess:.0f})")
+    if skipped and progress:
+        progress(f"skipped {len(skipped)} athletes outside the fit with under 7 measured days "
+                 f"in their first {config.condition_days} or under {config.min_future_days} "
+                 f"after ({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''})")
     if not checks:
         raise DataError("(data)", f"no athlete outside the fit has ≥ 7 measured days in its "
                                   f"first {config.condition_days} and ≥ {config.min_future_days} "
