@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import ndtri
+from test_world_model import _athlete_frame, _population, _truth
+from test_world_model import _model as _full_model
 
 from physiology_model.calibration import (
     FILE_NAME,
@@ -23,8 +25,6 @@ from physiology_model.calibration import (
 )
 from physiology_model.errors import DataError
 from physiology_model.world_model import WorldModel, WorldModelConfig, WorldModelForecaster
-from test_world_model import _athlete_frame, _population, _truth
-from test_world_model import _model as _full_model
 
 
 def _model(athletes=None) -> WorldModel:

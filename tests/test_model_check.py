@@ -12,6 +12,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_world_model import _athlete_frame, _population, _truth
+from test_world_model import _model as _full_model
 
 from analysis.model_check import (
     RECORD_KEYS,
@@ -26,8 +28,7 @@ from analysis.model_check import (
 )
 from physiology_model.errors import DataError
 from physiology_model.world_model import latent_states, observation_means
-from test_world_model import _athlete_frame, _population, _truth
-from test_world_model import _model as _full_model
+
 
 def _model(population, athletes=None):
     """The known-population model with a lighter personalisation (speed)."""
