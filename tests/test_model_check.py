@@ -169,3 +169,18 @@ def test_lag_autocorrelation_and_grouped_auc():
     assert 0.3 < auc < 0.7 and lo < 0.5 < hi
     shifted = same + labels[:, None] * 2.0
     assert grouped_auc(shifted, labels, groups, seed=0, n_boot=200)[0] > 0.9
+
+
+def test_cli_refuses_bad_options_in_one_line(tmp_path, capsys):
+    from analysis.cli import main
+
+    out = tmp_path / "check.json"
+    code = main(["model", "check", "--model", str(tmp_path), "--data", str(tmp_path), "--out",
+                 str(out), "--condition-days", "3"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "condition-days" in err and "Traceback" not in err
+    code = main(["model", "check", "--model", str(tmp_path), "--data", str(tmp_path), "--out",
+                 str(out)])
+    assert code == 2 and not out.exists()
+    assert "model.json" in capsys.readouterr().err
