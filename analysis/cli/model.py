@@ -1,4 +1,4 @@
-"""`periodize model`: fit and evaluate the world model."""
+"""`periodize model`: fit, evaluate, calibrate and check the world model."""
 
 from __future__ import annotations
 
@@ -39,16 +39,54 @@ def _model_evaluate(args: argparse.Namespace) -> int:
     model = WorldModel.load(resolve_model_dir(args.model))
     seed = args.seed if args.seed is not None else int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
-    forecasters = [*baseline_forecasters(),
+    forecasters = [*baseline_forecasters(max_horizon=max(args.horizons)),
                    WorldModelForecaster(model, seed=seed, use_residual=False,
                                         name="world_model_base"),
                    WorldModelForecaster(model, seed=seed)]
-    records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples)
+    records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples,
+                                   horizons=args.horizons, condition_days=args.condition_days)
     write_forecast_report(records, args.out)
     table = pd.DataFrame(records)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(table.pivot_table(index=["target", "horizon", "split"], columns="method",
                                 values="crps").round(4).to_string())
+    print(f"wrote {args.out} ({len(records)} records)")
+    return 0
+
+
+def _model_calibrate(args: argparse.Namespace) -> int:
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.errors import DataError
+    from physiology_model.model.fitting import learn_calibration, split_for_forecasting
+    from physiology_model.model.world_model import WorldModel, resolve_model_dir
+
+    directory = resolve_model_dir(args.model)
+    model = WorldModel.load(directory)
+    seed = int(model.split_.get("seed", 0))
+    frame = load_exports(args.data).frame
+    split = split_for_forecasting(frame, seed=seed)
+    fit_frame = split.fit_frame[split.fit_frame["user_id"].astype(str).isin(model.athletes_)]
+    if fit_frame.empty:
+        raise DataError(args.model, "none of the model's training athletes is in the data")
+    learn_calibration(model, fit_frame, seed, say=lambda s: print(s, flush=True))
+    model.calibration_.save(directory)
+    print(f"wrote {directory / 'calibration.json'}")
+    return 0
+
+
+def _model_check(args: argparse.Namespace) -> int:
+    from analysis.forecast_eval import write_forecast_report
+    from analysis.model_check import CheckConfig, run_check, summary_table
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.model.world_model import WorldModel, resolve_model_dir
+
+    config = CheckConfig(condition_days=args.condition_days, replicates=args.replicates,
+                         seed=args.seed)
+    model = WorldModel.load(resolve_model_dir(args.model))
+    frame = load_exports(args.data).frame
+    records = run_check(model, frame, config, progress=lambda m: print(m, flush=True))
+    write_forecast_report(records, args.out)
+    print(summary_table(records))
     print(f"wrote {args.out} ({len(records)} records)")
     return 0
 
@@ -84,4 +122,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", required=True, help="JSON file of records")
     ev.add_argument("--seed", type=int, default=None, help="default: the model's split seed")
     ev.add_argument("--samples", type=int, default=200, help="predictive samples per forecast")
+    ev.add_argument("--horizons", type=int, nargs="+", default=[1, 7],
+                    help="forecast horizons in days")
+    ev.add_argument("--condition-days", type=int, default=14,
+                    help="first calendar days each unseen athlete is personalised on")
     ev.set_defaults(func=_model_evaluate)
+    calibrate = model_sub.add_parser(
+        "calibrate", help="learn the predictive intervals' recalibration for new athletes on "
+                          "the model's training athletes (written into the model directory)")
+    calibrate.add_argument("--model", required=True, help="model directory")
+    calibrate.add_argument("--data", nargs="+", required=True,
+                           help="the export files or directories the model was fitted on")
+    calibrate.set_defaults(func=_model_calibrate)
+    check = model_sub.add_parser(
+        "check", help="out-of-sample sim-to-real check on athletes outside the fit")
+    check.add_argument("--model", required=True, help="model directory")
+    check.add_argument("--data", nargs="+", required=True, help="export files or directories")
+    check.add_argument("--out", required=True, help="JSON file of records")
+    check.add_argument("--condition-days", type=int, default=28,
+                       help="first calendar days each athlete is personalised on")
+    check.add_argument("--replicates", type=int, default=100,
+                       help="simulated trajectories per athlete")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=_model_check)

@@ -5,6 +5,8 @@ residual, in one call (`fit_world_model`, what `periodize model fit` runs)."""
 from __future__ import annotations
 
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -13,10 +15,21 @@ import pandas as pd
 
 from physiology_model.data.splits import temporal_split, user_split
 from physiology_model.data.table import DailyTable
-from physiology_model.dynamics.observation import WARM_START_DAYS
+from physiology_model.dynamics.observation import TARGETS, WARM_START_DAYS
 from physiology_model.features.preprocess import PreprocessConfig, assess_athletes, fill_calendar
 from physiology_model.model.bayes import SamplerConfig
+from physiology_model.model.calibration import (
+    CONDITION_DAYS,
+    MAX_HORIZON,
+    IntervalCalibration,
+    StandardisedErrors,
+    _model_scale,
+    build_calibration,
+    cross_validate,
+    measured_days,
+)
 from physiology_model.model.forecast import series_from_frame
+from physiology_model.model.forecasters import target_values
 from physiology_model.model.hybrid import (
     DEFAULT_HORIZONS,
     DEFAULT_RESIDUAL_CONFIG,
@@ -28,7 +41,7 @@ from physiology_model.model.hybrid import (
     forecast_rows,
 )
 from physiology_model.model.residual import ResidualConfig, TrainedResidual, train_residual
-from physiology_model.model.world_model import WorldModel, WorldModelConfig
+from physiology_model.model.world_model import WorldModel, WorldModelConfig, WorldModelForecaster
 
 
 def select_forecast_athletes(frame: pd.DataFrame, *, min_hrv_days: int = 28,
@@ -207,5 +220,91 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         model.residual_ = fit_residual(model, fit_frame, seed=seed)
         say(describe_residual(model.residual_))
         model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
+    calibration_started = time.perf_counter()
+    learn_calibration(model, fit_frame, seed, say)
+    model.fit_info_["timings"]["calibration_s"] = time.perf_counter() - calibration_started
     model.split_ = {"seed": seed, "all": bool(use_all), "test_users": list(split.test_users)}
     return model
+
+
+def standardised_errors(model, frame: pd.DataFrame, *, condition_days: Sequence[int] =
+                        CONDITION_DAYS, max_horizon: int = MAX_HORIZON, n_samples: int = 200,
+                        seed: int = 0, progress: Callable[[str], None] | None = None
+                        ) -> StandardisedErrors:
+    """Forecast each athlete of `frame` as a new user (personalised on its first c calendar
+    days, for each c) and standardise the errors (module docstring, step 1). `model` must not be
+    calibrated yet (its raw forecasts are what is standardised)."""
+
+    frame = frame.assign(user_id=frame["user_id"].astype(str))
+    filled, _ = fill_calendar(frame.sort_values(["user_id", "date"], kind="stable"))
+    z: dict = {}
+    who: dict = {}
+    users = sorted(filled["user_id"].unique())
+    for a, user in enumerate(users):
+        rows = filled[filled["user_id"] == user].reset_index(drop=True)
+        truth = target_values(rows)
+        for ci, c in enumerate(condition_days):
+            if len(rows) <= c + 1 or measured_days(rows.iloc[:c]) < 7:
+                continue
+            forecaster = WorldModelForecaster(model, seed=seed + 7919 * c,
+                                              use_calibration=False)
+            head = rows.iloc[:c].assign(user_id=f"{user}#calibration")  # never the fitted one
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                conditioned = forecaster.condition(head)
+            origins = np.arange(c, len(rows) - 1, dtype=np.int64)
+            horizon = int(min(max_horizon, len(rows) - c))
+            origins = origins[origins + horizon - 1 < len(rows)]
+            if not origins.size:
+                continue
+            rng = np.random.default_rng([seed, zlib.crc32(user.encode()), c])
+            samples = conditioned.forecast(rows, origins, horizon, n_samples, rng)
+            for target in TARGETS:
+                x = _model_scale(target, np.asarray(samples[target]))
+                centre, spread = x.mean(axis=1), np.maximum(x.std(axis=1), 1e-9)  # (O, H)
+                for h in range(horizon):
+                    y = truth[target][origins + h]
+                    seen = np.isfinite(y)
+                    if not seen.any():
+                        continue
+                    values = (_model_scale(target, y[seen]) - centre[seen, h]) / spread[seen, h]
+                    z.setdefault((target, ci, h), []).append(values)
+                    who.setdefault((target, ci, h), []).append(np.full(values.size, a))
+        if progress:
+            progress(f"calibration: {user} ({a + 1}/{len(users)})")
+    return StandardisedErrors(z, who)
+
+
+def fit_calibration(model, frame: pd.DataFrame, *, condition_days: Sequence[int] =
+                    CONDITION_DAYS, max_horizon: int = MAX_HORIZON, n_samples: int = 200,
+                    seed: int = 0, progress: Callable[[str], None] | None = None
+                    ) -> IntervalCalibration:
+    """Learn the table on the athletes of `frame` (the fit's training rows) with its
+    leave-athletes-out check in `info["cross_validation"]`."""
+    errors = standardised_errors(model, frame, condition_days=condition_days,
+                                 max_horizon=max_horizon, n_samples=n_samples, seed=seed,
+                                 progress=progress)
+    if not errors.z:
+        raise ValueError("no training athlete has enough days to learn the interval "
+                         "calibration on")
+    n_athletes = frame["user_id"].astype(str).nunique()
+    info = {"seed": seed, "n_samples": n_samples, "athletes": n_athletes,
+            "rule": "quantiles of (y - mean)/sd of the forecast samples; recovery on the logit "
+                    "scale (physiology_model/model/calibration.py)"}
+    calibration = build_calibration(errors, condition_days=condition_days,
+                                    max_horizon=max_horizon, info=info)
+    calibration.info["cross_validation"] = cross_validate(
+        errors, n_athletes, condition_days=condition_days, max_horizon=max_horizon, seed=seed)
+    return calibration
+
+
+def learn_calibration(model: WorldModel, fit_frame: pd.DataFrame, seed: int,
+                      say: Callable[[str], None] = print) -> None:
+    """Learn the interval calibration on the fit's training athletes (`fit_calibration`) into
+    `model.calibration_`, and report its leave-athletes-out coverage through `say`."""
+    model.calibration_ = None  # standardise the model's own forecasts
+    model.calibration_ = fit_calibration(model, fit_frame, seed=seed)
+    for row in model.calibration_.info["cross_validation"]:
+        say(f"calibrated intervals, {row['target']} h={row['horizon']} after "
+            f"{row['condition_days']} days: 50 % cover {row['cover50']:.3f}, 90 % cover "
+            f"{row['cover90']:.3f} (training athletes left out by fold, {row['n']} days)")

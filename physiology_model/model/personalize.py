@@ -231,6 +231,13 @@ def _adapt(w: np.ndarray, index: np.ndarray, raw: dict[str, np.ndarray], n_index
                           np.sqrt(np.maximum(np.diag(cov), 1e-300)))
     corr = np.clip(np.nan_to_num(corr), -0.95, 0.95)
     np.fill_diagonal(corr, 1.0)
+    # clipping entry by entry can leave a matrix that is not positive definite (a few heavy
+    # weights, e.g. a 7-10 day history): floor its eigenvalues and rescale to unit diagonal
+    eigenvalues, vectors = np.linalg.eigh(corr)
+    if eigenvalues.min() < 1e-3:
+        corr = (vectors * np.maximum(eigenvalues, 1e-3)) @ vectors.T
+        d = np.sqrt(np.diag(corr))
+        corr = corr / np.outer(d, d)
     return _Proposal(draw_probs, free, mean, 1.5 ** 2 * corr * np.outer(sd, sd))
 
 

@@ -62,6 +62,8 @@ from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS an
 from physiology_model.errors import DataError
 from physiology_model.jsonio import jsonable, package_versions
 from physiology_model.model.arrays import prepare_arrays
+from physiology_model.model.calibration import FILE_NAME as CALIBRATION_FILE
+from physiology_model.model.calibration import load_calibration, measured_days
 from physiology_model.model.drift import (
     DRIFT_GRID,
     DriftCase,
@@ -85,6 +87,7 @@ from physiology_model.model.personalize import (
 )
 
 if TYPE_CHECKING:  # torch is imported only where a residual is used
+    from physiology_model.model.calibration import IntervalCalibration
     from physiology_model.model.residual import TrainedResidual
 
 _VERSIONED = ("adaptive-periodization", "numpy", "pymc", "arviz", "torch")
@@ -190,6 +193,19 @@ class WorldModel:
     """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
     None; `WorldModelForecaster` applies it to the targets its gate enabled."""
 
+    calibration_: IntervalCalibration | None
+    """The recalibration of a personalised athlete's predictive intervals
+    (`calibration.py`, learned by `calibration.fit_calibration`) or None."""
+
+    def interval_calibration(self, history: pd.DataFrame) -> tuple | None:
+        """(calibration, measured days) for an athlete `athlete_params` personalises on
+        `history`; None for an athlete in the fit or a model without a calibration."""
+        table = getattr(self, "calibration_", None)
+        uid = str(history["user_id"].iloc[0]) if len(history) else ""
+        if table is None or uid in getattr(self, "athletes_", {}):
+            return None
+        return table, measured_days(history)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "population_"):
             raise RuntimeError("WorldModel is not fitted: call fit() or WorldModel.load() first")
@@ -238,6 +254,7 @@ class WorldModel:
         self.idata_ = idata
         self.drift_ = {}  # chosen for, and a residual trained on, another posterior no longer fit
         self.residual_ = None
+        self.calibration_ = None
 
     # -- API ---------------------------------------------------------------------------------
     def athlete_params(self, history: pd.DataFrame, rng: np.random.Generator
@@ -357,6 +374,9 @@ class WorldModel:
         else:
             samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng,
                                        self.drift_)
+        calibration = self.interval_calibration(history)
+        if calibration is not None:
+            samples = calibration[0].apply(samples, calibration[1])
         lat = latent_states(params, full.load, full.hi_load)
         draw = rng.integers(0, lat.shape[0], size=n_samples)
         days = origin + np.arange(horizon)
@@ -393,6 +413,11 @@ class WorldModel:
         residual = getattr(self, "residual_", None)
         if residual is not None:
             residual.save(directory / "residual")
+        calibration = getattr(self, "calibration_", None)
+        if calibration is not None:
+            calibration.save(directory)
+        else:  # a calibration left by an earlier model in this directory is not this one's
+            (directory / CALIBRATION_FILE).unlink(missing_ok=True)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": vars(self.config), "sources": list(self.population_.sources),
                 "athletes": users, "diagnostics": jsonable(self.diagnostics_),
@@ -446,6 +471,7 @@ class WorldModel:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(meta_path, f"field 'drift': unreadable drift settings ({exc})"
                             ) from None
+        model.calibration_ = load_calibration(directory)
         model.residual_ = None
         if meta.get("residual"):
             from physiology_model.model.residual import TrainedResidual
@@ -468,11 +494,12 @@ class WorldModelForecaster:
     name = "world_model"
 
     def __init__(self, model: WorldModel, seed: int = 0, use_residual: bool = True,
-                 name: str = "world_model"):
+                 name: str = "world_model", use_calibration: bool = True):
         self.model = model
         self.seed = seed
         self.use_residual = use_residual
         self.name = name
+        self.use_calibration = use_calibration
 
     def fit(self, train: pd.DataFrame) -> WorldModelForecaster:
         if not hasattr(self.model, "population_"):
@@ -483,8 +510,10 @@ class WorldModelForecaster:
         user = str(athlete["user_id"].iloc[0]).encode()
         rng = np.random.default_rng([self.seed, zlib.crc32(user)])
         residual = getattr(self.model, "residual_", None) if self.use_residual else None
+        calibration = (self.model.interval_calibration(athlete) if self.use_calibration
+                       else None)
         return _ConditionedWorldModel(self.model.athlete_params(athlete, rng), residual,
-                                      getattr(self.model, "drift_", {}))
+                                      getattr(self.model, "drift_", {}), calibration)
 
 
 @dataclass(frozen=True)
@@ -493,13 +522,20 @@ class _ConditionedWorldModel:
     residual: TrainedResidual | None = None
     """A `residual.TrainedResidual` applied on top of the base forecast, or None."""
     drift: Mapping[str, SlowDrift] = field(default_factory=dict)
+    calibration: tuple | None = None
+    """(`calibration.IntervalCalibration`, measured days personalised on), or None."""
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int, n_samples: int,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
         if self.residual is None:
-            return forecast_samples(self.params, series_from_frame(frame), origins, horizon,
-                                    n_samples, rng, self.drift)
-        from physiology_model.model.hybrid import forecast_with_residual
+            samples = forecast_samples(self.params, series_from_frame(frame), origins, horizon,
+                                       n_samples, rng, self.drift)
+        else:
+            from physiology_model.model.hybrid import forecast_with_residual
 
-        return forecast_with_residual(self.params, self.residual, frame, origins, horizon,
-                                      n_samples, rng, self.drift)
+            samples = forecast_with_residual(self.params, self.residual, frame, origins,
+                                             horizon, n_samples, rng, self.drift)
+        if self.calibration is not None:
+            table, n_days = self.calibration
+            samples = table.apply(samples, n_days)
+        return samples

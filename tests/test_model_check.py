@@ -1,0 +1,186 @@
+"""`periodize model check` (analysis.model_check): the out-of-sample sim-to-real check.
+
+The world model here is a known population (as in test_world_model.py); its "real" athletes are
+simulated from that population, so the simulator is right by construction and the check must say
+so, and athletes whose HRV baseline wanders (which the simulator does not do) must be caught.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_world_model import _athlete_frame, _population, _truth
+from test_world_model import _model as _full_model
+
+from analysis.model_check import (
+    RECORD_KEYS,
+    STATISTICS,
+    CheckConfig,
+    grouped_auc,
+    lag_autocorrelation,
+    load_effects,
+    measure,
+    run_check,
+    whole_number_device,
+)
+from physiology_model.dynamics.observation import latent_states, observation_means
+from physiology_model.errors import DataError
+
+
+def _model(population, athletes=None):
+    """The known-population model with a lighter personalisation (speed)."""
+    from physiology_model.model.world_model import WorldModelConfig
+
+    model = _full_model(population, athletes)
+    model.config = WorldModelConfig(personalize_proposals=1000, personalize_draws=200)
+    return model
+
+
+CONFIG = CheckConfig(condition_days=28, replicates=40, seed=0, min_future_days=28, n_boot=200)
+
+
+def _cohort(n: int, days: int = 120, seed: int = 0, wander: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        frame = _athlete_frame(_truth(seed=100 + i), days, seed=200 + i, user=f"a{i}")
+        if wander:
+            slow = np.zeros(days)
+            for t in range(1, days):
+                slow[t] = 0.98 * slow[t - 1] + rng.normal(0, wander * np.sqrt(1 - 0.98 ** 2))
+            frame["hrv_rmssd_ms"] *= np.exp(slow)
+        frame["rhr_bpm"] = frame["rhr_bpm"].round()
+        frame["recovery_pct"] = frame["recovery_pct"].round()
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _pooled(records: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["target"], r["statistic"]): r for r in records if r["athlete"] == "all"}
+
+
+@pytest.fixture(scope="module")
+def right_simulator():
+    return run_check(_model(_population()), _cohort(6), CONFIG)
+
+
+def test_records_are_flat_and_complete(right_simulator):
+    assert all(tuple(r) == RECORD_KEYS for r in right_simulator)
+    json.dumps(right_simulator, allow_nan=False)  # NaN is written as None
+    pooled = _pooled(right_simulator)
+    for target in ("hrv", "rhr", "recovery"):
+        for stat in STATISTICS:
+            assert (target, stat) in pooled, (target, stat)
+    assert {r["athlete"] for r in right_simulator} == {"all", *(f"a{i}" for i in range(6))}
+    assert pooled[("hrv", "band90_coverage")]["simulated"] == 0.9
+    assert pooled[("rhr", "c2st_auc")]["lo"] <= pooled[("rhr", "c2st_auc")]["measured"]
+
+
+def test_a_simulator_that_is_right_passes(right_simulator):
+    pooled = _pooled(right_simulator)
+    for target in ("hrv", "rhr", "recovery"):
+        assert 0.8 <= pooled[(target, "band90_coverage")]["measured"] <= 0.97
+        assert 0.38 <= pooled[(target, "band50_coverage")]["measured"] <= 0.62
+        auc = pooled[(target, "c2st_auc")]
+        assert auc["lo"] <= 0.6 and auc["measured"] < 0.7
+    for target in ("hrv", "rhr"):
+        lag = pooled[(target, "lag1")]
+        assert abs(lag["measured"] - lag["simulated"]) < 0.15
+        # a 28-day personalisation shrinks the loadings, so even a right simulator's slope
+        # sits somewhat above 1 (1.1-1.4 here); a sign error or a lost effect would not
+        slope = pooled[(target, "effect_slope")]
+        assert 0.6 < slope["measured"] < 1.8 and slope["lo"] < 1.3
+
+
+def test_a_wandering_baseline_the_simulator_lacks_is_caught(right_simulator):
+    wrong = _pooled(run_check(_model(_population()), _cohort(6, wander=0.35), CONFIG))
+    right = _pooled(right_simulator)
+    # the slow wander keeps ln HRV correlated a week later and puts days outside the bands
+    assert wrong[("hrv", "lag7")]["measured"] > wrong[("hrv", "lag7")]["simulated"] + 0.1
+    assert abs(right[("hrv", "lag7")]["measured"] - right[("hrv", "lag7")]["simulated"]) < 0.15
+    assert (wrong[("hrv", "band90_coverage")]["measured"]
+            < right[("hrv", "band90_coverage")]["measured"] - 0.05)
+    assert wrong[("hrv", "c2st_auc")]["measured"] > 0.7
+
+
+def test_athletes_in_the_fit_are_left_out():
+    frame = _cohort(3, days=90)
+    fitted = {"a0": {}}
+    records = run_check(_model(_population(), athletes=fitted), frame, CONFIG)
+    assert "a0" not in {r["athlete"] for r in records}
+    with pytest.raises(DataError, match="in the model's fit"):
+        run_check(_model(_population(), athletes={u: {} for u in ("a0", "a1", "a2")}), frame,
+                  CONFIG)
+
+
+def test_athletes_too_short_to_check_are_skipped_with_a_clear_error():
+    frame = _cohort(2, days=40)  # 28 days to personalise on, 12 after: under min_future_days
+    with pytest.raises(DataError, match="no athlete outside the fit"):
+        run_check(_model(_population()), frame, CONFIG)
+
+
+def test_the_measurement_is_simulated_as_the_device_reports():
+    assert whole_number_device(np.array([60.0, 61, np.nan, 59, 58, 62]))
+    assert not whole_number_device(np.array([60.2, 61, 59, 58, 62]))
+    measured = np.array([55.0, np.nan, 57.0, 58.0])
+    sims = np.array([[55.4, 56.6, 57.2, 58.9], [54.2, 55.0, 56.6, 57.5]])
+    out = measure("rhr", sims, measured, whole=True)
+    assert np.array_equal(np.isnan(out), np.isnan(measured)[None, :].repeat(2, axis=0))
+    assert np.allclose(out[:, [0, 2, 3]], np.round(sims[:, [0, 2, 3]]))
+    hrv = measure("hrv", np.log(sims), measured, whole=True)
+    assert np.allclose(np.exp(hrv[:, 0]), [55.0, 54.0])
+    assert np.allclose(measure("rhr", sims, measured, whole=False)[:, 0], sims[:, 0])
+
+
+def test_load_effects_match_removing_the_load_of_that_day():
+    rng = np.random.default_rng(3)
+    p = {k: v[:4] for k, v in _model(_population()).sample_athletes(4, rng).items()}
+    load = rng.uniform(0, 2, 40)
+    hi = rng.uniform(0, 0.5, 40)
+    effects = load_effects(p, load, hi)
+    full = observation_means(p, latent_states(p, load, hi))
+    for day in (10, 25):
+        cut, cut_hi = load.copy(), hi.copy()
+        cut[day], cut_hi[day] = 0.0, 0.0
+        without = observation_means(p, latent_states(p, cut, cut_hi))
+        for target in ("hrv", "rhr", "recovery"):
+            assert np.allclose(full[target][:, day + 1] - without[target][:, day + 1],
+                               effects[target][:, day], atol=1e-10)
+
+
+def test_lag_autocorrelation_and_grouped_auc():
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal(400)
+    y = np.empty(400)
+    y[0] = e[0]
+    for t in range(1, 400):
+        y[t] = 0.7 * y[t - 1] + e[t]
+    assert abs(lag_autocorrelation(y, 1) - 0.7) < 0.1
+    assert abs(lag_autocorrelation(y, 2) - 0.49) < 0.12
+    y[::3] = np.nan
+    assert abs(lag_autocorrelation(y, 1) - 0.7) < 0.12
+    groups = np.repeat(np.arange(8), 20)
+    labels = np.tile([1, 0], 80)
+    same = rng.standard_normal((160, 3))
+    auc, lo, hi = grouped_auc(same, labels, groups, seed=0, n_boot=200)
+    assert 0.3 < auc < 0.7 and lo < 0.5 < hi
+    shifted = same + labels[:, None] * 2.0
+    assert grouped_auc(shifted, labels, groups, seed=0, n_boot=200)[0] > 0.9
+
+
+def test_cli_refuses_bad_options_in_one_line(tmp_path, capsys):
+    from analysis.cli import main
+
+    out = tmp_path / "check.json"
+    code = main(["model", "check", "--model", str(tmp_path), "--data", str(tmp_path), "--out",
+                 str(out), "--condition-days", "3"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "condition-days" in err and "Traceback" not in err
+    code = main(["model", "check", "--model", str(tmp_path), "--data", str(tmp_path), "--out",
+                 str(out)])
+    assert code == 2 and not out.exists()
+    assert "model.json" in capsys.readouterr().err
