@@ -39,7 +39,7 @@ def _model(population, athletes=None):
     return model
 
 
-CONFIG = CheckConfig(condition_days=28, replicates=40, seed=0, min_future_days=28, n_boot=200)
+CONFIG = CheckConfig(condition_days=28, replicates=40, seed=0, min_future_days=28, n_boot=40)
 
 
 def _cohort(n: int, days: int = 120, seed: int = 0, wander: float = 0.0) -> pd.DataFrame:
@@ -165,10 +165,10 @@ def test_lag_autocorrelation_and_grouped_auc():
     groups = np.repeat(np.arange(8), 20)
     labels = np.tile([1, 0], 80)
     same = rng.standard_normal((160, 3))
-    auc, lo, hi = grouped_auc(same, labels, groups, seed=0, n_boot=200)
+    auc, lo, hi = grouped_auc(same, labels, groups, seed=0, n_boot=40)
     assert 0.3 < auc < 0.7 and lo < 0.5 < hi
     shifted = same + labels[:, None] * 2.0
-    assert grouped_auc(shifted, labels, groups, seed=0, n_boot=200)[0] > 0.9
+    assert grouped_auc(shifted, labels, groups, seed=0, n_boot=2)[0] > 0.9
 
 
 def test_cli_refuses_bad_options_in_one_line(tmp_path, capsys):
