@@ -25,7 +25,8 @@ distance in a fixed time; for a time over a fixed distance give its inverse, e.g
 planner then draws the performance response (`MPCConfig.performance_draws`) and weighs the
 draws by how well they predict the changes between the tests (`agents.mpc.
 performance_test_weights`); what a monthly test is worth is measured by
-`benchmarks/performance_tests.py` (docs/results.md). One test alone tells it nothing; the planner assumes a test that repeats within 1.5 % (`MPCConfig.
+`benchmarks/performance_tests.py` (docs/results.md). One test alone tells it nothing; the
+planner assumes a test that repeats within 1.5 % (`MPCConfig.
 performance_test_cv`, a 5-km time trial's). A `--policy` reads tests only when it is a planner
 distilled with them (`agents.distill.DistillConfig.tests_every`); other policies refuse them.
 Without `--tests`, the tests the export itself carries (intervals.icu tests and races, the
@@ -347,9 +348,10 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
     world model and, when given, a loaded trained `policy` (read from `policy_dir`; None: the
     MPC planner). `notes` (the data notes about the athlete's files) are extended with the
     plan's own. `tests`: the athlete's performance tests (`read_performance_tests`, read from
-    `tests_path`; without them, the tests the exports under `data` carry, if any). `now`: today's date for the staleness warnings (default: UTC today). The
-    caller owns the loading, so a batch (`analysis.batch_recommend`) loads the
-    model and the policy once for every athlete."""
+    `tests_path`; without them, the tests the exports under `data` carry, if any). `now`:
+    today's date for the staleness warnings (default: UTC today). The caller owns the
+    loading, so a batch (`analysis.batch_recommend`) loads the model and the policy once for
+    every athlete."""
     return _plan(model, history, notes, days=days, policy=policy, policy_dir=policy_dir,
                  seed=seed, event=event, tests=tests, tests_path=tests_path, now=now,
                  data=data).plan

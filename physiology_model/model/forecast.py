@@ -29,7 +29,8 @@ class AthleteSeries:
     """One athlete's daily series on a gap-free calendar, in model units.
 
     `load`, `hi_load`: (T,) w and u (params.py, `arrays.daily_loads`), missing days filled
-    with the athlete's median known value before that day (`arrays.fill_missing_loads`); `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
+    with the athlete's median known value before that day (`arrays.fill_missing_loads`);
+    `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
     """
 
     dates: np.ndarray
@@ -118,7 +119,8 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     means = observation_means(p, lat)
     n_days = len(series.load)
     target_days = origins[:, None] + np.arange(horizon)[None, :]  # (O, H)
-    if target_days.max(initial=-1) >= n_days or origins.min(initial=WARM_START_DAYS) < WARM_START_DAYS:
+    if (target_days.max(initial=-1) >= n_days
+            or origins.min(initial=WARM_START_DAYS) < WARM_START_DAYS):
         raise ValueError(f"origins must satisfy {WARM_START_DAYS} <= d0 and "
                          f"d0 + horizon - 1 < len(series)")
     steps = target_days - (origins - 1)[:, None]
