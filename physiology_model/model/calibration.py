@@ -76,7 +76,7 @@ def _expit(logit: np.ndarray) -> np.ndarray:
     return logit_to_recovery(logit)
 
 
-def _model_scale(target: str, values: np.ndarray) -> np.ndarray:
+def model_scale(target: str, values: np.ndarray) -> np.ndarray:
     return _logit(values) if target == "recovery" else np.asarray(values, dtype=float)
 
 
@@ -115,7 +115,7 @@ class IntervalCalibration:
             if target not in self.quantiles or x.ndim != 3 or x.shape[1] < 2:
                 out[target] = x
                 continue
-            y = _model_scale(target, x)
+            y = model_scale(target, x)
             centre = y.mean(axis=1, keepdims=True)
             spread = np.maximum(y.std(axis=1, keepdims=True), 1e-9)
             n = y.shape[1]

@@ -23,10 +23,10 @@ from physiology_model.model.calibration import (
     MAX_HORIZON,
     IntervalCalibration,
     StandardisedErrors,
-    _model_scale,
     build_calibration,
     cross_validate,
     measured_days,
+    model_scale,
 )
 from physiology_model.model.forecast import series_from_frame
 from physiology_model.model.forecasters import target_values
@@ -35,7 +35,6 @@ from physiology_model.model.hybrid import (
     DEFAULT_RESIDUAL_CONFIG,
     VALIDATION_FRACTION,
     ResidualRows,
-    _choose,
     athlete_features,
     describe_residual,
     forecast_rows,
@@ -100,6 +99,13 @@ def split_for_forecasting(frame: pd.DataFrame, *, seed: int, test_fraction: floa
         fit_parts.append(full.iloc[:cutoff])
     fit_frame = pd.concat(fit_parts, ignore_index=True)
     return ForecastSplit(frames, tuple(train_users), tuple(test_users), cutoff_rows, fit_frame)
+
+
+def _choose(candidates: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most `limit` of the candidate origins, drawn without replacement, sorted."""
+    if limit is None or candidates.size <= limit:
+        return candidates
+    return np.sort(rng.choice(candidates, size=limit, replace=False))
 
 
 def residual_training_rows(model: WorldModel, fit_frame: pd.DataFrame, *,
@@ -260,14 +266,14 @@ def standardised_errors(model, frame: pd.DataFrame, *, condition_days: Sequence[
             rng = np.random.default_rng([seed, zlib.crc32(user.encode()), c])
             samples = conditioned.forecast(rows, origins, horizon, n_samples, rng)
             for target in TARGETS:
-                x = _model_scale(target, np.asarray(samples[target]))
+                x = model_scale(target, np.asarray(samples[target]))
                 centre, spread = x.mean(axis=1), np.maximum(x.std(axis=1), 1e-9)  # (O, H)
                 for h in range(horizon):
                     y = truth[target][origins + h]
                     seen = np.isfinite(y)
                     if not seen.any():
                         continue
-                    values = (_model_scale(target, y[seen]) - centre[seen, h]) / spread[seen, h]
+                    values = (model_scale(target, y[seen]) - centre[seen, h]) / spread[seen, h]
                     z.setdefault((target, ci, h), []).append(values)
                     who.setdefault((target, ci, h), []).append(np.full(values.size, a))
         if progress:

@@ -272,13 +272,6 @@ def forecast_rows(params: dict[str, np.ndarray], series: AthleteSeries, features
                         target[keep], np.full(o.size, user_id, dtype=object), o, h)
 
 
-def _choose(candidates: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
-    """At most `limit` of the candidate origins, drawn without replacement, sorted."""
-    if limit is None or candidates.size <= limit:
-        return candidates
-    return np.sort(rng.choice(candidates, size=limit, replace=False))
-
-
 def describe_residual(residual: TrainedResidual) -> str:
     """A few lines for the CLI: the gate per target and the validation CRPS behind it."""
     lines = []

@@ -172,10 +172,10 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     """
     from physiology_model.data.loaders._zip import is_zip, unpacked
 
-    candidates = list(loaders) if loaders is not None else _registry()
+    loaders = list(loaders) if loaders is not None else _registry()
 
     def to_unpack(path: Path) -> bool:  # a zip no loader reads as it is (Apple Health's does)
-        return is_zip(path) and not any(loader.claims(path) for loader in candidates)
+        return is_zip(path) and not any(loader.claims(path) for loader in loaders)
 
     if any(to_unpack(Path(p)) for p in paths):
         # an export as delivered (a zip): read its unpacked copy, naming the zip throughout
@@ -197,7 +197,6 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                           for n in table.notes)
             origins = tuple((u, _named(w, where)) for u, w in table.origins)
             return DailyTable(table.frame, notes, origins)
-    loaders = list(loaders) if loaders is not None else _registry()
     log = NoteLog()
     frames: list[pd.DataFrame] = []
     owner: dict[str, str] = {}
