@@ -84,7 +84,10 @@ def observation_means(p: dict[str, np.ndarray], latents: np.ndarray) -> dict[str
 
 NOISE_SIGMA = {"hrv": "sigma_hrv", "rhr": "sigma_rhr", "recovery": "sigma_rec"}
 NOISE_PHI = {"hrv": "phi_hrv", "rhr": "phi_rhr", "recovery": "phi_rec"}
-"""Each target's AR(1) noise parameters: marginal SD and coefficient."""
+NOISE_SLOW_SHARE = {"hrv": "slow_hrv", "rhr": "slow_rhr", "recovery": "slow_rec"}
+NOISE_PHI_SLOW = {"hrv": "phi_slow_hrv", "rhr": "phi_slow_rhr", "recovery": "phi_slow_rec"}
+"""Each target's noise parameters: marginal SD σ, the fast component's coefficient φ, the slow
+component's share w of σ² and its coefficient φ_s (`params.NOISE_PARAMS`)."""
 
 
 def ar1_step(previous: np.ndarray, phi: np.ndarray, sigma: np.ndarray,

@@ -158,7 +158,26 @@ ATHLETE_PARAMS: dict[str, ParamSpec] = {
 """Per-athlete parameters, in a fixed order (the order of the parameter axis everywhere)."""
 
 AR_PARAMS: tuple[str, ...] = ("phi_hrv", "phi_rhr", "phi_rec")
-"""Population AR(1) coefficients of the three observation noises, prior Beta(2, 2)."""
+"""Population AR(1) coefficients of the three observation noises' fast component, prior
+Beta(2, 2) (with no slow component, the whole noise's coefficient)."""
+
+SLOW_SHARE_PARAMS: tuple[str, ...] = ("slow_hrv", "slow_rhr", "slow_rec")
+"""Population share w of each observation noise's marginal variance σ² in its slow component
+(the athlete's baseline wandering: season, sleep, illness, device fit). The noise is the sum of
+two independent stationary AR(1) processes, slow (variance wσ², coefficient φ_s) and fast
+(variance (1 − w)σ², coefficient φ, `AR_PARAMS`); w = 0 is one AR(1)."""
+
+PHI_SLOW_PARAMS: tuple[str, ...] = ("phi_slow_hrv", "phi_slow_rhr", "phi_slow_rec")
+"""Population AR(1) coefficients φ_s of the slow components."""
+
+NOISE_PARAMS: tuple[str, ...] = AR_PARAMS + SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS
+"""Every population parameter of the observation noise, carried with each athlete's
+parameters. A parameter set without the slow ones (a model or cohort file written before they
+existed) has w = 0 (`NOISE_DEFAULTS`): one AR(1), as it was fitted."""
+
+NOISE_DEFAULTS: dict[str, float] = {**{n: 0.0 for n in SLOW_SHARE_PARAMS},
+                                    **{n: 0.0 for n in PHI_SLOW_PARAMS}}
+"""Values of the slow-noise parameters where a file has none (one AR(1))."""
 
 PARAM_NAMES: tuple[str, ...] = tuple(ATHLETE_PARAMS)
 
