@@ -86,10 +86,19 @@ def test_model_structure(tiny):
         assert model.named_vars_to_dims[name] == ("athlete",)
     free = {v.name for v in model.free_RVs}
     assert free == {"loc_shared", "loc_by_source", "scale_varying", "athlete_raw",
-                    *params.AR_PARAMS}
+                    *params.AR_PARAMS, *params.SLOW_SHARE_PARAMS,
+                    *(f"log_tau_slow_{t}" for t in ("hrv", "rhr", "rec"))}
+    for name in params.PHI_SLOW_PARAMS:  # τ_s ≥ tau_slow_min_days: φ_s above the fast range
+        assert model.named_vars[name] in model.deterministics
     varying = [n for n in params.PARAM_NAMES if not params.ATHLETE_PARAMS[n].pooled]
     assert list(model.coords["param_varying"]) == varying
-    assert {v.name for v in model.observed_RVs} == {f"{t}_obs" for t in TARGETS}
+    assert {v.name for v in model.potentials} >= {f"{t}_obs" for t in TARGETS}
+    for target in TARGETS:
+        assert model.named_vars_to_dims[f"{bayes.LOGLIK_PREFIX}{target}"] == ("athlete",)
+    one_ar1 = bayes.build_model(arrays, bayes.PriorConfig(slow_noise=False))
+    assert {v.name for v in one_ar1.free_RVs} == {"loc_shared", "loc_by_source",
+                                                  "scale_varying", "athlete_raw",
+                                                  *params.AR_PARAMS}
     logp = model.compile_logp()(model.initial_point())
     assert np.isfinite(logp)
 
@@ -112,6 +121,15 @@ def _noncentred_point(model, arrays, theta: dict, loc: np.ndarray, scale: np.nda
     for k, name in enumerate(params.AR_PARAMS):
         phi = theta["phi"][k]
         point[f"{name}_logodds__"] = np.log(phi / (1 - phi))
+    priors = bayes.PriorConfig()
+    for k, (share_name, slow_name) in enumerate(zip(params.SLOW_SHARE_PARAMS,
+                                                    params.PHI_SLOW_PARAMS)):
+        if f"{share_name}_logodds__" not in point:
+            continue
+        share, phi_slow = theta["slow_share"][k], theta["phi_slow"][k]
+        point[f"{share_name}_logodds__"] = np.log(share / (1 - share))
+        point[f"log_tau_slow_{slow_name[9:]}"] = np.log(-1.0 / np.log(phi_slow)
+                                                       - priors.tau_slow_min_days)
     return point
 
 
@@ -137,25 +155,35 @@ def _numpy_loglik(arrays, theta: dict) -> float:
     total = 0.0
     for k, target in enumerate(TARGETS):
         y = bayes.observed_values(arrays, target)
-        phi = theta["phi"][k]
+        phi, share, phi_slow = theta["phi"][k], theta["slow_share"][k], theta["phi_slow"][k]
         for a in range(arrays.n_athletes):
             days = np.flatnonzero(np.isfinite(y[a]))
             r = y[a, days] - means[target][a, days]
             sigma = theta[sigmas[target]][a]
-            total += stats.norm.logpdf(r[0], 0.0, sigma)
-            gap = np.diff(days)
-            total += stats.norm.logpdf(r[1:], phi**gap * r[:-1],
-                                       sigma * np.sqrt(1 - phi ** (2 * gap))).sum()
+            # The whole series at once: the covariance of a sum of two stationary AR(1)s.
+            lag = np.abs(days[:, None] - days[None, :])
+            cov = sigma ** 2 * (share * phi_slow ** lag + (1 - share) * phi ** lag)
+            total += stats.multivariate_normal.logpdf(r, np.zeros(len(r)), cov)
     return float(total)
 
 
-def test_likelihood_equals_the_numpy_reference(tiny):
+@pytest.mark.parametrize("slow", [False, True], ids=["one_ar1", "slow_and_fast"])
+def test_likelihood_equals_the_numpy_reference(tiny, slow):
+    """The Kalman filter's likelihood equals the multivariate normal of every athlete's whole
+    observed series (fails if a gap, the slow component or the stationary start is wrong)."""
     arrays, truth = tiny
-    model = bayes.build_model(arrays, centre_min_obs=None)
+    truth = dict(truth)
+    if slow:
+        truth["slow_share"], truth["phi_slow"] = np.array([0.3, 0.6, 0.2]), np.array(
+            [0.97, 0.95, 0.99])
+    else:
+        truth["slow_share"], truth["phi_slow"] = np.zeros(3), np.zeros(3)
+    model = bayes.build_model(arrays, bayes.PriorConfig(slow_noise=slow), centre_min_obs=None)
     point = _noncentred_point(model, arrays, truth, truth["loc"], truth["scale"])
-    loglik = model.compile_fn(model.logp(vars=model.observed_RVs), inputs=model.value_vars,
+    likelihood = [v for v in model.potentials if v.name.endswith("_obs")]
+    loglik = model.compile_fn(model.logp(vars=likelihood), inputs=model.value_vars,
                               on_unused_input="ignore")(point)
-    assert float(loglik) == pytest.approx(_numpy_loglik(arrays, truth), rel=1e-9)
+    assert float(loglik) == pytest.approx(_numpy_loglik(arrays, truth), rel=1e-8)
 
 
 def test_centring_leaves_the_posterior_unchanged(tiny):

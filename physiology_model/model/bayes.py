@@ -46,12 +46,13 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -74,6 +75,9 @@ SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "advi", "pathfinder")
 
 PREVIEW_SAMPLERS: tuple[str, ...] = ("advi", "pathfinder")
 
+TAILS: tuple[str, ...] = ("normal", "student")
+"""The innovation distributions `PriorConfig.tails` can name."""
+
 
 def _default_params() -> Mapping[str, params.ParamSpec]:
     return MappingProxyType(dict(params.ATHLETE_PARAMS))
@@ -90,6 +94,31 @@ class PriorConfig:
     """Beta(α, β) prior of the AR(1) coefficients φ_hrv, φ_rhr, φ_rec: α."""
     ar_beta: float = 2.0
     """... and β. Beta(2, 2) keeps φ away from 0 and 1 without favouring either."""
+    slow_noise: bool = True
+    """Each target's noise is the sum of a slow and a fast AR(1) (`params.SLOW_SHARE_PARAMS`):
+    the athlete's baseline wanders over weeks (season, sleep debt, illness, device fit) on top
+    of the day-to-day noise. False: one AR(1) (the share w is fixed at 0), the model before
+    version 3 of the saved model."""
+    slow_alpha: float = 1.5
+    """Beta(α, β) prior of the slow share w of each target's noise variance: α ..."""
+    slow_beta: float = 2.0
+    """... and β (mean 0.43, 90 % interval 0.07-0.85: weakly informative)."""
+    tau_slow_min_days: float = 7.0
+    """The slow component's time constant τ_s = −1/ln φ_s is at least this long, which keeps it
+    apart from the fast component (whose φ has a Beta(2, 2) prior, τ under a week for φ < 0.87)
+    so that the two cannot swap labels."""
+    tau_slow_extra_days: float = 20.0
+    """Prior median of τ_s − `tau_slow_min_days` (lognormal): the drift studies of
+    docs/world_model.md chose φ_s 0.97-0.99 (τ_s 33-100 d) on the training athletes; an
+    athlete's HRV baseline follows weekly to monthly load and season (Plews et al. 2013, Sports
+    Med 43:773)."""
+    tau_slow_sd: float = 0.8
+    """Log-scale SD of that lognormal (τ_s 90 % interval ≈ 12-80 d)."""
+    tails: str = "normal"
+    """The one-step innovations' distribution: `normal`, or `student` (a Student-t with a
+    degrees-of-freedom parameter per target, prior Gamma(2, 0.1), Juárez & Steel 2010, J Bus
+    Econ Stat 28:52), for the occasional night far from the athlete's usual range; chosen by
+    leave-athletes-out ELPD (benchmarks/noise_elpd.py)."""
 
     def __post_init__(self) -> None:
         if tuple(self.params) != params.PARAM_NAMES:
@@ -100,8 +129,13 @@ class PriorConfig:
                 raise ValueError(f"{name}: unknown transform {spec.transform!r}")
             if spec.loc_sd <= 0 or spec.scale_sd <= 0:
                 raise ValueError(f"{name}: loc_sd and scale_sd must be positive")
-        if self.ar_alpha <= 0 or self.ar_beta <= 0:
-            raise ValueError("ar_alpha and ar_beta must be positive")
+        if min(self.ar_alpha, self.ar_beta, self.slow_alpha, self.slow_beta) <= 0:
+            raise ValueError("ar_alpha, ar_beta, slow_alpha and slow_beta must be positive")
+        if self.tau_slow_min_days <= 0 or self.tau_slow_extra_days <= 0 or self.tau_slow_sd <= 0:
+            raise ValueError("tau_slow_min_days, tau_slow_extra_days and tau_slow_sd must be "
+                             "positive")
+        if self.tails not in TAILS:
+            raise ValueError(f"tails must be one of {TAILS}, got {self.tails!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
     def override(self, name: str, **changes: Any) -> PriorConfig:
@@ -115,14 +149,17 @@ class PriorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored in `idata.attrs`)."""
-        return {"params": {k: asdict(v) for k, v in self.params.items()},
-                "ar_alpha": self.ar_alpha, "ar_beta": self.ar_beta}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["params"] = {k: asdict(v) for k, v in self.params.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PriorConfig:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict`. A record written before the slow noise existed has one AR(1)."""
         specs = {k: params.ParamSpec(**v) for k, v in data["params"].items()}
-        return cls(params=specs, ar_alpha=data["ar_alpha"], ar_beta=data["ar_beta"])
+        rest = {k: v for k, v in data.items() if k != "params"}
+        rest.setdefault("slow_noise", False)
+        return cls(params=specs, **rest)
 
 
 @dataclass(frozen=True)
@@ -418,6 +455,88 @@ def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[s
     return centred, anchor, step
 
 
+LOGLIK_PREFIX = "loglik_"
+"""Deterministics `loglik_<target>` (athlete): each athlete's log-likelihood of a target, for
+leave-athletes-out ELPD (`athlete_log_likelihood`); `sample` moves them into the
+`log_likelihood` group, out of the posterior and its diagnostics."""
+
+
+def padded_layout(obs: _Observations, n_athletes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A target's observations as (K, A) arrays for the Kalman filter's scan over each
+    athlete's k-th observation: the position in `obs` (0 where padded), whether there is one,
+    and the days since the athlete's previous one (0 for the first: a stationary start)."""
+    counts = np.bincount(obs.athlete, minlength=n_athletes)
+    n_steps = max(int(counts.max(initial=0)), 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(obs.athlete)) - starts[obs.athlete]
+    position = np.zeros((n_steps, n_athletes), dtype=np.int64)
+    present = np.zeros((n_steps, n_athletes), dtype=bool)
+    gap = np.zeros((n_steps, n_athletes))
+    position[rank, obs.athlete] = np.arange(len(obs.athlete))
+    present[rank, obs.athlete] = True
+    gap[rank, obs.athlete] = obs.gap
+    return position, present, gap
+
+
+def noise_log_likelihood(obs: _Observations, n_athletes: int, residual: Any, sigma: Any,
+                         phi: Any, share: Any, phi_slow: Any, df: Any = None) -> Any:
+    """Each athlete's log-likelihood (A,) of a target's residuals `residual` (N,) (observed
+    value − Banister mean) under the two-component noise, as a pytensor graph.
+
+    The residual is r = ℓ + a, ℓ a stationary AR(1) with variance w·σ² and coefficient φ_s, a
+    one with (1 − w)·σ² and φ (σ per athlete (A,); w, φ_s, φ scalars). A Kalman filter over the
+    athlete's observed days (a gap of k days moves the state by φ^k and adds the k-day
+    variance; missing days are not imputed) gives the exact marginal likelihood as the
+    product of the one-step innovation densities (Harvey 1989, *Forecasting, Structural Time
+    Series Models and the Kalman Filter*, §3.4). With w = 0 each term is the AR(1) k-step
+    conditional N(φ^k r_prev, σ²(1 − φ^{2k})) of the model before version 3. `df`: Student-t
+    innovations with that many degrees of freedom (the filter's update stays Gaussian: a
+    robust-likelihood approximation), None = Gaussian.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+
+    position, present, gap = padded_layout(obs, n_athletes)
+    first = gap == 0
+    r = pt.where(present, residual[position], 0.0)  # (K, A)
+    k = np.maximum(gap, 1.0)
+    a_s = pt.where(first, 0.0, phi_slow ** k)
+    a_f = pt.where(first, 0.0, phi ** k)
+    var = sigma[None, :] ** 2
+    q_s = share * var * (1.0 - a_s ** 2)
+    q_f = (1.0 - share) * var * (1.0 - a_f ** 2)
+
+    def day(r_t, a_s_t, a_f_t, q_s_t, q_f_t, present_t, m_s, m_f, p_ss, p_sf, p_ff):
+        m_s1, m_f1 = a_s_t * m_s, a_f_t * m_f
+        p_ss1 = a_s_t ** 2 * p_ss + q_s_t
+        p_ff1 = a_f_t ** 2 * p_ff + q_f_t
+        p_sf1 = a_s_t * a_f_t * p_sf
+        total = p_ss1 + 2.0 * p_sf1 + p_ff1
+        innovation = r_t - m_s1 - m_f1
+        if df is None:
+            logp = -0.5 * (np.log(2.0 * np.pi) + pt.log(total) + innovation ** 2 / total)
+        else:
+            logp = (pt.gammaln((df + 1.0) / 2.0) - pt.gammaln(df / 2.0)
+                    - 0.5 * pt.log(df * np.pi * total)
+                    - (df + 1.0) / 2.0 * pt.log1p(innovation ** 2 / (df * total)))
+        gain_s, gain_f = (p_ss1 + p_sf1) / total, (p_sf1 + p_ff1) / total
+        updated = (m_s1 + gain_s * innovation, m_f1 + gain_f * innovation,
+                   p_ss1 - gain_s ** 2 * total, p_sf1 - gain_s * gain_f * total,
+                   p_ff1 - gain_f ** 2 * total)
+        previous = (m_s, m_f, p_ss, p_sf, p_ff)
+        states = [pt.where(present_t, new, old) for new, old in zip(updated, previous)]
+        return [pt.where(present_t, logp, 0.0), *states]
+
+    zeros = pt.zeros_like(sigma)
+    new_api = "return_updates" in inspect.signature(pytensor.scan).parameters
+    scanned = pytensor.scan(
+        day, sequences=[r, a_s, a_f, q_s, q_f, pt.as_tensor_variable(present)],
+        outputs_info=[None, zeros, zeros, zeros, zeros, zeros],
+        **({"return_updates": False} if new_api else {}))
+    outputs = scanned if new_api else scanned[0]
+    return pt.sum(outputs[0], axis=0)
+
+
 def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
                 centre_min_obs: int | None = 14, centre_min_athletes: int = 10) -> Any:
     """The hierarchical PyMC model of `arrays` (see the module docstring); nothing is sampled.
@@ -574,19 +693,29 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         for p, name in enumerate(names):
             pm.Deterministic(name, theta_all[:, p], dims="athlete")
 
-        for (level, target), sigma, phi_name in zip(LEVEL_TARGETS.items(), SIGMA_TARGETS,
-                                                    params.AR_PARAMS):
+        for (level, target), sigma, phi_name, share_name, phi_slow_name in zip(
+                LEVEL_TARGETS.items(), SIGMA_TARGETS, params.AR_PARAMS,
+                params.SLOW_SHARE_PARAMS, params.PHI_SLOW_PARAMS):
             phi = pm.Beta(phi_name, priors.ar_alpha, priors.ar_beta)
+            if priors.slow_noise:
+                share = pm.Beta(share_name, priors.slow_alpha, priors.slow_beta)
+                log_extra = pm.Normal(f"log_tau_slow_{phi_slow_name[9:]}",
+                                      np.log(priors.tau_slow_extra_days), priors.tau_slow_sd)
+                phi_slow = pm.Deterministic(phi_slow_name, pt.exp(
+                    -1.0 / (priors.tau_slow_min_days + pt.exp(log_extra))))
+            else:
+                share, phi_slow = 0.0, 0.0
+            df = (pm.Gamma(f"nu_{phi_name[4:]}", 2.0, 0.1) if priors.tails == "student"
+                  else None)
             obs = observations[target]
             if len(obs.value) == 0:
                 continue
             mean = theta_all[:, index[level]][obs.athlete] + effects[target]
-            residual_prev = obs.value[obs.previous] - mean[obs.previous]
-            linked = obs.gap > 0
-            phi_k = pt.where(linked, phi ** np.maximum(obs.gap, 1).astype(float), 0.0)
-            sd = theta_all[:, index[sigma]][obs.athlete] * pt.sqrt(1.0 - phi_k**2)
-            pm.Normal(f"{target}_obs", mu=mean + phi_k * residual_prev, sigma=sd,
-                      observed=obs.value, dims=f"obs_{target}")
+            per_athlete = noise_log_likelihood(
+                obs, arrays.n_athletes, obs.value - mean, theta_all[:, index[sigma]],
+                phi, share, phi_slow, df)
+            pm.Potential(f"{target}_obs", pt.sum(per_athlete))
+            pm.Deterministic(f"{LOGLIK_PREFIX}{target}", per_athlete, dims="athlete")
     return model
 
 
@@ -691,6 +820,7 @@ def sample(model: Any, config: SamplerConfig = SamplerConfig()) -> Any:
         "versions": json.dumps(package_versions(("numpy", "pymc", "pytensor", "arviz", "nutpie", "numba"))),
     }
     idata.attrs.update(attrs)
+    _move_log_likelihood(idata)
     for group in ("posterior",):
         if hasattr(idata, group):
             getattr(idata, group).attrs.update(attrs)
@@ -698,6 +828,34 @@ def sample(model: Any, config: SamplerConfig = SamplerConfig()) -> Any:
     record_diagnostics(idata, diagnostics)
     report_diagnostics(diagnostics)
     return idata
+
+
+def _move_log_likelihood(idata: Any) -> None:
+    """Move the per-athlete log-likelihood deterministics (`LOGLIK_PREFIX`) from the posterior
+    to the `log_likelihood` group, named by target, where ArviZ's `loo`/`compare` find them."""
+    if not hasattr(idata, "posterior"):
+        return
+    names = [n for n in idata.posterior.data_vars if str(n).startswith(LOGLIK_PREFIX)]
+    if not names:
+        return
+    group = idata.posterior[names].rename({n: str(n)[len(LOGLIK_PREFIX):] for n in names})
+    idata.posterior = idata.posterior.drop_vars(names)
+    if hasattr(idata, "log_likelihood"):
+        del idata.log_likelihood
+    idata.add_groups({"log_likelihood": group})
+
+
+def athlete_log_likelihood(idata: Any, targets: tuple[str, ...] = TARGETS) -> Any:
+    """An InferenceData whose `log_likelihood` group holds one variable, `athletes` (chain,
+    draw, athlete): each athlete's log-likelihood summed over `targets`, so that
+    `az.loo`/`az.compare` leave one athlete out at a time (the question a new user asks: how
+    well does the model predict a person it has not seen)."""
+    import arviz as az
+
+    group = idata.log_likelihood
+    total = sum(group[t] for t in targets if t in group)
+    return az.InferenceData(posterior=idata.posterior,
+                            log_likelihood=total.to_dataset(name="athletes"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -775,6 +933,8 @@ def population_draws(idata: Any) -> dict[str, Any]:
       value is repeated across sources);
     - `scale`: (n_draws, n_params) between-athlete SD on the unconstrained scale;
     - `phi`: (n_draws, 3) AR(1) coefficients of hrv, rhr, recovery (`params.AR_PARAMS` order);
+    - `slow_share`, `phi_slow`: (n_draws, 3) the slow noise components' variance shares and
+      coefficients (`params.SLOW_SHARE_PARAMS`, `PHI_SLOW_PARAMS`), only when the fit had them;
     - `sources`: tuple of source names (axis 1 of `loc`), `param_names`: `params.PARAM_NAMES`.
 
     A new athlete of source s: θ = transform(loc[d, s] + scale[d] · z), z ~ N(0, 1).
@@ -784,6 +944,11 @@ def population_draws(idata: Any) -> dict[str, Any]:
         "loc": _stacked(posterior[POPULATION_LOC]),
         "scale": _stacked(posterior[POPULATION_SCALE]),
         "phi": np.stack([_stacked(posterior[n]) for n in params.AR_PARAMS], axis=-1),
+        **({"slow_share": np.stack([_stacked(posterior[n]) for n in params.SLOW_SHARE_PARAMS],
+                                   axis=-1),
+            "phi_slow": np.stack([_stacked(posterior[n]) for n in params.PHI_SLOW_PARAMS],
+                                 axis=-1)}
+           if params.SLOW_SHARE_PARAMS[0] in posterior else {}),
         "sources": tuple(str(s) for s in posterior[POPULATION_LOC].coords["source"].values),
         "param_names": tuple(str(p) for p in posterior[POPULATION_LOC].coords["param"].values),
     }
