@@ -1,9 +1,8 @@
 """Slow drift in the observation noise: a second, slow AR(1) component and its Kalman filter.
 
-The hierarchical model treats each target's deviation from the Banister mean as one AR(1)
-process (coefficient φ, marginal SD σ). On real athletes the deviations remember more than
-that: after personalising on 14 days, the residual autocorrelation of unseen athletes' ln HRV is
-still 0.2-0.3 at lags 7-28 days and of RHR 0.4-0.6 (φ^7 ≈ 0 for φ_hrv ≈ 0.28), because an
+With one AR(1) process (coefficient φ, marginal SD σ) for each target's deviation from the
+Banister mean, real athletes' deviations remember more than the model says: after
+personalising on 14 days, the residual autocorrelation of unseen athletes' ln HRV is still 0.2-0.3 at lags 7-28 days and of RHR 0.4-0.6 (φ^7 ≈ 0 for φ_hrv ≈ 0.28), because an
 athlete's baseline wanders (season, sleep, illness, device fit) and a 14-day baseline is
 uncertain. A 7-day rolling mean follows that level, which is why it beat the model's
 next-day forecast.
@@ -22,20 +21,32 @@ on observed days; a Kalman filter (predict on every day, update on observed ones
 mean and covariance each evening, and a k-day forecast is the state pushed k steps. With w = 0
 this is exactly the single AR(1) conditioned on its last observed value.
 
-(w, φ_s, φ_f) are one setting per target for the whole model, chosen by `select_drift` on the
-training athletes only (next-day CRPS after personalising each on its first days, as an unseen
-athlete is), so they are an empirical-Bayes layer on top of the posterior, not part of it.
+Since version 3 of the saved model, (w, φ_s, φ_f) per target are population parameters of the
+posterior itself (the likelihood is this filter's, `bayes.noise_log_likelihood`), so each draw
+carries its own (`noise_components`). A model saved before had one AR(1) in its likelihood and
+one (w, φ_s, φ_f) setting per target chosen after the fit on the training athletes' next-day
+CRPS (`SlowDrift`, read from its model.json): an empirical-Bayes layer, still honoured when
+such a model is loaded.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from physiology_model.dynamics.observation import NOISE_PHI, NOISE_PHI_SLOW, NOISE_SLOW_SHARE
+
 _TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class NoiseComponents:
+    """Per posterior draw (S,) each: the slow share w, φ_s and the fast φ_f of one target."""
+
+    share: np.ndarray
+    phi_slow: np.ndarray
+    phi_fast: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,12 @@ class SlowDrift:
         matched = (phi - self.fraction * self.phi_slow) / (1.0 - self.fraction)
         return np.clip(matched, 0.0, 0.999)
 
+    def components(self, phi: np.ndarray) -> NoiseComponents:
+        """The components for posterior draws with coefficients `phi` (S,)."""
+        phi = np.asarray(phi, dtype=float)
+        return NoiseComponents(np.full_like(phi, self.fraction),
+                               np.full_like(phi, self.phi_slow), self.fast_phi(phi))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -75,6 +92,19 @@ class SlowDrift:
 
 NO_DRIFT = SlowDrift()
 """One AR(1) component: the posterior's own noise model."""
+
+
+def noise_components(p: dict[str, np.ndarray], target: str, drift: SlowDrift = NO_DRIFT
+                     ) -> NoiseComponents:
+    """A target's two noise components for the draws `p`: the posterior's own (a model fitted
+    with the slow component in its likelihood, version 3: `params.NOISE_PARAMS` in `p`), else
+    the `drift` setting an older model chose after its fit."""
+    phi = np.asarray(p[NOISE_PHI[target]], dtype=float)
+    share = p.get(NOISE_SLOW_SHARE[target])
+    if share is not None and np.any(np.asarray(share) > 0):
+        return NoiseComponents(np.asarray(share, dtype=float),
+                               np.asarray(p[NOISE_PHI_SLOW[target]], dtype=float), phi)
+    return drift.components(phi)
 
 
 @dataclass(frozen=True)
@@ -91,17 +121,18 @@ class FilteredStates:
     """(φ_s, φ_f), each (S,)."""
 
 
-def filter_residuals(resid: np.ndarray, sigma: np.ndarray, phi: np.ndarray,
-                     drift: SlowDrift = NO_DRIFT, days: int | None = None) -> FilteredStates:
+def filter_residuals(resid: np.ndarray, sigma: np.ndarray, components: NoiseComponents,
+                     days: int | None = None) -> FilteredStates:
     """Filter S draws' residual series `resid` (S, T), NaN = unobserved, through day
-    `days` − 1 (default all). `sigma`, `phi`: (S,) posterior draws."""
+    `days` − 1 (default all). `sigma`: (S,) marginal SDs; `components`: the draws' slow share
+    and coefficients (`noise_components`)."""
     resid = np.asarray(resid, dtype=float)
     sigma = np.asarray(sigma, dtype=float)
     n_draws, n_days = resid.shape
     n_days = n_days if days is None else min(int(days), n_days)
-    phi_s = np.full(n_draws, drift.phi_slow)
-    phi_f = drift.fast_phi(phi)
-    var_s, var_f = drift.fraction * sigma ** 2, (1.0 - drift.fraction) * sigma ** 2
+    phi_s = np.broadcast_to(components.phi_slow, (n_draws,)).astype(float)
+    phi_f = np.broadcast_to(components.phi_fast, (n_draws,)).astype(float)
+    var_s, var_f = components.share * sigma ** 2, (1.0 - components.share) * sigma ** 2
     q_s, q_f = var_s * (1.0 - phi_s ** 2), var_f * (1.0 - phi_f ** 2)
     m_s, m_f = np.zeros(n_draws), np.zeros(n_draws)
     p_ss, p_ff, p_sf = var_s.copy(), var_f.copy(), np.zeros(n_draws)
@@ -141,65 +172,3 @@ def forecast_residual(states: FilteredStates, last_days: np.ndarray, steps: np.n
            + a_f ** 2 * cov[..., 1:2] + var_f * (1.0 - a_f ** 2)
            + 2.0 * a_s * a_f * cov[..., 2:3])
     return mu, np.sqrt(np.maximum(var, _TINY))
-
-
-@dataclass(frozen=True)
-class DriftCase:
-    """One athlete's residuals under its posterior draws, scored from `first_origin` on."""
-
-    resid: np.ndarray
-    """(S, T), NaN where unobserved."""
-    sigma: np.ndarray
-    phi: np.ndarray
-    first_origin: int
-
-
-def next_day_crps(cases: Sequence[DriftCase], drift: SlowDrift) -> float:
-    """Mean CRPS of the next-day forecasts of every observed day from each case's first origin
-    on, for the Gaussian matching the draw mixture's mean and variance (law of total
-    variance), the same score the residual gate uses (`residual.gaussian_crps`)."""
-    from physiology_model.model.residual import gaussian_crps
-
-    total, count = 0.0, 0
-    for case in cases:
-        n_days = case.resid.shape[1]
-        origins = np.arange(max(case.first_origin, 1), n_days)
-        origins = origins[np.isfinite(case.resid[0, origins])]  # observed in every draw or none
-        if not origins.size:
-            continue
-        states = filter_residuals(case.resid, case.sigma, case.phi, drift, days=n_days - 1)
-        mu, sd = forecast_residual(states, origins - 1, np.ones((origins.size, 1)))
-        # draw s forecasts y as mean_s + mu_s, and y − mean_s = resid_s, so the mixture's
-        # error is mean_s + mu_s − y = mu_s − resid_s
-        error = mu[..., 0] - case.resid[:, origins].T  # (O, S)
-        centre = error.mean(axis=1)
-        spread = np.sqrt((sd[..., 0] ** 2).mean(axis=1) + error.var(axis=1))
-        crps = gaussian_crps(np.zeros_like(centre), centre, spread)
-        total += float(crps.sum())
-        count += crps.size
-    if count == 0:
-        raise ValueError("no observed day to score the drift settings on")
-    return total / count
-
-
-DRIFT_GRID = {"fraction": (0.0, 0.15, 0.3, 0.45, 0.6, 0.75),
-              "phi_slow": (0.97, 0.99, 0.997),
-              "phi_fast": (None, 0.0, 0.2, 0.4)}
-"""The settings `select_drift` tries (fraction 0 is the posterior's own AR(1))."""
-
-
-def select_drift(cases: Sequence[DriftCase], grid: dict = DRIFT_GRID
-                 ) -> tuple[SlowDrift, dict]:
-    """The grid setting with the lowest `next_day_crps` over `cases`, and a summary
-    {"crps": best, "crps_ar1": the single AR(1)'s, "tried": count}."""
-    scores = {}
-    for fraction, phi_slow, phi_fast in itertools.product(
-            grid["fraction"], grid["phi_slow"], grid["phi_fast"]):
-        drift = (NO_DRIFT if fraction == 0.0 else
-                 SlowDrift(float(fraction), float(phi_slow), phi_fast))
-        if drift not in scores:
-            scores[drift] = next_day_crps(cases, drift)
-    if NO_DRIFT not in scores:
-        scores[NO_DRIFT] = next_day_crps(cases, NO_DRIFT)
-    best = min(scores, key=scores.get)
-    return best, {"crps": scores[best], "crps_ar1": scores[NO_DRIFT], "tried": len(scores)}

@@ -1,5 +1,5 @@
 """Fitting the world model from a daily table: the split of the forecasting protocol, the
-posterior (`WorldModel.fit`), the slow drift of the noise (`WorldModel.fit_drift`) and the neural
+posterior (`WorldModel.fit`, each target's slow and fast noise included) and the neural
 residual, in one call (`fit_world_model`, what `periodize model fit` runs)."""
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
                     say: Callable[[str], None] = print) -> WorldModel:
     """The whole fit of `periodize model fit` on a canonical frame: athletes split as the
     forecasting protocol says (`split_for_forecasting` with `seed`; `use_all`: every row of
-    every selected athlete), the posterior, the noise drift and (`residual`) the neural
-    residual. The returned model records its split, timings and drift choice; save it with
+    every selected athlete), the posterior (with each target's slow and fast noise) and
+    (`residual`) the neural residual. The returned model records its split and timings; save it with
     `WorldModel.save`. Progress lines go to `say`."""
     split = split_for_forecasting(frame, seed=seed)
     fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if use_all
@@ -213,14 +213,6 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
     timings = model.fit_info_.get("timings", {})
     say(f"posterior: {time.perf_counter() - started:.0f} s (compile "
         f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
-    drift_started = time.perf_counter()
-    drift = model.fit_drift(fit_frame, seed=seed)
-    model.fit_info_["drift"] = drift
-    model.fit_info_["timings"]["drift_s"] = time.perf_counter() - drift_started
-    for target, chosen in drift.items():
-        say(f"noise drift {target}: {chosen['setting']} (next-day CRPS {chosen['crps']:.4f} vs "
-            f"{chosen['crps_ar1']:.4f} with one AR(1), {chosen['athletes']} athletes "
-            f"personalised on 14 days)")
     if residual:
         residual_started = time.perf_counter()
         model.residual_ = fit_residual(model, fit_frame, seed=seed)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from physiology_model.dynamics.observation import (
-    NOISE_PHI,
     NOISE_SIGMA,
     WARM_START_DAYS,
     latent_states,
@@ -21,7 +20,13 @@ from physiology_model.dynamics.observation import (
 )
 from physiology_model.errors import DataError
 from physiology_model.model.arrays import daily_loads, fill_missing_loads
-from physiology_model.model.drift import NO_DRIFT, SlowDrift, filter_residuals, forecast_residual
+from physiology_model.model.drift import (
+    NO_DRIFT,
+    SlowDrift,
+    filter_residuals,
+    forecast_residual,
+    noise_components,
+)
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,10 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     """Each posterior draw's Gaussian forecast of mornings d0 .. d0+horizon−1 at each origin d0.
 
     Same timing as `forecast_samples` (loads of days < d0+horizon−1, observations of days < d0).
-    The residual of each target is Kalman-filtered through day d0 − 1 with its `drift`
-    setting (`drift.SlowDrift`; a target not in `drift` has the single AR(1) of the posterior,
-    i.e. conditioned on its last observed value) and pushed forward. Returns {target:
+    The residual of each target is Kalman-filtered through day d0 − 1 with the draws' slow
+    and fast noise components (`drift.noise_components`: the posterior's own; for a model
+    fitted before they were in the likelihood, its `drift` setting, and a target not in `drift`
+    has the single AR(1), i.e. conditioned on its last observed value) and pushed forward. Returns {target:
     (mean, sd)}, each (n_origins, n_draws, horizon), on the model scale: hrv ln ms, rhr bpm,
     recovery logit. The predictive is the equally weighted mixture over draws.
     """
@@ -127,8 +133,9 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     out = {}
     for target, y in observed_targets(series).items():
         resid = y[None, :] - means[target]  # (S, T), NaN where unobserved
-        states = filter_residuals(resid, p[NOISE_SIGMA[target]], p[NOISE_PHI[target]],
-                                  drift.get(target, NO_DRIFT), days=origins.max(initial=0))
+        states = filter_residuals(resid, p[NOISE_SIGMA[target]],
+                                  noise_components(p, target, drift.get(target, NO_DRIFT)),
+                                  days=origins.max(initial=0))
         r_mean, r_sd = forecast_residual(states, origins - 1, steps)
         mean = means[target][:, target_days].transpose(1, 0, 2)  # (O, S, H)
         out[target] = (mean + r_mean, r_sd)

@@ -16,6 +16,7 @@ from physiology_model.dynamics.observation import (
     latent_states,
 )
 from physiology_model.dynamics.params import AR_PARAMS, PARAM_NAMES, to_constrained
+from physiology_model.model.drift import NoiseComponents, noise_components
 from physiology_model.model.forecast import AthleteSeries
 
 
@@ -94,6 +95,56 @@ def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
     log_c = np.zeros((len(phi), len(t)))
     log_c[:, 1:] = -np.log(inv_c_of_gap)[:, day_gap]
     return y_t, x_t, log_c
+
+
+def _kalman_whiten(y: np.ndarray, x: np.ndarray, components: NoiseComponents
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_prewhiten` for the two-component noise (`drift.py`): the same (ỹ, x̃, log c), from the
+    Kalman filter's one-step innovations. With σ factored out, the filter's gains depend only on
+    (w, φ_s, φ_f) and the gaps, so the innovations are one linear map of the series, applied to
+    y and to every regressor alike; dividing each by the square root of its variance (in units
+    of σ²) leaves iid N(0, σ²) noise, and log p(y) = log p(ỹ) − Σ log c as before. With w = 0 it
+    equals the AR(1) prewhitening."""
+    t = np.flatnonzero(~np.isnan(y))
+    xo = x if len(t) == x.shape[2] else x[:, :, t]
+    n_draws = xo.shape[0]
+    series = np.concatenate([np.broadcast_to(y[t], (n_draws, 1, len(t))), xo], axis=1)
+    share, phi_s, phi_f = (np.asarray(v, dtype=float) for v in
+                           (components.share, components.phi_slow, components.phi_fast))
+    m_s = np.zeros(series.shape[:2])
+    m_f = np.zeros(series.shape[:2])
+    p_ss, p_ff, p_sf = share.copy(), 1.0 - share, np.zeros(n_draws)
+    out = np.empty(series.shape)
+    log_c = np.zeros((n_draws, len(t)))
+    for j in range(len(t)):
+        if j:
+            k = t[j] - t[j - 1]
+            a_s, a_f = phi_s ** k, phi_f ** k
+            m_s *= a_s[:, None]
+            m_f *= a_f[:, None]
+            p_ss = a_s ** 2 * p_ss + share * (1.0 - a_s ** 2)
+            p_ff = a_f ** 2 * p_ff + (1.0 - share) * (1.0 - a_f ** 2)
+            p_sf = a_s * a_f * p_sf
+        total = np.maximum(p_ss + p_ff + 2.0 * p_sf, 1e-12)
+        innovation = series[:, :, j] - m_s - m_f
+        out[:, :, j] = innovation / np.sqrt(total)[:, None]
+        log_c[:, j] = 0.5 * np.log(total)
+        g_s, g_f = (p_ss + p_sf) / total, (p_ff + p_sf) / total
+        m_s += g_s[:, None] * innovation
+        m_f += g_f[:, None] * innovation
+        p_ss, p_ff, p_sf = (p_ss - g_s ** 2 * total, p_ff - g_f ** 2 * total,
+                            p_sf - g_s * g_f * total)
+    return out[:, 0, :], np.ascontiguousarray(out[:, 1:, :]), log_c
+
+
+def _whiten(y: np.ndarray, x: np.ndarray, p: dict[str, np.ndarray], target: str
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prewhiten a target's series and regressors under the draws' noise: the closed-form
+    AR(1) where there is no slow component, else the Kalman filter's innovations."""
+    components = noise_components(p, target)
+    if not np.any(components.share > 0):
+        return _prewhiten(y, x, p[NOISE_PHI[target]])
+    return _kalman_whiten(y, x, components)
 
 
 def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma: np.ndarray,
@@ -300,7 +351,7 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
         if np.sum(~np.isnan(y)) == 0:
             posterior[target] = (names, m0, np.eye(len(names))[None] * s0[:, :, None] ** 2)
             continue
-        y_t, x_t, log_c = _prewhiten(y, x, p[NOISE_PHI[target]])
+        y_t, x_t, log_c = _whiten(y, x, p, target)
         mean, cov, log_ml = _gaussian_linear(y_t, x_t, log_c, p[NOISE_SIGMA[target]], m0, s0)
         posterior[target] = (names, mean, cov)
         log_w += log_ml
@@ -314,7 +365,7 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
     m0 = np.stack([loc[nm] for nm in names], axis=1)
     s0 = _prior_sd(np.stack([scale[nm] for nm in names], axis=1))
     if np.sum(~np.isnan(series.recovery_logit)) > 0:
-        y_t, x_t, log_c = _prewhiten(series.recovery_logit, x, p["phi_rec"])
+        y_t, x_t, log_c = _whiten(series.recovery_logit, x, p, "recovery")
         mean, cov, log_ml = _gaussian_linear(y_t, x_t, log_c, p["sigma_rec"], m0, s0)
         log_w += log_ml
     else:
