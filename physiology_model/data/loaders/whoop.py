@@ -345,18 +345,21 @@ def read_whoop_file(path: Path, log: NoteLog) -> _File:
     Raises `DataError` listing the missing required columns, or when the file cannot be told
     apart as any of the WHOOP export files.
     """
-    raw = read_csv(path, log)
-    fields = identify_fields(list(raw.columns))
+    # only the columns a WHOOP field is read from are kept (energy, max HR, sleep need, ...
+    # are parsed and dropped): a large export takes memory for what is used only
+    raw = read_csv(path, log, usecols=lambda header: identify_fields(header).values())
+    header = raw.attrs["header"]
+    fields = identify_fields(header)
     role = detect_role(set(fields)) or _role_from_name(path)
     if role is None:
         raise DataError(path, "not a WHOOP export file: expected the header of "
                               "physiological_cycles, sleeps, workouts or journal_entries "
-                              f"(found {list(raw.columns)[:8]})")
+                              f"(found {header[:8]})")
     missing = [f for f in REQUIRED[role] if f not in fields]
     if missing:
         raise DataError(path, f"WHOOP {role} file without required column(s) "
                               f"{', '.join(_describe_field(f) for f in missing)}; "
-                              f"found {list(raw.columns)[:12]}")
+                              f"found {header[:12]}")
     absent = [f for f in OPTIONAL[role] if f not in fields]
     if absent:
         log.add(path, "info", f"WHOOP {role} file has no column for {', '.join(absent)}; "
