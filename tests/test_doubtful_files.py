@@ -270,3 +270,24 @@ def test_no_plannable_athlete_names_the_skipped_files(tmp_path) -> None:
     with pytest.raises(DataError, match="skipped x/physiological_cycles.csv: binary file"):
         _pick_athlete(frame, None, skipped)
 
+
+# -- a folder whose recognised files give no daily rows -----------------------------------------
+
+
+def test_a_folder_with_only_the_pmdata_overview_says_what_it_found(tmp_path, capsys) -> None:
+    folder = tmp_path / "all"
+    folder.mkdir()
+    shutil.copy(ROOT / "data" / "real" / "pmdata" / "all" / "participant-overview.xlsx", folder)
+    with pytest.raises(DataError) as info:
+        load_exports([folder])
+    message = str(info.value)
+    assert "participant-overview.xlsx" in message and "no daily data" in message
+    assert "()" not in message
+    assert main(["data", "build", str(folder), "--out", str(tmp_path / "t.parquet")]) == 2
+    assert "participant-overview.xlsx" in _one_error(capsys)
+
+
+def test_an_empty_folder_says_so(tmp_path) -> None:
+    (tmp_path / "README.md").write_text("notes")
+    with pytest.raises(DataError, match="no files here"):
+        load_exports([tmp_path])

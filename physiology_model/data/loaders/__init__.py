@@ -127,6 +127,14 @@ def _why_unrecognised(path: Path) -> str:
             f"Health, FIT, or the canonical daily CSV")
 
 
+def _why_no_rows(loader: Loader, files: list[Path]) -> str:
+    """Why files a loader claimed gave no daily rows: the loader's own words
+    (`Loader.why_no_rows`, optional) or a generic line naming the format."""
+    explain = getattr(loader, "why_no_rows", None)
+    why = explain(files) if explain is not None else None
+    return why or f"recognised as {loader.source} export file(s), but they hold no daily rows"
+
+
 def _hrv_rules(frame: pd.DataFrame, log: NoteLog, owner: dict[str, str]) -> pd.DataFrame:
     """SDNN stand-in for SDNN-only athletes, then the HRV artefact filter (`_hrv`)."""
     from physiology_model.data.loaders._hrv import filter_hrv_artefacts, sdnn_stand_in
@@ -206,6 +214,7 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
             raise DataError(path, "no such file or directory")
         read_any = False
         ignored: list[tuple[Path, str]] = []
+        without_rows: list[tuple[list[Path], str]] = []
         for folder, files in _folders(path):
             groups: dict[int, list[Path]] = {}
             for f in files:
@@ -222,6 +231,7 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                 frame = loader.load(claimed, folder.name, log)
                 if frame is None or len(frame) == 0:
                     log.add(where, "info", f"{loader.source}: no daily rows")
+                    without_rows.append((claimed, _why_no_rows(loader, claimed)))
                     continue
                 frame = frame.copy()
                 if "source" not in frame.columns:
@@ -236,11 +246,19 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                 frames.append(frame)
                 read_any = True
         if not read_any:
-            if len(ignored) == 1:
+            if len(ignored) == 1 and not without_rows:
                 raise DataError(ignored[0][0], ignored[0][1])
-            listed = "; ".join(f"{f.name}: {why}" for f, why in ignored[:5])
-            more = f"; and {len(ignored) - 5} more" if len(ignored) > 5 else ""
-            raise DataError(path, f"no recognised export file found here ({listed}{more})")
+            reasons = [(", ".join(f.name for f in claimed), why)
+                       for claimed, why in without_rows]
+            reasons += [(f.name, why) for f, why in ignored]
+            listed = "; ".join(f"{name}: {why}" for name, why in reasons[:5])
+            more = f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
+            if not reasons:
+                raise DataError(path, "no files here (hidden files and README/LICENSE/MANIFEST "
+                                      "files are not read)")
+            what = ("no daily rows from the files found here" if not ignored
+                    else "no recognised export file found here")
+            raise DataError(path, f"{what} ({listed}{more})")
     frame = pd.concat(frames, ignore_index=True) if frames else None
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")

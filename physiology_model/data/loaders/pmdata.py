@@ -495,6 +495,14 @@ class PMDataLoader:
                 first_line == "[" or all(s in first_line for s in JSON_SIGNATURES[name]))
         return False
 
+    def why_no_rows(self, files: list[Path]) -> str | None:
+        """The words for a folder whose PMData files gave no daily rows (load_exports)."""
+        if {f.name for f in files} == {OVERVIEW_NAME}:
+            return ("PMData's participant overview workbook (age and sex of each participant), "
+                    "which has no daily data: give a participant's folder (p01..p16) or the "
+                    "dataset's folder that holds them")
+        return None
+
     def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
         by_name = {f.name: f for f in files}
         unused = sorted(UNUSED_FILES & set(by_name))
