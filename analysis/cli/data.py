@@ -53,11 +53,13 @@ def _data_build(args: argparse.Namespace) -> int:
 
 
 def _warn_ignored(table) -> None:
-    """Each file that was not read, on stderr: a table built without a file of the export
-    says so where it is made, not only in --json."""
+    """Each file that was not read, and each `warning` note (files read as one person's that
+    might not be), on stderr: said where the table is made, not only in --json."""
     for note in table.notes:
         if note.kind == "ignored":
             print(f"warning: not read: {note.path}: {note.message}", file=sys.stderr)
+        elif note.kind == "warning":
+            print(f"warning: {note.path}: {note.message}", file=sys.stderr)
 
 
 def _data_calibrate(args: argparse.Namespace) -> int:
