@@ -291,3 +291,16 @@ def test_an_empty_folder_says_so(tmp_path) -> None:
     (tmp_path / "README.md").write_text("notes")
     with pytest.raises(DataError, match="no files here"):
         load_exports([tmp_path])
+
+
+def test_a_history_too_long_to_personalise_in_the_memory_left_is_refused(tmp_path, monkeypatch,
+                                                                         capsys) -> None:
+    """`plan` takes memory with the days of history (proposals × days arrays): refused with
+    one error, not killed halfway. (A new athlete: one in the fit is not personalised.)"""
+    from physiology_model.model import world_model
+
+    export = _u01(tmp_path, "newcomer")
+    monkeypatch.setattr(world_model, "PERSONALIZE_BYTES_PER_PROPOSAL_DAY", 10**12)
+    rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(export), "--days", "1"])
+    line = _one_error(capsys)
+    assert rc == 2 and "days of history" in line and "shorter export" in line

@@ -300,7 +300,7 @@ def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2,
     return frame
 
 
-def _amount(n: float) -> str:
+def amount(n: float) -> str:
     """`1.3 GB`, `240 MB`."""
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
@@ -311,7 +311,7 @@ def _check_kept(path: Path, kept_bytes: int, rows: int) -> None:
     available = available_memory_bytes()
     if available is not None and need > available:
         raise DataError(path, f"after {rows:,} rows the table read so far needs about "
-                              f"{_amount(need)} of memory and {_amount(available)} is left; "
+                              f"{amount(need)} of memory and {amount(available)} is left; "
                               f"split the export by date (or free memory) and read "
                               f"the parts")
 
