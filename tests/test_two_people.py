@@ -173,3 +173,21 @@ def test_the_level_rule_both_ways() -> None:
     assert two_people(one, Levels(40.0, 59.0, 28))
     assert two_people(one, Levels(90.0, 41.0, 28))
     assert not two_people(one, None)
+
+
+def test_two_people_one_after_the_other_in_a_canonical_csv_are_refused(tmp_path) -> None:
+    """The gap rule is the same for every source: here the canonical daily CSV, no user_id
+    column (one athlete, named by the folder)."""
+    first = load_exports([WHOOP / "u21"]).frame
+    second = load_exports([WHOOP / "u02"]).frame
+    first = first.assign(date=first["date"] - (first["date"].max() - second["date"].min())
+                         - pd.Timedelta(days=30))
+    columns = ["date", "hrv_rmssd_ms", "rhr_bpm", "recovery_pct", "sleep_min"]
+    folder = tmp_path / "athlete"
+    folder.mkdir()
+    pd.concat([first[columns], second[columns]]).to_csv(folder / "daily.csv", index=False)
+    with pytest.raises(DataError, match=r"3\d-day gap") as info:
+        load_exports([folder])
+    assert str(info.value).startswith(str(folder))
+    second[columns].to_csv(folder / "daily.csv", index=False)  # one person: read
+    assert len(load_exports([folder]).frame) == len(second)

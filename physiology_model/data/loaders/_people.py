@@ -94,7 +94,7 @@ def check_gaps(frame: pd.DataFrame, where: str | Path) -> None:
         if two_people(before, after):
             user = frame["user_id"].iloc[0] if "user_id" in frame else "this athlete"
             raise DataError(where, f"{user}: across the {int(gaps.iloc[i])}-day gap from "
-                                   f"{dates.iloc[i - 1]:%Y-%m-%d} to {dates.iloc[i]:%Y-%m-%d} "
+                                   f"{dates.iloc[i - 1]:%Y-%m-%d} to {dates.iloc[i]:%Y-%m-%d}, "
                                    f"{describe(before, after)}: one person's nightly HRV and "
                                    f"resting HR do not both jump that far, so these look like "
                                    f"two people's data read as one; give each person's export "
