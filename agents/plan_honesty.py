@@ -37,8 +37,9 @@ LATE_DAYS = 3
 """The export's last morning more than this many days before today's date gets a warning."""
 PHYSIOLOGY = ("hrv_rmssd_ms", "rhr_bpm", "recovery_pct")
 WHOLE_DAY_ZONE_SOURCES = ("lifesnaps", "pmdata")
-"""Sources whose `hr_zones` load counts whole-day heart-rate-zone minutes (Fitbit), so everyday
-activity reads as training (loaders/lifesnaps.py, loaders/pmdata.py)."""
+"""Sources whose `hr_zones` load comes from whole-day heart-rate-zone minutes (Fitbit): only the
+minutes >= 70 % HRmax count, so easy sessions below that are missed (loaders/_fitbit.py,
+`TRAINING_ZONE_SHARES`)."""
 
 
 @dataclass
@@ -154,9 +155,10 @@ def morning_facts(history: pd.DataFrame, obs: np.ndarray, *, now: date | None = 
                          & rows["source"].isin(WHOLE_DAY_ZONE_SOURCES) & recent)
             if whole_day.any():
                 notes.append(f"the training load of {int(whole_day.sum())} of the last 42 days "
-                             f"comes from whole-day heart-rate-zone minutes (Fitbit), which "
-                             f"count everyday activity as training: ATL, CTL and days since rest "
-                             f"overstate the training done, and the rest rule may fire early")
+                             f"comes from whole-day heart-rate-zone minutes (Fitbit), counting "
+                             f"only the minutes at 70 % of maximum heart rate or more (below that "
+                             f"is everyday activity): an easy session below it counts as rest, "
+                             f"so ATL and CTL may understate the training done")
         week = (dates < today) & (dates >= today - pd.Timedelta(days=6))
         unknown = 6 - int((known & week).sum())
         if unknown:

@@ -230,10 +230,12 @@ DATA_NOTES_SHOWN = 8
 
 
 def _data_notes(notes: Sequence[Any]) -> list[str]:
-    """What the loaders changed or skipped in the export (`table.Note` of kind repair or
-    ignored), so that a plan never rests silently on repaired data."""
-    shown = [f"{n.path}: {n.message}" + (f" ({n.count})" if n.count else "")
-             for n in notes if n.kind in ("repair", "ignored")]
+    """What the loaders changed, skipped or doubt in the export (`table.Note` of kind repair,
+    ignored or warning, warnings first), so that a plan never rests silently on repaired
+    data."""
+    chosen = ([n for n in notes if n.kind == "warning"]  # first: never cut off
+              + [n for n in notes if n.kind in ("repair", "ignored")])
+    shown = [f"{n.path}: {n.message}" + (f" ({n.count})" if n.count else "") for n in chosen]
     if len(shown) > DATA_NOTES_SHOWN:
         rest = (f"and {len(shown) - DATA_NOTES_SHOWN} more repairs or ignored files "
                 "(`periodize data` lists them)")

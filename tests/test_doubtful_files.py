@@ -167,14 +167,77 @@ def test_an_out_directory_that_is_a_file_is_refused_for_directory_outputs(tmp_pa
 # -- item 8: memory ------------------------------------------------------------------------------
 
 
-def test_a_file_too_large_for_the_memory_left_is_refused(tmp_path, monkeypatch, capsys) -> None:
-    export = _u01(tmp_path)
+def _repeated_cycles(export: Path, copies: int) -> Path:
+    """u01's cycles file written `copies` times over (repeated exports in one file), with a
+    wide column no loader reads (a long free-text note on every row)."""
+    cycles = pd.read_csv(export / CYCLES, dtype=str)
+    cycles["Notes"] = "x" * 500
+    pd.concat([cycles] * copies, ignore_index=True).to_csv(export / CYCLES, index=False)
+    return export / CYCLES
+
+
+def test_a_large_file_of_repeated_rows_is_read_in_little_memory(tmp_path, monkeypatch) -> None:
+    """The cycles file is streamed: repeated rows and unread columns are never held, so a file
+    4x the memory left is read (the whole-file reader needed ~30x the file)."""
+    small, export = tmp_path / "small", tmp_path / "u01"
+    small.mkdir(), export.mkdir()
+    shutil.copy(WHOOP_U01 / CYCLES, small / CYCLES)
+    shutil.copy(WHOOP_U01 / CYCLES, export / CYCLES)
+    expected = load_exports([small]).frame
+    path = _repeated_cycles(export, 40)
+    size = path.stat().st_size
+    monkeypatch.setattr(_io, "CHUNK_ROWS", 500)  # several chunks, each checked
+    monkeypatch.setattr(_io, "available_memory_bytes", lambda: size // 4)
+    table = load_exports([export])
+    got = table.frame.drop(columns="user_id")
+    pd.testing.assert_frame_equal(got, expected.drop(columns="user_id"))
+    assert any("exactly repeat" in n.message for n in table.notes)
+
+
+def test_chunked_reading_gives_the_same_frame(tmp_path, monkeypatch) -> None:
+    from physiology_model.data.table import NoteLog
+
+    path = tmp_path / "t.csv"
+    rows = [f"2024-01-{d:02d},{d}, {d * 2} ,x" for d in range(1, 29)]
+    rows += rows[:3]  # repeats across chunk boundaries
+    path.write_text("date;a;b;c\n".replace(";", ",") + "\n".join(rows) + "\n2024-02-01,1")
+    whole = _io.read_csv(path, NoteLog())
+    monkeypatch.setattr(_io, "CHUNK_ROWS", 4)
+    log = NoteLog()
+    chunked = _io.read_csv(path, log, usecols=lambda header: ["date", "b"])
+    pd.testing.assert_frame_equal(chunked, whole[["date", "b"]])
+    assert len(whole) == 28 and whole["b"].iloc[0] == "2"  # stripped, cut-short line dropped
+    assert chunked.attrs["header"] == ["date", "a", "b", "c"]
+    kinds = [n.message for n in log.notes]
+    assert any("cut short" in m for m in kinds) and any("exactly repeat" in m for m in kinds)
+
+
+def test_a_table_too_large_for_the_memory_left_is_refused(tmp_path, monkeypatch) -> None:
+    """Distinct rows are kept, and what is kept is checked against the memory left as it is
+    read: refused with one error naming the file, not killed halfway."""
+    export = tmp_path / "u01"
+    export.mkdir()
+    shutil.copy(WHOOP_U01 / CYCLES, export / CYCLES)
     size = (export / CYCLES).stat().st_size
-    monkeypatch.setattr(_io, "available_memory_bytes", lambda: size * 10)
-    with pytest.raises(DataError, match="split the export by date"):
+    monkeypatch.setattr(_io, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(_io, "available_memory_bytes", lambda: size)
+    with pytest.raises(DataError, match="split the export by date") as info:
         load_exports([export])
+    assert str(info.value).startswith(str(export / CYCLES)) and "rows" in str(info.value)
     monkeypatch.setattr(_io, "available_memory_bytes", lambda: None)  # unknown: no guard
     assert len(load_exports([export]).frame) > 0
+
+
+def test_a_whole_file_read_too_large_for_the_memory_left_is_refused(tmp_path,
+                                                                    monkeypatch) -> None:
+    """JSON (and the other whole-file reads) cannot be streamed: refused from the size."""
+    from physiology_model.data.table import NoteLog
+
+    path = tmp_path / "x.json"
+    path.write_text("[" + ",".join(["1"] * 1000) + "]")
+    monkeypatch.setattr(_io, "available_memory_bytes", lambda: path.stat().st_size * 10)
+    with pytest.raises(DataError, match="split the export by date"):
+        _io.read_json(path, NoteLog())
 
 
 # -- item 9: nearest names ----------------------------------------------------------------------
@@ -206,3 +269,38 @@ def test_no_plannable_athlete_names_the_skipped_files(tmp_path) -> None:
     skipped = [Note("x/physiological_cycles.csv", "ignored", "binary file")]
     with pytest.raises(DataError, match="skipped x/physiological_cycles.csv: binary file"):
         _pick_athlete(frame, None, skipped)
+
+
+# -- a folder whose recognised files give no daily rows -----------------------------------------
+
+
+def test_a_folder_with_only_the_pmdata_overview_says_what_it_found(tmp_path, capsys) -> None:
+    folder = tmp_path / "all"
+    folder.mkdir()
+    shutil.copy(ROOT / "data" / "real" / "pmdata" / "all" / "participant-overview.xlsx", folder)
+    with pytest.raises(DataError) as info:
+        load_exports([folder])
+    message = str(info.value)
+    assert "participant-overview.xlsx" in message and "no daily data" in message
+    assert "()" not in message
+    assert main(["data", "build", str(folder), "--out", str(tmp_path / "t.parquet")]) == 2
+    assert "participant-overview.xlsx" in _one_error(capsys)
+
+
+def test_an_empty_folder_says_so(tmp_path) -> None:
+    (tmp_path / "README.md").write_text("notes")
+    with pytest.raises(DataError, match="no files here"):
+        load_exports([tmp_path])
+
+
+def test_a_history_too_long_to_personalise_in_the_memory_left_is_refused(tmp_path, monkeypatch,
+                                                                         capsys) -> None:
+    """`plan` takes memory with the days of history (proposals × days arrays): refused with
+    one error, not killed halfway. (A new athlete: one in the fit is not personalised.)"""
+    from physiology_model.model import world_model
+
+    export = _u01(tmp_path, "newcomer")
+    monkeypatch.setattr(world_model, "PERSONALIZE_BYTES_PER_PROPOSAL_DAY", 10**12)
+    rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(export), "--days", "1"])
+    line = _one_error(capsys)
+    assert rc == 2 and "days of history" in line and "shorter export" in line

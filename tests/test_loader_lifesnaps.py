@@ -86,9 +86,9 @@ def test_known_user_day(frame: pd.DataFrame) -> None:
     assert row["skin_temp_c"] == pytest.approx(34.137687)
     assert row["sleep_min"] == 445
     assert row["sleep_efficiency_pct"] == 93
-    # fat burn (50-69 % HRmax) is spread half into Edwards z1, half into z2
-    assert [row[f"z{i}_min"] for i in range(1, 6)] == pytest.approx([41.5, 41.5, 0, 0, 0])
-    assert row["load_trimp"] == pytest.approx(41.5 * 1 + 41.5 * 2)
+    # fat burn (50-69 % HRmax) is everyday activity, not training: not counted
+    assert [row[f"z{i}_min"] for i in range(1, 6)] == pytest.approx([0, 0, 0, 0, 0])
+    assert row["load_trimp"] == 0 and row["session"] == "rest"
     assert row["load_basis"] == "hr_zones"
     assert row["age"] == 23.5
     assert row["sex"] == "male"
@@ -102,7 +102,8 @@ def test_cardio_and_peak_minutes_mapping(frame: pd.DataFrame, raw: pd.DataFrame)
     row = frame[(frame["user_id"] == user_of(hard["id"]))
                 & (frame["date"] == pd.Timestamp(hard["date"]))].iloc[0]
     fat, cardio, peak = (hard[f"minutes_in_default_zone_{i}"] for i in (1, 2, 3))
-    expected = [fat / 2, fat / 2, cardio * 2 / 3, cardio / 3 + peak / 3, peak * 2 / 3]
+    assert fat > 0
+    expected = [0, 0, cardio * 2 / 3, cardio / 3 + peak / 3, peak * 2 / 3]
     assert [row[f"z{i}_min"] for i in range(1, 6)] == pytest.approx(expected)
     assert row["load_trimp"] == pytest.approx(float(edwards_trimp(np.array(expected))))
 
@@ -160,3 +161,58 @@ def test_unknown_age_band_is_a_clear_error(tmp_path: Path) -> None:
     sample.to_csv(bad, index=False)
     with pytest.raises(DataError, match=r"daily\.csv.*age band.*40-50"):
         load_exports([bad])
+
+
+def fitbit_participant(folder: Path, days: int = 42) -> Path:
+    """A fresh participant: everyday activity of 200-300 fat-burn minutes a day, a 30-min run
+    (cardio, 2 min peak) on Tuesdays and Saturdays, steady HRV and resting HR."""
+    rng = np.random.default_rng(0)
+    dates = pd.date_range("2021-06-01", periods=days, freq="D")
+    run = dates.day_of_week.isin([1, 5])
+    frame = pd.DataFrame({
+        "id": "621e2f91a8b74003096d1234", "date": dates.strftime("%Y-%m-%d"),
+        "nightly_temperature": 34.0, "rmssd": rng.normal(45, 4, days).round(1),
+        "full_sleep_breathing_rate": 14.5, "stress_score": 80, "sleep_deep_ratio": 1.0,
+        "resting_hr": rng.normal(58, 1.5, days).round(1), "spo2": 96.0,
+        "minutesAsleep": 430, "sleep_efficiency": 92,
+        "minutes_in_default_zone_1": rng.integers(200, 300, days),
+        "minutes_in_default_zone_2": np.where(run, 30, 0),
+        "minutes_in_default_zone_3": np.where(run, 2, 0),
+        "age": "<30", "gender": "FEMALE"})
+    frame["minutes_below_default_zone_1"] = 1440 - frame[[
+        "minutes_in_default_zone_1", "minutes_in_default_zone_2",
+        "minutes_in_default_zone_3"]].sum(axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "daily_fitbit_sema_df_unprocessed.csv", index=False)
+    return folder
+
+
+def test_everyday_activity_is_not_training_load(tmp_path) -> None:
+    """Issue 21: whole-day fat-burn minutes read as 130-470 TRIMP a day, so a fresh participant
+    looked untired by nothing but weeks without rest and was planned rest after rest. The load
+    comes from the minutes >= 70 % HRmax (the runs), on the Edwards scale."""
+    from physiology_model.data.loaders import load_exports
+
+    frame = load_exports([fitbit_participant(tmp_path / "p")]).frame
+    run = frame["date"].dt.day_of_week.isin([1, 5])
+    run_trimp = 30 * (2 / 3 * 3 + 1 / 3 * 4) + 2 * (1 / 3 * 4 + 2 / 3 * 5)
+    assert frame.loc[run, "load_trimp"].to_numpy() == pytest.approx(run_trimp)
+    assert (frame.loc[~run, "load_trimp"] == 0).all()
+    assert (frame.loc[~run, "session"] == "rest").all()
+    assert frame["load_trimp"].mean() < 40  # the old reading: about 375 a day
+
+
+@pytest.mark.slow
+def test_a_fresh_fitbit_participant_is_not_planned_rest_after_rest(tmp_path, capsys) -> None:
+    from analysis.cli import main
+
+    data = fitbit_participant(tmp_path / "p")
+    root = Path(__file__).resolve().parent.parent
+    assert main(["plan", "--model", str(root / "models" / "shipped"), "--data", str(data),
+                 "--days", "7", "--json"]) == 0
+    import json
+
+    plan = json.loads(capsys.readouterr().out)
+    sessions = [d["session"] for d in plan["days"]]
+    assert sessions.count("rest") <= 2, sessions
+    assert "28 days since rest" not in plan["days"][0].get("why", "")

@@ -133,8 +133,9 @@ def test_a_plan_after_a_two_month_gap_says_so_and_starts_easy(tmp_path) -> None:
     assert any("days before this morning" in n for n in plan["notes"])
 
 
-def test_fitbit_whole_day_zone_load_is_said_to_overstate_training() -> None:
+def test_fitbit_whole_day_zone_load_says_what_it_counts() -> None:
     frame = athlete().assign(source="lifesnaps", load_basis="hr_zones")
-    assert any("whole-day heart-rate-zone minutes" in n for n in facts_of(frame).notes)
+    assert any("whole-day heart-rate-zone minutes" in n and "70 %" in n
+               for n in facts_of(frame).notes)
     whoop = athlete().assign(source="whoop", load_basis="hr_zones")
     assert facts_of(whoop).notes == []

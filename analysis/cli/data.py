@@ -36,6 +36,7 @@ def _data_summary(args: argparse.Namespace) -> int:
         print()
         print("notes: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
               + " (see --json for each one)")
+    _warn_ignored(table)
     return 0
 
 
@@ -47,7 +48,18 @@ def _data_build(args: argparse.Namespace) -> int:
     table.to_parquet(out)
     print(f"wrote {out}: {len(table.frame)} user-days, {len(table.users)} athletes, "
           f"{len(table.notes)} notes")
+    _warn_ignored(table)
     return 0
+
+
+def _warn_ignored(table) -> None:
+    """Each file that was not read, and each `warning` note (files read as one person's that
+    might not be), on stderr: said where the table is made, not only in --json."""
+    for note in table.notes:
+        if note.kind == "ignored":
+            print(f"warning: not read: {note.path}: {note.message}", file=sys.stderr)
+        elif note.kind == "warning":
+            print(f"warning: {note.path}: {note.message}", file=sys.stderr)
 
 
 def _data_calibrate(args: argparse.Namespace) -> int:

@@ -118,7 +118,8 @@ class Note:
     path: str
     """The file (or directory) the note is about."""
     kind: str
-    """`repair` (a value was changed or blanked), `ignored` (a file was not read), or `info`."""
+    """`repair` (a value was changed or blanked), `ignored` (a file was not read), `warning`
+    (read, but possibly wrong: e.g. two files merged as one person's), or `info`."""
     message: str
     count: int = 0
     """How many values or rows the note covers (0 when not countable)."""

@@ -104,6 +104,27 @@ def resolve_model_dir(directory: str | Path) -> Path:
     return shipped_model_dir() if str(directory) == SHIPPED else Path(directory)
 
 
+PERSONALIZE_BYTES_PER_PROPOSAL_DAY = 200
+"""Memory `personalize` takes per proposal and day of history (its latent states and design
+matrices are proposals × days arrays): 173 bytes measured for 500 and for 2,000 proposals on an
+11,435-day history (3.8 GB at 2,000), rounded up. A plan from a long export takes this on top of
+the model's fixed ~1.1 GB (docs/untrusted_input.md)."""
+
+
+def check_personalize_memory(n_proposals: int, days: int) -> None:
+    """Refuse (one `DataError`) a history too long to personalise in the memory left, rather
+    than be killed halfway."""
+    from physiology_model.data.loaders._io import amount, available_memory_bytes
+
+    need = n_proposals * days * PERSONALIZE_BYTES_PER_PROPOSAL_DAY
+    available = available_memory_bytes()
+    if available is not None and need > available:
+        raise DataError("(history)", f"{days:,} days of history: fitting the world model to "
+                                     f"this athlete needs about {amount(need)} of memory and "
+                                     f"{amount(available)} is left; plan from a shorter export "
+                                     f"(its last few years) or free memory")
+
+
 FORMAT = "adaptive-periodization.WorldModel"
 FORMAT_VERSION = 2
 """2: states normalised by `params.state_normaliser` ((1 − e)/e; version 1 used 1 − e, so its
@@ -272,8 +293,10 @@ class WorldModel:
         if n_obs < 7:
             raise DataError("(history)", f"personalisation needs at least 7 days with HRV or "
                                          f"RHR, got {n_obs}")
+        n_proposals = n_proposals or self.config.personalize_proposals
+        check_personalize_memory(n_proposals, len(series.hrv))
         result = personalize_series(self.population_, series, rng or np.random.default_rng(0),
-                                    n_proposals or self.config.personalize_proposals,
+                                    n_proposals,
                                     n_draws or self.config.personalize_draws, rounds)
         if result.ess < 20:
             warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "

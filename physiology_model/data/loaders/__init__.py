@@ -27,6 +27,7 @@ from physiology_model.data.load import (
     derive_load_columns,
     fit_strain_calibration,
 )
+from physiology_model.data.loaders._people import check_gaps
 from physiology_model.data.table import DailyTable, NoteLog, validate_frame
 from physiology_model.errors import DataError
 
@@ -127,6 +128,14 @@ def _why_unrecognised(path: Path) -> str:
             f"Health, FIT, or the canonical daily CSV")
 
 
+def _why_no_rows(loader: Loader, files: list[Path]) -> str:
+    """Why files a loader claimed gave no daily rows: the loader's own words
+    (`Loader.why_no_rows`, optional) or a generic line naming the format."""
+    explain = getattr(loader, "why_no_rows", None)
+    why = explain(files) if explain is not None else None
+    return why or f"recognised as {loader.source} export file(s), but they hold no daily rows"
+
+
 def _hrv_rules(frame: pd.DataFrame, log: NoteLog, owner: dict[str, str]) -> pd.DataFrame:
     """SDNN stand-in for SDNN-only athletes, then the HRV artefact filter (`_hrv`)."""
     from physiology_model.data.loaders._hrv import filter_hrv_artefacts, sdnn_stand_in
@@ -162,6 +171,57 @@ def _refuse_unread_key_files(groups: dict[int, list[Path]], ignored: list[tuple[
                                    f"{role} file, which holds its recovery, HRV and resting "
                                    f"HR: fix or replace it (the export's other files were "
                                    f"found)")
+
+
+DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".xml")
+"""Names of files that hold an export's data: one of these that cannot be read is a damaged
+export file, not an unrelated one (a photo, a PDF)."""
+DAMAGE = ("the file is empty", "binary file", "an HTML page", "cannot be read")
+"""How `_why_unrecognised` starts for a file that is damaged rather than of another format."""
+ACTIVITY_ONLY_SOURCES = frozenset({"strava", "fit", "trainingpeaks"})
+"""Exports that never hold HRV or resting heart rate: their tables lack them by nature."""
+
+
+def _damaged(path: Path, why: str) -> bool:
+    return path.suffix.lower() in DATA_SUFFIXES and why.startswith(DAMAGE)
+
+
+def _refuse_or_name_damaged(here: list[tuple[Path, str]], read_here: list[tuple[str, pd.DataFrame]],
+                            log: NoteLog) -> None:
+    """The files of one folder that no loader read, after the folder's exports were read.
+
+    A damaged data file (`_damaged`: empty, binary, an HTML page, unreadable) next to an export
+    that was read may be that export's key file, whatever the format and whatever its name.
+    When the rows read from the folder lack HRV or resting heart rate altogether (and the
+    export is not one that never has them, `ACTIVITY_ONLY_SOURCES`), it is an error naming the
+    file: the missing readings may be in it, and a plan would fill them with population
+    defaults. When both are there, the table is usable and the file is an `ignored` note that
+    says the table was built without it (`data build` and `data summary` print it as a
+    warning; plans list it). Other unread files are `ignored` notes."""
+    damaged = [(f, why) for f, why in here if _damaged(f, why)] if read_here else []
+    if damaged:
+        sources = sorted({source for source, _ in read_here})
+
+        def has(*columns: str) -> bool:
+            return any(column in frame.columns and frame[column].notna().any()
+                       for _, frame in read_here for column in columns)
+
+        lacking = [name for name, present in (("HRV", has("hrv_rmssd_ms", "hrv_sdnn_ms")),
+                                              ("resting heart rate", has("rhr_bpm")))
+                   if not present]
+        if lacking and not set(sources) <= ACTIVITY_ONLY_SOURCES:
+            f, why = damaged[0]
+            others = (f" (and {', '.join(g.name for g, _ in damaged[1:])})"
+                      if len(damaged) > 1 else "")
+            raise DataError(f, f"{why}{others}. The {' and '.join(sources)} export read from "
+                               f"this folder has no {' and no '.join(lacking)} without it, so "
+                               f"this may be the file that holds them: fix or replace it (or "
+                               f"move it out of the folder if it is not part of the export)")
+    for f, why in here:
+        if (f, why) in damaged:
+            why = (f"{why}; not read, so the table from this folder was built without this file "
+                   f"(if it is part of the export, what it held is missing)")
+        log.add(f, "ignored", why)
 
 
 def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | None = None) -> DailyTable:
@@ -206,41 +266,57 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
             raise DataError(path, "no such file or directory")
         read_any = False
         ignored: list[tuple[Path, str]] = []
+        without_rows: list[tuple[list[Path], str]] = []
         for folder, files in _folders(path):
             groups: dict[int, list[Path]] = {}
+            here: list[tuple[Path, str]] = []
             for f in files:
                 index = next((i for i, ld in enumerate(loaders) if ld.claims(f)), None)
                 if index is None:
-                    ignored.append((f, _why_unrecognised(f)))
-                    log.add(f, "ignored", ignored[-1][1])
+                    here.append((f, _why_unrecognised(f)))
                 else:
                     groups.setdefault(index, []).append(f)
-            _refuse_unread_key_files(groups, ignored, loaders)
+            ignored.extend(here)
+            _refuse_unread_key_files(groups, here, loaders)
+            read_here: list[tuple[str, pd.DataFrame]] = []
             for index, claimed in sorted(groups.items()):
                 loader = loaders[index]
                 where = claimed[0] if len(claimed) == 1 else folder
                 frame = loader.load(claimed, folder.name, log)
                 if frame is None or len(frame) == 0:
                     log.add(where, "info", f"{loader.source}: no daily rows")
+                    without_rows.append((claimed, _why_no_rows(loader, claimed)))
                     continue
                 frame = frame.copy()
                 if "source" not in frame.columns:
                     frame["source"] = loader.source
                 frame = validate_frame(frame, where, log)
                 frame = validate_frame(derive_load_columns(frame, log, str(where)), where, log)
+                for uid, rows in frame.groupby("user_id", sort=False):
+                    check_gaps(rows, where)  # two people's histories one after the other
                 for uid in frame["user_id"].unique():
                     if uid in owner and owner[uid] != str(where):
                         raise DataError(where, f"user {uid!r} was already read from {owner[uid]}; "
                                                f"give each person's export its own folder")
                     owner[uid] = str(where)
                 frames.append(frame)
+                read_here.append((loader.source, frame))
                 read_any = True
+            _refuse_or_name_damaged(here, read_here, log)
         if not read_any:
-            if len(ignored) == 1:
+            if len(ignored) == 1 and not without_rows:
                 raise DataError(ignored[0][0], ignored[0][1])
-            listed = "; ".join(f"{f.name}: {why}" for f, why in ignored[:5])
-            more = f"; and {len(ignored) - 5} more" if len(ignored) > 5 else ""
-            raise DataError(path, f"no recognised export file found here ({listed}{more})")
+            reasons = [(", ".join(f.name for f in claimed), why)
+                       for claimed, why in without_rows]
+            reasons += [(f.name, why) for f, why in ignored]
+            listed = "; ".join(f"{name}: {why}" for name, why in reasons[:5])
+            more = f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
+            if not reasons:
+                raise DataError(path, "no files here (hidden files and README/LICENSE/MANIFEST "
+                                      "files are not read)")
+            what = ("no daily rows from the files found here" if not ignored
+                    else "no recognised export file found here")
+            raise DataError(path, f"{what} ({listed}{more})")
     frame = pd.concat(frames, ignore_index=True) if frames else None
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")

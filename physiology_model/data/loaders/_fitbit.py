@@ -23,7 +23,8 @@ use `ZONE_SHARES_PCT_HRMAX`.
 
 Each Fitbit zone's minutes are spread over the Edwards zones its band overlaps, in proportion to
 the overlap (time is assumed uniform within a band: an approximation, since everyday activity
-sits near the bottom of the fat-burn band).
+sits near the bottom of the fat-burn band). For the training load only cardio and peak are
+counted (`TRAINING_ZONE_SHARES`): whole-day fat-burn minutes are everyday activity.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ ZONE_SHARES_PCT_HRMAX = np.array([
 """Share of each Fitbit zone's minutes (rows) that go to Edwards z1..z5 (columns), for Fitbit's
 default zones (% of HRmax). Rows sum to 1. As TRIMP weights: fat burn 1.5, cardio 3.33,
 peak 4.67 per minute."""
+
+TRAINING_ZONE_SHARES = ZONE_SHARES_PCT_HRMAX * np.array([[0.0], [1.0], [1.0]])
+"""`ZONE_SHARES_PCT_HRMAX` with the fat-burn row zeroed: the shares the Fitbit loaders use, so
+that a day's zone minutes, and the training load derived from them, count only cardio and peak
+minutes (>= 70 % of HRmax).
+
+Why: Fitbit's zones cover the whole day, and fat burn (50-69 % HRmax) is where everyday activity
+sits. In LifeSnaps, fat burn is a median 134 min a day (up to 1,023) against 0 min of cardio and
+peak; at 1.5 TRIMP a minute (half z1, half z2) it made the 130-470 TRIMP a day issue 21 saw, a
+hard training day of other sources every day, so a fresh participant's history looked like weeks without rest and the
+rest rule planned rest after rest (issue 21). Minutes >= 70 % HRmax do separate training: in
+PMData, 73 % of the days with a logged session reach 20 min of cardio + peak, 6 % of the days
+without one (pmdata.py). What is lost: an easy session held below 70 % HRmax counts as
+nothing, and the warm-up of a harder one is left out (a smaller load than the session had, on
+the same Edwards TRIMP scale as every other source's zone minutes)."""
 
 MIN_HR_COVERAGE_MIN = 600.0
 """A day with fewer minutes of heart-rate data than this (below + in all zones; a worn day has

@@ -12,8 +12,8 @@ problem. Documented repairs (each recorded as a `Note`):
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,21 @@ from physiology_model.data.table import NoteLog
 from physiology_model.errors import DataError
 
 READ_MEMORY_FACTOR = 30
-"""Memory a CSV export takes while it is read into the daily table, per byte of file: 28.3 bytes
-per byte between a 1.9 and an 8 MB WHOOP cycles file (`benchmarks/read_memory.py`, results in
-`benchmarks/results/read_memory.json`; issue 21 saw about 30x at 200 MB)."""
+"""Memory a whole-file read (`read_text`: JSON, Markdown, the WHOOP-API CSV) takes per byte of
+file; only those reads are refused from the file's size alone (CSV tables are streamed, see
+`read_csv`). Measured for the old whole-file CSV read: 28.3 bytes per byte between a 1.9 and an
+8 MB WHOOP cycles file; `benchmarks/read_memory.py` measures both paths."""
+
+KEPT_MEMORY_FACTOR = 3.0
+"""Memory the loaders need per byte of the string cells `read_csv` keeps (pandas' deep size of
+the frame it returns): the frame itself, the typed columns and the temporaries of their
+conversion. Measured: a 50 MB canonical CSV of distinct rows keeps 448 MB of cells (Python
+strings take about 9 bytes per byte of text) and `data build` peaks at 1,006 MB, about 180 MB
+of it the interpreter: 1.9x the kept cells (`benchmarks/read_memory.py`); 3 leaves room for
+the loaders that copy more."""
+
+CHUNK_ROWS = 20_000
+"""Rows `read_csv` parses before it adds them to the frame and checks the memory left."""
 
 
 def available_memory_bytes() -> int | None:
@@ -130,62 +142,178 @@ MAX_FIELD_CHARS = 64 * 2**20
 """Longest CSV cell read (64 Mi characters; Python's csv module stops at 128 Ki)."""
 
 
-def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2) -> pd.DataFrame:
+def _text_encoding(path: Path, log: NoteLog) -> tuple[str, str]:
+    """How to decode `path` without holding it whole: (encoding, decode errors). The rules and
+    errors of `read_text` (binary, HTML, UTF-16 decoded and noted, cp1252 a noted fallback),
+    found from the first 64 KiB and one streaming pass that validates the text."""
+    import codecs
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(65536)
+            encoding = utf16_encoding(head)
+            if encoding is None and b"\x00" in head[:4096]:
+                raise DataError(path, "binary file, not text (expected CSV or JSON)")
+            decoder = codecs.getincrementaldecoder(encoding or "utf-8-sig")()
+            fh.seek(0)
+            offset = 0
+            while block := fh.read(2**20):
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    if encoding is not None:
+                        raise DataError(path, f"UTF-16 text with a broken character at byte "
+                                              f"{offset + exc.start}") from None
+                    log.add(path, "repair", f"not valid UTF-8 (byte {offset + exc.start}); "
+                                            f"decoded as cp1252")
+                    encoding = "cp1252"
+                    break
+                offset += len(block)
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror})") from None
+    if encoding is not None and encoding.startswith("utf-16"):
+        log.add(path, "repair", f"UTF-16 text (Excel's 'Unicode text'); decoded as {encoding}")
+        head = head[: len(head) // 2 * 2]
+    encoding = encoding or "utf-8-sig"
+    if looks_like_html(head.decode(encoding, errors="replace").lstrip("\ufeff")):
+        raise DataError(path, "an HTML page (a login or error page saved under this name?), not "
+                              "an export: download the export again")
+    return encoding, "replace" if encoding == "cp1252" else "strict"
+
+
+def _ends_with_newline(path: Path, encoding: str) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 4))
+        tail = fh.read()
+    if encoding.startswith("utf-16"):
+        return tail.endswith((b"\n\x00", b"\r\x00", b"\x00\n", b"\x00\r"))
+    return tail.endswith((b"\n", b"\r"))
+
+
+def read_csv(path: Path, log: NoteLog, *, min_columns: int = 2,
+             usecols: Callable[[list[str]], Iterable[str]] | None = None) -> pd.DataFrame:
     """Read a delimited text file into strings-as-objects columns (no type guessing).
 
     Values stay strings so that each loader converts them with explicit units; use
-    `to_number` for numeric columns.
+    `to_number` for numeric columns. `usecols`, given the header's column names, returns the
+    columns to keep (default all): the others are parsed but never stored.
+
+    The file is streamed (`CHUNK_ROWS` rows at a time): what is kept is the cells of the kept
+    columns of the rows that do not exactly repeat an earlier row, and after each chunk those
+    are checked against the memory left (`KEPT_MEMORY_FACTOR`): a table that would not fit is
+    refused, naming the file and the row, instead of being killed halfway. The frame's
+    `attrs["header"]` holds every column of the header.
     """
-    text = read_text(path, log)
-    header = text.split("\n", 1)[0]
-    delimiter = _sniff_delimiter(header)
+    encoding, errors = _text_encoding(path, log)
+    with path.open("r", encoding=encoding, errors=errors, newline="") as fh:
+        first_line = fh.read(65536).lstrip("\ufeff").split("\n", 1)[0]
+    delimiter = _sniff_delimiter(first_line)
+    final_newline = _ends_with_newline(path, encoding)
     limit = csv.field_size_limit()
+    chunks: list[pd.DataFrame] = []
+    kept_bytes = 0
+    seen: set[int] = set()
+    n_dup = 0
     try:
         # a long journal note is data, not an error: lift the csv module's 128 KiB field limit
-        # for this read (the file's size is already bounded by read_text)
+        # for this read
         csv.field_size_limit(max(limit, MAX_FIELD_CHARS))
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        with path.open("r", encoding=encoding, errors=errors, newline="") as fh:
+            rows = csv.reader(fh, delimiter=delimiter)
+            columns: list[str] | None = None
+            keep: list[int] = []
+            pending: list[list[str]] = []
+            last: list[str] | None = None
+            n_body = 0
+
+            def flush() -> None:
+                nonlocal kept_bytes
+                if not pending:
+                    return
+                chunk = pd.DataFrame(pending, columns=[columns[i] for i in keep], dtype=object)
+                pending.clear()
+                kept_bytes += int(chunk.memory_usage(deep=True, index=False).sum())
+                chunks.append(chunk)
+                _check_kept(path, kept_bytes, n_body)
+
+            def add(row: list[str]) -> None:
+                nonlocal n_dup
+                cells = [c.strip() for c in row] + [""] * (len(columns) - len(row))
+                key = hash(tuple(cells))
+                if key in seen:
+                    n_dup += 1
+                    return
+                seen.add(key)
+                pending.append([cells[i] or None for i in keep])
+                if len(pending) >= CHUNK_ROWS:
+                    flush()
+
+            for row in rows:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if columns is None:
+                    columns = [c.strip().lstrip("\ufeff") for c in row]
+                    if len(columns) < min_columns:
+                        raise DataError(path, f"only {len(columns)} column found in the header; "
+                                              f"expected a delimited table (comma, semicolon "
+                                              f"or tab)")
+                    if len(set(columns)) != len(columns):
+                        dupes = sorted({c for c in columns if columns.count(c) > 1})
+                        raise DataError(path, f"repeated column names in the header: {dupes}")
+                    wanted = set(usecols(columns)) if usecols is not None else set(columns)
+                    keep = [i for i, c in enumerate(columns) if c in wanted]
+                    continue
+                if len(row) > len(columns):
+                    raise DataError(path, f"line {n_body + 2} has {len(row)} fields but the "
+                                          f"header has {len(columns)}")
+                n_body += 1
+                if last is not None:
+                    add(last)
+                last = row
     except csv.Error as exc:
         raise DataError(path, f"not a readable CSV file ({exc})") from None
+    except UnicodeDecodeError as exc:  # only if the file changed since it was checked
+        raise DataError(path, f"cannot be decoded as {encoding} ({exc.reason})") from None
     finally:
         csv.field_size_limit(limit)
-    final_newline = text.endswith(("\n", "\r"))
-    del text
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    columns = [c.strip() for c in rows[0]]
-    if len(columns) < min_columns:
-        raise DataError(path, f"only {len(columns)} column found in the header; expected a "
-                              f"delimited table (comma, semicolon or tab)")
-    if len(set(columns)) != len(columns):
-        dupes = sorted({c for c in columns if columns.count(c) > 1})
-        raise DataError(path, f"repeated column names in the header: {dupes}")
-    body = rows[1:]
-    if not body:
+    if columns is None:
+        raise DataError(path, "the file is empty")
+    if last is None:
         raise DataError(path, "header only, no data rows")
-    if len(body[-1]) < len(columns) and not final_newline:
-        log.add(path, "repair", f"last line is cut short ({len(body[-1])} of {len(columns)} "
+    if len(last) < len(columns) and not final_newline:
+        log.add(path, "repair", f"last line is cut short ({len(last)} of {len(columns)} "
                                 f"fields, no final newline); dropped", 1)
-        body = body[:-1]
-        if not body:
+        if n_body == 1:
             raise DataError(path, "header only, no complete data rows")
-    bad = [i for i, r in enumerate(body) if len(r) > len(columns)]
-    if bad:
-        raise DataError(path, f"line {bad[0] + 2} has {len(body[bad[0]])} fields but the header "
-                              f"has {len(columns)}")
-    body = [r + [""] * (len(columns) - len(r)) for r in body]
-    frame = pd.DataFrame(body, columns=columns, dtype=object)
-    frame = frame.map(lambda v: v.strip() if isinstance(v, str) else v)
-    frame = frame.replace({"": None})
+    else:
+        add(last)
+    flush()
+    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    frame.attrs["header"] = columns
     if delimiter == ";":
         frame.attrs["decimal_comma"] = True
         log.add(path, "info", "semicolon-delimited file: decimal commas accepted")
     else:
         frame.attrs["decimal_comma"] = False
-    n_dup = int(frame.duplicated().sum())
     if n_dup:
         log.add(path, "repair", "rows that exactly repeat an earlier row dropped", n_dup)
-        frame = frame.drop_duplicates().reset_index(drop=True)
     return frame
+
+
+def amount(n: float) -> str:
+    """`1.3 GB`, `240 MB`."""
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def _check_kept(path: Path, kept_bytes: int, rows: int) -> None:
+    """Refuse a table whose kept cells would not fit the memory left (`KEPT_MEMORY_FACTOR`)."""
+    need = kept_bytes * KEPT_MEMORY_FACTOR
+    available = available_memory_bytes()
+    if available is not None and need > available:
+        raise DataError(path, f"after {rows:,} rows the table read so far needs about "
+                              f"{amount(need)} of memory and {amount(available)} is left; "
+                              f"split the export by date (or free memory) and read "
+                              f"the parts")
 
 
 MISSING_TOKENS = ("nan", "none", "null", "nil", "na", "n/a", "n.a.", "#n/a", "-", "--",

@@ -21,12 +21,15 @@ Mapping (units as Fitbit reports them, checked against the values in the shipped
   Fitbit's 30-day average for that stage (`thirtyDayAvgMinutes` in Fitbit's sleep log). The
   minutes themselves are not in the file, so `rem_pct` and `deep_pct` stay missing.
 * `minutes_in_default_zone_1/2/3` (Fitbit's fat burn, cardio, peak: 50-69, 70-84, >= 85 % of
-  HRmax; see `_fitbit` for why these are the %-HRmax zones) → `z1_min..z5_min`, each spread over
-  the Edwards zones its band overlaps (`_fitbit.ZONE_SHARES_PCT_HRMAX`: fat burn half z1 / half
-  z2, cardio 2/3 z3 + 1/3 z4, peak 1/3 z4 + 2/3 z5); `load_trimp` is then derived centrally
-  (`load_basis='hr_zones'`). These are whole-day minutes, so everyday activity (walking, stairs)
-  counts as load too: LifeSnaps has no separate training log. Days with under
-  `_fitbit.MIN_HR_COVERAGE_MIN` minutes of heart-rate data get no zone minutes.
+  HRmax; see `_fitbit` for why these are the %-HRmax zones) → `z1_min..z5_min`, cardio and peak
+  spread over the Edwards zones their bands overlap (cardio 2/3 z3 + 1/3 z4, peak 1/3 z4 + 2/3
+  z5); fat-burn minutes are **not** counted (`_fitbit.TRAINING_ZONE_SHARES`): these are
+  whole-day minutes and fat burn is where everyday activity (walking, stairs) sits, a median
+  134 min a day that read as 130-470 TRIMP of training a day. `load_trimp` is then derived
+  centrally (`load_basis='hr_zones'`) on the same Edwards scale as other sources; an easy
+  session below 70 % HRmax counts as nothing (LifeSnaps has no training log to say better). The
+  `*_active_minutes` and `steps` columns are not read as load for the same reason. Days with
+  under `_fitbit.MIN_HR_COVERAGE_MIN` minutes of heart-rate data get no zone minutes.
 * `recovery_pct` stays missing. Fitbit's `stress_score` (Stress Management Score, 1-100, higher =
   less physiological stress; 0 = not computed) combines responsiveness (HRV, EDA, RHR), exertion
   balance and sleep; it is not a recovery/readiness score in WHOOP's sense, and putting it in
@@ -56,7 +59,7 @@ import pandas as pd
 from physiology_model.data.load import ZONE_COLUMNS
 from physiology_model.data.loaders._fitbit import (
     MIN_HR_COVERAGE_MIN,
-    ZONE_SHARES_PCT_HRMAX,
+    TRAINING_ZONE_SHARES,
     fitbit_zones_to_edwards,
     hr_coverage_too_short,
 )
@@ -164,7 +167,7 @@ def read_daily_file(path: Path, log: NoteLog) -> pd.DataFrame:
         out[dst] = values
 
     below, fat_burn, cardio, peak = (to_number(raw, c, path) for c in ZONE_SOURCE)
-    zones = fitbit_zones_to_edwards(fat_burn, cardio, peak, ZONE_SHARES_PCT_HRMAX)
+    zones = fitbit_zones_to_edwards(fat_burn, cardio, peak, TRAINING_ZONE_SHARES)
     short = hr_coverage_too_short(below, fat_burn, cardio, peak)
     if short.any():
         log.add(path, "repair", f"zone minutes of days with under {MIN_HR_COVERAGE_MIN:g} min "

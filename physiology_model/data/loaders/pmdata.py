@@ -38,8 +38,9 @@ folder (where the dataset keeps it). Files and what is taken from them:
   min → 30 min strength; `individual`/`team` are not activities). Reports with no activity,
   RPE or duration are ignored.
 * `time_in_heart_rate_zones.json` (Fitbit whole-day minutes in the %-HRmax default zones) →
-  `z1_min..z5_min` via `_fitbit.ZONE_SHARES_PCT_HRMAX` (see `_fitbit` for the mapping and the
-  evidence for it); days with under 10 h of heart-rate data get none. Custom zones are ignored.
+  `z1_min..z5_min` via `_fitbit.TRAINING_ZONE_SHARES` (see `_fitbit` for the mapping and the
+  evidence for it): cardio and peak only, whole-day fat-burn minutes are everyday activity and
+  are not counted; days with under 10 h of heart-rate data get none. Custom zones are ignored.
 * `exercise.json`, `reporting.csv` and the `*_minutes.json` activity files are recognised and not
   used (nothing in them has a canonical column that the files above do not give better).
 * `participant-overview.xlsx` → `age` (years) and `sex`.
@@ -79,7 +80,7 @@ import pandas as pd
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity, srpe_to_trimp
 from physiology_model.data.loaders._fitbit import (
     MIN_HR_COVERAGE_MIN,
-    ZONE_SHARES_PCT_HRMAX,
+    TRAINING_ZONE_SHARES,
     fitbit_zones_to_edwards,
     hr_coverage_too_short,
 )
@@ -285,7 +286,7 @@ def read_zones(path: Path, log: NoteLog) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["date", *keys], dtype=object)
     frame["date"] = parse_day(frame["date"], path, "dateTime")
     below, fat_burn, cardio, peak = (to_number(frame, k, path) for k in keys)
-    out = fitbit_zones_to_edwards(fat_burn, cardio, peak, ZONE_SHARES_PCT_HRMAX)
+    out = fitbit_zones_to_edwards(fat_burn, cardio, peak, TRAINING_ZONE_SHARES)
     short = hr_coverage_too_short(below, fat_burn, cardio, peak)
     if short.any():
         log.add(path, "repair", f"zone minutes of days with under {MIN_HR_COVERAGE_MIN:g} min "
@@ -494,6 +495,14 @@ class PMDataLoader:
             return first_line.startswith("[") and (
                 first_line == "[" or all(s in first_line for s in JSON_SIGNATURES[name]))
         return False
+
+    def why_no_rows(self, files: list[Path]) -> str | None:
+        """The words for a folder whose PMData files gave no daily rows (load_exports)."""
+        if {f.name for f in files} == {OVERVIEW_NAME}:
+            return ("PMData's participant overview workbook (age and sex of each participant), "
+                    "which has no daily data: give a participant's folder (p01..p16) or the "
+                    "dataset's folder that holds them")
+        return None
 
     def load(self, files: list[Path], user_hint: str, log: NoteLog) -> pd.DataFrame:
         by_name = {f.name: f for f in files}

@@ -97,6 +97,7 @@ the dates of the WHOOP-API daily table. Output: `user_id = "whoop-<folder>"`,
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ import pandas as pd
 
 from physiology_model.data.load import ZONE_COLUMNS, is_strength_activity
 from physiology_model.data.loaders._io import header_of, read_csv, to_datetime, to_number
+from physiology_model.data.loaders._people import describe, levels, two_people
 from physiology_model.data.table import NoteLog
 from physiology_model.errors import DataError
 
@@ -345,18 +347,21 @@ def read_whoop_file(path: Path, log: NoteLog) -> _File:
     Raises `DataError` listing the missing required columns, or when the file cannot be told
     apart as any of the WHOOP export files.
     """
-    raw = read_csv(path, log)
-    fields = identify_fields(list(raw.columns))
+    # only the columns a WHOOP field is read from are kept (energy, max HR, sleep need, ...
+    # are parsed and dropped): a large export takes memory for what is used only
+    raw = read_csv(path, log, usecols=lambda header: identify_fields(header).values())
+    header = raw.attrs["header"]
+    fields = identify_fields(header)
     role = detect_role(set(fields)) or _role_from_name(path)
     if role is None:
         raise DataError(path, "not a WHOOP export file: expected the header of "
                               "physiological_cycles, sleeps, workouts or journal_entries "
-                              f"(found {list(raw.columns)[:8]})")
+                              f"(found {header[:8]})")
     missing = [f for f in REQUIRED[role] if f not in fields]
     if missing:
         raise DataError(path, f"WHOOP {role} file without required column(s) "
                               f"{', '.join(_describe_field(f) for f in missing)}; "
-                              f"found {list(raw.columns)[:12]}")
+                              f"found {header[:12]}")
     absent = [f for f in OPTIONAL[role] if f not in fields]
     if absent:
         log.add(path, "info", f"WHOOP {role} file has no column for {', '.join(absent)}; "
@@ -509,6 +514,42 @@ def check_one_person(files: list[_File], where: Path) -> None:
                            f"ends, e.g. at {at['cycle_start']}): one person's cycles never "
                            f"overlap, so these look like two people's exports; give each "
                            f"person's export its own folder")
+
+
+def check_file_junctions(files: list[_File], where: Path, log: NoteLog) -> None:
+    """Cycles files of separate date ranges (one ends before the other starts): two people's
+    exports one after the other, or one person's history in two parts. Refused (`DataError`
+    naming both files) when the HRV and resting-HR levels on the two sides of the junction
+    cannot be one person's (`_people.two_people`); otherwise read as one person with a
+    `warning` note naming the files, never merged in silence. Files that share cycles (a
+    repeated export) are not junctions."""
+    if len(files) < 2:
+        return
+    spans = []
+    for file in files:
+        part = pd.concat([_times(file, ("cycle_start",)), _numbers(file, ("hrv_ms", "rhr_bpm"))],
+                         axis=1).dropna(subset=["cycle_start"]).sort_values("cycle_start")
+        if len(part):
+            first, last = part["cycle_start"].iloc[0], part["cycle_start"].iloc[-1]
+            spans.append((first, last, file, part))
+    spans.sort(key=lambda span: span[0])
+    for (a_first, a_last, a, a_part), (b_first, b_last, b, b_part) in itertools.pairwise(spans):
+        if b_first <= a_last:
+            continue  # the files share dates: one export repeated or extended, not a junction
+        before = levels(a_part["hrv_ms"], a_part["rhr_bpm"], last=True)
+        after = levels(b_part["hrv_ms"], b_part["rhr_bpm"], last=False)
+        what = (f"the cycles files {a.path.name} ({a_first:%Y-%m-%d} to {a_last:%Y-%m-%d}) and "
+                f"{b.path.name} ({b_first:%Y-%m-%d} to {b_last:%Y-%m-%d}) cover separate dates")
+        if two_people(before, after):
+            raise DataError(where, f"{what}, and at the junction {describe(before, after)}: one "
+                                   f"person's nightly HRV and resting HR do not both jump that "
+                                   f"far, so these look like two people's exports; give each "
+                                   f"person's export its own folder")
+        level = (f"their HRV and resting HR agree at the junction: {describe(before, after)}"
+                 if before is not None and after is not None
+                 else "too few mornings on one side to compare their HRV and resting HR")
+        log.add(where, "warning", f"{what} and were read as one person's history ({level}); "
+                                  f"if they are two people, give each export its own folder")
 
 
 def parse_sleeps(files: list[_File], log: NoteLog) -> pd.DataFrame:
@@ -839,6 +880,7 @@ class WhoopLoader:
         cycles = None
         if export.get("cycles"):
             check_one_person(export.get("cycles"), where)
+            check_file_junctions(export.get("cycles"), where, log)
             cycles = parse_cycles(export.get("cycles"), log)
         sleeps = parse_sleeps(export.get("sleeps"), log) if export.get("sleeps") else None
         if cycles is None and sleeps is not None:
