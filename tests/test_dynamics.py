@@ -9,7 +9,14 @@ import numpy as np
 
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.observation import ar1_step, channel_decays, observation_means
-from physiology_model.dynamics.step import morning_means, simulate_observations, transition
+from physiology_model.dynamics.step import (
+    AthleteParams,
+    AthleteState,
+    morning_means,
+    observe,
+    simulate_observations,
+    transition,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,21 +63,23 @@ def test_a_steady_load_reads_as_that_load_in_the_observation_means():
 
 
 def test_a_calendar_of_transitions_is_the_simulated_calendar_without_noise():
-    """`simulate_observations` with no noise is `transition` + `morning_means`, day by day."""
+    """`simulate_observations` with no noise is `transition` + `observe`, day by day."""
     p = _params()
     for target in ("hrv", "rhr", "rec"):
         p[f"sigma_{target}"] = np.zeros(3)
     rng = np.random.default_rng(2)
     load, hi = rng.uniform(0, 2, 60), rng.uniform(0, 0.5, 60)
     sim = simulate_observations(p, load, hi, np.random.default_rng(0))
+    params = AthleteParams.from_mapping(p)
     decays = channel_decays(p)
-    state = banister.steady_morning_state(np.mean(load[:7]), np.mean(hi[:7]), decays)
-    perf = np.zeros_like(state)
+    zero = np.zeros((3, 3))
+    state = AthleteState(banister.steady_morning_state(np.mean(load[:7]), np.mean(hi[:7]),
+                                                       decays), None, zero, zero)
     for day in range(60):
-        m = morning_means(p, state, decays)
-        np.testing.assert_allclose(sim["hrv"][:, day], m["hrv"][:, 0], rtol=1e-9)
-        np.testing.assert_allclose(sim["rhr"][:, day], m["rhr"][:, 0], rtol=1e-9)
-        state, perf = transition(state, perf, load[day], hi[day], decays, decays)
+        m = observe(state, params)
+        np.testing.assert_allclose(sim["hrv"][:, day], m["hrv"], rtol=1e-9)
+        np.testing.assert_allclose(sim["rhr"][:, day], m["rhr"], rtol=1e-9)
+        state = transition(state, params, (load[day], hi[day]), None)
 
 
 def test_the_ar1_update_is_written_once():

@@ -188,13 +188,11 @@ def test_oracle_rollout_reproduces_the_simulator(model, cohort):
     view = sim.oracle_view()
     start = oracle_start(view, obs, 1)
     action = policy.act(obs, sim.mask)
-    before = view["noise"][:, [0, 2]]
+    # the simulator's own pre-drawn innovations of today (fast, then slow components)
+    e = sim.day_noise(sim.day)
+    innovations = np.concatenate([e.fast[:, [0, 2]], e.slow[:, [0, 2]]], axis=1)
+    innovations = innovations[:, None, None, :]
     sim.step(action)
-    after = sim.noise[:, [0, 2]]
-    p = view["physiology"]
-    phi = np.stack([p["phi_hrv"], p["phi_rec"]], axis=1)
-    sigma = np.stack([p["sigma_hrv"], p["sigma_rec"]], axis=1)
-    innovations = ((after - phi * before) / (sigma * np.sqrt(1.0 - phi ** 2)))[:, None, None, :]
     out = evaluate_sequences(start, action[:, None, None], innovations, return_paths=True)
     plain = (sim.injury_left == 0) & np.isfinite(sim.reading["hrv_rmssd_ms"]) \
         & (sim.reading["hrv_rmssd_ms"] > 3.0) & (sim.reading["hrv_rmssd_ms"] < 300.0)
