@@ -58,6 +58,7 @@ from physiology_model.dynamics.observation import (
     WARM_START_DAYS,
     channel_decays,
     logit_to_recovery,
+    component_sds,
     recovery_to_logit,
     split_residual,
 )
@@ -736,7 +737,10 @@ class AthleteBelief:
         # each signal's noise split into its slow and fast components (`_update_residual`)
         self._noise_slow = np.zeros((n, s, 3))
         self._noise_fast = np.zeros((n, s, 3))
-        self._noise_cov = np.zeros((n, s, 3, 3))
+        # the filter starts from the stationary distribution (var slow, var fast, cov 0)
+        params = AthleteParams.from_mapping(self._physiology)
+        sd_fast, sd_slow = component_sds(params.noise("sigma"), params.noise("slow_share"))
+        self._noise_cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros_like(sd_fast)], axis=-1)
         self._residual = np.zeros((n, s, 2))
         self._tests: list[tuple[np.ndarray, np.ndarray]] = []
         self._perf_weights = np.full((n, d), 1.0 / d)

@@ -8,9 +8,10 @@ lane i of a batch and a single env built for lane i give the same rollout step f
 A day of the simulation, for each athlete (morning-state timing of banister.py):
 
 1. morning d: the world model's observation equations (observation.observation_means) on the
-   physiological Banister state, plus each signal's AR(1) noise, plus the illness/injury
-   effect, give ln HRV, RHR and recovery; with probability `missing_day_prob` the device was not
-   worn and the morning is missing (NaN);
+   physiological Banister state, plus each signal's noise (slow + fast AR(1) components,
+   `dynamics.step.transition`), plus the illness/injury effect, give ln HRV, RHR and
+   recovery; with probability `missing_day_prob` the device was not worn and the morning is
+   missing (NaN);
 2. the shared feature builder (physiology_model.features.online, identical to
    features.compute_features) turns the history into the observation; the shared safety module
    (constraints.py) gives the action mask;

@@ -49,10 +49,10 @@ from physiology_model.dynamics.observation import (
 )
 from physiology_model.dynamics.params import (
     AR_PARAMS,
-    NOISE_DEFAULTS,
     NOISE_PARAMS,
     PARAM_NAMES,
     state_normaliser,
+    with_noise_defaults,
 )
 from physiology_model.dynamics.performance import PerformanceParams
 
@@ -108,11 +108,8 @@ class AthleteParams:
         missing = [k for k in PARAM_NAMES + AR_PARAMS if k not in p]
         if missing:
             raise ValueError(f"athlete parameters lack {missing}")
-        values = {k: np.asarray(p[k], dtype=float) for k in PARAM_NAMES + AR_PARAMS}
-        shape = np.shape(values["phi_hrv"])
-        for k, default in NOISE_DEFAULTS.items():
-            values[k] = (np.asarray(p[k], dtype=float) if k in p
-                         else np.full(shape, default))
+        full = with_noise_defaults(p)
+        values = {k: np.asarray(full[k], dtype=float) for k in PARAM_NAMES + NOISE_PARAMS}
         return cls(**values, performance=performance)
 
     def to_mapping(self) -> dict[str, np.ndarray]:
