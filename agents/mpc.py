@@ -57,8 +57,8 @@ from physiology_model.dynamics.hazard import typical_hazard_params
 from physiology_model.dynamics.observation import (
     WARM_START_DAYS,
     channel_decays,
-    logit_to_recovery,
     component_sds,
+    logit_to_recovery,
     recovery_to_logit,
     split_residual,
 )
