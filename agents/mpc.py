@@ -57,8 +57,10 @@ from physiology_model.dynamics.hazard import typical_hazard_params
 from physiology_model.dynamics.observation import (
     WARM_START_DAYS,
     channel_decays,
+    component_sds,
     logit_to_recovery,
     recovery_to_logit,
+    split_residual,
 )
 from physiology_model.dynamics.params import (
     AR_PARAMS,
@@ -72,7 +74,12 @@ from physiology_model.dynamics.performance import (
     sample_performance_params,
     typical_performance_params,
 )
-from physiology_model.dynamics.step import morning_means, transition
+from physiology_model.dynamics.step import (
+    AthleteParams,
+    AthleteState,
+    morning_means,
+    transition,
+)
 from physiology_model.model.arrays import fill_missing_loads
 from physiology_model.model.forecast import AthleteSeries
 from physiology_model.model.personalize import effective_sample_size
@@ -93,6 +100,8 @@ from simulator.rollout import (
 )
 
 _F = FEATURE_INDEX
+_NOISE_COLUMNS = [0, 2]
+"""The noises the planner reads (ln HRV, recovery logit) among `observation.TARGETS`."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +390,8 @@ def _plan_from_start(optimizer: RecedingHorizonCEM, start: RolloutStart,
                      today_mask: np.ndarray, objective: ObjectiveConfig,
                      rng: np.random.Generator) -> Plan:
     horizon = int(min(optimizer.config.horizon_days, np.max(start.days_left)))
-    innovations = draw_innovations(start.n_athletes, start.n_scenarios, horizon, rng)
+    innovations = draw_innovations(start.n_athletes, start.n_scenarios, horizon, rng,
+                                   slow=start.has_slow_noise)
 
     def project(plans: np.ndarray) -> np.ndarray:
         return project_sequences(plans, start.history, today_mask, start.injured_days,
@@ -662,6 +672,7 @@ class AthleteBelief:
         return RolloutStart(
             physiology=self._physiology, performance=self._performance, hazard=self._hazard,
             state=self._state, perf_state=self._perf_state, residual=self._residual,
+            residual_slow=self._noise_slow[..., _NOISE_COLUMNS],
             load_ring=self._ring, history=self._history.array().astype(np.int64),
             recovery_pct=self._readings[-1]["recovery_pct"],
             ln_hrv_baseline=obs[:, _F["ln_hrv_baseline_28d"]].astype(float),
@@ -723,6 +734,13 @@ class AthleteBelief:
             obs[:, _F["days_since_rest"]], safety.history_days))
         self._loads: list[tuple[np.ndarray, np.ndarray]] = []
         self._readings: list[dict[str, np.ndarray]] = [_morning_readings(obs)]
+        # each signal's noise split into its slow and fast components (`_update_residual`)
+        self._noise_slow = np.zeros((n, s, 3))
+        self._noise_fast = np.zeros((n, s, 3))
+        # the filter starts from the stationary distribution (var slow, var fast, cov 0)
+        params = AthleteParams.from_mapping(self._physiology)
+        sd_fast, sd_slow = component_sds(params.noise("sigma"), params.noise("slow_share"))
+        self._noise_cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros_like(sd_fast)], axis=-1)
         self._residual = np.zeros((n, s, 2))
         self._tests: list[tuple[np.ndarray, np.ndarray]] = []
         self._perf_weights = np.full((n, d), 1.0 / d)
@@ -789,23 +807,32 @@ class AthleteBelief:
         # the high-intensity share of the session asked for, scaled to the load reported
         u = np.where(nominal_w > 0, nominal_u * w / np.where(nominal_w > 0, nominal_w, 1.0), 0.0)
         self._loads.append((w, u))
-        self._state, self._perf_state = transition(
-            self._state, self._perf_state, w[:, None], u[:, None],
-            channel_decays(self._physiology), self._performance.decays())
+        params = AthleteParams.from_mapping(self._physiology, performance=self._performance)
+        athlete = transition(AthleteState(self._state, self._perf_state, self._noise_fast,
+                                          self._noise_slow),
+                             params, (w[:, None], u[:, None]), None)
+        self._state, self._perf_state = athlete.banister, athlete.performance
         self._ring = np.concatenate([self._ring[:, 1:], w[:, None]], axis=1)
         self._history.push(self._last_action)
         self._readings.append(_morning_readings(obs))
 
     def _update_residual(self, obs: np.ndarray) -> None:
-        """Today's AR(1) residual of each draw: the reading minus the draw's mean; a missing
-        reading lets yesterday's residual decay."""
+        """Today's noise of each draw: the reading minus the draw's mean, split into its slow
+        and fast components by a Kalman filter (`observation.split_residual`; with no slow
+        component, the whole residual is the fast one); a missing reading lets yesterday's
+        components decay."""
         reading = self._readings[-1]
         means = self._means(self._state)
-        phi = np.stack([self._physiology["phi_hrv"], self._physiology["phi_rec"]], axis=2)
         observed = np.stack([reading["ln_hrv"][:, None] - means["hrv"],
+                             reading["rhr_bpm"][:, None] - means["rhr"],
                              recovery_to_logit(reading["recovery_pct"])[:, None]
                              - means["recovery"]], axis=2)
-        self._residual = np.where(np.isfinite(observed), observed, phi * self._residual)
+        params = AthleteParams.from_mapping(self._physiology)
+        self._noise_slow, self._noise_fast, self._noise_cov = split_residual(
+            observed, self._noise_slow, self._noise_fast, self._noise_cov,
+            params.noise("phi"), params.noise("phi_slow"), params.noise("sigma"),
+            params.noise("slow_share"))
+        self._residual = (self._noise_slow + self._noise_fast)[..., _NOISE_COLUMNS]
 
     def _history_series(self, athlete: int) -> AthleteSeries:
         """The athlete's days since day 0 in model units (today's load unknown, filled as the
@@ -848,11 +875,11 @@ class AthleteBelief:
             for k, values in new.items():
                 values[i] = chosen[k][0]
         self._physiology = new
-        state = self._initial_state()
-        decays = channel_decays(self._physiology)
+        params = AthleteParams.from_mapping(self._physiology)
+        athlete = AthleteState(self._initial_state(), None, self._noise_fast, self._noise_slow)
         for w, u in self._loads:
-            state = banister.step_state(state, w[:, None], u[:, None], decays)
-        self._state = state
+            athlete = transition(athlete, params, (w[:, None], u[:, None]), None)
+        self._state = athlete.banister
 
 
 def performance_test_weights(log_predicted: np.ndarray, log_results: np.ndarray,
@@ -962,11 +989,14 @@ def oracle_start(view: dict[str, Any], obs: np.ndarray, scenarios: int) -> Rollo
         return np.repeat(x[:, None], s, axis=1)
 
     noise = np.asarray(view["noise"], dtype=float)  # ln HRV, RHR, recovery logit
+    slow = view.get("noise_slow")
     return RolloutStart(
         physiology={k: rep(v) for k, v in view["physiology"].items()},
         performance=_grid(view["performance"], n, s), hazard=_grid(view["hazard"], n, s),
         state=rep(view["state"]), perf_state=rep(view["perf_state"]),
-        residual=rep(noise[:, [0, 2]]), load_ring=np.asarray(view["load_ring"], dtype=float),
+        residual=rep(noise[:, _NOISE_COLUMNS]),
+        residual_slow=None if slow is None else rep(np.asarray(slow)[:, _NOISE_COLUMNS]),
+        load_ring=np.asarray(view["load_ring"], dtype=float),
         history=np.asarray(view["history"]).astype(np.int64),
         recovery_pct=obs[:, _F["recovery_pct"]].astype(float)
         * np.where(obs[:, _F["recovery_observed"]] > 0.5, 1.0, np.nan),

@@ -2,8 +2,10 @@
 
 A simulated athlete is
 
-- the world model's physiology parameters (`params.PARAM_NAMES` + `AR_PARAMS`: baselines,
-  loadings, time constants, noise SDs and AR(1) coefficients of ln HRV, RHR and recovery),
+- the world model's physiology parameters (`params.PARAM_NAMES` + `NOISE_PARAMS`: baselines,
+  loadings, time constants, noise SDs, and the noise's fast AR(1) coefficients, slow shares and
+  slow coefficients of ln HRV, RHR and recovery; a file written before the slow component
+  existed reads with `NOISE_DEFAULTS`, one AR(1), as it was simulated),
   drawn from the population posterior (`WorldModel.sample_athletes`) or, for a digital twin,
   the posterior median of a real athlete's personalised posterior (`WorldModel.personalize`);
 - the latent performance parameters (`performance.sample_performance_params`, Busso's
@@ -32,11 +34,16 @@ import pandas as pd
 
 from physiology_model.data.table import atomic_write
 from physiology_model.dynamics.hazard import HazardParams, sample_hazard_params
-from physiology_model.dynamics.params import AR_PARAMS, LOAD_SCALE_TRIMP, PARAM_NAMES
+from physiology_model.dynamics.params import (
+    LOAD_SCALE_TRIMP,
+    NOISE_PARAMS,
+    PARAM_NAMES,
+    with_noise_defaults,
+)
 from physiology_model.dynamics.performance import PerformanceParams, sample_performance_params
 from physiology_model.errors import DataError
 
-PHYSIOLOGY_KEYS: tuple[str, ...] = PARAM_NAMES + AR_PARAMS
+PHYSIOLOGY_KEYS: tuple[str, ...] = PARAM_NAMES + NOISE_PARAMS
 PERFORMANCE_KEYS: tuple[str, ...] = ("fitness_gain", "fatigue_gain", "variable_fatigue_gain",
                                      "tau_fit_days", "tau_fat_days", "tau_gain_days", "baseline")
 HAZARD_KEYS: tuple[str, ...] = ("intercept", "spike_coef", "low_recovery_coef", "monotony_coef")
@@ -76,6 +83,8 @@ class Cohort:
     """seed, kind (`synthetic` or `twin`), the model directory, athlete ids for twins."""
 
     def __post_init__(self) -> None:
+        if "phi_hrv" in self.physiology:  # an older cohort: no slow noise component
+            object.__setattr__(self, "physiology", with_noise_defaults(self.physiology))
         n = len(self.context["age_years"])
         for group, keys in (("physiology", PHYSIOLOGY_KEYS), ("performance", PERFORMANCE_KEYS),
                             ("hazard", HAZARD_KEYS), ("context", CONTEXT_KEYS)):
@@ -188,7 +197,7 @@ def generate_cohort(model, n: int, seed: int, *, config: CohortConfig = CohortCo
     if n < 1:
         raise ValueError(f"a cohort needs at least one athlete, got n={n}")
     rng = np.random.default_rng(seed)
-    physiology = model.sample_athletes(n, rng, source)
+    physiology = with_noise_defaults(model.sample_athletes(n, rng, source))
     context = _draw_context(n, rng, config)
     performance = sample_performance_params(n, rng, variable_dose=True,
                                             reference_load=context["habitual_load"])
@@ -219,7 +228,7 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            draws = model.athlete_params(g, rng)
+            draws = with_noise_defaults(model.athlete_params(g, rng))
         if any("degenerate" in str(w.message) for w in caught):
             rough.append(str(uid))
         rows.append({k: float(np.median(draws[k])) for k in PHYSIOLOGY_KEYS})

@@ -8,9 +8,10 @@ lane i of a batch and a single env built for lane i give the same rollout step f
 A day of the simulation, for each athlete (morning-state timing of banister.py):
 
 1. morning d: the world model's observation equations (observation.observation_means) on the
-   physiological Banister state, plus each signal's AR(1) noise, plus the illness/injury
-   effect, give ln HRV, RHR and recovery; with probability `missing_day_prob` the device was not
-   worn and the morning is missing (NaN);
+   physiological Banister state, plus each signal's noise (slow + fast AR(1) components,
+   `dynamics.step.transition`), plus the illness/injury effect, give ln HRV, RHR and
+   recovery; with probability `missing_day_prob` the device was not worn and the morning is
+   missing (NaN);
 2. the shared feature builder (physiology_model.features.online, identical to
    features.compute_features) turns the history into the observation; the shared safety module
    (constraints.py) gives the action mask;
@@ -46,13 +47,16 @@ from physiology_model.data.load import action_loads, continuous_loads
 from physiology_model.data.table import ACTIONS, N_ACTIONS, NUMERIC_COLUMNS
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.hazard import daily_hazard
-from physiology_model.dynamics.observation import (
-    ar1_step,
-    channel_decays,
-    logit_to_recovery,
-)
+from physiology_model.dynamics.observation import logit_to_recovery
 from physiology_model.dynamics.params import HI_LOAD_SCALE_MIN, LOAD_SCALE_TRIMP, state_normaliser
-from physiology_model.dynamics.step import morning_means, transition
+from physiology_model.dynamics.step import (
+    AthleteParams,
+    AthleteState,
+    DayNoise,
+    observe,
+    stationary_noise,
+    transition,
+)
 from physiology_model.features.batch import FEATURE_NAMES, FeatureConfig
 from physiology_model.features.online import OnlineFeatures
 from physiology_model.model.world_model import WorldModel, shipped_model_dir
@@ -78,9 +82,8 @@ _FEATURE_COLUMNS = {name: i for i, name in enumerate(FEATURE_NAMES)}
 BAD_HRV_Z = -1.0
 """A "bad HRV" morning for the overtraining score (seed §6.3 leaves it open): ln HRV more than
 one baseline SD below the 28-day baseline (outside the normal range HRV-guided training uses)."""
-_HRV, _RHR, _REC = 0, 1, 2
 # Random streams of the counter-based generator.
-_S_NOISE, _S_MISSING, _S_HAZARD, _S_DURATION, _S_WARMUP, _S_START = range(6)
+_S_NOISE, _S_MISSING, _S_HAZARD, _S_DURATION, _S_WARMUP, _S_START, _S_SLOW_NOISE = range(7)
 
 
 @dataclass(frozen=True)
@@ -226,21 +229,20 @@ class Simulation:
         c = self.cohort
         self.index = (self.lanes + self.episode * self.n) % c.n
         idx = self.index
-        self.p = {k: np.asarray(v)[idx] for k, v in c.physiology.items()}
-        self.perf_params = c.performance_params(idx)
+        self.params = AthleteParams.from_mapping(
+            {k: np.asarray(v)[idx] for k, v in c.physiology.items()},
+            performance=c.performance_params(idx))
         self.hazard_params = c.hazard_params(idx)
-        self.decays = channel_decays(self.p)  # (N, 5): fit, fat, fast, 0, 0
-        self.perf_decays = self.perf_params.decays()
         self.keys = _lane_keys(self.seed, self.lanes, self.episode)
         ctx = {k: np.asarray(v)[idx] for k, v in c.context.items()}
         self.context = ctx
         self.habitual = ctx["habitual_load"]
-        self.typical_recovery = logit_to_recovery(self.p["mu_rec"])
+        self.typical_recovery = logit_to_recovery(self.params.mu_rec)
         self.weekday0 = np.floor(_uniforms(self.keys, -999, _S_START)[:, 0] * 7).astype(int)
 
     def true_params(self, lane: int = 0) -> dict[str, float]:
         """The simulated athlete's parameters (evaluation only, never an observation)."""
-        out = {k: float(v[lane]) for k, v in self.p.items()}
+        out = {k: float(v[lane]) for k, v in self.params.items()}
         out.update({f"perf_{k}": float(np.asarray(getattr(self.perf_params, k))[lane])
                     for k in ("fitness_gain", "variable_fatigue_gain", "tau_fit_days",
                               "tau_fat_days", "tau_gain_days")})
@@ -257,12 +259,12 @@ class Simulation:
         n, cfg = self.n, self.config
         hab = self.habitual
         zero = np.zeros(n)
-        self.state = banister.steady_morning_state(hab, 0.25 * hab, self.decays)
-        self.perf_state = banister.steady_morning_state(hab, zero, self.perf_decays)
-        self.noise = np.zeros((n, 3))
-        e0 = _normals(self.keys, -cfg.warmup_days - 1, _S_NOISE, 3)
-        sig = np.stack([self.p["sigma_hrv"], self.p["sigma_rhr"], self.p["sigma_rec"]], 1)
-        self.noise = sig * e0  # stationary start of each AR(1)
+        # the stationary start of each noise component
+        fast, slow = stationary_noise(self.params, self.day_noise(-cfg.warmup_days - 1))
+        self.athlete = AthleteState(
+            banister.steady_morning_state(hab, 0.25 * hab, self.params.decays),
+            banister.steady_morning_state(hab, zero, self.params.performance_decays),
+            fast, slow)
         self.injury_left = np.zeros(n, dtype=np.int64)
         # w of the last 28 days, circular: the oldest at ring_pos
         self.load_ring = np.tile(hab[:, None], (1, _CHRONIC_DAYS))
@@ -284,9 +286,8 @@ class Simulation:
             a = self._habitual_action(day)
             trimp, hi, strength = (self._loads[i][a] for i in range(3))
             w = trimp / LOAD_SCALE_TRIMP
-            self.state, self.perf_state = transition(
-                self.state, self.perf_state, w, (hi + strength) / HI_LOAD_SCALE_MIN, self.decays,
-                self.perf_decays)
+            self.athlete = transition(self.athlete, self.params,
+                                      (w, (hi + strength) / HI_LOAD_SCALE_MIN), None)
         self._observe_morning()
         while self.day < 0:  # warm-up: observed, so baselines, ATL and CTL exist on day 0
             self._advance(self._habitual_action(self.day), warmup=True)
@@ -304,22 +305,54 @@ class Simulation:
         u = _uniforms(self.keys, day, _S_WARMUP)[:, 0]
         return np.where(u < keep, week[(self.weekday0 + day) % 7], REST)
 
+    def day_noise(self, day: int) -> DayNoise:
+        """The standard normals of the noise innovations of `day` (into the next morning), each
+        (N, 3): the fast components' and the slow components' keyed streams."""
+        return DayNoise(_normals(self.keys, day, _S_NOISE, 3),
+                        _normals(self.keys, day, _S_SLOW_NOISE, 3))
+
+    @property
+    def p(self) -> AthleteParams:
+        """The athletes' physiology parameters (evaluation only, never an observation)."""
+        return self.params
+
+    @property
+    def state(self) -> np.ndarray:
+        """This morning's Banister physiology states, (N, 5)."""
+        return self.athlete.banister
+
+    @property
+    def perf_state(self) -> np.ndarray:
+        """This morning's performance states, (N, 5)."""
+        return self.athlete.performance
+
+    @property
+    def perf_params(self) -> Any:
+        return self.params.performance
+
+    @property
+    def noise(self) -> np.ndarray:
+        """This morning's noise of ln HRV, RHR and the recovery logit, (N, 3)."""
+        return self.athlete.noise
+
     @property
     def weekday(self) -> np.ndarray:
         return (self.weekday0 + self.day) % 7
 
     def oracle_view(self) -> dict[str, Any]:
         """Everything the simulator knows about each lane's athlete this morning, for the
-        oracle planner only (never for a policy): true physiology parameters (dict of (N,)),
-        `PerformanceParams` and `HazardParams` with (N,) fields, the Banister states
-        (`state`, `perf_state`, (N, 5), morning of today, banister.py timing), the AR(1)
-        noise of ln HRV/RHR/recovery logit (N, 3), the loads of the last 28 days (w units,
+        oracle planner only (never for a policy): true physiology parameters (`AthleteParams`
+        of (N,)), `PerformanceParams` and `HazardParams` with (N,) fields, the Banister states
+        (`state`, `perf_state`, (N, 5), morning of today, banister.py timing), the noise of
+        ln HRV/RHR/recovery logit (`noise`, (N, 3)) and its slow component (`noise_slow`), the
+        loads of the last 28 days (w units,
         (N, 28), newest last), the days left in the episode, the injury days left, the
         executed-action history (constraints.ActionHistory.array()) and the athlete's
         typical recovery (%)."""
-        return {"physiology": self.p, "performance": self.perf_params,
+        return {"physiology": self.params, "performance": self.perf_params,
                 "hazard": self.hazard_params, "state": self.state.copy(),
                 "perf_state": self.perf_state.copy(), "noise": self.noise.copy(),
+                "noise_slow": self.athlete.noise_slow.copy(),
                 "load_ring": np.roll(self.load_ring, -self.ring_pos, axis=1),
                 "days_left": self.config.episode_days - self.day,
                 "injury_left": self.injury_left.copy(), "history": self.history.array(),
@@ -344,7 +377,7 @@ class Simulation:
     def latents(self) -> dict[str, np.ndarray]:
         """This morning's latent states (normalised as world_model.latent_states: a steady
         load w reads as w) and P."""
-        lat = self.state[:, :3] * state_normaliser(self.decays[:, :3])
+        lat = self.state[:, :3] * state_normaliser(self.params.decays[:, :3])
         return {"fitness": lat[:, 0], "fatigue": lat[:, 1], "fast_fatigue": lat[:, 2],
                 "performance": self.performance(), "injured": self.injury_left > 0}
 
@@ -365,8 +398,8 @@ class Simulation:
         fatigue_term = (k2 * s[:, banister.FATIGUE]
                         + k3 * s[:, banister.VARIABLE_FATIGUE])
         days_left = float(self.config.episode_days - self.day)
-        d = self.perf_decays
-        lat = self.state[:, :3] * state_normaliser(self.decays[:, :3])
+        d = self.params.performance_decays
+        lat = self.state[:, :3] * state_normaliser(self.params.decays[:, :3])
         acwr, mono = _acwr_and_monotony(self.load_ring, self.ring_pos)
         hz = self.hazard_params
         cols = [s[:, i] for i in range(s.shape[1])] + [
@@ -384,14 +417,14 @@ class Simulation:
     def _observe_morning(self) -> None:
         """This morning's readings → features and mask."""
         cfg = self.config
-        means = morning_means(self.p, self.state, self.decays)
+        readings = observe(self.athlete, self.params)
         ill = self.injury_left > 0
-        ln_hrv = means["hrv"][:, 0] + self.noise[:, _HRV] - cfg.illness_ln_hrv_drop * ill
-        rhr = means["rhr"][:, 0] + self.noise[:, _RHR] + cfg.illness_rhr_rise_bpm * ill
+        ln_hrv = readings["hrv"] - cfg.illness_ln_hrv_drop * ill
+        rhr = readings["rhr"] + cfg.illness_rhr_rise_bpm * ill
         # recovery's link reads the HRV/RHR deviations the illness caused too
-        rec_logit = (means["recovery"][:, 0] + self.noise[:, _REC]
-                     - ill * (self.p["g_hrv"] * cfg.illness_ln_hrv_drop
-                              + self.p["g_rhr"] * cfg.illness_rhr_rise_bpm))
+        rec_logit = (readings["recovery"]
+                     - ill * (self.params.g_hrv * cfg.illness_ln_hrv_drop
+                              + self.params.g_rhr * cfg.illness_rhr_rise_bpm))
         missing = _uniforms(self.keys, self.day, _S_MISSING)[:, 0] < cfg.missing_day_prob
         # A device reports within the physiological ranges of the daily table (a draw in the
         # population's tail would otherwise leave them, e.g. RMSSD above 300 ms).
@@ -492,9 +525,8 @@ class Simulation:
         self.history.push(executed)
         self.hard_run = np.where(self._hard_lookup[executed], self.hard_run + 1, 0)
         self.rest_ring = np.concatenate([self.rest_ring[:, 1:], (executed == REST)[:, None]], 1)
-        # physiology, performance and hazard move to the next morning
-        self.state, self.perf_state = transition(self.state, self.perf_state, w, u, self.decays,
-                                                 self.perf_decays)
+        # physiology, performance, noise and hazard move to the next morning
+        self.athlete = transition(self.athlete, self.params, (w, u), self.day_noise(self.day))
         self.load_ring[:, self.ring_pos] = w
         self.ring_pos = (self.ring_pos + 1) % self.load_ring.shape[1]
         acwr, mono = _acwr_and_monotony(self.load_ring, self.ring_pos)
@@ -506,10 +538,6 @@ class Simulation:
         q = 1.0 / cfg.injury_mean_days
         length = 1 + np.floor(np.log(u_len) / np.log1p(-q)).astype(np.int64)
         self.injury_left = np.where(onset, length, self.injury_left)
-        phi = np.stack([self.p["phi_hrv"], self.p["phi_rhr"], self.p["phi_rec"]], 1)
-        sig = np.stack([self.p["sigma_hrv"], self.p["sigma_rhr"], self.p["sigma_rec"]], 1)
-        e = _normals(self.keys, self.day, _S_NOISE, 3)
-        self.noise = ar1_step(self.noise, phi, sig, e)
         self.day += 1
         self._observe_morning()
         if warmup:

@@ -79,9 +79,10 @@ from physiology_model.dynamics.hazard import (
     training_monotony,
 )
 from physiology_model.dynamics.observation import (
-    ar1_step,
+    NOISE_SLOW_SHARE,
     channel_decays,
     logit_to_recovery,
+    noise_step,
     observation_means,
 )
 from physiology_model.dynamics.params import (
@@ -92,7 +93,7 @@ from physiology_model.dynamics.params import (
     state_normaliser,
 )
 from physiology_model.dynamics.performance import PerformanceParams, optimal_steady_load
-from physiology_model.dynamics.step import morning_means
+from physiology_model.dynamics.step import AthleteParams, AthleteState, observe
 from simulator.constraints import (
     DEFAULT_SAFETY_CONFIG,
     REST,
@@ -165,8 +166,10 @@ class RolloutStart:
 
     Parameters and states per scenario: `physiology` dict of (N, S) arrays with the keys of
     `params.PARAM_NAMES + AR_PARAMS`; `hazard` with (N, S) fields; `state` (N, S, 5) Banister
-    morning states of today (banister.py timing); `residual` (N, S, 2) today's AR(1) residuals
-    of ln HRV (ln ms) and of the recovery logit, which the predicted noise decays from.
+    morning states of today (banister.py timing); `residual` (N, S, 2) today's noise of ln HRV
+    (ln ms) and of the recovery logit, which the predicted noise decays from, and
+    `residual_slow` (N, S, 2) its slow component (`params.SLOW_SHARE_PARAMS`; None: 0, the
+    whole residual is fast, as it is where the slow shares are 0).
     Performance has D draws per athlete of its own, `performance` with (N, D) fields and
     `perf_state` (N, D, 5): performance depends on the loads alone, so ΔP is averaged over its
     D draws and that average enters every scenario (D = 1 for one parameter set; D = S with
@@ -198,6 +201,7 @@ class RolloutStart:
     injured_days: np.ndarray
     days_left: np.ndarray
     performance_weights: np.ndarray | None = None
+    residual_slow: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n, s = np.shape(self.state)[:2] if np.ndim(self.state) == 3 else (None, None)
@@ -206,6 +210,7 @@ class RolloutStart:
                              f"{np.shape(self.state)}")
         d = np.shape(self.perf_state)[1] if np.ndim(self.perf_state) == 3 else None
         expected = {"perf_state": (n, d, banister.N_CHANNELS), "residual": (n, s, 2),
+                    **({} if self.residual_slow is None else {"residual_slow": (n, s, 2)}),
                     "load_ring": (n, RING_DAYS), "recovery_pct": (n,),
                     "ln_hrv_baseline": (n,), "ln_hrv_baseline_sd": (n,),
                     "typical_recovery_pct": (n, s), "injured_days": (n,), "days_left": (n,)}
@@ -249,6 +254,13 @@ class RolloutStart:
     def n_scenarios(self) -> int:
         return int(np.shape(self.state)[1])
 
+    @property
+    def has_slow_noise(self) -> bool:
+        """Whether some scenario's noise has a slow component (its rollouts then need the slow
+        components' innovations too, `draw_innovations(slow=True)`)."""
+        return any(np.any(np.asarray(self.physiology.get(name, 0.0)) > 0)
+                   for name in NOISE_SLOW_SHARE.values())
+
 
 @dataclass(frozen=True)
 class RolloutResult:
@@ -272,10 +284,15 @@ class RolloutResult:
 
 
 def draw_innovations(n_athletes: int, n_scenarios: int, horizon: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Standard normal innovations of the ln HRV and recovery-logit noise, (N, S, H, 2); shared
-    by every candidate of a planning call (common random numbers)."""
-    return rng.standard_normal((n_athletes, n_scenarios, horizon, 2))
+                     rng: np.random.Generator, slow: bool = False) -> np.ndarray:
+    """Standard normal innovations of the ln HRV and recovery-logit noise, (N, S, H, 2), and
+    with `slow` those of their slow components after them, (N, S, H, 4) (drawn after the fast
+    ones, so that these are the same either way); shared by every candidate of a planning call
+    (common random numbers)."""
+    fast = rng.standard_normal((n_athletes, n_scenarios, horizon, 2))
+    if not slow:
+        return fast
+    return np.concatenate([fast, rng.standard_normal(fast.shape)], axis=3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,21 +600,29 @@ class PreparedRollout:
         n, s = start.n_athletes, start.n_scenarios
         if horizon < 1:
             raise ValueError("plans need at least one day")
-        if np.shape(innovations) != (n, s, horizon, 2):
-            raise ValueError(f"innovations must have shape {(n, s, horizon, 2)}, got "
-                             f"{np.shape(innovations)}")
+        if np.shape(innovations) not in ((n, s, horizon, 2), (n, s, horizon, 4)):
+            raise ValueError(f"innovations must have shape {(n, s, horizon, 2)} (or 4 columns "
+                             f"with the slow components'), got {np.shape(innovations)}")
+        if start.has_slow_noise and np.shape(innovations)[3] != 4:
+            raise ValueError("the scenarios' noise has slow components: the innovations need "
+                             "their 4 columns (draw_innovations(..., slow=True))")
         self.start, self.horizon, self.config = start, horizon, config
         self.rows = np.repeat(np.arange(n), s)  # scenario row → athlete
         p = {key: _flat(v) for key, v in start.physiology.items()}
         state = _flat(start.state)
-        today = morning_means(p, state, channel_decays(p))
+        params = AthleteParams.from_mapping(p)
+        no_noise = np.zeros(state.shape[:1] + (3,))
+        today = observe(AthleteState(state, None, no_noise, no_noise), params)
         base, gain = _with_relative_hrv(*observation_response(p, state, horizon),
-                                        today["hrv"][:, 0])
+                                        today["hrv"])
         self._base = base
         # (N, 2H, S·H·3): one matrix product per athlete maps its K plans to every scenario
         self._gain = (gain.reshape(n, s, 2 * horizon, horizon, 3).transpose(0, 2, 1, 3, 4)
                       .reshape(n, 2 * horizon, s * horizon * 3))
-        self._noise = self._noise_paths(p, _flat(start.residual), _flat(innovations))
+        self._noise = self._noise_paths(
+            params, _flat(start.residual),
+            None if start.residual_slow is None else _flat(start.residual_slow),
+            _flat(innovations))
         # One performance parameter set per athlete and draw (one per athlete when the draws
         # are all the same: the oracle's truth, the MPC's prior medians), each draw weighted.
         shared = _same_in_every_scenario(start.performance)
@@ -636,17 +661,25 @@ class PreparedRollout:
         return np.einsum("nd...,nd->n...", x.reshape((n, d) + x.shape[1:]), self._perf_weights)
 
     @staticmethod
-    def _noise_paths(p: dict[str, np.ndarray], residual: np.ndarray,
-                     innovations: np.ndarray) -> np.ndarray:
-        """AR(1) noise of ln HRV and the recovery logit on mornings 1 … H, (M, H, 2), decaying
-        from today's residual (shared by every candidate: common random numbers)."""
-        phi = np.stack([p["phi_hrv"], p["phi_rec"]], axis=1)
-        sigma = np.stack([p["sigma_hrv"], p["sigma_rec"]], axis=1)
-        noise = np.empty(innovations.shape)
-        resid = residual
+    def _noise_paths(params: AthleteParams, residual: np.ndarray,
+                     residual_slow: np.ndarray | None, innovations: np.ndarray) -> np.ndarray:
+        """Noise of ln HRV and the recovery logit on mornings 1 … H, (M, H, 2): each target's
+        slow and fast components stepped by `observation.noise_step` from today's (the slow
+        one `residual_slow`, the fast one the rest of `residual`), with the innovations'
+        columns (fast ln HRV, fast recovery[, slow ln HRV, slow recovery]); shared by every
+        candidate (common random numbers)."""
+        cols = [0, 2]  # ln HRV, recovery logit of observation.TARGETS
+        phi, phi_slow, sigma, share = (params.noise(name)[:, cols] for name in
+                                       ("phi", "phi_slow", "sigma", "slow_share"))
+        slow = np.zeros_like(residual) if residual_slow is None else residual_slow
+        fast = residual if residual_slow is None else residual - residual_slow
+        noise = np.empty(innovations.shape[:2] + (2,))
+        with_slow = innovations.shape[2] == 4
         for h in range(innovations.shape[1]):
-            resid = ar1_step(resid, phi, sigma, innovations[:, h])
-            noise[:, h] = resid
+            fast, slow = noise_step(fast, slow, phi, phi_slow, sigma, share,
+                                    innovations[:, h, :2],
+                                    innovations[:, h, 2:] if with_slow else None)
+            noise[:, h] = fast + slow
         return noise
 
     def _means(self, w: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -57,6 +57,26 @@ def test_save_load_round_trip_is_identical(model, tmp_path):
             np.testing.assert_array_equal(getattr(b, group)[k], v)
 
 
+def test_a_cohort_file_without_the_slow_noise_reads_as_one_ar1(model, tmp_path):
+    """Cohort files carry the noise's slow share and coefficient (`NOISE_PARAMS`); a file
+    written before they existed reads with `NOISE_DEFAULTS` (w = 0: the single AR(1) it was
+    simulated with)."""
+    from physiology_model.dynamics.params import NOISE_DEFAULTS, NOISE_PARAMS
+
+    a = generate_cohort(model, 5, seed=5)
+    assert set(NOISE_PARAMS) <= set(a.physiology)
+    path = tmp_path / "cohort.npz"
+    a.save(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k.partition("/")[2] not in NOISE_DEFAULTS}
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    b = Cohort.load(old)
+    for name, value in NOISE_DEFAULTS.items():
+        np.testing.assert_array_equal(b.physiology[name], np.full(5, value))
+    np.testing.assert_array_equal(b.physiology["phi_hrv"], a.physiology["phi_hrv"])
+
+
 def test_load_rejects_other_files_clearly(tmp_path):
     bad = tmp_path / "x.npz"
     np.savez(bad, a=np.arange(3))

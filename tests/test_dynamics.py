@@ -6,10 +6,18 @@ import pathlib
 import re
 
 import numpy as np
+import pytest
 
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.observation import ar1_step, channel_decays, observation_means
-from physiology_model.dynamics.step import morning_means, simulate_observations, transition
+from physiology_model.dynamics.step import (
+    AthleteParams,
+    AthleteState,
+    morning_means,
+    observe,
+    simulate_observations,
+    transition,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,21 +64,23 @@ def test_a_steady_load_reads_as_that_load_in_the_observation_means():
 
 
 def test_a_calendar_of_transitions_is_the_simulated_calendar_without_noise():
-    """`simulate_observations` with no noise is `transition` + `morning_means`, day by day."""
+    """`simulate_observations` with no noise is `transition` + `observe`, day by day."""
     p = _params()
     for target in ("hrv", "rhr", "rec"):
         p[f"sigma_{target}"] = np.zeros(3)
     rng = np.random.default_rng(2)
     load, hi = rng.uniform(0, 2, 60), rng.uniform(0, 0.5, 60)
     sim = simulate_observations(p, load, hi, np.random.default_rng(0))
+    params = AthleteParams.from_mapping(p)
     decays = channel_decays(p)
-    state = banister.steady_morning_state(np.mean(load[:7]), np.mean(hi[:7]), decays)
-    perf = np.zeros_like(state)
+    zero = np.zeros((3, 3))
+    state = AthleteState(banister.steady_morning_state(np.mean(load[:7]), np.mean(hi[:7]),
+                                                       decays), None, zero, zero)
     for day in range(60):
-        m = morning_means(p, state, decays)
-        np.testing.assert_allclose(sim["hrv"][:, day], m["hrv"][:, 0], rtol=1e-9)
-        np.testing.assert_allclose(sim["rhr"][:, day], m["rhr"][:, 0], rtol=1e-9)
-        state, perf = transition(state, perf, load[day], hi[day], decays, decays)
+        m = observe(state, params)
+        np.testing.assert_allclose(sim["hrv"][:, day], m["hrv"], rtol=1e-9)
+        np.testing.assert_allclose(sim["rhr"][:, day], m["rhr"], rtol=1e-9)
+        state = transition(state, params, (load[day], hi[day]), None)
 
 
 def test_the_ar1_update_is_written_once():
@@ -80,3 +90,115 @@ def test_the_ar1_update_is_written_once():
                for package in ("physiology_model", "simulator", "agents", "analysis")
                for path in (ROOT / package).rglob("*.py") if pattern.search(path.read_text())]
     assert writers == ["physiology_model/dynamics/observation.py"]
+
+
+# -- the two-component noise (issue 24): slow (share w, φ_s) + fast (1 − w, φ) ---------------
+
+
+def _old_single_ar1(p: dict[str, np.ndarray], load: np.ndarray, hi: np.ndarray,
+                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The calendar simulation as it was before the slow component (one AR(1) per signal)."""
+    from physiology_model.dynamics.observation import latent_states, logit_to_recovery
+
+    means = observation_means(p, latent_states(p, load, hi))
+    out = {}
+    names = {"hrv": "hrv", "rhr": "rhr", "recovery": "rec"}
+    for target, m in means.items():
+        phi, sigma = p[f"phi_{names[target]}"], p[f"sigma_{names[target]}"]
+        e = rng.standard_normal(m.shape)
+        r = np.empty_like(m)
+        r[:, 0] = sigma * e[:, 0]
+        for t in range(1, m.shape[1]):
+            r[:, t] = ar1_step(r[:, t - 1], phi, sigma, e[:, t])
+        y = m + r
+        out[target] = logit_to_recovery(y) if target == "recovery" else y
+    return out
+
+
+def test_with_no_slow_share_the_noise_is_the_old_single_ar1_draw_for_draw():
+    """A parameter set without the slow keys (an old file) or with w = 0 simulates exactly
+    what the single AR(1) did, with the same random numbers."""
+    p = _params()
+    rng = np.random.default_rng(3)
+    load, hi = rng.uniform(0, 2, 80), rng.uniform(0, 0.5, 80)
+    old = _old_single_ar1(p, load, hi, np.random.default_rng(7))
+    with_zero = dict(p, slow_hrv=np.zeros(3), slow_rhr=np.zeros(3), slow_rec=np.zeros(3),
+                     phi_slow_hrv=np.full(3, 0.9), phi_slow_rhr=np.zeros(3),
+                     phi_slow_rec=np.zeros(3))
+    for params in (p, with_zero):
+        new = simulate_observations(params, load, hi, np.random.default_rng(7))
+        for target in old:
+            np.testing.assert_array_equal(new[target], old[target])
+
+
+def _slow_params(n: int, w: float, phi_slow: float) -> dict[str, np.ndarray]:
+    p = _params(n)
+    for target in ("hrv", "rhr", "rec"):
+        p[f"slow_{target}"] = np.full(n, w)
+        p[f"phi_slow_{target}"] = np.full(n, phi_slow)
+        p[f"phi_{target}"] = np.full(n, 0.3)
+    return p
+
+
+def _autocorrelation(x: np.ndarray, lag: int) -> float:
+    """Pooled lag-k autocorrelation of zero-mean series x (S, T)."""
+    return float(np.sum(x[:, lag:] * x[:, :-lag]) / np.sum(x * x))
+
+
+def test_the_two_component_noise_has_its_variance_and_autocorrelations():
+    """Marginal variance σ² and lag-k autocorrelation w·φ_s^k + (1 − w)·φ^k, both in the
+    calendar simulation and in a calendar of `transition`s: without the slow component the
+    lag-20 autocorrelation would be ≈ 0, without the fast one the lag-1 would be φ_s."""
+    n, days, w, phi_slow, phi = 400, 600, 0.4, 0.95, 0.3
+    p = _slow_params(n, w, phi_slow)
+    load = np.zeros(days)
+    noiseless = {k: v for k, v in p.items()}
+    for target in ("hrv", "rhr", "rec"):
+        noiseless[f"sigma_{target}"] = np.zeros(n)
+    mean = simulate_observations(noiseless, load, load, np.random.default_rng(0))["rhr"]
+    calendar = simulate_observations(p, load, load, np.random.default_rng(1))["rhr"] - mean
+    params = AthleteParams.from_mapping(p)
+    rng = np.random.default_rng(2)
+    from physiology_model.dynamics.step import DayNoise, stationary_noise
+
+    fast, slow = stationary_noise(params, DayNoise(rng.standard_normal((n, 3)),
+                                                   rng.standard_normal((n, 3))))
+    state = AthleteState(np.zeros((n, banister.N_CHANNELS)), None, fast, slow)
+    stepped = np.empty((n, days))
+    for day in range(days):
+        stepped[:, day] = state.noise[:, 1]
+        state = transition(state, params, (0.0, 0.0), DayNoise(rng.standard_normal((n, 3)),
+                                                                rng.standard_normal((n, 3))))
+    sigma = p["sigma_rhr"][:, None]
+    for series in (calendar, stepped):
+        z = series / sigma
+        assert np.mean(z ** 2) == pytest.approx(1.0, abs=0.05)
+        for lag in (1, 5, 20):
+            expected = w * phi_slow ** lag + (1 - w) * phi ** lag
+            assert _autocorrelation(z, lag) == pytest.approx(expected, abs=0.03), lag
+
+
+def test_the_slow_split_is_the_kalman_filter_of_the_fit():
+    """`observation.split_residual`, one day at a time, is `model.drift.filter_residuals`
+    (the fit's two-component filter) on the same residuals, with days missing."""
+    from physiology_model.dynamics.observation import component_sds, split_residual
+    from physiology_model.model.drift import SlowDrift, filter_residuals
+
+    rng = np.random.default_rng(5)
+    draws, days, w, phi_slow, phi = 6, 50, 0.35, 0.9, 0.4
+    sigma = rng.uniform(0.1, 0.3, draws)
+    resid = rng.normal(0, 0.2, (draws, days)).cumsum(axis=1) * 0.3
+    resid[:, [3, 4, 17, 30]] = np.nan
+    expected = filter_residuals(resid, sigma, np.full(draws, phi),
+                                SlowDrift(fraction=w, phi_slow=phi_slow, phi_fast=phi))
+    sd_fast, sd_slow = component_sds(sigma, np.full(draws, w))
+    slow, fast = np.zeros(draws), np.zeros(draws)
+    cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros(draws)], axis=-1)
+    for t in range(days):
+        slow, fast, cov = split_residual(resid[:, t], slow, fast, cov, np.full(draws, phi),
+                                         np.full(draws, phi_slow), sigma, np.full(draws, w))
+        np.testing.assert_allclose(slow, expected.mean[t, :, 0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fast, expected.mean[t, :, 1], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(cov, expected.cov[t], rtol=1e-9, atol=1e-12)
+        if np.isfinite(resid[0, t]):
+            np.testing.assert_allclose(slow + fast, resid[:, t], rtol=1e-12)

@@ -11,6 +11,7 @@ import pytest
 
 from agents.baselines import RandomPolicy
 from agents.mpc import (
+    AthleteBelief,
     CEMConfig,
     MPCConfig,
     MPCPlanner,
@@ -29,14 +30,19 @@ from physiology_model.dynamics.observation import (
     observation_means,
     recovery_to_logit,
 )
-from physiology_model.dynamics.params import LOAD_SCALE_TRIMP, state_normaliser
+from physiology_model.dynamics.params import (
+    LOAD_SCALE_TRIMP,
+    PHI_SLOW_PARAMS,
+    SLOW_SHARE_PARAMS,
+    state_normaliser,
+)
 from physiology_model.dynamics.performance import (
     sample_performance_params,
     simulate_performance,
     typical_performance_params,
 )
 from physiology_model.model.world_model import WorldModel
-from simulator.cohort import generate_cohort
+from simulator.cohort import Cohort, generate_cohort
 from simulator.constraints import (
     DEFAULT_SAFETY_CONFIG,
     REST,
@@ -175,10 +181,23 @@ def test_rollout_readings_equal_the_world_model_equations(model):
                                            rtol=1e-9)
 
 
-def test_oracle_rollout_reproduces_the_simulator(model, cohort):
+def _with_slow_noise(cohort: Cohort, share: float, phi_slow: float) -> Cohort:
+    """The cohort with every signal's noise split into a slow component (share of the
+    variance, coefficient) and the fast rest."""
+    physiology = dict(cohort.physiology)
+    for name in SLOW_SHARE_PARAMS:
+        physiology[name] = np.full(cohort.n, share)
+    for name in PHI_SLOW_PARAMS:
+        physiology[name] = np.full(cohort.n, phi_slow)
+    return replace(cohort, physiology=physiology)
+
+
+@pytest.mark.parametrize("slow_share", [0.0, 0.5])
+def test_oracle_rollout_reproduces_the_simulator(model, cohort, slow_share):
     """Given the simulator's own next noise, the oracle's one-day rollout is the simulator's
     next morning: same ln HRV, recovery and performance (the planner and the env share every
-    equation and its scaling)."""
+    equation and its scaling), with or without a slow noise component."""
+    cohort = _with_slow_noise(cohort, slow_share, 0.9)
     sim = Simulation(cohort, 16, EnvConfig(episode_days=30))
     obs = sim.reset(seed=4)
     policy = RandomPolicy()
@@ -188,13 +207,11 @@ def test_oracle_rollout_reproduces_the_simulator(model, cohort):
     view = sim.oracle_view()
     start = oracle_start(view, obs, 1)
     action = policy.act(obs, sim.mask)
-    before = view["noise"][:, [0, 2]]
+    # the simulator's own pre-drawn innovations of today (fast, then slow components)
+    e = sim.day_noise(sim.day)
+    innovations = np.concatenate([e.fast[:, [0, 2]], e.slow[:, [0, 2]]], axis=1)
+    innovations = innovations[:, None, None, :]
     sim.step(action)
-    after = sim.noise[:, [0, 2]]
-    p = view["physiology"]
-    phi = np.stack([p["phi_hrv"], p["phi_rec"]], axis=1)
-    sigma = np.stack([p["sigma_hrv"], p["sigma_rec"]], axis=1)
-    innovations = ((after - phi * before) / (sigma * np.sqrt(1.0 - phi ** 2)))[:, None, None, :]
     out = evaluate_sequences(start, action[:, None, None], innovations, return_paths=True)
     plain = (sim.injury_left == 0) & np.isfinite(sim.reading["hrv_rmssd_ms"]) \
         & (sim.reading["hrv_rmssd_ms"] > 3.0) & (sim.reading["hrv_rmssd_ms"] < 300.0)
@@ -666,3 +683,59 @@ def test_mpc_conditions_its_performance_draws_on_tests(model, cohort):
     assert mpc.belief.predicted_performance().shape == (3, 32)
     with pytest.raises(ValueError, match="performance_test_cv"):
         MPCConfig(performance_test_cv=0.0)
+
+
+def test_the_belief_splits_the_observed_noise_with_the_kalman_filter(model, cohort, monkeypatch):
+    """With a slow noise component, the MPC's belief splits each draw's observed residual
+    into slow and fast parts by the fit's two-component Kalman filter
+    (`model.drift.filter_residuals` on the same residual series), and hands the slow part to
+    the rollout; the parts add up to the residual it observed."""
+    import agents.mpc as mpc_module
+    from physiology_model.model.drift import SlowDrift, filter_residuals
+
+    share, phi_slow = 0.5, 0.9
+    sampled = model.sample_athletes
+
+    def with_slow(n, rng, source=None):
+        draws = dict(sampled(n, rng, source))
+        for name in SLOW_SHARE_PARAMS:
+            draws[name] = np.full(n, share)
+        for name in PHI_SLOW_PARAMS:
+            draws[name] = np.full(n, phi_slow)
+        return draws
+
+    monkeypatch.setattr(model, "sample_athletes", with_slow)
+    observed = []
+    split = mpc_module.split_residual
+
+    def spy(residual, *args):
+        observed.append(residual.copy())
+        return split(residual, *args)
+
+    monkeypatch.setattr(mpc_module, "split_residual", spy)
+    sim = Simulation(_with_slow_noise(cohort, share, phi_slow), 2, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=3)
+    belief = AthleteBelief(model, MPCConfig(scenarios=2), np.random.default_rng(0))
+    policy = RandomPolicy()
+    policy.reset(0)
+    for _ in range(6):  # before the first personalisation (day 7): the parameters stay put
+        belief.observe(obs)
+        action = policy.act(obs, sim.mask)
+        belief.record_executed(action)
+        obs, _, _ = sim.step(action)
+    start = belief.rollout_start(obs)
+    series = np.stack(observed, axis=-1)  # (N, S, 3, days)
+    p = belief._physiology
+    for target, column in (("hrv", 0), ("rec", 2)):
+        out = 0 if target == "hrv" else 1
+        flat = series[:, :, column].reshape(-1, series.shape[-1])
+        sigma, phi = p[f"sigma_{target}"].reshape(-1), p[f"phi_{target}"].reshape(-1)
+        for row in range(len(flat)):  # one filter per draw (its own φ and missing days)
+            expected = filter_residuals(flat[row:row + 1], sigma[row:row + 1], phi[row:row + 1],
+                                        SlowDrift(fraction=share, phi_slow=phi_slow,
+                                                  phi_fast=float(phi[row])))
+            slow = start.residual_slow[..., out].reshape(-1)[row]
+            total = start.residual[..., out].reshape(-1)[row]
+            assert slow == pytest.approx(expected.mean[-1, 0, 0], rel=1e-9, abs=1e-12)
+            assert total == pytest.approx(expected.mean[-1, 0].sum(), rel=1e-9, abs=1e-12)
+        assert np.all(np.abs(start.residual_slow[..., out]) > 0)

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from physiology_model.dynamics.observation import latent_states
-from physiology_model.dynamics.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
+from physiology_model.dynamics.params import (
+    ATHLETE_PARAMS,
+    NOISE_DEFAULTS,
+    NOISE_PARAMS,
+    PARAM_NAMES,
+    PHI_SLOW_PARAMS,
+    SLOW_SHARE_PARAMS,
+)
 from physiology_model.dynamics.step import simulate_observations
 from physiology_model.errors import DataError
 from physiology_model.model.drift import SlowDrift
@@ -66,7 +73,7 @@ def _model(pop: Population, athletes: dict | None = None) -> WorldModel:
 
 def test_sampled_athletes_have_tau_fit_above_tau_fat_and_finite_values():
     params = _model(_population()).sample_athletes(500, np.random.default_rng(0), "whoop")
-    assert set(params) == set(PARAM_NAMES) | set(AR_PARAMS)
+    assert set(params) == set(PARAM_NAMES) | set(NOISE_PARAMS)
     assert all(np.all(np.isfinite(v)) and v.shape == (500,) for v in params.values())
     assert np.all(params["tau_gap_days"] > 0) and np.all(params["sigma_hrv"] > 0)
 
@@ -112,7 +119,7 @@ def test_personalize_recovers_the_athlete_and_sharpens_with_days():
         frame = _athlete_frame(truth, n_days, seed=6)
         post = model.personalize(frame, np.random.default_rng(7))
         assert post.ess > 20
-        assert set(post.params) == set(PARAM_NAMES) | set(AR_PARAMS)
+        assert set(post.params) == set(PARAM_NAMES) | set(NOISE_PARAMS)
         widths.append([np.subtract(*np.quantile(post.params[n], [0.97, 0.03])) for n in checked])
         if n_days == 120:
             for n in checked:
@@ -300,3 +307,52 @@ def test_personalisation_stops_adapting_once_the_ess_reaches_the_kept_draws(monk
     year = personalize_series(population, series_from_frame(_athlete_frame(truth, 365, seed=6)),
                               np.random.default_rng(1), 2000, 400, rounds=3)
     assert year.ess < 400 and len(calls) == 3
+
+
+def _slow_population(n_draws: int = 20) -> Population:
+    pop = _population(n_draws=n_draws)
+    rng = np.random.default_rng(3)
+    phi = dict(pop.phi)
+    for name in SLOW_SHARE_PARAMS:
+        phi[name] = rng.uniform(0.2, 0.6, n_draws)
+    for name in PHI_SLOW_PARAMS:
+        phi[name] = rng.uniform(0.8, 0.99, n_draws)
+    return Population(pop.sources, pop.loc, pop.scale, phi)
+
+
+def test_the_slow_noise_parameters_travel_with_samples_personalisation_and_files(tmp_path):
+    """A posterior with the slow noise component (issue 24) carries its share and coefficient
+    into `sample_athletes`, `personalize` and the saved model; one without them (a model saved
+    before) reads as one AR(1) (`NOISE_DEFAULTS`)."""
+    model = _model(_slow_population())
+    draws = model.sample_athletes(200, np.random.default_rng(0), "whoop")
+    for name in SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS:
+        assert set(np.unique(draws[name])) <= set(model.population_.phi[name])
+    history = _athlete_frame(_truth(seed=11), 30, seed=12).assign(user_id="new")
+    post = model.personalize(history, np.random.default_rng(1)).params
+    assert set(post) == set(PARAM_NAMES) | set(NOISE_PARAMS)
+    assert set(np.unique(post["slow_hrv"])) <= set(model.population_.phi["slow_hrv"])
+    model.save(tmp_path / "slow")
+    back = WorldModel.load(tmp_path / "slow")
+    for name in NOISE_PARAMS:
+        np.testing.assert_array_equal(back.population_.phi[name], model.population_.phi[name])
+    old = _model(_population(n_draws=20))
+    old.save(tmp_path / "old")
+    loaded = WorldModel.load(tmp_path / "old")
+    assert set(loaded.population_.phi) == {"phi_hrv", "phi_rhr", "phi_rec"}
+    sampled = loaded.sample_athletes(10, np.random.default_rng(0))
+    for name, value in NOISE_DEFAULTS.items():
+        np.testing.assert_array_equal(sampled[name], np.full(10, value))
+
+
+def test_a_posterior_with_part_of_the_slow_noise_is_refused(tmp_path):
+    import xarray as xr
+
+    model = _model(_slow_population())
+    model.save(tmp_path / "m")
+    path = tmp_path / "m" / "posterior.nc"
+    ds = xr.open_dataset(path, group="posterior", engine="h5netcdf").load()
+    ds.close()
+    ds.drop_vars("phi_slow_rec").to_netcdf(path, group="posterior", engine="h5netcdf")
+    with pytest.raises(DataError, match="phi_slow_rec"):
+        WorldModel.load(tmp_path / "m")

@@ -96,3 +96,54 @@ def ar1_step(previous: np.ndarray, phi: np.ndarray, sigma: np.ndarray,
     `sigma`: φ·r + σ·√(1 − φ²)·ε, ε a standard normal (pre-drawn, so that a caller's keyed
     streams or common random numbers decide it). The one noise update of every athlete-day."""
     return phi * previous + sigma * np.sqrt(1.0 - phi ** 2) * innovation
+
+
+def component_sds(sigma: np.ndarray, slow_share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marginal SDs (fast, slow) of the two noise components of a target whose whole noise
+    has marginal SD `sigma` and a share `slow_share` = w of its variance in the slow
+    component: √(1 − w)·σ and √w·σ (with w = 0, exactly σ and 0: one AR(1))."""
+    return np.sqrt(1.0 - slow_share) * sigma, np.sqrt(slow_share) * sigma
+
+
+def noise_step(fast: np.ndarray, slow: np.ndarray, phi: np.ndarray, phi_slow: np.ndarray,
+               sigma: np.ndarray, slow_share: np.ndarray, innovation: np.ndarray,
+               slow_innovation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """One day of a target's two-component noise (`params.SLOW_SHARE_PARAMS`): each component
+    stepped by `ar1_step` from its own pre-drawn standard normals. `slow_innovation` None: the
+    slow component only decays (allowed where its share is 0, when it stays 0)."""
+    sd_fast, sd_slow = component_sds(sigma, slow_share)
+    fast = ar1_step(fast, phi, sd_fast, innovation)
+    if slow_innovation is None:
+        return fast, phi_slow * slow
+    return fast, ar1_step(slow, phi_slow, sd_slow, slow_innovation)
+
+
+def split_residual(observed: np.ndarray, slow: np.ndarray, fast: np.ndarray, cov: np.ndarray,
+                   phi: np.ndarray, phi_slow: np.ndarray, sigma: np.ndarray,
+                   slow_share: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One day of the Kalman filter that splits a target's observed noise into its slow and
+    fast components (the same filter as `model.drift.filter_residuals`, one day at a time).
+
+    `slow`, `fast` (...,): yesterday's filtered means; `cov` (..., 3): their (Var slow,
+    Var fast, Cov); `observed` (...,): today's residual (reading − predicted mean), NaN when
+    not measured (then the components only decay). Returns today's (slow, fast, cov). The
+    reading is exact (the noise is all in the process), so the filtered components sum to
+    the observed residual; with w = 0 the slow component is 0 and the fast one is the
+    residual itself, bit for bit.
+    """
+    var_fast, var_slow = (sd ** 2 for sd in component_sds(sigma, slow_share))
+    slow, fast = phi_slow * slow, phi * fast
+    p_ss = phi_slow ** 2 * cov[..., 0] + var_slow * (1.0 - phi_slow ** 2)
+    p_ff = phi ** 2 * cov[..., 1] + var_fast * (1.0 - phi ** 2)
+    p_sf = phi_slow * phi * cov[..., 2]
+    seen = np.isfinite(observed)
+    total = np.maximum(p_ss + p_sf + p_ff + p_sf, 1e-300)
+    k_s, k_f = (p_ss + p_sf) / total, (p_ff + p_sf) / total
+    innovation = np.where(seen, observed, 0.0) - slow - fast
+    new_slow = slow + k_s * innovation
+    c_s, c_f = p_ss + p_sf, p_ff + p_sf
+    new_cov = np.stack([p_ss - k_s * c_s, p_ff - k_f * c_f, p_sf - k_s * c_f], axis=-1)
+    slow = np.where(seen, new_slow, slow)
+    fast = np.where(seen, observed - slow, fast)
+    cov = np.where(seen[..., None], new_cov, np.stack([p_ss, p_ff, p_sf], axis=-1))
+    return slow, fast, cov

@@ -34,12 +34,16 @@ Observation equations (morning of day d, states from `banister.morning_states`):
 
 where m_hrv,d and m_rhr,d are the predicted means of ln HRV and RHR (recovery is a learned link
 of predicted HRV and RHR relative to the athlete's baseline, as WHOOP's own score is), and each
-ε follows an AR(1) process with coefficient phi (population) and marginal SD sigma (athlete).
+ε has marginal SD sigma (athlete) and is the sum of a slow and a fast stationary AR(1) process
+(population share w of the variance and coefficient φ_s for the slow one, coefficient phi for
+the fast one; w = 0 is one AR(1), `SLOW_SHARE_PARAMS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -178,6 +182,23 @@ existed) has w = 0 (`NOISE_DEFAULTS`): one AR(1), as it was fitted."""
 NOISE_DEFAULTS: dict[str, float] = {**{n: 0.0 for n in SLOW_SHARE_PARAMS},
                                     **{n: 0.0 for n in PHI_SLOW_PARAMS}}
 """Values of the slow-noise parameters where a file has none (one AR(1))."""
+
+NOISE_POPULATION_KEYS: dict[str, tuple[str, ...]] = {
+    "phi": AR_PARAMS, "slow_share": SLOW_SHARE_PARAMS, "phi_slow": PHI_SLOW_PARAMS}
+"""The fit's population draws of the noise (`bayes.population_draws`: (n_draws, 3) arrays in
+hrv, rhr, recovery order, the slow ones only in a fit that has them) → parameter names."""
+
+
+def with_noise_defaults(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter dict `p` with the slow-noise parameters it lacks set to
+    `NOISE_DEFAULTS` (w = 0: one AR(1), how a model or cohort file written before they existed
+    behaves), shaped like its `phi_hrv`."""
+    out = dict(p)
+    shape = np.shape(p[AR_PARAMS[0]])
+    for name, value in NOISE_DEFAULTS.items():
+        if name not in out:
+            out[name] = np.full(shape, value)
+    return out
 
 PARAM_NAMES: tuple[str, ...] = tuple(ATHLETE_PARAMS)
 

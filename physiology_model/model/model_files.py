@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from physiology_model.dynamics.params import AR_PARAMS, ATHLETE_PARAMS, PARAM_NAMES
+from physiology_model.dynamics.params import (
+    AR_PARAMS,
+    ATHLETE_PARAMS,
+    PARAM_NAMES,
+    PHI_SLOW_PARAMS,
+    SLOW_SHARE_PARAMS,
+)
 from physiology_model.errors import DataError
 
 MAX_DRAWS = 20_000
@@ -84,8 +90,10 @@ def config_field_names(config_type: type) -> tuple[str, ...]:
 def read_posterior(path: Path, sources: list[str]) -> dict[str, Any]:
     """The kept draws of `posterior.nc`: `athletes` (ids), `values[name]` (draw, athlete) for
     each athlete parameter, `loc[name]` (draw, source), `scale[name]` (draw,), `phi[name]`
-    (draw,), all float64 and finite, after checking every variable's presence, dimensions,
-    size and domain."""
+    (draw,) for the noise's population parameters (`AR_PARAMS`, and the slow component's
+    `SLOW_SHARE_PARAMS` + `PHI_SLOW_PARAMS` where the file has them: all six or none; a
+    model saved before they existed has none, one AR(1)), all float64 and finite, after
+    checking every variable's presence, dimensions, size and domain."""
     import xarray as xr
 
     if not path.is_file():
@@ -133,6 +141,13 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
         expected[f"{param}_scale"] = (("chain", "draw"), "scale", param)
     for param in AR_PARAMS:
         expected[param] = (("chain", "draw"), "phi", param)
+    slow = SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS
+    present = [param for param in slow if param in ds.data_vars]
+    if present and len(present) < len(slow):
+        raise DataError(path, f"variables {sorted(set(slow) - set(present))} are missing (a "
+                              f"posterior with a slow noise component has all of {list(slow)})")
+    for param in present:
+        expected[param] = (("chain", "draw"), "phi", param)
     out: dict[str, Any] = {"athletes": athletes, "values": {}, "loc": {}, "scale": {},
                            "phi": {}}
     for name, (dims, group, param) in expected.items():
@@ -149,7 +164,10 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
             raise DataError(path, f"variable {name!r} holds NaN or infinite values")
         if group == "scale" and (values < 0).any():
             raise DataError(path, f"variable {name!r} holds negative spreads")
-        if group == "phi" and ((values <= -1) | (values >= 1)).any():
+        if param in SLOW_SHARE_PARAMS:
+            if ((values < 0) | (values >= 1)).any():
+                raise DataError(path, f"variable {name!r} holds variance shares outside [0, 1)")
+        elif group == "phi" and ((values <= -1) | (values >= 1)).any():
             raise DataError(path, f"variable {name!r} holds AR(1) coefficients outside (-1, 1)")
         if (group == "values" and ATHLETE_PARAMS[param].transform == "exp"
                 and (values <= 0).any()):

@@ -15,7 +15,12 @@ from physiology_model.dynamics.observation import (
     RHR_BLOCK,
     latent_states,
 )
-from physiology_model.dynamics.params import AR_PARAMS, PARAM_NAMES, to_constrained
+from physiology_model.dynamics.params import (
+    NOISE_PARAMS,
+    PARAM_NAMES,
+    to_constrained,
+    with_noise_defaults,
+)
 from physiology_model.model.drift import NoiseComponents, noise_components
 from physiology_model.model.forecast import AthleteSeries
 
@@ -34,7 +39,9 @@ def effective_sample_size(weights: np.ndarray) -> np.ndarray:
 class Population:
     """Posterior draws of the population: for each athlete parameter its location per source
     (D, n_sources) and between-athlete scale (D,), both on the unconstrained scale, and the
-    AR(1) coefficients (D,)."""
+    noise's population parameters (D,) in `phi`: the (fast) AR(1) coefficients `AR_PARAMS`
+    and, in a fit that has them, the slow component's `SLOW_SHARE_PARAMS` and
+    `PHI_SLOW_PARAMS`."""
 
     sources: tuple[str, ...]
     loc: dict[str, np.ndarray]
@@ -61,8 +68,9 @@ class Population:
 
 def constrained(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {name: to_constrained(name, raw[name]) for name in PARAM_NAMES}
-    out.update({name: np.asarray(raw[name], dtype=float) for name in AR_PARAMS})
-    return out
+    out.update({name: np.asarray(raw[name], dtype=float) for name in NOISE_PARAMS
+                if name in raw})
+    return with_noise_defaults(out)
 
 
 def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
@@ -241,7 +249,7 @@ def _draw_proposals(population: Population, n: int, rng: np.random.Generator,
         loc[name] = population.loc[name][d, s]
         scale[name] = population.scale[name][d]
         raw[name] = loc[name] + scale[name] * rng.standard_normal(n)
-    for name in AR_PARAMS:
+    for name in population.phi:
         raw[name] = population.phi[name][d]
     if proposal is not None and proposal.names:
         dim = len(proposal.names)
@@ -320,7 +328,7 @@ def personalize_series(population: Population, series: AthleteSeries, rng: np.ra
     w, ess, posterior, p, loc, scale = best
     pick = _systematic_resample(w, n_draws, rng)
     out = {name: p[name][pick] for name in ("tau_fat_days", "tau_gap_days", "sigma_hrv",
-                                            "sigma_rhr", "sigma_rec", *AR_PARAMS)}
+                                            "sigma_rhr", "sigma_rec", *NOISE_PARAMS)}
     for names, mean, cov in posterior.values():
         z = rng.standard_normal((n_draws, len(names)))
         beta = mean[pick] + np.einsum("npq,nq->np", np.linalg.cholesky(cov[pick]), z)

@@ -48,6 +48,8 @@ from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS an
     ATHLETE_PARAMS,
     HI_LOAD_SCALE_MIN,
     LOAD_SCALE_TRIMP,
+    NOISE_PARAMS,
+    NOISE_POPULATION_KEYS,
     PARAM_NAMES,
     RECOVERY_CLIP_PCT,
     TAU_FAST_DAYS,
@@ -248,8 +250,11 @@ class WorldModel:
         n = pop["scale"].shape[0]
         keep = np.unique(np.linspace(0, n - 1, min(n, self.config.keep_draws)).astype(int))
         index = {name: i for i, name in enumerate(pop["param_names"])}
-        phi = {name: np.asarray(pop["phi"][keep, i], dtype=float)
-               for i, name in enumerate(AR_PARAMS)}
+        # the noise's population parameters: (fast) AR(1) coefficients, and the slow
+        # component's share and coefficient where the posterior has them
+        phi = {name: np.asarray(pop[key][keep, i], dtype=float)
+               for key, names in NOISE_POPULATION_KEYS.items() if key in pop
+               for i, name in enumerate(names)}
         self.athletes_ = {}
         for a, uid in enumerate(user_ids):
             draws = {name: np.asarray(athlete[name][keep, a], dtype=float) for name in PARAM_NAMES}
@@ -305,7 +310,9 @@ class WorldModel:
 
     def sample_athletes(self, n: int, rng: np.random.Generator, source: str | None = None
                         ) -> dict[str, np.ndarray]:
-        """Parameters of n new synthetic athletes drawn from the population posterior."""
+        """Parameters of n new synthetic athletes drawn from the population posterior, with
+        the noise's population parameters (`params.NOISE_PARAMS`; the slow ones at
+        `NOISE_DEFAULTS` for a posterior without them)."""
         self._check_fitted()
         raw, _, _ = self.population_.draw_unconstrained(n, rng, source)
         return constrained(raw)
@@ -370,8 +377,9 @@ class WorldModel:
                 [self.athletes_[u][name] for u in users], axis=1) if users else np.zeros((draws, 0)))
             data[f"{name}_loc"] = (("draw", "source"), self.population_.loc[name])
             data[f"{name}_scale"] = (("draw",), self.population_.scale[name])
-        for name in AR_PARAMS:
-            data[name] = (("draw",), self.population_.phi[name])
+        for name in NOISE_PARAMS:
+            if name in self.population_.phi:
+                data[name] = (("draw",), self.population_.phi[name])
         posterior = xr.Dataset(data, coords={"draw": np.arange(draws), "athlete": users,
                                              "source": list(self.population_.sources)})
         idata = az.InferenceData(posterior=posterior.expand_dims(chain=[0]))
@@ -427,7 +435,7 @@ class WorldModel:
         model.population_ = Population(sources=tuple(meta["sources"]), loc=post["loc"],
                                        scale=post["scale"], phi=post["phi"])
         for u in users:
-            for name in AR_PARAMS:
+            for name in model.population_.phi:
                 model.athletes_[u][name] = model.population_.phi[name]
         model.diagnostics_ = meta.get("diagnostics", {})
         model.split_ = meta.get("split", {})
