@@ -182,6 +182,13 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path):
     model.save(tmp_path / "m")
     back = WorldModel.load(tmp_path / "m")
     assert back.drift_ == model.drift_
+    # loading makes a one-AR(1) model's drift the slow component of its draws
+    np.testing.assert_allclose(back.population_.phi["slow_hrv"], 0.4)
+    np.testing.assert_allclose(back.population_.phi["phi_slow_rhr"], 0.95)
+    np.testing.assert_allclose(back.population_.phi["phi_hrv"], 0.2)
+    np.testing.assert_allclose(back.population_.phi["slow_rec"], 0.0)
+    np.testing.assert_allclose(back.athletes_["u1"]["slow_hrv"], 0.4)
+    model._drift_as_slow_noise()
     a = model.predict(history, plan, 300, np.random.default_rng(1))
     b = back.predict(history, plan, 300, np.random.default_rng(1))
     for target in a.samples:
@@ -252,37 +259,6 @@ def test_latents_are_normalised_so_a_constant_load_gives_itself():
         e = np.exp(-1.0 / tau_fat)
         assert fatigue[20] == pytest.approx(0.0, abs=1e-12)  # the morning before the session
         assert fatigue[21] == pytest.approx(1.0 - e) and fatigue[22] == pytest.approx((1 - e) * e)
-
-
-def test_fit_drift_finds_a_wandering_hrv_baseline_and_keeps_rhr_single():
-    """Athletes whose ln HRV baseline wanders slowly (an AR(1) with φ 0.99 carrying half the
-    noise variance) beside an RHR with the model's own AR(1) noise: the chosen setting gives
-    HRV a slow component that beats the single AR(1) clearly, and RHR gains little."""
-    rng = np.random.default_rng(21)
-    model = _model(_population())
-    frames = []
-    for i in range(8):
-        truth = _truth(seed=30 + i)
-        frame = _athlete_frame(truth, 160, seed=40 + i, user=f"w{i}")
-        slow = np.zeros(160)
-        sd = 0.7 * float(truth["sigma_hrv"][0])
-        slow[0] = rng.normal(0, sd)
-        for t in range(1, 160):
-            slow[t] = 0.99 * slow[t - 1] + rng.normal(0, sd * np.sqrt(1 - 0.99 ** 2))
-        frame["hrv_rmssd_ms"] *= np.exp(slow)
-        frames.append(frame)
-    summary = model.fit_drift(pd.concat(frames, ignore_index=True), seed=0)
-    assert set(summary) == {"hrv", "rhr", "recovery"} == set(model.drift_)
-    assert model.drift_["hrv"].fraction >= 0.3
-    assert summary["hrv"]["crps"] < 0.95 * summary["hrv"]["crps_ar1"]
-    assert summary["rhr"]["crps"] > 0.97 * summary["rhr"]["crps_ar1"]
-    assert summary["hrv"]["athletes"] == 8
-
-
-def test_fit_drift_needs_athletes_it_can_personalise():
-    frame = _athlete_frame(_truth(), 30, seed=3).iloc[::3]  # 10 rows spread over 30 days
-    with pytest.raises(ValueError, match="enough days"):
-        _model(_population()).fit_drift(frame)
 
 
 def test_personalisation_stops_adapting_once_the_ess_reaches_the_kept_draws(monkeypatch):

@@ -97,7 +97,8 @@ class PriorConfig:
     """Each target's noise is the sum of a slow and a fast AR(1) (`params.SLOW_SHARE_PARAMS`):
     the athlete's baseline wanders over weeks (season, sleep debt, illness, device fit) on top
     of the day-to-day noise. False: one AR(1) (the share w is fixed at 0), the model before
-    version 3 of the saved model."""
+    the slow component entered the likelihood (a model saved then has a `drift` setting chosen
+    after its fit instead, `drift.SlowDrift`)."""
     slow_alpha: float = 1.5
     """Beta(α, β) prior of the slow share w of each target's noise variance: α ..."""
     slow_beta: float = 2.0
@@ -504,7 +505,7 @@ def noise_log_likelihoods(parts: Mapping[str, NoisePart], n_athletes: int) -> di
     variance; missing days are not imputed) gives the exact marginal likelihood as the
     product of the one-step innovation densities (Harvey 1989, *Forecasting, Structural Time
     Series Models and the Kalman Filter*, §3.4). With w = 0 each term is the AR(1) k-step
-    conditional N(φ^k r_prev, σ²(1 − φ^{2k})) of the model before version 3, computed so in
+    conditional N(φ^k r_prev, σ²(1 − φ^{2k})) of the one-AR(1) model, computed so in
     closed form when every part's `share` is the number 0. Student-t innovations (`df`) keep
     the filter's Gaussian update (a robust-likelihood approximation). The filter runs as one
     JAX Op over every target and athlete at once (`kalman_op.py`: a pytensor scan was ~20×

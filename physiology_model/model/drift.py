@@ -21,12 +21,13 @@ on observed days; a Kalman filter (predict on every day, update on observed ones
 mean and covariance each evening, and a k-day forecast is the state pushed k steps. With w = 0
 this is exactly the single AR(1) conditioned on its last observed value.
 
-Since version 3 of the saved model, (w, φ_s, φ_f) per target are population parameters of the
-posterior itself (the likelihood is this filter's, `bayes.noise_log_likelihood`), so each draw
-carries its own (`noise_components`). A model saved before had one AR(1) in its likelihood and
-one (w, φ_s, φ_f) setting per target chosen after the fit on the training athletes' next-day
-CRPS (`SlowDrift`, read from its model.json): an empirical-Bayes layer, still honoured when
-such a model is loaded.
+In a model fitted with `PriorConfig.slow_noise`, (w, φ_s, φ_f) per target are population
+parameters of the posterior itself (the likelihood is this filter's,
+`bayes.noise_log_likelihoods`), so each draw carries its own (`noise_components`). A model
+fitted with one AR(1) in its likelihood had one (w, φ_s, φ_f) setting per target chosen after
+the fit on the training athletes' next-day CRPS (`SlowDrift`, read from its model.json): an
+empirical-Bayes layer, which becomes the slow component of its draws when it is loaded
+(`WorldModel._drift_as_slow_noise`).
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ NO_DRIFT = SlowDrift()
 def noise_components(p: dict[str, np.ndarray], target: str, drift: SlowDrift = NO_DRIFT
                      ) -> NoiseComponents:
     """A target's two noise components for the draws `p`: the posterior's own (a model fitted
-    with the slow component in its likelihood, version 3: `params.NOISE_PARAMS` in `p`), else
+    with the slow component in its likelihood, or an older one whose drift setting became its
+    slow component on loading: `params.NOISE_PARAMS` in `p`), else
     the `drift` setting an older model chose after its fit."""
     phi = np.asarray(p[NOISE_PHI[target]], dtype=float)
     share = p.get(NOISE_SLOW_SHARE[target])

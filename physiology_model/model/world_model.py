@@ -41,6 +41,9 @@ import pandas as pd
 from physiology_model.data.table import atomic_write
 from physiology_model.dynamics.observation import (
     LATENTS,
+    NOISE_PHI,
+    NOISE_PHI_SLOW,
+    NOISE_SLOW_SHARE,
     latent_states,
 )
 from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
@@ -52,6 +55,7 @@ from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS an
     NOISE_POPULATION_KEYS,
     PARAM_NAMES,
     RECOVERY_CLIP_PCT,
+    SLOW_SHARE_PARAMS,
     TAU_FAST_DAYS,
     state_normaliser,
     to_constrained,
@@ -61,7 +65,7 @@ from physiology_model.jsonio import jsonable, package_versions
 from physiology_model.model.arrays import prepare_arrays
 from physiology_model.model.calibration import FILE_NAME as CALIBRATION_FILE
 from physiology_model.model.calibration import load_calibration, measured_days
-from physiology_model.model.drift import SlowDrift
+from physiology_model.model.drift import NO_DRIFT, SlowDrift
 from physiology_model.model.forecast import (
     AthleteSeries,
     forecast_samples,
@@ -199,9 +203,9 @@ class WorldModel:
     """How the posterior was sampled: sampler, nutpie backend, sampler config, timings (s)."""
     idata_: object
     drift_: dict[str, SlowDrift]
-    """Only for a model saved before version 3, whose likelihood had one AR(1): per target, the
+    """Only for a model whose likelihood had one AR(1): per target, the
     slow noise component chosen after its fit (`drift.SlowDrift`, read from model.json). A
-    version-3 posterior carries its own slow components, which take precedence."""
+    posterior with its own slow components keeps them (`_drift_as_slow_noise`)."""
     residual_: TrainedResidual | None
     """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
     None; `WorldModelForecaster` applies it to the targets its gate enabled."""
@@ -446,6 +450,7 @@ class WorldModel:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(meta_path, f"field 'drift': unreadable drift settings ({exc})"
                             ) from None
+        model._drift_as_slow_noise()
         model.calibration_ = load_calibration(directory)
         model.residual_ = None
         if meta.get("residual"):
@@ -453,6 +458,26 @@ class WorldModel:
 
             model.residual_ = TrainedResidual.load(directory / "residual", device="cpu")
         return model
+
+
+    def _drift_as_slow_noise(self) -> None:
+        """A model whose likelihood had one AR(1) carries the slow noise component chosen after
+        its fit (`drift_`) into its draws: each target's slow share and coefficient, and the
+        fast coefficient that goes with them (`drift.SlowDrift.components`), in
+        `population_.phi` and every athlete's draws. So the simulator's athletes, the planner's
+        rollouts, the personalisation and the forecasts all get the same two-component noise.
+        A posterior with its own slow component keeps it."""
+        phi = self.population_.phi
+        own = any(np.any(np.asarray(phi[n]) > 0) for n in SLOW_SHARE_PARAMS if n in phi)
+        if own or not self.drift_:
+            return
+        for target in NOISE_PHI:  # a target without a setting gets w = 0
+            components = self.drift_.get(target, NO_DRIFT).components(phi[NOISE_PHI[target]])
+            phi[NOISE_PHI[target]] = components.phi_fast
+            phi[NOISE_SLOW_SHARE[target]] = components.share
+            phi[NOISE_PHI_SLOW[target]] = components.phi_slow
+        for draws in self.athletes_.values():
+            draws.update(phi)
 
 
 class WorldModelForecaster:
