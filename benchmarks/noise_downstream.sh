@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 24 item 5: how each policy's share of the oracle moves when the simulator's noise
+# changes. usage: bash benchmarks/noise_downstream.sh BEFORE_REV AFTER_REV [N] [WORKDIR]
+# Each commit is checked out in a temporary worktree and run with this checkout's .venv: a
+# held-out cohort of N athletes (seed 4000, the full evaluation's held-out seed) drawn from the
+# shipped world model as that commit reads it, then `periodize evaluate` with every default
+# policy, once wearable-only and once with the monthly performance test taken as that day's
+# session (`--tests-every 28 --test-session tempo_threshold`). Then
+# benchmarks/noise_downstream.py writes the per-policy comparison to
+# benchmarks/results/noise_downstream.json.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BEFORE=$1; AFTER=$2; N=${3:-64}; WORK=${4:-$(mktemp -d)}
+PY=$ROOT/.venv/bin/python
+mkdir -p "$WORK"
+run() {  # REV OUT
+  local tree="$WORK/tree-$2"
+  git -C "$ROOT" worktree add -q --detach "$tree" "$1"
+  (
+    cd "$tree"; export PYTHONPATH=$tree; local P="$PY -m analysis.cli" O="$WORK/$2"
+    mkdir -p "$O"
+    $P cohort --model models/shipped --n "$N" --seed 4000 --out "$O/test.npz"
+    $P evaluate --model models/shipped --cohort "$O/test.npz" --out "$O/wearable" > "$O/wearable.log" 2>&1
+    $P evaluate --model models/shipped --cohort "$O/test.npz" --tests-every 28 \
+      --test-session tempo_threshold --out "$O/tested" > "$O/tested.log" 2>&1
+  )
+  git -C "$ROOT" worktree remove --force "$tree"
+}
+run "$BEFORE" before
+run "$AFTER" after
+"$PY" "$ROOT/benchmarks/noise_downstream.py" "$WORK" --before "$BEFORE" --after "$AFTER" --n "$N"
