@@ -125,8 +125,9 @@ def test_replay_of_a_known_athlete_matches_its_own_statistics(model):
     days = 200
     load = np.where(rng.random(days) < 0.3, 0.0, rng.gamma(4.0, 0.3, days))
     sim = simulate_observations(p, load, 0.2 * load, rng)
-    assert lag1_autocorrelation(sim["hrv"][0]) == pytest.approx(
-        p["phi_hrv"][0], abs=0.2)
+    share = p["slow_hrv"][0]  # the shipped model's noise: slow + fast components
+    lag1 = share * p["phi_slow_hrv"][0] + (1 - share) * p["phi_hrv"][0]
+    assert lag1_autocorrelation(sim["hrv"][0]) == pytest.approx(lag1, abs=0.2)
     resp = hard_day_response(sim["hrv"][0], load, np.ones(days, bool))
     assert np.isfinite(resp)
     frame = pd.DataFrame({"user_id": "twin-1", "date": pd.date_range("2024-01-01", periods=days),

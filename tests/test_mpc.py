@@ -121,7 +121,7 @@ def test_rollout_performance_equals_simulate_performance(model, per_scenario):
         start = replace(start, performance=replace(performance, fitness_gain=gains),
                         perf_state=np.repeat(start.perf_state[:, :1], draws, axis=1))
     plans = np.random.default_rng(1).integers(0, 6, (3, 5, 8))
-    out = evaluate_sequences(start, plans, np.zeros((3, 4, 8, 2)), return_paths=True)
+    out = evaluate_sequences(start, plans, np.zeros((3, 4, 8, 4)), return_paths=True)
     for i in range(3):
         expected_delta = np.zeros(5)
         expected_path = np.zeros((5, 9))
@@ -145,7 +145,7 @@ def test_rollout_performance_equals_simulate_performance(model, per_scenario):
 def test_objective_beyond_the_plan_continues_at_the_optimal_steady_load(model):
     start = _start(model, days_left=30)
     plans = np.random.default_rng(2).integers(0, 6, (3, 4, 10))
-    out = evaluate_sequences(start, plans, np.zeros((3, 4, 10, 2)))
+    out = evaluate_sequences(start, plans, np.zeros((3, 4, 10, 4)))
     from simulator.rollout import continuation_load
     for i in range(3):
         params = replace(start.performance, **{k: np.asarray(v)[i, 0] for k, v in
@@ -162,7 +162,7 @@ def test_rollout_readings_equal_the_world_model_equations(model):
     start = _start(model, n=2, s=3)
     start = replace(start, residual=np.zeros((2, 3, 2)))
     plans = np.random.default_rng(3).integers(0, 6, (2, 4, 9))
-    out = evaluate_sequences(start, plans, np.zeros((2, 3, 9, 2)), return_paths=True)
+    out = evaluate_sequences(start, plans, np.zeros((2, 3, 9, 4)), return_paths=True)
     from simulator.rollout import ACTION_U
     for i in range(2):
         p = {k: v[i] for k, v in start.physiology.items()}
@@ -226,7 +226,7 @@ def test_oracle_rollout_reproduces_the_simulator(model, cohort, slow_share):
 
 def test_prepared_rollout_scores_like_a_fresh_one_and_checks_shapes(model):
     start = _start(model)
-    eps = draw_innovations(3, 4, 7, np.random.default_rng(0))
+    eps = draw_innovations(3, 4, 7, np.random.default_rng(0), slow=start.has_slow_noise)
     plans = np.random.default_rng(4).integers(0, 6, (3, 6, 7))
     prepared = PreparedRollout(start, 7, eps)
     np.testing.assert_allclose(prepared.evaluate(plans).score,
@@ -245,7 +245,7 @@ def test_prepared_rollout_scores_like_a_fresh_one_and_checks_shapes(model):
 
 def test_cvar_premium_and_injury_cost(model):
     start = _start(model, s=8)
-    eps = draw_innovations(3, 8, 10, np.random.default_rng(5))
+    eps = draw_innovations(3, 8, 10, np.random.default_rng(5), slow=start.has_slow_noise)
     plans = np.random.default_rng(6).integers(0, 6, (3, 8, 10))
     risky = evaluate_sequences(start, plans, eps)
     neutral = evaluate_sequences(start, plans, eps, ObjectiveConfig(risk_weight=0.0))
@@ -583,7 +583,7 @@ def test_mpc_with_performance_draws_plans_for_their_expectation(model, cohort):
     assert start.performance.fitness_gain.shape == (2, 6)
     assert np.unique(start.performance.fitness_gain[0]).size == 6  # six different draws
     assert start.state.shape[1] == 4 and sim.mask[np.arange(2), plan.actions[:, 0]].all()
-    one = evaluate_sequences(start, plan.actions[:, None, :], np.zeros((2, 4, 10, 2)))
+    one = evaluate_sequences(start, plan.actions[:, None, :], np.zeros((2, 4, 10, 4)))
     each = []
     for d in range(6):
         draw = replace(start, performance=replace(start.performance, **{
@@ -591,7 +591,7 @@ def test_mpc_with_performance_draws_plans_for_their_expectation(model, cohort):
             if np.ndim(v) == 2}), perf_state=start.perf_state[:, d:d + 1],
             performance_weights=None)
         each.append(evaluate_sequences(draw, plan.actions[:, None, :],
-                                       np.zeros((2, 4, 10, 2))).delta_performance)
+                                       np.zeros((2, 4, 10, 4))).delta_performance)
     np.testing.assert_allclose(one.delta_performance, np.mean(each, axis=0), rtol=1e-10)
     with pytest.raises(ValueError, match="performance_draws"):
         MPCConfig(performance_draws=-1)
@@ -610,7 +610,7 @@ def _with_draws(start: RolloutStart, draws: int) -> RolloutStart:
 def test_rollout_weighs_the_performance_draws(model):
     start = _with_draws(_start(model, days_left=8), 5)
     plans = np.random.default_rng(2).integers(0, 6, (3, 4, 8))
-    noise = np.zeros((3, 4, 8, 2))
+    noise = np.zeros((3, 4, 8, 4))
     weights = np.random.default_rng(3).dirichlet(np.ones(5), size=3)
     weighted = evaluate_sequences(replace(start, performance_weights=weights), plans, noise,
                                   return_paths=True)
@@ -731,9 +731,10 @@ def test_the_belief_splits_the_observed_noise_with_the_kalman_filter(model, coho
         flat = series[:, :, column].reshape(-1, series.shape[-1])
         sigma, phi = p[f"sigma_{target}"].reshape(-1), p[f"phi_{target}"].reshape(-1)
         for row in range(len(flat)):  # one filter per draw (its own φ and missing days)
-            expected = filter_residuals(flat[row:row + 1], sigma[row:row + 1], phi[row:row + 1],
+            expected = filter_residuals(flat[row:row + 1], sigma[row:row + 1],
                                         SlowDrift(fraction=share, phi_slow=phi_slow,
-                                                  phi_fast=float(phi[row])))
+                                                  phi_fast=float(phi[row]))
+                                        .components(phi[row:row + 1]))
             slow = start.residual_slow[..., out].reshape(-1)[row]
             total = start.residual[..., out].reshape(-1)[row]
             assert slow == pytest.approx(expected.mean[-1, 0, 0], rel=1e-9, abs=1e-12)
