@@ -412,3 +412,29 @@ def test_posterior_error_shrinks_with_more_days():
     unit = np.array([s.scale_sd * (np.exp(s.loc_mean) if s.transform == "exp" else 1.0)
                      for s in specs])[:, None]
     assert (errors["long"][rows] / unit).mean() < (errors["short"][rows] / unit).mean()
+
+
+def test_per_athlete_log_likelihood_moves_to_its_group_for_leave_athletes_out_loo(tiny):
+    """The fit's per-athlete log-likelihoods leave the posterior (and its diagnostics) for the
+    `log_likelihood` group, sum over targets per athlete, and feed az.loo one athlete at a
+    time; the slow noise's population draws reach `population_draws`."""
+    import pymc as pm
+
+    arrays, _ = tiny
+    names = [f"{bayes.LOGLIK_PREFIX}{t}" for t in TARGETS]
+    with bayes.build_model(arrays):
+        prior = pm.sample_prior_predictive(
+            draws=30, random_seed=4,
+            var_names=["loc", "scale", *params.NOISE_PARAMS, *params.PARAM_NAMES, *names])
+    idata = az.InferenceData(posterior=prior.prior)
+    bayes._move_log_likelihood(idata)
+    assert not any(n in idata.posterior for n in names)
+    assert set(idata.log_likelihood.data_vars) == set(TARGETS)
+    grouped = bayes.athlete_log_likelihood(idata)
+    total = sum(idata.log_likelihood[t] for t in TARGETS)
+    np.testing.assert_allclose(grouped.log_likelihood["athletes"], total)
+    assert grouped.log_likelihood["athletes"].sizes["athlete"] == arrays.n_athletes
+    assert np.isfinite(total.values).all()
+    pop = bayes.population_draws(idata)
+    assert pop["slow_share"].shape == pop["phi_slow"].shape == (30, 3)
+    assert (pop["phi_slow"] > np.exp(-1.0 / bayes.PriorConfig().tau_slow_min_days)).all()
