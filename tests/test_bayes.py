@@ -438,3 +438,35 @@ def test_per_athlete_log_likelihood_moves_to_its_group_for_leave_athletes_out_lo
     pop = bayes.population_draws(idata)
     assert pop["slow_share"].shape == pop["phi_slow"].shape == (30, 3)
     assert (pop["phi_slow"] > np.exp(-1.0 / bayes.PriorConfig().tau_slow_min_days)).all()
+
+
+def test_the_kalman_op_gradient_matches_finite_differences():
+    """The JAX filter's gradient (what NUTS follows) against central differences, for every
+    input; fails if the Op's vector-Jacobian product is wired to the wrong inputs."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from physiology_model.model.kalman_op import KalmanLogLik
+
+    rng = np.random.default_rng(3)
+    present = rng.random((12, 3)) > 0.2
+    present[0] = True
+    gap = np.where(present, 1.0, 0.0)
+    gap[0] = 0.0
+    op = KalmanLogLik(present, gap)
+    values = [rng.normal(0, 0.3, (12, 3)), np.array([0.3, 0.2, 0.4]),
+              np.full(3, 0.35), np.full(3, 0.4), np.full(3, 0.95), np.zeros(3)]
+    inputs = [pt.dmatrix(), pt.dvector(), pt.dvector(), pt.dvector(), pt.dvector(), pt.dvector()]
+    total = pt.sum(op(*inputs))
+    f = pytensor.function(inputs, [total, *pt.grad(total, inputs[:5])])
+    out = f(*values)
+    for k in range(5):
+        flat = values[k].ravel()
+        for j in range(min(flat.size, 4)):
+            step = 1e-6
+            up = [v.copy() for v in values]
+            down = [v.copy() for v in values]
+            up[k].ravel()[j] += step
+            down[k].ravel()[j] -= step
+            numeric = (f(*up)[0] - f(*down)[0]) / (2 * step)
+            assert out[1 + k].ravel()[j] == pytest.approx(numeric, rel=1e-4, abs=1e-6)

@@ -508,8 +508,8 @@ def noise_log_likelihoods(parts: Mapping[str, NoisePart], n_athletes: int) -> di
     conditional N(φ^k r_prev, σ²(1 − φ^{2k})) of the one-AR(1) model, computed so in
     closed form when every part's `share` is the number 0. Student-t innovations (`df`) keep
     the filter's Gaussian update (a robust-likelihood approximation). The filter runs as one
-    JAX Op over every target and athlete at once (`kalman_op.py`: a pytensor scan was ~20×
-    slower per gradient, and one scan per target 3× slower than one for all).
+    JAX Op over every target and athlete at once (`kalman_op.py`; its cost against a pytensor
+    scan: docs/world_model.md).
     """
     import pytensor.tensor as pt
 

@@ -1,11 +1,11 @@
 """The two-component noise's Kalman-filter likelihood as one pytensor Op computed by JAX.
 
-Written as a pytensor `scan`, the filter made each gradient of the shipped fit ~20× slower
-(measured: 111 ms against 5.7 ms for the one-AR(1) model, JAX backend, 60 athletes × 365
-days), because the scan's translation carries every intermediate of every day through the
-backward pass. Here the filter is one `jax.lax.scan`, differentiated by JAX (`jax.vjp`), and
-pytensor sees one Op with its gradient Op: nutpie's JAX backend calls the JAX functions
-directly (`jax_funcify`), PyMC's own NUTS calls them through `perform`.
+Written as a pytensor `scan`, the filter made each gradient of the fit many times slower
+(docs/world_model.md has the measurement), because the scan's translation carries every
+intermediate of every day through the backward pass. Here the filter is one `jax.lax.scan`
+over every target and athlete at once, differentiated by JAX (`jax.vjp`), and pytensor sees
+one Op with its gradient Op: nutpie's JAX backend calls the JAX functions directly
+(`jax_funcify`), PyMC's own NUTS calls them through `perform`.
 
 The filter itself is `bayes.noise_log_likelihood`'s (docstring there): the residual r = ℓ + a
 of a target, ℓ a stationary AR(1) with variance w·σ² and coefficient φ_s, a one with
@@ -16,11 +16,10 @@ log-likelihood is the sum of its one-step innovation densities (Gaussian, or Stu
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
-
-UNROLL = 1
 
 
 def _jax_loglik(student: bool, present: np.ndarray, gap: np.ndarray):
@@ -62,8 +61,7 @@ def _jax_loglik(student: bool, present: np.ndarray, gap: np.ndarray):
             return carry, jnp.where(present_t, logp, 0.0)
 
         zeros = jnp.zeros_like(sigma)
-        _, logp = jax.lax.scan(day, (zeros,) * 5, (residual, a_s, a_f, q_s, q_f, present),
-                               unroll=UNROLL)
+        _, logp = jax.lax.scan(day, (zeros,) * 5, (residual, a_s, a_f, q_s, q_f, present))
         return logp.sum(axis=0)
 
     return loglik
@@ -95,10 +93,12 @@ class KalmanLogLik:
 
         inputs = [pt.as_tensor_variable(v, dtype="float64") for v in
                   (residual, sigma, phi, share, phi_slow, df)]
-        return _LogLikOp(self)(*inputs)
+        return _ops()[0](self)(*inputs)
 
 
-def _make_ops():
+@functools.cache
+def _ops() -> tuple[type, type]:
+    """The Op classes, built once (pytensor and JAX are imported only when a fit needs them)."""
     from pytensor.graph import Apply, Op
     from pytensor.link.jax.dispatch import jax_funcify
 
@@ -115,7 +115,7 @@ def _make_ops():
             outputs[0][0] = np.asarray(self.spec.jitted(*inputs), dtype="float64")
 
         def grad(self, inputs, output_gradients):
-            return list(_VjpOp(self.spec)(*inputs, output_gradients[0]))
+            return list(_ops()[1](self.spec)(*inputs, output_gradients[0]))
 
     class VjpOp(Op):
         """The gradients of `LogLikOp`'s output, weighted by a cotangent, for every input."""
@@ -139,20 +139,3 @@ def _make_ops():
         return op.spec.vjp_function
 
     return LogLikOp, VjpOp
-
-
-_OPS: tuple | None = None
-
-
-def _LogLikOp(spec: KalmanLogLik):  # noqa: N802 - builds the Op class once (lazy imports)
-    global _OPS
-    if _OPS is None:
-        _OPS = _make_ops()
-    return _OPS[0](spec)
-
-
-def _VjpOp(spec: KalmanLogLik):  # noqa: N802
-    global _OPS
-    if _OPS is None:
-        _OPS = _make_ops()
-    return _OPS[1](spec)
