@@ -189,8 +189,9 @@ def test_the_slow_split_is_the_kalman_filter_of_the_fit():
     sigma = rng.uniform(0.1, 0.3, draws)
     resid = rng.normal(0, 0.2, (draws, days)).cumsum(axis=1) * 0.3
     resid[:, [3, 4, 17, 30]] = np.nan
-    expected = filter_residuals(resid, sigma, np.full(draws, phi),
-                                SlowDrift(fraction=w, phi_slow=phi_slow, phi_fast=phi))
+    expected = filter_residuals(resid, sigma, SlowDrift(fraction=w, phi_slow=phi_slow,
+                                                        phi_fast=phi).components(
+                                                            np.full(draws, phi)))
     sd_fast, sd_slow = component_sds(sigma, np.full(draws, w))
     slow, fast = np.zeros(draws), np.zeros(draws)
     cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros(draws)], axis=-1)

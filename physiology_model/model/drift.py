@@ -36,7 +36,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from physiology_model.dynamics.observation import NOISE_PHI, NOISE_PHI_SLOW, NOISE_SLOW_SHARE
+from physiology_model.dynamics.observation import (
+    NOISE_PHI,
+    NOISE_PHI_SLOW,
+    NOISE_SLOW_SHARE,
+    split_residual,
+)
 
 _TINY = 1e-12
 
@@ -134,28 +139,19 @@ def filter_residuals(resid: np.ndarray, sigma: np.ndarray, components: NoiseComp
     n_days = n_days if days is None else min(int(days), n_days)
     phi_s = np.broadcast_to(components.phi_slow, (n_draws,)).astype(float)
     phi_f = np.broadcast_to(components.phi_fast, (n_draws,)).astype(float)
-    var_s, var_f = components.share * sigma ** 2, (1.0 - components.share) * sigma ** 2
-    q_s, q_f = var_s * (1.0 - phi_s ** 2), var_f * (1.0 - phi_f ** 2)
-    m_s, m_f = np.zeros(n_draws), np.zeros(n_draws)
-    p_ss, p_ff, p_sf = var_s.copy(), var_f.copy(), np.zeros(n_draws)
+    share = np.broadcast_to(components.share, (n_draws,)).astype(float)
+    var_s, var_f = share * sigma ** 2, (1.0 - share) * sigma ** 2
+    # From the stationary distribution, the first predict step leaves it stationary: each day
+    # is one step of the simulator's and the planner's filter (`observation.split_residual`).
+    slow, fast = np.zeros(n_draws), np.zeros(n_draws)
+    cov = np.stack([var_s, var_f, np.zeros(n_draws)], axis=-1)
     means = np.empty((n_days, n_draws, 2))
     covs = np.empty((n_days, n_draws, 3))
-    observed = ~np.isnan(resid[0, :n_days]) if n_draws else np.zeros(n_days, bool)
     for t in range(n_days):
-        if t > 0:
-            m_s, m_f = phi_s * m_s, phi_f * m_f
-            p_ss = phi_s ** 2 * p_ss + q_s
-            p_ff = phi_f ** 2 * p_ff + q_f
-            p_sf = phi_s * phi_f * p_sf
-        if observed[t]:
-            total = np.maximum(p_ss + p_ff + 2.0 * p_sf, _TINY)
-            k_s, k_f = (p_ss + p_sf) / total, (p_ff + p_sf) / total
-            innovation = resid[:, t] - m_s - m_f
-            m_s, m_f = m_s + k_s * innovation, m_f + k_f * innovation
-            c_s, c_f = p_ss + p_sf, p_ff + p_sf
-            p_ss, p_ff, p_sf = p_ss - k_s * c_s, p_ff - k_f * c_f, p_sf - k_s * c_f
-        means[t, :, 0], means[t, :, 1] = m_s, m_f
-        covs[t, :, 0], covs[t, :, 1], covs[t, :, 2] = p_ss, p_ff, p_sf
+        slow, fast, cov = split_residual(resid[:, t], slow, fast, cov, phi_f, phi_s, sigma,
+                                         share)
+        means[t, :, 0], means[t, :, 1] = slow, fast
+        covs[t] = cov
     return FilteredStates(means, covs, (var_s, var_f), (phi_s, phi_f))
 
 
