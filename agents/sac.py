@@ -89,7 +89,7 @@ from agents.checkpoint_io import (
     required_field,
 )
 from agents.policy import N_FEATURES, check_batch, masked_choice, masked_sample
-from physiology_model.data.table import N_ACTIONS
+from physiology_model.data.table import ACTIONS, N_ACTIONS
 
 SAC_FORMAT = "adaptive-periodization.DiscreteSAC"
 SAC_VERSION = 2
@@ -177,6 +177,20 @@ class SACConfig:
     """Gradient-norm clip of actor and critics (guards against a rare exploding step)."""
     obs_clip: float = 10.0
     """Normalised observations are clipped to ± this many standard deviations."""
+    actor_polyak: float = 0.0
+    """Stability (issue 20): when > 0, the policy that acts outside training (evaluation,
+    checkpoints, deployment) is a Polyak average of the actor's weights, updated at this rate
+    after every gradient step (as the target critics are with `tau`); exploration still draws
+    from the online actor. 0: the online actor acts."""
+    tests_every: int = 0
+    """The tested athlete (`agents.sac_tested`): days between the training athletes'
+    performance tests (0: none, the wearable only). With tests the actor also reads the
+    tests' summary (`agents.mpc.PERFORMANCE_FEATURE_NAMES`) and the checkpoint is a
+    `TestedSAC` that `periodize evaluate --tests-every` hands tests to."""
+    test_session: str | None = "tempo_threshold"
+    """The action a test is (that day's session; None: a free test)."""
+    test_draws: int = 1024
+    """Performance responses the tests weigh (`MPCConfig.performance_draws`)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -190,7 +204,10 @@ class SACConfig:
             "target_entropy_scale": 0.0 <= self.target_entropy_scale < 1.0,
             "learning_starts": self.learning_starts >= 0, "replay_ratio": self.replay_ratio > 0,
             "reward_scale": self.reward_scale > 0, "n_step": self.n_step >= 1, "max_grad_norm": self.max_grad_norm > 0,
-            "obs_clip": self.obs_clip > 0,
+            "obs_clip": self.obs_clip > 0, "actor_polyak": 0.0 <= self.actor_polyak <= 1.0,
+            "tests_every": self.tests_every >= 0,
+            "test_draws": self.test_draws >= 1,
+            "test_session": self.test_session is None or self.test_session in ACTIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -533,6 +550,13 @@ class DiscreteSAC:
                            config.critic_dropout, config.critic_layer_norm)
             self.critic = TwinQ(*critic_args)
             self.critic_target = TwinQ(*critic_args)
+        self.actor_average: nn.Module | None = None
+        if config.actor_polyak > 0:
+            self.actor_average = build_mlp(n_features, n_actions, config.hidden_sizes,
+                                           config.dropout)
+            self.actor_average.load_state_dict(self.actor.state_dict())
+            self.actor_average.requires_grad_(False)
+            self.actor_average.eval()
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=self.device,
@@ -547,8 +571,15 @@ class DiscreteSAC:
         self.transitions_seen = 0
 
     def _modules(self) -> tuple[nn.Module, ...]:
+        extra = () if self.actor_average is None else (self.actor_average,)
         return (self.normalizer, self.latent_normalizer, self.actor, self.critic,
-                self.critic_target)
+                self.critic_target, *extra)
+
+    @property
+    def policy_actor(self) -> nn.Module:
+        """The actor that acts outside training: the Polyak average when
+        `config.actor_polyak` > 0, else the online actor."""
+        return self.actor if self.actor_average is None else self.actor_average
 
     def critic_input(self, obs_normalised: torch.Tensor,
                      latent: torch.Tensor | None) -> torch.Tensor:
@@ -585,8 +616,9 @@ class DiscreteSAC:
         """π(a|s) restricted to the mask, (N, 6) float64 (rows sum to 1; eval mode)."""
         o = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
-        self.actor.eval()
-        logp = masked_log_probs(self.actor(self.normalizer(o)), m)
+        actor = self.policy_actor
+        actor.eval()
+        logp = masked_log_probs(actor(self.normalizer(o)), m)
         return logp.exp().double().cpu().numpy()
 
     @torch.no_grad()
@@ -603,9 +635,10 @@ class DiscreteSAC:
         o, m = check_batch(obs, mask, self.n_features)
         ot = self.normalizer(torch.as_tensor(o, dtype=torch.float32, device=self.device))
         mt = torch.as_tensor(m, device=self.device)
-        self.actor.eval()
+        actor = self.policy_actor
+        actor.eval()
         self.critic.eval()
-        logp = masked_log_probs(self.actor(ot), mt)
+        logp = masked_log_probs(actor(ot), mt)
         p = logp.exp()
         entropy = -(p * logp).sum(-1)
         if self.n_latent and latent is None:
@@ -687,6 +720,9 @@ class DiscreteSAC:
         with torch.no_grad():
             torch._foreach_lerp_(list(self.critic_target.parameters()),
                                  list(self.critic.parameters()), cfg.tau)
+            if self.actor_average is not None:
+                torch._foreach_lerp_(list(self.actor_average.parameters()),
+                                     list(self.actor.parameters()), cfg.actor_polyak)
         self.gradient_steps += 1
         qd = q.detach()
         return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
@@ -714,6 +750,8 @@ class DiscreteSAC:
                  "actor_optimizer": self.actor_optimizer.state_dict(),
                  "critic_optimizer": self.critic_optimizer.state_dict(),
                  "alpha_optimizer": self.alpha_optimizer.state_dict()}
+        if self.actor_average is not None:
+            state["actor_average"] = self.actor_average.state_dict()
         tmp = d / "weights.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(d / "weights.pt")
@@ -763,6 +801,12 @@ class DiscreteSAC:
             load_module_state(agent.latent_normalizer, state["latent_normalizer"], weights_path,
                               "the critic's latent normaliser")
         load_module_state(agent.actor, state["actor"], weights_path, "the actor's weights")
+        if agent.actor_average is not None:
+            if "actor_average" not in state:
+                raise CheckpointError(weights_path, "key 'actor_average' is missing (the "
+                                                    "config has actor_polyak > 0)")
+            load_module_state(agent.actor_average, state["actor_average"], weights_path,
+                              "the averaged actor's weights")
         load_module_state(agent.critic, state["critic"], weights_path, "the critics' weights")
         load_module_state(agent.critic_target, state["critic_target"], weights_path,
                           "the target critics' weights")

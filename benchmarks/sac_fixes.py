@@ -81,6 +81,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
     "ppo-old": {"agent": "ppo", "env": OLD_ENV},
     "ppo": {"agent": "ppo"},
+    "tested": {"config": {"tests_every": 28}},
+    "tested-seed1": {"config": {"tests_every": 28}, "seed": 1},
+    "polyak-actor": {"config": {"actor_polyak": 0.005}},
+    "rr8": {"config": {"replay_ratio": 0.125}},
+    "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000}},
+    "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True}, "seed": 3},
 }
 """Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
 (EnvConfig overrides for training), `seed` (training seed, default `--seed`). Every result
@@ -89,14 +95,26 @@ no critic LayerNorm, so their `fixed*` specs read `{}` where this table now says
 DEFAULT_VARIANTS = ("old", "fixed", "objective+temperature", "asymmetric-only", "fixed-layernorm")
 
 
+TESTS: dict[str, Any] = {"every": 0}
+"""`--tests-every`: the performance tests of the evaluation (`PerformanceTesting`, the test
+taken as that day's tempo_threshold session), handed to the policies that read them (the
+tested SAC); the others, random and the oracle play as without tests."""
+
+
 def _score(policy_factory: Any, name: str, test: Any, eval_seed: int) -> dict[str, list[float]]:
-    from analysis.benchmark import run_policy
+    from analysis.benchmark import PerformanceTesting, run_policy
+    from physiology_model.data.table import ACTIONS
     from simulator.env import EnvConfig
 
-    run = run_policy(name, policy_factory, test, EnvConfig(), seed=eval_seed)
+    tests = (PerformanceTesting(TESTS["every"], session=ACTIONS.index("tempo_threshold"))
+             if TESTS["every"] else None)
+    run = run_policy(name, policy_factory, test, EnvConfig(), seed=eval_seed, tests=tests)
     keep = ("delta_performance", "return", "max_action_share", "executed_violations",
             "injured_days", "mean_load_trimp")
-    return {k: np.asarray(run.metrics[k], float).tolist() for k in keep if k in run.metrics}
+    out = {k: np.asarray(run.metrics[k], float).tolist() for k in keep if k in run.metrics}
+    if "tested" in run.extra:
+        out["tests_taken"] = run.extra["tested"].sum(axis=0).astype(float).tolist()
+    return out
 
 
 def _share(dp: list[float], refs: dict[str, dict[str, list[float]]]) -> dict[str, float] | None:
@@ -160,10 +178,9 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
 
 
 def _load_checkpoint(agent: str, directory: Path) -> Any:
-    from agents.sac import DiscreteSAC
-    from agents.sb3_agents import load_sb3_policy
+    from agents.training import load_checkpoint
 
-    return DiscreteSAC.load(directory) if agent == "sac" else load_sb3_policy(directory)
+    return load_checkpoint(agent, directory)
 
 
 def _env_config(overrides: dict[str, Any]):
@@ -257,7 +274,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "cohort between invocations (recomputed when the cohort differs)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--eval-seed", type=int, default=0, help="env seed of the evaluation")
+    parser.add_argument("--tests-every", type=int, default=0,
+                        help="evaluate with a performance test every this many days, taken as "
+                             "that day's tempo_threshold session, handed to the policies that "
+                             "read tests (the tested SAC; 0: none)")
     args = parser.parse_args(argv)
+    TESTS["every"] = args.tests_every
     for path in (args.train_cohort, args.test_cohort):
         if not path.is_file():
             parser.error(f"{path} does not exist (make one with `periodize cohort`)")
