@@ -433,6 +433,10 @@ def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, 
                                                    np.ones_like(mask)))[0])
         if tested is not None:
             note_tests(policy)
+        elif reads_performance_tests(policy):
+            notes.append("this policy reads performance tests, but the athlete's data have "
+                         "none (give --tests CSV): it plans from the wearable alone, as "
+                         "before a first test")
     else:
         # the block ends at the event; without one, as for a learned policy, today starts a
         # block of the default episode length

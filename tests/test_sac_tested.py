@@ -4,6 +4,7 @@ by the evaluator; and the Polyak-averaged actor of agents/sac.py."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 
 from agents.mpc import PERFORMANCE_FEATURE_NAMES
 from agents.policy import N_FEATURES, reads_performance_tests
+from agents.runs import RUN_FORMAT
 from agents.sac import DiscreteSAC, SACConfig
 from agents.sac_tested import (
     N_TEST_FEATURES,
@@ -170,3 +172,24 @@ def test_the_polyak_actor_acts_trails_the_online_actor_and_survives_a_round_trip
                                agent.action_probabilities(obs, mask), rtol=1e-6)
     off = DiscreteSAC(replace(agent.config, actor_polyak=0.0), seed=0)
     assert off.actor_average is None and off.policy_actor is off.actor
+
+
+def test_a_tested_policy_plans_a_real_athlete_with_and_without_tests(model, tmp_path) -> None:
+    from agents.recommend import plan_for_athlete
+
+    run = tmp_path / "run"
+    policy = TestedSAC(_network(), model, TESTS, seed=0)
+    policy.save(run / "model")
+    (run / "run.json").write_text(json.dumps({"format": RUN_FORMAT, "status": "finished",
+                                              "agent": "sac"}))
+    data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=2, policy_dir=str(run))
+    assert len(plan["days"]) == 2
+    assert any("reads performance tests, but the athlete's data have none" in n
+               for n in plan["notes"])
+    tests = tmp_path / "tests.csv"
+    tests.write_text("date,result\n2022-09-15,14.2\n2022-10-13,14.9\n2022-11-10,15.1\n")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=2, policy_dir=str(run),
+                            tests=str(tests))
+    used = [n for n in plan["notes"] if "performance test(s) used" in n]
+    assert len(used) == 1 and used[0].startswith("3 of 3 performance test(s) used")
