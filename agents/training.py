@@ -49,6 +49,7 @@ from agents.sac import (
 )
 from agents.sb3_agents import (
     ContinuousSACPolicy,
+    CriticStateVecEnv,
     MaskablePPOPolicy,
     NormalizedVecEnv,
     PPOConfig,
@@ -274,7 +275,10 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
     from stable_baselines3.common.callbacks import BaseCallback
 
     normalizer = RunningNormalizer(N_FEATURES, clip=config.obs_clip)
-    venv = NormalizedVecEnv(env, normalizer)
+    venv: Any = NormalizedVecEnv(env, normalizer)
+    if getattr(config, "asymmetric_critic", False):  # SB3 SAC: the critics read the latents
+        venv = CriticStateVecEnv(venv, env, RunningNormalizer(len(CRITIC_STATE_NAMES),
+                                                              clip=config.obs_clip))
     tb = str(run_dir / "tb")
     if agent == "ppo":
         model = make_maskable_ppo(venv, config, seed=seed, device=device, tensorboard_log=tb)

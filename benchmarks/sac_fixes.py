@@ -81,6 +81,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
     "ppo-old": {"agent": "ppo", "env": OLD_ENV},
     "ppo": {"agent": "ppo"},
+    "sac-continuous-asymmetric": {"agent": "sac-continuous",
+                                  "config": {"gamma": 1.0, "asymmetric_critic": True}},
     "tested": {"config": {"tests_every": 28}},
     "tested-seed1": {"config": {"tests_every": 28}, "seed": 1},
     "polyak-actor": {"config": {"actor_polyak": 0.005}},
