@@ -177,6 +177,11 @@ class SACConfig:
     """Gradient-norm clip of actor and critics (guards against a rare exploding step)."""
     obs_clip: float = 10.0
     """Normalised observations are clipped to ± this many standard deviations."""
+    n_critics: int = 2
+    """Critics in the ensemble (stability, issue 20). 2: the twin critics (targets from
+    their minimum, the actor from their minimum). More: REDQ (Chen et al. 2021,
+    arXiv:2101.05982): each target is the minimum of a random pair of target critics, the
+    actor follows the ensemble's mean; every critic regresses on the same target."""
     actor_polyak: float = 0.0
     """Stability (issue 20): when > 0, the policy that acts outside training (evaluation,
     checkpoints, deployment) is a Polyak average of the actor's weights, updated at this rate
@@ -205,6 +210,7 @@ class SACConfig:
             "learning_starts": self.learning_starts >= 0, "replay_ratio": self.replay_ratio > 0,
             "reward_scale": self.reward_scale > 0, "n_step": self.n_step >= 1, "max_grad_norm": self.max_grad_norm > 0,
             "obs_clip": self.obs_clip > 0, "actor_polyak": 0.0 <= self.actor_polyak <= 1.0,
+            "n_critics": self.n_critics >= 2,
             "tests_every": self.tests_every >= 0,
             "test_draws": self.test_draws >= 1,
             "test_session": self.test_session is None or self.test_session in ACTIONS,
@@ -339,26 +345,28 @@ class StackedLinear(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """Two critics Q_1, Q_2: state (B, F) → Q-values of every action (2, B, A)."""
+    """k critics (two by default, Q_1 and Q_2): state (B, F) → Q-values of every action
+    (k, B, A)."""
 
     def __init__(self, n_in: int, n_actions: int, hidden: tuple[int, ...],
-                 dropout: float, layer_norm: bool = False) -> None:
+                 dropout: float, layer_norm: bool = False, n_critics: int = 2) -> None:
         super().__init__()
+        self.k = n_critics
         layers: list[nn.Module] = []
         width = n_in
         for i, h in enumerate(hidden):
-            layers.append(StackedLinear(2, width, h))
+            layers.append(StackedLinear(n_critics, width, h))
             if layer_norm:
                 layers.append(nn.LayerNorm(h))
             layers.append(nn.ReLU())
             if dropout > 0 and i < len(hidden) - 1:
                 layers.append(FastDropout(dropout))
             width = h
-        layers.append(StackedLinear(2, width, n_actions))
+        layers.append(StackedLinear(n_critics, width, n_actions))
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.unsqueeze(0).expand(2, -1, -1))
+        return self.net(obs.unsqueeze(0).expand(self.k, -1, -1))
 
 
 def masked_log_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -547,7 +555,7 @@ class DiscreteSAC:
             self.latent_normalizer = RunningNormalizer(n_latent, clip=config.obs_clip)
             self.actor = build_mlp(n_features, n_actions, config.hidden_sizes, config.dropout)
             critic_args = (n_features + n_latent, n_actions, config.hidden_sizes,
-                           config.critic_dropout, config.critic_layer_norm)
+                           config.critic_dropout, config.critic_layer_norm, config.n_critics)
             self.critic = TwinQ(*critic_args)
             self.critic_target = TwinQ(*critic_args)
         self.actor_average: nn.Module | None = None
@@ -665,7 +673,10 @@ class DiscreteSAC:
         and the sum restricted to the next state's mask (R, s', γ^k(1 − d) as stored: k-step);
         `next_obs` normalised, `next_logp` the masked log-policy at s'."""
         cfg = self.config
-        q_next = self.critic_target(self.critic_input(next_obs, batch.next_latent)).min(0).values
+        q_all = self.critic_target(self.critic_input(next_obs, batch.next_latent))
+        if q_all.shape[0] > 2:  # an ensemble: the minimum of a random pair (REDQ)
+            q_all = q_all[torch.randperm(q_all.shape[0], device=q_all.device)[:2]]
+        q_next = q_all.min(0).values
         soft = torch.where(batch.next_mask, q_next - alpha * next_logp, 0.0)
         v_next = (next_logp.exp() * soft).sum(-1)
         return cfg.reward_scale * batch.reward + batch.discount * v_next
@@ -694,14 +705,16 @@ class DiscreteSAC:
         logp, next_logp = logp_all[: obs.shape[0]], logp_all[obs.shape[0]:].detach()
         y = self._soft_target(batch, next_obs, next_logp, alpha)
         q = self.critic(self.critic_input(obs, batch.latent))          # (2, B, A)
-        q_taken = q.gather(-1, batch.action.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
-        critic_loss = 0.5 * F.mse_loss(q_taken, y.expand(2, -1), reduction="none").mean(1).sum()
+        k = q.shape[0]
+        q_taken = q.gather(-1, batch.action.view(1, -1, 1).expand(k, -1, 1)).squeeze(-1)
+        critic_loss = 0.5 * F.mse_loss(q_taken, y.expand(k, -1), reduction="none").mean(1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm, foreach=True)
         self.critic_optimizer.step()
 
-        q_min = q.detach().min(0).values
+        # the actor follows the twins' minimum, or an ensemble's mean (REDQ)
+        q_min = q.detach().min(0).values if k == 2 else q.detach().mean(0)
         p = logp.exp()
         inner = torch.where(batch.mask, alpha * logp - q_min, 0.0)
         actor_loss = (p * inner).sum(-1).mean()

@@ -87,6 +87,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tested-seed1": {"config": {"tests_every": 28}, "seed": 1},
     "polyak-actor": {"config": {"actor_polyak": 0.005}},
     "rr8": {"config": {"replay_ratio": 0.125}},
+    "ensemble4": {"config": {"n_critics": 4}},
     "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000}},
     "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True}, "seed": 3},
 }

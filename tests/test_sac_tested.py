@@ -1,6 +1,7 @@
 """The tested athlete (agents/sac_tested.py): the actor reads the performance tests' summary,
 the tests are that day's session in training, the checkpoint is data only and is handed tests
-by the evaluator; and the Polyak-averaged actor of agents/sac.py."""
+by the evaluator; and the stability options of agents/sac.py (a Polyak-averaged actor, a
+critic ensemble)."""
 
 from __future__ import annotations
 
@@ -193,3 +194,38 @@ def test_a_tested_policy_plans_a_real_athlete_with_and_without_tests(model, tmp_
                             tests=str(tests))
     used = [n for n in plan["notes"] if "performance test(s) used" in n]
     assert len(used) == 1 and used[0].startswith("3 of 3 performance test(s) used")
+
+
+def test_a_critic_ensemble_trains_every_critic_and_targets_a_pair(tmp_path) -> None:
+    from agents.sac import Batch
+
+    agent = DiscreteSAC(SACConfig(hidden_sizes=(16, 16), n_critics=4, batch_size=8), seed=0)
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(8, N_FEATURES)).astype(np.float32)
+    mask = np.ones((8, 6), dtype=bool)
+    t = torch.as_tensor
+    agent.normalizer.update(t(obs))
+    assert agent.critic(agent.normalizer(t(obs))).shape == (4, 8, 6)
+    batch = Batch(t(obs), t(rng.integers(0, 6, 8)), t(np.ones(8, np.float32)), t(obs),
+                  t(np.ones(8, np.float32)), t(mask), t(mask))
+    # the target is the minimum of two of the four target critics: between the ensemble's
+    # minimum and maximum
+    with torch.no_grad():
+        agent.actor.eval()
+        nxt = agent.normalizer(t(obs))
+        q = agent.critic_target(nxt)
+        p = torch.softmax(agent.actor(nxt), -1)
+        lo = 1 + (p * (q.min(0).values - agent.alpha * p.log())).sum(-1)
+        hi = 1 + (p * (q.max(0).values - agent.alpha * p.log())).sum(-1)
+    y = agent.soft_target(batch)
+    assert torch.all(y >= lo - 1e-5) and torch.all(y <= hi + 1e-5)
+    before = [w.clone() for w in agent.critic.parameters()]
+    agent.update(batch)
+    changed = [(w - b).abs().flatten(1).sum(1) > 0 for w, b in
+               zip(agent.critic.parameters(), before) if w.dim() == 3]
+    assert all(c.all() for c in changed)  # every critic of the ensemble moved
+    agent.save(tmp_path / "ckpt")
+    loaded = DiscreteSAC.load(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.critic(nxt), agent.critic(nxt))
+    with pytest.raises(ValueError, match="n_critics"):
+        SACConfig(n_critics=1)
