@@ -394,10 +394,13 @@ class ContinuousSACPolicy(_SB3Policy):
         return np.asarray(actions, dtype=np.float32).reshape(len(o), 2)
 
     @torch.no_grad()
-    def diagnostics(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def diagnostics(self, obs: np.ndarray, mask: np.ndarray,
+                    latent: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(entropy estimate, Q1/Q2 gap) per observation: −log π(a|s) of one action drawn from
         the policy (a one-sample estimate of the squashed Gaussian's entropy, nats), and
-        |Q1(s, a) − Q2(s, a)| at that action."""
+        |Q1(s, a) − Q2(s, a)| at that action. With an asymmetric critic the gap is NaN: the
+        latent state's normaliser stays with the training run (`latent`, which the evaluator
+        offers such a policy, is not used)."""
         o, _ = check_batch(obs, mask)
         self.policy.set_training_mode(False)
         z = self._policy_obs(o)

@@ -38,7 +38,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +148,21 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
     env_cfg = _env_config(spec.get("env", {}))
     cfg = agent_config(agent, spec.get("config"))
     started = time.perf_counter()
-    run_dir = train(agent, str(args.train_cohort), args.max_steps, seed=spec.get("seed", args.seed),
-                    device="cpu", out_dir=args.runs, run_name=name, n_envs=args.n_envs,
-                    env_config=env_cfg, agent_config=cfg, progress=False, torch_threads=1,
-                    checkpoint_every=args.checkpoint_every, max_seconds=args.budget_s)
-    train_wall = time.perf_counter() - started
-    record = json.loads((run_dir / "run.json").read_text())
+    run_dir = args.runs / name
+    done = run_dir / "run.json"
+    if args.reuse_runs and done.is_file() and json.loads(done.read_text())["status"] == "finished":
+        record = json.loads(done.read_text())  # scored again, not trained again
+        if record["agent_config"] != json.loads(json.dumps(asdict(cfg))):
+            raise ValueError(f"{run_dir} was trained with other settings")
+        train_wall = record["report"]["wall_seconds"]
+    else:
+        run_dir = train(agent, str(args.train_cohort), args.max_steps,
+                        seed=spec.get("seed", args.seed), device="cpu", out_dir=args.runs,
+                        run_name=name, n_envs=args.n_envs, env_config=env_cfg,
+                        agent_config=cfg, progress=False, torch_threads=1,
+                        checkpoint_every=args.checkpoint_every, max_seconds=args.budget_s)
+        train_wall = time.perf_counter() - started
+        record = json.loads((run_dir / "run.json").read_text())
     policy = load_agent(run_dir, device="cpu")
     final = _score(lambda sim: policy, name, test, args.eval_seed)
     checkpoints = []
@@ -277,6 +286,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "cohort between invocations (recomputed when the cohort differs)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--eval-seed", type=int, default=0, help="env seed of the evaluation")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="score a finished run already in --runs (same settings) instead "
+                             "of training it again")
     parser.add_argument("--tests-every", type=int, default=0,
                         help="evaluate with a performance test every this many days, taken as "
                              "that day's tempo_threshold session, handed to the policies that "
