@@ -90,6 +90,10 @@ def test_an_asymmetric_run_saves_data_only_and_acts_from_the_observation(cohort,
     np.testing.assert_array_equal(again.act(obs, env.action_masks()), actions)
     entropy, gap = policy.diagnostics(obs, env.action_masks())
     assert np.isfinite(entropy).all() and np.isnan(gap).all()  # no latent outside training
+    from analysis.benchmark import run_policy  # the evaluator offers it the latent state
+
+    scored = run_policy("sac-continuous", lambda sim: policy, cohort, SHORT_ENV, seed=0)
+    assert np.isfinite(scored.metrics["delta_performance"]).all()
     with pytest.raises(ValueError, match="CriticStateVecEnv"):
         from agents.sb3_agents import make_sb3_sac
 
