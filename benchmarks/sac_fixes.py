@@ -86,6 +86,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tested": {"config": {"tests_every": 28}},
     "tested-seed1": {"config": {"tests_every": 28}, "seed": 1},
     "polyak-actor": {"config": {"actor_polyak": 0.005}},
+    "polyak-actor-seed1": {"config": {"actor_polyak": 0.005}, "seed": 1},
     "rr8": {"config": {"replay_ratio": 0.125}},
     "ensemble4": {"config": {"n_critics": 4}},
     "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000}},
