@@ -79,7 +79,10 @@ class SB3SACConfig:
     """SB3 SAC on the continuous action (seed §5.4 defaults)."""
 
     learning_rate: float = 3e-4
-    gamma: float = 0.99
+    gamma: float = 1.0
+    """Discount per day: 1, as for our SAC, since the judging day is terminal (the return is
+    the episode's ΔP plus the recovery and penalty terms). Measured with `asymmetric_critic`
+    (`benchmarks/results/sac_continuous_asymmetric*.json`)."""
     tau: float = 0.005
     batch_size: int = 256
     buffer_size: int = 100_000
@@ -90,9 +93,16 @@ class SB3SACConfig:
     """Gradient steps per transition (SB3's `gradient_steps` per env step is
     max(1, round(n_envs · replay_ratio)), with `train_freq` 1)."""
     obs_clip: float = 10.0
-    asymmetric_critic: bool = False
+    asymmetric_critic: bool = True
     """The critics also read the simulator's latent state in training (module docstring);
-    the actor reads the observation only."""
+    the actor reads the observation only. Measured (`benchmarks/sac_fixes.py`, 120k steps,
+    256 training / 48 held-out athletes, short CPU runs;
+    `benchmarks/results/sac_continuous_asymmetric*.json`): γ 0.99 with a symmetric critic (the
+    old defaults) kept 40 and 43 % of the oracle's ΔP gain (seeds 0, 1), γ 1 alone 38 %
+    (seed 0), γ 1 with this critic 46 and 40 %; the largest swing between the last four
+    evaluations 6.5 and 3.2, 3.1, and 2.7 and 6.3 points. A tie within the noise of two short
+    runs; the defaults follow the objective that is judged (the judging day's ΔP, γ 1) and the
+    critic that carries it for our SAC."""
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:

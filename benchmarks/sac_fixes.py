@@ -83,6 +83,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ppo": {"agent": "ppo"},
     "sac-continuous-asymmetric": {"agent": "sac-continuous",
                                   "config": {"gamma": 1.0, "asymmetric_critic": True}},
+    "tested-polyak": {"config": {"tests_every": 28, "actor_polyak": 0.005}},
+    "sac-continuous-gamma099-symmetric-seed1": {
+        "agent": "sac-continuous", "config": {"gamma": 0.99, "asymmetric_critic": False},
+        "seed": 1},
+    "sac-continuous-gamma1-asymmetric-seed1": {
+        "agent": "sac-continuous", "config": {"gamma": 1.0, "asymmetric_critic": True},
+        "seed": 1},
     "tested": {"config": {"tests_every": 28}},
     "tested-seed1": {"config": {"tests_every": 28}, "seed": 1},
     "polyak-actor": {"config": {"actor_polyak": 0.005}},

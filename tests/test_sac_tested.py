@@ -229,3 +229,15 @@ def test_a_critic_ensemble_trains_every_critic_and_targets_a_pair(tmp_path) -> N
     torch.testing.assert_close(loaded.critic(nxt), agent.critic(nxt))
     with pytest.raises(ValueError, match="n_critics"):
         SACConfig(n_critics=1)
+
+
+def test_a_checkpoint_from_before_the_averaged_actor_loads_with_the_online_actor(
+        tmp_path) -> None:
+    agent = DiscreteSAC(SACConfig(hidden_sizes=(8,), actor_polyak=0.0), seed=0)
+    agent.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "config.json").read_text())
+    del meta["config"]["actor_polyak"]  # written before the field existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    loaded = DiscreteSAC.load(tmp_path / "old")
+    assert loaded.config.actor_polyak == 0.0 and loaded.actor_average is None
+    assert SACConfig().actor_polyak > 0  # today's default averages
