@@ -51,6 +51,12 @@ so the deployed policy, sees only the observation (Pinto et al. 2018, "Asymmetri
 Critic for Image-Based Robot Learning", arXiv:1710.06542); its policy gradient stays unbiased
 because the critic's extra input is information about the same state, not about the future.
 
+Stability and information (issue 20): the policy that acts outside training is a
+Polyak average of the actor (`actor_polyak`, the default); a critic ensemble (`n_critics`)
+is offered but lost in the measurements; with `tests_every` the athletes are tested monthly
+and the actor reads the tests (`agents.sac_tested`). Each field's docstring gives its
+measurements.
+
 Hyperparameters: seed §5.4 (learning rate 3e-4 for actor and critics, τ 0.005, batch 256,
 buffer 100 000), with the issue-20 fixes: the judging day is terminal, so γ = 1 (the return is
 the episode's ΔP plus the recovery and penalty terms); initial α 0.02 with its own learning

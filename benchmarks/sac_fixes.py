@@ -27,6 +27,11 @@ Writes the JSON (command, configuration, seeds, machine, every result) after eve
 an interrupted sweep keeps what it finished; run directories go to `--runs` (default a
 temporary folder). On a shared or loaded machine give every variant the same env steps
 (`--max-steps`, with `--budget-s` only as a cap) rather than the same wall time.
+`--tests-every 28` scores with a monthly performance test taken as that day's tempo session,
+handed to the policies that read tests (the tested SAC, `tested*` variants; the others play
+as without tests); `--reuse-runs` scores finished runs of `--runs` again instead of training
+them (same settings), so that a baseline can sit in several result files. Training is
+deterministic for a seed on the CPU, so a variant rerun gives the same numbers.
 """
 
 from __future__ import annotations
