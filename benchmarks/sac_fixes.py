@@ -89,6 +89,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sac-continuous-asymmetric": {"agent": "sac-continuous",
                                   "config": {"gamma": 1.0, "asymmetric_critic": True}},
     "tested-polyak": {"config": {"tests_every": 28, "actor_polyak": 0.005}},
+    "tested-polyak-free-tests": {"config": {"tests_every": 28, "actor_polyak": 0.005,
+                                            "test_session": None}},
     "tested-polyak-seed1": {"config": {"tests_every": 28, "actor_polyak": 0.005}, "seed": 1},
     "sac-continuous-gamma099-symmetric-seed1": {
         "agent": "sac-continuous", "config": {"gamma": 0.99, "asymmetric_critic": False},
