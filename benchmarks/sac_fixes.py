@@ -65,25 +65,32 @@ NO_LN = {"critic_layer_norm": False}
 critic LayerNorm that the measurements then made a default too (`fixed-layernorm` is today's
 default)."""
 
+NO_POLYAK = {"actor_polyak": 0.0}
+"""The acting actor before the Polyak-averaged one became the default: every variant measured
+then pins it, so that rerunning a variant gives the committed numbers."""
+SB3_OLD = {"gamma": 0.99, "asymmetric_critic": False}
+"""SB3 SAC's defaults before γ 1 and the asymmetric critic (pinned likewise)."""
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    "old": {"config": OLD_SAC, "env": OLD_ENV},
-    "old-seed1": {"config": OLD_SAC, "env": OLD_ENV, "seed": 1},
-    "objective+temperature": {"config": {"asymmetric_critic": False, **NO_LN}},
-    "asymmetric-only": {"config": {**OLD_SAC, "asymmetric_critic": True}, "env": OLD_ENV},
-    "fixed": {"config": NO_LN},
-    "fixed-no-objective": {"config": {"gamma": 0.99, **NO_LN}, "env": OLD_ENV},
-    "fixed-old-temperature": {"config": {**OLD_TEMPERATURE, **NO_LN}},
-    "fixed-seed1": {"config": NO_LN, "seed": 1},
+    "old": {"config": {**OLD_SAC, **NO_POLYAK}, "env": OLD_ENV},
+    "old-seed1": {"config": {**OLD_SAC, **NO_POLYAK}, "env": OLD_ENV, "seed": 1},
+    "objective+temperature": {"config": {"asymmetric_critic": False, **NO_LN, **NO_POLYAK}},
+    "asymmetric-only": {"config": {**OLD_SAC, "asymmetric_critic": True, **NO_POLYAK}, "env": OLD_ENV},
+    "fixed": {"config": {**NO_LN, **NO_POLYAK}},
+    "fixed-no-objective": {"config": {"gamma": 0.99, **NO_LN, **NO_POLYAK}, "env": OLD_ENV},
+    "fixed-old-temperature": {"config": {**OLD_TEMPERATURE, **NO_LN, **NO_POLYAK}},
+    "fixed-seed1": {"config": {**NO_LN, **NO_POLYAK}, "seed": 1},
     "fixed-batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
-                                              **NO_LN}},
-    "fixed-rr8": {"config": {"replay_ratio": 0.125, **NO_LN}},
-    "fixed-layernorm": {"config": {"critic_layer_norm": True}},
-    "fixed-gamma099": {"config": {"gamma": 0.99, **NO_LN}},
-    "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True}, "seed": 1},
-    "fixed-layernorm-seed2": {"config": {"critic_layer_norm": True}, "seed": 2},
-    "sac-continuous-old": {"agent": "sac-continuous", "env": OLD_ENV},
-    "sac-continuous": {"agent": "sac-continuous"},
-    "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
+                                              **NO_LN, **NO_POLYAK}},
+    "fixed-rr8": {"config": {"replay_ratio": 0.125, **NO_LN, **NO_POLYAK}},
+    "fixed-layernorm": {"config": {"critic_layer_norm": True, **NO_POLYAK}},
+    "fixed-gamma099": {"config": {"gamma": 0.99, **NO_LN, **NO_POLYAK}},
+    "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 1},
+    "fixed-layernorm-seed2": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 2},
+    "sac-continuous-old": {"agent": "sac-continuous", "config": SB3_OLD, "env": OLD_ENV},
+    "sac-continuous": {"agent": "sac-continuous", "config": SB3_OLD},
+    "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0,
+                                                                "asymmetric_critic": False}},
     "ppo-old": {"agent": "ppo", "env": OLD_ENV},
     "ppo": {"agent": "ppo"},
     "sac-continuous-asymmetric": {"agent": "sac-continuous",
@@ -98,14 +105,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sac-continuous-gamma1-asymmetric-seed1": {
         "agent": "sac-continuous", "config": {"gamma": 1.0, "asymmetric_critic": True},
         "seed": 1},
-    "tested": {"config": {"tests_every": 28}},
-    "tested-seed1": {"config": {"tests_every": 28}, "seed": 1},
+    "tested": {"config": {"tests_every": 28, **NO_POLYAK}},
+    "tested-seed1": {"config": {"tests_every": 28, **NO_POLYAK}, "seed": 1},
     "polyak-actor": {"config": {"actor_polyak": 0.005}},
     "polyak-actor-seed1": {"config": {"actor_polyak": 0.005}, "seed": 1},
-    "rr8": {"config": {"replay_ratio": 0.125}},
-    "ensemble4": {"config": {"n_critics": 4}},
-    "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000}},
-    "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True}, "seed": 3},
+    "rr8": {"config": {"replay_ratio": 0.125, **NO_POLYAK}},
+    "ensemble4": {"config": {"n_critics": 4, **NO_POLYAK}},
+    "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
+                                        **NO_POLYAK}},
+    "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 3},
 }
 """Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
 (EnvConfig overrides for training), `seed` (training seed, default `--seed`). Every result
