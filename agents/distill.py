@@ -263,8 +263,9 @@ def fit_student(obs: np.ndarray, mask: np.ndarray, labels: np.ndarray, athletes:
     cross-entropy; athletes in a random `validation_share` stop it early. Returns the network
     (best validation loss) and its training report."""
     if student is None:
+        # trained by cross-entropy on `actor` itself: no Polyak-averaged copy acts
         student = DiscreteSAC(SACConfig(hidden_sizes=config.hidden_sizes,
-                                        dropout=config.dropout), seed=seed,
+                                        dropout=config.dropout, actor_polyak=0.0), seed=seed,
                               n_features=obs.shape[1], name="mpc-distilled")
     rng = np.random.default_rng(seed)
     ids = np.unique(athletes)

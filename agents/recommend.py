@@ -423,7 +423,8 @@ def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, 
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
                             "--tests needs the MPC planner (no --policy) or a planner "
-                            "distilled with tests (DistillConfig.tests_every)")
+                            "distilled with tests (DistillConfig.tests_every) or a SAC trained "
+                            "with them (SACConfig.tests_every)")
         horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
         start(policy, horizon)
         sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
@@ -435,6 +436,10 @@ def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, 
                                                    np.ones_like(mask)))[0])
         if tested is not None:
             note_tests(policy)
+        elif reads_performance_tests(policy):
+            notes.append("this policy reads performance tests, but the athlete's data have "
+                         "none (give --tests CSV): it plans from the wearable alone, as "
+                         "before a first test")
     else:
         # the block ends at the event; without one, as for a learned policy, today starts a
         # block of the default episode length

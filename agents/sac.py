@@ -51,6 +51,12 @@ so the deployed policy, sees only the observation (Pinto et al. 2018, "Asymmetri
 Critic for Image-Based Robot Learning", arXiv:1710.06542); its policy gradient stays unbiased
 because the critic's extra input is information about the same state, not about the future.
 
+Stability and information (issue 20): the policy that acts outside training is a
+Polyak average of the actor (`actor_polyak`, the default); a critic ensemble (`n_critics`)
+is offered but lost in the measurements; with `tests_every` the athletes are tested monthly
+and the actor reads the tests (`agents.sac_tested`). Each field's docstring gives its
+measurements.
+
 Hyperparameters: seed §5.4 (learning rate 3e-4 for actor and critics, τ 0.005, batch 256,
 buffer 100 000), with the issue-20 fixes: the judging day is terminal, so γ = 1 (the return is
 the episode's ΔP plus the recovery and penalty terms); initial α 0.02 with its own learning
@@ -89,7 +95,7 @@ from agents.checkpoint_io import (
     required_field,
 )
 from agents.policy import N_FEATURES, check_batch, masked_choice, masked_sample
-from physiology_model.data.table import N_ACTIONS
+from physiology_model.data.table import ACTIONS, N_ACTIONS
 
 SAC_FORMAT = "adaptive-periodization.DiscreteSAC"
 SAC_VERSION = 2
@@ -177,6 +183,31 @@ class SACConfig:
     """Gradient-norm clip of actor and critics (guards against a rare exploding step)."""
     obs_clip: float = 10.0
     """Normalised observations are clipped to ± this many standard deviations."""
+    n_critics: int = 2
+    """Critics in the ensemble (stability, issue 20). 2: the twin critics (targets from
+    their minimum, the actor from their minimum). More: REDQ (Chen et al. 2021,
+    arXiv:2101.05982): each target is the minimum of a random pair of target critics, the
+    actor follows the ensemble's mean; every critic regresses on the same target."""
+    actor_polyak: float = 0.005
+    """Stability (issue 20): when > 0, the policy that acts outside training (evaluation,
+    checkpoints, deployment) is a Polyak average of the actor's weights, updated at this rate
+    after every gradient step (as the target critics are with `tau`); exploration still draws
+    from the online actor. 0: the online actor acts (checkpoints written before this field
+    load with 0). Measured (`benchmarks/sac_fixes.py`, 120k steps, 256 training / 48
+    held-out athletes, short CPU runs; `benchmarks/results/sac_stability*.json`): the final
+    model kept 76 and 63 % of the oracle's ΔP gain with it, 73 and 51 % without (seeds 0, 1);
+    over the last four evaluations 75 and 55 % against 74 and 53 %; the largest swing between
+    them was not smaller (3.4 and 11.6 points against 1.9 and 8.2). In the same runs four
+    times the gradient steps per transition kept 48 % and a 4-critic ensemble 56 % (seed 0)."""
+    tests_every: int = 0
+    """The tested athlete (`agents.sac_tested`): days between the training athletes'
+    performance tests (0: none, the wearable only). With tests the actor also reads the
+    tests' summary (`agents.mpc.PERFORMANCE_FEATURE_NAMES`) and the checkpoint is a
+    `TestedSAC` that `periodize evaluate --tests-every` hands tests to."""
+    test_session: str | None = "tempo_threshold"
+    """The action a test is (that day's session; None: a free test)."""
+    test_draws: int = 1024
+    """Performance responses the tests weigh (`MPCConfig.performance_draws`)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -190,7 +221,11 @@ class SACConfig:
             "target_entropy_scale": 0.0 <= self.target_entropy_scale < 1.0,
             "learning_starts": self.learning_starts >= 0, "replay_ratio": self.replay_ratio > 0,
             "reward_scale": self.reward_scale > 0, "n_step": self.n_step >= 1, "max_grad_norm": self.max_grad_norm > 0,
-            "obs_clip": self.obs_clip > 0,
+            "obs_clip": self.obs_clip > 0, "actor_polyak": 0.0 <= self.actor_polyak <= 1.0,
+            "n_critics": self.n_critics >= 2,
+            "tests_every": self.tests_every >= 0,
+            "test_draws": self.test_draws >= 1,
+            "test_session": self.test_session is None or self.test_session in ACTIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -322,26 +357,28 @@ class StackedLinear(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """Two critics Q_1, Q_2: state (B, F) → Q-values of every action (2, B, A)."""
+    """k critics (two by default, Q_1 and Q_2): state (B, F) → Q-values of every action
+    (k, B, A)."""
 
     def __init__(self, n_in: int, n_actions: int, hidden: tuple[int, ...],
-                 dropout: float, layer_norm: bool = False) -> None:
+                 dropout: float, layer_norm: bool = False, n_critics: int = 2) -> None:
         super().__init__()
+        self.k = n_critics
         layers: list[nn.Module] = []
         width = n_in
         for i, h in enumerate(hidden):
-            layers.append(StackedLinear(2, width, h))
+            layers.append(StackedLinear(n_critics, width, h))
             if layer_norm:
                 layers.append(nn.LayerNorm(h))
             layers.append(nn.ReLU())
             if dropout > 0 and i < len(hidden) - 1:
                 layers.append(FastDropout(dropout))
             width = h
-        layers.append(StackedLinear(2, width, n_actions))
+        layers.append(StackedLinear(n_critics, width, n_actions))
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.unsqueeze(0).expand(2, -1, -1))
+        return self.net(obs.unsqueeze(0).expand(self.k, -1, -1))
 
 
 def masked_log_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -530,9 +567,17 @@ class DiscreteSAC:
             self.latent_normalizer = RunningNormalizer(n_latent, clip=config.obs_clip)
             self.actor = build_mlp(n_features, n_actions, config.hidden_sizes, config.dropout)
             critic_args = (n_features + n_latent, n_actions, config.hidden_sizes,
-                           config.critic_dropout, config.critic_layer_norm)
+                           config.critic_dropout, config.critic_layer_norm, config.n_critics)
             self.critic = TwinQ(*critic_args)
             self.critic_target = TwinQ(*critic_args)
+            self.actor_average: nn.Module | None = None
+            if config.actor_polyak > 0:  # a copy of the actor (its draws are overwritten)
+                self.actor_average = build_mlp(n_features, n_actions, config.hidden_sizes,
+                                               config.dropout)
+        if self.actor_average is not None:
+            self.actor_average.load_state_dict(self.actor.state_dict())
+            self.actor_average.requires_grad_(False)
+            self.actor_average.eval()
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(config.initial_alpha), device=self.device,
@@ -547,8 +592,15 @@ class DiscreteSAC:
         self.transitions_seen = 0
 
     def _modules(self) -> tuple[nn.Module, ...]:
+        extra = () if self.actor_average is None else (self.actor_average,)
         return (self.normalizer, self.latent_normalizer, self.actor, self.critic,
-                self.critic_target)
+                self.critic_target, *extra)
+
+    @property
+    def policy_actor(self) -> nn.Module:
+        """The actor that acts outside training: the Polyak average when
+        `config.actor_polyak` > 0, else the online actor."""
+        return self.actor if self.actor_average is None else self.actor_average
 
     def critic_input(self, obs_normalised: torch.Tensor,
                      latent: torch.Tensor | None) -> torch.Tensor:
@@ -585,8 +637,9 @@ class DiscreteSAC:
         """π(a|s) restricted to the mask, (N, 6) float64 (rows sum to 1; eval mode)."""
         o = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
-        self.actor.eval()
-        logp = masked_log_probs(self.actor(self.normalizer(o)), m)
+        actor = self.policy_actor
+        actor.eval()
+        logp = masked_log_probs(actor(self.normalizer(o)), m)
         return logp.exp().double().cpu().numpy()
 
     @torch.no_grad()
@@ -603,9 +656,10 @@ class DiscreteSAC:
         o, m = check_batch(obs, mask, self.n_features)
         ot = self.normalizer(torch.as_tensor(o, dtype=torch.float32, device=self.device))
         mt = torch.as_tensor(m, device=self.device)
-        self.actor.eval()
+        actor = self.policy_actor
+        actor.eval()
         self.critic.eval()
-        logp = masked_log_probs(self.actor(ot), mt)
+        logp = masked_log_probs(actor(ot), mt)
         p = logp.exp()
         entropy = -(p * logp).sum(-1)
         if self.n_latent and latent is None:
@@ -632,7 +686,10 @@ class DiscreteSAC:
         and the sum restricted to the next state's mask (R, s', γ^k(1 − d) as stored: k-step);
         `next_obs` normalised, `next_logp` the masked log-policy at s'."""
         cfg = self.config
-        q_next = self.critic_target(self.critic_input(next_obs, batch.next_latent)).min(0).values
+        q_all = self.critic_target(self.critic_input(next_obs, batch.next_latent))
+        if q_all.shape[0] > 2:  # an ensemble: the minimum of a random pair (REDQ)
+            q_all = q_all[torch.randperm(q_all.shape[0], device=q_all.device)[:2]]
+        q_next = q_all.min(0).values
         soft = torch.where(batch.next_mask, q_next - alpha * next_logp, 0.0)
         v_next = (next_logp.exp() * soft).sum(-1)
         return cfg.reward_scale * batch.reward + batch.discount * v_next
@@ -661,14 +718,16 @@ class DiscreteSAC:
         logp, next_logp = logp_all[: obs.shape[0]], logp_all[obs.shape[0]:].detach()
         y = self._soft_target(batch, next_obs, next_logp, alpha)
         q = self.critic(self.critic_input(obs, batch.latent))          # (2, B, A)
-        q_taken = q.gather(-1, batch.action.view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
-        critic_loss = 0.5 * F.mse_loss(q_taken, y.expand(2, -1), reduction="none").mean(1).sum()
+        k = q.shape[0]
+        q_taken = q.gather(-1, batch.action.view(1, -1, 1).expand(k, -1, 1)).squeeze(-1)
+        critic_loss = 0.5 * F.mse_loss(q_taken, y.expand(k, -1), reduction="none").mean(1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm, foreach=True)
         self.critic_optimizer.step()
 
-        q_min = q.detach().min(0).values
+        # the actor follows the twins' minimum, or an ensemble's mean (REDQ)
+        q_min = q.detach().min(0).values if k == 2 else q.detach().mean(0)
         p = logp.exp()
         inner = torch.where(batch.mask, alpha * logp - q_min, 0.0)
         actor_loss = (p * inner).sum(-1).mean()
@@ -687,6 +746,9 @@ class DiscreteSAC:
         with torch.no_grad():
             torch._foreach_lerp_(list(self.critic_target.parameters()),
                                  list(self.critic.parameters()), cfg.tau)
+            if self.actor_average is not None:
+                torch._foreach_lerp_(list(self.actor_average.parameters()),
+                                     list(self.actor.parameters()), cfg.actor_polyak)
         self.gradient_steps += 1
         qd = q.detach()
         return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
@@ -714,6 +776,8 @@ class DiscreteSAC:
                  "actor_optimizer": self.actor_optimizer.state_dict(),
                  "critic_optimizer": self.critic_optimizer.state_dict(),
                  "alpha_optimizer": self.alpha_optimizer.state_dict()}
+        if self.actor_average is not None:
+            state["actor_average"] = self.actor_average.state_dict()
         tmp = d / "weights.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(d / "weights.pt")
@@ -739,6 +803,7 @@ class DiscreteSAC:
                                                f"a supported one (1, {SAC_VERSION})")
         values = dict(required_field(meta, "config", dict, config_path))
         check_hidden_sizes(values.get("hidden_sizes"), config_path, "config.hidden_sizes")
+        values.setdefault("actor_polyak", 0.0)  # written before the averaged actor existed
         if version == 1:  # before issue 20: one learning rate, critic dropout = actor's
             values = {**_VERSION_1_DEFAULTS, "critic_dropout": values.get("dropout", 0.2),
                       "alpha_learning_rate": values.get("learning_rate", 3e-4), **values}
@@ -763,6 +828,12 @@ class DiscreteSAC:
             load_module_state(agent.latent_normalizer, state["latent_normalizer"], weights_path,
                               "the critic's latent normaliser")
         load_module_state(agent.actor, state["actor"], weights_path, "the actor's weights")
+        if agent.actor_average is not None:
+            if "actor_average" not in state:
+                raise CheckpointError(weights_path, "key 'actor_average' is missing (the "
+                                                    "config has actor_polyak > 0)")
+            load_module_state(agent.actor_average, state["actor_average"], weights_path,
+                              "the averaged actor's weights")
         load_module_state(agent.critic, state["critic"], weights_path, "the critics' weights")
         load_module_state(agent.critic_target, state["critic_target"], weights_path,
                           "the target critics' weights")

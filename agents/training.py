@@ -49,6 +49,7 @@ from agents.sac import (
 )
 from agents.sb3_agents import (
     ContinuousSACPolicy,
+    CriticStateVecEnv,
     MaskablePPOPolicy,
     NormalizedVecEnv,
     PPOConfig,
@@ -174,7 +175,7 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
         if agent == "sac":
             report = _train_discrete_sac(env, agent_cfg, steps, seeds["agent"], torch_device,
                                          run_dir, progress, checkpoint_every, max_seconds,
-                                         on_checkpoint)
+                                         on_checkpoint, model_dir=_model_dir(cohort_obj))
         else:
             report = _train_sb3(agent, env, agent_cfg, steps, seeds["agent"], torch_device,
                                 run_dir, progress, checkpoint_every, max_seconds,
@@ -196,30 +197,75 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
 def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,
                         device: torch.device, run_dir: Path, progress: bool,
                         checkpoint_every: int | None, max_seconds: float | None,
-                        on_checkpoint: Callable[[int, Path], None] | None = None
-                        ) -> TrainingReport:
+                        on_checkpoint: Callable[[int, Path], None] | None = None, *,
+                        model_dir: str | None = None) -> TrainingReport:
+    """Our SAC; with `config.tests_every` the tested athlete (`agents.sac_tested`): the env's
+    athletes are tested, the actor reads the tests' summary and checkpoints are `TestedSAC`s
+    (their belief draws the physiology from the world model of `model_dir`, None: shipped)."""
     from torch.utils.tensorboard import SummaryWriter
 
     n_latent = len(CRITIC_STATE_NAMES) if config.asymmetric_critic else 0
-    agent = DiscreteSAC(config, n_latent=n_latent, device=device, seed=seed)
+    n_features = N_FEATURES
+    train_env: Any = env
+    policy: Any = None
+    if config.tests_every:
+        from agents.sac_tested import (
+            N_TEST_FEATURES,
+            TestedSAC,
+            TestedTrainingEnv,
+            TestSettings,
+            load_world_model,
+        )
+
+        tests = TestSettings(every=config.tests_every, session=config.test_session,
+                             draws=config.test_draws)
+        model = load_world_model(model_dir)
+        train_env = TestedTrainingEnv(env, model, tests, seed=seed)
+        n_features += N_TEST_FEATURES
+    agent = DiscreteSAC(config, n_features=n_features, n_latent=n_latent, device=device,
+                        seed=seed)
+    if config.tests_every:
+        policy = TestedSAC(agent, model, tests, seed=seed, model_dir=model_dir)
+    saver = agent if policy is None else policy
     last_saved = [0]
 
     def save_checkpoint(env_steps: int) -> None:
         if checkpoint_every is not None and env_steps - last_saved[0] >= checkpoint_every:
             where = run_dir / "checkpoints" / f"step_{env_steps:010d}"
-            agent.save(where)
+            saver.save(where)
             last_saved[0] = env_steps
             if on_checkpoint is not None:
                 on_checkpoint(env_steps, where)
 
     writer = SummaryWriter(str(run_dir / "tb"))
     try:
-        report = train_sac(agent, env, steps, seed=seed, writer=writer, progress=progress,
-                           on_episode_end=save_checkpoint, max_seconds=max_seconds)
+        report = train_sac(agent, train_env, steps, seed=seed, writer=writer,
+                           progress=progress, on_episode_end=save_checkpoint,
+                           max_seconds=max_seconds)
     finally:
         writer.close()
-    agent.save(run_dir / "model")
+    saver.save(run_dir / "model")
     return report
+
+
+def _model_dir(cohort: Cohort) -> str | None:
+    """The world model a cohort was drawn from, as a tested SAC's checkpoint names it: None
+    for the shipped model (found wherever the package is), else the directory's absolute
+    path."""
+    from physiology_model.model.world_model import shipped_model_dir
+
+    named = cohort.meta.get("model_dir") if isinstance(cohort.meta, dict) else None
+    if not named:
+        return None
+    path = Path(named)
+    if not path.is_absolute() and not path.exists():
+        return None
+    try:
+        if path.resolve() == Path(shipped_model_dir()).resolve():
+            return None
+    except OSError:
+        return None
+    return str(path.resolve())
 
 
 def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | PPOConfig,
@@ -229,7 +275,10 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
     from stable_baselines3.common.callbacks import BaseCallback
 
     normalizer = RunningNormalizer(N_FEATURES, clip=config.obs_clip)
-    venv = NormalizedVecEnv(env, normalizer)
+    venv: Any = NormalizedVecEnv(env, normalizer)
+    if getattr(config, "asymmetric_critic", False):  # SB3 SAC: the critics read the latents
+        venv = CriticStateVecEnv(venv, env, RunningNormalizer(len(CRITIC_STATE_NAMES),
+                                                              clip=config.obs_clip))
     tb = str(run_dir / "tb")
     if agent == "ppo":
         model = make_maskable_ppo(venv, config, seed=seed, device=device, tensorboard_log=tb)
@@ -317,6 +366,10 @@ def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu",
     (default: the one its checkpoint names)."""
     torch_device = select_device(device)
     if agent == "sac":
+        from agents.sac_tested import TestedSAC
+
+        if TestedSAC.is_checkpoint(directory):
+            return TestedSAC.load(directory, model=model, device=torch_device)
         return DiscreteSAC.load(directory, device=torch_device)
     if agent == "mpc-distilled":
         from agents.distill import DistilledPlanner  # distill imports this module

@@ -27,6 +27,11 @@ Writes the JSON (command, configuration, seeds, machine, every result) after eve
 an interrupted sweep keeps what it finished; run directories go to `--runs` (default a
 temporary folder). On a shared or loaded machine give every variant the same env steps
 (`--max-steps`, with `--budget-s` only as a cap) rather than the same wall time.
+`--tests-every 28` scores with a monthly performance test taken as that day's tempo session,
+handed to the policies that read tests (the tested SAC, `tested*` variants; the others play
+as without tests); `--reuse-runs` scores finished runs of `--runs` again instead of training
+them (same settings), so that a baseline can sit in several result files. Training is
+deterministic for a seed on the CPU, so a variant rerun gives the same numbers.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,27 +65,55 @@ NO_LN = {"critic_layer_norm": False}
 critic LayerNorm that the measurements then made a default too (`fixed-layernorm` is today's
 default)."""
 
+NO_POLYAK = {"actor_polyak": 0.0}
+"""The acting actor before the Polyak-averaged one became the default: every variant measured
+then pins it, so that rerunning a variant gives the committed numbers."""
+SB3_OLD = {"gamma": 0.99, "asymmetric_critic": False}
+"""SB3 SAC's defaults before γ 1 and the asymmetric critic (pinned likewise)."""
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    "old": {"config": OLD_SAC, "env": OLD_ENV},
-    "old-seed1": {"config": OLD_SAC, "env": OLD_ENV, "seed": 1},
-    "objective+temperature": {"config": {"asymmetric_critic": False, **NO_LN}},
-    "asymmetric-only": {"config": {**OLD_SAC, "asymmetric_critic": True}, "env": OLD_ENV},
-    "fixed": {"config": NO_LN},
-    "fixed-no-objective": {"config": {"gamma": 0.99, **NO_LN}, "env": OLD_ENV},
-    "fixed-old-temperature": {"config": {**OLD_TEMPERATURE, **NO_LN}},
-    "fixed-seed1": {"config": NO_LN, "seed": 1},
+    "old": {"config": {**OLD_SAC, **NO_POLYAK}, "env": OLD_ENV},
+    "old-seed1": {"config": {**OLD_SAC, **NO_POLYAK}, "env": OLD_ENV, "seed": 1},
+    "objective+temperature": {"config": {"asymmetric_critic": False, **NO_LN, **NO_POLYAK}},
+    "asymmetric-only": {"config": {**OLD_SAC, "asymmetric_critic": True, **NO_POLYAK}, "env": OLD_ENV},
+    "fixed": {"config": {**NO_LN, **NO_POLYAK}},
+    "fixed-no-objective": {"config": {"gamma": 0.99, **NO_LN, **NO_POLYAK}, "env": OLD_ENV},
+    "fixed-old-temperature": {"config": {**OLD_TEMPERATURE, **NO_LN, **NO_POLYAK}},
+    "fixed-seed1": {"config": {**NO_LN, **NO_POLYAK}, "seed": 1},
     "fixed-batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
-                                              **NO_LN}},
-    "fixed-rr8": {"config": {"replay_ratio": 0.125, **NO_LN}},
-    "fixed-layernorm": {"config": {"critic_layer_norm": True}},
-    "fixed-gamma099": {"config": {"gamma": 0.99, **NO_LN}},
-    "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True}, "seed": 1},
-    "fixed-layernorm-seed2": {"config": {"critic_layer_norm": True}, "seed": 2},
-    "sac-continuous-old": {"agent": "sac-continuous", "env": OLD_ENV},
-    "sac-continuous": {"agent": "sac-continuous"},
-    "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0}},
+                                              **NO_LN, **NO_POLYAK}},
+    "fixed-rr8": {"config": {"replay_ratio": 0.125, **NO_LN, **NO_POLYAK}},
+    "fixed-layernorm": {"config": {"critic_layer_norm": True, **NO_POLYAK}},
+    "fixed-gamma099": {"config": {"gamma": 0.99, **NO_LN, **NO_POLYAK}},
+    "fixed-layernorm-seed1": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 1},
+    "fixed-layernorm-seed2": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 2},
+    "sac-continuous-old": {"agent": "sac-continuous", "config": SB3_OLD, "env": OLD_ENV},
+    "sac-continuous": {"agent": "sac-continuous", "config": SB3_OLD},
+    "sac-continuous-gamma1": {"agent": "sac-continuous", "config": {"gamma": 1.0,
+                                                                "asymmetric_critic": False}},
     "ppo-old": {"agent": "ppo", "env": OLD_ENV},
     "ppo": {"agent": "ppo"},
+    "sac-continuous-asymmetric": {"agent": "sac-continuous",
+                                  "config": {"gamma": 1.0, "asymmetric_critic": True}},
+    "tested-polyak": {"config": {"tests_every": 28, "actor_polyak": 0.005}},
+    "tested-polyak-free-tests": {"config": {"tests_every": 28, "actor_polyak": 0.005,
+                                            "test_session": None}},
+    "tested-polyak-seed1": {"config": {"tests_every": 28, "actor_polyak": 0.005}, "seed": 1},
+    "sac-continuous-gamma099-symmetric-seed1": {
+        "agent": "sac-continuous", "config": {"gamma": 0.99, "asymmetric_critic": False},
+        "seed": 1},
+    "sac-continuous-gamma1-asymmetric-seed1": {
+        "agent": "sac-continuous", "config": {"gamma": 1.0, "asymmetric_critic": True},
+        "seed": 1},
+    "tested": {"config": {"tests_every": 28, **NO_POLYAK}},
+    "tested-seed1": {"config": {"tests_every": 28, **NO_POLYAK}, "seed": 1},
+    "polyak-actor": {"config": {"actor_polyak": 0.005}},
+    "polyak-actor-seed1": {"config": {"actor_polyak": 0.005}, "seed": 1},
+    "rr8": {"config": {"replay_ratio": 0.125, **NO_POLYAK}},
+    "ensemble4": {"config": {"n_critics": 4, **NO_POLYAK}},
+    "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
+                                        **NO_POLYAK}},
+    "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 3},
 }
 """Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
 (EnvConfig overrides for training), `seed` (training seed, default `--seed`). Every result
@@ -89,14 +122,26 @@ no critic LayerNorm, so their `fixed*` specs read `{}` where this table now says
 DEFAULT_VARIANTS = ("old", "fixed", "objective+temperature", "asymmetric-only", "fixed-layernorm")
 
 
+TESTS: dict[str, Any] = {"every": 0}
+"""`--tests-every`: the performance tests of the evaluation (`PerformanceTesting`, the test
+taken as that day's tempo_threshold session), handed to the policies that read them (the
+tested SAC); the others, random and the oracle play as without tests."""
+
+
 def _score(policy_factory: Any, name: str, test: Any, eval_seed: int) -> dict[str, list[float]]:
-    from analysis.benchmark import run_policy
+    from analysis.benchmark import PerformanceTesting, run_policy
+    from physiology_model.data.table import ACTIONS
     from simulator.env import EnvConfig
 
-    run = run_policy(name, policy_factory, test, EnvConfig(), seed=eval_seed)
+    tests = (PerformanceTesting(TESTS["every"], session=ACTIONS.index("tempo_threshold"))
+             if TESTS["every"] else None)
+    run = run_policy(name, policy_factory, test, EnvConfig(), seed=eval_seed, tests=tests)
     keep = ("delta_performance", "return", "max_action_share", "executed_violations",
             "injured_days", "mean_load_trimp")
-    return {k: np.asarray(run.metrics[k], float).tolist() for k in keep if k in run.metrics}
+    out = {k: np.asarray(run.metrics[k], float).tolist() for k in keep if k in run.metrics}
+    if "tested" in run.extra:
+        out["tests_taken"] = run.extra["tested"].sum(axis=0).astype(float).tolist()
+    return out
 
 
 def _share(dp: list[float], refs: dict[str, dict[str, list[float]]]) -> dict[str, float] | None:
@@ -127,12 +172,21 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
     env_cfg = _env_config(spec.get("env", {}))
     cfg = agent_config(agent, spec.get("config"))
     started = time.perf_counter()
-    run_dir = train(agent, str(args.train_cohort), args.max_steps, seed=spec.get("seed", args.seed),
-                    device="cpu", out_dir=args.runs, run_name=name, n_envs=args.n_envs,
-                    env_config=env_cfg, agent_config=cfg, progress=False, torch_threads=1,
-                    checkpoint_every=args.checkpoint_every, max_seconds=args.budget_s)
-    train_wall = time.perf_counter() - started
-    record = json.loads((run_dir / "run.json").read_text())
+    run_dir = args.runs / name
+    done = run_dir / "run.json"
+    if args.reuse_runs and done.is_file() and json.loads(done.read_text())["status"] == "finished":
+        record = json.loads(done.read_text())  # scored again, not trained again
+        if record["agent_config"] != json.loads(json.dumps(asdict(cfg))):
+            raise ValueError(f"{run_dir} was trained with other settings")
+        train_wall = record["report"]["wall_seconds"]
+    else:
+        run_dir = train(agent, str(args.train_cohort), args.max_steps,
+                        seed=spec.get("seed", args.seed), device="cpu", out_dir=args.runs,
+                        run_name=name, n_envs=args.n_envs, env_config=env_cfg,
+                        agent_config=cfg, progress=False, torch_threads=1,
+                        checkpoint_every=args.checkpoint_every, max_seconds=args.budget_s)
+        train_wall = time.perf_counter() - started
+        record = json.loads((run_dir / "run.json").read_text())
     policy = load_agent(run_dir, device="cpu")
     final = _score(lambda sim: policy, name, test, args.eval_seed)
     checkpoints = []
@@ -160,10 +214,9 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
 
 
 def _load_checkpoint(agent: str, directory: Path) -> Any:
-    from agents.sac import DiscreteSAC
-    from agents.sb3_agents import load_sb3_policy
+    from agents.training import load_checkpoint
 
-    return DiscreteSAC.load(directory) if agent == "sac" else load_sb3_policy(directory)
+    return load_checkpoint(agent, directory)
 
 
 def _env_config(overrides: dict[str, Any]):
@@ -257,7 +310,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "cohort between invocations (recomputed when the cohort differs)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--eval-seed", type=int, default=0, help="env seed of the evaluation")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="score a finished run already in --runs (same settings) instead "
+                             "of training it again")
+    parser.add_argument("--tests-every", type=int, default=0,
+                        help="evaluate with a performance test every this many days, taken as "
+                             "that day's tempo_threshold session, handed to the policies that "
+                             "read tests (the tested SAC; 0: none)")
     args = parser.parse_args(argv)
+    TESTS["every"] = args.tests_every
     for path in (args.train_cohort, args.test_cohort):
         if not path.is_file():
             parser.error(f"{path} does not exist (make one with `periodize cohort`)")

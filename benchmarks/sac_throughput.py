@@ -154,7 +154,13 @@ def time_sb3_batched(cohort, device: torch.device, n_envs: int, seconds: float,
     env = BatchedPeriodizationEnv(cohort, n_envs, EnvConfig(action_type="continuous"),
                                   seed=seed)
     normalizer = RunningNormalizer(N_FEATURES)
-    model = make_sb3_sac(NormalizedVecEnv(env, normalizer), config, seed=seed, device=device)
+    venv = NormalizedVecEnv(env, normalizer)
+    if config.asymmetric_critic:  # the critics read the latent state, as in agents.training
+        from agents.sb3_agents import CriticStateVecEnv
+        from simulator.env import CRITIC_STATE_NAMES
+
+        venv = CriticStateVecEnv(venv, env, RunningNormalizer(len(CRITIC_STATE_NAMES)))
+    model = make_sb3_sac(venv, config, seed=seed, device=device)
     rate, steps, wall = _time_sb3(model, seconds, config.learning_starts + 4 * n_envs)
     record = _record("sb3-sac-batched", device, "train_env_steps_per_s", rate, "env steps/s",
                      n_envs=n_envs, env_steps=steps, wall_s=wall,

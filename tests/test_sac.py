@@ -29,8 +29,9 @@ from agents.sac import (
 
 N_FEATURES, N_ACTIONS = 48, 6
 SMALL = SACConfig(hidden_sizes=(64, 64), batch_size=128, buffer_size=20_000, learning_starts=256,
-                  replay_ratio=0.125, learning_rate=1e-3, gamma=0.5)
-"""Small networks and a short horizon so that the toy problem is learned in seconds."""
+                  replay_ratio=0.125, learning_rate=1e-3, gamma=0.5, actor_polyak=0.05)
+"""Small networks and a short horizon so that the toy problem is learned in seconds (in ~340
+gradient steps: the acting actor averages over the last ~20 of them, not the default's ~200)."""
 
 
 class ContextBanditVecEnv(VecEnv):

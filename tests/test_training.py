@@ -209,7 +209,8 @@ def test_continuous_sb3_sac_returns_box_actions_that_survive_a_round_trip(cohort
     assert np.all(np.abs(actions) <= 1.0)
     np.testing.assert_array_equal(load_agent(run_dir).act(obs, mask), actions)
     entropy, gap = policy.diagnostics(obs, mask)
-    assert np.isfinite(entropy).all() and np.all(gap >= 0)
+    # the default asymmetric critic needs the latent state for its Q-gap: NaN when deployed
+    assert policy.n_latent > 0 and np.isfinite(entropy).all() and np.isnan(gap).all()
     summary = evaluate_on_cohort(policy, cohorts[1], env_config=SHORT_ENV, seed=5)
     assert summary["episodes"] == cohorts[1].n and np.isfinite(summary["return"])
 

@@ -133,7 +133,7 @@ def save_tiny_sb3(directory: Path, kind: str):
         config = PPOConfig(hidden_sizes=(16, 8))
         adapter = MaskablePPOPolicy(make_maskable_ppo(venv, config, seed=3), normalizer, kind)
     else:
-        config = SB3SACConfig(hidden_sizes=(16, 8), buffer_size=256)
+        config = SB3SACConfig(hidden_sizes=(16, 8), buffer_size=256, asymmetric_critic=False)
         adapter = ContinuousSACPolicy(make_sb3_sac(venv, config, seed=3), normalizer, kind)
     adapter.save(directory, kind, config)
     return adapter

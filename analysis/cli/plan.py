@@ -61,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "peak then")
     plan.add_argument("--tests", default=None, metavar="CSV",
                       help="the athlete's performance tests (columns date, result; higher is "
-                           "better): the MPC (or a --policy distilled with tests) learns "
-                           "the performance response from them")
+                           "better): the MPC (or a --policy distilled or SAC-trained with "
+                           "tests) learns the performance response from them")
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--html", default=None, metavar="FILE",
