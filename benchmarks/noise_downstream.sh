@@ -4,7 +4,7 @@
 # Each commit is checked out in a temporary worktree and run with this checkout's .venv: a
 # held-out cohort of N athletes (seed 4000, the full evaluation's held-out seed) drawn from the
 # shipped world model as that commit reads it, then `periodize evaluate` with every default
-# policy, once wearable-only and once with the monthly performance test taken as that day's
+# policy but bc, once wearable-only and once with the monthly performance test taken as that day's
 # session (`--tests-every 28 --test-session tempo_threshold`). Then
 # benchmarks/noise_downstream.py writes the per-policy comparison to
 # benchmarks/results/noise_downstream.json.
@@ -12,6 +12,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BEFORE=$1; AFTER=$2; N=${3:-64}; WORK=${4:-$(mktemp -d)}
 PY=$ROOT/.venv/bin/python
+# every default policy but bc, whose training data (the real exports) the loaders read
+# differently at the two commits
+POLICIES="random seed_rule hrv_guided fixed_periodization mpc oracle"
 mkdir -p "$WORK"
 run() {  # REV OUT
   local tree="$WORK/tree-$2"
@@ -20,9 +23,10 @@ run() {  # REV OUT
     cd "$tree"; export PYTHONPATH=$tree; local P="$PY -m analysis.cli" O="$WORK/$2"
     mkdir -p "$O"
     $P cohort --model models/shipped --n "$N" --seed 4000 --out "$O/test.npz"
-    $P evaluate --model models/shipped --cohort "$O/test.npz" --out "$O/wearable" > "$O/wearable.log" 2>&1
-    $P evaluate --model models/shipped --cohort "$O/test.npz" --tests-every 28 \
-      --test-session tempo_threshold --out "$O/tested" > "$O/tested.log" 2>&1
+    $P evaluate --model models/shipped --cohort "$O/test.npz" --policies $POLICIES \
+      --out "$O/wearable" > "$O/wearable.log" 2>&1
+    $P evaluate --model models/shipped --cohort "$O/test.npz" --policies $POLICIES mpc_tested \
+      --tests-every 28 --test-session tempo_threshold --out "$O/tested" > "$O/tested.log" 2>&1
   )
   git -C "$ROOT" worktree remove --force "$tree"
 }

@@ -78,7 +78,7 @@ def test_prior_config_overrides_and_round_trips():
 
 def test_model_structure(tiny):
     arrays, _ = tiny
-    model = bayes.build_model(arrays)
+    model = bayes.build_model(arrays, bayes.PriorConfig(slow_noise=True))
     assert list(model.coords["athlete"]) == list(arrays.user_ids)
     assert list(model.coords["param"]) == list(params.PARAM_NAMES)
     assert len(model.coords["day"]) == arrays.n_days
@@ -193,8 +193,9 @@ def test_centring_leaves_the_posterior_unchanged(tiny):
     truth = {**truth, "slow_share": np.array([0.3, 0.5, 0.2]),
              "phi_slow": np.array([0.97, 0.98, 0.95])}  # a point inside the slow priors
     names = list(params.PARAM_NAMES)
-    plain = bayes.build_model(arrays, centre_min_obs=None)
-    centred = bayes.build_model(arrays, centre_min_obs=10, centre_min_athletes=1)
+    slow = bayes.PriorConfig(slow_noise=True)
+    plain = bayes.build_model(arrays, slow, centre_min_obs=None)
+    centred = bayes.build_model(arrays, slow, centre_min_obs=10, centre_min_athletes=1)
     plain_logp, centred_logp = plain.compile_logp(), centred.compile_logp()
     mu_of = centred.compile_fn(
         centred.replace_rvs_by_values([centred[n] for n in names]),
@@ -422,7 +423,7 @@ def test_per_athlete_log_likelihood_moves_to_its_group_for_leave_athletes_out_lo
 
     arrays, _ = tiny
     names = [f"{bayes.LOGLIK_PREFIX}{t}" for t in TARGETS]
-    with bayes.build_model(arrays):
+    with bayes.build_model(arrays, bayes.PriorConfig(slow_noise=True)):
         prior = pm.sample_prior_predictive(
             draws=30, random_seed=4,
             var_names=["loc", "scale", *params.NOISE_PARAMS, *params.PARAM_NAMES, *names])

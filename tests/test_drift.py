@@ -6,11 +6,14 @@ import pytest
 
 from physiology_model.model.drift import (
     NO_DRIFT,
+    DriftCase,
     NoiseComponents,
     SlowDrift,
     filter_residuals,
     forecast_residual,
+    next_day_crps,
     noise_components,
+    select_drift,
 )
 
 
@@ -97,3 +100,42 @@ def test_the_posterior_components_take_precedence_over_an_old_drift_setting():
     np.testing.assert_array_equal(own.phi_slow, [0.98, 0.97])
     np.testing.assert_array_equal(own.phi_fast, [0.4, 0.5])
     assert isinstance(own, NoiseComponents)
+
+
+def _simulated_cases(drift: SlowDrift, n_athletes=12, n_days=150, sigma=0.3, phi=0.3, seed=1):
+    rng = np.random.default_rng(seed)
+    phi_f = float(drift.fast_phi(np.array([phi]))[0])
+    cases = []
+    for _ in range(n_athletes):
+        slow = np.zeros(n_days)
+        fast = np.zeros(n_days)
+        s_sd, f_sd = np.sqrt(drift.fraction) * sigma, np.sqrt(1 - drift.fraction) * sigma
+        slow[0], fast[0] = rng.normal(0, s_sd), rng.normal(0, f_sd)
+        for t in range(1, n_days):
+            slow[t] = drift.phi_slow * slow[t - 1] + rng.normal(0, s_sd * np.sqrt(1 - drift.phi_slow ** 2))
+            fast[t] = phi_f * fast[t - 1] + rng.normal(0, f_sd * np.sqrt(1 - phi_f ** 2))
+        r = slow + fast
+        r[rng.random(n_days) < 0.15] = np.nan
+        draws = 5  # posterior draws that differ in their means (constant offsets)
+        offsets = rng.normal(0, 0.02, draws)[:, None]
+        cases.append(DriftCase(r[None, :] - offsets, np.full(draws, sigma), np.full(draws, phi), 14))
+    return cases
+
+
+def test_select_drift_finds_the_slow_component_of_drifting_series():
+    truth = SlowDrift(0.5, 0.99, 0.1)
+    best, scores = select_drift(_simulated_cases(truth))
+    assert best.fraction >= 0.3
+    assert scores["crps"] < 0.97 * scores["crps_ar1"]
+    assert scores["tried"] > 10
+
+
+def test_select_drift_gains_little_on_plain_ar1_series():
+    _, scores = select_drift(_simulated_cases(NO_DRIFT))
+    assert scores["crps"] > 0.99 * scores["crps_ar1"]
+
+
+def test_next_day_crps_needs_an_observed_day():
+    case = DriftCase(np.full((2, 20), np.nan), np.ones(2), np.full(2, 0.3), 5)
+    with pytest.raises(ValueError, match="no observed day"):
+        next_day_crps([case], NO_DRIFT)

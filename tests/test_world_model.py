@@ -261,6 +261,37 @@ def test_latents_are_normalised_so_a_constant_load_gives_itself():
         assert fatigue[21] == pytest.approx(1.0 - e) and fatigue[22] == pytest.approx((1 - e) * e)
 
 
+def test_fit_drift_finds_a_wandering_hrv_baseline_and_keeps_rhr_single():
+    """Athletes whose ln HRV baseline wanders slowly (an AR(1) with φ 0.99 carrying half the
+    noise variance) beside an RHR with the model's own AR(1) noise: the chosen setting gives
+    HRV a slow component that beats the single AR(1) clearly, and RHR gains little."""
+    rng = np.random.default_rng(21)
+    model = _model(_population())
+    frames = []
+    for i in range(8):
+        truth = _truth(seed=30 + i)
+        frame = _athlete_frame(truth, 160, seed=40 + i, user=f"w{i}")
+        slow = np.zeros(160)
+        sd = 0.7 * float(truth["sigma_hrv"][0])
+        slow[0] = rng.normal(0, sd)
+        for t in range(1, 160):
+            slow[t] = 0.99 * slow[t - 1] + rng.normal(0, sd * np.sqrt(1 - 0.99 ** 2))
+        frame["hrv_rmssd_ms"] *= np.exp(slow)
+        frames.append(frame)
+    summary = model.fit_drift(pd.concat(frames, ignore_index=True), seed=0)
+    assert set(summary) == {"hrv", "rhr", "recovery"} == set(model.drift_)
+    assert model.drift_["hrv"].fraction >= 0.3
+    assert summary["hrv"]["crps"] < 0.95 * summary["hrv"]["crps_ar1"]
+    assert summary["rhr"]["crps"] > 0.97 * summary["rhr"]["crps_ar1"]
+    assert summary["hrv"]["athletes"] == 8
+
+
+def test_fit_drift_needs_athletes_it_can_personalise():
+    frame = _athlete_frame(_truth(), 30, seed=3).iloc[::3]  # 10 rows spread over 30 days
+    with pytest.raises(ValueError, match="enough days"):
+        _model(_population()).fit_drift(frame)
+
+
 def test_personalisation_stops_adapting_once_the_ess_reaches_the_kept_draws(monkeypatch):
     """Two weeks of data leave the proposals a large ESS soon: the rounds stop early. A year
     does not: every round is run."""

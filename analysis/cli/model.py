@@ -10,7 +10,7 @@ import pandas as pd
 
 def _model_fit(args: argparse.Namespace) -> int:
     from physiology_model.data.loaders import load_exports
-    from physiology_model.model.bayes import SamplerConfig
+    from physiology_model.model.bayes import PriorConfig, SamplerConfig
     from physiology_model.model.fitting import fit_world_model
     from physiology_model.model.world_model import WorldModelConfig
 
@@ -20,6 +20,7 @@ def _model_fit(args: argparse.Namespace) -> int:
                             nutpie_backend=args.nutpie_backend)
     model = fit_world_model(load_exports(args.data).frame, seed=args.seed, use_all=args.all,
                             config=WorldModelConfig(max_days=args.max_days), sampler=sampler,
+                            priors=PriorConfig(slow_noise=args.noise == "slow-fast"),
                             residual=not args.no_residual, say=lambda s: print(s, flush=True))
     model.save(args.out)
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s in all)")
@@ -110,6 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--chains", type=int, default=2)
     fit.add_argument("--nutpie-backend", default="jax", choices=["jax", "numba"],
                      help="nutpie's compiler (jax: seconds to compile; numba: minutes)")
+    fit.add_argument("--noise", default="ar1", choices=["ar1", "slow-fast"],
+                     help="each target's noise in the likelihood: one AR(1), its slow drift "
+                          "chosen after the fit (default, as models/shipped), or slow + fast "
+                          "AR(1)s fitted in the likelihood (several times slower)")
     fit.add_argument("--max-days", type=int, default=365,
                      help="most recent days per athlete used in the fit")
     fit.add_argument("--progress", action="store_true", help="show the sampler's progress")

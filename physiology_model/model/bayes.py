@@ -93,12 +93,12 @@ class PriorConfig:
     """Beta(α, β) prior of the AR(1) coefficients φ_hrv, φ_rhr, φ_rec: α."""
     ar_beta: float = 2.0
     """... and β. Beta(2, 2) keeps φ away from 0 and 1 without favouring either."""
-    slow_noise: bool = True
-    """Each target's noise is the sum of a slow and a fast AR(1) (`params.SLOW_SHARE_PARAMS`):
-    the athlete's baseline wanders over weeks (season, sleep debt, illness, device fit) on top
-    of the day-to-day noise. False: one AR(1) (the share w is fixed at 0), the model before
-    the slow component entered the likelihood (a model saved then has a `drift` setting chosen
-    after its fit instead, `drift.SlowDrift`)."""
+    slow_noise: bool = False
+    """Each target's noise is the sum of a slow and a fast AR(1) (`params.SLOW_SHARE_PARAMS`)
+    in the likelihood: the athlete's baseline wanders over weeks (season, sleep debt, illness,
+    device fit) on top of the day-to-day noise. False (the default while this likelihood's fit
+    is several times slower, docs/world_model.md): one AR(1), the share w fixed at 0, and
+    `fit_world_model` chooses the slow component after the fit (`drift.select_drift`)."""
     slow_alpha: float = 1.5
     """Beta(α, β) prior of the slow share w of each target's noise variance: α ..."""
     slow_beta: float = 2.0

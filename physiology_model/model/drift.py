@@ -24,14 +24,17 @@ this is exactly the single AR(1) conditioned on its last observed value.
 In a model fitted with `PriorConfig.slow_noise`, (w, φ_s, φ_f) per target are population
 parameters of the posterior itself (the likelihood is this filter's,
 `bayes.noise_log_likelihoods`), so each draw carries its own (`noise_components`). A model
-fitted with one AR(1) in its likelihood had one (w, φ_s, φ_f) setting per target chosen after
-the fit on the training athletes' next-day CRPS (`SlowDrift`, read from its model.json): an
-empirical-Bayes layer, which becomes the slow component of its draws when it is loaded
-(`WorldModel._drift_as_slow_noise`).
+fitted with one AR(1) in its likelihood (the default while the slow component's fit is slow:
+docs/world_model.md) gets one (w, φ_s, φ_f) setting per target chosen after the fit on the
+training athletes' next-day CRPS (`select_drift`, `WorldModel.fit_drift`; stored in its
+model.json): an empirical-Bayes layer, which becomes the slow component of its draws when it
+is loaded (`WorldModel._drift_as_slow_noise`).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -170,3 +173,66 @@ def forecast_residual(states: FilteredStates, last_days: np.ndarray, steps: np.n
            + a_f ** 2 * cov[..., 1:2] + var_f * (1.0 - a_f ** 2)
            + 2.0 * a_s * a_f * cov[..., 2:3])
     return mu, np.sqrt(np.maximum(var, _TINY))
+
+
+@dataclass(frozen=True)
+class DriftCase:
+    """One athlete's residuals under its posterior draws, scored from `first_origin` on."""
+
+    resid: np.ndarray
+    """(S, T), NaN where unobserved."""
+    sigma: np.ndarray
+    phi: np.ndarray
+    first_origin: int
+
+
+def next_day_crps(cases: Sequence[DriftCase], drift: SlowDrift) -> float:
+    """Mean CRPS of the next-day forecasts of every observed day from each case's first origin
+    on, for the Gaussian matching the draw mixture's mean and variance (law of total
+    variance), the same score the residual gate uses (`residual.gaussian_crps`)."""
+    from physiology_model.model.residual import gaussian_crps
+
+    total, count = 0.0, 0
+    for case in cases:
+        n_days = case.resid.shape[1]
+        origins = np.arange(max(case.first_origin, 1), n_days)
+        origins = origins[np.isfinite(case.resid[0, origins])]  # observed in every draw or none
+        if not origins.size:
+            continue
+        states = filter_residuals(case.resid, case.sigma, drift.components(case.phi),
+                                  days=n_days - 1)
+        mu, sd = forecast_residual(states, origins - 1, np.ones((origins.size, 1)))
+        # draw s forecasts y as mean_s + mu_s, and y − mean_s = resid_s, so the mixture's
+        # error is mean_s + mu_s − y = mu_s − resid_s
+        error = mu[..., 0] - case.resid[:, origins].T  # (O, S)
+        centre = error.mean(axis=1)
+        spread = np.sqrt((sd[..., 0] ** 2).mean(axis=1) + error.var(axis=1))
+        crps = gaussian_crps(np.zeros_like(centre), centre, spread)
+        total += float(crps.sum())
+        count += crps.size
+    if count == 0:
+        raise ValueError("no observed day to score the drift settings on")
+    return total / count
+
+
+DRIFT_GRID = {"fraction": (0.0, 0.15, 0.3, 0.45, 0.6, 0.75),
+              "phi_slow": (0.97, 0.99, 0.997),
+              "phi_fast": (None, 0.0, 0.2, 0.4)}
+"""The settings `select_drift` tries (fraction 0 is the posterior's own AR(1))."""
+
+
+def select_drift(cases: Sequence[DriftCase], grid: dict = DRIFT_GRID
+                 ) -> tuple[SlowDrift, dict]:
+    """The grid setting with the lowest `next_day_crps` over `cases`, and a summary
+    {"crps": best, "crps_ar1": the single AR(1)'s, "tried": count}."""
+    scores = {}
+    for fraction, phi_slow, phi_fast in itertools.product(
+            grid["fraction"], grid["phi_slow"], grid["phi_fast"]):
+        drift = (NO_DRIFT if fraction == 0.0 else
+                 SlowDrift(float(fraction), float(phi_slow), phi_fast))
+        if drift not in scores:
+            scores[drift] = next_day_crps(cases, drift)
+    if NO_DRIFT not in scores:
+        scores[NO_DRIFT] = next_day_crps(cases, NO_DRIFT)
+    best = min(scores, key=scores.get)
+    return best, {"crps": scores[best], "crps_ar1": scores[NO_DRIFT], "tried": len(scores)}

@@ -17,7 +17,7 @@ from physiology_model.data.splits import temporal_split, user_split
 from physiology_model.data.table import DailyTable
 from physiology_model.dynamics.observation import TARGETS, WARM_START_DAYS
 from physiology_model.features.preprocess import PreprocessConfig, assess_athletes, fill_calendar
-from physiology_model.model.bayes import SamplerConfig
+from physiology_model.model.bayes import PriorConfig, SamplerConfig
 from physiology_model.model.calibration import (
     CONDITION_DAYS,
     MAX_HORIZON,
@@ -193,7 +193,8 @@ def fit_residual(model: WorldModel, fit_frame: pd.DataFrame, *,
 
 def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False,
                     config: WorldModelConfig = WorldModelConfig(),
-                    sampler: SamplerConfig = SamplerConfig(), residual: bool = True,
+                    sampler: SamplerConfig = SamplerConfig(),
+                    priors: PriorConfig | None = None, residual: bool = True,
                     say: Callable[[str], None] = print) -> WorldModel:
     """The whole fit of `periodize model fit` on a canonical frame: athletes split as the
     forecasting protocol says (`split_for_forecasting` with `seed`; `use_all`: every row of
@@ -209,10 +210,20 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         f"(held out: {held_out}); sampler {sampler.sampler}, {sampler.chains} chains × "
         f"{sampler.draws} draws")
     started = time.perf_counter()
-    model = WorldModel(config, sampler=sampler).fit(fit_frame)
+    model = WorldModel(config, sampler=sampler, priors=priors).fit(fit_frame)
     timings = model.fit_info_.get("timings", {})
     say(f"posterior: {time.perf_counter() - started:.0f} s (compile "
         f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
+    if not (model.priors or PriorConfig()).slow_noise:  # one AR(1): its drift after the fit
+        drift_started = time.perf_counter()
+        drift = model.fit_drift(fit_frame, seed=seed)
+        model.fit_info_["drift"] = drift
+        model.fit_info_["timings"]["drift_s"] = time.perf_counter() - drift_started
+        for target, chosen in drift.items():
+            say(f"noise drift {target}: {chosen['setting']} (next-day CRPS {chosen['crps']:.4f} vs "
+                f"{chosen['crps_ar1']:.4f} with one AR(1), {chosen['athletes']} athletes "
+                f"personalised on 14 days)")
+        model._drift_as_slow_noise()  # as loading it would: one noise for everything below
     if residual:
         residual_started = time.perf_counter()
         model.residual_ = fit_residual(model, fit_frame, seed=seed)

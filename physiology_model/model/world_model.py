@@ -43,8 +43,12 @@ from physiology_model.dynamics.observation import (
     LATENTS,
     NOISE_PHI,
     NOISE_PHI_SLOW,
+    NOISE_SIGMA,
     NOISE_SLOW_SHARE,
+    TARGETS,
+    WARM_START_DAYS,
     latent_states,
+    observation_means,
 )
 from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
     AR_PARAMS,  # are re-exported: the simulator reads them next to the equations below
@@ -65,10 +69,17 @@ from physiology_model.jsonio import jsonable, package_versions
 from physiology_model.model.arrays import prepare_arrays
 from physiology_model.model.calibration import FILE_NAME as CALIBRATION_FILE
 from physiology_model.model.calibration import load_calibration, measured_days
-from physiology_model.model.drift import NO_DRIFT, SlowDrift
+from physiology_model.model.drift import (
+    DRIFT_GRID,
+    NO_DRIFT,
+    DriftCase,
+    SlowDrift,
+    select_drift,
+)
 from physiology_model.model.forecast import (
     AthleteSeries,
     forecast_samples,
+    observed_targets,
     plan_frame,
     series_from_frame,
 )
@@ -311,6 +322,52 @@ class WorldModel:
             warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "
                           f"{result.n_proposals}); the posterior is rough", stacklevel=2)
         return result
+
+    def fit_drift(self, frame: pd.DataFrame, *, condition_days: int = 14, seed: int = 0,
+                  max_draws: int = 100, grid: dict = DRIFT_GRID) -> dict[str, dict]:
+        """Choose each target's slow noise drift (`drift.select_drift`) on the athletes of
+        `frame` (the fit's rows: the training athletes only). Each athlete is personalised on
+        its first `condition_days` calendar days, as an athlete the fit never saw would be, and
+        the next-day forecasts of its later days are scored (at most `max_draws` of its
+        posterior draws, for speed). An athlete with too few days to personalise on is
+        skipped. Sets `drift_` and returns, per target, the setting with its CRPS, the single
+        AR(1)'s CRPS and the athletes used.
+        """
+        self._check_fitted()
+        if condition_days < WARM_START_DAYS:
+            raise ValueError(f"condition_days must be ≥ {WARM_START_DAYS}, got {condition_days}")
+        cases: dict[str, list[DriftCase]] = {target: [] for target in TARGETS}
+        for user, rows in frame.groupby(frame["user_id"].astype(str), sort=True):
+            start = rows["date"].min()
+            head = rows[rows["date"] < start + pd.Timedelta(days=condition_days)]
+            rng = np.random.default_rng([seed, zlib.crc32(user.encode())])
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # rough weights are part of the setting
+                    params = self.personalize(head, rng).params
+            except DataError:
+                continue
+            keep = rng.choice(len(params["mu_hrv"]), size=min(max_draws, len(params["mu_hrv"])),
+                              replace=False)
+            params = {name: values[keep] for name, values in params.items()}
+            series = series_from_frame(rows)
+            means = observation_means(params, latent_states(params, series.load,
+                                                            series.hi_load))
+            for target, y in observed_targets(series).items():
+                cases[target].append(DriftCase(y[None, :] - means[target],
+                                               params[NOISE_SIGMA[target]], params[NOISE_PHI[target]],
+                                               condition_days))
+        if not cases[TARGETS[0]]:
+            raise ValueError(f"no athlete has enough days to choose the noise drift on "
+                             f"(personalisation needs 7 in the first {condition_days})")
+        summary, drift = {}, {}
+        for target, target_cases in cases.items():
+            best, scores = select_drift(target_cases, grid)
+            drift[target] = best
+            summary[target] = {"setting": best.to_dict(), **scores,
+                               "athletes": len(target_cases)}
+        self.drift_ = drift
+        return summary
 
     def sample_athletes(self, n: int, rng: np.random.Generator, source: str | None = None
                         ) -> dict[str, np.ndarray]:
