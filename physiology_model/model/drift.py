@@ -1,10 +1,10 @@
 """Slow drift in the observation noise: a second, slow AR(1) component and its Kalman filter.
 
 With one AR(1) process (coefficient φ, marginal SD σ) for each target's deviation from the
-Banister mean, real athletes' deviations remember more than the model says: after
-personalising on 14 days, the residual autocorrelation of unseen athletes' ln HRV is still 0.2-0.3 at lags 7-28 days and of RHR 0.4-0.6 (φ^7 ≈ 0 for φ_hrv ≈ 0.28), because an
-athlete's baseline wanders (season, sleep, illness, device fit) and a 14-day baseline is
-uncertain. A 7-day rolling mean follows that level, which is why it beat the model's
+Banister mean, real athletes' deviations remember more than the model says (after
+personalising on 14 days, unseen athletes' residuals stay autocorrelated at lags of weeks:
+docs/world_model.md), because an athlete's baseline wanders (season, sleep, illness, device
+fit) and a 14-day baseline is uncertain. A 7-day rolling mean follows that level, which is why it beat the model's
 next-day forecast.
 
 Here the deviation is the sum of two independent stationary AR(1) components,

@@ -1,6 +1,7 @@
 """Fitting the world model from a daily table: the split of the forecasting protocol, the
-posterior (`WorldModel.fit`, each target's slow and fast noise included) and the neural
-residual, in one call (`fit_world_model`, what `periodize model fit` runs)."""
+posterior (`WorldModel.fit`), each target's slow noise component (in the likelihood, or chosen
+after it: `WorldModel.fit_drift`) and the neural residual, in one call (`fit_world_model`, what
+`periodize model fit` runs)."""
 
 from __future__ import annotations
 
@@ -198,9 +199,11 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
                     say: Callable[[str], None] = print) -> WorldModel:
     """The whole fit of `periodize model fit` on a canonical frame: athletes split as the
     forecasting protocol says (`split_for_forecasting` with `seed`; `use_all`: every row of
-    every selected athlete), the posterior (with each target's slow and fast noise) and
-    (`residual`) the neural residual. The returned model records its split and timings; save it with
-    `WorldModel.save`. Progress lines go to `say`."""
+    every selected athlete), the posterior, each target's slow noise component (in the
+    likelihood with `priors.slow_noise`, else chosen after the fit by `fit_drift` and made the
+    slow component of the draws) and (`residual`) the neural residual. The returned model
+    records its split, timings and drift choice; save it with `WorldModel.save`. Progress
+    lines go to `say`."""
     split = split_for_forecasting(frame, seed=seed)
     fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if use_all
                  else split.fit_frame)

@@ -7,7 +7,7 @@ everything else with numpy from `banister.py` and the observation equations in `
 - `predict(history, planned_loads)`: predictive samples and quantiles of next-morning ln HRV,
   RHR and recovery (and the latent fitness/fatigue) for each planned day, with the noise
   filtered through the observed residuals (`drift.py`: each target's slow and fast noise
-  components from the posterior).
+  components, from the posterior or chosen after it by `fit_drift`).
 - `personalize(history)`: a posterior for an athlete the fit never saw, from as little as 7
   days, by Rao-Blackwellised importance sampling: population draws of the nonlinear parameters
   (time constants, noise SDs, AR coefficients) are weighted by their marginal likelihood, and
@@ -214,9 +214,9 @@ class WorldModel:
     """How the posterior was sampled: sampler, nutpie backend, sampler config, timings (s)."""
     idata_: object
     drift_: dict[str, SlowDrift]
-    """Only for a model whose likelihood had one AR(1): per target, the
-    slow noise component chosen after its fit (`drift.SlowDrift`, read from model.json). A
-    posterior with its own slow components keeps them (`_drift_as_slow_noise`)."""
+    """Only for a model whose likelihood had one AR(1): per target, the slow noise component
+    chosen after its fit (`drift.SlowDrift`, set by `fit_drift`, saved in model.json), which
+    `_drift_as_slow_noise` makes the slow component of the draws."""
     residual_: TrainedResidual | None
     """The neural residual (`residual.TrainedResidual`, trained by `hybrid.fit_residual`) or
     None; `WorldModelForecaster` applies it to the targets its gate enabled."""
