@@ -4,8 +4,8 @@ With one AR(1) process (coefficient φ, marginal SD σ) for each target's deviat
 Banister mean, real athletes' deviations remember more than the model says (after
 personalising on 14 days, unseen athletes' residuals stay autocorrelated at lags of weeks:
 docs/world_model.md), because an athlete's baseline wanders (season, sleep, illness, device
-fit) and a 14-day baseline is uncertain. A 7-day rolling mean follows that level, which is why it beat the model's
-next-day forecast.
+fit) and a 14-day baseline is uncertain. A 7-day rolling mean follows that level, which is
+why it beat the one-AR(1) model's next-day forecast.
 
 Here the deviation is the sum of two independent stationary AR(1) components,
 
