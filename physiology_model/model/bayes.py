@@ -191,11 +191,11 @@ class SamplerConfig:
     `low_rank_modified_mass_matrix`), which can follow the correlations between a population
     location and its athletes' deviates."""
     nutpie_backend: str = "jax"
-    """nutpie's compiler: `jax` (default) or `numba`. Measured on the shipped fit (38 athletes ×
-    365 days, 2 cores): jax compiles in 5-10 s and takes ~5-7 ms per gradient; numba takes
-    145-230 s to compile (numba's type inference of nutpie's C callbacks) for ~5 ms per
-    gradient, so jax is faster for any fit under ~1 hour. Without the jax package, `jax` falls
-    back to `numba` (recorded in the fit's attrs)."""
+    """nutpie's compiler: `jax` (default) or `numba`. numba compiles for minutes (its type
+    inference of nutpie's C callbacks), jax for seconds at about the same cost per gradient,
+    so jax is faster for any fit shorter than about an hour (measured: docs/world_model.md,
+    "Speed"). Without the jax package, `jax` falls back to `numba` (recorded in
+    the fit's attrs)."""
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
