@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from physiology_model.dynamics import banister, params
-from physiology_model.dynamics.observation import TARGETS, ar1_step
+from physiology_model.dynamics.observation import TARGETS, component_sds, noise_step
 from physiology_model.jsonio import package_versions
 from physiology_model.model.arrays import REFERENCE_TAUS_DAYS, AthleteArrays, stack_series
 
@@ -1080,18 +1080,19 @@ def simulate_cohort(config: SimulationConfig, rng: np.random.Generator,
     slow_rng = (np.random.default_rng(rng.integers(2**63)) if any(config.slow_share)
                 else None)
     for k, target in enumerate(TARGETS):
-        phi, share = config.phi[k], config.slow_share[k]
-        noise = np.empty((a_n, t_n))
-        noise[:, 0] = rng.standard_normal(a_n)
-        for t in range(1, t_n):  # stationary AR(1) with unit marginal variance
-            noise[:, t] = ar1_step(noise[:, t - 1], phi, 1.0, rng.standard_normal(a_n))
+        # Unit marginal variance, the two stationary components stepped by the simulator's
+        # own noise update (`observation.noise_step`).
+        phi, share, phi_slow = config.phi[k], config.slow_share[k], config.phi_slow[k]
+        sd_fast, sd_slow = component_sds(1.0, share)
+        fast, slow = np.empty((a_n, t_n)), np.zeros((a_n, t_n))
+        fast[:, 0] = sd_fast * rng.standard_normal(a_n)
         if share > 0:
-            slow = np.empty((a_n, t_n))
-            slow[:, 0] = slow_rng.standard_normal(a_n)
-            for t in range(1, t_n):
-                slow[:, t] = ar1_step(slow[:, t - 1], config.phi_slow[k], 1.0,
-                                      slow_rng.standard_normal(a_n))
-            noise = np.sqrt(1.0 - share) * noise + np.sqrt(share) * slow
+            slow[:, 0] = sd_slow * slow_rng.standard_normal(a_n)
+        for t in range(1, t_n):
+            fast[:, t], slow[:, t] = noise_step(
+                fast[:, t - 1], slow[:, t - 1], phi, phi_slow, 1.0, share,
+                rng.standard_normal(a_n), slow_rng.standard_normal(a_n) if share > 0 else None)
+        noise = fast + slow
         values[target] = means[target] + sigmas[target][:, None] * noise
 
     # Non-wear days: a two-state Markov chain with the requested share and mean run length.
