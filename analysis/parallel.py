@@ -43,12 +43,9 @@ def _one_thread() -> None:
     """Worker start-up: one BLAS and torch thread (before numpy or torch load, where possible)."""
     for name in _THREAD_VARIABLES:
         os.environ.setdefault(name, "1")
-    try:
-        import torch
+    import torch  # a core dependency
 
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch.set_num_threads(1)
 
 
 def check_workers(workers: int, ray_address: str | None = None) -> None:
