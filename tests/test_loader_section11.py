@@ -35,7 +35,11 @@ def test_every_athlete_with_hrv_rhr_and_load(table):
     assert set(f["source"]) == {"section11"}
     per = f.groupby("user_id").agg(hrv=("hrv_rmssd_ms", "count"), rhr=("rhr_bpm", "count"),
                                    load=("load_trimp", "count"))
-    assert per["hrv"].min() >= 60 and per["rhr"].min() >= 60 and per["load"].min() >= 88
+    assert per["hrv"].min() >= 60 and per["load"].min() >= 88
+    # resting HR on ≥ 60 days, except where carried-forward values were blanked
+    # (tests/test_stuck_readings.py): u17 loses 37 days, u25 84
+    assert set(per.index[per["rhr"] < 60]) == {"section11-u17", "section11-u25"}
+    assert per.loc["section11-u17", "rhr"] >= 50
     assert int(per["hrv"].sum()) == 2410
     assert not f.duplicated(["user_id", "date"]).any()
 

@@ -136,11 +136,13 @@ def _why_no_rows(loader: Loader, files: list[Path]) -> str:
     return why or f"recognised as {loader.source} export file(s), but they hold no daily rows"
 
 
-def _hrv_rules(frame: pd.DataFrame, log: NoteLog, owner: dict[str, str]) -> pd.DataFrame:
-    """SDNN stand-in for SDNN-only athletes, then the HRV artefact filter (`_hrv`)."""
+def _channel_rules(frame: pd.DataFrame, log: NoteLog, owner: dict[str, str]) -> pd.DataFrame:
+    """Stuck readings set to missing (`_stuck`), then the SDNN stand-in for SDNN-only athletes
+    and the HRV artefact filter (`_hrv`)."""
     from physiology_model.data.loaders._hrv import filter_hrv_artefacts, sdnn_stand_in
+    from physiology_model.data.loaders._stuck import blank_stuck_runs
 
-    frame = sdnn_stand_in(frame, log, owner)
+    frame = sdnn_stand_in(blank_stuck_runs(frame, log, owner), log, owner)
     return validate_frame(filter_hrv_artefacts(frame, log, owner), "(combined)", log)
 
 
@@ -321,7 +323,7 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
     if frame is None:
         raise DataError(", ".join(map(str, paths)) or "(no paths)", "nothing to read")
     frame = validate_frame(frame, "(combined)", log)
-    frame = _hrv_rules(frame, log, owner)
+    frame = _channel_rules(frame, log, owner)
     return DailyTable(frame, tuple(log.notes), tuple(sorted(owner.items())))
 
 
