@@ -11,10 +11,14 @@ that changed the planner's choice. The output is one parquet row per athlete and
 
 An export that cannot be read, or an athlete who cannot be planned for (too few mornings, a
 date in the future, ...), is one row with `status = "error"` and the reason, and the batch goes
-on. The model and the policy are loaded once per worker; the exports are cut into tasks of
+on. The model and the policy are loaded once per worker process, which keeps them for every
+task it runs (`analysis.parallel.worker_cache`); the exports are cut into tasks of
 `EXPORTS_PER_TASK` and run in this process, in `--workers` local processes or on Ray
-(`analysis.parallel`). Rows come back in the order of the exports (sorted paths) whatever ran
-them, each athlete's plan is seeded with `--seed` alone, and the file's metadata records the
+(`analysis.parallel`). A task plans its athletes together, in batches of the same history
+length (`agents.recommend.plan_batch`), each athlete from its own random streams keyed by
+`--seed` and its id. Rows come back in the order of the exports (sorted paths) whatever ran
+them, each athlete's plan depends on `--seed` and its own data alone (not on the athletes
+sharing its batch, the task size or the workers), and the file's metadata records the
 model, the policy, the seed and the horizon, not the worker count: a rerun, with any number of
 workers, writes the same bytes (written whole or not at all, `table.atomic_write`).
 """
@@ -34,9 +38,10 @@ from physiology_model.data.table import atomic_write
 from physiology_model.errors import DataError
 from physiology_model.model.world_model import WorldModel
 
-EXPORTS_PER_TASK = 8
-"""Most exports per task: enough to amortise a task's dispatch; fewer when that leaves a
-worker under four tasks, so that the workers finish together."""
+EXPORTS_PER_TASK = 32
+"""Most exports per task: enough to amortise a task's dispatch and to plan its athletes in
+batches (`agents.recommend.plan_batch`); fewer when that leaves a worker under four tasks, so
+that the workers finish together. The rows do not depend on it."""
 
 COLUMNS: dict[str, str] = {
     "athlete": "string",
