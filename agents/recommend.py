@@ -35,6 +35,16 @@ them in its notes.
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
+
+Many athletes are planned at once by `plan_batch` (`periodize recommend`); `plan_from_history`
+and `periodize plan` are its batch of one. Athletes with the same number of mornings are
+planned together (the planners are vectorised over athletes), and every random number of an
+athlete's plan comes from its own streams, keyed by `seed` and its id (`agents.lanes`): the
+planner's (its population draws, personalisations, CEM plans and noise paths) and the
+predictions'. An athlete's plan is therefore the same whichever athletes share its batch; the
+same seed gives two athletes different streams. A trained policy rolled forward day by day
+predicts each morning from the athlete's posterior drawn once (`WorldModel.predict(params=)`)
+and the plan's intervals come from the same draws.
 """
 
 from __future__ import annotations
