@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.lanes import lane_rng
 from agents.mpc import AthleteBelief, MPCConfig, MPCPlanner, belief_feature_names
 from agents.policy import check_batch
 from agents.runs import write_run_record
@@ -142,12 +143,17 @@ class DistilledPlanner:
         self._rng = np.random.default_rng(np.random.SeedSequence(seed))
         self.belief = AthleteBelief(model, self.config, self._rng)
 
-    def reset(self, seed: int | None = None) -> None:
-        """A new episode: forget the athletes; reseed when `seed` is given."""
+    def reset(self, seed: Any = None) -> None:
+        """A new episode: forget the athletes; reseed when `seed` is given: an int, or one
+        `SeedSequence` per athlete (`agents.lanes`; the network then acts deterministically,
+        drawing nothing)."""
+        lanes = isinstance(seed, (list, tuple))
+        if lanes and not getattr(self.network, "deterministic", True):
+            raise ValueError("per-athlete streams need a deterministic network")
         if seed is not None:
-            self._rng = np.random.default_rng(np.random.SeedSequence(seed))
+            self._rng = lane_rng(seed)
         self.belief.reset(self._rng)
-        self.network.reset(seed)
+        self.network.reset(None if lanes else seed)
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Today's session of each athlete, (N,) int64, allowed by `mask`."""

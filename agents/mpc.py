@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.lanes import lane, lane_rng
 from agents.policy import check_batch
 from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics import banister
@@ -465,13 +466,15 @@ class _RecedingHorizon(ABC):
     started optimiser (`self._optimizer`) and `act` = the first day of `plan`."""
 
     _optimizer: RecedingHorizonCEM
-    _seed: int
+    _seed: Any
 
-    def reset(self, seed: int | None = None) -> None:
-        """A new episode: forget the warm start; reseed when `seed` is given."""
+    def reset(self, seed: Any = None) -> None:
+        """A new episode: forget the warm start; reseed when `seed` is given: an int (one
+        stream for the batch) or one `SeedSequence` per athlete (`agents.lanes`: each athlete
+        draws what it would draw alone)."""
         if seed is not None:
-            self._seed = int(seed)
-            self._rng = np.random.default_rng(np.random.SeedSequence(self._seed))
+            self._seed = seed
+            self._rng = lane_rng(seed)
         self._optimizer.reset()
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -692,7 +695,8 @@ class AthleteBelief:
         hi = (obs[:, _F["z45_min_7d"]] + obs[:, _F["strength_min_7d"]]) / 7.0 / HI_LOAD_SCALE_MIN
         self._initial = (chronic, acute, np.maximum(hi, 0.0))
         per_athlete = s if cfg.parameters == "draws" else cfg.summary_draws
-        draws = self.model.sample_athletes(n * per_athlete, self._rng)
+        draws = _per_lane(self._rng, n, lambda k, g, _: self.model.sample_athletes(
+            k * per_athlete, g))
         self._physiology = self._scenario_parameters(
             {k: np.asarray(v, dtype=float).reshape(n, per_athlete) for k, v in draws.items()})
         self._anchor_baselines(obs)
@@ -703,9 +707,9 @@ class AthleteBelief:
         if self.known_performance is not None:
             performance, d = self.known_performance, 1
         elif draws:
-            performance, d = sample_performance_params(
-                n * draws, self._rng, variable_dose=True,
-                reference_load=np.repeat(habitual, draws)), draws
+            performance, d = _per_lane(self._rng, n, lambda k, g, at: (
+                sample_performance_params(k * draws, g, variable_dose=True,
+                                          reference_load=np.repeat(habitual[at], draws)))), draws
         else:
             performance, d = typical_performance_params(reference_load=habitual), 1
         self._performance = _grid(performance, n, d)
@@ -772,7 +776,8 @@ class AthleteBelief:
                     for k, v in draws.items()}
         if total == s:
             return draws
-        pick = np.stack([self._rng.choice(total, size=s, replace=total < s) for _ in range(n)])
+        pick = np.stack([lane(self._rng, i).choice(total, size=s, replace=total < s)
+                         for i in range(n)])
         return {k: np.take_along_axis(v, pick, axis=1) for k, v in draws.items()}
 
     def _initial_state(self) -> np.ndarray:
@@ -865,7 +870,7 @@ class AthleteBelief:
             with warnings.catch_warnings():
                 # a rough posterior is still better than the population; its ESS is recorded
                 warnings.simplefilter("ignore", UserWarning)
-                result = self.model.personalize(series, self._rng,
+                result = self.model.personalize(series, lane(self._rng, i),
                                                 n_proposals=self.config.personalize_proposals,
                                                 n_draws=self.config.personalize_draws,
                                                 rounds=self.config.personalize_rounds)
@@ -880,6 +885,28 @@ class AthleteBelief:
         for w, u in self._loads:
             athlete = transition(athlete, params, (w[:, None], u[:, None]), None)
         self._state = athlete.banister
+
+
+def _per_lane(rng: Any, n: int, draw: Callable[..., Any]) -> Any:
+    """`draw(count, rng, athletes)` for the N athletes (`athletes` a slice of them): one call,
+    or with one stream per athlete (`agents.lanes`) athlete i's block `draw(1, lane i,
+    slice(i, i + 1))`, the blocks joined athlete-major (a dict of arrays, or a parameter
+    dataclass whose array fields have a leading draws axis)."""
+    if getattr(rng, "lanes", None) is None:
+        return draw(n, rng, slice(None))
+    parts = [draw(1, g, slice(i, i + 1)) for i, g in enumerate(rng.lanes)]
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in first}
+    fields = {}
+    for name, value in vars(first).items():
+        if value is None or np.ndim(value) == 0:
+            if any(repr(getattr(p, name)) != repr(value) for p in parts):
+                raise ValueError(f"lanes disagree on the scalar field {name}")
+            fields[name] = value
+        else:
+            fields[name] = np.concatenate([np.asarray(getattr(p, name)) for p in parts])
+    return replace(first, **fields)
 
 
 def performance_test_weights(log_predicted: np.ndarray, log_results: np.ndarray,
@@ -916,7 +943,7 @@ class MPCPlanner(_RecedingHorizon):
         self.config = config
         self._optimizer = RecedingHorizonCEM(config.cem)
         self._seed = seed
-        self.belief = AthleteBelief(model, config, np.random.default_rng(seed))
+        self.belief = AthleteBelief(model, config, lane_rng(seed))
         self.reset(seed)
 
     @property

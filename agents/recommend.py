@@ -35,6 +35,16 @@ them in its notes.
 
 A rule "changed the choice" when the planner, asked again without the hard rules, would pick a
 different session today; the plan then says which rule fired.
+
+Many athletes are planned at once by `plan_batch` (`periodize recommend`); `plan_from_history`
+and `periodize plan` are its batch of one. Athletes with the same number of mornings are
+planned together (the planners are vectorised over athletes), and every random number of an
+athlete's plan comes from its own streams, keyed by `seed` and its id (`agents.lanes`): the
+planner's (its population draws, personalisations, CEM plans and noise paths) and the
+predictions'. An athlete's plan is therefore the same whichever athletes share its batch; the
+same seed gives two athletes different streams. A trained policy rolled forward day by day
+predicts each morning from the athlete's posterior drawn once (`WorldModel.predict(params=)`)
+and the plan's intervals come from the same draws.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.lanes import athlete_seed
 from agents.mpc import MPCConfig, MPCPlanner
 from agents.plan_honesty import careful_mask, morning_facts
 from agents.policy import reads_performance_tests
@@ -172,36 +183,49 @@ def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
     return out
 
 
-def _policy_sessions(policy, model, history: pd.DataFrame, mask: np.ndarray, days: int,
-                     rng: np.random.Generator, horizon: int | None,
-                     events: dict[str, list[str]] | None) -> np.ndarray:
-    """A trained policy rolled forward on the world model's median mornings."""
+def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days: int,
+                     rngs: Sequence[np.random.Generator], horizon: int | None,
+                     params: Sequence[Any]) -> np.ndarray:
+    """A trained policy rolled forward on the world model's median mornings, for the athletes
+    of `group` (`_Athlete`s) at once: sessions (N, days). Each athlete's mornings are
+    predicted from its posterior draws `params` (drawn once) with its own `rngs`."""
 
-    rows = history.copy()
-    sessions = []
+    rows = [a.history.copy() for a in group]
+    sessions = np.empty((len(group), days), dtype=np.int64)
     day_mask = mask
-    for _ in range(days):
-        obs = _policy_view(observation_matrix(observations_from_table(rows, events=events))[-1:],
-                           horizon)
-        a = int(np.asarray(policy.act(obs, day_mask))[0])
-        sessions.append(a)
-        # the morning after today's session, predicted before today's load is written in
-        pred = model.predict(rows, _planned(np.array([a])), n_samples=200, rng=rng)
-        loads = action_loads(np.array([a]))
-        rows.loc[rows.index[-1], ["load_trimp", "z4_min", "z5_min", "strength_min"]] = [
-            float(loads.trimp[0]), float(loads.hi_min[0]), 0.0, float(loads.strength_min[0])]
-        rows.loc[rows.index[-1], "session"] = ACTIONS[a]
-        median = {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
-        nxt = rows.iloc[-1:].copy()
-        nxt["date"] = nxt["date"] + pd.Timedelta(days=1)
-        nxt[["load_trimp", "z4_min", "z5_min", "strength_min", "session"]] = [
-            np.nan, np.nan, np.nan, np.nan, "unknown"]
-        nxt["hrv_rmssd_ms"] = np.exp(median["hrv"])
-        nxt["rhr_bpm"] = median["rhr"]
-        nxt["recovery_pct"] = median["recovery"]
-        rows = pd.concat([rows, nxt], ignore_index=True)
-        day_mask = mask_from_table(rows).mask  # the rules on the predicted morning
-    return np.array(sessions)
+    for d in range(days):
+        obs = np.concatenate([
+            _policy_view(observation_matrix(observations_from_table(r, events=a.events))[-1:],
+                         horizon) for r, a in zip(rows, group)])
+        sessions[:, d] = np.asarray(policy.act(obs, day_mask))
+        if d == days - 1:
+            break  # the last morning after is the plan's prediction, not the policy's input
+        masks = []
+        for i, a in enumerate(sessions[:, d]):
+            # the morning after today's session, predicted before today's load is written in
+            pred = model.predict(rows[i], _planned(np.array([a])), n_samples=200, rng=rngs[i],
+                                 params=params[i])
+            rows[i] = _next_morning(rows[i], int(a), pred)
+            masks.append(mask_from_table(rows[i]).mask)  # the rules on the predicted morning
+        day_mask = np.concatenate(masks)
+    return sessions
+
+
+def _next_morning(rows: pd.DataFrame, a: int, pred) -> pd.DataFrame:
+    """`rows` with today's session `a` written in and the predicted median morning after."""
+    loads = action_loads(np.array([a]))
+    rows.loc[rows.index[-1], ["load_trimp", "z4_min", "z5_min", "strength_min"]] = [
+        float(loads.trimp[0]), float(loads.hi_min[0]), 0.0, float(loads.strength_min[0])]
+    rows.loc[rows.index[-1], "session"] = ACTIONS[a]
+    median = {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
+    nxt = rows.iloc[-1:].copy()
+    nxt["date"] = nxt["date"] + pd.Timedelta(days=1)
+    nxt[["load_trimp", "z4_min", "z5_min", "strength_min", "session"]] = [
+        np.nan, np.nan, np.nan, np.nan, "unknown"]
+    nxt["hrv_rmssd_ms"] = np.exp(median["hrv"])
+    nxt["rhr_bpm"] = median["rhr"]
+    nxt["recovery_pct"] = median["recovery"]
+    return pd.concat([rows, nxt], ignore_index=True)
 
 
 def _planned(actions: np.ndarray) -> pd.DataFrame:
@@ -361,20 +385,70 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
 
 def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, policy_dir,
           seed: int, event, tests, tests_path, now, data) -> PlanDetails:
-    """The plan of `plan_from_history`, with what it was made from."""
+    """The plan of `plan_from_history`, with what it was made from: the batch path
+    (`plan_batch`) with a batch of one."""
+    request = PlanRequest(history, notes, event=event, tests=tests, tests_path=tests_path,
+                          data=data)
+    (out,) = plan_batch(model, [request], days=days, policy=policy, policy_dir=policy_dir,
+                        seed=seed, now=now)
+    if isinstance(out, BaseException):
+        raise out
+    return out
 
-    if days < 1:
-        raise DataError("(arguments)", "--days must be at least 1")
-    test_results = tests
+
+@dataclass
+class PlanRequest:
+    """One athlete of a batch (`plan_batch`): its daily rows (one `user_id`, sorted by date,
+    the last row this morning), the data notes about its files, and, as for
+    `plan_from_history`, its event, its performance tests and the exports they may come from."""
+
+    history: pd.DataFrame
+    notes: list[str]
+    event: str | None = None
+    tests: pd.Series | None = None
+    tests_path: str | None = None
+    data: Sequence[str] | None = None
+
+
+@dataclass
+class _Athlete:
+    """What the plan of one athlete is made from, before any planning."""
+
+    history: pd.DataFrame
+    uid: str
+    notes: list[str]
+    event: str | None
+    days_to_event: int | None
+    events: dict[str, list[str]] | None
+    mornings: np.ndarray
+    done: np.ndarray | None
+    test_results: pd.Series | None
+    tested: np.ndarray | None
+    verdict: Any
+    facts: Any
+    mask: np.ndarray
+    reasons: list[str]
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self.mornings[-1:]
+
+    def replays(self) -> bool:
+        return self.done is not None and len(self.mornings) > 1
+
+
+def _prepare(request: PlanRequest, now: date | None) -> _Athlete:
+    """One athlete's features, mask, rules and notes (everything but the planning)."""
+    history = request.history
+    test_results, tests_path = request.tests, request.tests_path
     uid = str(history["user_id"].iloc[0])
-    notes = list(notes)
-    days_to_event = _days_to_event(event, history["date"].iloc[-1])
-    events = None if event is None else {uid: [event]}
+    notes = list(request.notes)
+    days_to_event = _days_to_event(request.event, history["date"].iloc[-1])
+    events = None if request.event is None else {uid: [request.event]}
     features = observations_from_table(history, events=events)
     mornings = observation_matrix(features)
     # one morning per calendar day: days missing from the export are rows here too
     morning_dates = pd.to_datetime(features["date"]).reset_index(drop=True)
-    obs = mornings[-1:]
     done = actual_actions(history, len(mornings))
     absent = [name for column, name in (("hrv_rmssd_ms", "HRV"), ("rhr_bpm", "resting heart rate"))
               if not history[column].notna().any()]
@@ -382,43 +456,120 @@ def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, 
         notes.append(f"this export has no {' and no '.join(absent)}: the plan rests on what it "
                      f"has, and the predicted {' and '.join(absent)} are the population's, not "
                      f"this athlete's")
-    if test_results is None and data is not None:  # no --tests FILE: the export's own tests
-        test_results, tests_path = tests_for_athlete(data, uid, morning_dates, notes)
+    if test_results is None and request.data is not None:  # no --tests: the export's own
+        test_results, tests_path = tests_for_athlete(request.data, uid, morning_dates, notes)
     tested = (None if test_results is None
               else _tests_by_morning(test_results, morning_dates, tests_path or "(tests)",
                                      notes))
-
-    def replays(policy) -> bool:
-        return hasattr(policy, "replay") and done is not None and len(mornings) > 1
-
-    def start(policy, horizon: int | None = None) -> None:
-        """A new plan from today: the policy (or planner) learns the athlete from its past
-        mornings (and tests) first when it keeps a belief (`replay`), else starts from
-        today's features."""
-        policy.reset(seed)
-        if replays(policy):
-            past = {} if tested is None else {"tests": tested[:-1, None]}
-            policy.replay(_policy_view(mornings[:-1], horizon)[:, None, :], done[:-1, None],
-                          **past)
-        if tested is not None and np.isfinite(tested[-1]):
-            policy.observe_performance(tested[-1:])
-
-    def note_tests(policy) -> None:
-        used = int(np.isfinite(tested if replays(policy) else tested[-1:]).sum())
-        ess = policy.belief.diagnostics["performance_ess"]
-        draws = policy.belief.config.performance_draws
-        notes.append(f"{used} of {len(test_results)} performance test(s) used" + (
-            f"; they leave an effective {ess[-1]:.0f} of the {draws} drawn performance "
-            f"responses (the fewer, the more they told)" if used > 1 and ess
-            else "; one test alone says nothing about the response (it needs a second)"))
-
     verdict = mask_from_table(history)
-    facts = morning_facts(history, obs[0], now=now)
+    facts = morning_facts(history, mornings[-1], now=now)
     notes.extend(facts.notes)
     mask, careful = careful_mask(verdict.mask, facts)
     reasons = verdict.explain(0) + ([careful] if careful else [])
-    free_first = None  # the choice without the rules: asked for only when a rule fired today
-    rng = np.random.default_rng(seed)
+    return _Athlete(history, uid, notes, request.event, days_to_event, events, mornings, done,
+                    test_results, tested, verdict, facts, mask, reasons)
+
+
+def _batchable(policy) -> bool:
+    """Whether `policy` plans several athletes at once with one random stream each
+    (`agents.lanes`): the MPC planner (None) and the distilled planner do."""
+    return policy is None or getattr(policy, "name", None) == "mpc-distilled"
+
+
+def _group_key(athlete: _Athlete, index: int, policy) -> tuple:
+    """Athletes planned together: the same number of mornings to replay and the same planner
+    settings. An athlete with performance tests, or under a policy that cannot keep one
+    stream per athlete, is planned alone."""
+    if athlete.tested is not None or not _batchable(policy):
+        return ("alone", index)
+    return ("batch", len(athlete.mornings), athlete.replays(), athlete.days_to_event)
+
+
+def plan_batch(model, requests: Sequence[PlanRequest], *, days: int = 7, policy=None,
+               policy_dir: str | None = None, seed: int = 0, now: date | None = None,
+               ) -> list[PlanDetails | Exception]:
+    """The plans (`PlanDetails`) of many athletes, planned together where they share the
+    number of mornings and the planner's settings (the planners are vectorised over
+    athletes). Each athlete's random numbers come from its own streams, keyed by `seed` and
+    its id (`agents.lanes.athlete_seed`), so its plan is the one it gets alone, whichever
+    athletes share its batch. An athlete that cannot be planned is its exception, in its
+    place; the others are planned. `plan_from_history` is this with a batch of one."""
+    if days < 1:
+        raise DataError("(arguments)", "--days must be at least 1")
+    results: list[Any] = [None] * len(requests)
+    groups: dict[tuple, list[int]] = {}
+    prepared: list[Any] = []
+    for i, request in enumerate(requests):
+        try:
+            athlete = _prepare(request, now)
+        except Exception as exc:  # noqa: BLE001 - one athlete never stops the others
+            results[i] = exc
+            prepared.append(None)
+            continue
+        prepared.append(athlete)
+        groups.setdefault(_group_key(athlete, i, policy), []).append(i)
+    for members in groups.values():
+        try:
+            planned = _plan_group(model, [prepared[i] for i in members], days=days,
+                                  policy=policy, policy_dir=policy_dir, seed=seed)
+        except Exception as exc:  # noqa: BLE001
+            if len(members) == 1:
+                results[members[0]] = exc
+                continue
+            planned = []
+            for i in members:  # each alone: the error belongs to one athlete
+                try:
+                    planned.extend(_plan_group(model, [prepared[i]], days=days, policy=policy,
+                                               policy_dir=policy_dir, seed=seed))
+                except Exception as one:  # noqa: BLE001
+                    planned.append(one)
+        for i, details in zip(members, planned):
+            results[i] = details
+    return results
+
+
+def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
+                seed: int) -> list[PlanDetails]:
+    """The plans of athletes planned together (`_group_key`), in their order."""
+    n = len(group)
+    first = group[0]
+    tested = first.tested  # athletes with tests are planned alone
+
+    def lanes(members: Sequence[int], batched: bool) -> Any:
+        """The planner's seed: one stream per athlete, or (a policy that keeps one stream,
+        planned alone) an int drawn from the athlete's."""
+        seeds = [athlete_seed(seed, group[i].uid) for i in members]
+        return seeds if batched else int(seeds[0].generate_state(1)[0])
+
+    def start(planner, members: Sequence[int], horizon: int | None = None) -> None:
+        """A new plan from today for `members`: the policy (or planner) learns the athletes
+        from their past mornings (and tests) first when it keeps a belief (`replay`), else
+        starts from today's features."""
+        planner.reset(lanes(members, _batchable(planner if planner is policy else None)))
+        if hasattr(planner, "replay") and first.replays():
+            past = {} if tested is None else {"tests": tested[:-1, None]}
+            planner.replay(np.stack([_policy_view(group[i].mornings[:-1], horizon)
+                                     for i in members], axis=1),
+                           np.stack([group[i].done[:-1] for i in members], axis=1), **past)
+        if tested is not None and np.isfinite(tested[-1]):
+            planner.observe_performance(tested[-1:])
+
+    def note_tests(planner, athlete: _Athlete) -> None:
+        used = int(np.isfinite(tested if hasattr(planner, "replay") and athlete.replays()
+                               else tested[-1:]).sum())
+        ess = planner.belief.diagnostics["performance_ess"]
+        draws = planner.belief.config.performance_draws
+        athlete.notes.append(
+            f"{used} of {len(athlete.test_results)} performance test(s) used" + (
+                f"; they leave an effective {ess[-1]:.0f} of the {draws} drawn performance "
+                f"responses (the fewer, the more they told)" if used > 1 and ess
+                else "; one test alone says nothing about the response (it needs a second)"))
+
+    obs = np.concatenate([a.obs for a in group])
+    mask = np.concatenate([a.mask for a in group])
+    predict_rngs = [np.random.default_rng(athlete_seed(seed, a.uid, 1)) for a in group]
+    free_first: list[int | None] = [None] * n  # the choice without the rules, when one fired
+    params: list[Any] = [None] * n
     if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
@@ -426,41 +577,61 @@ def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, 
                             "distilled with tests (DistillConfig.tests_every) or a SAC trained "
                             "with them (SACConfig.tests_every)")
         horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
-        start(policy, horizon)
-        sessions = _policy_sessions(policy, model, history, mask, days, rng, horizon, events)
+        start(policy, range(n), horizon)
+        # the athlete's posterior once, for every predicted morning of the roll-out
+        params = [model.athlete_params(a.history, r) for a, r in zip(group, predict_rngs)]
+        sessions = _policy_sessions(policy, model, group, mask, days, predict_rngs, horizon,
+                                    params)
         planner_name = (f"policy {policy_dir}" if policy_dir
                         else f"baseline {getattr(policy, 'name', type(policy).__name__)}")
-        if reasons or tested is not None:
-            start(policy, horizon)  # today again, for its choice without the rules
-            free_first = int(np.asarray(policy.act(_policy_view(obs, horizon),
-                                                   np.ones_like(mask)))[0])
+        again = [i for i, a in enumerate(group) if a.reasons or tested is not None]
+        if again:
+            start(policy, again, horizon)  # today again, for its choice without the rules
+            free = np.asarray(policy.act(_policy_view(obs[again], horizon),
+                                         np.ones_like(mask[again])))
+            for j, i in enumerate(again):
+                free_first[i] = int(free[j])
         if tested is not None:
-            note_tests(policy)
+            note_tests(policy, first)
         elif reads_performance_tests(policy):
-            notes.append("this policy reads performance tests, but the athlete's data have "
-                         "none (give --tests CSV): it plans from the wearable alone, as "
-                         "before a first test")
+            for a in group:
+                a.notes.append("this policy reads performance tests, but the athlete's data "
+                               "have none (give --tests CSV): it plans from the wearable "
+                               "alone, as before a first test")
     else:
         # the block ends at the event; without one, as for a learned policy, today starts a
         # block of the default episode length
-        config = MPCConfig() if days_to_event is None else MPCConfig(episode_days=days_to_event)
+        config = (MPCConfig() if first.days_to_event is None
+                  else MPCConfig(episode_days=first.days_to_event))
         if tested is not None:
             config = replace(config, performance_draws=TEST_DRAWS)
-        planner = MPCPlanner(model, config, seed=seed)
-        start(planner)
+        planner = MPCPlanner(model, config, seed=lanes(range(n), True))
+        start(planner, range(n))
         plan = planner.plan(obs, mask)
-        sessions = plan.actions[0][:days]
-        if len(sessions) < days:
-            notes.append(f"the planner's horizon is {len(sessions)} days"
-                         + (" (up to the event)" if days_to_event is not None else ""))
-        if reasons:
-            unconstrained = MPCPlanner(model, config, seed=seed)
-            start(unconstrained)
-            free_first = int(unconstrained.plan(obs, np.ones_like(mask)).actions[0, 0])
+        sessions = plan.actions[:, :days]
+        if sessions.shape[1] < days:
+            for a in group:
+                a.notes.append(f"the planner's horizon is {sessions.shape[1]} days"
+                               + (" (up to the event)" if a.days_to_event is not None else ""))
+        again = [i for i, a in enumerate(group) if a.reasons]
+        if again:
+            unconstrained = MPCPlanner(model, config, seed=lanes(again, True))
+            start(unconstrained, again)
+            free = unconstrained.plan(obs[again], np.ones_like(mask[again])).actions[:, 0]
+            for j, i in enumerate(again):
+                free_first[i] = int(free[j])
         planner_name = "mpc"
         if tested is not None:
-            note_tests(planner)
-    pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng)
+            note_tests(planner, first)
+    return [_details(model, a, sessions[i], free_first[i], planner_name, predict_rngs[i],
+                     params[i]) for i, a in enumerate(group)]
+
+
+def _details(model, athlete: _Athlete, sessions: np.ndarray, free_first: int | None,
+             planner_name: str, rng: np.random.Generator, params: Any) -> PlanDetails:
+    """One athlete's plan from its sessions: the predicted mornings after each, the rules."""
+    history, facts, reasons = athlete.history, athlete.facts, athlete.reasons
+    pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng, params=params)
     samples = pred.samples
     loads = action_loads(sessions)
     out_days = []
@@ -486,13 +657,14 @@ def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, 
             elif reasons:
                 day["rules_today"] = reasons
         out_days.append(day)
-    out = {"athlete": uid, "start": out_days[0]["date"], "today": facts.today,
-           "planner": planner_name, "days": out_days, "notes": notes,
+    out = {"athlete": athlete.uid, "start": out_days[0]["date"], "today": facts.today,
+           "planner": planner_name, "days": out_days, "notes": athlete.notes,
            "this_morning": facts.measured,
            "forecast_basis": {"hrv": "athlete" if facts.hrv_in_export else "model only",
                               "recovery": ("athlete" if facts.recovery_in_export
                                            else "model only")}}
-    if event is not None:
-        out["event"] = {"date": str(pd.Timestamp(event).date()), "days_away": days_to_event}
-    return PlanDetails(plan=out, prediction=pred, history=history, observation=obs[0],
-                       mask=verdict)
+    if athlete.event is not None:
+        out["event"] = {"date": str(pd.Timestamp(athlete.event).date()),
+                        "days_away": athlete.days_to_event}
+    return PlanDetails(plan=out, prediction=pred, history=history,
+                       observation=athlete.obs[0], mask=athlete.verdict)

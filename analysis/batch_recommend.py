@@ -11,10 +11,14 @@ that changed the planner's choice. The output is one parquet row per athlete and
 
 An export that cannot be read, or an athlete who cannot be planned for (too few mornings, a
 date in the future, ...), is one row with `status = "error"` and the reason, and the batch goes
-on. The model and the policy are loaded once per worker; the exports are cut into tasks of
+on. The model and the policy are loaded once per worker process, which keeps them for every
+task it runs (`analysis.parallel.worker_cache`); the exports are cut into tasks of
 `EXPORTS_PER_TASK` and run in this process, in `--workers` local processes or on Ray
-(`analysis.parallel`). Rows come back in the order of the exports (sorted paths) whatever ran
-them, each athlete's plan is seeded with `--seed` alone, and the file's metadata records the
+(`analysis.parallel`). A task plans its athletes together, in batches of the same history
+length (`agents.recommend.plan_batch`), each athlete from its own random streams keyed by
+`--seed` and its id. Rows come back in the order of the exports (sorted paths) whatever ran
+them, each athlete's plan depends on `--seed` and its own data alone (not on the athletes
+sharing its batch, the task size or the workers), and the file's metadata records the
 model, the policy, the seed and the horizon, not the worker count: a rerun, with any number of
 workers, writes the same bytes (written whole or not at all, `table.atomic_write`).
 """
@@ -27,16 +31,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.recommend import MIN_DAYS, _data_notes, plan_from_history
+from agents.recommend import MIN_DAYS, PlanRequest, _data_notes, plan_batch
 from analysis.parallel import check_workers, run_tasks, worker_cache
 from physiology_model.data.loaders import _folders, load_exports
 from physiology_model.data.table import atomic_write
 from physiology_model.errors import DataError
 from physiology_model.model.world_model import WorldModel
 
-EXPORTS_PER_TASK = 8
-"""Most exports per task: enough to amortise a task's dispatch; fewer when that leaves a
-worker under four tasks, so that the workers finish together."""
+EXPORTS_PER_TASK = 32
+"""Most exports per task: enough to amortise a task's dispatch and to plan its athletes in
+batches (`agents.recommend.plan_batch`); fewer when that leaves a worker under four tasks, so
+that the workers finish together. The rows do not depend on it."""
 
 COLUMNS: dict[str, str] = {
     "athlete": "string",
@@ -133,18 +138,17 @@ def _load_export(path: Path):
     return table, own
 
 
-def _plan_rows(model, policy, spec: RecommendSpec, table, uid: str, export: str
-               ) -> list[dict[str, Any]]:
-
+def _request(table, uid: str) -> PlanRequest | str:
+    """The plan request of one athlete of an export, or why it cannot be planned."""
     frame = table.frame
     history = frame[frame["user_id"] == uid].sort_values("date").reset_index(drop=True)
     measured = int((history["hrv_rmssd_ms"].notna() | history["rhr_bpm"].notna()).sum())
     if measured < MIN_DAYS:
-        return [_error_row(uid, export, f"{measured} days of HRV or RHR; a plan needs "
-                                        f"{MIN_DAYS}")]
-    plan = plan_from_history(model, history, _data_notes(table.notes_for(uid)),
-                             days=spec.days, policy=policy, policy_dir=spec.policy_dir,
-                             seed=spec.seed)
+        return f"{measured} days of HRV or RHR; a plan needs {MIN_DAYS}"
+    return PlanRequest(history, _data_notes(table.notes_for(uid)))
+
+
+def _plan_rows(plan: dict[str, Any], uid: str, export: str) -> list[dict[str, Any]]:
     notes = "; ".join(plan["notes"]) or None
     rows = []
     for i, day in enumerate(plan["days"]):
@@ -161,27 +165,54 @@ def _plan_rows(model, policy, spec: RecommendSpec, table, uid: str, export: str
     return rows
 
 
+def _failure(uid: str, export: str, exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, (DataError, ValueError)):
+        return _error_row(uid, export, str(exc))
+    return _error_row(uid, export, f"could not be planned ({type(exc).__name__}: {exc})")
+
+
 def _run_task(task: _Task) -> list[dict[str, Any]]:
-    """Every athlete of the task's exports (top-level: it runs in worker processes)."""
+    """Every athlete of the task's exports (top-level: it runs in worker processes), planned
+    together (`agents.recommend.plan_batch`: each athlete's plan is the one it gets alone)."""
     model, policy = _context(task.spec)
-    rows: list[dict[str, Any]] = []
+    slots: list[Any] = []  # per athlete, in export order: an error row or (uid, export, i)
+    requests: list[PlanRequest] = []
     for name in task.exports:
         path = Path(task.root) / name if name != "." else Path(task.root)
         try:
             table, athletes = _load_export(path)
         except DataError as exc:
-            rows.append(_error_row(name, name, str(exc)))
+            slots.append(_error_row(name, name, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one export never stops the batch
+            slots.append(_error_row(name, name, f"could not be read ({type(exc).__name__}: "
+                                                f"{exc})"))
             continue
         if not athletes:
-            rows.append(_error_row(name, name, "no athlete's rows in this folder's own files"))
+            slots.append(_error_row(name, name, "no athlete's rows in this folder's own files"))
         for uid in athletes:
             try:
-                rows.extend(_plan_rows(model, policy, task.spec, table, uid, name))
-            except (DataError, ValueError) as exc:
-                rows.append(_error_row(uid, name, str(exc)))
-            except Exception as exc:  # noqa: BLE001 - one athlete never stops the batch
-                rows.append(_error_row(uid, name, f"could not be planned ({type(exc).__name__}"
-                                                  f": {exc})"))
+                request = _request(table, uid)
+            except Exception as exc:  # noqa: BLE001
+                slots.append(_failure(uid, name, exc))
+                continue
+            if isinstance(request, str):
+                slots.append(_error_row(uid, name, request))
+            else:
+                slots.append((uid, name, len(requests)))
+                requests.append(request)
+    plans = plan_batch(model, requests, days=task.spec.days, policy=policy,
+                       policy_dir=task.spec.policy_dir, seed=task.spec.seed) if requests else []
+    rows: list[dict[str, Any]] = []
+    for slot in slots:
+        if isinstance(slot, dict):
+            rows.append(slot)
+            continue
+        uid, name, i = slot
+        if isinstance(plans[i], BaseException):
+            rows.append(_failure(uid, name, plans[i]))
+        else:
+            rows.extend(_plan_rows(plans[i].plan, uid, name))
     return rows
 
 

@@ -127,7 +127,9 @@ def connect_ray(address: str) -> Any:
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         env = {"PYTHONPATH": path, **{k: "1" for k in _THREAD_VARIABLES}}
         local = {"include_dashboard": False} if address == "local" else {}
-        ray.init(address=None if address == "local" else address, log_to_driver=False,
+        # "local" goes to Ray as it is: a new instance even when a `ray start` cluster runs on
+        # this machine (address=None would attach to that one)
+        ray.init(address=address, log_to_driver=False,
                  runtime_env={"env_vars": env}, configure_logging=False, **local)
     return ray
 

@@ -6,7 +6,7 @@ as the measured model load (`meta.model_load_s`); each added worker pays the sta
 plans its share. The projection for W workers and N athletes is start-up + N · t / W, i.e.
 perfect scaling of the per-athlete work: an upper bound on speed, which the measured 2-worker
 run (`parallel_efficiency_measured`) tempers. Ray adds a task dispatch per task of up to
-8 exports (milliseconds against seconds of planning) and nothing per athlete.
+32 exports (milliseconds against seconds of planning) and nothing per athlete.
 
 Writes benchmarks/results/recommend_projection.json; every number in it is labelled
 `projected` and derives from the measured file named in its meta.
@@ -38,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     measured = json.loads(Path(args.measured).read_text())
     startup = float(measured["meta"]["model_load_s"])
-    runs = {(r["planner"], r["workers"]): r for r in measured["records"] if "workers" in r}
+    # local runs by (planner, workers); `workers` is a number, or a string in the newer files
+    # ("1", "2", "ray2": the Ray runs are left out here); of several sizes, the largest
+    runs = {}
+    for r in sorted((r for r in measured["records"] if "workers" in r),
+                    key=lambda r: r.get("athletes", 0)):
+        if str(r["workers"]).isdigit():
+            runs[(r["planner"], int(r["workers"]))] = r
     records = []
     for planner in sorted({p for p, _ in runs}):
         one = runs.get((planner, 1))

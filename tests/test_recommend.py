@@ -79,3 +79,93 @@ def test_bad_model_is_one_error_and_no_file(exports, tmp_path, capsys):
                  "--out", str(out)])
     assert code == 2 and not out.exists()
     assert "nope" in capsys.readouterr().err
+
+
+# -- batches: each athlete's plan is the one it gets alone ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model():
+    from physiology_model.model.world_model import WorldModel
+
+    return WorldModel.load(MODEL)
+
+
+@pytest.fixture(scope="module")
+def synthetic(model, tmp_path_factory) -> Path:
+    """Three synthetic athletes with 12 mornings each (one batch: the same history length),
+    written as `benchmarks/recommend_throughput.py` writes them."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.recommend_throughput import write_synthetic_exports
+
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_exports(model, 3, 12, 5, root)
+    return root
+
+
+def _requests(root: Path):
+    from agents.recommend import PlanRequest
+    from physiology_model.data.loaders import load_exports
+
+    out = []
+    for folder in sorted(root.iterdir()):
+        frame = load_exports([folder]).frame
+        out.append(PlanRequest(frame.sort_values("date").reset_index(drop=True), []))
+    return out
+
+
+def _tiny_distilled(model):
+    from agents.distill import N_INPUTS, DistilledPlanner
+    from agents.mpc import MPCConfig
+    from agents.sac import DiscreteSAC
+
+    return DistilledPlanner(model, DiscreteSAC(seed=0, n_features=N_INPUTS), MPCConfig())
+
+
+@pytest.mark.parametrize("planner", ["mpc", "distilled"])
+def test_a_batch_plans_each_athlete_as_it_is_planned_alone(model, synthetic, planner):
+    import json
+
+    from agents.recommend import _group_key, _prepare, plan_batch
+
+    policy = None if planner == "mpc" else _tiny_distilled(model)
+    requests = _requests(synthetic)
+    # the three athletes really are planned together
+    assert len({_group_key(_prepare(r, None), i, policy) for i, r in enumerate(requests)}) == 1
+    together = plan_batch(model, requests, policy=policy, seed=3)
+    for request, batched in zip(requests, together):
+        alone = plan_batch(model, [request], policy=policy, seed=3)[0]
+        assert json.dumps(batched.plan) == json.dumps(alone.plan)
+    # the order of the batch does not matter either
+    backwards = plan_batch(model, requests[::-1], policy=policy, seed=3)[::-1]
+    assert [json.dumps(p.plan) for p in backwards] == [json.dumps(p.plan) for p in together]
+
+
+def test_one_athlete_failing_inside_a_batch_is_its_error_row(synthetic, monkeypatch):
+    import agents.recommend as rec
+
+    spec = RecommendSpec(MODEL, seed=1)
+    whole = recommend(spec, synthetic, exports_per_task=3, progress=False)
+    details = rec._details
+
+    def failing(model, athlete, *args, **kwargs):
+        if athlete.uid.endswith("000001"):
+            raise RuntimeError("boom")
+        return details(model, athlete, *args, **kwargs)
+
+    monkeypatch.setattr(rec, "_details", failing)
+    rows = recommend(spec, synthetic, exports_per_task=3, progress=False)
+    errors = [r for r in rows if r["status"] == "error"]
+    assert len(errors) == 1 and "RuntimeError: boom" in errors[0]["error"]
+    assert errors[0]["athlete"].endswith("000001")
+    assert [r for r in rows if r["status"] == "ok"] == [
+        r for r in whole if not r["athlete"].endswith("000001")]
+
+
+def test_task_size_does_not_change_the_rows(synthetic):
+    spec = RecommendSpec(MODEL, seed=2)
+    one_batch = recommend(spec, synthetic, exports_per_task=3, progress=False)
+    alone = recommend(spec, synthetic, exports_per_task=1, progress=False)
+    assert one_batch == alone and {r["status"] for r in alone} == {"ok"}

@@ -380,7 +380,8 @@ class WorldModel:
 
     def predict(self, history: pd.DataFrame, planned_loads: pd.DataFrame,
                 n_samples: int = 500, rng: np.random.Generator | None = None,
-                use_residual: bool = True) -> Prediction:
+                use_residual: bool = True, params: dict[str, np.ndarray] | None = None
+                ) -> Prediction:
         """Predict the mornings after each planned day.
 
         `history`: one athlete's canonical rows up to today (today's row may carry this
@@ -390,13 +391,16 @@ class WorldModel:
         model carries a neural residual whose gate is on for a target (and `use_residual`), that
         target's forecast is the hybrid one (`hybrid.forecast_with_residual`), as in
         `periodize model evaluate`; the other targets are the Banister forecast, bit for bit.
+        `params`: the athlete's posterior draws when the caller already has them
+        (`athlete_params(history, rng)`, e.g. once for a plan rolled forward day by day);
+        None draws them here.
         """
         self._check_fitted()
         rng = rng or np.random.default_rng(0)
         if "load_trimp" not in planned_loads.columns or planned_loads["load_trimp"].isna().any():
             raise ValueError("planned_loads needs a load_trimp for every planned day")
         horizon = len(planned_loads)
-        params = self.athlete_params(history, rng)
+        params = self.athlete_params(history, rng) if params is None else params
         frame, start = plan_frame(history, planned_loads)
         full = series_from_frame(frame)
         origin = start + 1  # the first morning after the first planned day
