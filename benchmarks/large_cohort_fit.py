@@ -71,13 +71,18 @@ def run_fit(args: argparse.Namespace, data: Path, out: Path, population: bool) -
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     load_before = _load()
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    log = out.with_suffix(".log")  # the fit's own lines, readable while it runs
+    with open(log, "w") as stream:
+        done = subprocess.run(command, cwd=ROOT, env=env, stdout=stream, check=False,
+                              stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - started
+    text = log.read_text()
     if done.returncode not in (0, 3):  # 3: the fit's convergence checks failed (recorded)
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        sys.stderr.write(text[-4000:])
         raise SystemExit(f"model fit failed ({done.returncode})")
     meta = json.loads((out / "model.json").read_text())
-    lines = [line for line in done.stdout.splitlines() if not line.startswith("calibrated")]
+    lines = [line for line in text.splitlines()
+             if not line.startswith("calibrated") and "personalise:" not in line]
     return {"command": " ".join(command[1:]), "returncode": done.returncode,
             "wall_s": round(wall, 1), "load_before": load_before, "load_after": _load(),
             "timings": meta["fit"].get("timings", {}),

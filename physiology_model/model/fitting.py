@@ -193,6 +193,13 @@ def fit_residual(model: WorldModel, fit_frame: pd.DataFrame, *,
     return residual
 
 
+RESIDUAL_ORIGINS_PER_ATHLETE = 300
+"""Forecast origins per athlete and part (training, validation) of the residual's rows."""
+MIN_RESIDUAL_ORIGINS = 20
+"""The fewest origins per athlete and part a population fit (`population_athletes`) gives the
+residual, however many athletes share the rows of K."""
+
+
 def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False,
                     config: WorldModelConfig = WorldModelConfig(),
                     sampler: SamplerConfig = SamplerConfig(),
@@ -211,7 +218,9 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
     `population_athletes` K (`--population-athletes`): the population by NUTS on K of the
     training athletes and every other one personalised against it, the tasks executed by `run`
     (`population_fit.fit_population`). The residual then trains on every training athlete
-    (the personalised ones with their personalised draws); the drift choice and the interval
+    (the personalised ones with their personalised draws), with its origins per athlete cut to
+    300·K/N (at least `MIN_RESIDUAL_ORIGINS`) so its rows and training time stay about those of
+    an ordinary fit of K athletes while coming from all N; the drift choice and the interval
     calibration, which personalise athletes as new users on their first days whether or not
     they were in the NUTS fit, use the K NUTS athletes' rows, so they cost what they cost in an
     ordinary fit of K athletes (docs/scale.md, "Large cohorts")."""
@@ -224,6 +233,7 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         f"(held out: {held_out}); sampler {sampler.sampler}, {sampler.chains} chains × "
         f"{sampler.draws} draws")
     started = time.perf_counter()
+    origins = RESIDUAL_ORIGINS_PER_ATHLETE
     if population_athletes is None:
         model = WorldModel(config, sampler=sampler, priors=priors).fit(fit_frame)
         later_frame = fit_frame
@@ -232,6 +242,9 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
                                population_athletes, seed=seed, run=run, say=say)
         nuts = set(model.fit_info_["population_fit"]["nuts_athletes"])
         later_frame = fit_frame[fit_frame["user_id"].astype(str).isin(nuts)]
+        # the residual's rows: about those of an ordinary fit of K athletes, from all of them
+        origins = max(MIN_RESIDUAL_ORIGINS, -(-RESIDUAL_ORIGINS_PER_ATHLETE * len(nuts)
+                                              // max(len(model.athletes_), 1)))
     timings = model.fit_info_.get("timings", {})
     say(f"posterior: {time.perf_counter() - started:.0f} s (compile "
         f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
@@ -247,7 +260,8 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         model._drift_as_slow_noise()  # as loading it would: one noise for everything below
     if residual:
         residual_started = time.perf_counter()
-        model.residual_ = fit_residual(model, fit_frame, seed=seed)
+        model.residual_ = fit_residual(model, fit_frame, seed=seed,
+                                       max_origins_per_athlete=origins)
         say(describe_residual(model.residual_))
         model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
     calibration_started = time.perf_counter()

@@ -60,7 +60,7 @@ def check_population_athletes(k: Any, n_athletes: int | None = None, n_sources: 
     """K as a whole number between the number of sources and the number of athletes (None: not
     known yet, K ≥ 1 only), or one `ValueError` saying what is allowed."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"--population-athletes must be a whole number, got {k!r}")
+        raise ValueError(f"--population-athletes must be a whole number, got {k!r}")  # noqa: TRY004 (the CLI prints a ValueError as one line)
     k = int(k)
     if k < 1:
         raise ValueError(f"--population-athletes must be at least 1 (athletes fitted by NUTS), "
