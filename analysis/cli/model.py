@@ -12,16 +12,30 @@ def _model_fit(args: argparse.Namespace) -> int:
     from physiology_model.data.loaders import load_exports
     from physiology_model.model.bayes import PriorConfig, SamplerConfig
     from physiology_model.model.fitting import fit_world_model
+    from physiology_model.model.population_fit import check_population_athletes, serial_runner
     from physiology_model.model.world_model import WorldModelConfig
 
     started = time.perf_counter()
+    run = serial_runner
+    if args.population_athletes is not None:
+        from functools import partial
+
+        from analysis.parallel import check_workers, run_tasks
+
+        check_population_athletes(args.population_athletes)  # the top end once data are read
+        check_workers(args.workers, args.ray_address)
+        run = partial(run_tasks, workers=args.workers, ray_address=args.ray_address)
+    elif args.workers != 1 or args.ray_address is not None:
+        raise ValueError("--workers and --ray-address go with --population-athletes (the "
+                         "personalisation of the athletes outside the NUTS fit)")
     sampler = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune,
                             chains=args.chains, seed=args.seed, progress_bar=args.progress,
                             nutpie_backend=args.nutpie_backend)
     model = fit_world_model(load_exports(args.data).frame, seed=args.seed, use_all=args.all,
                             config=WorldModelConfig(max_days=args.max_days), sampler=sampler,
                             priors=PriorConfig(slow_noise=args.noise == "slow-fast"),
-                            residual=not args.no_residual, say=lambda s: print(s, flush=True))
+                            residual=not args.no_residual, say=lambda s: print(s, flush=True),
+                            population_athletes=args.population_athletes, run=run)
     model.save(args.out)
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s in all)")
     return 0 if model.diagnostics_.get("ok", False) else 3
@@ -120,6 +134,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--progress", action="store_true", help="show the sampler's progress")
     fit.add_argument("--no-residual", action="store_true",
                      help="skip the neural residual (Banister model only)")
+    fit.add_argument("--population-athletes", type=int, default=None, metavar="K",
+                     help="large cohorts: the population by NUTS on K training athletes "
+                          "(chosen by --seed, stratified by source), every other one "
+                          "personalised against it (docs/scale.md)")
+    fit.add_argument("--workers", type=int, default=1,
+                     help="with --population-athletes: local processes that personalise")
+    fit.add_argument("--ray-address", default=None,
+                     help="with --population-athletes: personalise on this Ray cluster "
+                          "(host:port, 'auto' or 'local')")
     fit.set_defaults(func=_model_fit)
     ev = model_sub.add_parser("evaluate", help="forecast skill against baselines")
     ev.add_argument("--model", required=True, help="model directory")

@@ -40,6 +40,7 @@ from physiology_model.model.hybrid import (
     describe_residual,
     forecast_rows,
 )
+from physiology_model.model.population_fit import TaskRunner, fit_population, serial_runner
 from physiology_model.model.residual import ResidualConfig, TrainedResidual, train_residual
 from physiology_model.model.world_model import WorldModel, WorldModelConfig, WorldModelForecaster
 
@@ -192,18 +193,37 @@ def fit_residual(model: WorldModel, fit_frame: pd.DataFrame, *,
     return residual
 
 
+RESIDUAL_ORIGINS_PER_ATHLETE = 300
+"""Forecast origins per athlete and part (training, validation) of the residual's rows."""
+MIN_RESIDUAL_ORIGINS = 20
+"""The fewest origins per athlete and part a population fit (`population_athletes`) gives the
+residual, however many athletes share the rows of K."""
+
+
 def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False,
                     config: WorldModelConfig = WorldModelConfig(),
                     sampler: SamplerConfig = SamplerConfig(),
                     priors: PriorConfig | None = None, residual: bool = True,
-                    say: Callable[[str], None] = print) -> WorldModel:
+                    say: Callable[[str], None] = print,
+                    population_athletes: int | None = None,
+                    run: TaskRunner = serial_runner) -> WorldModel:
     """The whole fit of `periodize model fit` on a canonical frame: athletes split as the
     forecasting protocol says (`split_for_forecasting` with `seed`; `use_all`: every row of
     every selected athlete), the posterior, each target's slow noise component (in the
     likelihood with `priors.slow_noise`, else chosen after the fit by `fit_drift` and made the
     slow component of the draws) and (`residual`) the neural residual. The returned model
     records its split, timings and drift choice; save it with `WorldModel.save`. Progress
-    lines go to `say`."""
+    lines go to `say`.
+
+    `population_athletes` K (`--population-athletes`): the population by NUTS on K of the
+    training athletes and every other one personalised against it, the tasks executed by `run`
+    (`population_fit.fit_population`). The residual then trains on every training athlete
+    (the personalised ones with their personalised draws), with its origins per athlete cut to
+    300·K/N (at least `MIN_RESIDUAL_ORIGINS`) so its rows and training time stay about those of
+    an ordinary fit of K athletes while coming from all N; the drift choice and the interval
+    calibration, which personalise athletes as new users on their first days whether or not
+    they were in the NUTS fit, use the K NUTS athletes' rows, so they cost what they cost in an
+    ordinary fit of K athletes (docs/scale.md, "Large cohorts")."""
     split = split_for_forecasting(frame, seed=seed)
     fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if use_all
                  else split.fit_frame)
@@ -213,13 +233,24 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         f"(held out: {held_out}); sampler {sampler.sampler}, {sampler.chains} chains × "
         f"{sampler.draws} draws")
     started = time.perf_counter()
-    model = WorldModel(config, sampler=sampler, priors=priors).fit(fit_frame)
+    origins = RESIDUAL_ORIGINS_PER_ATHLETE
+    if population_athletes is None:
+        model = WorldModel(config, sampler=sampler, priors=priors).fit(fit_frame)
+        later_frame = fit_frame
+    else:
+        model = fit_population(WorldModel(config, sampler=sampler, priors=priors), fit_frame,
+                               population_athletes, seed=seed, run=run, say=say)
+        nuts = set(model.fit_info_["population_fit"]["nuts_athletes"])
+        later_frame = fit_frame[fit_frame["user_id"].astype(str).isin(nuts)]
+        # the residual's rows: about those of an ordinary fit of K athletes, from all of them
+        origins = max(MIN_RESIDUAL_ORIGINS, -(-RESIDUAL_ORIGINS_PER_ATHLETE * len(nuts)
+                                              // max(len(model.athletes_), 1)))
     timings = model.fit_info_.get("timings", {})
     say(f"posterior: {time.perf_counter() - started:.0f} s (compile "
         f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
     if not (model.priors or PriorConfig()).slow_noise:  # one AR(1): its drift after the fit
         drift_started = time.perf_counter()
-        drift = model.fit_drift(fit_frame, seed=seed)
+        drift = model.fit_drift(later_frame, seed=seed)
         model.fit_info_["drift"] = drift
         model.fit_info_["timings"]["drift_s"] = time.perf_counter() - drift_started
         for target, chosen in drift.items():
@@ -229,11 +260,12 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         model._drift_as_slow_noise()  # as loading it would: one noise for everything below
     if residual:
         residual_started = time.perf_counter()
-        model.residual_ = fit_residual(model, fit_frame, seed=seed)
+        model.residual_ = fit_residual(model, fit_frame, seed=seed,
+                                       max_origins_per_athlete=origins)
         say(describe_residual(model.residual_))
         model.fit_info_["timings"]["residual_s"] = time.perf_counter() - residual_started
     calibration_started = time.perf_counter()
-    learn_calibration(model, fit_frame, seed, say)
+    learn_calibration(model, later_frame, seed, say)
     model.fit_info_["timings"]["calibration_s"] = time.perf_counter() - calibration_started
     model.split_ = {"seed": seed, "all": bool(use_all), "test_users": list(split.test_users)}
     return model
