@@ -29,7 +29,8 @@ def _model_fit(args: argparse.Namespace) -> int:
         raise ValueError("--workers and --ray-address go with --population-athletes (the "
                          "personalisation of the athletes outside the NUTS fit)")
     sampler = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune,
-                            chains=args.chains, seed=args.seed, progress_bar=args.progress,
+                            chains=args.chains, target_accept=args.target_accept,
+                            seed=args.seed, progress_bar=args.progress,
                             nutpie_backend=args.nutpie_backend)
     model = fit_world_model(load_exports(args.data).frame, seed=args.seed, use_all=args.all,
                             config=WorldModelConfig(max_days=args.max_days), sampler=sampler,
@@ -123,6 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--draws", type=int, default=1500, help="posterior draws per chain")
     fit.add_argument("--tune", type=int, default=1000, help="warm-up iterations per chain")
     fit.add_argument("--chains", type=int, default=2)
+    fit.add_argument("--target-accept", type=float, default=0.9,
+                     help="NUTS target acceptance rate (higher: smaller steps, fewer "
+                          "divergences, slower)")
     fit.add_argument("--nutpie-backend", default="jax", choices=["jax", "numba"],
                      help="nutpie's compiler (jax: seconds to compile; numba: minutes)")
     fit.add_argument("--noise", default="ar1", choices=["ar1", "slow-fast"],

@@ -119,6 +119,18 @@ class PriorConfig:
     degrees-of-freedom parameter per target, prior Gamma(2, 0.1), Juárez & Steel 2010, J Bus
     Econ Stat 28:52), for the occasional night far from the athlete's usual range; chosen by
     leave-athletes-out ELPD (benchmarks/noise_elpd.py)."""
+    level_scale_prior: str = "rayleigh"
+    """Prior of the between-athlete SD s of each baseline level (mu_hrv, mu_rhr, mu_rec):
+    `rayleigh` (the HalfNormal(`scale_sd`) density times s, i.e. a Rayleigh with scale
+    `scale_sd`: zero density at s = 0, mode at `scale_sd`) or `halfnormal`. People's baselines
+    differ (ln HRV by about ±0.5, resting HR by about ±8 bpm between athletes: the posterior
+    scales in docs/world_model.md), so s near 0 is not a value the data could want; but a
+    level observed in few athletes (recovery: 12 of 58 in the shipped fit, 9 of them WHOOP)
+    identifies s weakly, and with the centred levels a chain that wanders to s ≈ 0.001 sits in
+    the funnel's neck and never leaves (measured: one of two chains, 1,500 of 1,500 draws
+    divergent, scale(mu_rec) 0.0014 against 0.29 in the other). A boundary-avoiding prior for
+    a hierarchical SD: Chung et al. 2013, Psychometrika 78:685. `halfnormal` is the prior of
+    models fitted before (`from_dict` reads a record without the field so)."""
 
     def __post_init__(self) -> None:
         if tuple(self.params) != params.PARAM_NAMES:
@@ -136,6 +148,9 @@ class PriorConfig:
                              "positive")
         if self.tails not in TAILS:
             raise ValueError(f"tails must be one of {TAILS}, got {self.tails!r}")
+        if self.level_scale_prior not in ("rayleigh", "halfnormal"):
+            raise ValueError(f"level_scale_prior must be 'rayleigh' or 'halfnormal', got "
+                             f"{self.level_scale_prior!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
     def override(self, name: str, **changes: Any) -> PriorConfig:
@@ -159,6 +174,7 @@ class PriorConfig:
         specs = {k: params.ParamSpec(**v) for k, v in data["params"].items()}
         rest = {k: v for k, v in data.items() if k != "params"}
         rest.setdefault("slow_noise", False)
+        rest.setdefault("level_scale_prior", "halfnormal")
         return cls(params=specs, **rest)
 
 
@@ -402,6 +418,11 @@ def _observed_day_weights(arrays: AthleteArrays, obs: _Observations) -> np.ndarr
     return weights
 
 
+HALFNORMAL_MEDIAN = 0.6745
+"""The median of a HalfNormal(1): a gain is centred where its standard error is below the
+prior median of its population scale (`_centring_plan`)."""
+
+
 def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[str, Any],
                    centre_min_obs: int | None,
                    specs: Mapping[str, params.ParamSpec] | None = None
@@ -414,8 +435,11 @@ def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[s
     Carlo for hierarchical models"), so they are sampled centred around a data-based anchor
     (the athlete's observed mean / log SD) instead. A load gain is centred (around its
     per-athlete least-squares estimate, `_loading_estimates`) where its standard error is below
-    the prior's between-athlete scale `scale_sd` (`specs`), i.e. where the athlete's own data
-    say more than the population would; a non-centred gain that the data pin down makes a
+    the prior median of the between-athlete scale (`HALFNORMAL_MEDIAN` × `scale_sd` of
+    `specs`), i.e. where the athlete's own data say more than the population would (with the
+    HalfNormal's SD itself as the bar, 11 athletes' b_fit with standard errors of 0.41-0.90
+    were centred in the 58-athlete fit while the posterior scale of b_fit reached down to 0.4,
+    and the fit diverged where that scale was low); a non-centred gain that the data pin down makes a
     funnel in its population scale (measured: one chain stuck at scale(b_fat) ≈ 0.1, the other
     at 2.3). Every other entry is non-centred. Returns (centred (A, P) bool, anchor (A, P),
     step (P,)).
@@ -447,7 +471,7 @@ def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[s
         estimates = _loading_estimates(arrays, observations, names, max(centre_min_obs, 2))
         for name, (estimate, se) in estimates.items():
             p = names.index(name)
-            identified = np.isfinite(se) & (se < specs[name].scale_sd)
+            identified = np.isfinite(se) & (se < HALFNORMAL_MEDIAN * specs[name].scale_sd)
             centred[:, p] = identified
             anchor[:, p] = np.where(identified, estimate, 0.0)
             if identified.any():
@@ -637,6 +661,10 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         vary = np.array([names.index(n) for n in varying], dtype=int)
         scale_varying = pm.HalfNormal(VARYING_SCALE, vector("scale_sd", varying),
                                       dims="param_varying")
+        levels = [varying.index(n) for n in LEVEL_TARGETS if n in varying]
+        if priors.level_scale_prior == "rayleigh" and levels:
+            # HalfNormal(σ) density × s = Rayleigh(σ) for the levels' scales (PriorConfig)
+            pm.Potential("level_scale_rayleigh", pt.sum(pt.log(scale_varying[levels])))
         scale = pm.Deterministic(POPULATION_SCALE, pt.set_subtensor(
             pt.zeros(len(names))[vary], scale_varying), dims="param")
         raw_varying = pm.Normal(ATHLETE_RAW, 0.0, 1.0, dims=("athlete", "param_varying"))
