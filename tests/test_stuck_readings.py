@@ -1,4 +1,4 @@
-"""Stuck readings (`loaders/_stuck.py`): a value repeated on 7+ days in a row is blanked, said so."""
+"""Stuck readings (`loaders/_stuck.py`): a value repeated 7+ days in a row is blanked, said so."""
 
 from __future__ import annotations
 
