@@ -440,9 +440,9 @@ def _centring_plan(arrays: AthleteArrays, names: list[str], observations: dict[s
     HalfNormal's SD itself as the bar, 11 athletes' b_fit with standard errors of 0.41-0.90
     were centred in the 58-athlete fit while the posterior scale of b_fit reached down to 0.4,
     and the fit diverged where that scale was low); a non-centred gain that the data pin down
-    makes a funnel in its population scale (measured: one chain stuck at scale(b_fat) ≈ 0.1, the other
-    at 2.3). Every other entry is non-centred. Returns (centred (A, P) bool, anchor (A, P),
-    step (P,)).
+    makes a funnel in its population scale (measured: one chain stuck at scale(b_fat) ≈ 0.1,
+    the other at 2.3). Every other entry is non-centred. Returns (centred (A, P) bool, anchor
+    (A, P), step (P,)).
     """
     n_athletes = arrays.n_athletes
     centred = np.zeros((n_athletes, len(names)), dtype=bool)
