@@ -75,8 +75,10 @@ def test_summary_json_counts_days(tmp_path, capsys):
     export = tmp_path / "me"
     export.mkdir()
     pd.DataFrame({"date": days.strftime("%Y-%m-%d"),
-                  "hrv_rmssd_ms": [50.0] * 18 + [np.nan] * 2,
-                  "rhr_bpm": [55.0] * 20}).to_csv(export / "daily.csv", index=False)
+                  # varying values: a constant series is a stuck reading (loaders/_stuck.py)
+                  "hrv_rmssd_ms": [50.0 + i % 3 for i in range(18)] + [np.nan] * 2,
+                  "rhr_bpm": [55.0 + i % 2 for i in range(20)]}).to_csv(export / "daily.csv",
+                                                                     index=False)
     assert main(["data", "summary", str(tmp_path), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     (athlete,) = payload["athletes"]

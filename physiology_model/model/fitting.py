@@ -229,7 +229,7 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
                  else split.fit_frame)
     held_out = "none (--all)" if use_all else (f"{len(split.test_users)} athletes and the last "
                                                f"15 % of each training athlete's days")
-    say(f"fitting {fit_frame['user_id'].nunique()} athletes, {len(fit_frame)} days "
+    say(f"fitting {fit_frame['user_id'].nunique()} training athletes, {len(fit_frame)} days "
         f"(held out: {held_out}); sampler {sampler.sampler}, {sampler.chains} chains × "
         f"{sampler.draws} draws")
     started = time.perf_counter()
@@ -246,7 +246,8 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
         origins = max(MIN_RESIDUAL_ORIGINS, -(-RESIDUAL_ORIGINS_PER_ATHLETE * len(nuts)
                                               // max(len(model.athletes_), 1)))
     timings = model.fit_info_.get("timings", {})
-    say(f"posterior: {time.perf_counter() - started:.0f} s (compile "
+    say(f"posterior of {len(model.athletes_)} athletes (those with ≥ {config.min_hrv_days} "
+        f"days of HRV in the fit's rows): {time.perf_counter() - started:.0f} s (compile "
         f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
     if not (model.priors or PriorConfig()).slow_noise:  # one AR(1): its drift after the fit
         drift_started = time.perf_counter()
