@@ -125,7 +125,7 @@ class PriorConfig:
     `scale_sd`: zero density at s = 0, mode at `scale_sd`) or `halfnormal`. People's baselines
     differ (ln HRV by about ±0.5, resting HR by about ±8 bpm between athletes: the posterior
     scales in docs/world_model.md), so s near 0 is not a value the data could want; but a
-    level observed in few athletes (recovery: 12 of 58 in the shipped fit, 9 of them WHOOP)
+    level observed in few athletes (recovery: 12 of the 58 athletes of the 2026-12 fit data)
     identifies s weakly, and with the centred levels a chain that wanders to s ≈ 0.001 sits in
     the funnel's neck and never leaves (measured: one of two chains, 1,500 of 1,500 draws
     divergent, scale(mu_rec) 0.0014 against 0.29 in the other). A boundary-avoiding prior for
