@@ -15,3 +15,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_error(capsys):
+    """`one_error()` → the one line a command printed to stderr, asserting that it printed
+    exactly one line and no traceback (the project's rule for bad input)."""
+
+    def read() -> str:
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        return lines[0]
+
+    return read

@@ -29,13 +29,6 @@ def _u01(tmp_path: Path, name: str = "u01") -> Path:
     return out
 
 
-def _one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 # -- item 5: the key file ---------------------------------------------------------------------
 
 
@@ -45,7 +38,7 @@ def _one_error(capsys) -> str:
                             "<body>Session expired</body></html>"), ("HTML page",)),
     (lambda p: p.write_text(""), ("empty",)),
 ])
-def test_an_unreadable_cycles_file_is_named_not_skipped(tmp_path, capsys, damage, words) -> None:
+def test_an_unreadable_cycles_file_is_named_not_skipped(tmp_path, one_error, damage, words) -> None:
     export = _u01(tmp_path)
     damage(export / CYCLES)
     with pytest.raises(DataError) as info:
@@ -56,7 +49,7 @@ def test_an_unreadable_cycles_file_is_named_not_skipped(tmp_path, capsys, damage
         assert word in message
     out = tmp_path / "t.parquet"
     assert main(["data", "build", str(export), "--out", str(out)]) == 2
-    assert CYCLES in _one_error(capsys) and not out.exists()
+    assert CYCLES in one_error() and not out.exists()
 
 
 def test_a_utf16_export_is_read_as_text(tmp_path) -> None:
@@ -140,28 +133,28 @@ def test_a_journal_note_longer_than_the_csv_field_limit_is_read(tmp_path) -> Non
     ("{tmp}", "is a directory"),
     ("{tmp}/file.txt/table.parquet", "is a file, not a folder"),
 ])
-def test_an_unusable_out_path_is_one_error_before_any_work(tmp_path, capsys, out, words) -> None:
+def test_an_unusable_out_path_is_one_error_before_any_work(tmp_path, one_error, out, words) -> None:
     (tmp_path / "file.txt").write_text("x")
     out = out.format(tmp=tmp_path)
     assert main(["data", "build", str(WHOOP_U01), "--out", out]) == 2
-    line = _one_error(capsys)
+    line = one_error()
     assert words in line and out in line
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_an_out_path_without_write_permission_is_one_error(tmp_path, capsys) -> None:
+def test_an_out_path_without_write_permission_is_one_error(tmp_path, one_error) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     assert main(["data", "build", str(WHOOP_U01), "--out", str(locked / "t.parquet")]) == 2
-    assert "no write permission" in _one_error(capsys)
+    assert "no write permission" in one_error()
 
 
 def test_an_out_directory_that_is_a_file_is_refused_for_directory_outputs(tmp_path,
-                                                                          capsys) -> None:
+                                                                          one_error) -> None:
     (tmp_path / "run").write_text("x")
     rc = main(["train", "--agent", "sac", "--model", str(MODEL_DIR), "--cohort", "nothing.npz",
                "--out", str(tmp_path / "run")])
-    assert rc == 2 and "is a file; --out takes a directory" in _one_error(capsys)
+    assert rc == 2 and "is a file; --out takes a directory" in one_error()
 
 
 # -- item 8: memory ------------------------------------------------------------------------------
@@ -252,11 +245,11 @@ def test_an_unknown_athlete_lists_the_nearest_names() -> None:
     assert nearest_names("zzz", known) == []
 
 
-def test_plan_with_a_raw_id_says_which_athlete_was_meant(tmp_path, capsys) -> None:
+def test_plan_with_a_raw_id_says_which_athlete_was_meant(tmp_path, one_error) -> None:
     export = _u01(tmp_path)
     rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(export), "--athlete", "U01",
                "--days", "1"])
-    line = _one_error(capsys)
+    line = one_error()
     assert rc == 2 and "did you mean whoop-u01" in line
 
 
@@ -274,7 +267,7 @@ def test_no_plannable_athlete_names_the_skipped_files(tmp_path) -> None:
 # -- a folder whose recognised files give no daily rows -----------------------------------------
 
 
-def test_a_folder_with_only_the_pmdata_overview_says_what_it_found(tmp_path, capsys) -> None:
+def test_a_folder_with_only_the_pmdata_overview_says_what_it_found(tmp_path, one_error) -> None:
     folder = tmp_path / "all"
     folder.mkdir()
     shutil.copy(ROOT / "data" / "real" / "pmdata" / "all" / "participant-overview.xlsx", folder)
@@ -284,7 +277,7 @@ def test_a_folder_with_only_the_pmdata_overview_says_what_it_found(tmp_path, cap
     assert "participant-overview.xlsx" in message and "no daily data" in message
     assert "()" not in message
     assert main(["data", "build", str(folder), "--out", str(tmp_path / "t.parquet")]) == 2
-    assert "participant-overview.xlsx" in _one_error(capsys)
+    assert "participant-overview.xlsx" in one_error()
 
 
 def test_an_empty_folder_says_so(tmp_path) -> None:
@@ -294,7 +287,7 @@ def test_an_empty_folder_says_so(tmp_path) -> None:
 
 
 def test_a_history_too_long_to_personalise_in_the_memory_left_is_refused(tmp_path, monkeypatch,
-                                                                         capsys) -> None:
+                                                                         one_error) -> None:
     """`plan` takes memory with the days of history (proposals × days arrays): refused with
     one error, not killed halfway. (A new athlete: one in the fit is not personalised.)"""
     from physiology_model.model import world_model
@@ -302,5 +295,5 @@ def test_a_history_too_long_to_personalise_in_the_memory_left_is_refused(tmp_pat
     export = _u01(tmp_path, "newcomer")
     monkeypatch.setattr(world_model, "PERSONALIZE_BYTES_PER_PROPOSAL_DAY", 10**12)
     rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(export), "--days", "1"])
-    line = _one_error(capsys)
+    line = one_error()
     assert rc == 2 and "days of history" in line and "shorter export" in line

@@ -46,16 +46,9 @@ def _copy(tmp_path: Path, folder: str) -> Path:
     return out
 
 
-def _one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("folder, name, lacking", REFUSED)
-def test_a_damaged_key_file_is_named(tmp_path, capsys, folder, name, lacking, damage) -> None:
+def test_a_damaged_key_file_is_named(tmp_path, one_error, folder, name, lacking, damage) -> None:
     export = _copy(tmp_path, folder)
     data, word = DAMAGE[damage]
     (export / name).write_bytes(data)
@@ -66,14 +59,14 @@ def test_a_damaged_key_file_is_named(tmp_path, capsys, folder, name, lacking, da
     assert word in message and f"has no {lacking} without it" in message
     out = tmp_path / "t.parquet"
     assert main(["data", "build", str(export), "--out", str(out)]) == 2
-    assert name in _one_error(capsys) and not out.exists()
+    assert name in one_error() and not out.exists()
 
 
-def test_plan_names_the_damaged_key_file(tmp_path, capsys) -> None:
+def test_plan_names_the_damaged_key_file(tmp_path, one_error) -> None:
     export = _copy(tmp_path, "intervals_icu/u01")
     (export / "wellness.csv").write_bytes(DAMAGE["html"][0])
     rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(export), "--days", "1"])
-    assert rc == 2 and "wellness.csv" in _one_error(capsys)
+    assert rc == 2 and "wellness.csv" in one_error()
 
 
 @pytest.mark.parametrize("folder, name", [("oura/u03", "oura.csv"),

@@ -232,14 +232,7 @@ def test_a_tampered_sac_checkpoint_is_one_error(tmp_path, tamper, words) -> None
         load_agent(run)
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
-def test_the_cli_refuses_a_crafted_run_for_plan_and_evaluate(tmp_path, capsys) -> None:
+def test_the_cli_refuses_a_crafted_run_for_plan_and_evaluate(tmp_path, one_error) -> None:
     from physiology_model.model.world_model import WorldModel
     from simulator.cohort import generate_cohort
 
@@ -248,13 +241,13 @@ def test_the_cli_refuses_a_crafted_run_for_plan_and_evaluate(tmp_path, capsys) -
     _sb3_zip_with_payload(run / "model" / "model.zip", marker)
     rc = main(["plan", "--model", str(MODEL_DIR), "--data", str(WHOOP_U01), "--policy",
                str(run), "--days", "1"])
-    line = _one_error_line(capsys)
+    line = one_error()
     assert rc == 2 and "model.zip" in line and "not loaded" in line
     cohort = tmp_path / "cohort.npz"
     generate_cohort(WorldModel.load(MODEL_DIR), 2, seed=0).save(cohort)
     rc = main(["evaluate", "--model", str(MODEL_DIR), "--cohort", str(cohort), "--policies",
                "random", "--runs", str(run), "--days", "5", "--out", str(tmp_path / "ev")])
-    line = _one_error_line(capsys)
+    line = one_error()
     assert rc == 2 and "model.zip" in line
     assert not marker.exists()
     assert not (tmp_path / "ev" / "results.json").exists()
