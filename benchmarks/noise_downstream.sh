@@ -16,20 +16,14 @@ PY=$ROOT/.venv/bin/python
 # differently at the two commits
 POLICIES="random seed_rule hrv_guided fixed_periodization mpc oracle"
 mkdir -p "$WORK"
-run() {  # REV OUT
-  local tree="$WORK/tree-$2"
-  git -C "$ROOT" worktree add -q --detach "$tree" "$1"
-  (
-    cd "$tree"; export PYTHONPATH=$tree; local P="$PY -m analysis.cli" O="$WORK/$2"
-    mkdir -p "$O"
-    $P cohort --model models/shipped --n "$N" --seed 4000 --out "$O/test.npz"
-    $P evaluate --model models/shipped --cohort "$O/test.npz" --policies $POLICIES \
-      --out "$O/wearable" > "$O/wearable.log" 2>&1
-    $P evaluate --model models/shipped --cohort "$O/test.npz" --policies $POLICIES mpc_tested \
-      --tests-every 28 --test-session tempo_threshold --out "$O/tested" > "$O/tested.log" 2>&1
-  )
-  git -C "$ROOT" worktree remove --force "$tree"
+source "$ROOT/benchmarks/at_commit.sh"
+downstream() {  # in the commit's worktree (at_commit)
+  $P cohort --model models/shipped --n "$N" --seed 4000 --out "$O/test.npz"
+  $P evaluate --model models/shipped --cohort "$O/test.npz" --policies $POLICIES \
+    --out "$O/wearable" > "$O/wearable.log" 2>&1
+  $P evaluate --model models/shipped --cohort "$O/test.npz" --policies $POLICIES mpc_tested \
+    --tests-every 28 --test-session tempo_threshold --out "$O/tested" > "$O/tested.log" 2>&1
 }
-run "$BEFORE" before
-run "$AFTER" after
+at_commit "$BEFORE" before downstream
+at_commit "$AFTER" after downstream
 "$PY" "$ROOT/benchmarks/noise_downstream.py" "$WORK" --before "$BEFORE" --after "$AFTER" --n "$N"
