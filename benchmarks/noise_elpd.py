@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,17 +42,19 @@ VARIANTS = {
 }
 
 
-def fit_arrays(seed: int):
-    """The arrays `periodize model fit --data data/real` fits (its split, its config)."""
+def fit_arrays(seed: int, drop: Sequence[str] = ()):
+    """The arrays `periodize model fit --data data/real` fits (its split, its config), without
+    the athletes in `drop`."""
     from physiology_model.data.loaders import load_exports
     from physiology_model.model.arrays import prepare_arrays
     from physiology_model.model.fitting import split_for_forecasting
     from physiology_model.model.world_model import WorldModelConfig
 
     frame = load_exports([str(ROOT / "data" / "real")]).frame
-    split = split_for_forecasting(frame, seed=seed)
+    fit = split_for_forecasting(frame, seed=seed).fit_frame
+    fit = fit[~fit["user_id"].isin(list(drop))]
     config = WorldModelConfig()
-    return prepare_arrays(split.fit_frame, max_days=config.max_days,
+    return prepare_arrays(fit, max_days=config.max_days,
                           min_hrv_days=config.min_hrv_days)
 
 

@@ -18,10 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from noise_elpd import fit_arrays  # noqa: E402  (the fit's data, built once for both benchmarks)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "sampler_probe.json"
@@ -43,17 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import nutpie
 
-    from physiology_model.data.loaders import load_exports
     from physiology_model.model import bayes
-    from physiology_model.model.arrays import prepare_arrays
-    from physiology_model.model.fitting import split_for_forecasting
-    from physiology_model.model.world_model import WorldModelConfig
 
-    frame = load_exports([str(ROOT / "data" / "real")]).frame
-    fit = split_for_forecasting(frame, seed=args.seed).fit_frame
-    fit = fit[~fit["user_id"].isin(args.drop)]
-    config = WorldModelConfig()
-    arrays = prepare_arrays(fit, max_days=config.max_days, min_hrv_days=config.min_hrv_days)
+    arrays = fit_arrays(args.seed, args.drop)
     model = bayes.build_model(arrays, bayes.PriorConfig(slow_noise=args.noise == "slow-fast"))
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
