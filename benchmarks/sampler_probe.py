@@ -10,7 +10,7 @@ Cheap enough to run before a whole fit: 400 iterations of the one-AR(1) model on
 take about a minute on the 2-core machine. Writes JSON (config, seed, load average, numbers).
 
     .venv/bin/python benchmarks/sampler_probe.py [--noise ar1|slow-fast] [--drop ID ...]
-        [--tune 300 --draws 100] [--seed 0] [--out FILE]
+        [--tune 300 --draws 100] [--seed 0] [--low-rank] [--out FILE]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", type=int, default=300)
     parser.add_argument("--draws", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--low-rank", action="store_true",
+                        help="adapt nutpie's diagonal plus low-rank mass matrix")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     idata = nutpie.sample(compiled, chains=1, cores=1, tune=args.tune, draws=args.draws,
                           seed=args.seed, target_accept=0.9, save_warmup=True,
-                          progress_bar=False)
+                          progress_bar=False,
+                          low_rank_modified_mass_matrix=args.low_rank)
     sample_s = time.perf_counter() - started
     warm, stats, post = idata.warmup_sample_stats, idata.sample_stats, idata.posterior
     steps = stats["n_steps"].values.ravel()

@@ -76,26 +76,30 @@ def test_prior_config_overrides_and_round_trips():
         bayes.SamplerConfig(sampler="gibbs")
 
 
-def test_level_scales_have_a_rayleigh_prior(tiny):
-    """`level_scale_prior="rayleigh"` multiplies the HalfNormal density of each level's
-    between-athlete SD s by s (zero density at s = 0), and nothing else; a saved config
-    without the field is read as the HalfNormal of the models fitted before it."""
+def test_level_and_gain_scales_have_a_rayleigh_prior(tiny):
+    """`scale_prior="rayleigh"` multiplies the HalfNormal density of the between-athlete SD s
+    of each level and each varying load gain by s (zero density at s = 0), and nothing else
+    (the noise SDs' scales keep the HalfNormal); a saved config without the field is read as
+    the HalfNormal of the models fitted before it."""
     arrays, _ = tiny
     rayleigh = bayes.build_model(arrays, bayes.PriorConfig())
-    halfnormal = bayes.build_model(arrays, bayes.PriorConfig(level_scale_prior="halfnormal"))
+    halfnormal = bayes.build_model(arrays, bayes.PriorConfig(scale_prior="halfnormal"))
     point = rayleigh.initial_point()
     rng = np.random.default_rng(3)
     point = {k: v + 0.3 * rng.standard_normal(np.shape(v)) for k, v in point.items()}
     varying = [n for n in params.PARAM_NAMES if not params.ATHLETE_PARAMS[n].pooled]
     log_scale = point[f"{bayes.VARYING_SCALE}_log__"]
-    levels = [varying.index(n) for n in bayes.LEVEL_TARGETS]
+    avoided = [varying.index(n) for n in ("mu_hrv", "mu_rhr", "mu_rec", "a_fit", "a_fat",
+                                          "b_fit", "b_fat")]
+    assert sorted(avoided) == sorted(varying.index(n) for n in varying
+                                     if not n.startswith("sigma_"))
     difference = rayleigh.compile_logp()(point) - halfnormal.compile_logp()(point)
-    assert difference == pytest.approx(log_scale[levels].sum(), abs=1e-9)
+    assert difference == pytest.approx(log_scale[avoided].sum(), abs=1e-9)
     record = bayes.PriorConfig().to_dict()
-    del record["level_scale_prior"]
-    assert bayes.PriorConfig.from_dict(record).level_scale_prior == "halfnormal"
+    del record["scale_prior"]
+    assert bayes.PriorConfig.from_dict(record).scale_prior == "halfnormal"
     with pytest.raises(ValueError):
-        bayes.PriorConfig(level_scale_prior="uniform")
+        bayes.PriorConfig(scale_prior="uniform")
 
 
 def test_model_structure(tiny):

@@ -31,7 +31,8 @@ def _model_fit(args: argparse.Namespace) -> int:
     sampler = SamplerConfig(sampler=args.sampler, draws=args.draws, tune=args.tune,
                             chains=args.chains, target_accept=args.target_accept,
                             seed=args.seed, progress_bar=args.progress,
-                            nutpie_backend=args.nutpie_backend)
+                            nutpie_backend=args.nutpie_backend,
+                            low_rank_mass_matrix=args.low_rank_mass_matrix)
     model = fit_world_model(load_exports(args.data).frame, seed=args.seed, use_all=args.all,
                             config=WorldModelConfig(max_days=args.max_days), sampler=sampler,
                             priors=PriorConfig(slow_noise=args.noise == "slow-fast"),
@@ -127,6 +128,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--target-accept", type=float, default=0.9,
                      help="NUTS target acceptance rate (higher: smaller steps, fewer "
                           "divergences, slower)")
+    fit.add_argument("--low-rank-mass-matrix", action=argparse.BooleanOptionalAction,
+                     default=True,
+                     help="nutpie: adapt a diagonal plus low-rank mass matrix (default), which "
+                          "follows correlations such as the pooled time constants' with every "
+                          "athlete's gains; --no-low-rank-mass-matrix: diagonal only")
     fit.add_argument("--nutpie-backend", default="jax", choices=["jax", "numba"],
                      help="nutpie's compiler (jax: seconds to compile; numba: minutes)")
     fit.add_argument("--noise", default="ar1", choices=["ar1", "slow-fast"],

@@ -119,18 +119,24 @@ class PriorConfig:
     degrees-of-freedom parameter per target, prior Gamma(2, 0.1), Juárez & Steel 2010, J Bus
     Econ Stat 28:52), for the occasional night far from the athlete's usual range; chosen by
     leave-athletes-out ELPD (benchmarks/noise_elpd.py)."""
-    level_scale_prior: str = "rayleigh"
-    """Prior of the between-athlete SD s of each baseline level (mu_hrv, mu_rhr, mu_rec):
-    `rayleigh` (the HalfNormal(`scale_sd`) density times s, i.e. a Rayleigh with scale
-    `scale_sd`: zero density at s = 0, mode at `scale_sd`) or `halfnormal`. People's baselines
-    differ (ln HRV by about ±0.5, resting HR by about ±8 bpm between athletes: the posterior
-    scales in docs/world_model.md), so s near 0 is not a value the data could want; but a
-    level observed in few athletes (recovery: 12 of the 58 athletes of the 2026-12 fit data)
-    identifies s weakly, and with the centred levels a chain that wanders to s ≈ 0.001 sits in
-    the funnel's neck and never leaves (measured: one of two chains, 1,500 of 1,500 draws
-    divergent, scale(mu_rec) 0.0014 against 0.29 in the other). A boundary-avoiding prior for
-    a hierarchical SD: Chung et al. 2013, Psychometrika 78:685. `halfnormal` is the prior of
-    models fitted before (`from_dict` reads a record without the field so)."""
+    scale_prior: str = "rayleigh"
+    """Prior of the between-athlete SD s of each baseline level (mu_hrv, mu_rhr, mu_rec) and
+    each load gain that varies between athletes (a_fit, a_fat, b_fit, b_fat): `rayleigh` (the
+    HalfNormal(`scale_sd`) density times s, i.e. a Rayleigh with scale `scale_sd`: zero
+    density at s = 0, mode at `scale_sd`) or `halfnormal`. People's baselines differ (ln HRV
+    by about ±0.5, resting HR by about ±8 bpm between athletes: the posterior scales in
+    docs/world_model.md) and so does their response to the same training (Mann, Lamberts &
+    Lambert 2014, Sports Med 44:1113), so s near 0 is not a value the data could want; but a
+    scale that few athletes identify (recovery is measured in 12 of the 58 athletes of the
+    2026-12 fit data; b_fit's posterior scale spans 0.12-1.9) reaches s ≈ 0 now and then, and
+    with athletes whose data pin their own value down (sampled centred, `_centring_plan`)
+    that is the neck of a funnel (measured: with the HalfNormal one chain sat at scale(mu_rec)
+    ≈ 0.001, 1,500 of 1,500 draws divergent; with it on the levels only, the divergences of
+    three whole fits sat at the lowest 0-3 % of scale(b_fit)'s draws). A boundary-avoiding
+    prior for a hierarchical SD: Chung et al. 2013, Psychometrika 78:685. The noise SDs' scales
+    keep the HalfNormal (sigma_rec's is 0.10 against a prior SD of 0.3: the data want it
+    small). `halfnormal` is the prior of models fitted before (`from_dict` reads a record
+    without the field so)."""
 
     def __post_init__(self) -> None:
         if tuple(self.params) != params.PARAM_NAMES:
@@ -148,9 +154,9 @@ class PriorConfig:
                              "positive")
         if self.tails not in TAILS:
             raise ValueError(f"tails must be one of {TAILS}, got {self.tails!r}")
-        if self.level_scale_prior not in ("rayleigh", "halfnormal"):
-            raise ValueError(f"level_scale_prior must be 'rayleigh' or 'halfnormal', got "
-                             f"{self.level_scale_prior!r}")
+        if self.scale_prior not in ("rayleigh", "halfnormal"):
+            raise ValueError(f"scale_prior must be 'rayleigh' or 'halfnormal', got "
+                             f"{self.scale_prior!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
     def override(self, name: str, **changes: Any) -> PriorConfig:
@@ -174,7 +180,7 @@ class PriorConfig:
         specs = {k: params.ParamSpec(**v) for k, v in data["params"].items()}
         rest = {k: v for k, v in data.items() if k != "params"}
         rest.setdefault("slow_noise", False)
-        rest.setdefault("level_scale_prior", "halfnormal")
+        rest.setdefault("scale_prior", "halfnormal")
         return cls(params=specs, **rest)
 
 
@@ -202,10 +208,16 @@ class SamplerConfig:
     """Optimisation steps of ADVI."""
     progress_bar: bool = False
     """Show the sampler's progress bar."""
-    low_rank_mass_matrix: bool = False
+    low_rank_mass_matrix: bool = True
     """nutpie only: adapt a diagonal plus low-rank mass matrix (nutpie's
-    `low_rank_modified_mass_matrix`), which can follow the correlations between a population
-    location and its athletes' deviates."""
+    `low_rank_modified_mass_matrix`; the `pymc` sampler ignores it), which follows the
+    correlations a diagonal one cannot: the pooled τ_gap moves every athlete's fitness state,
+    so its draws are correlated with several athletes' a_fit (up to 0.78) and with a_fit's
+    population scale (0.67). Measured on the 58 athletes of the shipped data
+    (benchmarks/sampler_probe.py, one chain, 300 + 300): lag-1 autocorrelation of τ_gap 0.45
+    against 0.73 with the diagonal one; the whole fit (2 chains × (1,000 + 1,500)) passed its
+    checks with it (min bulk ESS 557, 0 divergences) where the diagonal one left ESS 311
+    (docs/world_model.md)."""
     nutpie_backend: str = "jax"
     """nutpie's compiler: `jax` (default) or `numba`. numba compiles for minutes (its type
     inference of nutpie's C callbacks), jax for seconds at about the same cost per gradient,
@@ -363,6 +375,9 @@ LOADING_TERMS: dict[str, tuple[str, int, float]] = {
     "b_fat": ("rhr", banister.FATIGUE, +1.0), "b_fast": ("rhr", banister.FAST_FATIGUE, +1.0),
 }
 """Each load gain of ln HRV / RHR: (target, state channel, sign in the observation equation)."""
+
+RAYLEIGH_SCALES: tuple[str, ...] = (*LEVEL_TARGETS, *LOADING_TERMS)
+"""The parameters whose between-athlete SD gets `PriorConfig.scale_prior` (when not pooled)."""
 
 
 def reference_states(arrays: AthleteArrays) -> np.ndarray:
@@ -661,10 +676,10 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         vary = np.array([names.index(n) for n in varying], dtype=int)
         scale_varying = pm.HalfNormal(VARYING_SCALE, vector("scale_sd", varying),
                                       dims="param_varying")
-        levels = [varying.index(n) for n in LEVEL_TARGETS if n in varying]
-        if priors.level_scale_prior == "rayleigh" and levels:
-            # HalfNormal(σ) density × s = Rayleigh(σ) for the levels' scales (PriorConfig)
-            pm.Potential("level_scale_rayleigh", pt.sum(pt.log(scale_varying[levels])))
+        avoided = [varying.index(n) for n in RAYLEIGH_SCALES if n in varying]
+        if priors.scale_prior == "rayleigh" and avoided:
+            # HalfNormal(σ) density × s = Rayleigh(σ) for these scales (PriorConfig.scale_prior)
+            pm.Potential("scale_rayleigh", pt.sum(pt.log(scale_varying[avoided])))
         scale = pm.Deterministic(POPULATION_SCALE, pt.set_subtensor(
             pt.zeros(len(names))[vary], scale_varying), dims="param")
         raw_varying = pm.Normal(ATHLETE_RAW, 0.0, 1.0, dims=("athlete", "param_varying"))
