@@ -5,6 +5,8 @@ with --seed: the evaluation's test athletes and the last 15 % of each athlete's 
 the same sampler settings, one fit per noise variant:
 
 - `one_ar1`: each target's noise one AR(1) (the model before version 3 of the saved model);
+- `one_ar1_student`: one AR(1) with Student-t innovations (a degrees-of-freedom parameter per
+  target), the heavier tails without the slow component's cost;
 - `slow_fast`: a slow + fast AR(1) per target in the likelihood (`bayes.noise_log_likelihood`);
 - `slow_fast_student`: the same with Student-t innovations.
 
@@ -16,7 +18,8 @@ athlete's held-out density is unreliable: the count is reported with each varian
 recorded: the sampling time, the convergence checks and the posterior medians of the noise
 parameters. Writes benchmarks/results/noise_elpd.json (config, seed, machine load).
 
-    .venv/bin/python benchmarks/noise_elpd.py [--variants one_ar1 slow_fast slow_fast_student]
+    .venv/bin/python benchmarks/noise_elpd.py
+        [--variants one_ar1 one_ar1_student slow_fast slow_fast_student]
         [--draws 1500 --tune 1000 --chains 2] [--seed 0]
 """
 
@@ -37,6 +40,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "noise_elpd.json"
 
 VARIANTS = {
     "one_ar1": {"slow_noise": False, "tails": "normal"},
+    "one_ar1_student": {"slow_noise": False, "tails": "student"},
     "slow_fast": {"slow_noise": True, "tails": "normal"},
     "slow_fast_student": {"slow_noise": True, "tails": "student"},
 }
