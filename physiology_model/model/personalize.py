@@ -159,28 +159,68 @@ def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma:
                      m0: np.ndarray, s0: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Conjugate update of β ~ N(m0, diag(s0²)) with ỹ = x̃ᵀβ + N(0, σ²), batched over M draws
-    (x̃ (M, p, n) as `_prewhiten` gives it).
+    (x̃ (M, p, n) as `_prewhiten` gives it): `_joint_linear` with one series.
 
     Returns posterior mean (M, p), posterior covariance (M, p, p) and the log marginal
     likelihood (M,) of the untransformed observations.
     """
-    n = y_t.shape[1]
-    inv_s2 = 1.0 / sigma ** 2
-    prior_prec = np.eye(m0.shape[1])[None] / (s0[:, :, None] ** 2)
-    # batched matmul: several times faster than einsum here
-    prec = (x_t @ x_t.transpose(0, 2, 1)) * inv_s2[:, None, None] + prior_prec
-    resid0 = y_t - (m0[:, None, :] @ x_t)[:, 0, :]
-    b = (x_t @ resid0[:, :, None])[..., 0] * inv_s2[:, None]
+    return _joint_linear([(y_t, x_t, log_c, sigma, None)], m0, s0)
+
+
+def _joint_linear(series: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                     np.ndarray | None]],
+                  m0: np.ndarray, s0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Conjugate update of β ~ N(m0, diag(s0²)) (M, P) from several independent whitened
+    series, batched over M draws: each (ỹ (M, n), x̃ (M, p, n), log c (M, n), σ (M,), A) with
+    ỹ = (A x̃)ᵀβ + N(0, σ²), where A maps the series' p regressors onto the P coefficients:
+    None (p = P, the identity), the p coefficients' indices (a block of β), or a matrix
+    (M or 1, P, p). Only each series' p × p Gram matrix and p-vector x̃ỹ are formed from its
+    days (the residuals from the prior mean are expanded, not formed), then mapped.
+
+    Returns posterior mean (M, P), posterior covariance (M, P, P) and the log marginal
+    likelihood (M,) of all the untransformed observations, log N(y; X m0, σ²I + X S0 Xᵀ)
+    summed over the series' noises (matrix determinant lemma).
+    """
+    prec = np.eye(m0.shape[1])[None] / (s0[:, :, None] ** 2)
+    b = np.zeros(m0.shape)
+    const = np.zeros(m0.shape[0])
+    for y_t, x_t, log_c, sigma, a in series:
+        inv_s2 = 1.0 / sigma ** 2
+        if a is None:
+            m0_own = m0
+        elif a.ndim == 1:
+            m0_own = m0[:, a]
+        else:
+            m0_own = (m0[:, None, :] @ a)[:, 0, :]  # (M, p)
+        # batched matmul: several times faster than einsum here
+        gram = x_t @ x_t.transpose(0, 2, 1)
+        xy = (x_t @ y_t[:, :, None])[..., 0]
+        gram_m0 = (gram @ m0_own[:, :, None])[..., 0]
+        # x̃ (ỹ − x̃ᵀm0) and |ỹ − x̃ᵀm0|², in units of σ²
+        b_own = (xy - gram_m0) * inv_s2[:, None]
+        rss0 = (np.einsum("mn,mn->m", y_t, y_t) - 2.0 * np.einsum("mp,mp->m", m0_own, xy)
+                + np.einsum("mp,mp->m", m0_own, gram_m0)) * inv_s2
+        gram *= inv_s2[:, None, None]
+        if a is None:
+            prec = prec + gram
+            b += b_own
+        elif a.ndim == 1:
+            prec[:, a[:, None], a[None, :]] += gram
+            b[:, a] += b_own
+        else:
+            prec = prec + a @ gram @ a.transpose(0, 2, 1)
+            b += (a @ b_own[:, :, None])[..., 0]
+        n = y_t.shape[1]
+        const += (-0.5 * n * np.log(2 * np.pi) - n * np.log(sigma) - 0.5 * rss0
+                  - np.sum(log_c, axis=1))
     chol = np.linalg.cholesky(prec)
     cov = np.linalg.inv(prec)
     delta = (cov @ b[:, :, None])[..., 0]
-    mean = m0 + delta
     logdet_prec = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
     logdet_s0 = 2.0 * np.sum(np.log(s0), axis=1)
-    quad = np.sum(resid0 ** 2, axis=1) * inv_s2 - np.einsum("mp,mp->m", b, delta)
-    log_ml = (-0.5 * n * np.log(2 * np.pi) - n * np.log(sigma) - 0.5 * logdet_s0
-              - 0.5 * logdet_prec - 0.5 * quad - np.sum(log_c, axis=1))
-    return mean, cov, log_ml
+    log_ml = (const - 0.5 * logdet_s0 - 0.5 * logdet_prec
+              + 0.5 * np.einsum("mp,mp->m", b, delta))
+    return m0 + delta, cov, log_ml
 
 
 @dataclass(frozen=True)
