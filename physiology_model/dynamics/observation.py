@@ -24,7 +24,9 @@ HRV_BLOCK = ("mu_hrv", (("a_fit", 0, +1.0), ("a_fat", 1, -1.0), ("a_fast", 2, -1
 RHR_BLOCK = ("mu_rhr", (("b_fit", 0, -1.0), ("b_fat", 1, +1.0), ("b_fast", 2, +1.0)))
 LINEAR_PARAMS = frozenset(("mu_hrv", "a_fit", "a_fat", "a_fast", "mu_rhr", "b_fit", "b_fat",
                             "b_fast", "mu_rec", "g_hrv", "g_rhr"))
-"""Parameters that enter linearly: drawn from their exact Gaussian posterior, not weighted."""
+"""Parameters that enter linearly: drawn from their exact Gaussian posterior, not weighted;
+except the recovery gains g_hrv and g_rhr, which multiply the HRV and RHR loadings in the
+recovery equation: the personalisation weighs them (`personalize.RECOVERY_GAINS`)."""
 
 
 def recovery_to_logit(recovery_pct: np.ndarray) -> np.ndarray:

@@ -10,10 +10,11 @@ everything else with numpy from `banister.py` and the observation equations in `
   components, from the posterior or chosen after it by `fit_drift`).
 - `personalize(history)`: a posterior for an athlete the fit never saw, from as little as 7
   days, by Rao-Blackwellised importance sampling: population draws of the nonlinear parameters
-  (time constants, noise SDs, AR coefficients) are weighted by their marginal likelihood, and
-  the parameters that enter linearly (baselines and loadings) are drawn from their exact
-  Gaussian posterior given each draw (a linear-Gaussian model after AR(1) prewhitening).
-  The recovery link uses the posterior-mean HRV/RHR deviations as regressors (a plug-in).
+  (time constants, noise SDs, AR coefficients) and the recovery link's gains are weighted by
+  their marginal likelihood, and the parameters that enter linearly (baselines and loadings)
+  are drawn from their exact joint Gaussian posterior given each draw (given the gains, the
+  three targets are one linear-Gaussian model after prewhitening, so the HRV and RHR
+  loadings' uncertainty reaches the recovery baseline: `personalize.RECOVERY_GAINS`).
   A long history pins the noise SDs down far more tightly than the population spreads them,
   so plain population proposals leave a handful of useful weights (an ESS of 1-6 of 2,000 on
   a year of WHOOP data). The proposals are therefore adapted over a few rounds (population
