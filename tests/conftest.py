@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "real"
 
 
 @pytest.fixture(scope="module")
@@ -29,3 +33,14 @@ def one_error(capsys):
         return lines[0]
 
     return read
+
+
+@pytest.fixture(scope="session")
+def shipped_table():
+    """Every shipped export (`load_exports([data/real])`, the longest read in the suite: about
+    30 s on a quiet 2-core machine), read once for the modules that need all of it or a part
+    of it (test_shipped_data, test_stuck_readings, test_hazard). Shared: never change it; a
+    part taken with a boolean mask is a copy."""
+    from physiology_model.data.loaders import load_exports
+
+    return load_exports([SHIPPED])

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from daily_rows import forecasts as _forecasts
+from daily_rows import morning as _morning
+from daily_rows import writer as _writer
 
 from analysis.cli import main
 from analysis.daily import ab_arm, run_daily
@@ -27,30 +30,6 @@ from physiology_model.errors import DataError
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "models" / "shipped"
 U01 = ROOT / "data" / "real" / "whoop" / "u01"
-
-
-def _morning(athlete: str, date: str, session: str = "z2_aerobic", **extra) -> dict:
-    observation = {"hrv_ms": extra.pop("hrv_ms", 60.0), "rhr_bpm": extra.pop("rhr_bpm", 50.0),
-                   "recovery_pct": extra.pop("recovery_pct", 60.0),
-                   "ln_hrv_z": extra.pop("ln_hrv_z", 0.0), "features": {"x": 1.0}}
-    return {"athlete": athlete, "date": date, "observation": observation, "policy": "mpc",
-            "session": session, "load_trimp": 135.0, "plan": {"days": [{"session": session}]},
-            "rule_changed": None, **extra}
-
-
-def _forecasts(athlete: str, date: str, center: dict[str, float] | None = None,
-               spread: float = 1.0) -> list[dict]:
-    """Normal forecasts of the next morning: quantiles and 200 samples around `center`."""
-    from scipy.stats import norm
-
-    center = center or {"hrv_ms": 60.0, "rhr_bpm": 50.0, "recovery_pct": 60.0}
-    levels = {"q005": 0.005, "q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95,
-              "q995": 0.995}
-    for_date = str((pd.Timestamp(date) + pd.Timedelta(days=1)).date())
-    grid = norm.ppf((np.arange(200) + 0.5) / 200)
-    return [{"athlete": athlete, "date": date, "target": t, "for_date": for_date,
-             **{k: c + spread * norm.ppf(q) for k, q in levels.items()},
-             "samples": list(c + spread * grid)} for t, c in center.items()]
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -116,17 +95,6 @@ def test_a_morning_is_written_once(tmp_path):
         after_one = store.content()
         assert store.log_after([], [{"athlete": "a", "date": "2024-01-02", "hrv_ms": 99.0}]) == 0
         assert store.content() == after_one and after_one != before
-
-
-def _writer(path: str, worker: int, mornings: int) -> None:
-    with DailyStore(path) as store:
-        for i in range(mornings):
-            date = str((pd.Timestamp("2024-01-01") + pd.Timedelta(days=i)).date())
-            store.log_morning(_morning(f"w{worker}", date), _forecasts(f"w{worker}", date))
-            # every writer also tries the same shared morning: exactly one must win
-            store.log_morning(_morning("shared", date, session="z2_aerobic"),
-                              _forecasts("shared", date))
-            store.log_after([{"athlete": f"w{worker}", "date": date, "session": "rest"}], [])
 
 
 def test_concurrent_writer_processes_lose_nothing(tmp_path):

@@ -136,10 +136,11 @@ def test_logistic_fit_and_auc_match_scikit_learn():
 
 
 @pytest.fixture(scope="module")
-def report_frame():
-    from physiology_model.data.loaders import load_exports
-
-    return load_exports([DATA / "whoop", DATA / "pmdata"]).frame
+def report_frame(shipped_table):
+    """load_exports([DATA / "whoop", DATA / "pmdata"]).frame, taken (equal, row for row) from
+    the session's read of all the shipped data (conftest.py)."""
+    frame = shipped_table.frame
+    return frame[frame["source"].isin(["whoop", "pmdata"])].reset_index(drop=True)
 
 
 def test_injury_risk_days_define_onsets(report_frame):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from physiology_model.data.loaders import load_exports
 from physiology_model.features.summary import summarize_table, totals_by_source
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -20,8 +19,8 @@ def _manifest() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def table():
-    return load_exports([REAL])
+def table(shipped_table):
+    return shipped_table  # load_exports([REAL]), read once per session (conftest.py)
 
 
 def test_manifest_lists_every_file_with_its_hash():
