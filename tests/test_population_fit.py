@@ -90,6 +90,18 @@ def test_k_athletes_by_nuts_the_rest_personalised_in_a_model_that_loads(fitted, 
     assert model.calibration_ is not None and model.calibration_.info["athletes"] == K
 
 
+def test_model_calibrate_reproduces_the_fits_calibration(fitted, cohort, tmp_path):
+    """`periodize model calibrate` learns the recalibration on the rows `model fit` learned it
+    on (here --all and the K NUTS athletes), so it rewrites the fit's file byte for byte."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fitted, copy)
+    (copy / "calibration.json").unlink()
+    assert main(["model", "calibrate", "--model", str(copy), "--data", str(cohort[0])]) == 0
+    assert (copy / "calibration.json").read_bytes() == (fitted / "calibration.json").read_bytes()
+
+
 def test_the_choice_of_k_athletes_is_reproducible_and_stratified_by_source():
     ids = [f"a{i:03d}" for i in range(40)]
     sources = ["whoop"] * 30 + ["garmin"] * 8 + ["oura"] * 2

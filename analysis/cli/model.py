@@ -82,8 +82,15 @@ def _model_calibrate(args: argparse.Namespace) -> int:
     seed = int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
     split = split_for_forecasting(frame, seed=seed)
-    fit_frame = split.fit_frame[split.fit_frame["user_id"].astype(str).isin(model.athletes_)]
-    if fit_frame.empty:
+    # the rows `model fit` calibrated on: every training athlete of the split (also those with
+    # too few HRV days for the posterior), every row with --all, a large-cohort fit's K NUTS
+    # athletes only
+    fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True)
+                 if model.split_.get("all") else split.fit_frame)
+    nuts = model.fit_info_.get("population_fit", {}).get("nuts_athletes")
+    if nuts:
+        fit_frame = fit_frame[fit_frame["user_id"].astype(str).isin(nuts)]
+    if not fit_frame["user_id"].astype(str).isin(model.athletes_).any():
         raise DataError(args.model, "none of the model's training athletes is in the data")
     learn_calibration(model, fit_frame, seed, say=lambda s: print(s, flush=True))
     model.calibration_.save(directory)
