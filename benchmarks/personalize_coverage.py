@@ -43,19 +43,13 @@ def _load() -> list[float]:
 
 def _cohort(n: int, days: int, seed: int):
     """The simulated cohort and its true population (`Population`, one source)."""
-    from physiology_model.dynamics.observation import NOISE_PHI
     from physiology_model.model import bayes
     from physiology_model.model.personalize import Population
 
     config = bayes.SimulationConfig(n_athletes=n, n_days=days, missing_share=0.1)
     arrays, truth = bayes.simulate_cohort(config, np.random.default_rng(seed))
     names = list(bayes.PriorConfig().params)
-    n_pop = 20
-    population = Population(
-        (config.source,),
-        {name: np.full((n_pop, 1), truth["loc"][i]) for i, name in enumerate(names)},
-        {name: np.full(n_pop, truth["scale"][i]) for i, name in enumerate(names)},
-        {name: np.full(n_pop, truth["phi"][k]) for k, name in enumerate(NOISE_PHI.values())})
+    population = Population.of_truth(truth, config.source, n_draws=20)
     varying = [name for i, name in enumerate(names) if truth["scale"][i] > 0]
     return arrays, truth, population, varying
 

@@ -90,13 +90,7 @@ def test_recovery_baseline_intervals_cover_simulated_athletes_truth():
     coverage 0.85-0.93 and mean z² 0.9-1.6; with the plug-in 0.48-0.65 and 3.4-5.8."""
     config = bayes.SimulationConfig(n_athletes=40, n_days=60, missing_share=0.1)
     arrays, truth = bayes.simulate_cohort(config, np.random.default_rng(11))
-    names = list(bayes.PriorConfig().params)
-    n_pop = 10
-    population = Population(
-        (config.source,),
-        {n: np.full((n_pop, 1), truth["loc"][i]) for i, n in enumerate(names)},
-        {n: np.full(n_pop, truth["scale"][i]) for i, n in enumerate(names)},
-        {n: np.full(n_pop, truth["phi"][k]) for k, n in enumerate(NOISE_PHI.values())})
+    population = Population.of_truth(truth, config.source, n_draws=10)
     covered, z2 = [], []
     for a in range(config.n_athletes):
         draws = personalize_series(population, athlete_series(arrays, a),

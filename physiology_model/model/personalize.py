@@ -52,6 +52,20 @@ class Population:
     def n_draws(self) -> int:
         return len(next(iter(self.scale.values())))
 
+    @classmethod
+    def of_truth(cls, truth: dict, source: str, n_draws: int) -> Population:
+        """The known population of a simulated cohort (`bayes.simulate_cohort`'s truth: `loc`
+        and `scale` (P,) in `PARAM_NAMES` order, `phi` (3,)), as `n_draws` identical draws of
+        one source: personalising against it measures the method without any error of a
+        fitted population."""
+        return cls((source,),
+                   {name: np.full((n_draws, 1), truth["loc"][i])
+                    for i, name in enumerate(PARAM_NAMES)},
+                   {name: np.full(n_draws, truth["scale"][i])
+                    for i, name in enumerate(PARAM_NAMES)},
+                   {name: np.full(n_draws, truth["phi"][k])
+                    for k, name in enumerate(NOISE_PHI.values())})
+
     def _source_index(self, source: str | None, n: int, rng: np.random.Generator) -> np.ndarray:
         if source in self.sources:
             return np.full(n, self.sources.index(source))
