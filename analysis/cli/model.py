@@ -74,7 +74,12 @@ def _model_evaluate(args: argparse.Namespace) -> int:
 def _model_calibrate(args: argparse.Namespace) -> int:
     from physiology_model.data.loaders import load_exports
     from physiology_model.errors import DataError
-    from physiology_model.model.fitting import learn_calibration, split_for_forecasting
+    from physiology_model.model.fitting import (
+        calibration_rows,
+        fitted_rows,
+        learn_calibration,
+        split_for_forecasting,
+    )
     from physiology_model.model.world_model import WorldModel, resolve_model_dir
 
     directory = resolve_model_dir(args.model)
@@ -82,14 +87,8 @@ def _model_calibrate(args: argparse.Namespace) -> int:
     seed = int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
     split = split_for_forecasting(frame, seed=seed)
-    # the rows `model fit` calibrated on: every training athlete of the split (also those with
-    # too few HRV days for the posterior), every row with --all, a large-cohort fit's K NUTS
-    # athletes only
-    fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True)
-                 if model.split_.get("all") else split.fit_frame)
-    nuts = model.fit_info_.get("population_fit", {}).get("nuts_athletes")
-    if nuts:
-        fit_frame = fit_frame[fit_frame["user_id"].astype(str).isin(nuts)]
+    # the rows `model fit` calibrated on
+    fit_frame = calibration_rows(model, fitted_rows(split, bool(model.split_.get("all"))))
     if not fit_frame["user_id"].astype(str).isin(model.athletes_).any():
         raise DataError(args.model, "none of the model's training athletes is in the data")
     learn_calibration(model, fit_frame, seed, say=lambda s: print(s, flush=True))

@@ -225,8 +225,7 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
     they were in the NUTS fit, use the K NUTS athletes' rows, so they cost what they cost in an
     ordinary fit of K athletes (docs/scale.md, "Large cohorts")."""
     split = split_for_forecasting(frame, seed=seed)
-    fit_frame = (pd.concat(list(split.frames.values()), ignore_index=True) if use_all
-                 else split.fit_frame)
+    fit_frame = fitted_rows(split, use_all)
     held_out = "none (--all)" if use_all else (f"{len(split.test_users)} athletes and the last "
                                                f"15 % of each training athlete's days")
     say(f"fitting {fit_frame['user_id'].nunique()} training athletes, {len(fit_frame)} days "
@@ -236,15 +235,14 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
     origins = RESIDUAL_ORIGINS_PER_ATHLETE
     if population_athletes is None:
         model = WorldModel(config, sampler=sampler, priors=priors).fit(fit_frame)
-        later_frame = fit_frame
     else:
         model = fit_population(WorldModel(config, sampler=sampler, priors=priors), fit_frame,
                                population_athletes, seed=seed, run=run, say=say)
         nuts = set(model.fit_info_["population_fit"]["nuts_athletes"])
-        later_frame = fit_frame[fit_frame["user_id"].astype(str).isin(nuts)]
         # the residual's rows: about those of an ordinary fit of K athletes, from all of them
         origins = max(MIN_RESIDUAL_ORIGINS, -(-RESIDUAL_ORIGINS_PER_ATHLETE * len(nuts)
                                               // max(len(model.athletes_), 1)))
+    later_frame = calibration_rows(model, fit_frame)
     timings = model.fit_info_.get("timings", {})
     say(f"posterior of {len(model.athletes_)} athletes (those with ≥ {config.min_hrv_days} "
         f"days of HRV in the fit's rows): {time.perf_counter() - started:.0f} s (compile "
@@ -341,6 +339,20 @@ def fit_calibration(model, frame: pd.DataFrame, *, condition_days: Sequence[int]
     calibration.info["cross_validation"] = cross_validate(
         errors, n_athletes, condition_days=condition_days, max_horizon=max_horizon, seed=seed)
     return calibration
+
+
+def fitted_rows(split: ForecastSplit, use_all: bool) -> pd.DataFrame:
+    """The rows `fit_world_model` fits on: the split's training rows, or every row (--all)."""
+    return (pd.concat(list(split.frames.values()), ignore_index=True) if use_all
+            else split.fit_frame)
+
+
+def calibration_rows(model: WorldModel, fitted: pd.DataFrame) -> pd.DataFrame:
+    """The rows the drift choice and the interval calibration learn from: every fitted row
+    (also those of training athletes with too few HRV days for the posterior), or only the K
+    NUTS athletes' of a large-cohort fit (`population_fit`)."""
+    nuts = model.fit_info_.get("population_fit", {}).get("nuts_athletes")
+    return fitted[fitted["user_id"].astype(str).isin(nuts)] if nuts else fitted
 
 
 def learn_calibration(model: WorldModel, fit_frame: pd.DataFrame, seed: int,
