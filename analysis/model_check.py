@@ -20,7 +20,10 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
 
 - `mean`, `sd`, `lag1` … `lag7` (autocorrelation at lag k over pairs of measured days),
   `hard_day_response` (next-morning change after days with a measured load in the athlete's
-  top quintile of measured loads, minus after rest days: measured load ≤ `REST_TRIMP`): per
+  top quintile of measured loads, minus after rest days: measured load ≤ `REST_TRIMP`),
+  `hard_day_morning` (the value on the morning of hard days minus rest days: the athlete's
+  choice of when to train hard), `hard_day_effect` (the next-morning comparison at equal
+  morning-of values, which leaves that choice out): per
   athlete the measured statistic and the mean over replicates of the simulated one; for
   `athlete = "all"` the medians over athletes of each.
 - `band50_coverage`, `band90_coverage`: the share of measured future days inside the central
@@ -76,7 +79,9 @@ RECORD_KEYS: tuple[str, ...] = ("athlete", "target", "statistic", "measured", "s
                                 "lo", "hi")
 MAX_LAG = 7
 STATISTICS: tuple[str, ...] = ("mean", "sd", *(f"lag{k}" for k in range(1, MAX_LAG + 1)),
-                               "hard_day_response", "band50_coverage", "band90_coverage",
+                               "hard_day_response", "hard_day_morning", "hard_day_effect",
+                               "band50_coverage",
+                               "band90_coverage",
                                "c2st_auc", "effect_slope")
 REST_TRIMP = 20.0
 """A day with a measured load at or below this many TRIMP is a rest day (as `analysis.real`
@@ -209,6 +214,39 @@ def hard_day_response(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> floa
     return float(change[h].mean() - change[r].mean())
 
 
+def hard_day_morning(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> float:
+    """The mean value on the morning of hard days minus on the morning of rest days (NaN when
+    either group has fewer than 3 measured mornings): how much the athlete's choice of hard
+    days follows the morning's reading. A replay under fixed loads has none (about 0)."""
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(y)
+    h, r = hard & ok, rest & ok
+    if h.sum() < 3 or r.sum() < 3:
+        return math.nan
+    return float(y[h].mean() - y[r].mean())
+
+
+def hard_day_effect(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> float:
+    """The next-morning value after hard days minus after rest days at the same morning-of
+    value: δ of the least-squares fit y[d+1] = α + β·y[d] + δ·hard[d] over hard and rest days d
+    with both mornings measured (NaN when either group has fewer than 3 such days).
+
+    `hard_day_response` compares changes from the morning of the day, so it also holds the
+    athletes' choice: people train hard on good mornings (`hard_day_morning`), and a good
+    morning is followed by a less good one whatever the load. A replay under the athlete's own
+    loads has no such choice, so only the response at equal morning-of values compares like with
+    like."""
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(y[:-1]) & np.isfinite(y[1:])
+    h, r = hard[:-1] & ok, rest[:-1] & ok
+    if h.sum() < 3 or r.sum() < 3:
+        return math.nan
+    use = h | r
+    x = np.column_stack([np.ones(use.sum()), y[:-1][use], h[use].astype(float)])
+    coef, _, rank, _ = np.linalg.lstsq(x, y[1:][use], rcond=None)
+    return float(coef[2]) if rank == 3 else math.nan
+
+
 def _series_statistics(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> dict[str, float]:
     seen = np.isfinite(y)
     out = {"mean": float(np.mean(y[seen])) if seen.any() else math.nan,
@@ -216,6 +254,8 @@ def _series_statistics(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> dic
     for k in range(1, MAX_LAG + 1):
         out[f"lag{k}"] = lag_autocorrelation(y, k)
     out["hard_day_response"] = hard_day_response(y, hard, rest)
+    out["hard_day_morning"] = hard_day_morning(y, hard, rest)
+    out["hard_day_effect"] = hard_day_effect(y, hard, rest)
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 
 import arviz as az
 import numpy as np
@@ -145,8 +146,10 @@ def _noncentred_point(model, arrays, theta: dict, loc: np.ndarray, scale: np.nda
     raw = np.stack([params.to_unconstrained(n, theta[n]) for n in names], axis=1)
     point["athlete_raw"] = ((raw - loc) / np.where(scale > 0, scale, 1.0))[:, vary]
     for k, name in enumerate(params.AR_PARAMS):
-        phi = theta["phi"][k]
-        point[f"{name}_logodds__"] = np.log(phi / (1 - phi))
+        phi = np.asarray(theta["phi"])[..., k]  # (3,) one for all, or (sources, 3)
+        # one φ per source (PriorConfig.noise_by_source)
+        point[f"{name}_logodds__"] = np.broadcast_to(
+            np.log(phi / (1 - phi)), np.shape(point[f"{name}_logodds__"])).copy()
     priors = bayes.PriorConfig()
     for k, (share_name, slow_name) in enumerate(zip(params.SLOW_SHARE_PARAMS,
                                                     params.PHI_SLOW_PARAMS)):
@@ -181,8 +184,10 @@ def _numpy_loglik(arrays, theta: dict) -> float:
     total = 0.0
     for k, target in enumerate(TARGETS):
         y = bayes.observed_values(arrays, target)
-        phi, share, phi_slow = theta["phi"][k], theta["slow_share"][k], theta["phi_slow"][k]
+        share, phi_slow = theta["slow_share"][k], theta["phi_slow"][k]
         for a in range(arrays.n_athletes):
+            phi = np.asarray(theta["phi"])[..., k]
+            phi = phi[arrays.source_index[a]] if phi.ndim else phi
             days = np.flatnonzero(np.isfinite(y[a]))
             r = y[a, days] - means[target][a, days]
             sigma = theta[sigmas[target]][a]
@@ -210,6 +215,28 @@ def test_likelihood_equals_the_numpy_reference(tiny, slow):
     loglik = model.compile_fn(model.logp(vars=likelihood), inputs=model.value_vars,
                               on_unused_input="ignore")(point)
     assert float(loglik) == pytest.approx(_numpy_loglik(arrays, truth), rel=1e-8)
+
+
+def test_each_source_has_its_own_noise_coefficient(tiny):
+    """With `noise_by_source` (the default) φ is one per source and each athlete's residuals
+    follow its source's: the likelihood equals the reference with per-athlete φ, and differs
+    from the one-φ model's at the same point."""
+    arrays, truth = tiny
+    two = replace(arrays, sources=("fitbit", "whoop"),
+                  source_index=np.arange(arrays.n_athletes) % 2)
+    truth = {**truth, "slow_share": np.zeros(3), "phi_slow": np.zeros(3),
+             "phi": np.array([[0.3, 0.85, 0.2], [0.5, 0.25, 0.4]])}
+    model = bayes.build_model(two, bayes.PriorConfig(), centre_min_obs=None)
+    assert model.initial_point()["phi_rhr_logodds__"].shape == (2,)
+    point = _noncentred_point(model, two, truth, truth["loc"], truth["scale"])
+    likelihood = [v for v in model.potentials if v.name.endswith("_obs")]
+    loglik = float(model.compile_fn(model.logp(vars=likelihood), inputs=model.value_vars,
+                                    on_unused_input="ignore")(point))
+    assert loglik == pytest.approx(_numpy_loglik(two, truth), rel=1e-8)
+    one_phi = {**truth, "phi": truth["phi"][0]}
+    assert abs(loglik - _numpy_loglik(two, one_phi)) > 1.0
+    shared = bayes.build_model(two, bayes.PriorConfig(noise_by_source=False), centre_min_obs=None)
+    assert shared.initial_point()["phi_rhr_logodds__"].shape == ()
 
 
 def test_centring_leaves_the_posterior_unchanged(tiny):
@@ -381,7 +408,8 @@ def test_fit_outputs_for_the_world_model(tiny, prior_fit):
     population = bayes.population_draws(fit)
     assert population["loc"].shape == (n_draws, len(arrays.sources), len(params.PARAM_NAMES))
     assert population["scale"].shape == (n_draws, len(params.PARAM_NAMES))
-    assert population["phi"].shape == (n_draws, 3) and (population["phi"] < 1).all()
+    assert population["phi"].shape == (n_draws, len(arrays.sources), 3)
+    assert (population["phi"] < 1).all()
     assert population["sources"] == arrays.sources
     assert population["param_names"] == params.PARAM_NAMES
     # The athlete parameters are the population draws' transform (non-centred identity).
@@ -463,7 +491,7 @@ def test_per_athlete_log_likelihood_moves_to_its_group_for_leave_athletes_out_lo
     assert grouped.log_likelihood["athletes"].sizes["athlete"] == arrays.n_athletes
     assert np.isfinite(total.values).all()
     pop = bayes.population_draws(idata)
-    assert pop["slow_share"].shape == pop["phi_slow"].shape == (30, 3)
+    assert pop["slow_share"].shape == pop["phi_slow"].shape == (30, len(arrays.sources), 3)
     assert (pop["phi_slow"] > np.exp(-1.0 / bayes.PriorConfig().tau_slow_min_days)).all()
 
 

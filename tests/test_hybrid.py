@@ -51,8 +51,8 @@ def _population(n_draws: int = 20, seed: int = 0) -> Population:
         centre = np.log(HRV_NOISE_SD) if name == "sigma_hrv" else spec.loc_mean
         loc[name] = (centre + 0.02 * rng.standard_normal(n_draws))[:, None]
         scale[name] = np.full(n_draws, spec.scale_sd * 0.7)
-    phi = {"phi_hrv": np.full(n_draws, 0.4), "phi_rhr": np.full(n_draws, 0.5),
-           "phi_rec": np.full(n_draws, 0.3)}
+    phi = {"phi_hrv": np.full((n_draws, 1), 0.4), "phi_rhr": np.full((n_draws, 1), 0.5),
+           "phi_rec": np.full((n_draws, 1), 0.3)}
     return Population(("whoop",), loc, scale, phi)
 
 

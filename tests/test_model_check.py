@@ -21,6 +21,9 @@ from analysis.model_check import (
     STATISTICS,
     CheckConfig,
     grouped_auc,
+    hard_day_effect,
+    hard_day_morning,
+    hard_day_response,
     lag_autocorrelation,
     load_effects,
     measure,
@@ -194,3 +197,27 @@ def test_cli_refuses_bad_options_in_one_line(tmp_path, capsys):
                  str(out)])
     assert code == 2 and not out.exists()
     assert "model.json" in capsys.readouterr().err
+
+
+def test_hard_day_effect_leaves_out_the_athletes_choice_of_good_mornings():
+    """An athlete who trains hard on good mornings, with no effect of the load at all: the
+    change from the morning of a hard day looks like a strong response (regression to the
+    mean), the morning-of comparison shows the choice, and the effect at equal morning-of
+    values is about 0; with a true next-morning effect of −0.1 the effect finds it."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    for true_effect in (0.0, -0.1):
+        y = np.zeros(n)
+        hard = np.zeros(n, bool)
+        rest = np.zeros(n, bool)
+        for d in range(n - 1):
+            good = y[d] > 0.1
+            hard[d] = good and rng.random() < 0.8
+            rest[d] = not hard[d] and rng.random() < 0.5
+            y[d + 1] = 0.3 * y[d] + true_effect * hard[d] + 0.2 * rng.standard_normal()
+        assert hard_day_morning(y, hard, rest) > 0.2
+        assert hard_day_response(y, hard, rest) < true_effect - 0.1
+        assert abs(hard_day_effect(y, hard, rest) - true_effect) < 0.03
+    few = np.zeros(n, bool)
+    few[:2] = True
+    assert np.isnan(hard_day_effect(y, few, rest)) and np.isnan(hard_day_morning(y, few, rest))

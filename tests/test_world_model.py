@@ -35,8 +35,8 @@ def _population(n_draws: int = 50, seed: int = 0) -> Population:
         base = spec.loc_mean + 0.02 * rng.standard_normal(n_draws)
         loc[name] = np.stack([base, base + (0.1 if spec.by_source else 0.0)], axis=1)
         scale[name] = np.full(n_draws, spec.scale_sd * 0.7)
-    phi = {"phi_hrv": np.full(n_draws, 0.4), "phi_rhr": np.full(n_draws, 0.5),
-           "phi_rec": np.full(n_draws, 0.3)}
+    phi = {"phi_hrv": np.full((n_draws, 2), 0.4), "phi_rhr": np.full((n_draws, 2), 0.5),
+           "phi_rec": np.full((n_draws, 2), 0.3)}
     return Population(SOURCES, loc, scale, phi)
 
 
@@ -328,9 +328,9 @@ def _slow_population(n_draws: int = 20) -> Population:
     rng = np.random.default_rng(3)
     phi = dict(pop.phi)
     for name in SLOW_SHARE_PARAMS:
-        phi[name] = rng.uniform(0.2, 0.6, n_draws)
+        phi[name] = rng.uniform(0.2, 0.6, (n_draws, 2))
     for name in PHI_SLOW_PARAMS:
-        phi[name] = rng.uniform(0.8, 0.99, n_draws)
+        phi[name] = rng.uniform(0.8, 0.99, (n_draws, 2))
     return Population(pop.sources, pop.loc, pop.scale, phi)
 
 
@@ -341,11 +341,12 @@ def test_the_slow_noise_parameters_travel_with_samples_personalisation_and_files
     model = _model(_slow_population())
     draws = model.sample_athletes(200, np.random.default_rng(0), "whoop")
     for name in SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS:
-        assert set(np.unique(draws[name])) <= set(model.population_.phi[name])
+        # a whoop athlete's noise comes from the whoop column of the (draw, source) draws
+        assert set(np.unique(draws[name])) <= set(model.population_.phi[name][:, 0])
     history = _athlete_frame(_truth(seed=11), 30, seed=12).assign(user_id="new")
     post = model.personalize(history, np.random.default_rng(1)).params
     assert set(post) == set(PARAM_NAMES) | set(NOISE_PARAMS)
-    assert set(np.unique(post["slow_hrv"])) <= set(model.population_.phi["slow_hrv"])
+    assert set(np.unique(post["slow_hrv"])) <= set(model.population_.phi["slow_hrv"].ravel())
     model.save(tmp_path / "slow")
     back = WorldModel.load(tmp_path / "slow")
     for name in NOISE_PARAMS:

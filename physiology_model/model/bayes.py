@@ -114,6 +114,17 @@ class PriorConfig:
     Med 43:773)."""
     tau_slow_sd: float = 0.8
     """Log-scale SD of that lognormal (τ_s 90 % interval ≈ 12-80 d)."""
+    noise_by_source: bool = True
+    """Each target's AR(1) coefficient φ is one per data source (independent Beta(`ar_alpha`,
+    `ar_beta`) priors), not one for all: how long a day's deviation persists is partly the
+    device's own processing. Measured on 63 athletes outside the 2026-12-06 fit
+    (docs/results/model_check_2026-12-06.json): the lag-1 autocorrelation of resting HR is
+    0.80-0.83 in Fitbit exports (LifeSnaps, PMData), whose resting HR is a daily estimate from
+    the whole day's heart rate, against 0.21-0.27 for WHOOP, Garmin, Oura and intervals.icu's
+    nightly values; one φ for all gave 0.40-0.53 to every device. An athlete of a device the
+    fit never saw is personalised over a mixture of the known ones (`personalize`), whose
+    weights then favour the devices whose φ fits the athlete's days. False is the one φ of
+    models fitted before."""
     tails: str = "normal"
     """The one-step innovations' distribution: `normal`, or `student` (a Student-t with a
     degrees-of-freedom parameter per target, prior Gamma(2, 0.1), Juárez & Steel 2010, J Bus
@@ -181,6 +192,7 @@ class PriorConfig:
         rest = {k: v for k, v in data.items() if k != "params"}
         rest.setdefault("slow_noise", False)
         rest.setdefault("scale_prior", "halfnormal")
+        rest.setdefault("noise_by_source", False)
         return cls(params=specs, **rest)
 
 
@@ -527,6 +539,7 @@ class NoisePart:
     sigma: Any
     """(A,) marginal SDs."""
     phi: Any
+    """(A,) each athlete's (fast) AR(1) coefficient."""
     share: Any
     """The slow share w; the number 0 for one AR(1)."""
     phi_slow: Any
@@ -589,7 +602,8 @@ def _ar1_log_likelihood(part: NoisePart, n_athletes: int) -> Any:
 
     obs, df = part.obs, part.df
     linked = obs.gap > 0
-    phi_k = pt.where(linked, part.phi ** np.maximum(obs.gap, 1).astype(float), 0.0)
+    phi_k = pt.where(linked, part.phi[obs.athlete] ** np.maximum(obs.gap, 1).astype(float),
+                     0.0)
     mean = phi_k * part.residual[obs.previous]
     sd = part.sigma[obs.athlete] * pt.sqrt(1.0 - phi_k ** 2)
     z = (part.residual - mean) / sd
@@ -610,7 +624,8 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
     `param_varying` (the parameters that are not pooled) and `obs_hrv` / `obs_rhr` /
     `obs_recovery` (observed entries). Free variables: `loc_shared` (param_shared),
     `loc_by_source` (source, param_by_source), `scale_varying` (param_varying), `athlete_raw`
-    (athlete, param_varying), `phi_hrv`, `phi_rhr`, `phi_rec`. Deterministics: `loc` (source,
+    (athlete, param_varying), `phi_hrv`, `phi_rhr`, `phi_rec` (source; scalars unless
+    `priors.noise_by_source`). Deterministics: `loc` (source,
     param), `scale` (param; 0 for pooled parameters), `z` (athlete, param: the standardised
     deviate (θ_unconstrained − loc)/scale, 0 for pooled parameters) and one per parameter, named
     as in `params.PARAM_NAMES`, dims (athlete,), on the constrained scale. Likelihood:
@@ -765,7 +780,12 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
         for (level, target), sigma, phi_name, share_name, phi_slow_name in zip(
                 LEVEL_TARGETS.items(), SIGMA_TARGETS, params.AR_PARAMS,
                 params.SLOW_SHARE_PARAMS, params.PHI_SLOW_PARAMS):
-            phi = pm.Beta(phi_name, priors.ar_alpha, priors.ar_beta)
+            if priors.noise_by_source:
+                phi = pm.Beta(phi_name, priors.ar_alpha, priors.ar_beta, dims="source")
+                phi_athlete = phi[arrays.source_index]
+            else:
+                phi = pm.Beta(phi_name, priors.ar_alpha, priors.ar_beta)
+                phi_athlete = pt.ones(arrays.n_athletes) * phi
             if priors.slow_noise:
                 share = pm.Beta(share_name, priors.slow_alpha, priors.slow_beta)
                 log_extra = pm.Normal(f"log_tau_slow_{phi_slow_name[9:]}",
@@ -780,8 +800,8 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
             if len(obs.value) == 0:
                 continue
             mean = theta_all[:, index[level]][obs.athlete] + effects[target]
-            parts[target] = NoisePart(obs, obs.value - mean, theta_all[:, index[sigma]], phi,
-                                      share, phi_slow, df)
+            parts[target] = NoisePart(obs, obs.value - mean, theta_all[:, index[sigma]],
+                                      phi_athlete, share, phi_slow, df)
         for target, per_athlete in noise_log_likelihoods(parts, arrays.n_athletes).items():
             pm.Potential(f"{target}_obs", pt.sum(per_athlete))
             pm.Deterministic(f"{LOGLIK_PREFIX}{target}", per_athlete, dims="athlete")
@@ -1001,22 +1021,33 @@ def population_draws(idata: Any) -> dict[str, Any]:
     - `loc`: (n_draws, n_sources, n_params) on the unconstrained scale (a shared parameter's
       value is repeated across sources);
     - `scale`: (n_draws, n_params) between-athlete SD on the unconstrained scale;
-    - `phi`: (n_draws, 3) AR(1) coefficients of hrv, rhr, recovery (`params.AR_PARAMS` order);
-    - `slow_share`, `phi_slow`: (n_draws, 3) the slow noise components' variance shares and
+    - `phi`: (n_draws, n_sources, 3) AR(1) coefficients of hrv, rhr, recovery
+      (`params.AR_PARAMS` order; the same for every source in a fit without
+      `PriorConfig.noise_by_source`);
+    - `slow_share`, `phi_slow`: (n_draws, n_sources, 3) the slow noise components' variance
+      shares and
       coefficients (`params.SLOW_SHARE_PARAMS`, `PHI_SLOW_PARAMS`), only when the fit had them;
     - `sources`: tuple of source names (axis 1 of `loc`), `param_names`: `params.PARAM_NAMES`.
 
     A new athlete of source s: θ = transform(loc[d, s] + scale[d] · z), z ~ N(0, 1).
     """
     posterior = idata.posterior
+    n_sources = posterior[POPULATION_LOC].sizes["source"]
+
+    def per_source(names: tuple[str, ...]) -> np.ndarray:
+        out = []
+        for name in names:
+            values = _stacked(posterior[name])  # (n_draws,) or (n_draws, n_sources)
+            out.append(values if values.ndim == 2 else
+                       np.repeat(values[:, None], n_sources, axis=1))
+        return np.stack(out, axis=-1)
+
     return {
         "loc": _stacked(posterior[POPULATION_LOC]),
         "scale": _stacked(posterior[POPULATION_SCALE]),
-        "phi": np.stack([_stacked(posterior[n]) for n in params.AR_PARAMS], axis=-1),
-        **({"slow_share": np.stack([_stacked(posterior[n]) for n in params.SLOW_SHARE_PARAMS],
-                                   axis=-1),
-            "phi_slow": np.stack([_stacked(posterior[n]) for n in params.PHI_SLOW_PARAMS],
-                                 axis=-1)}
+        "phi": per_source(params.AR_PARAMS),
+        **({"slow_share": per_source(params.SLOW_SHARE_PARAMS),
+            "phi_slow": per_source(params.PHI_SLOW_PARAMS)}
            if params.SLOW_SHARE_PARAMS[0] in posterior else {}),
         "sources": tuple(str(s) for s in posterior[POPULATION_LOC].coords["source"].values),
         "param_names": tuple(str(p) for p in posterior[POPULATION_LOC].coords["param"].values),

@@ -89,10 +89,10 @@ def config_field_names(config_type: type) -> tuple[str, ...]:
 
 def read_posterior(path: Path, sources: list[str]) -> dict[str, Any]:
     """The kept draws of `posterior.nc`: `athletes` (ids), `values[name]` (draw, athlete) for
-    each athlete parameter, `loc[name]` (draw, source), `scale[name]` (draw,), `phi[name]`
-    (draw,) for the noise's population parameters (`AR_PARAMS`, and the slow component's
-    `SLOW_SHARE_PARAMS` + `PHI_SLOW_PARAMS` where the file has them: all six or none; a
-    model saved before they existed has none, one AR(1)), all float64 and finite, after
+    each athlete parameter and each noise parameter, `loc[name]` (draw, source), `scale[name]`
+    (draw,), `phi[name]` (draw, source) for the noise's population parameters (`AR_PARAMS`,
+    and the slow component's `SLOW_SHARE_PARAMS` + `PHI_SLOW_PARAMS` where the file has them:
+    all six or none, none being one AR(1)), all float64 and finite, after
     checking every variable's presence, dimensions, size and domain."""
     import xarray as xr
 
@@ -139,15 +139,15 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
         expected[param] = (("chain", "draw", "athlete"), "values", param)
         expected[f"{param}_loc"] = (("chain", "draw", "source"), "loc", param)
         expected[f"{param}_scale"] = (("chain", "draw"), "scale", param)
-    for param in AR_PARAMS:
-        expected[param] = (("chain", "draw"), "phi", param)
     slow = SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS
-    present = [param for param in slow if param in ds.data_vars]
+    present = [param for param in slow if f"{param}_loc" in ds.data_vars]
     if present and len(present) < len(slow):
-        raise DataError(path, f"variables {sorted(set(slow) - set(present))} are missing (a "
-                              f"posterior with a slow noise component has all of {list(slow)})")
-    for param in present:
-        expected[param] = (("chain", "draw"), "phi", param)
+        raise DataError(path, f"variables {sorted(f'{p}_loc' for p in set(slow) - set(present))}"
+                              f" are missing (a posterior with a slow noise component has all "
+                              f"of {[f'{p}_loc' for p in slow]})")
+    for param in (*AR_PARAMS, *present):
+        expected[param] = (("chain", "draw", "athlete"), "values", param)
+        expected[f"{param}_loc"] = (("chain", "draw", "source"), "phi", param)
     out: dict[str, Any] = {"athletes": athletes, "values": {}, "loc": {}, "scale": {},
                            "phi": {}}
     for name, (dims, group, param) in expected.items():
@@ -167,9 +167,10 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
         if param in SLOW_SHARE_PARAMS:
             if ((values < 0) | (values >= 1)).any():
                 raise DataError(path, f"variable {name!r} holds variance shares outside [0, 1)")
-        elif group == "phi" and ((values <= -1) | (values >= 1)).any():
+        elif param in AR_PARAMS + PHI_SLOW_PARAMS and ((values <= -1) | (values >= 1)).any():
             raise DataError(path, f"variable {name!r} holds AR(1) coefficients outside (-1, 1)")
-        if (group == "values" and ATHLETE_PARAMS[param].transform == "exp"
+        if (group == "values" and param in ATHLETE_PARAMS
+                and ATHLETE_PARAMS[param].transform == "exp"
                 and (values <= 0).any()):
             raise DataError(path, f"variable {name!r} must be positive "
                                   f"({ATHLETE_PARAMS[param].unit})")

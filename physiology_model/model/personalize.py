@@ -39,9 +39,10 @@ def effective_sample_size(weights: np.ndarray) -> np.ndarray:
 class Population:
     """Posterior draws of the population: for each athlete parameter its location per source
     (D, n_sources) and between-athlete scale (D,), both on the unconstrained scale, and the
-    noise's population parameters (D,) in `phi`: the (fast) AR(1) coefficients `AR_PARAMS`
-    and, in a fit that has them, the slow component's `SLOW_SHARE_PARAMS` and
-    `PHI_SLOW_PARAMS`."""
+    noise's population parameters (D, n_sources) in `phi`: the (fast) AR(1) coefficients
+    `AR_PARAMS` and, in a fit that has them, the slow component's `SLOW_SHARE_PARAMS` and
+    `PHI_SLOW_PARAMS` (the same for every source in a fit without
+    `bayes.PriorConfig.noise_by_source`)."""
 
     sources: tuple[str, ...]
     loc: dict[str, np.ndarray]
@@ -63,7 +64,7 @@ class Population:
                     for i, name in enumerate(PARAM_NAMES)},
                    {name: np.full(n_draws, truth["scale"][i])
                     for i, name in enumerate(PARAM_NAMES)},
-                   {name: np.full(n_draws, truth["phi"][k])
+                   {name: np.full((n_draws, 1), truth["phi"][k])
                     for k, name in enumerate(NOISE_PHI.values())})
 
     def _source_index(self, source: str | None, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -317,7 +318,7 @@ def _draw_proposals(population: Population, n: int, rng: np.random.Generator,
         scale[name] = population.scale[name][d]
         raw[name] = loc[name] + scale[name] * rng.standard_normal(n)
     for name in population.phi:
-        raw[name] = population.phi[name][d]
+        raw[name] = population.phi[name][d, s]
     if proposal is not None and proposal.names:
         dim = len(proposal.names)
         chol = np.linalg.cholesky(proposal.cov)

@@ -158,7 +158,7 @@ def fit_population(model, frame: pd.DataFrame, k: int, *, seed: int = 0,
     sub = arrays.subset(np.array(nuts_index))
     priors = model.priors or bayes.PriorConfig()
     idata = bayes.sample(bayes.build_model(sub, priors), model.sampler or bayes.SamplerConfig())
-    model._set_from_idata(idata, sub.user_ids, sub.sources)
+    model._set_from_idata(idata, sub)
     timings = model.fit_info_.setdefault("timings", {})
     say(f"population posterior: compile {timings.get('compile_s', 0.0):.0f} s, sampling "
         f"{timings.get('sample_s', 0.0):.0f} s")

@@ -144,9 +144,11 @@ def check_personalize_memory(n_proposals: int, days: int) -> None:
 
 
 FORMAT = "adaptive-periodization.WorldModel"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """2: states normalised by `params.state_normaliser` ((1 − e)/e; version 1 used 1 − e, so its
-gains mean something else) and pooled parameters (scale 0)."""
+gains mean something else) and pooled parameters (scale 0). 3: the noise parameters per source
+(`<name>_loc`, (draw, source)) and per athlete (`<name>`, (draw, athlete)), as the other
+athlete parameters are (`bayes.PriorConfig.noise_by_source`)."""
 
 @dataclass(frozen=True)
 class WorldModelConfig:
@@ -247,10 +249,12 @@ class WorldModel:
                                 min_hrv_days=self.config.min_hrv_days)
         model = bayes.build_model(arrays, self.priors or bayes.PriorConfig())
         idata = bayes.sample(model, self.sampler or bayes.SamplerConfig())
-        self._set_from_idata(idata, arrays.user_ids, arrays.sources)
+        self._set_from_idata(idata, arrays)
         return self
 
-    def _set_from_idata(self, idata, user_ids, sources) -> None:
+    def _set_from_idata(self, idata, arrays) -> None:
+        """Keep `config.keep_draws` of the fitted posterior of the athletes of `arrays` (the
+        `AthleteArrays` the posterior was sampled on)."""
         from physiology_model.model import bayes
         diag = bayes.diagnose(idata)
         self.diagnostics_ = diag.to_dict()
@@ -259,22 +263,24 @@ class WorldModel:
             "nutpie_backend": str(idata.attrs.get("nutpie_backend", "")),
             "sampler_config": json.loads(idata.attrs.get("sampler_config", "{}")),
             "timings": json.loads(idata.attrs.get("timings", "{}")),
-            "n_athletes": len(user_ids),
+            "n_athletes": arrays.n_athletes,
         }
         athlete = bayes.posterior_athlete_params(idata)  # name → (draws, athletes)
         pop = bayes.population_draws(idata)
         n = pop["scale"].shape[0]
         keep = np.unique(np.linspace(0, n - 1, min(n, self.config.keep_draws)).astype(int))
         index = {name: i for i, name in enumerate(pop["param_names"])}
-        # the noise's population parameters: (fast) AR(1) coefficients, and the slow
-        # component's share and coefficient where the posterior has them
-        phi = {name: np.asarray(pop[key][keep, i], dtype=float)
+        # the noise's population parameters per source (draws, sources): (fast) AR(1)
+        # coefficients, and the slow component's share and coefficient where the posterior has
+        # them; each athlete gets its source's
+        phi = {name: np.asarray(pop[key][keep][:, :, i], dtype=float)
                for key, names in NOISE_POPULATION_KEYS.items() if key in pop
                for i, name in enumerate(names)}
         self.athletes_ = {}
-        for a, uid in enumerate(user_ids):
+        for a, uid in enumerate(arrays.user_ids):
             draws = {name: np.asarray(athlete[name][keep, a], dtype=float) for name in PARAM_NAMES}
-            draws.update(phi)
+            source = int(arrays.source_index[a])
+            draws.update({name: values[:, source].copy() for name, values in phi.items()})
             self.athletes_[str(uid)] = draws
         self.population_ = Population(
             sources=tuple(pop["sources"]),
@@ -436,16 +442,21 @@ class WorldModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         users = sorted(self.athletes_)
-        draws = len(self.population_.phi[AR_PARAMS[0]])
+        draws = self.population_.n_draws
         data = {}
+
+        def per_athlete(name: str) -> tuple:
+            return (("draw", "athlete"), np.stack([self.athletes_[u][name] for u in users], axis=1)
+                    if users else np.zeros((draws, 0)))
+
         for name in PARAM_NAMES:
-            data[name] = (("draw", "athlete"), np.stack(
-                [self.athletes_[u][name] for u in users], axis=1) if users else np.zeros((draws, 0)))
+            data[name] = per_athlete(name)
             data[f"{name}_loc"] = (("draw", "source"), self.population_.loc[name])
             data[f"{name}_scale"] = (("draw",), self.population_.scale[name])
         for name in NOISE_PARAMS:
             if name in self.population_.phi:
-                data[name] = (("draw",), self.population_.phi[name])
+                data[name] = per_athlete(name)
+                data[f"{name}_loc"] = (("draw", "source"), self.population_.phi[name])
         posterior = xr.Dataset(data, coords={"draw": np.arange(draws), "athlete": users,
                                              "source": list(self.population_.sources)})
         idata = az.InferenceData(posterior=posterior.expand_dims(chain=[0]))
@@ -496,13 +507,10 @@ class WorldModel:
         post = read_posterior(directory / "posterior.nc", meta["sources"])
         model = cls(WorldModelConfig(**meta["config"]))
         users = post["athletes"]
-        model.athletes_ = {u: {name: post["values"][name][:, i].copy() for name in PARAM_NAMES}
+        model.athletes_ = {u: {name: values[:, i].copy() for name, values in post["values"].items()}
                            for i, u in enumerate(users)}
         model.population_ = Population(sources=tuple(meta["sources"]), loc=post["loc"],
                                        scale=post["scale"], phi=post["phi"])
-        for u in users:
-            for name in model.population_.phi:
-                model.athletes_[u][name] = model.population_.phi[name]
         model.diagnostics_ = meta.get("diagnostics", {})
         model.split_ = meta.get("split", {})
         model.fit_info_ = meta.get("fit", {})
@@ -533,13 +541,13 @@ class WorldModel:
         own = any(np.any(np.asarray(phi[n]) > 0) for n in SLOW_SHARE_PARAMS if n in phi)
         if own or not self.drift_:
             return
-        for target in NOISE_PHI:  # a target without a setting gets w = 0
-            components = self.drift_.get(target, NO_DRIFT).components(phi[NOISE_PHI[target]])
-            phi[NOISE_PHI[target]] = components.phi_fast
-            phi[NOISE_SLOW_SHARE[target]] = components.share
-            phi[NOISE_PHI_SLOW[target]] = components.phi_slow
-        for draws in self.athletes_.values():
-            draws.update(phi)
+        for draws in (phi, *self.athletes_.values()):  # per (draw, source) and per draw
+            for target in NOISE_PHI:  # a target without a setting gets w = 0
+                setting = self.drift_.get(target, NO_DRIFT)
+                components = setting.components(draws[NOISE_PHI[target]])
+                draws[NOISE_PHI[target]] = components.phi_fast
+                draws[NOISE_SLOW_SHARE[target]] = components.share
+                draws[NOISE_PHI_SLOW[target]] = components.phi_slow
 
 
 class WorldModelForecaster:
