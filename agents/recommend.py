@@ -40,11 +40,16 @@ Many athletes are planned at once by `plan_batch` (`periodize recommend`); `plan
 and `periodize plan` are its batch of one. Athletes with the same number of mornings are
 planned together (the planners are vectorised over athletes), and every random number of an
 athlete's plan comes from its own streams, keyed by `seed` and its id (`agents.lanes`): the
-planner's (its population draws, personalisations, CEM plans and noise paths) and the
-predictions'. An athlete's plan is therefore the same whichever athletes share its batch; the
-same seed gives two athletes different streams. A trained policy rolled forward day by day
-predicts each morning from the athlete's posterior drawn once (`WorldModel.predict(params=)`)
-and the plan's intervals come from the same draws.
+planner's (its population draws, CEM plans and noise paths) and the predictions'. An
+athlete's plan is therefore the same whichever athletes share its batch; the same seed gives
+two athletes different streams.
+
+Each athlete is personalised once per plan: its posterior (`WorldModel.athlete_params`, the
+world model's own personalisation of the export's rows, or the fitted posterior of an athlete
+of the fit) is drawn first, and the planner's belief takes it in its replay (instead of
+personalising on the past mornings again, `AthleteBelief.replay(posterior=)`), a trained
+policy rolled forward day by day predicts each morning from it (`WorldModel.predict(params=)`),
+the plan's intervals come from the same draws, and so does the plan without the hard rules.
 """
 
 from __future__ import annotations
@@ -543,14 +548,16 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
 
     def start(planner, members: Sequence[int], horizon: int | None = None) -> None:
         """A new plan from today for `members`: the policy (or planner) learns the athletes
-        from their past mornings (and tests) first when it keeps a belief (`replay`), else
-        starts from today's features."""
+        from their past mornings (and tests) first when it keeps a belief (`replay`), taking
+        their posterior `params` rather than personalising them again, else starts from
+        today's features."""
         planner.reset(lanes(members, _batchable(planner if planner is policy else None)))
         if hasattr(planner, "replay") and first.replays():
             past = {} if tested is None else {"tests": tested[:-1, None]}
             planner.replay(np.stack([_policy_view(group[i].mornings[:-1], horizon)
                                      for i in members], axis=1),
-                           np.stack([group[i].done[:-1] for i in members], axis=1), **past)
+                           np.stack([group[i].done[:-1] for i in members], axis=1), **past,
+                           posterior=[params[i] for i in members])
         if tested is not None and np.isfinite(tested[-1]):
             planner.observe_performance(tested[-1:])
 
@@ -569,7 +576,9 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
     mask = np.concatenate([a.mask for a in group])
     predict_rngs = [np.random.default_rng(athlete_seed(seed, a.uid, 1)) for a in group]
     free_first: list[int | None] = [None] * n  # the choice without the rules, when one fired
-    params: list[Any] = [None] * n
+    # each athlete's posterior, once: the planner's belief, every predicted morning of a
+    # roll-out and the plan's intervals all use these draws
+    params = [model.athlete_params(a.history, r) for a, r in zip(group, predict_rngs)]
     if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
@@ -578,8 +587,6 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
                             "with them (SACConfig.tests_every)")
         horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
         start(policy, range(n), horizon)
-        # the athlete's posterior once, for every predicted morning of the roll-out
-        params = [model.athlete_params(a.history, r) for a, r in zip(group, predict_rngs)]
         sessions = _policy_sessions(policy, model, group, mask, days, predict_rngs, horizon,
                                     params)
         planner_name = (f"policy {policy_dir}" if policy_dir
