@@ -193,26 +193,27 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
                      params: Sequence[Any]) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings, for the athletes
     of `group` (`_Athlete`s) at once: sessions (N, days). Each athlete's mornings are
-    predicted from its posterior draws `params` (drawn once) with its own `rngs`."""
+    predicted from its posterior draws `params` (drawn once) with its own `rngs`; a predicted
+    morning's features are built once, for the policy's observation and the rules."""
 
     rows = [a.history.copy() for a in group]
     sessions = np.empty((len(group), days), dtype=np.int64)
-    day_mask = mask
+    obs, day_mask = np.concatenate([a.obs for a in group]), mask
     for d in range(days):
-        obs = np.concatenate([
-            _policy_view(observation_matrix(observations_from_table(r, events=a.events))[-1:],
-                         horizon) for r, a in zip(rows, group)])
-        sessions[:, d] = np.asarray(policy.act(obs, day_mask))
+        sessions[:, d] = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
-        masks = []
-        for i, a in enumerate(sessions[:, d]):
+        mornings, masks = [], []
+        for i, (a, athlete) in enumerate(zip(sessions[:, d], group)):
             # the morning after today's session, predicted before today's load is written in
             pred = model.predict(rows[i], _planned(np.array([a])), n_samples=200, rng=rngs[i],
                                  params=params[i])
             rows[i] = _next_morning(rows[i], int(a), pred)
-            masks.append(mask_from_table(rows[i]).mask)  # the rules on the predicted morning
-        day_mask = np.concatenate(masks)
+            features = observations_from_table(rows[i], events=athlete.events)
+            mornings.append(observation_matrix(features.iloc[-1:]))
+            # the rules on the predicted morning
+            masks.append(mask_from_table(rows[i], features=features).mask)
+        obs, day_mask = np.concatenate(mornings), np.concatenate(masks)
     return sessions
 
 
@@ -466,7 +467,7 @@ def _prepare(request: PlanRequest, now: date | None) -> _Athlete:
     tested = (None if test_results is None
               else _tests_by_morning(test_results, morning_dates, tests_path or "(tests)",
                                      notes))
-    verdict = mask_from_table(history)
+    verdict = mask_from_table(history, features=features)
     facts = morning_facts(history, mornings[-1], now=now)
     notes.extend(facts.notes)
     mask, careful = careful_mask(verdict.mask, facts)
