@@ -174,10 +174,10 @@ class DistilledPlanner:
         self.belief.observe_performance(results)
 
     def replay(self, observations: np.ndarray, actions: np.ndarray,
-               tests: np.ndarray | None = None) -> None:
-        """A real athlete's past mornings, sessions and tests before today
-        (`AthleteBelief.replay`); call after `reset`."""
-        self.belief.replay(observations, actions, tests)
+               tests: np.ndarray | None = None, posterior: Any = None) -> None:
+        """A real athlete's past mornings, sessions and tests, and its posterior when the
+        caller has it, before today (`AthleteBelief.replay`); call after `reset`."""
+        self.belief.replay(observations, actions, tests, posterior)
 
     def save(self, directory: str | Path) -> Path:
         """The network's checkpoint plus `belief.json` (the belief's settings and the world

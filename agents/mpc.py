@@ -21,7 +21,8 @@ score function gets (mbrl-lib's design: the optimiser sees an evaluation functio
   (`performance.typical_performance_params`) at the athlete's habitual load (day-0 CTL); the
   hazard's are the prior medians (`hazard.typical_hazard_params`). For a real athlete the
   belief first lives through the export's past mornings (`replay`) and personalises on all of
-  them on the day of the plan.
+  them on the day of the plan, or takes the posterior the caller already has for them
+  (`periodize plan`: the world model's, `WorldModel.athlete_params`).
 - `OraclePlanner` reads `Simulation.oracle_view()`: the simulated athlete's true parameters,
   states, current noise, injury days and action history; S scenarios are noise paths only. It
   plans over a long horizon (the days left, up to `horizon_days` = 60) with more candidates:
@@ -43,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -548,18 +549,29 @@ class AthleteBelief:
         self.day = 0
         """Mornings observed so far this episode (since `replay`, if it was called)."""
         self._personalize_next = False
+        self._given: list[dict[str, np.ndarray]] | None = None
         self._pending_test: np.ndarray | None = None
         self.diagnostics: dict[str, list[float]] = {"personalize_ess": [],
                                                     "performance_ess": []}
 
     def replay(self, observations: np.ndarray, actions: np.ndarray,
-               tests: np.ndarray | None = None) -> None:
+               tests: np.ndarray | None = None,
+               posterior: Sequence[dict[str, np.ndarray]] | None = None) -> None:
         """Live through the athletes' past before planning from today: `observations`
         (D, N, F) of the D mornings before today and the sessions done on those days (D, N),
         and `tests` (D, N) the performance tests of those mornings (NaN: none;
         `observe_performance`). The belief learns from them as it would have day by day,
         personalises on the whole history at the next `observe` (today), and counts that
-        morning as day 0 (an `episode_days` objective ends that many days after it)."""
+        morning as day 0 (an `episode_days` objective ends that many days after it).
+
+        `posterior`: each athlete's posterior draws given its whole history, today included
+        (N dicts of draws, `WorldModel.athlete_params`), when the caller has them. The belief
+        then personalises nothing itself: it takes them at the next `observe` instead of the
+        posterior of the whole history it would compute there, skips the personalisations of
+        the past mornings (the one of today replaces all they fed), and tracks the past's
+        Banister states and noise again from the first morning under them, as if it had known
+        them all along. What it knows this morning therefore depends on the posterior and the
+        data alone, not on the population draws it lived the past with."""
         obs = np.asarray(observations, dtype=float)
         acts = np.asarray(actions, dtype=np.int64)
         if obs.ndim != 3 or acts.shape != obs.shape[:2]:
@@ -568,6 +580,10 @@ class AthleteBelief:
         if tests is not None and np.shape(tests) != acts.shape:
             raise ValueError(f"replay needs tests (D, N) like the actions, got "
                              f"{np.shape(tests)}")
+        if posterior is not None and len(posterior) != obs.shape[1]:
+            raise ValueError(f"replay needs one posterior per athlete ({obs.shape[1]}), got "
+                             f"{len(posterior)}")
+        self._given = None if posterior is None else list(posterior)
         for d, (day_obs, day_actions) in enumerate(zip(obs, acts)):
             if tests is not None and np.isfinite(tests[d]).any():
                 self.observe_performance(tests[d])
@@ -591,13 +607,15 @@ class AthleteBelief:
                              f"within an episode; call reset() first")
         else:
             self._record_yesterday(obs)
-        if self.day in self.config.personalize_days or self._personalize_next:
+        if self._personalize_next:  # today, after a replay: the whole history's posterior
+            self._personalize(self._given)
+            self._personalize_next, self._given = False, None
+        elif self.day in self.config.personalize_days and self._given is None:
             self._personalize()
-            self._personalize_next = False
         if self._pending_test is not None:
             self._condition_on_test(self._pending_test)
             self._pending_test = None
-        self._update_residual(obs)
+        self._update_residual(self._readings[-1], self._state)
         self._obs = obs
         self.day += 1
 
@@ -738,14 +756,7 @@ class AthleteBelief:
             obs[:, _F["days_since_rest"]], safety.history_days))
         self._loads: list[tuple[np.ndarray, np.ndarray]] = []
         self._readings: list[dict[str, np.ndarray]] = [_morning_readings(obs)]
-        # each signal's noise split into its slow and fast components (`_update_residual`)
-        self._noise_slow = np.zeros((n, s, 3))
-        self._noise_fast = np.zeros((n, s, 3))
-        # the filter starts from the stationary distribution (var slow, var fast, cov 0)
-        params = AthleteParams.from_mapping(self._physiology)
-        sd_fast, sd_slow = component_sds(params.noise("sigma"), params.noise("slow_share"))
-        self._noise_cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros_like(sd_fast)], axis=-1)
-        self._residual = np.zeros((n, s, 2))
+        self._start_noise()
         self._tests: list[tuple[np.ndarray, np.ndarray]] = []
         self._perf_weights = np.full((n, d), 1.0 / d)
 
@@ -821,13 +832,24 @@ class AthleteBelief:
         self._history.push(self._last_action)
         self._readings.append(_morning_readings(obs))
 
-    def _update_residual(self, obs: np.ndarray) -> None:
-        """Today's noise of each draw: the reading minus the draw's mean, split into its slow
-        and fast components by a Kalman filter (`observation.split_residual`; with no slow
-        component, the whole residual is the fast one); a missing reading lets yesterday's
-        components decay."""
-        reading = self._readings[-1]
-        means = self._means(self._state)
+    def _start_noise(self) -> None:
+        """Each signal's noise before the first morning, split into its slow and fast
+        components (`_update_residual`): 0, with the filter at the stationary distribution
+        of the current parameters (var slow, var fast, cov 0)."""
+        n, s = self._n, self.config.scenarios
+        self._noise_slow = np.zeros((n, s, 3))
+        self._noise_fast = np.zeros((n, s, 3))
+        params = AthleteParams.from_mapping(self._physiology)
+        sd_fast, sd_slow = component_sds(params.noise("sigma"), params.noise("slow_share"))
+        self._noise_cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros_like(sd_fast)], axis=-1)
+        self._residual = np.zeros((n, s, 2))
+
+    def _update_residual(self, reading: dict[str, np.ndarray], state: np.ndarray) -> None:
+        """The noise of each draw on the morning of `reading` (in Banister `state`): the
+        reading minus the draw's mean, split into its slow and fast components by a Kalman
+        filter (`observation.split_residual`; with no slow component, the whole residual is
+        the fast one); a missing reading lets the day before's components decay."""
+        means = self._means(state)
         observed = np.stack([reading["ln_hrv"][:, None] - means["hrv"],
                              reading["rhr_bpm"][:, None] - means["rhr"],
                              recovery_to_logit(reading["recovery_pct"])[:, None]
@@ -856,33 +878,44 @@ class AthleteBelief:
             hrv=column("ln_hrv"), rhr=column("rhr_bpm"),
             recovery_logit=recovery_to_logit(column("recovery_pct")), source=None)
 
-    def _personalize(self) -> None:
+    def _personalize(self, given: Sequence[dict[str, np.ndarray]] | None = None) -> None:
         """Replace each athlete's draws by draws of its posterior given its history so far,
-        and recompute their states from day 0 with the loads seen."""
+        and recompute their states from day 0 with the loads seen. `given`: the posteriors
+        (`replay`), taken instead of personalising; the noise of the days before today is
+        then filtered again from day 0 under them too."""
         n, s = self._n, self.config.scenarios
         new = {k: np.empty((n, s)) for k in self._physiology}
         for i in range(n):
-            series = self._history_series(i)
-            if np.sum(np.isfinite(series.hrv) | np.isfinite(series.rhr)) < 7:
-                for k, values in new.items():
-                    values[i] = self._physiology[k][i]
-                continue
-            with warnings.catch_warnings():
-                # a rough posterior is still better than the population; its ESS is recorded
-                warnings.simplefilter("ignore", UserWarning)
-                result = self.model.personalize(series, lane(self._rng, i),
-                                                n_proposals=self.config.personalize_proposals,
-                                                n_draws=self.config.personalize_draws,
-                                                rounds=self.config.personalize_rounds)
-            self.diagnostics["personalize_ess"].append(float(result.ess))
-            chosen = self._scenario_parameters({k: np.asarray(v, dtype=float)[None, :]
-                                                for k, v in result.params.items()})
+            if given is not None:
+                draws = given[i]
+            else:
+                series = self._history_series(i)
+                if np.sum(np.isfinite(series.hrv) | np.isfinite(series.rhr)) < 7:
+                    for k, values in new.items():
+                        values[i] = self._physiology[k][i]
+                    continue
+                with warnings.catch_warnings():
+                    # a rough posterior is still better than the population; its ESS is
+                    # recorded
+                    warnings.simplefilter("ignore", UserWarning)
+                    result = self.model.personalize(
+                        series, lane(self._rng, i), n_proposals=self.config.personalize_proposals,
+                        n_draws=self.config.personalize_draws,
+                        rounds=self.config.personalize_rounds)
+                self.diagnostics["personalize_ess"].append(float(result.ess))
+                draws = result.params
+            chosen = self._scenario_parameters({k: np.asarray(draws[k], dtype=float)[None, :]
+                                                for k in new})
             for k, values in new.items():
                 values[i] = chosen[k][0]
         self._physiology = new
         params = AthleteParams.from_mapping(self._physiology)
+        if given is not None:
+            self._start_noise()
         athlete = AthleteState(self._initial_state(), None, self._noise_fast, self._noise_slow)
-        for w, u in self._loads:
+        for day, (w, u) in enumerate(self._loads):
+            if given is not None:  # the morning of `day`, now under the posterior
+                self._update_residual(self._readings[day], athlete.banister)
             athlete = transition(athlete, params, (w[:, None], u[:, None]), None)
         self._state = athlete.banister
 
@@ -989,10 +1022,11 @@ class MPCPlanner(_RecedingHorizon):
         self.belief.record_executed(actions)
 
     def replay(self, observations: np.ndarray, actions: np.ndarray,
-               tests: np.ndarray | None = None) -> None:
-        """A real athlete's past mornings, sessions and performance tests before today's plan
-        (`AthleteBelief.replay`); call after `reset`."""
-        self.belief.replay(observations, actions, tests)
+               tests: np.ndarray | None = None, posterior: Any = None) -> None:
+        """A real athlete's past mornings, sessions and performance tests, and its posterior
+        when the caller has it, before today's plan (`AthleteBelief.replay`); call after
+        `reset`."""
+        self.belief.replay(observations, actions, tests, posterior)
 
     @property
     def warm_start(self) -> RecedingHorizonCEM:

@@ -40,11 +40,16 @@ Many athletes are planned at once by `plan_batch` (`periodize recommend`); `plan
 and `periodize plan` are its batch of one. Athletes with the same number of mornings are
 planned together (the planners are vectorised over athletes), and every random number of an
 athlete's plan comes from its own streams, keyed by `seed` and its id (`agents.lanes`): the
-planner's (its population draws, personalisations, CEM plans and noise paths) and the
-predictions'. An athlete's plan is therefore the same whichever athletes share its batch; the
-same seed gives two athletes different streams. A trained policy rolled forward day by day
-predicts each morning from the athlete's posterior drawn once (`WorldModel.predict(params=)`)
-and the plan's intervals come from the same draws.
+planner's (its population draws, CEM plans and noise paths) and the predictions'. An
+athlete's plan is therefore the same whichever athletes share its batch; the same seed gives
+two athletes different streams.
+
+Each athlete is personalised once per plan: its posterior (`WorldModel.athlete_params`, the
+world model's own personalisation of the export's rows, or the fitted posterior of an athlete
+of the fit) is drawn first, and the planner's belief takes it in its replay (instead of
+personalising on the past mornings again, `AthleteBelief.replay(posterior=)`), a trained
+policy rolled forward day by day predicts each morning from it (`WorldModel.predict(params=)`),
+the plan's intervals come from the same draws, and so does the plan without the hard rules.
 """
 
 from __future__ import annotations
@@ -188,26 +193,27 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
                      params: Sequence[Any]) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings, for the athletes
     of `group` (`_Athlete`s) at once: sessions (N, days). Each athlete's mornings are
-    predicted from its posterior draws `params` (drawn once) with its own `rngs`."""
+    predicted from its posterior draws `params` (drawn once) with its own `rngs`; a predicted
+    morning's features are built once, for the policy's observation and the rules."""
 
     rows = [a.history.copy() for a in group]
     sessions = np.empty((len(group), days), dtype=np.int64)
-    day_mask = mask
+    obs, day_mask = np.concatenate([a.obs for a in group]), mask
     for d in range(days):
-        obs = np.concatenate([
-            _policy_view(observation_matrix(observations_from_table(r, events=a.events))[-1:],
-                         horizon) for r, a in zip(rows, group)])
-        sessions[:, d] = np.asarray(policy.act(obs, day_mask))
+        sessions[:, d] = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
-        masks = []
-        for i, a in enumerate(sessions[:, d]):
+        mornings, masks = [], []
+        for i, (a, athlete) in enumerate(zip(sessions[:, d], group)):
             # the morning after today's session, predicted before today's load is written in
             pred = model.predict(rows[i], _planned(np.array([a])), n_samples=200, rng=rngs[i],
                                  params=params[i])
             rows[i] = _next_morning(rows[i], int(a), pred)
-            masks.append(mask_from_table(rows[i]).mask)  # the rules on the predicted morning
-        day_mask = np.concatenate(masks)
+            features = observations_from_table(rows[i], events=athlete.events)
+            mornings.append(observation_matrix(features.iloc[-1:]))
+            # the rules on the predicted morning
+            masks.append(mask_from_table(rows[i], features=features).mask)
+        obs, day_mask = np.concatenate(mornings), np.concatenate(masks)
     return sessions
 
 
@@ -461,7 +467,7 @@ def _prepare(request: PlanRequest, now: date | None) -> _Athlete:
     tested = (None if test_results is None
               else _tests_by_morning(test_results, morning_dates, tests_path or "(tests)",
                                      notes))
-    verdict = mask_from_table(history)
+    verdict = mask_from_table(history, features=features)
     facts = morning_facts(history, mornings[-1], now=now)
     notes.extend(facts.notes)
     mask, careful = careful_mask(verdict.mask, facts)
@@ -543,14 +549,16 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
 
     def start(planner, members: Sequence[int], horizon: int | None = None) -> None:
         """A new plan from today for `members`: the policy (or planner) learns the athletes
-        from their past mornings (and tests) first when it keeps a belief (`replay`), else
-        starts from today's features."""
+        from their past mornings (and tests) first when it keeps a belief (`replay`), taking
+        their posterior `params` rather than personalising them again, else starts from
+        today's features."""
         planner.reset(lanes(members, _batchable(planner if planner is policy else None)))
         if hasattr(planner, "replay") and first.replays():
             past = {} if tested is None else {"tests": tested[:-1, None]}
             planner.replay(np.stack([_policy_view(group[i].mornings[:-1], horizon)
                                      for i in members], axis=1),
-                           np.stack([group[i].done[:-1] for i in members], axis=1), **past)
+                           np.stack([group[i].done[:-1] for i in members], axis=1), **past,
+                           posterior=[params[i] for i in members])
         if tested is not None and np.isfinite(tested[-1]):
             planner.observe_performance(tested[-1:])
 
@@ -569,7 +577,9 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
     mask = np.concatenate([a.mask for a in group])
     predict_rngs = [np.random.default_rng(athlete_seed(seed, a.uid, 1)) for a in group]
     free_first: list[int | None] = [None] * n  # the choice without the rules, when one fired
-    params: list[Any] = [None] * n
+    # each athlete's posterior, once: the planner's belief, every predicted morning of a
+    # roll-out and the plan's intervals all use these draws
+    params = [model.athlete_params(a.history, r) for a, r in zip(group, predict_rngs)]
     if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "
@@ -578,8 +588,6 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
                             "with them (SACConfig.tests_every)")
         horizon = None if policy_dir is None else policy_event_horizon(policy_dir)
         start(policy, range(n), horizon)
-        # the athlete's posterior once, for every predicted morning of the roll-out
-        params = [model.athlete_params(a.history, r) for a, r in zip(group, predict_rngs)]
         sessions = _policy_sessions(policy, model, group, mask, days, predict_rngs, horizon,
                                     params)
         planner_name = (f"policy {policy_dir}" if policy_dir

@@ -151,9 +151,10 @@ class TestedSAC:
         self.belief.record_executed(actions)
 
     def replay(self, observations: np.ndarray, actions: np.ndarray,
-               tests: np.ndarray | None = None) -> None:
-        """A real athlete's past mornings, sessions and tests (`AthleteBelief.replay`)."""
-        self.belief.replay(observations, actions, tests)
+               tests: np.ndarray | None = None, posterior: Any = None) -> None:
+        """A real athlete's past mornings, sessions and tests, and its posterior when the
+        caller has it (`AthleteBelief.replay`)."""
+        self.belief.replay(observations, actions, tests, posterior)
 
     def save(self, directory: str | Path) -> Path:
         """The network's checkpoint plus `tests.json`."""

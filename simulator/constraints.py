@@ -737,7 +737,8 @@ def day_codes(session: pd.Series, load_trimp: pd.Series,
 
 
 def mask_from_table(history: pd.DataFrame, config: SafetyConfig = DEFAULT_SAFETY_CONFIG,
-                    feature_config: FeatureConfig = DEFAULT_FEATURE_CONFIG) -> MaskResult:
+                    feature_config: FeatureConfig = DEFAULT_FEATURE_CONFIG,
+                    features: pd.DataFrame | None = None) -> MaskResult:
     """The mask (N = 1) of one real athlete for **the morning of the last row's date**, before
     that day's training: the last row gives today's HRV, RHR and recovery; its `load_trimp` and
     `session` are ignored (they are today's action). For a plan starting tomorrow, append
@@ -748,7 +749,9 @@ def mask_from_table(history: pd.DataFrame, config: SafetyConfig = DEFAULT_SAFETY
     absent from it are missing data: yesterday's recovery is NaN and the days are `UNKNOWN_DAY`.
     The ln HRV baseline and SD are the feature builder's (`simulator.observation`), as the policy
     sees them; the injury flag is the feature's (a report is carried forward
-    `ffill_limit_days`). Raises `ValueError` for an empty frame, several athletes, no `date`
+    `ffill_limit_days`). `features`: `observations_from_table(history)` (under
+    `feature_config`; any planned events) when the caller has built them already; only their
+    last row is read. Raises `ValueError` for an empty frame, several athletes, no `date`
     column or duplicate dates.
     """
     if "date" not in history.columns:
@@ -768,7 +771,8 @@ def mask_from_table(history: pd.DataFrame, config: SafetyConfig = DEFAULT_SAFETY
     frame = frame.sort_values("date").reset_index(drop=True)
     today = frame["date"].iloc[-1]
 
-    features = observations_from_table(frame, config=feature_config)
+    if features is None:
+        features = observations_from_table(frame, config=feature_config)
     last = features.iloc[-1]
     calendar = pd.date_range(end=today, periods=config.history_days + 1, freq="D")
     by_day = frame.set_index("date").reindex(calendar)

@@ -556,6 +556,19 @@ def test_table_mask_uses_the_feature_builders_hrv_baseline():
     assert mask_from_table(frame.iloc[-6:]).reasons[0] == 0
 
 
+def test_table_mask_reads_the_features_the_caller_built():
+    """A planner that has built the morning's features (with its planned events) hands them
+    over instead of their being built again: the same verdict."""
+    from simulator.observation import observations_from_table
+
+    frame = athlete_frame()
+    frame.loc[frame.index[-1], "hrv_rmssd_ms"] = 40.0
+    features = observations_from_table(frame, events={"u1": ["2024-04-20"]})
+    given, built = mask_from_table(frame, features=features), mask_from_table(frame)
+    assert given.reasons[0] == built.reasons[0] == Rule.HRV_DROP
+    np.testing.assert_array_equal(given.mask, built.mask)
+
+
 def test_table_mask_reads_today_and_yesterdays_recovery():
     frame = athlete_frame()
     frame.loc[frame.index[-2:], "recovery_pct"] = 25.0

@@ -420,6 +420,59 @@ def test_replayed_history_personalises_the_plan_of_today(model, cohort):
                                 [*past_obs[1:], obs]], rtol=1e-5)
 
 
+def test_replay_with_the_posterior_takes_it_and_personalises_nothing(model, cohort):
+    """Given the athletes' posterior (`replay(posterior=)`: what `periodize plan` has from
+    `WorldModel.athlete_params`), the belief personalises nothing, plans from that posterior
+    and tracks the past under it from the first morning: what it knows this morning does not
+    depend on the population draws it lived the past with (its seed)."""
+    sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
+    obs = sim.reset(seed=8)
+    past_obs, past_actions = [], []
+    for _ in range(20):
+        past_obs.append(obs)
+        obs, _, _ = sim.step(np.where(sim.mask[:, 2], 2, 0))
+        past_actions.append(sim.last_executed.copy())
+    rng = np.random.default_rng(5)
+    posterior = [model.sample_athletes(40, rng) for _ in range(2)]  # any draws will do
+
+    class Unpersonalised:
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def personalize(self, *args, **kwargs):
+            raise AssertionError("the belief personalised although it was given the posterior")
+
+    starts = []
+    for seed in (1, 2):
+        mpc = _small_mpc(model, seed=seed)
+        mpc.belief.model = Unpersonalised()
+        mpc.replay(np.stack(past_obs), np.stack(past_actions), posterior=posterior)
+        mpc.plan(obs, sim.mask)
+        assert mpc.diagnostics["personalize_ess"] == []
+        starts.append(mpc.belief.rollout_start(obs))
+    for i, draws in enumerate(posterior):
+        for name, values in starts[0].physiology.items():
+            np.testing.assert_allclose(values[i], np.median(draws[name]))
+    # a belief that lived the same days with the posterior from its first morning on
+    lived = MPCPlanner(model, replace(mpc.config, personalize_days=(60,))).belief
+    lived.model = Unpersonalised()
+    lived.observe(past_obs[0])
+    lived._physiology = {k: v.copy() for k, v in starts[0].physiology.items()}
+    lived._start_noise()
+    lived._state = lived._initial_state()
+    lived._update_residual(lived._readings[0], lived._state)
+    for day_obs, done in zip([*past_obs[1:], obs], past_actions):
+        lived.record_executed(done)
+        lived.observe(day_obs)
+    expected = lived.rollout_start(obs)
+    for start in starts:
+        for field in ("state", "residual", "residual_slow", "perf_state"):
+            np.testing.assert_allclose(getattr(start, field), getattr(expected, field),
+                                       rtol=1e-6, atol=1e-9, err_msg=field)
+    with pytest.raises(ValueError, match="one posterior per athlete"):
+        mpc.replay(np.stack(past_obs), np.stack(past_actions), posterior=posterior[:1])
+
+
 def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
     sim = Simulation(cohort, 2, EnvConfig(episode_days=30))
     obs = sim.reset(seed=8)

@@ -143,6 +143,35 @@ def test_a_batch_plans_each_athlete_as_it_is_planned_alone(model, synthetic, pla
     assert [json.dumps(p.plan) for p in backwards] == [json.dumps(p.plan) for p in together]
 
 
+@pytest.mark.parametrize("planner", ["mpc", "distilled"])
+def test_each_athlete_is_personalised_once(model, synthetic, planner, monkeypatch):
+    """The athlete's posterior is computed once per plan and reused by the planner's replay,
+    the roll-out, the plan's intervals and the plan without the rules (issue 22), and the
+    plan is the one it gets alone (the reuse keeps each athlete's own streams)."""
+    import json
+
+    from agents.recommend import _prepare, plan_batch
+    from physiology_model.model.world_model import WorldModel
+
+    policy = None if planner == "mpc" else _tiny_distilled(model)
+    requests = _requests(synthetic)
+    low = requests[0].history
+    low.loc[low.index[-2:], "recovery_pct"] = 5.0  # the recovery floor fires today
+    assert _prepare(requests[0], None).reasons  # so its plan without the rules is made too
+    alone = [plan_batch(model, [r], policy=policy, seed=3)[0] for r in requests]
+    calls = []
+    personalize = WorldModel.personalize
+
+    def counted(self, history, *args, **kwargs):
+        calls.append(history)
+        return personalize(self, history, *args, **kwargs)
+
+    monkeypatch.setattr(WorldModel, "personalize", counted)
+    together = plan_batch(model, requests, policy=policy, seed=3)
+    assert len(calls) == len(requests)
+    assert [json.dumps(p.plan) for p in together] == [json.dumps(p.plan) for p in alone]
+
+
 def test_one_athlete_failing_inside_a_batch_is_its_error_row(synthetic, monkeypatch):
     import agents.recommend as rec
 
