@@ -114,7 +114,9 @@ ATHLETE_PARAMS: dict[str, ParamSpec] = {
     "a_fat": ParamSpec(
         "ln ms per 100 TRIMP/d", "identity", 0.05, 0.04, 0.04, False,
         "a session lowers next-morning ln RMSSD by a few to ~10 % (Stanley et al. 2013; "
-        "Plews et al. 2013); an hour of moderate training is ~100-150 TRIMP"),
+        "Plews et al. 2013); an hour of moderate training is ~100-150 TRIMP. One location "
+        "for all sources: per source (tried 2026-12-06, docs/world_model.md) WHOOP's rose to "
+        "0.09 and overshot the next-morning response of WHOOP athletes outside the fit"),
     "a_fast": ParamSpec(
         "ln ms per h/d of Z4-5+strength", "identity", 0.02, 0.04, 0.03, False,
         "HRV recovery is slower after high-intensity than after low-intensity sessions "
@@ -135,8 +137,14 @@ ATHLETE_PARAMS: dict[str, ParamSpec] = {
         "Physiol 5:73), but with τ_fit of days rather than weeks the channel also carries "
         "accumulated fatigue, which raises it: a weak prior that allows either sign"),
     "b_fat": ParamSpec(
-        "bpm per 100 TRIMP/d", "identity", 1.0, 1.0, 1.0, False,
-        "a hard day and overreaching raise morning HR by ~1-5 bpm (Buchheit 2014)"),
+        "bpm per 100 TRIMP/d", "identity", 1.0, 1.0, 1.0, True,
+        "a hard day and overreaching raise morning HR by ~1-5 bpm (Buchheit 2014). Per "
+        "source: each source's load is converted to TRIMP from something else (WHOOP strain, "
+        "TSS, Fitbit zone minutes: data/load.py) and a Fitbit's resting HR is a whole-day "
+        "estimate, not a night's, so the response per TRIMP differs by source (medians of the "
+        "measured hard_day_effect of the athletes outside the fit, docs/results/"
+        "model_check_2026-12-06_noise_by_source.json: +2.1 bpm WHOOP, +1.8 intervals.icu, "
+        "+0.3 LifeSnaps, +0.5 PMData)"),
     "b_fast": ParamSpec(
         "bpm per h/d of Z4-5+strength", "identity", 0.5, 0.7, 0.5, False,
         "as a_fast", pooled=True),
