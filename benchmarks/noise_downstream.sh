@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Issue 24 item 5: how each policy's share of the oracle moves when the simulator's noise
-# changes. usage: bash benchmarks/noise_downstream.sh BEFORE_REV AFTER_REV [N] [WORKDIR]
+# changes. usage: bash benchmarks/noise_downstream.sh BEFORE_REV AFTER_REV [N] [WORKDIR] [OUT]
 # Each commit is checked out in a temporary worktree and run with this checkout's .venv: a
 # held-out cohort of N athletes (seed 4000, the full evaluation's held-out seed) drawn from the
 # shipped world model as that commit reads it, then `periodize evaluate` with every default
 # policy but bc, once wearable-only and once with the monthly performance test taken as that day's
 # session (`--tests-every 28 --test-session tempo_threshold`). Then
-# benchmarks/noise_downstream.py writes the per-policy comparison to
-# benchmarks/results/noise_downstream.json.
+# benchmarks/noise_downstream.py writes the per-policy comparison to OUT (default
+# benchmarks/results/noise_downstream.json).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BEFORE=$1; AFTER=$2; N=${3:-64}; WORK=${4:-$(mktemp -d)}
+OUT=${5:-$(cd "$(dirname "$0")" && pwd)/results/noise_downstream.json}
 PY=$ROOT/.venv/bin/python
 # every default policy but bc, whose training data (the real exports) the loaders read
 # differently at the two commits
@@ -26,4 +27,5 @@ downstream() {  # in the commit's worktree (at_commit)
 }
 at_commit "$BEFORE" before downstream
 at_commit "$AFTER" after downstream
-"$PY" "$ROOT/benchmarks/noise_downstream.py" "$WORK" --before "$BEFORE" --after "$AFTER" --n "$N"
+"$PY" "$ROOT/benchmarks/noise_downstream.py" "$WORK" --before "$BEFORE" --after "$AFTER" --n "$N" \
+  --out "$OUT"
