@@ -624,11 +624,11 @@ def build_model(arrays: AthleteArrays, priors: PriorConfig = PriorConfig(), *,
     `param_varying` (the parameters that are not pooled) and `obs_hrv` / `obs_rhr` /
     `obs_recovery` (observed entries). Free variables: `loc_shared` (param_shared),
     `loc_by_source` (source, param_by_source), `scale_varying` (param_varying), `athlete_raw`
-    (athlete, param_varying), `phi_hrv`, `phi_rhr`, `phi_rec` (source; scalars unless
-    `priors.noise_by_source`). Deterministics: `loc` (source,
-    param), `scale` (param; 0 for pooled parameters), `z` (athlete, param: the standardised
-    deviate (θ_unconstrained − loc)/scale, 0 for pooled parameters) and one per parameter, named
-    as in `params.PARAM_NAMES`, dims (athlete,), on the constrained scale. Likelihood:
+    (athlete, param_varying), `phi_hrv`, `phi_rhr`, `phi_rec` (source, with
+    `priors.noise_by_source`; scalars without). Deterministics: `loc` (source, param), `scale`
+    (param; 0 for pooled parameters), `z` (athlete, param: the standardised deviate
+    (θ_unconstrained − loc)/scale, 0 for pooled parameters) and one per parameter, named as in
+    `params.PARAM_NAMES`, dims (athlete,), on the constrained scale. Likelihood:
     `hrv_obs`, `rhr_obs`, `recovery_obs` (observed) on the scales of `observed_values`.
 
     Parametrisation (same posterior, better geometry for NUTS): an entry of `athlete_raw` is the
@@ -1025,8 +1025,8 @@ def population_draws(idata: Any) -> dict[str, Any]:
       (`params.AR_PARAMS` order; the same for every source in a fit without
       `PriorConfig.noise_by_source`);
     - `slow_share`, `phi_slow`: (n_draws, n_sources, 3) the slow noise components' variance
-      shares and
-      coefficients (`params.SLOW_SHARE_PARAMS`, `PHI_SLOW_PARAMS`), only when the fit had them;
+      shares and coefficients (`params.SLOW_SHARE_PARAMS`, `PHI_SLOW_PARAMS`), only when the
+      fit had them;
     - `sources`: tuple of source names (axis 1 of `loc`), `param_names`: `params.PARAM_NAMES`.
 
     A new athlete of source s: θ = transform(loc[d, s] + scale[d] · z), z ~ N(0, 1).
