@@ -55,6 +55,7 @@ the plan's intervals come from the same draws, and so does the plan without the 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -389,6 +390,28 @@ def plan_from_history(model, history: pd.DataFrame, notes: list[str], *, days: i
                  data=data).plan
 
 
+ROUGH_POSTERIOR_NOTE = ("few of the world model's population draws fit this athlete's days "
+                       "(a rough personalisation): the forecast intervals may be too narrow")
+
+
+def _posterior(model, athlete: _Athlete, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The athlete's posterior draws (`WorldModel.athlete_params`); a rough personalisation
+    is said in the athlete's notes, once, rather than warned on stderr for every athlete of a
+    batch."""
+    from physiology_model.model.world_model import RoughPosteriorWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RoughPosteriorWarning)
+        params = model.athlete_params(athlete.history, rng)
+    for w in caught:
+        if issubclass(w.category, RoughPosteriorWarning):
+            if ROUGH_POSTERIOR_NOTE not in athlete.notes:
+                athlete.notes.append(ROUGH_POSTERIOR_NOTE)
+        else:  # anything else goes on as it came
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return params
+
+
 def _plan(model, history: pd.DataFrame, notes: list[str], *, days: int, policy, policy_dir,
           seed: int, event, tests, tests_path, now, data) -> PlanDetails:
     """The plan of `plan_from_history`, with what it was made from: the batch path
@@ -579,7 +602,7 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
     free_first: list[int | None] = [None] * n  # the choice without the rules, when one fired
     # each athlete's posterior, once: the planner's belief, every predicted morning of a
     # roll-out and the plan's intervals all use these draws
-    params = [model.athlete_params(a.history, r) for a, r in zip(group, predict_rngs)]
+    params = [_posterior(model, a, r) for a, r in zip(group, predict_rngs)]
     if policy is not None:
         if tested is not None and not reads_performance_tests(policy):
             raise DataError("(arguments)", f"{policy_dir} does not read performance tests: "

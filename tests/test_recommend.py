@@ -172,6 +172,34 @@ def test_each_athlete_is_personalised_once(model, synthetic, planner, monkeypatc
     assert [json.dumps(p.plan) for p in together] == [json.dumps(p.plan) for p in alone]
 
 
+def test_a_rough_personalisation_is_a_note_of_its_athlete_not_a_warning(model, synthetic,
+                                                                       monkeypatch):
+    """A batch whose personalisations are rough (`RoughPosteriorWarning`) says so once in each
+    such athlete's notes, and nothing reaches the warnings of the caller."""
+    import warnings
+
+    from agents.recommend import ROUGH_POSTERIOR_NOTE, plan_batch
+    from physiology_model.model.world_model import RoughPosteriorWarning, WorldModel
+
+    requests = _requests(synthetic)
+    rough_uid = str(requests[0].history["user_id"].iloc[0])
+    real = WorldModel.athlete_params
+
+    def rough_for_one(self, history, rng):
+        if str(history["user_id"].iloc[0]) == rough_uid:
+            warnings.warn("personalisation weights are degenerate", RoughPosteriorWarning)
+        return real(self, history, rng)
+
+    monkeypatch.setattr(WorldModel, "athlete_params", rough_for_one)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plans = plan_batch(model, requests, seed=3)
+    assert not [w for w in caught if issubclass(w.category, RoughPosteriorWarning)]
+    notes = [p.plan["notes"] for p in plans]
+    assert notes[0].count(ROUGH_POSTERIOR_NOTE) == 1
+    assert all(ROUGH_POSTERIOR_NOTE not in n for n in notes[1:])
+
+
 def test_one_athlete_failing_inside_a_batch_is_its_error_row(synthetic, monkeypatch):
     import agents.recommend as rec
 

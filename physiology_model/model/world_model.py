@@ -143,6 +143,16 @@ def check_personalize_memory(n_proposals: int, days: int) -> None:
                                      f"(its last few years) or free memory")
 
 
+ROUGH_ESS = 20
+"""A personalisation whose importance weights have a smaller effective sample size warns that
+its posterior is rough (`RoughPosteriorWarning`)."""
+
+
+class RoughPosteriorWarning(UserWarning):
+    """A personalisation's posterior rests on few of the population's draws (ESS under
+    `ROUGH_ESS`). Batch callers catch it and say so once per athlete in their own output
+    (`periodize plan` / `recommend` notes) instead of letting it reach stderr per athlete."""
+
 FORMAT = "adaptive-periodization.WorldModel"
 FORMAT_VERSION = 3
 """2: states normalised by `params.state_normaliser` ((1 − e)/e; version 1 used 1 − e, so its
@@ -325,9 +335,10 @@ class WorldModel:
         result = personalize_series(self.population_, series, rng or np.random.default_rng(0),
                                     n_proposals,
                                     n_draws or self.config.personalize_draws, rounds)
-        if result.ess < 20:
+        if result.ess < ROUGH_ESS:
             warnings.warn(f"personalisation weights are degenerate (ESS {result.ess:.1f} of "
-                          f"{result.n_proposals}); the posterior is rough", stacklevel=2)
+                          f"{result.n_proposals}); the posterior is rough",
+                          RoughPosteriorWarning, stacklevel=2)
         return result
 
     def fit_drift(self, frame: pd.DataFrame, *, condition_days: int = 14, seed: int = 0,
