@@ -18,10 +18,13 @@ names such a run; `agents.training` then
 - saves checkpoints as `DistilledPlanner`s (network + `belief.json`), so that `periodize
   evaluate --runs` and `periodize plan --policy` use them as they use the student.
 
-Cost (`benchmarks/results/sac_warm_belief_cost.json`, 128 lanes, random actions, 2-core
-machine under another job's load): the env alone ran 78k env-steps/s, with the tests' part
-of the belief 9.5k/s, with the full tested-student belief 690/s, most of it the four
-personalisation mornings (days 7, 14, 28, 56: 1.6-4.3 s each for 128 athletes).
+Cost (`benchmarks/sac_warm_env_cost.py`, `benchmarks/results/sac_warm_env_cost.json`: one
+90-day episode of 128 lanes with random actions, on the 2-core machine at a load average of
+3.5-3.8): the env alone ran 12.8k env-steps/s, with the tests' part of the belief (the tested
+SAC's) 1.4k/s, with the tested student's whole belief 244/s; 40 of its 47 s were the four
+personalisation mornings (6-16 s each for 128 athletes). Affordable for runs of 10^5 steps
+on this machine, not for 10^7 (there the cheaper summary, `agents.sac_tested`, or more
+cores).
 """
 
 from __future__ import annotations
