@@ -191,3 +191,29 @@ def test_the_training_env_gives_an_untested_students_whole_belief(model, cohort)
     assert dones.all() and env.tested_mornings == 0
     assert infos[0]["terminal_observation"].shape == (n_inputs(belief),)
     assert np.isfinite(obs).all()
+
+
+def test_periodize_train_sac_takes_the_warm_start_in_its_agent_config(model, cohort,
+                                                                        student_run, tmp_path,
+                                                                        capsys) -> None:
+    import json
+
+    from analysis.cli import main
+
+    path = tmp_path / "c.npz"
+    cohort.save(path)
+    settings = {"warm_start": str(student_run), "tests_every": 4, "test_draws": DRAWS,
+                "hidden_sizes": [16], "batch_size": 16, "buffer_size": 500,
+                "learning_starts": 30, "n_step": 3}
+    args = ["train", "--agent", "sac", "--cohort", str(path), "--steps", "60",
+            "--n-envs", "6", "--agent-config", json.dumps(settings)]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["agent_config"]["warm_start"] == str(student_run)
+    assert isinstance(load_agent(tmp_path / "run", model=model), DistilledPlanner)
+    capsys.readouterr()
+    settings["hidden_sizes"] = [8]
+    wrong = ["train", "--agent", "sac", "--cohort", str(path), "--steps", "60", "--n-envs",
+             "6", "--agent-config", json.dumps(settings), "--out", str(tmp_path / "wrong")]
+    assert main(wrong) == 2
+    assert f"warm_start {student_run}" in capsys.readouterr().err
