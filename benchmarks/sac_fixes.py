@@ -125,6 +125,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                        "warm": True},
     "warm-tested-delay-bc": {"config": {"tests_every": 28, "actor_delay": 20_000,
                                         "bc_weight": 1.0, "bc_decay": 60_000}, "warm": True},
+    "warm-tested-bc-steady": {"config": {"tests_every": 28, "bc_weight": 1.0}, "warm": True},
     "warm-tested-lr1e-4": {"config": {"tests_every": 28, "learning_rate": 1e-4},
                            "warm": True},
     "warm-tested-seed1": {"config": {"tests_every": 28}, "warm": True, "seed": 1},
