@@ -126,7 +126,7 @@ def test_warm_training_keeps_the_students_normaliser_and_the_critics_learn_first
         torch.testing.assert_close(net.actor.state_dict()[key], value)
         torch.testing.assert_close(net.actor_average.state_dict()[key], value)
     assert any(p.is_dir() for p in (run / "checkpoints").iterdir())
-    ckpt = sorted((run / "checkpoints").iterdir())[0]
+    ckpt = min((run / "checkpoints").iterdir())
     assert isinstance(load_checkpoint("sac", ckpt, model=model), DistilledPlanner)
 
 
