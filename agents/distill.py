@@ -140,6 +140,8 @@ class DistilledPlanner:
             raise ValueError(f"the network takes {network.n_features} inputs, the student "
                              f"{n_inputs(self.config)} (observation + belief)")
         self.network, self.model_dir = network, model_dir
+        if network.name != "mpc-distilled":  # a SAC fine-tuned from a student (sac_warm)
+            self.name = network.name
         self._rng = np.random.default_rng(np.random.SeedSequence(seed))
         self.belief = AthleteBelief(model, self.config, self._rng)
 

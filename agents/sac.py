@@ -54,7 +54,8 @@ because the critic's extra input is information about the same state, not about 
 Stability and information (issue 20): the policy that acts outside training is a
 Polyak average of the actor (`actor_polyak`, the default); a critic ensemble (`n_critics`)
 is offered but lost in the measurements; with `tests_every` the athletes are tested monthly
-and the actor reads the tests (`agents.sac_tested`). Each field's docstring gives its
+and the actor reads the tests (`agents.sac_tested`); with `warm_start` the SAC starts from a
+distilled student and reads its belief (`agents.sac_warm`). Each field's docstring gives its
 measurements.
 
 Hyperparameters: seed §5.4 (learning rate 3e-4 for actor and critics, τ 0.005, batch 256,
@@ -208,6 +209,37 @@ class SACConfig:
     """The action a test is (that day's session; None: a free test)."""
     test_draws: int = 1024
     """Performance responses the tests weigh (`MPCConfig.performance_draws`)."""
+    warm_start: str | None = None
+    """Warm start (issue 20, `agents.sac_warm`): a distilled run directory (`periodize train
+    --agent mpc-distilled`) whose student's actor weights and observation normaliser this
+    SAC starts from. The actor's inputs are then the student's (the observation and the
+    belief features of `agents.distill`, computed in the training env from the student's
+    own belief settings), the normaliser stays the student's (frozen: the weights mean
+    something only with its scaling), the student acts from the first transition (no
+    uniform-random phase), and the checkpoint is a `DistilledPlanner` whose network is this
+    SAC's averaged actor. A student distilled with tests needs `tests_every` > 0 (and
+    `test_draws` equal to its performance draws), one without needs 0. None: a cold start.
+    Measured (`benchmarks/sac_fixes.py --warm-start`, 120k steps, 256 training / 48 held-out
+    athletes, monthly test as the session, seed 0, `benchmarks/results/sac_warm*.json`): the
+    student alone kept 84 % [68, 101] of the oracle's ΔP gain, the SAC fine-tuned from it
+    76 % [64, 87] (final model; 44 % after 35k steps; seed 1: 68 % [52, 80]); no variant
+    below beat the student."""
+    actor_delay: int = 0
+    """Transitions after `learning_starts` during which only the critics learn (the actor
+    and α wait), so that a warm-started actor is not moved by critics that know nothing
+    yet. Measured (as `warm_start`): 20,000 gave 76 % [62, 92] at the end, the early dip
+    62-65 % instead of 44 %."""
+    bc_weight: float = 0.0
+    """Weight of a behaviour-cloning term in the actor's loss: the cross-entropy of the
+    actor's policy against the warm-start student's action (its argmax under the mask,
+    frozen at the start). Used only by a warm-started agent."""
+    bc_decay: int = 0
+    """Transitions over which `bc_weight` falls linearly to 0, counted from when the actor
+    starts learning (`learning_starts` + `actor_delay`); 0: it never falls. Measured (as
+    `warm_start`): weight 1 falling over 60,000 kept 83 % while it lasted and fell to 13 %
+    once it ended (69 % [57, 81] at the end); weight 1 kept throughout 82, 84, 78 and 79 %
+    over the last four evaluations (79 % [58, 99] at the end; seed 1: 84, 79, 80, 79 %),
+    near the student's 84 %, not above it."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -226,6 +258,10 @@ class SACConfig:
             "tests_every": self.tests_every >= 0,
             "test_draws": self.test_draws >= 1,
             "test_session": self.test_session is None or self.test_session in ACTIONS,
+            "actor_delay": self.actor_delay >= 0, "bc_weight": self.bc_weight >= 0.0,
+            "bc_decay": self.bc_decay >= 0,
+            "warm_start": self.warm_start is None or (isinstance(self.warm_start, str)
+                                                      and self.warm_start != ""),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -590,6 +626,28 @@ class DiscreteSAC:
         self.alpha_optimizer = _adam([self.log_alpha], config.alpha_learning_rate)
         self.gradient_steps = 0
         self.transitions_seen = 0
+        self.warm_started = False
+        """Set by `agents.sac_warm.warm_start`: the actor and normaliser are a student's (the
+        normaliser is then frozen and the actor acts from the first transition)."""
+        self.bc_actor: nn.Module | None = None
+        """The warm-start student's actor, frozen (the behaviour-cloning target), or None."""
+
+    @property
+    def actor_learning(self) -> bool:
+        """Whether the actor and α learn yet (`learning_starts` + `actor_delay` transitions
+        seen)."""
+        return self.transitions_seen >= self.config.learning_starts + self.config.actor_delay
+
+    def bc_weight(self) -> float:
+        """The behaviour-cloning weight now (`SACConfig.bc_weight`, `bc_decay`): 0 without a
+        warm-start student."""
+        cfg = self.config
+        if self.bc_actor is None or cfg.bc_weight == 0.0:
+            return 0.0
+        if cfg.bc_decay == 0:
+            return cfg.bc_weight
+        learned = self.transitions_seen - cfg.learning_starts - cfg.actor_delay
+        return cfg.bc_weight * min(1.0, max(0.0, 1.0 - learned / cfg.bc_decay))
 
     def _modules(self) -> tuple[nn.Module, ...]:
         extra = () if self.actor_average is None else (self.actor_average,)
@@ -731,29 +789,38 @@ class DiscreteSAC:
         p = logp.exp()
         inner = torch.where(batch.mask, alpha * logp - q_min, 0.0)
         actor_loss = (p * inner).sum(-1).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm, foreach=True)
-        self.actor_optimizer.step()
-
         entropy = -(p.detach() * torch.where(batch.mask, logp.detach(), 0.0)).sum(-1)
         alpha_loss = (self.log_alpha * (entropy - target_entropy(batch.mask,
                                                                 cfg.target_entropy_scale))).mean()
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optimizer.step()
+        bc_weight = self.bc_weight()
+        bc_loss = torch.zeros((), device=obs.device)
+        if self.actor_learning:
+            if bc_weight > 0.0:  # cross-entropy against the frozen student's choice
+                with torch.no_grad():
+                    self.bc_actor.eval()
+                    target = masked_log_probs(self.bc_actor(obs), batch.mask).argmax(-1)
+                bc_loss = F.nll_loss(logp, target)
+                actor_loss = actor_loss + bc_weight * bc_loss
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm, foreach=True)
+            self.actor_optimizer.step()
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
 
         with torch.no_grad():
             torch._foreach_lerp_(list(self.critic_target.parameters()),
                                  list(self.critic.parameters()), cfg.tau)
-            if self.actor_average is not None:
+            if self.actor_average is not None and self.actor_learning:
                 torch._foreach_lerp_(list(self.actor_average.parameters()),
                                      list(self.actor.parameters()), cfg.actor_polyak)
         self.gradient_steps += 1
         qd = q.detach()
         return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
                 "loss/alpha": alpha_loss.detach(), "alpha": alpha,
-                "policy/entropy": entropy.mean(),
+                "policy/entropy": entropy.mean(), "loss/bc": bc_loss.detach(),
+                "bc_weight": bc_weight,
                 "q/mean": (p.detach() * torch.where(batch.mask, q_min, 0.0)).sum(-1).mean(),
                 "q/gap": (p.detach() * (qd[0] - qd[1]).abs()).sum(-1).mean()}
 
@@ -972,7 +1039,8 @@ def train_sac(agent: DiscreteSAC, env: Any, total_steps: int, *, seed: int = 0,
     `env` has `Discrete(6)` actions, `action_masks() -> (N, 6)` and SB3's auto-reset; each env
     step adds N transitions to the agent's replay buffer (created on the agent's device) and
     the agent takes `replay_ratio · N` gradient steps (fractions carried over). The first
-    `learning_starts` transitions use uniform masked-random actions. `writer` (a TensorBoard
+    `learning_starts` transitions use uniform masked-random actions (a warm-started
+    agent's actor acts from the first one, `agents.sac_warm`). `writer` (a TensorBoard
     `SummaryWriter`) gets the training scalars every `log_every` gradient steps and the mean
     episode return whenever the lanes finish an episode; a tqdm bar shows progress.
     `on_episode_end(env_steps)` is called after each finished batch of episodes (checkpoints).
@@ -1016,12 +1084,13 @@ def train_sac(agent: DiscreteSAC, env: Any, total_steps: int, *, seed: int = 0,
             mask_t = torch.as_tensor(mask, device=dev)
             if not np.isfinite(obs).all():
                 raise ValueError("the env returned a non-finite observation")
-            agent.normalizer.update(obs_t)
+            if not agent.warm_started:  # a student's normaliser stays as it was trained
+                agent.normalizer.update(obs_t)
             latent_t = next_latent_t = None
             if latent is not None:
                 latent_t = torch.as_tensor(latent, device=dev)
                 agent.latent_normalizer.update(latent_t)
-            if agent.transitions_seen < cfg.learning_starts:
+            if agent.transitions_seen < cfg.learning_starts and not agent.warm_started:
                 actions = masked_sample(mask.astype(float), mask, rng)
             else:
                 actions = agent.sample_actions(obs_t, mask_t).cpu().numpy()

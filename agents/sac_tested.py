@@ -203,13 +203,23 @@ class TestedTrainingEnv:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, env: Any, model: Any, tests: TestSettings, seed: int = 0) -> None:
+    def __init__(self, env: Any, model: Any, tests: TestSettings | None, seed: int = 0,
+                 belief_config: MPCConfig | None = None, all_features: bool = False) -> None:
+        """`belief_config` (default `tests.belief_config()`, the tests' part only) and
+        `all_features` (the actor reads every feature of the belief, `AthleteBelief.features`,
+        not only the tests' summary) serve the warm start from a distilled student
+        (`agents.sac_warm`), whose belief and inputs they reproduce; `tests` None: no tests
+        (a student distilled without them)."""
+        if tests is None and belief_config is None:
+            raise ValueError("a training env without tests needs the belief's belief_config")
         self.env, self.tests = env, tests
         self.num_envs = env.num_envs
         streams = np.random.SeedSequence(seed).spawn(2)
         self._belief_rng = np.random.default_rng(streams[0])
         self._test_rng = np.random.default_rng(streams[1])
-        self.belief = AthleteBelief(model, tests.belief_config(), self._belief_rng)
+        self.belief = AthleteBelief(model, belief_config or tests.belief_config(),
+                                    self._belief_rng)
+        self._features = (lambda b: b.features()) if all_features else test_features
         self._due = np.zeros(self.num_envs, dtype=bool)
         self._mask: np.ndarray | None = None
         self._actions: np.ndarray | None = None
@@ -223,8 +233,12 @@ class TestedTrainingEnv:
     def _morning(self, obs: np.ndarray) -> np.ndarray:
         """Tests due this morning, the belief's update and the agent's mask; the actor's input."""
         sim, tests = self.env.sim, self.tests
-        self._due |= sim.day % tests.every == 0
         mask = self.env.action_masks()
+        if tests is None:
+            self._mask = mask
+            self.belief.observe(obs)
+            return np.concatenate([np.asarray(obs, np.float32), self._features(self.belief)], 1)
+        self._due |= sim.day % tests.every == 0
         session = tests.session_index
         tested = self._due if session is None else self._due & sim.mask[:, session]
         if tested.any():
@@ -238,7 +252,7 @@ class TestedTrainingEnv:
             mask = np.where(tested[:, None], forced, mask)
         self._mask = mask
         self.belief.observe(obs)
-        return np.concatenate([np.asarray(obs, np.float32), test_features(self.belief)], 1)
+        return np.concatenate([np.asarray(obs, np.float32), self._features(self.belief)], 1)
 
     def _new_episode(self, obs: np.ndarray) -> np.ndarray:
         self.belief.reset(self._belief_rng)
@@ -267,7 +281,7 @@ class TestedTrainingEnv:
                                  if "terminal_observation" in infos[i]])
             if len(terminal) == self.num_envs:  # lockstep lanes: the judging-day morning
                 self.belief.observe(terminal)
-                feats = test_features(self.belief)
+                feats = self._features(self.belief)
                 for i in np.flatnonzero(dones):
                     infos[i]["terminal_observation"] = np.concatenate(
                         [np.asarray(terminal[i], np.float32), feats[i]])

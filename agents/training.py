@@ -201,13 +201,15 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
                         model_dir: str | None = None) -> TrainingReport:
     """Our SAC; with `config.tests_every` the tested athlete (`agents.sac_tested`): the env's
     athletes are tested, the actor reads the tests' summary and checkpoints are `TestedSAC`s
-    (their belief draws the physiology from the world model of `model_dir`, None: shipped)."""
-    from torch.utils.tensorboard import SummaryWriter
-
+    (their belief draws the physiology from the world model of `model_dir`, None: shipped);
+    with `config.warm_start` the SAC starts from a distilled student (`_train_warm_sac`)."""
     n_latent = len(CRITIC_STATE_NAMES) if config.asymmetric_critic else 0
     n_features = N_FEATURES
     train_env: Any = env
     policy: Any = None
+    if config.warm_start:
+        return _train_warm_sac(env, config, steps, seed, device, run_dir, progress,
+                               checkpoint_every, max_seconds, on_checkpoint, n_latent)
     if config.tests_every:
         from agents.sac_tested import (
             N_TEST_FEATURES,
@@ -227,6 +229,17 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
     if config.tests_every:
         policy = TestedSAC(agent, model, tests, seed=seed, model_dir=model_dir)
     saver = agent if policy is None else policy
+    return _run_sac(agent, train_env, saver, steps, seed, run_dir, progress, checkpoint_every,
+                    max_seconds, on_checkpoint)
+
+
+def _run_sac(agent: DiscreteSAC, train_env: Any, saver: Any, steps: int, seed: int,
+             run_dir: Path, progress: bool, checkpoint_every: int | None,
+             max_seconds: float | None,
+             on_checkpoint: Callable[[int, Path], None] | None) -> TrainingReport:
+    """`train_sac` with periodic checkpoints and TensorBoard; `saver.save` writes them."""
+    from torch.utils.tensorboard import SummaryWriter
+
     last_saved = [0]
 
     def save_checkpoint(env_steps: int) -> None:
@@ -246,6 +259,45 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
         writer.close()
     saver.save(run_dir / "model")
     return report
+
+
+def _train_warm_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,
+                    device: torch.device, run_dir: Path, progress: bool,
+                    checkpoint_every: int | None, max_seconds: float | None,
+                    on_checkpoint: Callable[[int, Path], None] | None,
+                    n_latent: int) -> TrainingReport:
+    """Our SAC warm-started from the distilled student `config.warm_start`
+    (`agents.sac_warm`): the training env computes the student's belief, the actor starts as
+    the student, checkpoints are `DistilledPlanner`s with this SAC's network."""
+    from agents.distill import DistilledPlanner
+    from agents.sac_tested import TestedTrainingEnv, TestSettings
+    from agents.sac_warm import load_student, warm_start
+
+    source = config.warm_start
+    student = load_student(source)
+    belief = student.config
+    if bool(belief.performance_draws) != bool(config.tests_every):
+        raise ValueError(
+            f"warm_start {source}: the student was distilled "
+            f"{'with' if belief.performance_draws else 'without'} performance tests; set "
+            f"tests_every {'> 0' if belief.performance_draws else 'to 0'}")
+    tests = None
+    if config.tests_every:
+        if config.test_draws != belief.performance_draws:
+            raise ValueError(f"warm_start {source}: the student's belief draws "
+                             f"{belief.performance_draws} performance responses, test_draws "
+                             f"is {config.test_draws}: set them equal")
+        tests = TestSettings(every=config.tests_every, session=config.test_session,
+                             draws=belief.performance_draws, cv=belief.performance_test_cv)
+    model = student.belief.model
+    train_env = TestedTrainingEnv(env, model, tests, seed=seed, belief_config=belief,
+                                  all_features=True)
+    agent = DiscreteSAC(config, n_features=student.network.n_features, n_latent=n_latent,
+                        device=device, seed=seed)
+    warm_start(agent, student.network, source)
+    policy = DistilledPlanner(model, agent, belief, seed, model_dir=student.model_dir)
+    return _run_sac(agent, train_env, policy, steps, seed, run_dir, progress, checkpoint_every,
+                    max_seconds, on_checkpoint)
 
 
 def _model_dir(cohort: Cohort) -> str | None:
@@ -368,6 +420,10 @@ def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu",
     if agent == "sac":
         from agents.sac_tested import TestedSAC
 
+        if (Path(directory) / "belief.json").is_file():  # warm-started from a student
+            from agents.distill import DistilledPlanner
+
+            return DistilledPlanner.load(directory, model=model, device=torch_device)
         if TestedSAC.is_checkpoint(directory):
             return TestedSAC.load(directory, model=model, device=torch_device)
         return DiscreteSAC.load(directory, device=torch_device)

@@ -27,6 +27,9 @@ Writes the JSON (command, configuration, seeds, machine, every result) after eve
 an interrupted sweep keeps what it finished; run directories go to `--runs` (default a
 temporary folder). On a shared or loaded machine give every variant the same env steps
 (`--max-steps`, with `--budget-s` only as a cap) rather than the same wall time.
+`--warm-start RUN` names the distilled student (`periodize train --agent mpc-distilled`) that
+the `warm*` variants start from (`SACConfig.warm_start`) and the `student` variant scores as it
+is, in the same invocation (with `--tests-every 28` for a student distilled with tests).
 `--tests-every 28` scores with a monthly performance test taken as that day's tempo session,
 handed to the policies that read tests (the tested SAC, `tested*` variants; the others play
 as without tests); `--reuse-runs` scores finished runs of `--runs` again instead of training
@@ -114,9 +117,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
                                         **NO_POLYAK}},
     "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 3},
+    # the warm start from a distilled student (`--warm-start RUN`, agents/sac_warm.py)
+    "student": {"student": True},
+    "warm-tested": {"config": {"tests_every": 28}, "warm": True},
+    "warm-tested-delay": {"config": {"tests_every": 28, "actor_delay": 20_000}, "warm": True},
+    "warm-tested-bc": {"config": {"tests_every": 28, "bc_weight": 1.0, "bc_decay": 60_000},
+                       "warm": True},
+    "warm-tested-bc-steady": {"config": {"tests_every": 28, "bc_weight": 1.0}, "warm": True},
+    "warm-tested-bc-steady-seed1": {"config": {"tests_every": 28, "bc_weight": 1.0},
+                                    "warm": True, "seed": 1},
+    "warm-tested-lr1e-4": {"config": {"tests_every": 28, "learning_rate": 1e-4},
+                           "warm": True},
+    "warm-tested-seed1": {"config": {"tests_every": 28}, "warm": True, "seed": 1},
 }
 """Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
-(EnvConfig overrides for training), `seed` (training seed, default `--seed`). Every result
+(EnvConfig overrides for training), `seed` (training seed, default `--seed`), `warm` (the
+SAC starts from the distilled student `--warm-start`: `SACConfig.warm_start`), `student`
+(the `--warm-start` student itself, scored as it is, not trained). Every result
 records its resolved `agent_config`: the committed results were run when the SAC default had
 no critic LayerNorm, so their `fixed*` specs read `{}` where this table now says `NO_LN`."""
 DEFAULT_VARIANTS = ("old", "fixed", "objective+temperature", "asymmetric-only", "fixed-layernorm")
@@ -168,9 +185,17 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
     from agents.training import agent_config, load_agent, train
 
     torch.set_num_threads(1)
+    if spec.get("student"):
+        return _score_student(name, spec, args, refs, test)
     agent = spec.get("agent", "sac")
     env_cfg = _env_config(spec.get("env", {}))
-    cfg = agent_config(agent, spec.get("config"))
+    overrides = dict(spec.get("config", {}))
+    if spec.get("warm"):
+        if args.warm_start is None:
+            raise ValueError(f"variant {name} starts from a distilled student: give "
+                             "--warm-start RUN_DIR")
+        overrides["warm_start"] = str(args.warm_start)
+    cfg = agent_config(agent, overrides)
     started = time.perf_counter()
     run_dir = args.runs / name
     done = run_dir / "run.json"
@@ -210,6 +235,28 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
             "train_wall_s": train_wall, "final_metrics": record["report"]["final_metrics"],
             "summary": _summary(final, refs), "checkpoints": checkpoints,
             "max_swing_pct_points": swing, "mean_pct_of_oracle_last_evaluations": mean_last,
+            "per_athlete": final}
+
+
+def _score_student(name: str, spec: dict[str, Any], args: argparse.Namespace,
+                   refs: dict[str, Any], test: Any) -> dict[str, Any]:
+    """The distilled student `--warm-start` scored as it is (the warm starts' baseline)."""
+    from agents.training import load_agent
+
+    if args.warm_start is None:
+        raise ValueError("variant student scores the distilled student: give --warm-start")
+    record = json.loads((args.warm_start / "run.json").read_text())
+    policy = load_agent(args.warm_start, device="cpu")
+    final = _score(lambda sim: policy, name, test, args.eval_seed)
+    return {"name": name, "spec": spec, "agent": record["agent"],
+            "run_dir": str(args.warm_start), "agent_config": record["agent_config"],
+            "env_config": record["env_config"], "seeds": record["seeds"],
+            "env_steps": record["report"]["env_steps"], "gradient_steps": 0,
+            "env_steps_per_s": None, "train_wall_s": record["report"]["wall_seconds"],
+            "final_metrics": {}, "student_report": record["report"],
+            "summary": _summary(final, refs), "checkpoints": [],
+            "max_swing_pct_points": None,
+            "mean_pct_of_oracle_last_evaluations": _summary(final, refs).get("pct_of_oracle"),
             "per_athlete": final}
 
 
@@ -317,6 +364,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="evaluate with a performance test every this many days, taken as "
                              "that day's tempo_threshold session, handed to the policies that "
                              "read tests (the tested SAC; 0: none)")
+    parser.add_argument("--warm-start", type=Path, default=None,
+                        help="a distilled run directory (periodize train --agent "
+                             "mpc-distilled) that the warm* variants start from and the "
+                             "student variant scores")
+    parser.add_argument("--warm-start-command", default=None,
+                        help="the command that made --warm-start (recorded in the JSON)")
     args = parser.parse_args(argv)
     TESTS["every"] = args.tests_every
     for path in (args.train_cohort, args.test_cohort):
@@ -346,6 +399,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         args.train_cohort).n},
                     "test": test.meta | {"n": test.n}},
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "warm_start": None if args.warm_start is None else {
+            "run_dir": str(args.warm_start), "command": args.warm_start_command},
         "references": {k: _summary(v, refs) for k, v in refs.items()},
         "variants": {}, "failures": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -356,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             payload["failures"][name] = f"{type(exc).__name__}: {exc}"
             print(f"{name}: FAILED {payload['failures'][name]}", flush=True)
             continue
+        result["load_average_after"] = os.getloadavg()
         payload["variants"][name] = result
         payload["wall_s"] = time.perf_counter() - started
         _write(args.out, payload)
