@@ -501,8 +501,11 @@ def _prepare(request: PlanRequest, now: date | None) -> _Athlete:
 
 def _batchable(policy) -> bool:
     """Whether `policy` plans several athletes at once with one random stream each
-    (`agents.lanes`): the MPC planner (None) and the distilled planner do."""
-    return policy is None or getattr(policy, "name", None) == "mpc-distilled"
+    (`agents.lanes`): the MPC planner (None) and the distilled planner do, whatever its
+    network is named (a SAC fine-tuned from a student, `agents.sac_warm`, is one too)."""
+    from agents.distill import DistilledPlanner
+
+    return policy is None or isinstance(policy, DistilledPlanner)
 
 
 def _group_key(athlete: _Athlete, index: int, policy) -> tuple:

@@ -153,12 +153,14 @@ class RoughPosteriorWarning(UserWarning):
     `ROUGH_ESS`). Batch callers catch it and say so once per athlete in their own output
     (`periodize plan` / `recommend` notes) instead of letting it reach stderr per athlete."""
 
+
 FORMAT = "adaptive-periodization.WorldModel"
 FORMAT_VERSION = 3
 """2: states normalised by `params.state_normaliser` ((1 − e)/e; version 1 used 1 − e, so its
 gains mean something else) and pooled parameters (scale 0). 3: the noise parameters per source
 (`<name>_loc`, (draw, source)) and per athlete (`<name>`, (draw, athlete)), as the other
 athlete parameters are (`bayes.PriorConfig.noise_by_source`)."""
+
 
 @dataclass(frozen=True)
 class WorldModelConfig:
