@@ -168,6 +168,16 @@ class MPCConfig:
     months (whoop-u02's 56 days: ESS 74 in one round, 81 in three), so a fifth of the work
     keeps a 56-day personalisation morning under 50 ms; `benchmarks/mpc_sweep.py` compares
     the planner with the full personalisation (setting `personalize_full`)."""
+    personalize_on_recovery: bool = False
+    """Whether those personalisations read the recovery score besides HRV and RHR. Off: since
+    the personalisation updates the HRV, RHR and recovery coefficients jointly (0f4ec77), the
+    recovery series moves the HRV and RHR loadings the planner plans with, and the planner
+    lost 9 points of the oracle's gain on the tuning cohort (91.9 → 82.8 %,
+    benchmarks/results/mpc_sweep_at_*.json); reading HRV and RHR only it keeps 95.2 %
+    (`benchmarks/mpc_sweep.py --n 100 --setting 'default={}' --setting
+    'recovery={"personalize_on_recovery": true}'`, mpc_sweep_recovery.json). A device's
+    recovery score is itself computed from the same night's HRV and resting HR (WHOOP), so on
+    real data it is not independent evidence about them either."""
     parameters: str = "median"
     """How the physiology posterior enters the plan: `median` (every scenario the posterior's
     componentwise median, scenarios differing only by their noise paths: a plug-in estimate)
@@ -876,7 +886,10 @@ class AthleteBelief:
             load=fill_missing_loads(loads, 0.0, WARM_START_DAYS),
             hi_load=fill_missing_loads(hi, 0.0, WARM_START_DAYS),
             hrv=column("ln_hrv"), rhr=column("rhr_bpm"),
-            recovery_logit=recovery_to_logit(column("recovery_pct")), source=None)
+            recovery_logit=(recovery_to_logit(column("recovery_pct"))
+                            if self.config.personalize_on_recovery
+                            else np.full(days, np.nan)),  # MPCConfig.personalize_on_recovery
+            source=None)
 
     def _personalize(self, given: Sequence[dict[str, np.ndarray]] | None = None) -> None:
         """Replace each athlete's draws by draws of its posterior given its history so far,
