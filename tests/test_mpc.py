@@ -489,9 +489,15 @@ def test_mpc_personalises_on_schedule_from_what_it_observed(model, cohort):
                                last_obs[1, FEATURE_INDEX["load_yesterday_trimp"]], rtol=1e-5)
     assert series.load[-1] == pytest.approx(np.median(series.load[:-1]))
     np.testing.assert_allclose(
-        [series.hrv[-1], series.rhr[-1], series.recovery_logit[-1]],
-        [np.log(last_reading["hrv_rmssd_ms"][1]), last_reading["rhr_bpm"][1],
-         recovery_to_logit(last_reading["recovery_pct"][1])], rtol=1e-5)
+        [series.hrv[-1], series.rhr[-1]],
+        [np.log(last_reading["hrv_rmssd_ms"][1]), last_reading["rhr_bpm"][1]], rtol=1e-5)
+    # the recovery score only with MPCConfig.personalize_on_recovery (off by default)
+    assert np.isnan(series.recovery_logit).all()
+    config = mpc.belief.config
+    mpc.belief.config = replace(config, personalize_on_recovery=True)
+    assert mpc.belief._history_series(1).recovery_logit[-1] == pytest.approx(
+        recovery_to_logit(last_reading["recovery_pct"][1]), rel=1e-5)
+    mpc.belief.config = config
     calls = []
     personalize = model.personalize
 
