@@ -174,10 +174,12 @@ class MPCConfig:
     recovery series moves the HRV and RHR loadings the planner plans with, and the planner
     lost 9 points of the oracle's gain on the tuning cohort (91.9 → 82.8 %,
     benchmarks/results/mpc_sweep_at_*.json); reading HRV and RHR only it keeps 95.2 %
-    (`benchmarks/mpc_sweep.py --n 100 --setting 'default={}' --setting
+    against 78.8 % reading recovery (`benchmarks/mpc_sweep.py --n 100 --setting
     'recovery={"personalize_on_recovery": true}'`, mpc_sweep_recovery.json). A device's
     recovery score is itself computed from the same night's HRV and resting HR (WHOOP), so on
-    real data it is not independent evidence about them either."""
+    real data it is not independent evidence about them either. (`periodize plan` and
+    `recommend` hand the belief the world model's posterior of a real athlete, which reads
+    recovery: `AthleteBelief.replay(posterior=)`.)"""
     parameters: str = "median"
     """How the physiology posterior enters the plan: `median` (every scenario the posterior's
     componentwise median, scenarios differing only by their noise paths: a plug-in estimate)
