@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,6 +33,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import machine_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "fit_benchmark.json"
@@ -172,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 "config": {k: (str(v) if isinstance(v, Path) else v)
                            for k, v in vars(args).items() if k != "single"},
                 "earlier_configs": earlier_configs,
-                "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                            "python": platform.python_version()},
+                "machine": machine_record(),
                 "results": results,
             }, indent=2, default=float))
     return 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import load_average, machine_record  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "large_cohort_fit.json"
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def simulate(args: argparse.Namespace, directory: Path) -> dict:
@@ -69,7 +67,7 @@ def run_fit(args: argparse.Namespace, data: Path, out: Path, population: bool) -
         command += ["--population-athletes", str(args.population_athletes),
                     "--workers", str(args.workers)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    load_before = _load()
+    load_before = load_average()
     started = time.perf_counter()
     log = out.with_suffix(".log")  # the fit's own lines, readable while it runs
     with open(log, "w") as stream:
@@ -84,7 +82,7 @@ def run_fit(args: argparse.Namespace, data: Path, out: Path, population: bool) -
     lines = [line for line in text.splitlines()
              if not line.startswith("calibrated") and "personalise:" not in line]
     return {"command": " ".join(command[1:]), "returncode": done.returncode,
-            "wall_s": round(wall, 1), "load_before": load_before, "load_after": _load(),
+            "wall_s": round(wall, 1), "load_before": load_before, "load_after": load_average(),
             "timings": meta["fit"].get("timings", {}),
             "diagnostics": {k: meta["diagnostics"].get(k) for k in
                             ("ok", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences")},
@@ -146,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     record: dict = {"config": vars(args), "seed": args.seed,
-                    "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                "python": platform.python_version()},
-                    "load_start": _load()}
+                    "machine": machine_record(),
+                    "load_start": load_average()}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
@@ -171,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             record["full_fit"] = run_fit(args, work / "data", full_dir, False)
             record["recovery"]["full_fit"] = {g: recovery(full_dir, truth, ids)
                                               for g, ids in groups.items() if ids}
-    record["load_end"] = _load()
+    record["load_end"] = load_average()
     record["total_s"] = round(time.perf_counter() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -40,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import machine_record  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     # PPO (sb3-contrib MaskablePPO) on the CPU: the small networks gain nothing from a GPU.
@@ -237,9 +237,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     payload = {"command": " ".join(["benchmarks/learner_sweep.py"]
                                    + (argv if argv is not None else sys.argv[1:])),
                "config": shared, "variants": {n: VARIANTS[n] for n in args.variants},
-               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                           "python": platform.python_version(), "torch": torch.__version__,
-                           "accelerator": describe_device(select_device("auto"))},
+               "machine": machine_record(torch=torch.__version__,
+                                          accelerator=describe_device(select_device("auto"))),
                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "wall_s": time.perf_counter() - started, "summary": rows,
                "failures": failures, "results": results}

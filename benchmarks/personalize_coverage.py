@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,11 +32,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import load_average, machine_record  # noqa: E402
+
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "personalize_coverage.json"
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _cohort(n: int, days: int, seed: int):
@@ -149,9 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     record: dict = {"config": vars(args), "seed": args.seed,
-                    "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                "python": platform.python_version()},
-                    "load_start": _load()}
+                    "machine": machine_record(),
+                    "load_start": load_average()}
     started = time.perf_counter()
     record["parameters"] = parameters(args)
     for days, r in record["parameters"].items():
@@ -164,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, v in rows.items():
                 print(f"forecast after {condition} days, {key:12s} cover50 {v['cover50']:.3f} "
                       f"cover90 {v['cover90']:.3f} CRPS {v['crps']:.4f}")
-    record["load_end"] = _load()
+    record["load_end"] = load_average()
     record["total_s"] = round(time.perf_counter() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -55,6 +54,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import machine_record  # noqa: E402
 
 OLD_SAC: dict[str, Any] = {"gamma": 0.99, "initial_alpha": 0.2, "alpha_learning_rate": 3e-4,
                            "target_entropy_scale": 0.5, "critic_dropout": 0.2,
@@ -392,9 +393,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "command": " ".join(["benchmarks/sac_fixes.py"] + argv),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "load_average_at_start": os.getloadavg()},
+        "machine": machine_record(torch=torch.__version__,
+                                  load_average_at_start=os.getloadavg()),
         "cohorts": {"train": Cohort.load(args.train_cohort).meta | {"n": Cohort.load(
                         args.train_cohort).n},
                     "test": test.meta | {"n": test.n}},

@@ -60,11 +60,10 @@ from agents.sb3_agents import (
 from simulator.cohort import Cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig, PeriodizationEnv
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import load_average  # noqa: E402
+
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "sac_throughput.json"
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _record(impl: str, device: torch.device, metric: str, value: float, unit: str,
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
 
     def add(record: dict[str, Any]) -> None:
-        record.update(common, load_avg=_load())
+        record.update(common, load_avg=load_average())
         records.append(record)
         print(f"  {record['impl']:<18} {record['metric']:<24} {record['value']:>12.4g} "
               f"{record['unit']}", flush=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_record import machine_record  # noqa: E402
 
 
 def _episode(env: Any, days: int, seed: int) -> np.ndarray:
@@ -77,8 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "command": " ".join(["benchmarks/sac_warm_env_cost.py", *(argv or sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_start": os.getloadavg()},
+        "machine": machine_record(load_average_at_start=os.getloadavg()),
         "lanes": args.lanes, "days": config.episode_days, "results": {}}
     for name, build in builders.items():
         env = build(BatchedPeriodizationEnv(cohort, args.lanes, config, seed=args.seed))
