@@ -21,8 +21,8 @@ checkpoints), so it is only evaluated at the end and never pruned. Storage: DIR/
 resumes: `--trials N` is the study's total of finished (complete or pruned) trials (the
 remaining ones are split between the workers; a trial that fails with an error is recorded
 as failed and not made up for until the next call), and a trial whose process died (no
-heartbeat for `heartbeat_s`·2) is marked failed and its settings tried again (Optuna's
-heartbeat retry callback).
+heartbeat for `heartbeat_s`·2, or none at all: `fail_trials_without_heartbeat`) is marked
+failed and its settings tried again (Optuna's heartbeat retry callback).
 
 Trials. Every trial is a normal run directory, DIR/trials/trial_NNNN (run.json, model/,
 checkpoints/, tb/), that `periodize evaluate --runs` reads. The best trial's settings are
@@ -330,11 +330,51 @@ def _finished(study, optuna) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def fail_trials_without_heartbeat(study, optuna, grace_s: float) -> list[int]:
+    """Fail the running trials that never recorded a heartbeat and started over `grace_s`
+    ago, and retry their settings, as Optuna does for stale ones; returns their numbers.
+
+    A process killed between Optuna's `ask` and its heartbeat thread's first beat leaves a
+    RUNNING trial with no heartbeat row, which Optuna's stale check skips (`RDBStorage.
+    _get_stale_trial_ids`, Optuna 5.1): without this it stays RUNNING for good. A live
+    trial beats within milliseconds of its start, so none is failed by mistake."""
+    import datetime
+
+    import sqlalchemy
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # the RDBStorage under Optuna's cache
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    now = datetime.datetime.now()  # Optuna stamps datetime_start with local naive time
+    old = {t._trial_id: t for t in running
+           if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_s}
+    if not old:
+        return []
+    with backend.engine.connect() as connection:
+        beating = {row[0] for row in connection.execute(
+            sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))}
+    retry = storage.get_heartbeat_stale_trial_callback()
+    failed = []
+    for trial_id, trial in old.items():
+        if trial_id in beating:
+            continue  # Optuna's own stale check judges these
+        try:
+            if not storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker finished or failed it first
+        failed.append(trial.number)
+        if retry is not None:
+            retry(study, storage.get_trial(trial_id))
+    return failed
+
+
 def _run_worker(task: _WorkerTask) -> int:
     """One Optuna worker: trials until the study has `spec.trials` finished ones
     (top-level: it runs in worker processes and Ray tasks)."""
     spec = task.spec
     study, optuna = _study(spec, task.worker)
+    fail_trials_without_heartbeat(study, optuna, 2 * spec.heartbeat_s)
     done = optuna.study.MaxTrialsCallback(
         spec.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     if _finished(study, optuna) >= spec.trials:

@@ -91,6 +91,29 @@ def test_a_killed_study_resumes_where_it_stopped(cohorts, tmp_path):
     assert record["env_config"]["reward"]["kind"] == best["agent_config"]["reward"]["kind"]
 
 
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    # the window between Optuna's ask and the first heartbeat: a RUNNING trial with no
+    # heartbeat row, which Optuna's own stale check never fails
+    from analysis.tune import _storage, fail_trials_without_heartbeat
+
+    spec = TuneSpec("sac", "unused.npz", "unused.npz", str(tmp_path), 3, heartbeat_s=1)
+    storage, _ = _storage(spec)
+    study = optuna.create_study(storage=storage, study_name="periodize")
+    orphan = study.ask()
+    orphan.suggest_float("learning_rate", 1e-5, 1e-2, log=True)
+    live = study.ask()
+    storage.record_heartbeat(live._trial_id)
+    assert fail_trials_without_heartbeat(study, optuna, 2.0) == []  # too young to judge
+    time.sleep(2.5)
+    storage.record_heartbeat(live._trial_id)
+    assert fail_trials_without_heartbeat(study, optuna, 2.0) == [orphan.number]
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[orphan.number] == "FAIL" and states[live.number] == "RUNNING"
+    (retried,) = [t for t in study.get_trials() if t.number > live.number]
+    assert retried.state.name == "WAITING"
+    assert retried.params == orphan.params
+
+
 def test_two_workers_share_one_study(cohorts, tmp_path):
     train, val = cohorts
     out = tmp_path / "two"
