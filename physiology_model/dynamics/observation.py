@@ -139,13 +139,14 @@ def split_residual(observed: np.ndarray, slow: np.ndarray, fast: np.ndarray, cov
     p_ff = phi ** 2 * cov[..., 1] + var_fast * (1.0 - phi ** 2)
     p_sf = phi_slow * phi * cov[..., 2]
     seen = np.isfinite(observed)
-    total = np.maximum(p_ss + p_sf + p_ff + p_sf, 1e-300)
-    k_s, k_f = (p_ss + p_sf) / total, (p_ff + p_sf) / total
-    innovation = np.where(seen, observed, 0.0) - slow - fast
-    new_slow = slow + k_s * innovation
     c_s, c_f = p_ss + p_sf, p_ff + p_sf
-    new_cov = np.stack([p_ss - k_s * c_s, p_ff - k_f * c_f, p_sf - k_s * c_f], axis=-1)
-    slow = np.where(seen, new_slow, slow)
+    total = np.maximum(p_ss + p_sf + p_ff + p_sf, 1e-300)
+    k_s, k_f = c_s / total, c_f / total
+    innovation = np.where(seen, observed, 0.0) - slow - fast
+    slow = np.where(seen, slow + k_s * innovation, slow)
     fast = np.where(seen, observed - slow, fast)
-    cov = np.where(seen[..., None], new_cov, np.stack([p_ss, p_ff, p_sf], axis=-1))
+    cov = np.empty(p_ss.shape + (3,))  # unseen days keep the predicted covariance
+    cov[..., 0] = np.where(seen, p_ss - k_s * c_s, p_ss)
+    cov[..., 1] = np.where(seen, p_ff - k_f * c_f, p_ff)
+    cov[..., 2] = np.where(seen, p_sf - k_s * c_f, p_sf)
     return slow, fast, cov

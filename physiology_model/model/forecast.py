@@ -22,6 +22,7 @@ from physiology_model.errors import DataError
 from physiology_model.model.arrays import daily_loads, fill_missing_loads
 from physiology_model.model.drift import (
     NO_DRIFT,
+    NoiseComponents,
     SlowDrift,
     filter_residuals,
     forecast_residual,
@@ -82,14 +83,13 @@ def plan_frame(history: pd.DataFrame, planned_loads: pd.DataFrame) -> tuple[pd.D
     """
     f = history.sort_values("date")
     user = str(f["user_id"].iloc[0])
-    dates = pd.date_range(f["date"].min(), f["date"].max(), freq="D")
-    f = f.set_index("date").reindex(dates).rename_axis("date").reset_index()
-    today_has_load = pd.notna(f["load_trimp"].iloc[-1])
-    start = len(f) if today_has_load else len(f) - 1
+    first, last = f["date"].iloc[0], f["date"].iloc[-1]
+    days = (last - first).days + 1  # the history's calendar
+    start = days if pd.notna(f["load_trimp"].iloc[-1]) else days - 1  # today trained or not
     horizon = len(planned_loads)
-    extra = start + horizon + 1 - len(f)
-    new_days = pd.DataFrame({"date": dates[-1] + pd.to_timedelta(np.arange(1, extra + 1), "D")})
-    f = pd.concat([f, new_days], ignore_index=True)
+    # one reindex onto the calendar and the new days
+    dates = pd.date_range(first, periods=max(days, start + horizon + 1), freq="D")
+    f = f.set_index("date").reindex(dates).rename_axis("date").reset_index()
     f["user_id"] = user
     if "source" in f.columns:
         f["source"] = f["source"].ffill()
@@ -97,7 +97,10 @@ def plan_frame(history: pd.DataFrame, planned_loads: pd.DataFrame) -> tuple[pd.D
     for column in PLAN_LOAD_COLUMNS:
         given = (planned_loads[column].to_numpy(dtype=float) if column in planned_loads
                  else np.zeros(horizon))
-        f.loc[rows, column] = np.concatenate([np.nan_to_num(given), [0.0]])
+        values = (f[column].to_numpy(dtype=float, copy=True) if column in f.columns
+                  else np.full(len(f), np.nan))
+        values[rows] = np.concatenate([np.nan_to_num(given), [0.0]])
+        f[column] = values
     return f, start
 
 
@@ -130,15 +133,24 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
         raise ValueError(f"origins must satisfy {WARM_START_DAYS} <= d0 and "
                          f"d0 + horizon - 1 < len(series)")
     steps = target_days - (origins - 1)[:, None]
+    # the targets' filters are independent and elementwise over draws: one filter of the
+    # three stacked along the draw axis (one loop over the days, not three)
+    targets = observed_targets(series)
+    resid = np.concatenate([y[None, :] - means[t] for t, y in targets.items()])  # (3S, T)
+    n_draws = means[next(iter(targets))].shape[0]
+    parts = [noise_components(p, t, drift.get(t, NO_DRIFT)) for t in targets]
+    components = NoiseComponents(*(np.concatenate([np.broadcast_to(getattr(c, f), (n_draws,))
+                                                   for c in parts])
+                                   for f in ("share", "phi_slow", "phi_fast")))
+    sigma = np.concatenate([np.broadcast_to(np.asarray(p[NOISE_SIGMA[t]], dtype=float),
+                                            (n_draws,)) for t in targets])
+    states = filter_residuals(resid, sigma, components, days=origins.max(initial=0))
+    r_mean, r_sd = forecast_residual(states, origins - 1, steps)  # (O, 3S, H)
     out = {}
-    for target, y in observed_targets(series).items():
-        resid = y[None, :] - means[target]  # (S, T), NaN where unobserved
-        states = filter_residuals(resid, p[NOISE_SIGMA[target]],
-                                  noise_components(p, target, drift.get(target, NO_DRIFT)),
-                                  days=origins.max(initial=0))
-        r_mean, r_sd = forecast_residual(states, origins - 1, steps)
+    for k, target in enumerate(targets):
         mean = means[target][:, target_days].transpose(1, 0, 2)  # (O, S, H)
-        out[target] = (mean + r_mean, r_sd)
+        rows = slice(k * n_draws, (k + 1) * n_draws)
+        out[target] = (mean + r_mean[:, rows], r_sd[:, rows])
     return out
 
 
