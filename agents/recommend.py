@@ -204,35 +204,50 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
         sessions[:, d] = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
-        mornings, masks = [], []
-        for i, (a, athlete) in enumerate(zip(sessions[:, d], group)):
+        for i, a in enumerate(sessions[:, d]):
             # the morning after today's session, predicted before today's load is written in
             pred = model.predict(rows[i], _planned(np.array([a])), n_samples=200, rng=rngs[i],
                                  params=params[i])
             rows[i] = _next_morning(rows[i], int(a), pred)
-            features = observations_from_table(rows[i], events=athlete.events)
-            mornings.append(observation_matrix(features.iloc[-1:]))
-            # the rules on the predicted morning
-            masks.append(mask_from_table(rows[i], features=features).mask)
-        obs, day_mask = np.concatenate(mornings), np.concatenate(masks)
+        features = _last_features(rows, group)
+        obs = observation_matrix(features)
+        # the rules on the predicted morning
+        day_mask = np.concatenate([mask_from_table(r, features=features.iloc[[i]]).mask
+                                   for i, r in enumerate(rows)])
     return sessions
+
+
+def _last_features(rows: Sequence[pd.DataFrame], group: Sequence[Any]) -> pd.DataFrame:
+    """The features of each athlete's last row (one row per athlete, in order), built in one
+    `observations_from_table` for the batch: the feature builder computes each athlete on its
+    own calendar row, so each athlete's are those it gets alone. The athletes are keyed by
+    their place here (two exports may carry the same id)."""
+    keys = [f"{i:08d}" for i in range(len(rows))]
+    frame = pd.concat([r.assign(user_id=k) for r, k in zip(rows, keys)], ignore_index=True)
+    events = {k: a.events[a.uid] for k, a in zip(keys, group) if a.events is not None}
+    features = observations_from_table(frame, events=events or None)
+    return features.groupby("user_id", sort=False).tail(1).reset_index(drop=True)
 
 
 def _next_morning(rows: pd.DataFrame, a: int, pred) -> pd.DataFrame:
     """`rows` with today's session `a` written in and the predicted median morning after."""
     loads = action_loads(np.array([a]))
-    rows.loc[rows.index[-1], ["load_trimp", "z4_min", "z5_min", "strength_min"]] = [
-        float(loads.trimp[0]), float(loads.hi_min[0]), 0.0, float(loads.strength_min[0])]
-    rows.loc[rows.index[-1], "session"] = ACTIONS[a]
     median = {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
-    nxt = rows.iloc[-1:].copy()
-    nxt["date"] = nxt["date"] + pd.Timedelta(days=1)
-    nxt[["load_trimp", "z4_min", "z5_min", "strength_min", "session"]] = [
-        np.nan, np.nan, np.nan, np.nan, "unknown"]
-    nxt["hrv_rmssd_ms"] = np.exp(median["hrv"])
-    nxt["rhr_bpm"] = median["rhr"]
-    nxt["recovery_pct"] = median["recovery"]
-    return pd.concat([rows, nxt], ignore_index=True)
+    today = {"load_trimp": float(loads.trimp[0]), "z4_min": float(loads.hi_min[0]),
+             "z5_min": 0.0, "strength_min": float(loads.strength_min[0]),
+             "session": ACTIONS[a]}
+    tomorrow = {"load_trimp": np.nan, "z4_min": np.nan, "z5_min": np.nan,
+                "strength_min": np.nan, "session": "unknown",
+                "hrv_rmssd_ms": float(np.exp(median["hrv"])), "rhr_bpm": median["rhr"],
+                "recovery_pct": median["recovery"]}
+    out = pd.concat([rows, rows.iloc[-1:]], ignore_index=True)  # tomorrow: today's row, then
+    last, new = len(rows) - 1, len(rows)
+    for row, values in ((last, today), (new, tomorrow)):
+        for column, value in values.items():
+            out.iat[row, out.columns.get_loc(column)] = value
+    date = out.columns.get_loc("date")
+    out.iat[new, date] = out.iat[last, date] + pd.Timedelta(days=1)
+    return out
 
 
 def _planned(actions: np.ndarray) -> pd.DataFrame:
