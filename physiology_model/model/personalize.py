@@ -120,6 +120,74 @@ def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
     return y_t, x_t, log_c
 
 
+def _kalman_gains(t: np.ndarray, components: NoiseComponents
+                  ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """The Kalman filter's coefficients on the observed days `t` (n,) for each distinct noise
+    setting (w, φ_s, φ_f) of the draws: they depend on the setting and the gaps only, not on
+    the series, and the draws share few settings (the population's). Returns each draw's
+    setting (M,), the coefficients of `_kalman_innovations` (a_f, c, ρ, g, sd: (n, U) each for
+    the U settings) and log sd (n, U), the innovations' log SD in units of σ."""
+    settings = np.stack([np.asarray(v, dtype=float) for v in
+                         (components.share, components.phi_slow, components.phi_fast)], axis=1)
+    # the distinct rows: lexsort and mark changes (np.unique(axis=0) is ~10 times slower)
+    order = np.lexsort(settings.T[::-1])
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(settings[order[1:]] != settings[order[:-1]], axis=1)
+    setting = np.empty(len(order), dtype=np.intp)
+    setting[order] = np.cumsum(first) - 1
+    share, phi_s, phi_f = settings[order[first]].T
+    # the components' decays from the previous observed day, per distinct gap k (most series
+    # have one: k = 1), then per day; the first day has no previous one
+    gaps, day_gap = np.unique(np.diff(t), return_inverse=True)
+    a_s, a_f = np.zeros((len(t), len(share))), np.zeros((len(t), len(share)))
+    a_s[1:] = (phi_s[None, :] ** gaps[:, None])[day_gap]
+    a_f[1:] = (phi_f[None, :] ** gaps[:, None])[day_gap]
+    # the covariance recursion of the predicted components (units of σ²), from stationarity
+    decay_ss, decay_ff, decay_sf = a_s ** 2, a_f ** 2, a_s * a_f
+    new_ss, new_ff = share * (1.0 - decay_ss), (1.0 - share) * (1.0 - decay_ff)
+    total, g = np.empty(a_s.shape), np.empty(a_s.shape)
+    p_ss, p_ff, p_sf = share.copy(), 1.0 - share, np.zeros(len(share))
+    for j in range(len(t)):
+        if j:
+            p_ss = decay_ss[j] * p_ss + new_ss[j]
+            p_ff = decay_ff[j] * p_ff + new_ff[j]
+            p_sf = decay_sf[j] * p_sf
+        total[j] = np.maximum(p_ss + p_ff + 2.0 * p_sf, 1e-12)
+        g[j] = (p_ss + p_sf) / total[j]
+        h = (p_ff + p_sf) / total[j]
+        p_ss, p_ff, p_sf = (p_ss - g[j] ** 2 * total[j], p_ff - h ** 2 * total[j],
+                            p_sf - g[j] * h * total[j])
+    c = a_s - a_f
+    return setting, (a_f, c, a_s - g * c, g, np.sqrt(total)), 0.5 * np.log(total)
+
+
+def _kalman_innovations(series: np.ndarray, a_f: np.ndarray, c: np.ndarray, rho: np.ndarray,
+                        g: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """The filter's standardised one-step innovations of `series` (n, C, K): n days, C series
+    and K draws (or settings) with the coefficients (n, K) of `_kalman_gains`.
+
+    The reading is exact (the noise is all in the process), so the filtered components sum to
+    the reading, s_j, and the filter reduces to its slow component u_j: with the decays a_s,
+    a_f from the previous observed day, the innovation is e_j = s_j − a_f s_{j−1} − c_j u_{j−1}
+    with c = a_s − a_f, and u_j = ρ_j u_{j−1} + g_j (s_j − a_f s_{j−1}) with the slow gain g and
+    ρ = a_s − g c. Only that first-order recursion runs day by day; with w = 0, u = 0 and e is
+    the AR(1) prewhitening's."""
+    a_f, c, rho, g, sd = (v[:, None, :] for v in (a_f, c, rho, g, sd))
+    # in place: each pass over (n, C, K) costs about what a day's loop does
+    out = np.empty(np.broadcast_shapes(series.shape, sd.shape))
+    out[0] = series[0]
+    np.multiply(a_f[1:], series[:-1], out=out[1:])
+    np.subtract(series[1:], out[1:], out=out[1:])  # s_j − a_f s_{j−1}
+    slow = np.multiply(g, out)
+    step = np.empty(out.shape[1:])
+    for j in range(1, len(out)):
+        slow[j] += np.multiply(rho[j], slow[j - 1], out=step)
+    np.multiply(c[1:], slow[:-1], out=slow[:-1])
+    out[1:] -= slow[:-1]
+    out /= sd
+    return out
+
+
 def _kalman_whiten(y: np.ndarray, x: np.ndarray, components: NoiseComponents
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_prewhiten` for the two-component noise (`drift.py`): the same (ỹ, x̃, log c), from the
@@ -127,37 +195,17 @@ def _kalman_whiten(y: np.ndarray, x: np.ndarray, components: NoiseComponents
     (w, φ_s, φ_f) and the gaps, so the innovations are one linear map of the series, applied to
     y and to every regressor alike; dividing each by the square root of its variance (in units
     of σ²) leaves iid N(0, σ²) noise, and log p(y) = log p(ỹ) − Σ log c as before. With w = 0 it
-    equals the AR(1) prewhitening."""
+    equals the AR(1) prewhitening. The gains are computed once per distinct noise setting
+    (`_kalman_gains`), and y, the same for every draw, is filtered once per setting."""
     t = np.flatnonzero(~np.isnan(y))
-    xo = x if len(t) == x.shape[2] else x[:, :, t]
-    n_draws = xo.shape[0]
-    series = np.concatenate([np.broadcast_to(y[t], (n_draws, 1, len(t))), xo], axis=1)
-    share, phi_s, phi_f = (np.asarray(v, dtype=float) for v in
-                           (components.share, components.phi_slow, components.phi_fast))
-    m_s = np.zeros(series.shape[:2])
-    m_f = np.zeros(series.shape[:2])
-    p_ss, p_ff, p_sf = share.copy(), 1.0 - share, np.zeros(n_draws)
-    out = np.empty(series.shape)
-    log_c = np.zeros((n_draws, len(t)))
-    for j in range(len(t)):
-        if j:
-            k = t[j] - t[j - 1]
-            a_s, a_f = phi_s ** k, phi_f ** k
-            m_s *= a_s[:, None]
-            m_f *= a_f[:, None]
-            p_ss = a_s ** 2 * p_ss + share * (1.0 - a_s ** 2)
-            p_ff = a_f ** 2 * p_ff + (1.0 - share) * (1.0 - a_f ** 2)
-            p_sf = a_s * a_f * p_sf
-        total = np.maximum(p_ss + p_ff + 2.0 * p_sf, 1e-12)
-        innovation = series[:, :, j] - m_s - m_f
-        out[:, :, j] = innovation / np.sqrt(total)[:, None]
-        log_c[:, j] = 0.5 * np.log(total)
-        g_s, g_f = (p_ss + p_sf) / total, (p_ff + p_sf) / total
-        m_s += g_s[:, None] * innovation
-        m_f += g_f[:, None] * innovation
-        p_ss, p_ff, p_sf = (p_ss - g_s ** 2 * total, p_ff - g_f ** 2 * total,
-                            p_sf - g_s * g_f * total)
-    return out[:, 0, :], np.ascontiguousarray(out[:, 1:, :]), log_c
+    setting, coefficients, log_sd = _kalman_gains(t, components)
+    y_t = _kalman_innovations(y[t][:, None, None], *coefficients)[:, 0, setting].T
+    xo = np.ascontiguousarray((x if len(t) == x.shape[2] else x[:, :, t]).transpose(2, 1, 0))
+    if len(log_sd[0]) > 1:  # the draws' own coefficients (one setting broadcasts)
+        coefficients = tuple(v[:, setting] for v in coefficients)
+    x_t = _kalman_innovations(xo, *coefficients)
+    return (np.ascontiguousarray(y_t), np.ascontiguousarray(x_t.transpose(2, 1, 0)),
+            np.ascontiguousarray(log_sd[:, setting].T))
 
 
 def _whiten(y: np.ndarray, x: np.ndarray, p: dict[str, np.ndarray], target: str
