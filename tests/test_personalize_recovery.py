@@ -68,7 +68,8 @@ def test_the_weights_and_linear_posterior_are_the_exact_model_of_all_three_targe
     raw, loc, scale, _, _ = _draw_proposals(population, 4, np.random.default_rng(5), "whoop",
                                             None)
     w, _, posterior, p = _weigh(raw, loc, scale, series, np.zeros(4))
-    (names, mean, cov), = posterior.values()
+    (names, mean, prec), = posterior.values()
+    cov = np.linalg.inv(prec)
     assert set(names) == {"mu_hrv", "a_fit", "a_fat", "a_fast", "mu_rhr", "b_fit", "b_fat",
                           "b_fast", "mu_rec"}
     m0 = np.stack([loc[n] for n in names], axis=1)
