@@ -148,7 +148,18 @@ def add_load(state: Array, load: Array, hi_load: Array | None = None) -> Array:
 
         broadcast, stack = torch.broadcast_tensors, torch.stack
     else:
-        as_array, broadcast, stack = np.asarray, np.broadcast_arrays, np.stack
+        state, w = np.asarray(state), np.asarray(load)
+        u = 0.0 * w if hi_load is None else np.asarray(hi_load)
+        # the drives written into one array (a broadcast and a stack cost more per call, which
+        # is what a day of a short series costs: the personalisation steps thousands)
+        drives = np.empty(np.broadcast_shapes(state.shape[:-1], w.shape, u.shape)
+                          + (N_CHANNELS,))
+        drives[..., FITNESS] = w
+        drives[..., FATIGUE] = w
+        drives[..., FAST_FATIGUE] = u
+        drives[..., DOSE_GAIN] = w
+        drives[..., VARIABLE_FATIGUE] = (state[..., DOSE_GAIN] + w) * w
+        return state + drives
     state, w = as_array(state), as_array(load)
     u = 0.0 * w if hi_load is None else as_array(hi_load)
     evening_gain = state[..., DOSE_GAIN] + w
