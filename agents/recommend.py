@@ -200,21 +200,115 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
     rows = [a.history.copy() for a in group]
     sessions = np.empty((len(group), days), dtype=np.int64)
     obs, day_mask = np.concatenate([a.obs for a in group]), mask
+    mornings = _MedianMornings(model, rows, params, days)
     for d in range(days):
         sessions[:, d] = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
-        for i, a in enumerate(sessions[:, d]):
-            # the morning after today's session, predicted before today's load is written in
-            pred = model.predict(rows[i], _planned(np.array([a])), n_samples=200, rng=rngs[i],
-                                 params=params[i])
-            rows[i] = _next_morning(rows[i], int(a), pred)
+        # the morning after today's session, predicted before today's load is written in
+        medians = mornings.after(sessions[:, d], rows, rngs)
+        rows = [_next_morning(r, int(a), m) for r, a, m in zip(rows, sessions[:, d], medians)]
         features = _last_features(rows, group)
         obs = observation_matrix(features)
         # the rules on the predicted morning
         day_mask = np.concatenate([mask_from_table(r, features=features.iloc[[i]]).mask
                                    for i, r in enumerate(rows)])
     return sessions
+
+
+ROLLOUT_SAMPLES = 200
+"""Predictive samples behind each median morning of a policy's roll-out."""
+
+
+class _MedianMornings:
+    """The predicted median mornings of a policy's roll-out (`_policy_sessions`), a day at a
+    time for a batch of athletes: on day d, each athlete's morning after its session d is the
+    median of what `WorldModel.predict` gives for that session from the athlete's rows so far
+    (`ROLLOUT_SAMPLES` samples of its posterior draws, from its own stream, calibrated), and
+    that median is then written in as the morning's reading.
+
+    `predict` rebuilds the calendar frame and the series and runs the Banister states and the
+    noise filter of one athlete per call. Here each athlete's series is built once with every
+    day of the roll-out in it (rest days until chosen), a day's session and predicted morning
+    are written into it as they come, and the draws of athletes with the same calendar are
+    stacked (per-draw series, `forecast.forecast_gaussians`), so that one pass serves the
+    batch. A forecast reads no load after its last day and no reading from its origin on, so
+    the days not yet chosen change nothing: each athlete's samples, and the draws taken from
+    its stream, are `predict`'s (tests/test_recommend.py). A model whose neural residual is on
+    for a target predicts each athlete through `predict` itself."""
+
+    def __init__(self, model, rows: Sequence[pd.DataFrame], params: Sequence[Any],
+                 days: int) -> None:
+        from physiology_model.model.arrays import daily_loads
+        from physiology_model.model.forecast import AthleteSeries, plan_frame, series_from_frame
+
+        self.model, self.params, self.day = model, list(params), 0
+        residual = getattr(model, "residual_", None)
+        self.by_predict = residual is not None and any(residual.enabled.values())
+        if self.by_predict:
+            return
+        # each action's (w, u) as a planned day of `predict` gets them
+        self.w, self.u = daily_loads(_planned(np.arange(len(ACTIONS))))
+        rest = _planned(np.zeros(days, dtype=np.int64))
+        self.groups: list[tuple] = []  # (start, members, stacked series, draws, sizes)
+        built: dict[tuple[int, int], list[tuple[int, Any]]] = {}
+        for i, r in enumerate(rows):
+            frame, start = plan_frame(r, rest)
+            series = series_from_frame(frame)
+            built.setdefault((start, len(series.load)), []).append((i, series))
+        for (start, _), members in built.items():
+            sizes = [len(self.params[i]["tau_fat_days"]) for i, _ in members]
+            stacked = AthleteSeries(
+                dates=members[0][1].dates, source=members[0][1].source,
+                **{f: np.concatenate([np.broadcast_to(getattr(x, f), (n, len(x.load)))
+                                      for (_, x), n in zip(members, sizes)])
+                   for f in ("load", "hi_load", "hrv", "rhr", "recovery_logit")})
+            p = {k: np.concatenate([np.broadcast_to(self.params[i][k], (n,))
+                                    for (i, _), n in zip(members, sizes)])
+                 for k in self.params[members[0][0]]}
+            self.groups.append((start, [i for i, _ in members], stacked, p, sizes))
+
+    def after(self, actions: np.ndarray, rows: Sequence[pd.DataFrame],
+              rngs: Sequence[np.random.Generator]) -> list[dict[str, float]]:
+        """Each athlete's predicted median morning after today's `actions` (ln HRV, RHR,
+        recovery %), given its `rows` so far; advances the roll-out by one day."""
+        if self.by_predict:
+            preds = [self.model.predict(r, _planned(np.array([a])), n_samples=ROLLOUT_SAMPLES,
+                                        rng=rng, params=p)
+                     for r, a, rng, p in zip(rows, actions, rngs, self.params)]
+            return [{k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
+                    for pred in preds]
+        from physiology_model.dynamics.observation import logit_to_recovery, recovery_to_logit
+        from physiology_model.model.forecast import forecast_gaussians, sample_gaussians
+
+        out: list[Any] = [None] * len(rows)
+        for start, members, series, p, sizes in self.groups:
+            today = start + self.day
+            ends = np.cumsum(sizes)
+            for i, lo, hi in zip(members, ends - sizes, ends):
+                series.load[lo:hi, today] = self.w[actions[i]]
+                series.hi_load[lo:hi, today] = self.u[actions[i]]
+            gaussians = forecast_gaussians(p, series, np.array([today + 1]), 1,
+                                           self.model.drift_)
+            for i, lo, hi in zip(members, ends - sizes, ends):
+                samples = sample_gaussians({t: (m[:, lo:hi], sd[:, lo:hi])
+                                            for t, (m, sd) in gaussians.items()},
+                                           ROLLOUT_SAMPLES, rngs[i])
+                samples["recovery"] = logit_to_recovery(samples["recovery"])
+                calibration = self.model.interval_calibration(rows[i])
+                if calibration is not None:
+                    samples = calibration[0].apply(samples, calibration[1])
+                # `predict` then draws its latents' draw indices: taken here too, so that the
+                # athlete's stream goes on where `predict` leaves it
+                rngs[i].integers(0, hi - lo, size=ROLLOUT_SAMPLES)
+                median = {k: float(np.median(v[0, :, 0])) for k, v in samples.items()}
+                out[i] = median
+                series.hrv[lo:hi, today + 1] = np.log(np.exp(median["hrv"]))
+                series.rhr[lo:hi, today + 1] = median["rhr"]
+                series.recovery_logit[lo:hi, today + 1] = recovery_to_logit(
+                    np.array([median["recovery"]]))[0]
+        self.day += 1
+        return out
 
 
 def _last_features(rows: Sequence[pd.DataFrame], group: Sequence[Any]) -> pd.DataFrame:
@@ -229,10 +323,10 @@ def _last_features(rows: Sequence[pd.DataFrame], group: Sequence[Any]) -> pd.Dat
     return features.groupby("user_id", sort=False).tail(1).reset_index(drop=True)
 
 
-def _next_morning(rows: pd.DataFrame, a: int, pred) -> pd.DataFrame:
-    """`rows` with today's session `a` written in and the predicted median morning after."""
+def _next_morning(rows: pd.DataFrame, a: int, median: dict[str, float]) -> pd.DataFrame:
+    """`rows` with today's session `a` written in and the predicted `median` morning after
+    (ln HRV, RHR, recovery %)."""
     loads = action_loads(np.array([a]))
-    median = {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
     today = {"load_trimp": float(loads.trimp[0]), "z4_min": float(loads.hi_min[0]),
              "z5_min": 0.0, "strength_min": float(loads.strength_min[0]),
              "session": ACTIONS[a]}

@@ -143,6 +143,38 @@ def test_a_batch_plans_each_athlete_as_it_is_planned_alone(model, synthetic, pla
     assert [json.dumps(p.plan) for p in backwards] == [json.dumps(p.plan) for p in together]
 
 
+def test_the_roll_out_mornings_are_predicts_bit_for_bit(model, synthetic):
+    # the distilled roll-out's batched, incremental forecast against `WorldModel.predict` on
+    # the growing rows, one athlete at a time, from copies of the same streams
+    import copy
+
+    from agents.recommend import (
+        ROLLOUT_SAMPLES,
+        _MedianMornings,
+        _next_morning,
+        _planned,
+        _posterior,
+        _prepare,
+    )
+
+    athletes = [_prepare(r, None) for r in _requests(synthetic)]
+    rngs = [np.random.default_rng(i) for i in range(len(athletes))]
+    params = [_posterior(model, a, r) for a, r in zip(athletes, rngs)]
+    mine, theirs = [copy.deepcopy(r) for r in rngs], [copy.deepcopy(r) for r in rngs]
+    rows = [a.history.copy() for a in athletes]
+    mornings = _MedianMornings(model, rows, params, 4)
+    assert len(mornings.groups) == 1  # the three are stacked
+    for actions in ([0, 3, 5], [5, 5, 1], [2, 0, 4]):
+        got = mornings.after(np.array(actions), rows, mine)
+        for i, a in enumerate(actions):
+            pred = model.predict(rows[i], _planned(np.array([a])), n_samples=ROLLOUT_SAMPLES,
+                                 rng=theirs[i], params=params[i])
+            assert got[i] == {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
+        rows = [_next_morning(r, a, m) for r, a, m in zip(rows, actions, got)]
+    # and each stream is left where `predict` leaves it
+    assert [r.random() for r in mine] == [r.random() for r in theirs]
+
+
 @pytest.mark.parametrize("planner", ["mpc", "distilled"])
 def test_each_athlete_is_personalised_once(model, synthetic, planner, monkeypatch):
     """The athlete's posterior is computed once per plan and reused by the planner's replay,

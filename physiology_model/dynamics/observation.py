@@ -56,17 +56,19 @@ def channel_decays(p: dict[str, np.ndarray]) -> np.ndarray:
 
 def latent_states(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray) -> np.ndarray:
     """Normalised morning fitness, fatigue and fast fatigue (`params.state_normaliser`: a
-    constant daily load w gives w), (S, T, 3), for S parameter draws.
+    constant daily load w gives w), (S, T, 3), for S parameter draws of one athlete's loads
+    `load`, `hi_load` (T,), or of each draw's own (S, T) (several athletes' draws stacked).
 
     The series starts at the steady state of the mean load of its first `WARM_START_DAYS` days
     (a trained start).
     """
     decays = channel_decays(p)  # (S, C)
-    initial = banister.steady_morning_state(np.mean(load[:WARM_START_DAYS]),
-                                            np.mean(hi_load[:WARM_START_DAYS]), decays)
-    states = banister.morning_states(np.broadcast_to(load, decays.shape[:1] + load.shape),
-                                     np.broadcast_to(hi_load, decays.shape[:1] + load.shape),
-                                     decays, initial)
+    initial = banister.steady_morning_state(np.mean(load[..., :WARM_START_DAYS], axis=-1),
+                                            np.mean(hi_load[..., :WARM_START_DAYS], axis=-1),
+                                            decays)
+    shape = decays.shape[:1] + load.shape[-1:]
+    states = banister.morning_states(np.broadcast_to(load, shape),
+                                     np.broadcast_to(hi_load, shape), decays, initial)
     return states[..., :3] * state_normaliser(decays[:, None, :3])
 
 

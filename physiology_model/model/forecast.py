@@ -120,13 +120,15 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     fitted before they were in the likelihood, its `drift` setting, and a target not in `drift`
     has the single AR(1), i.e. conditioned on its last observed value) and pushed forward. Returns {target:
     (mean, sd)}, each (n_origins, n_draws, horizon), on the model scale: hrv ln ms, rhr bpm,
-    recovery logit. The predictive is the equally weighted mixture over draws.
+    recovery logit. The predictive is the equally weighted mixture over draws. The series'
+    arrays are one athlete's (T,), or each draw's own (S, T): draws of several athletes with
+    the same calendar length, stacked (each draw's forecast is its own, elementwise).
     """
     origins = np.asarray(origins, dtype=int)
     drift = drift or {}
     lat = latent_states(p, series.load, series.hi_load)
     means = observation_means(p, lat)
-    n_days = len(series.load)
+    n_days = series.load.shape[-1]
     target_days = origins[:, None] + np.arange(horizon)[None, :]  # (O, H)
     if (target_days.max(initial=-1) >= n_days
             or origins.min(initial=WARM_START_DAYS) < WARM_START_DAYS):
@@ -136,7 +138,7 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     # the targets' filters are independent and elementwise over draws: one filter of the
     # three stacked along the draw axis (one loop over the days, not three)
     targets = observed_targets(series)
-    resid = np.concatenate([y[None, :] - means[t] for t, y in targets.items()])  # (3S, T)
+    resid = np.concatenate([y - means[t] for t, y in targets.items()])  # (3S, T)
     n_draws = means[next(iter(targets))].shape[0]
     parts = [noise_components(p, t, drift.get(t, NO_DRIFT)) for t in targets]
     components = NoiseComponents(*(np.concatenate([np.broadcast_to(getattr(c, f), (n_draws,))
