@@ -240,7 +240,7 @@ class _MedianMornings:
     def __init__(self, model, rows: Sequence[pd.DataFrame], params: Sequence[Any],
                  days: int) -> None:
         from physiology_model.model.arrays import daily_loads
-        from physiology_model.model.forecast import AthleteSeries, plan_frame, series_from_frame
+        from physiology_model.model.forecast import plan_frame, series_from_frame, stack_athletes
 
         self.model, self.params, self.day = model, list(params), 0
         residual = getattr(model, "residual_", None)
@@ -250,23 +250,16 @@ class _MedianMornings:
         # each action's (w, u) as a planned day of `predict` gets them
         self.w, self.u = daily_loads(_planned(np.arange(len(ACTIONS))))
         rest = _planned(np.zeros(days, dtype=np.int64))
-        self.groups: list[tuple] = []  # (start, members, stacked series, draws, sizes)
+        self.groups: list[tuple] = []  # (start, members, draws, stacked series, bounds)
         built: dict[tuple[int, int], list[tuple[int, Any]]] = {}
         for i, r in enumerate(rows):
             frame, start = plan_frame(r, rest)
             series = series_from_frame(frame)
             built.setdefault((start, len(series.load)), []).append((i, series))
         for (start, _), members in built.items():
-            sizes = [len(self.params[i]["tau_fat_days"]) for i, _ in members]
-            stacked = AthleteSeries(
-                dates=members[0][1].dates, source=members[0][1].source,
-                **{f: np.concatenate([np.broadcast_to(getattr(x, f), (n, len(x.load)))
-                                      for (_, x), n in zip(members, sizes)])
-                   for f in ("load", "hi_load", "hrv", "rhr", "recovery_logit")})
-            p = {k: np.concatenate([np.broadcast_to(self.params[i][k], (n,))
-                                    for (i, _), n in zip(members, sizes)])
-                 for k in self.params[members[0][0]]}
-            self.groups.append((start, [i for i, _ in members], stacked, p, sizes))
+            p, stacked, bounds = stack_athletes([self.params[i] for i, _ in members],
+                                                [x for _, x in members])
+            self.groups.append((start, [i for i, _ in members], p, stacked, bounds))
 
     def after(self, actions: np.ndarray, rows: Sequence[pd.DataFrame],
               rngs: Sequence[np.random.Generator]) -> list[dict[str, float]]:
@@ -282,15 +275,14 @@ class _MedianMornings:
         from physiology_model.model.forecast import forecast_gaussians, sample_gaussians
 
         out: list[Any] = [None] * len(rows)
-        for start, members, series, p, sizes in self.groups:
+        for start, members, p, series, bounds in self.groups:
             today = start + self.day
-            ends = np.cumsum(sizes)
-            for i, lo, hi in zip(members, ends - sizes, ends):
+            for i, (lo, hi) in zip(members, bounds):
                 series.load[lo:hi, today] = self.w[actions[i]]
                 series.hi_load[lo:hi, today] = self.u[actions[i]]
             gaussians = forecast_gaussians(p, series, np.array([today + 1]), 1,
                                            self.model.drift_)
-            for i, lo, hi in zip(members, ends - sizes, ends):
+            for i, (lo, hi) in zip(members, bounds):
                 samples = sample_gaussians({t: (m[:, lo:hi], sd[:, lo:hi])
                                             for t, (m, sd) in gaussians.items()},
                                            ROLLOUT_SAMPLES, rngs[i])
@@ -766,15 +758,19 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
         planner_name = "mpc"
         if tested is not None:
             note_tests(planner, first)
-    return [_details(model, a, sessions[i], free_first[i], planner_name, predict_rngs[i],
-                     params[i]) for i, a in enumerate(group)]
+    # the predicted mornings of every plan, forecast together
+    preds = model.predict_batch([a.history for a in group],
+                                [_planned(sessions[i]) for i in range(n)], n_samples=500,
+                                rngs=predict_rngs, params=params)
+    return [_details(a, sessions[i], free_first[i], planner_name, preds[i])
+            for i, a in enumerate(group)]
 
 
-def _details(model, athlete: _Athlete, sessions: np.ndarray, free_first: int | None,
-             planner_name: str, rng: np.random.Generator, params: Any) -> PlanDetails:
-    """One athlete's plan from its sessions: the predicted mornings after each, the rules."""
+def _details(athlete: _Athlete, sessions: np.ndarray, free_first: int | None,
+             planner_name: str, pred) -> PlanDetails:
+    """One athlete's plan from its sessions and the predicted mornings after each (`pred`),
+    with the rules."""
     history, facts, reasons = athlete.history, athlete.facts, athlete.reasons
-    pred = model.predict(history, _planned(sessions), n_samples=500, rng=rng, params=params)
     samples = pred.samples
     loads = action_loads(sessions)
     out_days = []

@@ -239,10 +239,10 @@ def test_one_athlete_failing_inside_a_batch_is_its_error_row(synthetic, monkeypa
     whole = recommend(spec, synthetic, exports_per_task=3, progress=False)
     details = rec._details
 
-    def failing(model, athlete, *args, **kwargs):
+    def failing(athlete, *args, **kwargs):
         if athlete.uid.endswith("000001"):
             raise RuntimeError("boom")
-        return details(model, athlete, *args, **kwargs)
+        return details(athlete, *args, **kwargs)
 
     monkeypatch.setattr(rec, "_details", failing)
     rows = recommend(spec, synthetic, exports_per_task=3, progress=False)

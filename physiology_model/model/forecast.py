@@ -4,7 +4,7 @@ filtered through the observed residuals (`drift.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +67,24 @@ def series_from_frame(frame: pd.DataFrame) -> AthleteSeries:
         rhr=f["rhr_bpm"].to_numpy(dtype=float),
         recovery_logit=recovery_to_logit(f["recovery_pct"].to_numpy(dtype=float)),
         source=str(sources.iloc[-1]) if len(sources) else None)
+
+
+def stack_athletes(draws: Sequence[dict[str, np.ndarray]], series: Sequence[AthleteSeries]
+                   ) -> tuple[dict[str, np.ndarray], AthleteSeries, list[tuple[int, int]]]:
+    """Several athletes' posterior draws and series (the same calendar length) as one set of
+    draws with per-draw series (S_total, T), for `forecast_gaussians` to forecast them in one
+    pass; returns the draws, the series (new arrays, writable) and each athlete's (start, end)
+    rows of the draws."""
+    sizes = [len(np.asarray(d["tau_fat_days"])) for d in draws]
+    ends = np.cumsum(sizes)
+    p = {k: np.concatenate([np.broadcast_to(d[k], (n,)) for d, n in zip(draws, sizes)])
+         for k in draws[0]}
+    stacked = AthleteSeries(
+        dates=series[0].dates, source=series[0].source,
+        **{f: np.concatenate([np.broadcast_to(getattr(x, f), (n, x.load.shape[-1]))
+                              for x, n in zip(series, sizes)])
+           for f in ("load", "hi_load", "hrv", "rhr", "recovery_logit")})
+    return p, stacked, [(int(e - n), int(e)) for e, n in zip(ends, sizes)]
 
 
 PLAN_LOAD_COLUMNS: tuple[str, ...] = ("load_trimp", "z4_min", "z5_min", "strength_min")

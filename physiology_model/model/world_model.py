@@ -31,10 +31,10 @@ from __future__ import annotations
 import json
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ from physiology_model.dynamics.observation import (
     TARGETS,
     WARM_START_DAYS,
     latent_states,
+    logit_to_recovery,
     observation_means,
 )
 from physiology_model.dynamics.params import (  # noqa: F401 - ATHLETE_PARAMS and the load scales
@@ -79,10 +80,13 @@ from physiology_model.model.drift import (
 )
 from physiology_model.model.forecast import (
     AthleteSeries,
+    forecast_gaussians,
     forecast_samples,
     observed_targets,
     plan_frame,
+    sample_gaussians,
     series_from_frame,
+    stack_athletes,
 )
 from physiology_model.model.model_files import check_model_meta, config_field_names, read_posterior
 from physiology_model.model.personalize import (
@@ -413,35 +417,75 @@ class WorldModel:
         `periodize model evaluate`; the other targets are the Banister forecast, bit for bit.
         `params`: the athlete's posterior draws when the caller already has them
         (`athlete_params(history, rng)`, e.g. once for a plan rolled forward day by day);
-        None draws them here.
+        None draws them here. `predict_batch` with a batch of one.
         """
+        (out,) = self.predict_batch([history], [planned_loads], n_samples,
+                                    [rng or np.random.default_rng(0)], use_residual, [params])
+        return out
+
+    def predict_batch(self, histories: Sequence[pd.DataFrame],
+                      planned_loads: Sequence[pd.DataFrame], n_samples: int = 500,
+                      rngs: Sequence[np.random.Generator] | None = None,
+                      use_residual: bool = True,
+                      params: Sequence[dict[str, np.ndarray] | None] | None = None
+                      ) -> list[Prediction]:
+        """`predict` for several athletes, each from its own stream `rngs[i]` and draws
+        `params[i]`: each athlete's prediction is the one `predict` gives it alone, bit for bit.
+        The Banister forecasts of athletes with the same calendar length, origin and horizon
+        run as one, their draws stacked (`forecast.forecast_gaussians` on per-draw series)."""
         self._check_fitted()
-        rng = rng or np.random.default_rng(0)
-        if "load_trimp" not in planned_loads.columns or planned_loads["load_trimp"].isna().any():
-            raise ValueError("planned_loads needs a load_trimp for every planned day")
-        horizon = len(planned_loads)
-        params = self.athlete_params(history, rng) if params is None else params
-        frame, start = plan_frame(history, planned_loads)
-        full = series_from_frame(frame)
-        origin = start + 1  # the first morning after the first planned day
+        n = len(histories)
+        rngs = list(rngs) if rngs is not None else [np.random.default_rng(0) for _ in range(n)]
+        given = list(params) if params is not None else [None] * n
+        draws, frames, starts, series = [], [], [], []
+        for history, plan, rng, p in zip(histories, planned_loads, rngs, given):
+            if "load_trimp" not in plan.columns or plan["load_trimp"].isna().any():
+                raise ValueError("planned_loads needs a load_trimp for every planned day")
+            draws.append(self.athlete_params(history, rng) if p is None else p)
+            frame, start = plan_frame(history, plan)
+            frames.append(frame)
+            starts.append(start)
+            series.append(series_from_frame(frame))
+        horizons = [len(plan) for plan in planned_loads]
         residual = getattr(self, "residual_", None) if use_residual else None
+        samples: list[Any] = [None] * n
         if residual is not None and any(residual.enabled.values()):
             from physiology_model.model.hybrid import forecast_with_residual
 
-            samples = forecast_with_residual(params, residual, frame, np.array([origin]),
-                                             horizon, n_samples, rng, self.drift_)
+            for i in range(n):
+                samples[i] = forecast_with_residual(draws[i], residual, frames[i],
+                                                    np.array([starts[i] + 1]), horizons[i],
+                                                    n_samples, rngs[i], self.drift_)
         else:
-            samples = forecast_samples(params, full, np.array([origin]), horizon, n_samples, rng,
-                                       self.drift_)
-        calibration = self.interval_calibration(history)
-        if calibration is not None:
-            samples = calibration[0].apply(samples, calibration[1])
-        lat = latent_states(params, full.load, full.hi_load)
-        draw = rng.integers(0, lat.shape[0], size=n_samples)
-        days = origin + np.arange(horizon)
-        latents = {name: lat[draw][:, days, i] for i, name in enumerate(LATENTS)}
-        return Prediction(dates=full.dates[start:start + horizon],
-                          samples={k: v[0] for k, v in samples.items()}, latents=latents)
+            groups: dict[tuple[int, int, int], list[int]] = {}
+            for i in range(n):
+                key = (len(series[i].load), starts[i], horizons[i])
+                groups.setdefault(key, []).append(i)
+            for (_, start, horizon), members in groups.items():
+                p, stacked, bounds = stack_athletes([draws[i] for i in members],
+                                                  [series[i] for i in members])
+                gaussians = forecast_gaussians(p, stacked, np.array([start + 1]), horizon,
+                                               self.drift_)
+                for i, (lo, hi) in zip(members, bounds):
+                    out = sample_gaussians({t: (m[:, lo:hi], sd[:, lo:hi])
+                                            for t, (m, sd) in gaussians.items()},
+                                           n_samples, rngs[i])
+                    out["recovery"] = logit_to_recovery(out["recovery"])
+                    samples[i] = out
+        predictions = []
+        for i in range(n):
+            calibration = self.interval_calibration(histories[i])
+            if calibration is not None:
+                samples[i] = calibration[0].apply(samples[i], calibration[1])
+            full, start, horizon = series[i], starts[i], horizons[i]
+            lat = latent_states(draws[i], full.load, full.hi_load)
+            draw = rngs[i].integers(0, lat.shape[0], size=n_samples)
+            days = start + 1 + np.arange(horizon)
+            latents = {name: lat[draw][:, days, k] for k, name in enumerate(LATENTS)}
+            predictions.append(Prediction(dates=full.dates[start:start + horizon],
+                                          samples={k: v[0] for k, v in samples[i].items()},
+                                          latents=latents))
+        return predictions
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
