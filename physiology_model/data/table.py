@@ -157,6 +157,26 @@ def _empty_template() -> pd.DataFrame:
     return frame[list(ALL_COLUMNS)]
 
 
+_TEXT = pd.api.types.pandas_dtype(str)
+"""pandas' text dtype, which `astype(str)` gives."""
+
+
+@lru_cache(maxsize=1)
+def _template_dtypes() -> dict[str, object]:
+    """Each column's dtype in `_empty_template`."""
+    return dict(_empty_template().dtypes)
+
+
+def _as_template(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Column `name` of `frame` (indexed 0..n-1) with the dtype the concatenation onto
+    `_empty_template` gives it: the column itself when it has the template's dtype already,
+    else that concatenation, of this column alone."""
+    column = frame[name]
+    if column.dtype == _template_dtypes()[name]:
+        return column
+    return pd.concat([_empty_template()[[name]], frame[[name]]], ignore_index=True)[name]
+
+
 def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.DataFrame:
     """Check and normalise one loader's output into canonical columns, types and order.
 
@@ -170,7 +190,9 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
       they know how to, and say so);
     - rows are sorted by user_id, date.
 
-    Returns a new frame; the input is not modified.
+    Returns a new frame; the input is not modified. Every column is checked and sorted as a
+    plain array and the frame is built once at the end: a pandas operation per column and
+    check cost most of a validation.
     """
     path = str(path)
     unknown = set(frame.columns) - set(ALL_COLUMNS)
@@ -179,21 +201,31 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
     for key in KEY_COLUMNS:
         if key not in frame.columns:
             raise ValueError(f"loader for {path} produced no {key!r} column")
-    out = pd.concat([_empty_template(), frame.reset_index(drop=True)],
-                    ignore_index=True)[list(ALL_COLUMNS)]
-    if out["user_id"].isna().any():
+    frame = frame.reset_index(drop=True)
+    n = len(frame)
+    users = frame["user_id"]
+    if users.dtype != _TEXT:  # text is already what the conversion below makes of it
+        users = _as_template(frame, "user_id")
+    if users.isna().any():
         raise DataError(path, "rows without a user id")
-    out["user_id"] = out["user_id"].astype(str)
-    dates = pd.to_datetime(out["date"], errors="coerce")
+    users = users.astype(str)
+    dates = pd.to_datetime(_as_template(frame, "date"), errors="coerce")
     if dates.isna().any():
-        n = int(dates.isna().sum())
-        raise DataError(path, f"{n} rows have no readable date")
+        n_bad = int(dates.isna().sum())
+        raise DataError(path, f"{n_bad} rows have no readable date")
     if getattr(dates.dt, "tz", None) is not None:
         dates = dates.dt.tz_localize(None)
-    out["date"] = dates.dt.normalize().astype("datetime64[ns]")
+    if dates.dtype == np.dtype("datetime64[ns]"):  # midnight, on the array (floors as pandas does)
+        days = dates.to_numpy().astype("datetime64[D]").astype("datetime64[ns]")
+    else:  # pandas' conversion refuses a date outside the datetime64[ns] range
+        days = dates.dt.normalize().astype("datetime64[ns]").to_numpy()
 
+    columns: dict[str, np.ndarray] = {}
     for name, col in NUMERIC_COLUMNS.items():
-        column = out[name]
+        if name not in frame.columns:
+            columns[name] = np.full(n, np.nan)
+            continue
+        column = _as_template(frame, name)
         if column.dtype != np.float64:  # a float column has no text to convert or refuse
             numbers = pd.to_numeric(column, errors="coerce").astype("float64")
             bad_text = column.notna() & numbers.isna()
@@ -202,7 +234,6 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
                 raise DataError(path, f"column {name}: {int(bad_text.sum())} values are not "
                                       f"numbers (e.g. {example!r})")
             column = numbers
-        # the checks on the plain array: a pandas operation per check cost most of a validation
         values = column.to_numpy(dtype=np.float64, copy=True)
         finite = ~np.isnan(values)
         n_finite = int(finite.sum())
@@ -230,26 +261,47 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
                     f"{name}: values outside {col.lo:g}-{col.hi:g} {col.unit} set to missing "
                     f"(seen {lo_ex:g}..{hi_ex:g})", n_out)
             values[outside] = np.nan
-        out[name] = values
+        columns[name] = values
 
     for name, allowed in CATEGORICAL_COLUMNS.items():
-        values = out[name].astype("object").where(out[name].notna(), None)
+        if name in frame.columns:
+            values = _as_template(frame, name).to_numpy(dtype=object, copy=True)
+            values[pd.isna(values)] = None
+        else:
+            values = np.full(n, None, dtype=object)
         if allowed is not None:
-            bad = values.notna() & ~values.isin(allowed)
-            if bad.any():
+            bad = [v for v in values if v is not None and v not in allowed]
+            if bad:
                 raise ValueError(f"loader for {path} produced {name} values "
-                                 f"{sorted(set(values[bad]))}, allowed {allowed}")
-        out[name] = values
+                                 f"{sorted(set(bad))}, allowed {allowed}")
+        columns[name] = values
 
     # A load blanked above (or never known) has no basis.
-    out.loc[out["load_trimp"].isna(), "load_basis"] = None
+    columns["load_basis"][np.isnan(columns["load_trimp"])] = None
 
-    dup = out.duplicated(list(KEY_COLUMNS), keep=False)
+    user_ids = users.to_numpy(dtype=object)
+    _, user_codes = np.unique(user_ids, return_inverse=True)
+    day_codes = days.view(np.int64)
+    order = np.lexsort((day_codes, user_codes))  # stable: ties keep their order
+    same_key = ((user_codes[order][1:] == user_codes[order][:-1])
+                & (day_codes[order][1:] == day_codes[order][:-1]))
+    dup_sorted = np.zeros(n, dtype=bool)
+    dup_sorted[1:] |= same_key
+    dup_sorted[:-1] |= same_key
+    dup = np.empty(n, dtype=bool)
+    dup[order] = dup_sorted
     if dup.any():
-        first = out.loc[dup].iloc[0]
+        first = int(np.flatnonzero(dup)[0])
         raise DataError(path, f"{int(dup.sum())} rows share a (user, date) key, "
-                              f"e.g. {first['user_id']} on {first['date']:%Y-%m-%d}")
-    return out.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+                              f"e.g. {user_ids[first]} on {pd.Timestamp(days[first]):%Y-%m-%d}")
+
+    data: dict[str, object] = {"user_id": users.array.take(order), "date": days[order]}
+    for name in NUMERIC_COLUMNS:
+        data[name] = columns[name][order]
+    for name in CATEGORICAL_COLUMNS:
+        # a Series keeps the object dtype (a bare object array of text would become `str`)
+        data[name] = pd.Series(columns[name][order], dtype=object, copy=False)
+    return pd.DataFrame(data)
 
 
 @dataclass(frozen=True)
