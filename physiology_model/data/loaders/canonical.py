@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from physiology_model.data.loaders._io import header_of, read_csv, to_local_date, to_number
+from physiology_model.data.loaders._io import header_of, read_csv, to_local_date, to_numbers
 from physiology_model.data.table import ALL_COLUMNS, CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, NoteLog
 from physiology_model.errors import DataError
 
@@ -45,9 +45,9 @@ class CanonicalLoader:
                     raise DataError(path, f"columns {unknown} are not canonical daily-table "
                                           f"columns (see physiology_model.data.table)")
                 frame["date"] = to_local_date(frame, "date", path, log)
-                for name in NUMERIC_COLUMNS:
-                    if name in frame.columns:
-                        frame[name] = to_number(frame, name, path)
+                numeric = [name for name in NUMERIC_COLUMNS if name in frame.columns]
+                for name, values in to_numbers(frame, numeric, path).items():
+                    frame[name] = values
             if "user_id" not in frame.columns:
                 frame.insert(0, "user_id", user_hint)
             if "source" not in frame.columns or frame["source"].isna().all():
