@@ -304,6 +304,18 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
     return pd.DataFrame(data)
 
 
+def athlete_rows(frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """(user id, positions of its rows in date order, ties in frame order) for each user of a
+    validated frame, in the order of their first row (`groupby(sort=False)`'s order): the
+    per-athlete rules index plain arrays with them instead of building a sub-frame each."""
+    codes, users = pd.factorize(frame["user_id"])
+    days = frame["date"].to_numpy().view(np.int64)
+    order = np.lexsort((days, codes))  # stable
+    order = order[codes[order] >= 0]  # no missing user ids in a validated frame; as groupby
+    bounds = np.cumsum(np.bincount(codes[order], minlength=len(users)))[:-1]
+    return list(zip(users, np.split(order, bounds)))
+
+
 @dataclass(frozen=True)
 class DailyTable:
     """A validated daily table plus the notes made while building it.

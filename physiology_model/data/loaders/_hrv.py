@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from physiology_model.data.table import NoteLog
+from physiology_model.data.table import NoteLog, athlete_rows
 
 SDNN_SUFFIX = "_sdnn"
 ARTEFACT_RATIO = 3.0
@@ -55,20 +55,27 @@ RHR_AGREES = 0.10
 
 
 def sdnn_stand_in(frame: pd.DataFrame, log: NoteLog, origins: dict[str, str]) -> pd.DataFrame:
-    """SDNN as the HRV channel for athletes with no RMSSD at all (module doc)."""
-    out = frame.copy()
-    for uid, rows in out.groupby("user_id", sort=False).groups.items():
-        sub = out.loc[rows]
-        if sub["hrv_rmssd_ms"].notna().any() or not sub["hrv_sdnn_ms"].notna().any():
+    """SDNN as the HRV channel for athletes with no RMSSD at all (module doc). `frame` is a
+    validated table; it is returned as it is when no athlete needs the stand-in."""
+    rmssd = frame["hrv_rmssd_ms"].to_numpy(dtype=float, copy=True)
+    sdnn = frame["hrv_sdnn_ms"].to_numpy(dtype=float)
+    source = frame["source"].to_numpy(dtype=object, copy=True)
+    changed = False
+    for uid, rows in athlete_rows(frame):
+        if not np.isnan(rmssd[rows]).all() or np.isnan(sdnn[rows]).all():
             continue
-        out.loc[rows, "hrv_rmssd_ms"] = sub["hrv_sdnn_ms"]
-        out.loc[rows, "source"] = sub["source"].fillna("unknown").astype(str) + SDNN_SUFFIX
-        n = int(sub["hrv_sdnn_ms"].notna().sum())
-        named = out.loc[rows, "source"].iloc[0]
+        rmssd[rows] = sdnn[rows]
+        source[rows] = [("unknown" if pd.isna(v) else str(v)) + SDNN_SUFFIX for v in source[rows]]
+        n = int(np.count_nonzero(~np.isnan(sdnn[rows])))
+        named = source[rows.min()]  # the athlete's first row in the frame
         log.add(origins.get(uid, uid), "repair",
                 f"{uid}: no RMSSD in the export; its SDNN stands in as the HRV channel, under "
                 f"the source '{named}' (a level of its own, learnt from the athlete's data)", n)
-    return out
+        changed = True
+    if not changed:
+        return frame
+    return frame.assign(hrv_rmssd_ms=rmssd,
+                        source=pd.Series(source, index=frame.index, dtype=object))
 
 
 def _rhr_agrees(rhr: np.ndarray, i: int, side: int) -> bool:
@@ -82,12 +89,12 @@ def _rhr_agrees(rhr: np.ndarray, i: int, side: int) -> bool:
     return change >= RHR_AGREES if side < 0 else change <= -RHR_AGREES
 
 
-def artefact_mask(dates: pd.Series, hrv: pd.Series, rhr: pd.Series | None = None
-                  ) -> tuple[np.ndarray, bool]:
+def artefact_mask(dates: pd.Series | np.ndarray, hrv: pd.Series | np.ndarray,
+                  rhr: pd.Series | np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """(which mornings are artefacts, whether the last morning is out of band but unconfirmed)
-    for one athlete's mornings sorted by date (module doc)."""
-    values = hrv.to_numpy(dtype=float)
-    heart = (np.full(len(values), np.nan) if rhr is None else rhr.to_numpy(dtype=float))
+    for one athlete's mornings sorted by date (module doc); Series or arrays."""
+    values = np.asarray(hrv, dtype=float)
+    heart = np.full(len(values), np.nan) if rhr is None else np.asarray(rhr, dtype=float)
     days = pd.DatetimeIndex(dates)
     measured = np.flatnonzero(np.isfinite(values) & (values > 0))
     logs = np.log(values[measured]) if measured.size else np.array([])
@@ -120,25 +127,29 @@ def artefact_mask(dates: pd.Series, hrv: pd.Series, rhr: pd.Series | None = None
 
 def filter_hrv_artefacts(frame: pd.DataFrame, log: NoteLog,
                          origins: dict[str, str]) -> pd.DataFrame:
-    """Isolated implausible HRV mornings set to missing (module doc)."""
-    out = frame.copy()
-    for uid, rows in out.groupby("user_id", sort=False).groups.items():
-        sub = out.loc[rows].sort_values("date", kind="stable")
-        mask, pending = artefact_mask(sub["date"], sub["hrv_rmssd_ms"], sub["rhr_bpm"])
+    """Isolated implausible HRV mornings set to missing (module doc). `frame` is a validated
+    table; it is returned as it is when no morning is set to missing."""
+    dates = frame["date"].to_numpy()
+    hrv = frame["hrv_rmssd_ms"].to_numpy(dtype=float, copy=True)
+    rhr = frame["rhr_bpm"].to_numpy(dtype=float)
+    changed = False
+    for uid, rows in athlete_rows(frame):
+        mask, pending = artefact_mask(dates[rows], hrv[rows], rhr[rows])
         where = origins.get(uid, uid)
         if mask.any():
-            hit = sub.index[mask]
-            shown = ", ".join(f"{d:%Y-%m-%d} {v:.0f} ms" for d, v in
-                              zip(out.loc[hit, "date"][:5], out.loc[hit, "hrv_rmssd_ms"][:5]))
+            hit = rows[mask]
+            shown = ", ".join(f"{pd.Timestamp(d):%Y-%m-%d} {v:.0f} ms" for d, v in
+                              zip(dates[hit][:5], hrv[hit][:5]))
             more = f" and {len(hit) - 5} more" if len(hit) > 5 else ""
             log.add(where, "repair",
                     f"{uid}: isolated HRV mornings more than {ARTEFACT_RATIO:g}x off the median "
                     f"of the previous {BASELINE_MORNINGS} taken as artefacts and set to missing "
                     f"({shown}{more})", int(mask.sum()))
-            out.loc[hit, "hrv_rmssd_ms"] = np.nan
+            hrv[hit] = np.nan
+            changed = True
         if pending:
             log.add(where, "repair",
                     f"{uid}: the last HRV morning is more than {ARTEFACT_RATIO:g}x off the recent "
                     f"median and nothing confirms it yet: treated as an artefact until the next "
                     f"morning agrees")
-    return out
+    return frame.assign(hrv_rmssd_ms=hrv) if changed else frame

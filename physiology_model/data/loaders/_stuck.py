@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from physiology_model.data.table import NoteLog
+from physiology_model.data.table import NoteLog, athlete_rows
 
 STUCK_RUN_DAYS = 7
 STUCK_COLUMNS = ("rhr_bpm", "hrv_rmssd_ms", "hrv_sdnn_ms", "recovery_pct")
@@ -36,8 +36,12 @@ def stuck_runs(dates: pd.Series, values: pd.Series, min_days: int = STUCK_RUN_DA
                ) -> np.ndarray:
     """Which rows (in the order given; `dates` sorted ascending) lie in a run of at least
     `min_days` consecutive calendar days with the identical measured value."""
-    day = pd.to_datetime(dates).to_numpy("datetime64[D]")
-    x = values.to_numpy(dtype=float)
+    return _runs(pd.to_datetime(dates).to_numpy("datetime64[D]"), values.to_numpy(dtype=float),
+                 min_days)
+
+
+def _runs(day: np.ndarray, x: np.ndarray, min_days: int = STUCK_RUN_DAYS) -> np.ndarray:
+    """`stuck_runs` on arrays: `day` as datetime64[D], `x` as float."""
     joined = np.zeros(len(x), dtype=bool)  # row k continues the run of row k - 1
     if len(x) > 1:
         joined[1:] = ((x[1:] == x[:-1]) & np.isfinite(x[1:])
@@ -50,24 +54,30 @@ def stuck_runs(dates: pd.Series, values: pd.Series, min_days: int = STUCK_RUN_DA
 def blank_stuck_runs(frame: pd.DataFrame, log: NoteLog,
                      origins: dict[str, str]) -> pd.DataFrame:
     """Runs of identical readings set to missing, with one `repair` note per athlete and
-    channel (module doc)."""
-    out = frame.copy()
-    for uid, rows in out.groupby("user_id", sort=False).groups.items():
-        sub = out.loc[rows].sort_values("date", kind="stable")
-        for column in STUCK_COLUMNS:
-            if column not in sub or sub[column].notna().sum() < STUCK_RUN_DAYS:
+    channel (module doc). `frame` is a validated table; it is returned as it is when
+    nothing is blanked."""
+    day = frame["date"].to_numpy("datetime64[D]")
+    stamps = frame["date"].to_numpy()
+    columns = {c: frame[c].to_numpy(dtype=float, copy=True) for c in STUCK_COLUMNS if c in frame}
+    blanked = []
+    for uid, rows in athlete_rows(frame):
+        for column, x in columns.items():
+            if np.count_nonzero(~np.isnan(x[rows])) < STUCK_RUN_DAYS:
                 continue
-            mask = stuck_runs(sub["date"], sub[column])
+            mask = _runs(day[rows], x[rows])
             if not mask.any():
                 continue
-            hit = sub.index[mask]
-            values = sorted({float(v) for v in out.loc[hit, column]})
+            hit = rows[mask]
+            values = sorted({float(v) for v in x[hit]})
             shown = ", ".join(f"{v:g}" for v in values[:3]) + (" ..." if len(values) > 3 else "")
-            first, last = out.loc[hit, "date"].min(), out.loc[hit, "date"].max()
+            first, last = pd.Timestamp(stamps[hit].min()), pd.Timestamp(stamps[hit].max())
             log.add(origins.get(uid, uid), "repair",
                     f"{uid}: {column} repeats the same value ({shown}) on {STUCK_RUN_DAYS} or "
                     f"more days in a row between {first:%Y-%m-%d} and {last:%Y-%m-%d}: a value "
                     f"carried forward, not a nightly measurement; those days set to missing",
                     int(mask.sum()))
-            out.loc[hit, column] = np.nan
-    return out
+            x[hit] = np.nan
+            blanked.append(column)
+    if not blanked:
+        return frame
+    return frame.assign(**{c: columns[c] for c in dict.fromkeys(blanked)})
