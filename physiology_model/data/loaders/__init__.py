@@ -28,7 +28,7 @@ from physiology_model.data.load import (
     fit_strain_calibration,
 )
 from physiology_model.data.loaders._people import check_gaps
-from physiology_model.data.table import DailyTable, NoteLog, validate_frame
+from physiology_model.data.table import DailyTable, NoteLog, athlete_rows, validate_frame
 from physiology_model.errors import DataError
 
 
@@ -294,8 +294,8 @@ def load_exports(paths: Sequence[str | Path], *, loaders: Sequence[Loader] | Non
                     frame["source"] = loader.source
                 frame = validate_frame(frame, where, log)
                 frame = validate_frame(derive_load_columns(frame, log, str(where)), where, log)
-                for uid, rows in frame.groupby("user_id", sort=False):
-                    check_gaps(rows, where)  # two people's histories one after the other
+                for _, rows in athlete_rows(frame):  # two people's histories one after the other
+                    check_gaps(frame.iloc[rows], where)
                 for uid in frame["user_id"].unique():
                     if uid in owner and owner[uid] != str(where):
                         raise DataError(where, f"user {uid!r} was already read from {owner[uid]}; "

@@ -83,18 +83,23 @@ def check_gaps(frame: pd.DataFrame, where: str | Path) -> None:
     naming `where`, the dates and the levels."""
     if "hrv_rmssd_ms" not in frame or "rhr_bpm" not in frame:
         return
-    rows = frame[["date", "hrv_rmssd_ms", "rhr_bpm"]].dropna().sort_values("date")
-    if len(rows) < 2 * MIN_MORNINGS:
+    dates = pd.to_datetime(frame["date"]).to_numpy()
+    hrv = frame["hrv_rmssd_ms"].to_numpy(dtype=float)
+    rhr = frame["rhr_bpm"].to_numpy(dtype=float)
+    both = ~(np.isnat(dates) | np.isnan(hrv) | np.isnan(rhr))
+    if np.count_nonzero(both) < 2 * MIN_MORNINGS:
         return
-    dates = pd.to_datetime(rows["date"]).reset_index(drop=True)
-    gaps = dates.diff().dt.days
-    for i in np.flatnonzero((gaps >= JUNCTION_GAP_DAYS).to_numpy()):
-        before = levels(rows["hrv_rmssd_ms"].iloc[:i], rows["rhr_bpm"].iloc[:i], last=True)
-        after = levels(rows["hrv_rmssd_ms"].iloc[i:], rows["rhr_bpm"].iloc[i:], last=False)
+    order = np.argsort(dates[both], kind="stable")
+    dates, hrv, rhr = dates[both][order], hrv[both][order], rhr[both][order]
+    gaps = (dates[1:] - dates[:-1]) // np.timedelta64(1, "D")  # gaps[i - 1]: before row i
+    for i in np.flatnonzero(gaps >= JUNCTION_GAP_DAYS) + 1:
+        before = levels(pd.Series(hrv[:i]), pd.Series(rhr[:i]), last=True)
+        after = levels(pd.Series(hrv[i:]), pd.Series(rhr[i:]), last=False)
         if two_people(before, after):
             user = frame["user_id"].iloc[0] if "user_id" in frame else "this athlete"
-            raise DataError(where, f"{user}: across the {int(gaps.iloc[i])}-day gap from "
-                                   f"{dates.iloc[i - 1]:%Y-%m-%d} to {dates.iloc[i]:%Y-%m-%d}, "
+            raise DataError(where, f"{user}: across the {int(gaps[i - 1])}-day gap from "
+                                   f"{pd.Timestamp(dates[i - 1]):%Y-%m-%d} to "
+                                   f"{pd.Timestamp(dates[i]):%Y-%m-%d}, "
                                    f"{describe(before, after)}: one person's nightly HRV and "
                                    f"resting HR do not both jump that far, so these look like "
                                    f"two people's data read as one; give each person's export "
