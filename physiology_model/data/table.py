@@ -159,6 +159,7 @@ def _empty_template() -> pd.DataFrame:
 
 _TEXT = pd.api.types.pandas_dtype(str)
 """pandas' text dtype, which `astype(str)` gives."""
+_NANOSECONDS = np.dtype("datetime64[ns]")
 
 
 @lru_cache(maxsize=1)
@@ -168,12 +169,18 @@ def _template_dtypes() -> dict[str, object]:
 
 
 def _as_template(frame: pd.DataFrame, name: str) -> pd.Series:
-    """Column `name` of `frame` (indexed 0..n-1) with the dtype the concatenation onto
-    `_empty_template` gives it: the column itself when it has the template's dtype already,
-    else that concatenation, of this column alone."""
+    """Column `name` of `frame` with the dtype the concatenation onto `_empty_template` gives
+    it: the column itself when it has the template's dtype already, the same conversion for
+    text (object) and for dates in another unit (nanoseconds), else that concatenation, of
+    this column alone."""
     column = frame[name]
-    if column.dtype == _template_dtypes()[name]:
+    target = _template_dtypes()[name]
+    if column.dtype == target:
         return column
+    if column.dtype == _TEXT:
+        return column.astype(object)
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "M" and target.kind == "M":
+        return column.astype(target)
     return pd.concat([_empty_template()[[name]], frame[[name]]], ignore_index=True)[name]
 
 
@@ -201,7 +208,6 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
     for key in KEY_COLUMNS:
         if key not in frame.columns:
             raise ValueError(f"loader for {path} produced no {key!r} column")
-    frame = frame.reset_index(drop=True)
     n = len(frame)
     users = frame["user_id"]
     if users.dtype != _TEXT:  # text is already what the conversion below makes of it
@@ -209,16 +215,18 @@ def validate_frame(frame: pd.DataFrame, path: str | Path, log: NoteLog) -> pd.Da
     if users.isna().any():
         raise DataError(path, "rows without a user id")
     users = users.astype(str)
-    dates = pd.to_datetime(_as_template(frame, "date"), errors="coerce")
-    if dates.isna().any():
-        n_bad = int(dates.isna().sum())
-        raise DataError(path, f"{n_bad} rows have no readable date")
-    if getattr(dates.dt, "tz", None) is not None:
-        dates = dates.dt.tz_localize(None)
-    if dates.dtype == np.dtype("datetime64[ns]"):  # midnight, on the array (floors as pandas does)
-        days = dates.to_numpy().astype("datetime64[D]").astype("datetime64[ns]")
+    dates = _as_template(frame, "date")
+    if dates.dtype != _NANOSECONDS:  # (to_datetime leaves such a column as it is)
+        dates = pd.to_datetime(dates, errors="coerce")
+        if getattr(dates.dt, "tz", None) is not None:
+            dates = dates.dt.tz_localize(None)
+    days = dates.to_numpy()
+    if np.isnat(days).any():
+        raise DataError(path, f"{int(np.isnat(days).sum())} rows have no readable date")
+    if days.dtype == _NANOSECONDS:  # midnight, on the array (floors as pandas does)
+        days = days.astype("datetime64[D]").astype(_NANOSECONDS)
     else:  # pandas' conversion refuses a date outside the datetime64[ns] range
-        days = dates.dt.normalize().astype("datetime64[ns]").to_numpy()
+        days = dates.dt.normalize().astype(_NANOSECONDS).to_numpy()
 
     columns: dict[str, np.ndarray] = {}
     for name, col in NUMERIC_COLUMNS.items():
