@@ -89,6 +89,16 @@ def _rhr_agrees(rhr: np.ndarray, i: int, side: int) -> bool:
     return change >= RHR_AGREES if side < 0 else change <= -RHR_AGREES
 
 
+def _median(values: np.ndarray) -> float:
+    """`np.median` of a few finite values without its per-call cost (a thousand calls an
+    athlete-year): the same middle value, or the same mean of the middle two, (a + b) / 2."""
+    ordered = sorted(values.tolist())
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def artefact_mask(dates: pd.Series | np.ndarray, hrv: pd.Series | np.ndarray,
                   rhr: pd.Series | np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """(which mornings are artefacts, whether the last morning is out of band but unconfirmed)
@@ -102,7 +112,7 @@ def artefact_mask(dates: pd.Series | np.ndarray, hrv: pd.Series | np.ndarray,
     for k in range(measured.size):
         prior = logs[max(0, k - BASELINE_MORNINGS):k]
         if prior.size >= MIN_BASELINE:
-            dev = logs[k] - np.median(prior)
+            dev = logs[k] - _median(prior)
             if abs(dev) > np.log(ARTEFACT_RATIO) and not _rhr_agrees(
                     heart, int(measured[k]), int(np.sign(dev))):
                 side[k] = int(np.sign(dev))
