@@ -38,6 +38,9 @@ class CanonicalLoader:
                     frame = pd.read_parquet(path)
                 except Exception as exc:  # pyarrow raises several unrelated types
                     raise DataError(path, f"not a readable parquet file ({exc})") from None
+                for name in CATEGORICAL_COLUMNS:  # (read_csv's cells are text or None already)
+                    if name in frame.columns:
+                        frame[name] = frame[name].where(frame[name].notna(), None)
             else:
                 frame = read_csv(path, log)
                 unknown = [c for c in frame.columns if c not in ALL_COLUMNS]
@@ -52,9 +55,6 @@ class CanonicalLoader:
                 frame.insert(0, "user_id", user_hint)
             if "source" not in frame.columns or frame["source"].isna().all():
                 frame["source"] = self.source
-            for name in CATEGORICAL_COLUMNS:
-                if name in frame.columns:
-                    frame[name] = frame[name].where(frame[name].notna(), None)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
