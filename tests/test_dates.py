@@ -107,3 +107,19 @@ def test_a_date_no_wearable_recorded_is_one_error_naming_the_row(tmp_path, bad) 
     with pytest.raises(DataError, match=rf"daily.csv: column 'date': 1 dates outside "
                                         rf"1990-2099 \(e.g. {bad} 00:00:00 in data row 6\)"):
         load_exports([_canonical(tmp_path, days)])
+
+
+def test_to_numbers_is_to_number_of_each_column_and_names_the_first_bad_one():
+    from physiology_model.data.loaders._io import to_number, to_numbers
+
+    frame = pd.DataFrame({"a": ["45,3", "12%", None, "N/A"], "b": ["1.5", "--", "7", " 8 "],
+                          "c": ["1", "x", "y", "2"], "d": ["3", "4", "zz", "5"]}, dtype=object)
+    frame.attrs["decimal_comma"] = False
+    both = to_numbers(frame, ["a", "b"], Path("f.csv"))
+    for name in ("a", "b"):
+        assert both[name].equals(to_number(frame, name, Path("f.csv")))
+    assert both["a"].tolist()[:2] == [45.3, 12.0] and both["b"].tolist()[2:] == [7.0, 8.0]
+    with pytest.raises(DataError, match=r"f.csv: column 'c': 2 values are not numbers "
+                                        r"\(e.g. 'x' in data row 2\)"):
+        to_numbers(frame, ["a", "c", "d"], Path("f.csv"))
+    assert to_numbers(frame, [], Path("f.csv")) == {}

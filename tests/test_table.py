@@ -100,3 +100,44 @@ def test_notes_for_an_athlete_are_its_files_and_the_general_ones():
     assert [n.message for n in table.notes_for("b")] == ["b's repair", "not an export",
                                                           "combined"]
     assert DailyTable(pd.DataFrame(), notes).notes_for("a") == list(notes)  # origins unknown
+
+
+def test_validate_sorts_by_user_then_date_and_converts_each_dtype():
+    raw = pd.DataFrame({
+        "user_id": pd.Series(["b", "a", "b", "a"], dtype="str"),
+        "date": pd.to_datetime(["2024-01-02 07:30", "2024-01-03", "2024-01-01",
+                                "2024-01-01"], format="mixed").astype("datetime64[us]"),
+        "rhr_bpm": pd.Series(["50", "51", None, "52"], dtype=object),
+        "session": pd.Series(["rest", None, "hiit", "rest"], dtype="str"),
+    }).set_axis([7, 3, 5, 1])
+    out = validate_frame(raw, "x.csv", NoteLog())
+    assert out["user_id"].tolist() == ["a", "a", "b", "b"]
+    assert out["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-03",
+                                                             "2024-01-01", "2024-01-02"]
+    assert out["date"].dtype == "datetime64[ns]" and (out["date"].dt.hour == 0).all()
+    assert out["rhr_bpm"].tolist()[:2] == [52.0, 51.0] and out["rhr_bpm"].tolist()[3] == 50.0
+    assert np.isnan(out["rhr_bpm"][2])
+    assert out["session"].dtype == object
+    assert out["session"].tolist() == ["rest", None, "hiit", "rest"]
+    assert out["load_basis"].tolist() == [None] * 4
+    assert list(out.index) == [0, 1, 2, 3]
+
+
+def test_duplicate_keys_are_counted_and_the_first_in_frame_order_named():
+    raw = pd.DataFrame({"user_id": ["b", "a", "b", "a", "a"],
+                        "date": pd.to_datetime(["2024-01-05", "2024-01-02", "2024-01-05",
+                                                "2024-01-01", "2024-01-02"])})
+    with pytest.raises(DataError, match=r"x.csv: 4 rows share a \(user, date\) key, "
+                                        r"e.g. b on 2024-01-05"):
+        validate_frame(raw, "x.csv", NoteLog())
+
+
+def test_athlete_rows_are_each_users_rows_in_date_order():
+    from physiology_model.data.table import athlete_rows
+
+    frame = pd.DataFrame({"user_id": ["b", "a", "b", "a", "c"],
+                          "date": pd.to_datetime(["2024-01-03", "2024-01-01", "2024-01-01",
+                                                  "2024-01-02", "2024-01-01"])})
+    rows = [(user, positions.tolist()) for user, positions in athlete_rows(frame)]
+    assert rows == [("b", [2, 0]), ("a", [1, 3]), ("c", [4])]
+    assert athlete_rows(frame.iloc[:0]) == []
