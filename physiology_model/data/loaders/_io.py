@@ -340,14 +340,21 @@ def to_numbers(frame: pd.DataFrame, columns: list[str], path: Path) -> dict[str,
         return {}
     raw = pd.concat([frame[column] for column in columns], ignore_index=True)
     text = raw.astype("string")
+    cells = [cell for cell in text.tolist() if cell is not pd.NA]
+    # each replacement only where it changes a cell (the same literal test, in Python)
     if frame.attrs.get("decimal_comma"):
         text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    else:
+    elif any("," in cell for cell in cells):
         only_comma = text.str.contains(",", regex=False) & ~text.str.contains(".", regex=False)
         text = text.where(~only_comma.fillna(False), text.str.replace(",", ".", regex=False))
-    text = text.str.replace("%", "", regex=False).str.strip()
+    if any("%" in cell for cell in cells):
+        text = text.str.replace("%", "", regex=False)
+    text = text.str.strip()
     values = pd.to_numeric(text, errors="coerce").astype("float64")
-    bad = (raw.notna() & values.isna() & ~text.str.lower().isin(MISSING_TOKENS)).to_numpy()
+    bad = raw.notna() & values.isna()
+    if bad.any():  # unless each is a missing-value token
+        bad &= ~text.str.lower().isin(MISSING_TOKENS)
+    bad = bad.to_numpy()
     values = values.to_numpy()
     n = len(frame)
     for k, column in enumerate(columns):
