@@ -48,8 +48,9 @@ Each athlete is personalised once per plan: its posterior (`WorldModel.athlete_p
 world model's own personalisation of the export's rows, or the fitted posterior of an athlete
 of the fit) is drawn first, and the planner's belief takes it in its replay (instead of
 personalising on the past mornings again, `AthleteBelief.replay(posterior=)`), a trained
-policy rolled forward day by day predicts each morning from it (`WorldModel.predict(params=)`),
-the plan's intervals come from the same draws, and so does the plan without the hard rules.
+policy rolled forward day by day predicts each morning from it (`_MedianMornings`: what
+`WorldModel.predict(params=)` gives, for the batch at once), the plan's intervals come from
+the same draws (`WorldModel.predict_batch`), and so does the plan without the hard rules.
 """
 
 from __future__ import annotations
@@ -326,7 +327,7 @@ def _next_morning(rows: pd.DataFrame, a: int, median: dict[str, float]) -> pd.Da
                 "strength_min": np.nan, "session": "unknown",
                 "hrv_rmssd_ms": float(np.exp(median["hrv"])), "rhr_bpm": median["rhr"],
                 "recovery_pct": median["recovery"]}
-    out = pd.concat([rows, rows.iloc[-1:]], ignore_index=True)  # tomorrow: today's row, then
+    out = pd.concat([rows, rows.iloc[-1:]], ignore_index=True)  # tomorrow: a copy of today
     last, new = len(rows) - 1, len(rows)
     for row, values in ((last, today), (new, tomorrow)):
         for column, value in values.items():
