@@ -9,7 +9,8 @@ per study and kept in DIR/reference.json. The test cohort is never seen.
 Search space (`suggest`, seed §9.5): learning rates, γ, the entropy settings (our SAC's initial
 temperature and target entropy; PPO's entropy coefficient), network sizes and dropout (where
 the learner has it), and the reward's weights where they apply: the kind of reward, α/β/γ for
-the multi-horizon reward and the recovery weight of the potential-based one. The distilled
+the multi-horizon reward (ordered as it needs, γ > β > α, summing to 1) and the recovery
+weight of the potential-based one. The distilled
 planner imitates the MPC and has no reward: its student's settings only.
 
 Study. TPE (`optuna.samplers.TPESampler`, seeded per worker) and a median pruner on the
@@ -142,9 +143,13 @@ def suggest(trial, agent: str) -> dict[str, Any]:
     kind = trial.suggest_categorical("reward_kind", ["potential", "multi_horizon"])
     reward: dict[str, Any] = {"kind": kind}
     if kind == "multi_horizon":
-        reward.update(alpha=trial.suggest_float("reward_alpha", 0.0, 1.0),
-                      beta=trial.suggest_float("reward_beta", 0.0, 1.0),
-                      gamma=trial.suggest_float("reward_gamma", 0.0, 1.0))
+        # the reward needs γ > β > α ≥ 0 (independent draws broke it in most trials): the
+        # three sum to 1, as the defaults 0.2/0.3/0.5 do; α is a share of its largest value
+        # 1/3, β a share of the room between α and (1 − α)/2, and γ the rest
+        alpha = trial.suggest_float("reward_alpha_share", 0.0, 0.97) / 3.0
+        room = (1.0 - alpha) / 2.0 - alpha
+        beta = alpha + trial.suggest_float("reward_beta_share", 0.01, 0.99) * room
+        reward.update(alpha=alpha, beta=beta, gamma=1.0 - alpha - beta)
     else:
         reward["recovery_weight"] = trial.suggest_float("reward_recovery_weight", 0.0, 0.5)
     out["reward"] = reward
