@@ -76,7 +76,16 @@ from physiology_model.data.loaders._io import read_csv, require_columns, to_date
 from physiology_model.data.loaders.performance_tests import tests_for_athlete
 from physiology_model.data.names import nearest_names
 from physiology_model.data.table import ACTIONS, NoteLog
+from physiology_model.dynamics.observation import logit_to_recovery, recovery_to_logit
 from physiology_model.errors import DataError
+from physiology_model.model.arrays import daily_loads
+from physiology_model.model.forecast import (
+    forecast_gaussians,
+    plan_frame,
+    sample_gaussians,
+    series_from_frame,
+    stack_athletes,
+)
 from physiology_model.model.world_model import WorldModel, resolve_model_dir
 from simulator.constraints import mask_from_table
 from simulator.observation import FEATURE_INDEX as F
@@ -240,9 +249,6 @@ class _MedianMornings:
 
     def __init__(self, model, rows: Sequence[pd.DataFrame], params: Sequence[Any],
                  days: int) -> None:
-        from physiology_model.model.arrays import daily_loads
-        from physiology_model.model.forecast import plan_frame, series_from_frame, stack_athletes
-
         self.model, self.params, self.day = model, list(params), 0
         residual = getattr(model, "residual_", None)
         self.by_predict = residual is not None and any(residual.enabled.values())
@@ -272,9 +278,6 @@ class _MedianMornings:
                      for r, a, rng, p in zip(rows, actions, rngs, self.params)]
             return [{k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
                     for pred in preds]
-        from physiology_model.dynamics.observation import logit_to_recovery, recovery_to_logit
-        from physiology_model.model.forecast import forecast_gaussians, sample_gaussians
-
         out: list[Any] = [None] * len(rows)
         for start, members, p, series, bounds in self.groups:
             today = start + self.day

@@ -157,7 +157,7 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     # three stacked along the draw axis (one loop over the days, not three)
     targets = observed_targets(series)
     resid = np.concatenate([y - means[t] for t, y in targets.items()])  # (3S, T)
-    n_draws = means[next(iter(targets))].shape[0]
+    n_draws = lat.shape[0]
     parts = [noise_components(p, t, drift.get(t, NO_DRIFT)) for t in targets]
     components = NoiseComponents(*(np.concatenate([np.broadcast_to(getattr(c, f), (n_draws,))
                                                    for c in parts])
