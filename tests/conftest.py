@@ -21,6 +21,15 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def model():
+    """The shipped world model, loaded once per test module: a module may change it (the
+    planner's belief model, patched methods), so no two modules share one."""
+    from physiology_model.model.world_model import WorldModel
+
+    return WorldModel.load(Path(__file__).resolve().parents[1] / "models" / "shipped")
+
+
 @pytest.fixture
 def one_error(capsys):
     """`one_error()` → the one line a command printed to stderr, asserting that it printed

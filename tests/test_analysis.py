@@ -20,17 +20,11 @@ from analysis.real import ActualPlanPolicy
 from physiology_model.data.load import actual_actions
 from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics.step import simulate_observations
-from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
 from simulator.replay import describe_replay, hard_day_response, lag1_autocorrelation
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return WorldModel.load(MODEL_DIR)
 
 
 def _run(name, dp, ret):

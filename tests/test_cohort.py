@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from physiology_model.errors import DataError
-from physiology_model.model.world_model import WorldModel
 from simulator.cohort import (
     CONTEXT_KEYS,
     HAZARD_KEYS,
@@ -20,11 +19,6 @@ from simulator.cohort import (
 )
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
-
-
-@pytest.fixture(scope="module")
-def model() -> WorldModel:
-    return WorldModel.load(MODEL_DIR)
 
 
 def test_generate_is_deterministic_complete_and_plausible(model):

@@ -21,7 +21,6 @@ from agents.mpc import BELIEF_FEATURE_NAMES, PERFORMANCE_FEATURE_NAMES, MPCConfi
 from agents.sac import DiscreteSAC
 from agents.training import load_agent
 from physiology_model.errors import DataError
-from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig, Simulation
 
@@ -30,11 +29,6 @@ SHORT = EnvConfig(episode_days=10, warmup_days=14)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return WorldModel.load(MODEL_DIR)
 
 
 def test_student_learns_a_rule_it_can_see():

@@ -4,7 +4,6 @@ the risk term, the warm start, determinism, and the planners against random trai
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,14 +63,8 @@ from simulator.rollout import (
     project_sequences,
 )
 
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "shipped"
 HARD = np.isin(np.arange(6), [ACTIONS.index(a) for a in DEFAULT_SAFETY_CONFIG.hard_actions])
 INJURY_OK = np.isin(np.arange(6), [ACTIONS.index(a) for a in DEFAULT_SAFETY_CONFIG.injury_allowed])
-
-
-@pytest.fixture(scope="module")
-def model() -> WorldModel:
-    return WorldModel.load(MODEL_DIR)
 
 
 def _start(model: WorldModel, n: int = 3, s: int = 4, seed: int = 0, days_left: int = 10,

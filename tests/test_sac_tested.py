@@ -26,7 +26,6 @@ from agents.sac_tested import (
 from agents.training import load_agent, load_checkpoint, train
 from analysis.benchmark import PerformanceTesting, run_policy
 from physiology_model.data.table import ACTIONS
-from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
 
@@ -36,11 +35,6 @@ TEMPO = ACTIONS.index("tempo_threshold")
 TESTS = TestSettings(every=14, draws=64)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return WorldModel.load(MODEL_DIR)
 
 
 @pytest.fixture(scope="module")

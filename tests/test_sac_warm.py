@@ -17,7 +17,6 @@ from agents.sac import DiscreteSAC, SACConfig
 from agents.sac_tested import TestedTrainingEnv
 from agents.sac_warm import load_student, student_directory, warm_start
 from agents.training import load_agent, load_checkpoint, train
-from physiology_model.model.world_model import WorldModel
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig, Simulation
 
@@ -26,11 +25,6 @@ SHORT = EnvConfig(episode_days=10, warmup_days=14)
 DRAWS = 32
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return WorldModel.load(MODEL_DIR)
 
 
 @pytest.fixture(scope="module")
