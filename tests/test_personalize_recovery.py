@@ -5,6 +5,7 @@ regression, simulated athletes' 90 % intervals of mu_rec covered the truth about
 given the gains, the three targets are one linear-Gaussian model, updated exactly."""
 
 import numpy as np
+import pytest
 from scipy import stats
 from test_world_model import _athlete_frame, _population, _truth
 
@@ -62,12 +63,13 @@ def test_the_weights_and_linear_posterior_are_the_exact_model_of_all_three_targe
     """Every parameter of this population varies, the recovery gains too: each proposal's
     weight is p(HRV, RHR, recovery | its nonlinear parameters and gains) with the baselines
     and loadings integrated out, and their posterior is the exact joint Gaussian (fails with
-    the plug-in, whose recovery block took the HRV/RHR loadings as known)."""
+    the plug-in, whose recovery block took the HRV/RHR loadings as known). The round's log
+    evidence is the log of the mean of those densities."""
     population = _population()
     series = series_from_frame(_athlete_frame(_truth(seed=3), 45, seed=4))
     raw, loc, scale, _, _ = _draw_proposals(population, 4, np.random.default_rng(5), "whoop",
                                             None)
-    w, _, posterior, p = _weigh(raw, loc, scale, series, np.zeros(4))
+    w, _, posterior, p, log_evidence = _weigh(raw, loc, scale, series, np.zeros(4))
     (names, mean, prec), = posterior.values()
     cov = np.linalg.inv(prec)
     assert set(names) == {"mu_hrv", "a_fit", "a_fat", "a_fast", "mu_rhr", "b_fit", "b_fat",
@@ -82,6 +84,8 @@ def test_the_weights_and_linear_posterior_are_the_exact_model_of_all_three_targe
         np.testing.assert_allclose(cov[m], want_cov, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(np.log(w) - np.log(w[0]), np.array(log_ml) - log_ml[0],
                                atol=1e-6)
+    # the history's marginal likelihood: the mean of the four proposals' exact densities
+    assert log_evidence == pytest.approx(np.logaddexp.reduce(log_ml) - np.log(4), abs=1e-6)
 
 
 def test_recovery_baseline_intervals_cover_simulated_athletes_truth():

@@ -309,6 +309,12 @@ class Personalization:
     ess: float
     n_proposals: int
     n_days: int
+    log_evidence: float
+    """Log of the importance-sampling estimate of p(history | the population posterior): the
+    density of the athlete's whole history (ln HRV, RHR, logit recovery) under the fitted
+    population, integrated over the athlete's parameters; for an athlete outside the fit a
+    leave-athletes-out predictive density (unbiased in p, not in log; from the round that
+    gave the draws)."""
 
 
 @dataclass(frozen=True)
@@ -458,13 +464,13 @@ def personalize_series(population: Population, series: AthleteSeries, rng: np.ra
     for _ in range(rounds):
         raw, loc, scale, index, log_ratio = _draw_proposals(population, n_proposals, rng,
                                                             series.source, proposal)
-        w, ess, posterior, p = _weigh(raw, loc, scale, series, log_ratio)
+        w, ess, posterior, p, log_evidence = _weigh(raw, loc, scale, series, log_ratio)
         if best is None or ess > best[1]:
-            best = (w, ess, posterior, p, loc, scale)
+            best = (w, ess, posterior, p, loc, scale, log_evidence)
         if ess >= n_draws:
             break
         proposal = _adapt(w, index, raw, n_index, free, n_obs, prior_sd)
-    w, ess, posterior, p, loc, scale = best
+    w, ess, posterior, p, loc, scale, log_evidence = best
     pick = _systematic_resample(w, n_draws, rng)
     out = {name: p[name][pick] for name in ("tau_fat_days", "tau_gap_days", "sigma_hrv",
                                             "sigma_rhr", "sigma_rec", *RECOVERY_GAINS,
@@ -476,13 +482,14 @@ def personalize_series(population: Population, series: AthleteSeries, rng: np.ra
         for j, name in enumerate(names):
             # a pooled parameter (scale 0) is the population value itself, exactly
             out[name] = np.where(scale[name][pick] > 0, beta[:, j], loc[name][pick])
-    return Personalization(out, ess, n_proposals, n_obs)
+    return Personalization(out, ess, n_proposals, n_obs, log_evidence)
 
 
 def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
            scale: dict[str, np.ndarray], series: AthleteSeries, log_ratio: np.ndarray):
     """Normalised weights, their ESS, the linear parameters' Gaussian posterior (mean,
-    precision) and the constrained parameters of one round's proposals.
+    precision), the constrained parameters of one round's proposals and the log of the
+    weights' mean (the estimate of the history's marginal likelihood).
 
     Given a proposal's time constants, noise and recovery gains, all three targets are linear
     in the HRV and RHR baselines and loadings and the recovery baseline (`RECOVERY_GAINS`):
@@ -530,8 +537,9 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
 
     log_w = log_ml + log_ratio
     w = np.exp(log_w - log_w.max())
+    log_evidence = float(log_w.max() + np.log(w.mean()))
     w /= w.sum()
-    return w, float(effective_sample_size(w)), posterior, p
+    return w, float(effective_sample_size(w)), posterior, p, log_evidence
 
 
 POOLED_PRIOR_SD = 1e-6
