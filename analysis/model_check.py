@@ -39,7 +39,11 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
   boosting classifier is scored out of fold with athlete-grouped K-fold cross-validation (an
   athlete's real and simulated windows are always in the same fold); `measured` = the ROC AUC
   of the pooled out-of-fold scores, `simulated` = 0.5 (indistinguishable), `lo`/`hi` = a 95 %
-  percentile bootstrap over athletes of that AUC.
+  percentile bootstrap over athletes of that AUC. Beside it, what gives the simulator away:
+  `c2st_auc_<feature>` for each of `WINDOW_FEATURES`, the same cross-validated classifier on
+  that one feature alone (no interval; the load's own features are the same in both classes,
+  so theirs stay near 0.5, and a feature that tells nothing can score below 0.5 out of fold,
+  as athletes differ between folds: read only those well above 0.5).
 - `effect_slope`: on every future day d with a measured load and a measured morning d + 1, the
   model's predicted effect of day d's load on morning d + 1 against no load (posterior mean;
   ln ms, bpm, logit recovery) and the observed deviation of morning d + 1 from the model's
@@ -646,7 +650,12 @@ def c2st_records(checks: Sequence[AthleteCheck], target: str, config: CheckConfi
     if labels.size == 0:
         return []
     auc, lo, hi = grouped_auc(features, labels, groups, config.seed, config.n_boot)
-    return [_record("all", target, "c2st_auc", auc, 0.5, int(labels.sum()), lo, hi)]
+    records = [_record("all", target, "c2st_auc", auc, 0.5, int(labels.sum()), lo, hi)]
+    for j, name in enumerate(WINDOW_FEATURES):
+        alone = grouped_auc(features[:, [j]], labels, groups, config.seed, n_boot=0)[0]
+        records.append(_record("all", target, f"c2st_auc_{name}", alone, 0.5,
+                               int(labels.sum())))
+    return records
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from test_world_model import _model as _full_model
 from analysis.model_check import (
     RECORD_KEYS,
     STATISTICS,
+    WINDOW_FEATURES,
     CheckConfig,
     grouped_auc,
     hard_day_effect,
@@ -83,7 +84,7 @@ def test_records_are_flat_and_complete(right_simulator):
     json.dumps(right_simulator, allow_nan=False)  # NaN is written as None
     pooled = _pooled(right_simulator)
     for target in ("hrv", "rhr", "recovery"):
-        for stat in STATISTICS:
+        for stat in (*STATISTICS, *(f"c2st_auc_{name}" for name in WINDOW_FEATURES)):
             assert (target, stat) in pooled, (target, stat)
     assert {r["athlete"] for r in right_simulator} == {"all", *(f"a{i}" for i in range(6))}
     assert pooled[("hrv", "band90_coverage")]["simulated"] == 0.9
@@ -115,6 +116,11 @@ def test_a_wandering_baseline_the_simulator_lacks_is_caught(right_simulator):
     assert (wrong[("hrv", "band90_coverage")]["measured"]
             < right[("hrv", "band90_coverage")]["measured"] - 0.05)
     assert wrong[("hrv", "c2st_auc")]["measured"] > 0.7
+    # and the single-feature classifiers say what gives it away: not the loads, which the
+    # replicates share, but the wander's memory (lag-1 autocorrelation within the window)
+    alone = {name: wrong[("hrv", f"c2st_auc_{name}")]["measured"] for name in WINDOW_FEATURES}
+    assert abs(alone["load_mean"] - 0.5) < 0.1 and abs(alone["load_sd"] - 0.5) < 0.1
+    assert alone["lag1"] > 0.6 and alone["lag1"] == max(alone.values()), alone
 
 
 def test_athletes_in_the_fit_are_left_out():
