@@ -58,6 +58,12 @@ has few distinct resamples: its intervals are rough (with 1 athlete, degenerate)
 caffeine ("Have any caffeine?" and "Consumed caffeine?" pooled), feeling sick, food close to
 bedtime and screen in bed are the headline questions.
 
+The day of the week (the weekly rhythm of work, sleep timing and weekends that the measured
+series show as a lag-7 autocorrelation the simulator lacks, docs/world_model.md): the same
+regression with six effect-coded weekday columns (morning d a Monday ... Saturday = 1, a Sunday
+= -1, else 0), so each coefficient is that morning's deviation from the athlete's weekly mean,
+beyond the two previous days' loads (Sunday's is minus their sum); partial R2 of the six together.
+
 Reference effect of a hard training day (from the brief of issue 24, not measured here): about
 -0.05 to -0.08 ln HRV and +0.6 to +0.8 bpm RHR next morning. The load coefficients b1, b2 of the
 restricted models (and the R2 of the load controls alone, 1 - RSS_r / sum y~^2) are reported
@@ -92,6 +98,8 @@ MIN_NO = 5
 
 OUTCOMES = ("ln_hrv", "rhr")
 CONTINUOUS = ("sleep_h", "sleep_efficiency_pct", "resp_rate_rpm", "skin_temp")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+"""Effect-coded weekday columns (Sunday = -1 in each)."""
 HEADLINE_QUESTIONS = {
     "alcohol": ("have any alcoholic drinks?",),
     "caffeine": ("have any caffeine?", "consumed caffeine?"),
@@ -133,6 +141,9 @@ def daily_panel(frame: pd.DataFrame) -> pd.DataFrame:
                "resp_rate_rpm": g["resp_rate_rpm"], "skin_temp": skin}
         for name, c in raw.items():
             out[name] = c - _trailing_mean(c, COVARIATE_DAYS, COVARIATE_MIN)
+        weekday = out.index.dayofweek
+        for k, name in enumerate(WEEKDAYS):
+            out[name] = np.where(weekday == k, 1.0, np.where(weekday == 6, -1.0, 0.0))
         parts.append(out.rename_axis("date").reset_index())
     return pd.concat(parts, ignore_index=True)
 
@@ -361,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
                                for c in CONTINUOUS}
         continuous[outcome]["all_four_combined"] = regression(panel, outcome, list(CONTINUOUS),
                                                               rng, args.n_boot)
+    # its own stream, so the journal's intervals below stay those of the runs before it
+    weekday_rng = np.random.default_rng([args.seed, 7])
+    weekdays = {outcome: regression(panel, outcome, list(WEEKDAYS), weekday_rng, args.n_boot)
+                for outcome in OUTCOMES}
 
     answers, journal_counts = read_journals(args.data / "whoop", set(frame["user_id"]))
     groups = question_groups(answers)
@@ -415,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "note": "from the issue brief, not measured here"},
         "counts": counts,
         "continuous": continuous,
+        "weekday": weekdays,
         "journal": journal,
         "load_s": t_load,
         "wall_s": time.perf_counter() - t0,
@@ -438,6 +454,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{outcome:7s} {c:22s} {coef:32s} {per_sd:>8s} "
                   f"{_fmt_ci(r['partial_r2'], r['partial_r2_ci95'], 3):26s} "
                   f"{r['athletes']:4d} {r['days']:6d}")
+    print("\nday of the week, beyond the loads (deviation from the weekly mean [95% CI]; "
+          "partial R2 of the six)")
+    for outcome, r in weekdays.items():
+        if r is None:
+            continue
+        days = " ".join(f"{d[:3]} {_fmt_ci(c['coef'], c['coef_ci95'])}"
+                        for d, c in r["covariates"].items())
+        print(f"{outcome:7s} {days} R2={_fmt_ci(r['partial_r2'], r['partial_r2_ci95'], 3)} "
+              f"ath={r['athletes']}")
     for name in alignments:
         print(f"\njournal, {name}: yes - no (athlete-weighted mean diff; regression coef; "
               "partial R2)")
