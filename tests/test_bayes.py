@@ -497,19 +497,21 @@ def test_per_athlete_log_likelihood_moves_to_its_group_for_leave_athletes_out_lo
 
 def test_the_kalman_op_gradient_matches_finite_differences():
     """The JAX filter's gradient (what NUTS follows) against central differences, for every
-    input; fails if the Op's vector-Jacobian product is wired to the wrong inputs."""
+    input; fails if the Op's vector-Jacobian product is wired to the wrong inputs. A layout
+    with an observation after padding is refused (the filter relies on the order)."""
     import pytensor
     import pytensor.tensor as pt
 
     from physiology_model.model.kalman_op import KalmanLogLik
 
     rng = np.random.default_rng(3)
-    present = rng.random((12, 3)) > 0.2
-    present[0] = True
-    gap = np.where(present, 1.0, 0.0)
+    # `bayes.padded_layout`'s: each series' observations first (here 12, 9 and 5), k days
+    # apart (missing days in between), then padding
+    present = np.arange(12)[:, None] < np.array([12, 9, 5])[None, :]
+    gap = np.where(present, rng.choice([1.0, 1.0, 2.0, 4.0], size=(12, 3)), 0.0)
     gap[0] = 0.0
     op = KalmanLogLik(present, gap)
-    values = [rng.normal(0, 0.3, (12, 3)), np.array([0.3, 0.2, 0.4]),
+    values = [rng.normal(0, 0.3, (12, 3)) * present, np.array([0.3, 0.2, 0.4]),
               np.full(3, 0.35), np.full(3, 0.4), np.full(3, 0.95), np.zeros(3)]
     inputs = [pt.dmatrix(), pt.dvector(), pt.dvector(), pt.dvector(), pt.dvector(), pt.dvector()]
     total = pt.sum(op(*inputs))
@@ -525,3 +527,7 @@ def test_the_kalman_op_gradient_matches_finite_differences():
             down[k].ravel()[j] -= step
             numeric = (f(*up)[0] - f(*down)[0]) / (2 * step)
             assert out[1 + k].ravel()[j] == pytest.approx(numeric, rel=1e-4, abs=1e-6)
+    holed = present.copy()
+    holed[3, 0] = False
+    with pytest.raises(ValueError, match="must come first"):
+        KalmanLogLik(holed, gap)
