@@ -702,10 +702,21 @@ def run_check(model, frame: pd.DataFrame, config: CheckConfig = CheckConfig(),
 
 
 def summary_table(records: Sequence[dict]) -> str:
-    """The `"all"` records as a text table (measured, simulated, interval, days)."""
+    """The `"all"` records as a text table (measured, simulated, interval, days); the
+single-feature classifier AUCs as one line per target, its three most telling features."""
     rows = [r for r in records if r["athlete"] == "all"]
     if not rows:
         return "(no pooled records)"
-    frame = pd.DataFrame(rows)[["target", "statistic", "measured", "simulated", "lo", "hi", "n"]]
+    prefix = "c2st_auc_"
+    table = [r for r in rows if not r["statistic"].startswith(prefix)]
+    frame = pd.DataFrame(table)[["target", "statistic", "measured", "simulated", "lo", "hi", "n"]]
     with pd.option_context("display.width", 200, "display.max_rows", None):
-        return frame.round(4).to_string(index=False)
+        text = frame.round(4).to_string(index=False)
+    for target in dict.fromkeys(r["target"] for r in rows):
+        alone = sorted(((r["measured"], r["statistic"][len(prefix):]) for r in rows
+                        if r["target"] == target and r["statistic"].startswith(prefix)
+                        and r["measured"] is not None), reverse=True)[:3]
+        if alone:
+            text += (f"\n{target}: what tells simulated from measured alone (AUC): "
+                     + ", ".join(f"{name} {value:.2f}" for value, name in alone))
+    return text

@@ -29,6 +29,7 @@ from analysis.model_check import (
     load_effects,
     measure,
     run_check,
+    summary_table,
     whole_number_device,
 )
 from physiology_model.dynamics.observation import latent_states, observation_means
@@ -227,3 +228,13 @@ def test_hard_day_effect_leaves_out_the_athletes_choice_of_good_mornings():
     few = np.zeros(n, bool)
     few[:2] = True
     assert np.isnan(hard_day_effect(y, few, rest)) and np.isnan(hard_day_morning(y, few, rest))
+
+
+def test_the_summary_names_what_gives_the_simulator_away(right_simulator):
+    """The printed table keeps one row per statistic; the single-feature AUCs become one line
+    per target naming its three most telling features."""
+    text = summary_table(right_simulator)
+    assert "c2st_auc_" not in text
+    for target in ("hrv", "rhr", "recovery"):
+        line = next(x for x in text.splitlines() if x.startswith(f"{target}: what tells"))
+        assert len(line.split(":")[-1].split(",")) == 3
