@@ -703,7 +703,7 @@ def run_check(model, frame: pd.DataFrame, config: CheckConfig = CheckConfig(),
 
 def summary_table(records: Sequence[dict]) -> str:
     """The `"all"` records as a text table (measured, simulated, interval, days); the
-single-feature classifier AUCs as one line per target, its three most telling features."""
+    single-feature classifier AUCs as one line per target, its three most telling features."""
     rows = [r for r in records if r["athlete"] == "all"]
     if not rows:
         return "(no pooled records)"
