@@ -23,9 +23,13 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
   top quintile of measured loads, minus after rest days: measured load ≤ `REST_TRIMP`),
   `hard_day_morning` (the value on the morning of hard days minus rest days: the athlete's
   choice of when to train hard), `hard_day_effect` (the next-morning comparison at equal
-  morning-of values, which leaves that choice out): per
-  athlete the measured statistic and the mean over replicates of the simulated one; for
-  `athlete = "all"` the medians over athletes of each.
+  morning-of values, which leaves that choice out), `coupling` (the correlation of the target
+  with the same morning's other signal, `PARTNER`: ln HRV with RHR, RHR with ln HRV, recovery
+  with ln HRV, over the days both were measured; a simulator whose signals' day-to-day noise is
+  independent has the load's share of it only): per
+  athlete the measured statistic and the mean over replicates of the simulated one (a
+  replicate's signals come from one posterior draw); for `athlete = "all"` the medians over
+  athletes of each.
 - `band50_coverage`, `band90_coverage`: the share of measured future days inside the central
   50 % / 90 % band of the replicates on that day (`measured`), with the nominal 0.5 / 0.9 as
   `simulated`; `"all"` pools the days. The band is of the replicates before rounding: a band
@@ -33,9 +37,9 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
   too often (the rounding of the measured value adds a variance of 1/12 unit², a few per cent
   of RHR's).
 - `c2st_auc` (athlete `"all"` only, one per target): a classifier two-sample test. The future is
-  cut into non-overlapping `window_days` windows; a real window is the measured target and the
-  load on those days, a simulated one the same days of a random replicate (`sims_per_window`
-  of them per real window). Each window is summarised (`WINDOW_FEATURES`) and a gradient
+  cut into non-overlapping `window_days` windows; a real window is the measured target, its
+  `PARTNER` signal and the load on those days, a simulated one the same days of a random
+  replicate (`sims_per_window` of them per real window). Each window is summarised (`WINDOW_FEATURES`) and a gradient
   boosting classifier is scored out of fold with athlete-grouped K-fold cross-validation (an
   athlete's real and simulated windows are always in the same fold); `measured` = the ROC AUC
   of the pooled out-of-fold scores, `simulated` = 0.5 (indistinguishable), `lo`/`hi` = a 95 %
@@ -84,7 +88,7 @@ RECORD_KEYS: tuple[str, ...] = ("athlete", "target", "statistic", "measured", "s
 MAX_LAG = 7
 STATISTICS: tuple[str, ...] = ("mean", "sd", *(f"lag{k}" for k in range(1, MAX_LAG + 1)),
                                "hard_day_response", "hard_day_morning", "hard_day_effect",
-                               "band50_coverage",
+                               "coupling", "band50_coverage",
                                "band90_coverage",
                                "c2st_auc", "effect_slope")
 REST_TRIMP = 20.0
@@ -93,14 +97,20 @@ classes the actual plan)."""
 HARD_QUANTILE = 0.8
 """A hard day: a measured load at or above this quantile of the athlete's measured loads."""
 MIN_PAIRS = 10
-"""Fewest pairs of measured days for an autocorrelation; fewest days per group is 3."""
+"""Fewest pairs of measured days for an autocorrelation or a correlation; fewest days per group
+is 3."""
+PARTNER: dict[str, str] = {"hrv": "rhr", "rhr": "hrv", "recovery": "hrv"}
+"""The signal each target's `coupling` is measured with: the same morning's reading that the
+physiology ties it to (vagal activity moves ln HRV and resting HR in opposite directions; a
+recovery score is computed from the morning's HRV and resting HR)."""
 WINDOW_FEATURES: tuple[str, ...] = (
     "mean", "sd", "min", "max", "mean_abs_diff", "lag1", "observed_share", "whole_share",
-    "shift_from_head", "load_response", "load_mean", "load_sd")
+    "shift_from_head", "load_response", "load_mean", "load_sd", "coupling")
 """Per window: the target's mean, SD, range, mean absolute day-to-day change, lag-1
 autocorrelation, share of days measured, share of whole-number values (device units), mean
 minus the athlete's mean over the conditioning days, the slope of the next-morning change on
-the day's load, and the load's mean and SD."""
+the day's load, the load's mean and SD, and the target's correlation with its `PARTNER` signal
+on the same mornings."""
 
 
 @dataclass(frozen=True)
@@ -251,7 +261,20 @@ def hard_day_effect(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> float:
     return float(coef[2]) if rank == 3 else math.nan
 
 
-def _series_statistics(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> dict[str, float]:
+def same_morning_correlation(y: np.ndarray, partner: np.ndarray) -> float:
+    """Pearson correlation of two signals over the mornings both were measured (NaN with
+    fewer than `MIN_PAIRS` such mornings or a constant signal)."""
+    y, partner = np.asarray(y, dtype=float), np.asarray(partner, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(partner)
+    if ok.sum() < MIN_PAIRS:
+        return math.nan
+    a, b = y[ok] - y[ok].mean(), partner[ok] - partner[ok].mean()
+    denominator = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / denominator if denominator > 0 else math.nan
+
+
+def _series_statistics(y: np.ndarray, hard: np.ndarray, rest: np.ndarray,
+                       partner: np.ndarray) -> dict[str, float]:
     seen = np.isfinite(y)
     out = {"mean": float(np.mean(y[seen])) if seen.any() else math.nan,
            "sd": float(np.std(y[seen])) if seen.sum() > 1 else math.nan}
@@ -260,6 +283,7 @@ def _series_statistics(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> dic
     out["hard_day_response"] = hard_day_response(y, hard, rest)
     out["hard_day_morning"] = hard_day_morning(y, hard, rest)
     out["hard_day_effect"] = hard_day_effect(y, hard, rest)
+    out["coupling"] = same_morning_correlation(y, partner)
     return out
 
 
@@ -424,9 +448,10 @@ def athlete_records(check: AthleteCheck) -> list[dict]:
         n = int(np.isfinite(y).sum())
         if n < 7:
             continue
-        sims = check.simulated[target]
-        measured = _series_statistics(y, hard, rest)
-        per_rep = [_series_statistics(s, hard, rest) for s in sims]
+        sims, partner = check.simulated[target], PARTNER[target]
+        measured = _series_statistics(y, hard, rest, check.measured[partner])
+        per_rep = [_series_statistics(s, hard, rest, other)
+                   for s, other in zip(sims, check.simulated[partner])]
         for stat, value in measured.items():
             out.append(_record(check.athlete, target, stat, value,
                                _nanmean([r[stat] for r in per_rep]), n))
@@ -512,7 +537,7 @@ def pooled_records(checks: Sequence[AthleteCheck], per_athlete: Sequence[dict],
 
 
 def window_features(y: np.ndarray, load_trimp: np.ndarray, whole_units: np.ndarray,
-                    head_mean: float) -> np.ndarray:
+                    head_mean: float, partner: np.ndarray) -> np.ndarray:
     """`WINDOW_FEATURES` of one window (NaN where undefined; the classifier takes NaN)."""
     seen = np.isfinite(y)
     v = y[seen]
@@ -538,6 +563,7 @@ def window_features(y: np.ndarray, load_trimp: np.ndarray, whole_units: np.ndarr
         response,
         float(np.mean(load_trimp)),
         float(np.std(load_trimp)),
+        same_morning_correlation(y, partner),
     ])
 
 
@@ -548,21 +574,22 @@ def c2st_windows(checks: Sequence[AthleteCheck], target: str, config: CheckConfi
     features, labels, groups = [], [], []
     w = config.window_days
     for index, check in enumerate(checks):
-        y = check.measured[target]
-        sims = check.simulated[target]
+        y, partner = check.measured[target], check.measured[PARTNER[target]]
+        sims, partner_sims = check.simulated[target], check.simulated[PARTNER[target]]
         for start in range(0, y.size - w + 1, w):
             window = slice(start, start + w)
             if np.isfinite(y[window]).sum() < 7:
                 continue
             load = check.load_trimp[window]
             features.append(window_features(y[window], load, _native(target, y[window]),
-                                            check.head_mean[target]))
+                                            check.head_mean[target], partner[window]))
             labels.append(1)
             groups.append(index)
             for r in rng.choice(sims.shape[0], size=config.sims_per_window, replace=False):
                 s = sims[r, window]
                 features.append(window_features(s, load, _native(target, s),
-                                                check.head_mean[target]))
+                                                check.head_mean[target],
+                                                partner_sims[r, window]))
                 labels.append(0)
                 groups.append(index)
     if not features:

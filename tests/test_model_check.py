@@ -29,6 +29,7 @@ from analysis.model_check import (
     load_effects,
     measure,
     run_check,
+    same_morning_correlation,
     summary_table,
     whole_number_device,
 )
@@ -55,7 +56,12 @@ NO_INTERVALS = replace(CONFIG, n_boot=0)
 values are the same as under `CONFIG` (the bootstraps draw from their own generators)."""
 
 
-def _cohort(n: int, days: int = 120, seed: int = 0, wander: float = 0.0) -> pd.DataFrame:
+def _cohort(n: int, days: int = 120, seed: int = 0, wander: float = 0.0,
+            coupled: float = 0.0) -> pd.DataFrame:
+    """`n` athletes of the known population; `wander`: a slow AR(1) on ln HRV the simulator
+    lacks; `coupled`: bpm of resting HR per ln ms of the morning's ln HRV deviation from the
+    athlete's mean, subtracted (the vagal coupling of the two that the simulator's independent
+    noises lack)."""
     rng = np.random.default_rng(seed)
     frames = []
     for i in range(n):
@@ -65,6 +71,9 @@ def _cohort(n: int, days: int = 120, seed: int = 0, wander: float = 0.0) -> pd.D
             for t in range(1, days):
                 slow[t] = 0.98 * slow[t - 1] + rng.normal(0, wander * np.sqrt(1 - 0.98 ** 2))
             frame["hrv_rmssd_ms"] *= np.exp(slow)
+        if coupled:
+            ln_hrv = np.log(frame["hrv_rmssd_ms"])
+            frame["rhr_bpm"] -= coupled * (ln_hrv - ln_hrv.mean())
         frame["rhr_bpm"] = frame["rhr_bpm"].round()
         frame["recovery_pct"] = frame["recovery_pct"].round()
         frames.append(frame)
@@ -122,6 +131,31 @@ def test_a_wandering_baseline_the_simulator_lacks_is_caught(right_simulator):
     alone = {name: wrong[("hrv", f"c2st_auc_{name}")]["measured"] for name in WINDOW_FEATURES}
     assert abs(alone["load_mean"] - 0.5) < 0.1 and abs(alone["load_sd"] - 0.5) < 0.1
     assert alone["lag1"] > 0.6 and alone["lag1"] == max(alone.values()), alone
+
+
+def test_signals_coupled_on_the_same_morning_are_caught(right_simulator):
+    """Real ln HRV and resting HR move against each other from morning to morning (median
+    correlation −0.56 in data/real); a simulator with independent noises has only the load's
+    share of that. The check measures it (`coupling`) and the classifier uses it."""
+    wrong = _pooled(run_check(_model(_population()), _cohort(6, coupled=15.0), NO_INTERVALS))
+    right = _pooled(right_simulator)
+    for target in ("hrv", "rhr", "recovery"):
+        assert abs(right[(target, "coupling")]["measured"]
+                   - right[(target, "coupling")]["simulated"]) < 0.15
+    for target in ("hrv", "rhr"):
+        assert (wrong[(target, "coupling")]["measured"]
+                < wrong[(target, "coupling")]["simulated"] - 0.3)
+        assert wrong[(target, "c2st_auc_coupling")]["measured"] > 0.75
+        assert right[(target, "c2st_auc_coupling")]["measured"] < 0.65
+
+
+def test_same_morning_correlation():
+    x = np.arange(20.0)
+    assert same_morning_correlation(x, -2 * x + 1) == pytest.approx(-1.0)
+    partner = x.copy()
+    partner[:11] = np.nan  # 9 pairs left: too few
+    assert np.isnan(same_morning_correlation(x, partner))
+    assert np.isnan(same_morning_correlation(np.ones(20), x))
 
 
 def test_athletes_in_the_fit_are_left_out():
