@@ -3,9 +3,10 @@
 A simulated athlete is
 
 - the world model's physiology parameters (`params.PARAM_NAMES` + `NOISE_PARAMS`: baselines,
-  loadings, time constants, noise SDs, and the noise's fast AR(1) coefficients, slow shares and
-  slow coefficients of ln HRV, RHR and recovery; a file written before the slow component
-  existed reads with `NOISE_DEFAULTS`, one AR(1), as it was simulated),
+  loadings, time constants, noise SDs, and the noise's fast AR(1) coefficients, slow shares,
+  slow coefficients and same-day correlations of ln HRV, RHR and recovery; a file written
+  before the slow component or the coupling existed reads with `NOISE_DEFAULTS`, one AR(1) per
+  signal and independent signals, as it was simulated),
   drawn from the population posterior (`WorldModel.sample_athletes`) or, for a digital twin,
   the posterior median of a real athlete's personalised posterior (`WorldModel.personalize`);
 - the latent performance parameters (`performance.sample_performance_params`, Busso's
@@ -34,7 +35,9 @@ import pandas as pd
 
 from physiology_model.data.table import atomic_write
 from physiology_model.dynamics.hazard import HazardParams, sample_hazard_params
+from physiology_model.dynamics.observation import coupling_problem
 from physiology_model.dynamics.params import (
+    COUPLING_PARAMS,
     LOAD_SCALE_TRIMP,
     NOISE_PARAMS,
     PARAM_NAMES,
@@ -83,7 +86,7 @@ class Cohort:
     """seed, kind (`synthetic` or `twin`), the model directory, athlete ids for twins."""
 
     def __post_init__(self) -> None:
-        if "phi_hrv" in self.physiology:  # an older cohort: no slow noise component
+        if "phi_hrv" in self.physiology:  # an older cohort: no slow noise or coupling
             object.__setattr__(self, "physiology", with_noise_defaults(self.physiology))
         n = len(self.context["age_years"])
         for group, keys in (("physiology", PHYSIOLOGY_KEYS), ("performance", PERFORMANCE_KEYS),
@@ -95,6 +98,9 @@ class Cohort:
             bad = [k for k in keys if np.shape(values[k]) != (n,)]
             if bad:
                 raise ValueError(f"cohort {group} arrays {bad} are not of length {n}")
+        problem = coupling_problem(*(self.physiology[k] for k in COUPLING_PARAMS))
+        if problem:
+            raise ValueError(f"cohort physiology arrays {list(COUPLING_PARAMS)} hold {problem}")
 
     @property
     def n(self) -> int:

@@ -667,10 +667,18 @@ class PreparedRollout:
         slow and fast components stepped by `observation.noise_step` from today's (the slow
         one `residual_slow`, the fast one the rest of `residual`), with the innovations'
         columns (fast ln HRV, fast recovery[, slow ln HRV, slow recovery]); shared by every
-        candidate (common random numbers)."""
+        candidate (common random numbers). The two signals' innovations on a day are
+        correlated as the simulator's are (`params.COUPLING_PARAMS`: ln HRV with recovery)."""
         cols = [0, 2]  # ln HRV, recovery logit of observation.TARGETS
         phi, phi_slow, sigma, share = (params.noise(name)[:, cols] for name in
                                        ("phi", "phi_slow", "sigma", "slow_share"))
+        rho = params.rho_hrv_rec
+        if np.any(rho != 0):
+            innovations = innovations.copy()
+            for k in range(0, innovations.shape[2], 2):  # fast, then slow, columns
+                innovations[..., k + 1] = (rho[:, None] * innovations[..., k]
+                                           + np.sqrt(1.0 - rho ** 2)[:, None]
+                                           * innovations[..., k + 1])
         slow = np.zeros_like(residual) if residual_slow is None else residual_slow
         fast = residual if residual_slow is None else residual - residual_slow
         noise = np.empty(innovations.shape[:2] + (2,))

@@ -203,3 +203,85 @@ def test_the_slow_split_is_the_kalman_filter_of_the_fit():
         np.testing.assert_allclose(cov, expected.cov[t], rtol=1e-9, atol=1e-12)
         if np.isfinite(resid[0, t]):
             np.testing.assert_allclose(slow + fast, resid[:, t], rtol=1e-12)
+
+
+def _coupled_params(n: int, rho: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    p = _slow_params(n, 0.4, 0.95)
+    p["phi_rhr"] = np.full(n, 0.6)  # unequal coefficients: the start's correlation differs
+    for name, r in zip(("rho_hrv_rhr", "rho_hrv_rec", "rho_rhr_rec"), rho):
+        p[name] = np.full(n, r)
+    return p
+
+
+def test_coupled_signals_have_their_correlation_in_both_simulations():
+    """Correlated innovations (`params.COUPLING_PARAMS`) leave each signal's own noise as it
+    was (variance σ², its autocorrelations) and give two signals with equal coefficients the
+    same-day correlation ρ, from the first morning on, in the calendar simulation and in a
+    calendar of `transition`s."""
+    from physiology_model.dynamics.step import DayNoise, stationary_noise
+
+    n, days, rho = 400, 300, (-0.6, 0.7, -0.4)
+    p = _coupled_params(n, rho)
+    p["phi_rhr"] = np.full(n, 0.3)  # all three alike: the same-day correlation is ρ itself
+    load = np.zeros(days)
+    noiseless = dict(p, sigma_hrv=np.zeros(n), sigma_rhr=np.zeros(n), sigma_rec=np.zeros(n))
+    mean = simulate_observations(noiseless, load, load, np.random.default_rng(0))
+    sim = simulate_observations(p, load, load, np.random.default_rng(1))
+    calendar = {t: (sim[t] - mean[t]) for t in ("hrv", "rhr")}
+    params = AthleteParams.from_mapping(p)
+    rng = np.random.default_rng(2)
+    fast, slow = stationary_noise(params, DayNoise(rng.standard_normal((n, 3)),
+                                                   rng.standard_normal((n, 3))))
+    state = AthleteState(np.zeros((n, banister.N_CHANNELS)), None, fast, slow)
+    stepped = np.empty((n, days, 3))
+    for day in range(days):
+        stepped[:, day] = state.noise
+        state = transition(state, params, (0.0, 0.0), DayNoise(rng.standard_normal((n, 3)),
+                                                                rng.standard_normal((n, 3))))
+    for hrv, rhr in ((calendar["hrv"], calendar["rhr"]), (stepped[..., 0], stepped[..., 1])):
+        z_hrv, z_rhr = hrv / p["sigma_hrv"][:, None], rhr / p["sigma_rhr"][:, None]
+        assert np.mean(z_rhr ** 2) == pytest.approx(1.0, abs=0.05)
+        assert _autocorrelation(z_rhr, 1) == pytest.approx(0.4 * 0.95 + 0.6 * 0.3, abs=0.03)
+        assert np.mean(z_hrv * z_rhr) == pytest.approx(rho[0], abs=0.04)
+        assert np.mean(z_hrv[:, 0] * z_rhr[:, 0]) == pytest.approx(rho[0], abs=0.12)
+    z = stepped / np.stack([p[f"sigma_{t}"] for t in ("hrv", "rhr", "rec")], axis=-1)[:, None]
+    assert np.mean(z[..., 0] * z[..., 2]) == pytest.approx(rho[1], abs=0.04)
+    assert np.mean(z[..., 1] * z[..., 2]) == pytest.approx(rho[2], abs=0.04)
+
+
+def test_uncoupled_signals_are_simulated_draw_for_draw_as_before():
+    """Couplings of 0 (or none, an old file) leave every simulated value as it was."""
+    p = _slow_params(3, 0.4, 0.95)
+    load = np.random.default_rng(3).uniform(0, 2, 60)
+    zero = dict(p, rho_hrv_rhr=np.zeros(3), rho_hrv_rec=np.zeros(3), rho_rhr_rec=np.zeros(3))
+    a = simulate_observations(p, load, load * 0.1, np.random.default_rng(7))
+    b = simulate_observations(zero, load, load * 0.1, np.random.default_rng(7))
+    for target in a:
+        np.testing.assert_array_equal(a[target], b[target])
+
+
+def test_the_stationary_start_has_the_correlation_of_the_stepped_process():
+    """Unequal coefficients: the first morning's correlation of two stationary AR(1)s with
+    correlated innovations is ρ·√(1 − φ₁²)·√(1 − φ₂²)/(1 − φ₁φ₂), which `transition`
+    reaches after many days."""
+    from physiology_model.dynamics.step import DayNoise, stationary_noise
+
+    n = 20000
+    p = _coupled_params(n, (-0.8, 0.5, -0.3))
+    p.update(slow_hrv=np.zeros(n), slow_rhr=np.zeros(n), slow_rec=np.zeros(n))
+    params = AthleteParams.from_mapping(p)
+    rng = np.random.default_rng(5)
+    fast, slow = stationary_noise(params, DayNoise(rng.standard_normal((n, 3)),
+                                                   rng.standard_normal((n, 3))))
+    state = AthleteState(np.zeros((n, banister.N_CHANNELS)), None, fast, slow)
+    start = state.noise.copy()
+    for _ in range(40):
+        state = transition(state, params, (0.0, 0.0), DayNoise(rng.standard_normal((n, 3)),
+                                                                rng.standard_normal((n, 3))))
+
+    def corr(x):  # of the standardised noises (the athletes' σ differ)
+        return float(np.corrcoef(x[:, 0] / p["sigma_hrv"], x[:, 1] / p["sigma_rhr"])[0, 1])
+
+    expected = -0.8 * np.sqrt((1 - 0.3 ** 2) * (1 - 0.6 ** 2)) / (1 - 0.3 * 0.6)
+    assert corr(start) == pytest.approx(expected, abs=0.02)
+    assert corr(state.noise) == pytest.approx(expected, abs=0.02)

@@ -1,4 +1,4 @@
-"""`periodize model`: fit, evaluate, calibrate and check the world model."""
+"""`periodize model`: fit, evaluate, calibrate, couple and check the world model."""
 
 from __future__ import annotations
 
@@ -97,6 +97,31 @@ def _model_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_couple(args: argparse.Namespace) -> int:
+    from physiology_model.data.loaders import load_exports
+    from physiology_model.errors import DataError
+    from physiology_model.model.fitting import (
+        calibration_rows,
+        fitted_rows,
+        learn_coupling,
+        split_for_forecasting,
+    )
+    from physiology_model.model.world_model import WorldModel, resolve_model_dir
+
+    directory = resolve_model_dir(args.model)
+    model = WorldModel.load(directory)
+    frame = load_exports(args.data).frame
+    split = split_for_forecasting(frame, seed=int(model.split_.get("seed", 0)))
+    # the rows `model fit` estimated the coupling on
+    fit_frame = calibration_rows(model, fitted_rows(split, bool(model.split_.get("all"))))
+    if not fit_frame["user_id"].astype(str).isin(model.athletes_).any():
+        raise DataError(args.model, "none of the model's training athletes is in the data")
+    learn_coupling(model, fit_frame, say=lambda s: print(s, flush=True))
+    model.save(directory)
+    print(f"wrote the coupling into {directory}")
+    return 0
+
+
 def _model_check(args: argparse.Namespace) -> int:
     from analysis.forecast_eval import write_forecast_report
     from analysis.model_check import CheckConfig, run_check, summary_table
@@ -178,6 +203,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--data", nargs="+", required=True,
                            help="the export files or directories the model was fitted on")
     calibrate.set_defaults(func=_model_calibrate)
+    couple = model_sub.add_parser(
+        "couple", help="estimate how the signals' noises move together on the same morning "
+                       "on the model's training athletes (written into the model directory)")
+    couple.add_argument("--model", required=True, help="model directory")
+    couple.add_argument("--data", nargs="+", required=True,
+                        help="the export files or directories the model was fitted on")
+    couple.set_defaults(func=_model_couple)
     check = model_sub.add_parser(
         "check", help="out-of-sample sim-to-real check on athletes outside the fit")
     check.add_argument("--model", required=True, help="model directory")

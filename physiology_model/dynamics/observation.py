@@ -94,6 +94,59 @@ NOISE_PHI_SLOW = {"hrv": "phi_slow_hrv", "rhr": "phi_slow_rhr", "recovery": "phi
 component's share w of σ² and its coefficient φ_s (`params.NOISE_PARAMS`)."""
 
 
+NOISE_COUPLING: tuple[tuple[str, str, str], ...] = (
+    ("hrv", "rhr", "rho_hrv_rhr"), ("hrv", "recovery", "rho_hrv_rec"),
+    ("rhr", "recovery", "rho_rhr_rec"))
+"""The pairs of targets whose same-day noise innovations are correlated, and the parameter
+that holds the correlation (`params.COUPLING_PARAMS`)."""
+
+
+def correlation_factor(r12: np.ndarray, r13: np.ndarray, r23: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor L (..., 3, 3) of the correlation matrices [[1, r12, r13],
+    [r12, 1, r23], [r13, r23, 1]] (closed form; the matrices must be positive definite, which
+    `coupling_problem` checks where values come from a file)."""
+    r12, r13, r23 = np.broadcast_arrays(*(np.asarray(r, dtype=float) for r in (r12, r13, r23)))
+    out = np.zeros(r12.shape + (3, 3))
+    l22 = np.sqrt(1.0 - r12 ** 2)
+    l32 = (r23 - r12 * r13) / l22
+    out[..., 0, 0] = 1.0
+    out[..., 1, 0], out[..., 1, 1] = r12, l22
+    out[..., 2, 0], out[..., 2, 1] = r13, l32
+    out[..., 2, 2] = np.sqrt(1.0 - r13 ** 2 - l32 ** 2)
+    return out
+
+
+def coupling_problem(r12: np.ndarray, r13: np.ndarray, r23: np.ndarray) -> str | None:
+    """What is wrong with these correlations (None: each in (−1, 1) and every matrix
+    positive definite)."""
+    values = [np.asarray(r, dtype=float) for r in (r12, r13, r23)]
+    if any(not np.all(np.isfinite(v)) or np.any(np.abs(v) >= 1.0) for v in values):
+        return "correlations outside (-1, 1)"
+    a, b, c = values
+    if np.any(1.0 + 2.0 * a * b * c - a ** 2 - b ** 2 - c ** 2 <= 1e-9):
+        return "correlations that no three signals can have (the matrix is not positive definite)"
+    return None
+
+
+def stationary_coupling(rho: tuple[np.ndarray, np.ndarray, np.ndarray], phi: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same-day correlations of three stationary AR(1) processes with coefficients `phi`
+    (..., 3) whose innovations have correlations `rho` (r12, r13, r23):
+    ρ_ij·√(1 − φ_i²)·√(1 − φ_j²) / (1 − φ_i·φ_j) (the start of a simulated athlete)."""
+    def one(r: np.ndarray, i: int, j: int) -> np.ndarray:
+        pi, pj = phi[..., i], phi[..., j]
+        return r * np.sqrt((1.0 - pi ** 2) * (1.0 - pj ** 2)) / (1.0 - pi * pj)
+    return one(rho[0], 0, 1), one(rho[1], 0, 2), one(rho[2], 1, 2)
+
+
+def correlate(z: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
+    """Standard normals z (..., 3) made correlated by the factor L (`correlation_factor`,
+    broadcast against z's leading shape): L·z; `factor` None leaves z as it is."""
+    if factor is None:
+        return z
+    return np.einsum("...ij,...j->...i", factor, z)
+
+
 def ar1_step(previous: np.ndarray, phi: np.ndarray, sigma: np.ndarray,
              innovation: np.ndarray) -> np.ndarray:
     """One day of a stationary AR(1) noise process with coefficient `phi` and marginal SD

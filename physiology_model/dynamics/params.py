@@ -182,14 +182,26 @@ two independent stationary AR(1) processes, slow (variance wσ², coefficient φ
 PHI_SLOW_PARAMS: tuple[str, ...] = ("phi_slow_hrv", "phi_slow_rhr", "phi_slow_rec")
 """Population AR(1) coefficients φ_s of the slow components."""
 
-NOISE_PARAMS: tuple[str, ...] = AR_PARAMS + SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS
+COUPLING_PARAMS: tuple[str, ...] = ("rho_hrv_rhr", "rho_hrv_rec", "rho_rhr_rec")
+"""Correlations of the three signals' noise innovations on the same day (ln HRV with RHR, ln
+HRV with recovery, RHR with recovery; the same for the slow and the fast components' innovations,
+each component still its own AR(1) with its own variance): the morning's vagal state moves ln
+HRV and resting HR in opposite directions, and a recovery score is computed from the morning's
+HRV and resting HR. Each target's own noise, and so its likelihood, is unchanged by them; they
+are estimated after the fit from the fitted noise's one-step innovations
+(`model.coupling`)."""
+
+NOISE_PARAMS: tuple[str, ...] = AR_PARAMS + SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS + COUPLING_PARAMS
 """Every population parameter of the observation noise, carried with each athlete's
 parameters. A parameter set without the slow ones (a model or cohort file written before they
-existed) has w = 0 (`NOISE_DEFAULTS`): one AR(1), as it was fitted."""
+existed) has w = 0 (`NOISE_DEFAULTS`): one AR(1), as it was fitted; one without the
+couplings has independent noises."""
 
 NOISE_DEFAULTS: dict[str, float] = {**{n: 0.0 for n in SLOW_SHARE_PARAMS},
-                                    **{n: 0.0 for n in PHI_SLOW_PARAMS}}
-"""Values of the slow-noise parameters where a file has none (one AR(1))."""
+                                    **{n: 0.0 for n in PHI_SLOW_PARAMS},
+                                    **{n: 0.0 for n in COUPLING_PARAMS}}
+"""Values of the slow-noise and coupling parameters where a file has none (one AR(1) per
+signal, independent of the others)."""
 
 NOISE_POPULATION_KEYS: dict[str, tuple[str, ...]] = {
     "phi": AR_PARAMS, "slow_share": SLOW_SHARE_PARAMS, "phi_slow": PHI_SLOW_PARAMS}
@@ -198,9 +210,9 @@ hrv, rhr, recovery order, the slow ones only in a fit that has them) → paramet
 
 
 def with_noise_defaults(p: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameter dict `p` with the slow-noise parameters it lacks set to
-    `NOISE_DEFAULTS` (w = 0: one AR(1), how a model or cohort file written before they existed
-    behaves), shaped like its `phi_hrv`."""
+    """The parameter dict `p` with the slow-noise and coupling parameters it lacks set to
+    `NOISE_DEFAULTS` (w = 0 and independent signals: how a model or cohort file written before
+    they existed behaves), shaped like its `phi_hrv`."""
     out = dict(p)
     shape = np.shape(p[AR_PARAMS[0]])
     for name, value in NOISE_DEFAULTS.items():

@@ -42,10 +42,13 @@ from physiology_model.dynamics.observation import (
     TARGETS,
     channel_decays,
     component_sds,
+    correlate,
+    correlation_factor,
     latent_states,
     logit_to_recovery,
     noise_step,
     observation_means,
+    stationary_coupling,
 )
 from physiology_model.dynamics.params import (
     AR_PARAMS,
@@ -96,6 +99,11 @@ class AthleteParams:
     """φ_s: the slow component's AR(1) coefficient."""
     phi_slow_rhr: np.ndarray
     phi_slow_rec: np.ndarray
+    rho_hrv_rhr: np.ndarray
+    """Correlation of the ln HRV and RHR noises' innovations on the same day
+    (`params.COUPLING_PARAMS`; 0: independent)."""
+    rho_hrv_rec: np.ndarray
+    rho_rhr_rec: np.ndarray
     performance: PerformanceParams | None = None
 
     @classmethod
@@ -154,6 +162,23 @@ class AthleteParams:
             raise ValueError("these athlete parameters have no performance model")
         return self.performance.decays()
 
+    @cached_property
+    def innovation_factor(self) -> np.ndarray | None:
+        """The Cholesky factor (batch shape + (3, 3)) that correlates the three signals'
+        same-day noise innovations (`observation.correlate`); None when they are independent."""
+        rho = (self.rho_hrv_rhr, self.rho_hrv_rec, self.rho_rhr_rec)
+        if not any(np.any(r != 0) for r in rho):
+            return None
+        return correlation_factor(*rho)
+
+    def stationary_factor(self, phi: np.ndarray) -> np.ndarray | None:
+        """The factor that correlates the signals' stationary noise components of AR(1)
+        coefficients `phi` (batch shape + (3,)): a simulated athlete's first morning."""
+        if self.innovation_factor is None:
+            return None
+        return correlation_factor(*stationary_coupling(
+            (self.rho_hrv_rhr, self.rho_hrv_rec, self.rho_rhr_rec), phi))
+
     def noise(self, name: str) -> np.ndarray:
         """One noise parameter of the three targets stacked, batch shape + (3,): `sigma`,
         `phi` (fast), `slow_share` (w) or `phi_slow`, in `observation.TARGETS` order."""
@@ -202,9 +227,11 @@ class DayNoise(NamedTuple):
 
 def stationary_noise(params: AthleteParams, noise: DayNoise) -> tuple[np.ndarray, np.ndarray]:
     """(fast, slow) noise components drawn from their stationary distributions (the start of
-    a simulated athlete), from standard normals, each (..., 3)."""
+    a simulated athlete), from standard normals, each (..., 3); correlated across the signals
+    as their innovations are (`AthleteParams.stationary_factor`)."""
     sd_fast, sd_slow = component_sds(params.noise("sigma"), params.noise("slow_share"))
-    return sd_fast * noise.fast, sd_slow * noise.slow
+    return (sd_fast * correlate(noise.fast, params.stationary_factor(params.noise("phi"))),
+            sd_slow * correlate(noise.slow, params.stationary_factor(params.noise("phi_slow"))))
 
 
 def transition(state: AthleteState, params: AthleteParams,
@@ -215,7 +242,8 @@ def transition(state: AthleteState, params: AthleteParams,
     stepped by `banister.step_state` with its own decays (the performance states only where
     `state.performance` is tracked), and each noise component by one AR(1) step from the
     pre-drawn `noise` (None: the noise is not stepped, e.g. an unobserved burn-in or a belief
-    that reads the noise from the readings). Shapes broadcast."""
+    that reads the noise from the readings), its standard normals correlated across the
+    signals (`AthleteParams.innovation_factor`). Shapes broadcast."""
     w, u = loads
     physiology = banister.step_state(state.banister, w, u, params.decays)
     performance = (None if state.performance is None
@@ -223,9 +251,10 @@ def transition(state: AthleteState, params: AthleteParams,
                                             params.performance_decays))
     fast, slow = state.noise_fast, state.noise_slow
     if noise is not None:
+        factor = params.innovation_factor
         fast, slow = noise_step(fast, slow, params.noise("phi"), params.noise("phi_slow"),
                                 params.noise("sigma"), params.noise("slow_share"),
-                                noise.fast, noise.slow)
+                                correlate(noise.fast, factor), correlate(noise.slow, factor))
     return AthleteState(physiology, performance, fast, slow)
 
 
@@ -252,7 +281,8 @@ def simulate(params: AthleteParams, loads: tuple[np.ndarray, np.ndarray],
     tests/test_dynamics.py), the noise of each signal is its two stationary components
     stepped by `observation.noise_step` from standard normals of `rng`: all the fast
     components' first (target by target, a (S, T) block each), then, only when some athlete
-    has a slow component, the slow ones'.
+    has a slow component, the slow ones'; each day's normals are correlated across the
+    signals as `transition` correlates them (`AthleteParams.innovation_factor`).
     """
     load = np.asarray(loads[0], dtype=float)
     hi_load = np.asarray(loads[1], dtype=float)
@@ -266,6 +296,9 @@ def simulate(params: AthleteParams, loads: tuple[np.ndarray, np.ndarray],
     fast = {target: rng.standard_normal(m.shape) for target, m in means.items()}
     slow = ({target: rng.standard_normal(m.shape) for target, m in means.items()}
             if params.has_slow_noise else None)
+    if params.innovation_factor is not None:  # the signals' same-day innovations correlated
+        fast = _coupled(fast, params, params.noise("phi"))
+        slow = None if slow is None else _coupled(slow, params, params.noise("phi_slow"))
     out = {}
     for target, m in means.items():
         phi, sigma = params[NOISE_PHI[target]], params[NOISE_SIGMA[target]]
@@ -285,6 +318,17 @@ def simulate(params: AthleteParams, loads: tuple[np.ndarray, np.ndarray],
         y = m + (r_fast + r_slow)
         out[target] = logit_to_recovery(y) if target == "recovery" else y
     return out
+
+
+def _coupled(draws: dict[str, np.ndarray], params: AthleteParams, phi: np.ndarray
+             ) -> dict[str, np.ndarray]:
+    """Each target's standard normals (S, T) correlated across the targets as `transition`
+    correlates them: the first day's as the stationary components' (coefficients `phi`
+    (S, 3)), the later days' as the innovations."""
+    z = np.stack([draws[t] for t in TARGETS], axis=-1)  # (S, T, 3)
+    out = correlate(z, params.innovation_factor[:, None])
+    out[:, 0] = correlate(z[:, 0], params.stationary_factor(phi))
+    return {t: out[..., i] for i, t in enumerate(TARGETS)}
 
 
 def simulate_observations(p: Mapping[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray,

@@ -29,6 +29,7 @@ from physiology_model.model.calibration import (
     measured_days,
     model_scale,
 )
+from physiology_model.model.coupling import apply_coupling, estimate_coupling
 from physiology_model.model.forecast import series_from_frame
 from physiology_model.model.forecasters import target_values
 from physiology_model.model.hybrid import (
@@ -257,6 +258,7 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
                 f"{chosen['crps_ar1']:.4f} with one AR(1), {chosen['athletes']} athletes "
                 f"personalised on 14 days)")
         model._drift_as_slow_noise()  # as loading it would: one noise for everything below
+    learn_coupling(model, later_frame, say)
     if residual:
         residual_started = time.perf_counter()
         model.residual_ = fit_residual(model, fit_frame, seed=seed,
@@ -353,6 +355,18 @@ def calibration_rows(model: WorldModel, fitted: pd.DataFrame) -> pd.DataFrame:
     NUTS athletes' of a large-cohort fit (`population_fit`)."""
     nuts = model.fit_info_.get("population_fit", {}).get("nuts_athletes")
     return fitted[fitted["user_id"].astype(str).isin(nuts)] if nuts else fitted
+
+
+def learn_coupling(model: WorldModel, fit_frame: pd.DataFrame,
+                   say: Callable[[str], None] = print) -> None:
+    """Estimate the signals' same-morning noise correlations on the fit's training athletes
+    (`coupling.estimate_coupling`), write them into the model's draws and record them in
+    `fit_info_["coupling"]`."""
+    started = time.perf_counter()
+    coupling = estimate_coupling(model, fit_frame, say)
+    apply_coupling(model, coupling)
+    model.fit_info_["coupling"] = coupling.to_dict()
+    model.fit_info_.setdefault("timings", {})["coupling_s"] = time.perf_counter() - started
 
 
 def learn_calibration(model: WorldModel, fit_frame: pd.DataFrame, seed: int,

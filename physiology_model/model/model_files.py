@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from physiology_model.dynamics.observation import coupling_problem
 from physiology_model.dynamics.params import (
     AR_PARAMS,
+    COUPLING_PARAMS,
     ATHLETE_PARAMS,
     PARAM_NAMES,
     PHI_SLOW_PARAMS,
@@ -92,7 +94,9 @@ def read_posterior(path: Path, sources: list[str]) -> dict[str, Any]:
     each athlete parameter and each noise parameter, `loc[name]` (draw, source), `scale[name]`
     (draw,), `phi[name]` (draw, source) for the noise's population parameters (`AR_PARAMS`,
     and the slow component's `SLOW_SHARE_PARAMS` + `PHI_SLOW_PARAMS` where the file has them:
-    all six or none, none being one AR(1)), all float64 and finite, after
+    all six or none, none being one AR(1); the signals' `COUPLING_PARAMS`: all three or none,
+    none being independent noises, every triple a valid correlation matrix), all float64 and
+    finite, after
     checking every variable's presence, dimensions, size and domain."""
     import xarray as xr
 
@@ -145,7 +149,13 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
         raise DataError(path, f"variables {sorted(f'{p}_loc' for p in set(slow) - set(present))}"
                               f" are missing (a posterior with a slow noise component has all "
                               f"of {[f'{p}_loc' for p in slow]})")
-    for param in (*AR_PARAMS, *present):
+    coupled = [param for param in COUPLING_PARAMS if f"{param}_loc" in ds.data_vars]
+    if coupled and len(coupled) < len(COUPLING_PARAMS):
+        raise DataError(path, f"variables "
+                              f"{sorted(f'{p}_loc' for p in set(COUPLING_PARAMS) - set(coupled))}"
+                              f" are missing (a posterior with the signals' coupling has all of "
+                              f"{[f'{p}_loc' for p in COUPLING_PARAMS]})")
+    for param in (*AR_PARAMS, *present, *coupled):
         expected[param] = (("chain", "draw", "athlete"), "values", param)
         expected[f"{param}_loc"] = (("chain", "draw", "source"), "phi", param)
     out: dict[str, Any] = {"athletes": athletes, "values": {}, "loc": {}, "scale": {},
@@ -175,6 +185,13 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
             raise DataError(path, f"variable {name!r} must be positive "
                                   f"({ATHLETE_PARAMS[param].unit})")
         out[group][param] = values
+    if coupled:
+        for group in ("values", "phi"):
+            problem = coupling_problem(*(out[group][param] for param in COUPLING_PARAMS))
+            if problem:
+                names = COUPLING_PARAMS if group == "values" else [f"{p}_loc" for p in
+                                                                    COUPLING_PARAMS]
+                raise DataError(path, f"variables {list(names)} hold {problem}")
     return out
 
 
