@@ -668,7 +668,8 @@ class PreparedRollout:
         one `residual_slow`, the fast one the rest of `residual`), with the innovations'
         columns (fast ln HRV, fast recovery[, slow ln HRV, slow recovery]); shared by every
         candidate (common random numbers). The two signals' innovations on a day are
-        correlated as the simulator's are (`params.COUPLING_PARAMS`: ln HRV with recovery)."""
+        correlated as the simulator's are (`params.COUPLING_PARAMS`: ln HRV with recovery), by
+        the same numbers from the same normals (`observation.correlation_factor`)."""
         cols = [0, 2]  # ln HRV, recovery logit of observation.TARGETS
         phi, phi_slow, sigma, share = (params.noise(name)[:, cols] for name in
                                        ("phi", "phi_slow", "sigma", "slow_share"))

@@ -132,8 +132,8 @@ def test_a_cohort_file_with_impossible_correlations_is_refused(tmp_path):
 
 def test_the_planners_noise_paths_couple_hrv_and_recovery():
     """The planner's scenarios (`rollout.PreparedRollout._noise_paths`) carry ln HRV and
-    recovery noise whose innovations correlate as the simulator's do; without a coupling the
-    paths are the independent ones, number for number."""
+    recovery noise whose innovations correlate as the simulator's do (tests/test_mpc.py holds
+    them equal number for number); without a coupling the paths are the independent ones."""
     from physiology_model.dynamics.step import AthleteParams
     from simulator.rollout import PreparedRollout, draw_innovations
 
@@ -150,3 +150,14 @@ def test_the_planners_noise_paths_couple_hrv_and_recovery():
     np.testing.assert_array_equal(paths[TRUE_RHO[1]][..., 0], paths[0.0][..., 0])
     independent = paths[0.0][:, 0] / np.stack([truth["sigma_hrv"], truth["sigma_rec"]], axis=1)
     assert abs(np.corrcoef(independent[:, 0], independent[:, 1])[0, 1]) < 0.05
+
+
+def test_the_factor_is_a_square_root_whose_recovery_row_is_the_pairs_own():
+    from physiology_model.dynamics.observation import correlation_factor
+
+    r = np.array([[-0.8, 0.85, -0.7], [-0.6, 0.7, -0.45], [0.0, 0.0, 0.0]])
+    factor = correlation_factor(r[:, 0], r[:, 1], r[:, 2])
+    for m, (a, b, c) in zip(factor, r):
+        np.testing.assert_allclose(m @ m.T, [[1, a, b], [a, 1, c], [b, c, 1]], atol=1e-12)
+        np.testing.assert_allclose(m[2], [b, 0.0, np.sqrt(1 - b ** 2)], atol=1e-15)
+    np.testing.assert_array_equal(factor[2], np.eye(3))

@@ -102,17 +102,21 @@ that holds the correlation (`params.COUPLING_PARAMS`)."""
 
 
 def correlation_factor(r12: np.ndarray, r13: np.ndarray, r23: np.ndarray) -> np.ndarray:
-    """The lower Cholesky factor L (..., 3, 3) of the correlation matrices [[1, r12, r13],
-    [r12, 1, r23], [r13, r23, 1]] (closed form; the matrices must be positive definite, which
-    `coupling_problem` checks where values come from a file)."""
+    """A square root M (..., 3, 3) of the correlation matrices [[1, r12, r13], [r12, 1, r23],
+    [r13, r23, 1]] (M·Mᵀ = R; ln HRV, RHR, recovery): the Cholesky factor taken in the order
+    ln HRV, recovery, RHR, so that the recovery row uses the ln HRV and recovery normals only,
+    r13·z₁ + √(1 − r13²)·z₃, which is also the pair's own factor: the planner's scenarios,
+    which draw those two signals alone, correlate the same normals into the same numbers.
+    Closed form; the matrices must be positive definite (`coupling_problem` checks where values
+    come from a file)."""
     r12, r13, r23 = np.broadcast_arrays(*(np.asarray(r, dtype=float) for r in (r12, r13, r23)))
     out = np.zeros(r12.shape + (3, 3))
-    l22 = np.sqrt(1.0 - r12 ** 2)
-    l32 = (r23 - r12 * r13) / l22
+    rec = np.sqrt(1.0 - r13 ** 2)
+    rhr_on_rec = (r23 - r12 * r13) / rec
     out[..., 0, 0] = 1.0
-    out[..., 1, 0], out[..., 1, 1] = r12, l22
-    out[..., 2, 0], out[..., 2, 1] = r13, l32
-    out[..., 2, 2] = np.sqrt(1.0 - r13 ** 2 - l32 ** 2)
+    out[..., 1, 0], out[..., 1, 1], out[..., 1, 2] = (
+        r12, np.sqrt(1.0 - r12 ** 2 - rhr_on_rec ** 2), rhr_on_rec)
+    out[..., 2, 0], out[..., 2, 2] = r13, rec
     return out
 
 
