@@ -164,8 +164,9 @@ class AthleteParams:
 
     @cached_property
     def innovation_factor(self) -> np.ndarray | None:
-        """The Cholesky factor (batch shape + (3, 3)) that correlates the three signals'
-        same-day noise innovations (`observation.correlate`); None when they are independent."""
+        """The square root (batch shape + (3, 3), `observation.correlation_factor`) that
+        correlates the three signals' same-day noise innovations (`observation.correlate`);
+        None when they are independent."""
         rho = (self.rho_hrv_rhr, self.rho_hrv_rec, self.rho_rhr_rec)
         if not any(np.any(r != 0) for r in rho):
             return None

@@ -21,8 +21,8 @@ import numpy as np
 from physiology_model.dynamics.observation import coupling_problem
 from physiology_model.dynamics.params import (
     AR_PARAMS,
-    COUPLING_PARAMS,
     ATHLETE_PARAMS,
+    COUPLING_PARAMS,
     PARAM_NAMES,
     PHI_SLOW_PARAMS,
     SLOW_SHARE_PARAMS,
