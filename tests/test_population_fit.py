@@ -102,6 +102,24 @@ def test_model_calibrate_reproduces_the_fits_calibration(fitted, cohort, tmp_pat
     assert (copy / "calibration.json").read_bytes() == (fitted / "calibration.json").read_bytes()
 
 
+def test_model_couple_reproduces_the_fits_coupling(fitted, cohort, tmp_path):
+    """`model fit` estimates the signals' coupling into the draws; `periodize model couple`
+    estimates it on the same rows, so an existing model gets the same values."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fitted, copy)
+    assert main(["model", "couple", "--model", str(copy), "--data", str(cohort[0])]) == 0
+    fit, again = (json.loads((d / "model.json").read_text())["fit"]["coupling"]
+                  for d in (fitted, copy))
+    assert again == fit and set(fit) >= {"simulated", "(all sources)"}
+    before, after = WorldModel.load(fitted), WorldModel.load(copy)
+    for name in ("rho_hrv_rhr", "rho_hrv_rec", "rho_rhr_rec"):
+        np.testing.assert_array_equal(after.population_.phi[name], before.population_.phi[name])
+        for athlete, draws in before.athletes_.items():
+            np.testing.assert_array_equal(after.athletes_[athlete][name], draws[name])
+
+
 def test_the_choice_of_k_athletes_is_reproducible_and_stratified_by_source():
     ids = [f"a{i:03d}" for i in range(40)]
     sources = ["whoop"] * 30 + ["garmin"] * 8 + ["oura"] * 2
