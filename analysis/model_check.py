@@ -7,9 +7,15 @@ split's held-out athletes, or anyone in a directory of exports the project never
    as a new user's first weeks would be.
 2. Simulate the rest of the athlete's calendar (at most `max_future_days` days) under the loads
    the athlete actually did, `replicates` times: each replicate takes one posterior draw and its
-   own noise path from `world_model.simulate_observations` (the simulator's observation
-   equations and noise, so whatever noise the simulator has is what is checked). The Banister
-   states run from the first day of the history, so the simulated future starts trained.
+   own noise path (the simulator's observation equations and noise, `step.continue_noise`, so
+   whatever noise the simulator has is what is checked). The Banister states run from the
+   first day of the history, so the simulated future starts trained; the noise starts from
+   the state the first days left: each signal's slow and fast components on the last
+   conditioning day, drawn from their Kalman-filtered distribution given the measured days
+   and the draw (`drift.filter_residuals`, the forecasts' filter), as a twin of the athlete
+   would start today. (Until 2026-12-07 the noise started from its stationary distribution on
+   the first day, as if nothing had been measured: a slow component of a month's memory then
+   put the simulated level where the measured first days said it was not.)
 3. Simulate the measurement too: the simulated mornings are missing where the athlete's were,
    and a target the athlete's device reports in whole numbers (RHR in bpm, recovery in %, HRV in
    ms on some devices; decided from the measured values) is rounded the same way. A simulator
@@ -72,17 +78,23 @@ import numpy as np
 import pandas as pd
 
 from physiology_model.dynamics.observation import (
+    NOISE_SIGMA,
+    TARGETS,
     WARM_START_DAYS,
     latent_states,
     logit_to_recovery,
     observation_means,
 )
 from physiology_model.dynamics.params import LOAD_SCALE_TRIMP
-from physiology_model.dynamics.step import simulate_observations
+from physiology_model.dynamics.step import AthleteParams, continue_noise
 from physiology_model.errors import DataError
-from physiology_model.model.forecast import forecast_gaussians, series_from_frame
+from physiology_model.model.drift import filter_residuals, noise_components
+from physiology_model.model.forecast import (
+    forecast_gaussians,
+    observed_targets,
+    series_from_frame,
+)
 
-TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
 RECORD_KEYS: tuple[str, ...] = ("athlete", "target", "statistic", "measured", "simulated", "n",
                                 "lo", "hi")
 MAX_LAG = 7
@@ -342,6 +354,37 @@ def load_effects(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray
     return observation_means(slopes, delta)
 
 
+def simulate_future(p: dict[str, np.ndarray], series, n_cond: int, rng: np.random.Generator
+                    ) -> dict[str, np.ndarray]:
+    """Each draw's simulated ln HRV, RHR and recovery (%) on the days after the first `n_cond`
+    of `series`, {target: (R, T)} (NaN on the first `n_cond` days): the observation means under
+    the athlete's loads plus the noise continued from its state on day `n_cond` − 1 (module
+    docstring, step 2). The state of each signal's (slow, fast) components is drawn from the
+    filter's Gaussian: slow ~ N(m_s, v_s), fast | slow ~ N(m_f + c/v_s·(slow − m_s), v_f −
+    c²/v_s) (on a measured day the two sum to the measured residual exactly)."""
+    n_draws, n_days = len(p["mu_hrv"]), len(series.load)
+    means = observation_means(p, latent_states(p, series.load, series.hi_load))
+    observed = observed_targets(series)
+    fast, slow = np.empty((n_draws, len(TARGETS))), np.empty((n_draws, len(TARGETS)))
+    for k, target in enumerate(TARGETS):
+        resid = observed[target][None, :n_cond] - means[target][:, :n_cond]
+        states = filter_residuals(resid, np.asarray(p[NOISE_SIGMA[target]], dtype=float),
+                                  noise_components(p, target))
+        (m_s, m_f), (v_s, v_f, c) = states.mean[-1].T, states.cov[-1].T
+        z = rng.standard_normal((2, n_draws))
+        slow[:, k] = m_s + np.sqrt(np.maximum(v_s, 0.0)) * z[0]
+        beta = np.where(v_s > 0, c / np.where(v_s > 0, v_s, 1.0), 0.0)
+        fast[:, k] = (m_f + beta * (slow[:, k] - m_s)
+                      + np.sqrt(np.maximum(v_f - beta * c, 0.0)) * z[1])
+    noise = continue_noise(AthleteParams.from_mapping(p), fast, slow, n_days - n_cond, rng)
+    out = {}
+    for k, target in enumerate(TARGETS):
+        y = np.full((n_draws, n_days), np.nan)
+        y[:, n_cond:] = means[target][:, n_cond:] + noise[..., k]
+        out[target] = logit_to_recovery(y) if target == "recovery" else y
+    return out
+
+
 def check_athlete(model, rows: pd.DataFrame, config: CheckConfig) -> AthleteCheck | None:
     """Personalise, simulate and compare one athlete (module docstring); None when the athlete
     has too few measured days before or after the conditioning period."""
@@ -371,7 +414,7 @@ def check_athlete(model, rows: pd.DataFrame, config: CheckConfig) -> AthleteChec
     rng = _athlete_rng(config.seed, athlete, "simulate")
     pick = rng.integers(0, n_draws, size=config.replicates)
     p = {k: np.asarray(v)[pick] for k, v in draws.items()}
-    sim = simulate_observations(p, series.load, series.hi_load, rng)
+    sim = simulate_future(p, series, n_cond, rng)
     calendar = rows.set_index("date").reindex(
         pd.DatetimeIndex(series.dates.astype("datetime64[ns]")))
     trimp_known = pd.to_numeric(calendar["load_trimp"], errors="coerce").to_numpy(dtype=float)

@@ -124,13 +124,15 @@ def test_a_wandering_baseline_the_simulator_lacks_is_caught(right_simulator):
     assert wrong[("hrv", "lag7")]["measured"] > wrong[("hrv", "lag7")]["simulated"] + 0.1
     assert abs(right[("hrv", "lag7")]["measured"] - right[("hrv", "lag7")]["simulated"]) < 0.15
     assert (wrong[("hrv", "band90_coverage")]["measured"]
-            < right[("hrv", "band90_coverage")]["measured"] - 0.05)
-    assert wrong[("hrv", "c2st_auc")]["measured"] > 0.7
-    # and the single-feature classifiers say what gives it away: not the loads, which the
-    # replicates share, but the wander's memory (lag-1 autocorrelation within the window)
+            < right[("hrv", "band90_coverage")]["measured"] - 0.15)
+    # the single-feature classifiers say what gives it away: not the loads, which the
+    # replicates share, but the wander's memory (lag-1 autocorrelation within the window).
+    # (The whole classifier on 6 athletes' 18 windows is too weak a test to separate the two
+    # here: about 0.70 with the wander, 0.68 without.)
     alone = {name: wrong[("hrv", f"c2st_auc_{name}")]["measured"] for name in WINDOW_FEATURES}
     assert abs(alone["load_mean"] - 0.5) < 0.1 and abs(alone["load_sd"] - 0.5) < 0.1
-    assert alone["lag1"] > 0.6 and alone["lag1"] == max(alone.values()), alone
+    assert alone["lag1"] > 0.6, alone
+    assert right[("hrv", "c2st_auc_lag1")]["measured"] < 0.55
 
 
 def test_signals_coupled_on_the_same_morning_are_caught(right_simulator):
@@ -145,8 +147,11 @@ def test_signals_coupled_on_the_same_morning_are_caught(right_simulator):
     for target in ("hrv", "rhr"):
         assert (wrong[(target, "coupling")]["measured"]
                 < wrong[(target, "coupling")]["simulated"] - 0.3)
-        assert wrong[(target, "c2st_auc_coupling")]["measured"] > 0.75
-        assert right[(target, "c2st_auc_coupling")]["measured"] < 0.65
+        assert wrong[(target, "c2st_auc_coupling")]["measured"] > 0.85
+        # the whole classifier too (a single feature's AUC out of fold on 18 real windows is
+        # noisy: 0.62-0.75 for the right simulator here, so it is not compared)
+        assert (wrong[(target, "c2st_auc")]["measured"]
+                > right[(target, "c2st_auc")]["measured"] + 0.2)
 
 
 def test_same_morning_correlation():
@@ -272,3 +277,34 @@ def test_the_summary_names_what_gives_the_simulator_away(right_simulator):
     for target in ("hrv", "rhr", "recovery"):
         line = next(x for x in text.splitlines() if x.startswith(f"{target}: what tells"))
         assert len(line.split(":")[-1].split(",")) == 3
+
+
+def test_the_simulated_future_starts_from_the_state_the_first_days_left():
+    """A twin's noise continues from the filtered state of its last conditioning day: with a
+    slow component of long memory, the simulated future starts where the measured first days
+    ended relative to the model's mean, not on that mean (where a stationary start puts it)."""
+    from analysis.model_check import simulate_future
+    from physiology_model.dynamics.step import simulate_observations
+    from physiology_model.model.forecast import series_from_frame
+
+    truth = _truth(seed=7)
+    truth.update(slow_hrv=np.full(1, 0.9), phi_slow_hrv=np.full(1, 0.995),
+                 slow_rhr=np.zeros(1), phi_slow_rhr=np.zeros(1),
+                 slow_rec=np.zeros(1), phi_slow_rec=np.zeros(1))
+    n_cond, days, reps = 28, 60, 400
+    p = {k: np.repeat(v, reps) for k, v in truth.items()}
+    slow_sd = truth["sigma_hrv"][0] * np.sqrt(0.9)
+    for seed in range(40):  # an athlete whose first weeks end well away from the mean
+        series = series_from_frame(_athlete_frame(truth, days, seed=seed, missing=0.0))
+        mean = observation_means(truth, latent_states(truth, series.load,
+                                                      series.hi_load))["hrv"][0]
+        last = slice(n_cond - 5, n_cond)
+        level = np.mean(series.hrv[last] - mean[last])
+        if abs(level) > slow_sd:
+            break
+    first = slice(n_cond, n_cond + 5)
+    sim = simulate_future(p, series, n_cond, np.random.default_rng(0))
+    assert np.isnan(sim["hrv"][:, :n_cond]).all() and np.isfinite(sim["hrv"][:, n_cond:]).all()
+    assert np.mean(sim["hrv"][:, first] - mean[first]) == pytest.approx(level, abs=0.3 * abs(level))
+    stationary = simulate_observations(p, series.load, series.hi_load, np.random.default_rng(0))
+    assert abs(np.mean(stationary["hrv"][:, first] - mean[first])) < 0.3 * abs(level)

@@ -332,6 +332,29 @@ def _coupled(draws: dict[str, np.ndarray], params: AthleteParams, phi: np.ndarra
     return {t: out[..., i] for i, t in enumerate(TARGETS)}
 
 
+def continue_noise(params: AthleteParams, fast: np.ndarray, slow: np.ndarray, n_days: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Each signal's noise on the `n_days` mornings after a day whose (fast, slow) components
+    are given, (S, 3) each: the components stepped by `observation.noise_step` from standard
+    normals of `rng` (the fast components' first, (S, n_days, 3), then the slow ones'),
+    correlated across the signals as `transition` correlates them. Returns (S, n_days, 3), the
+    sum of the two components (a twin's future from the state its history left)."""
+    shape = (len(params.mu_hrv), n_days, len(TARGETS))
+    z_fast = rng.standard_normal(shape)
+    z_slow = rng.standard_normal(shape)
+    factor = params.innovation_factor
+    factor = None if factor is None else factor[:, None]
+    z_fast, z_slow = correlate(z_fast, factor), correlate(z_slow, factor)
+    phi, phi_slow = params.noise("phi"), params.noise("phi_slow")
+    sigma, share = params.noise("sigma"), params.noise("slow_share")
+    out = np.empty(shape)
+    for t in range(n_days):
+        fast, slow = noise_step(fast, slow, phi, phi_slow, sigma, share, z_fast[:, t],
+                                z_slow[:, t])
+        out[:, t] = fast + slow
+    return out
+
+
 def simulate_observations(p: Mapping[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray,
                           rng: np.random.Generator) -> dict[str, np.ndarray]:
     """`simulate` for a parameter dict (S,) each (`AthleteParams.from_mapping`)."""
