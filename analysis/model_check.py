@@ -45,9 +45,10 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
 - `c2st_auc` (athlete `"all"` only, one per target): a classifier two-sample test. The future is
   cut into non-overlapping `window_days` windows; a real window is the measured target, its
   `PARTNER` signal and the load on those days, a simulated one the same days of a random
-  replicate (`sims_per_window` of them per real window). Each window is summarised (`WINDOW_FEATURES`) and a gradient
-  boosting classifier is scored out of fold with athlete-grouped K-fold cross-validation (an
-  athlete's real and simulated windows are always in the same fold); `measured` = the ROC AUC
+  replicate (`sims_per_window` of them per real window). Each window is summarised
+  (`WINDOW_FEATURES`) and a gradient boosting classifier is scored out of fold with
+  athlete-grouped K-fold cross-validation (an athlete's real and simulated windows are always
+  in the same fold); `measured` = the ROC AUC
   of the pooled out-of-fold scores, `simulated` = 0.5 (indistinguishable), `lo`/`hi` = a 95 %
   percentile bootstrap over athletes of that AUC. Beside it, what gives the simulator away:
   `c2st_auc_<feature>` for each of `WINDOW_FEATURES`, the same cross-validated classifier on
