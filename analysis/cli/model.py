@@ -71,26 +71,28 @@ def _model_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_calibrate(args: argparse.Namespace) -> int:
+def _model_and_its_fit_rows(args: argparse.Namespace) -> tuple:
+    """The model of `--model`, its directory, its split seed and the rows of `--data` that
+    `model fit` learned its post-fit parts on (drift, coupling, calibration)."""
     from physiology_model.data.loaders import load_exports
     from physiology_model.errors import DataError
-    from physiology_model.model.fitting import (
-        calibration_rows,
-        fitted_rows,
-        learn_calibration,
-        split_for_forecasting,
-    )
+    from physiology_model.model.fitting import calibration_rows, fitted_rows, split_for_forecasting
     from physiology_model.model.world_model import WorldModel, resolve_model_dir
 
     directory = resolve_model_dir(args.model)
     model = WorldModel.load(directory)
     seed = int(model.split_.get("seed", 0))
-    frame = load_exports(args.data).frame
-    split = split_for_forecasting(frame, seed=seed)
-    # the rows `model fit` calibrated on
+    split = split_for_forecasting(load_exports(args.data).frame, seed=seed)
     fit_frame = calibration_rows(model, fitted_rows(split, bool(model.split_.get("all"))))
     if not fit_frame["user_id"].astype(str).isin(model.athletes_).any():
         raise DataError(args.model, "none of the model's training athletes is in the data")
+    return model, directory, seed, fit_frame
+
+
+def _model_calibrate(args: argparse.Namespace) -> int:
+    from physiology_model.model.fitting import learn_calibration
+
+    model, directory, seed, fit_frame = _model_and_its_fit_rows(args)
     learn_calibration(model, fit_frame, seed, say=lambda s: print(s, flush=True))
     model.calibration_.save(directory)
     print(f"wrote {directory / 'calibration.json'}")
@@ -98,24 +100,9 @@ def _model_calibrate(args: argparse.Namespace) -> int:
 
 
 def _model_couple(args: argparse.Namespace) -> int:
-    from physiology_model.data.loaders import load_exports
-    from physiology_model.errors import DataError
-    from physiology_model.model.fitting import (
-        calibration_rows,
-        fitted_rows,
-        learn_coupling,
-        split_for_forecasting,
-    )
-    from physiology_model.model.world_model import WorldModel, resolve_model_dir
+    from physiology_model.model.fitting import learn_coupling
 
-    directory = resolve_model_dir(args.model)
-    model = WorldModel.load(directory)
-    frame = load_exports(args.data).frame
-    split = split_for_forecasting(frame, seed=int(model.split_.get("seed", 0)))
-    # the rows `model fit` estimated the coupling on
-    fit_frame = calibration_rows(model, fitted_rows(split, bool(model.split_.get("all"))))
-    if not fit_frame["user_id"].astype(str).isin(model.athletes_).any():
-        raise DataError(args.model, "none of the model's training athletes is in the data")
+    model, directory, _, fit_frame = _model_and_its_fit_rows(args)
     learn_coupling(model, fit_frame, say=lambda s: print(s, flush=True))
     model.save(directory)
     print(f"wrote the coupling into {directory}")
