@@ -139,7 +139,7 @@ def test_signals_coupled_on_the_same_morning_are_caught(right_simulator):
     """Real ln HRV and resting HR move against each other from morning to morning (median
     correlation −0.56 in data/real); a simulator with independent noises has only the load's
     share of that. The check measures it (`coupling`) and the classifier uses it."""
-    wrong = _pooled(run_check(_model(_population()), _cohort(6, coupled=15.0), NO_INTERVALS))
+    wrong = _pooled(run_check(_model(_population()), _cohort(4, coupled=15.0), NO_INTERVALS))
     right = _pooled(right_simulator)
     for target in ("hrv", "rhr", "recovery"):
         assert abs(right[(target, "coupling")]["measured"]
