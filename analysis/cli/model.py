@@ -183,20 +183,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--condition-days", type=int, default=14,
                     help="first calendar days each unseen athlete is personalised on")
     ev.set_defaults(func=_model_evaluate)
-    calibrate = model_sub.add_parser(
-        "calibrate", help="learn the predictive intervals' recalibration for new athletes on "
-                          "the model's training athletes (written into the model directory)")
-    calibrate.add_argument("--model", required=True, help="model directory")
-    calibrate.add_argument("--data", nargs="+", required=True,
-                           help="the export files or directories the model was fitted on")
-    calibrate.set_defaults(func=_model_calibrate)
-    couple = model_sub.add_parser(
-        "couple", help="estimate how the signals' noises move together on the same morning "
-                       "on the model's training athletes (written into the model directory)")
-    couple.add_argument("--model", required=True, help="model directory")
-    couple.add_argument("--data", nargs="+", required=True,
-                        help="the export files or directories the model was fitted on")
-    couple.set_defaults(func=_model_couple)
+    # the post-fit parts relearned on the model's training athletes (_model_and_its_fit_rows)
+    for name, what, func in (
+            ("calibrate", "learn the predictive intervals' recalibration for new athletes",
+             _model_calibrate),
+            ("couple", "estimate how the signals' noises move together on the same morning",
+             _model_couple)):
+        post_fit = model_sub.add_parser(name, help=f"{what} on the model's training athletes "
+                                                   f"(written into the model directory)")
+        post_fit.add_argument("--model", required=True, help="model directory")
+        post_fit.add_argument("--data", nargs="+", required=True,
+                              help="the export files or directories the model was fitted on")
+        post_fit.set_defaults(func=func)
     check = model_sub.add_parser(
         "check", help="out-of-sample sim-to-real check on athletes outside the fit")
     check.add_argument("--model", required=True, help="model directory")

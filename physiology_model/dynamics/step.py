@@ -294,65 +294,51 @@ def simulate(params: AthleteParams, loads: tuple[np.ndarray, np.ndarray],
         lat = np.concatenate([latent_states(params.take(slice(i, i + 1)), load[i],
                                             hi_load[i]) for i in range(n)])
     means = observation_means(params, lat)
-    fast = {target: rng.standard_normal(m.shape) for target, m in means.items()}
-    slow = ({target: rng.standard_normal(m.shape) for target, m in means.items()}
-            if params.has_slow_noise else None)
-    if params.innovation_factor is not None:  # the signals' same-day innovations correlated
-        fast = _coupled(fast, params, params.noise("phi"))
-        slow = None if slow is None else _coupled(slow, params, params.noise("phi_slow"))
+    z_fast = np.stack([rng.standard_normal(m.shape) for m in means.values()], axis=-1)
+    z_slow = (np.stack([rng.standard_normal(m.shape) for m in means.values()], axis=-1)
+              if params.has_slow_noise else None)
+    fast, slow = stationary_noise(params, DayNoise(
+        z_fast[:, 0], np.zeros_like(z_fast[:, 0]) if z_slow is None else z_slow[:, 0]))
+    noise = np.empty(z_fast.shape)
+    noise[:, 0] = fast + slow
+    noise[:, 1:] = _stepped_noise(params, fast, slow, z_fast[:, 1:],
+                                  None if z_slow is None else z_slow[:, 1:])
     out = {}
-    for target, m in means.items():
-        phi, sigma = params[NOISE_PHI[target]], params[NOISE_SIGMA[target]]
-        w, phi_slow = params[NOISE_SLOW_SHARE[target]], params[NOISE_PHI_SLOW[target]]
-        e = fast[target]
-        e_slow = None if slow is None else slow[target]
-        sd_fast, sd_slow = component_sds(sigma, w)
-        r_fast = np.empty_like(m)
-        r_slow = np.zeros_like(m)
-        r_fast[:, 0] = sd_fast * e[:, 0]
-        if e_slow is not None:
-            r_slow[:, 0] = sd_slow * e_slow[:, 0]
-        for t in range(1, m.shape[1]):
-            r_fast[:, t], r_slow[:, t] = noise_step(
-                r_fast[:, t - 1], r_slow[:, t - 1], phi, phi_slow, sigma, w, e[:, t],
-                None if e_slow is None else e_slow[:, t])
-        y = m + (r_fast + r_slow)
+    for k, (target, m) in enumerate(means.items()):
+        y = m + noise[..., k]
         out[target] = logit_to_recovery(y) if target == "recovery" else y
     return out
 
 
-def _coupled(draws: dict[str, np.ndarray], params: AthleteParams, phi: np.ndarray
-             ) -> dict[str, np.ndarray]:
-    """Each target's standard normals (S, T) correlated across the targets as `transition`
-    correlates them: the first day's as the stationary components' (coefficients `phi`
-    (S, 3)), the later days' as the innovations."""
-    z = np.stack([draws[t] for t in TARGETS], axis=-1)  # (S, T, 3)
-    out = correlate(z, params.innovation_factor[:, None])
-    out[:, 0] = correlate(z[:, 0], params.stationary_factor(phi))
-    return {t: out[..., i] for i, t in enumerate(TARGETS)}
+def _stepped_noise(params: AthleteParams, fast: np.ndarray, slow: np.ndarray,
+                   z_fast: np.ndarray, z_slow: np.ndarray | None) -> np.ndarray:
+    """Each signal's noise (S, n, 3) on the n mornings after a day whose (fast, slow)
+    components are given, (S, 3) each: both stepped by `observation.noise_step` from the
+    standard normals (S, n, 3), correlated across the signals as `transition` correlates them
+    (`z_slow` None: the slow components only decay, where their share is 0)."""
+    factor = params.innovation_factor
+    factor = None if factor is None else factor[:, None]
+    z_fast = correlate(z_fast, factor)
+    z_slow = None if z_slow is None else correlate(z_slow, factor)
+    phi, phi_slow = params.noise("phi"), params.noise("phi_slow")
+    sigma, share = params.noise("sigma"), params.noise("slow_share")
+    out = np.empty(z_fast.shape)
+    for t in range(z_fast.shape[1]):
+        fast, slow = noise_step(fast, slow, phi, phi_slow, sigma, share, z_fast[:, t],
+                                None if z_slow is None else z_slow[:, t])
+        out[:, t] = fast + slow
+    return out
 
 
 def continue_noise(params: AthleteParams, fast: np.ndarray, slow: np.ndarray, n_days: int,
                    rng: np.random.Generator) -> np.ndarray:
     """Each signal's noise on the `n_days` mornings after a day whose (fast, slow) components
-    are given, (S, 3) each: the components stepped by `observation.noise_step` from standard
-    normals of `rng` (the fast components' first, (S, n_days, 3), then the slow ones'),
-    correlated across the signals as `transition` correlates them. Returns (S, n_days, 3), the
-    sum of the two components (a twin's future from the state its history left)."""
+    are given, (S, 3) each (`_stepped_noise`), from standard normals of `rng`: the fast
+    components' first, (S, n_days, 3), then the slow ones'. Returns (S, n_days, 3), the sum of
+    the two components (a twin's future from the state its history left)."""
     shape = (len(params.mu_hrv), n_days, len(TARGETS))
     z_fast = rng.standard_normal(shape)
-    z_slow = rng.standard_normal(shape)
-    factor = params.innovation_factor
-    factor = None if factor is None else factor[:, None]
-    z_fast, z_slow = correlate(z_fast, factor), correlate(z_slow, factor)
-    phi, phi_slow = params.noise("phi"), params.noise("phi_slow")
-    sigma, share = params.noise("sigma"), params.noise("slow_share")
-    out = np.empty(shape)
-    for t in range(n_days):
-        fast, slow = noise_step(fast, slow, phi, phi_slow, sigma, share, z_fast[:, t],
-                                z_slow[:, t])
-        out[:, t] = fast + slow
-    return out
+    return _stepped_noise(params, fast, slow, z_fast, rng.standard_normal(shape))
 
 
 def simulate_observations(p: Mapping[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray,

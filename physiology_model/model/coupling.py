@@ -73,7 +73,7 @@ class Coupling:
                 for source in self.values}
 
 
-def standardised_errors(model, rows: pd.DataFrame) -> np.ndarray | None:
+def one_step_errors(model, rows: pd.DataFrame) -> np.ndarray | None:
     """(T, 3) one-step standardised errors of one fitted athlete's mornings (NaN where not
     measured or before `WARM_START_DAYS`), or None for an athlete not in the model."""
     athlete = str(rows["user_id"].iloc[0])
@@ -119,7 +119,7 @@ def estimate_coupling(model, frame: pd.DataFrame, say: Callable[[str], None] | N
     for athlete, rows in frame.groupby("user_id", sort=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            z = standardised_errors(model, rows)
+            z = one_step_errors(model, rows)
         if z is None:
             continue
         source = str(rows["source"].dropna().iloc[-1]) if rows["source"].notna().any() else ""
