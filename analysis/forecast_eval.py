@@ -19,6 +19,13 @@ The protocol (world-model issue, item 7), run by `evaluate_forecasters` on any c
    (share of days inside the central 50 % / 90 % interval), and `crps_lo` / `crps_hi` (a
    percentile bootstrap 95 % interval of the pooled mean CRPS, resampling athletes). Undefined
    values (n = 0) are None.
+5. With `baselines` named, each other method's record also holds `best_baseline` (the named
+   baseline with the lowest pooled CRPS on the same target, horizon and split), `crps_ratio`
+   (its CRPS over that baseline's: under 1 is better) and `crps_ratio_lo` / `crps_ratio_hi` (a
+   paired percentile bootstrap 95 % interval: each resample draws athletes with replacement,
+   recomputes every method's pooled CRPS on the same draw and divides by the best baseline of
+   that draw, so the choice of the baseline is inside the interval). A baseline's record holds
+   None there.
 
 CRPS (continuous ranked probability score; Gneiting & Raftery 2007, J Am Stat Assoc 102:359):
 CRPS(F, y) = E|X − y| − ½·E|X − X'|, with X, X' independent draws from F. Lower is better; it is
@@ -61,6 +68,9 @@ from physiology_model.model.forecasters import (
 RECORD_KEYS: tuple[str, ...] = ("target", "horizon", "method", "split", "n", "mae", "crps",
                                 "cover50", "cover90", "crps_lo", "crps_hi")
 """Keys of every record, in order."""
+
+RATIO_KEYS: tuple[str, ...] = ("best_baseline", "crps_ratio", "crps_ratio_lo", "crps_ratio_hi")
+"""Keys added after `RECORD_KEYS` when `evaluate_forecasters` is given baselines."""
 
 SPLITS: tuple[str, str] = ("temporal", "unseen")
 
@@ -144,11 +154,40 @@ def bootstrap_mean_ci(sums: np.ndarray, counts: np.ndarray, rng: np.random.Gener
     c = np.asarray(counts, dtype=float)[keep]
     if c.size == 0:
         return math.nan, math.nan
-    draws = rng.multinomial(c.size, np.full(c.size, 1.0 / c.size), size=n_boot)
+    draws = _athlete_draws(c.size, rng, n_boot)
     means = (draws @ s) / (draws @ c)
+    return _percentiles(means, level)
+
+
+def _athlete_draws(n_athletes: int, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """How often each athlete is drawn in each of `n_boot` resamples, (n_boot, n_athletes)."""
+    return rng.multinomial(n_athletes, np.full(n_athletes, 1.0 / n_athletes), size=n_boot)
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    lo, hi = np.quantile(values, [tail, 1.0 - tail])
     return float(lo), float(hi)
+
+
+def bootstrap_ratio_ci(sums: np.ndarray, baseline_sums: np.ndarray, counts: np.ndarray,
+                       rng: np.random.Generator, n_boot: int = N_BOOTSTRAP,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Paired percentile bootstrap interval of a method's pooled mean score over the best of
+    some baselines' (resampling athletes, as `bootstrap_mean_ci`).
+
+    `sums` (A,) and `baseline_sums` (B, A): each athlete's total score under the method and
+    under each of B baselines, on the same `counts` (A,) scored days. Each resample draws
+    athletes with replacement and divides the method's pooled mean by the lowest of the
+    baselines' pooled means on the same draw. Returns (lo, hi); (nan, nan) without scored days.
+    """
+    keep = np.asarray(counts) > 0
+    if not keep.any():
+        return math.nan, math.nan
+    s = np.asarray(sums, dtype=float)[keep]
+    b = np.asarray(baseline_sums, dtype=float)[:, keep]
+    draws = _athlete_draws(s.size, rng, n_boot)
+    return _percentiles((draws @ s) / (draws @ b.T).min(axis=1), level)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,18 +274,23 @@ def _record(target: str, horizon: int, method: str, split: str, scores: _Scores,
 def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Forecaster], *,
                          seed: int, horizons: Sequence[int] = (1, 7), n_samples: int = 200,
                          test_fraction: float = 0.2, condition_days: int = 14,
-                         min_hrv_days: int = 28) -> list[dict]:
+                         min_hrv_days: int = 28, baselines: Sequence[str] = ()) -> list[dict]:
     """Run the forecast evaluation protocol (module docstring) and return its records.
 
     `table_frame`: a canonical daily-table frame (`DailyTable.frame`, any athletes); each
     forecaster is fitted once (on `split_for_forecasting(...).fit_frame`), then conditioned and
     scored per athlete. Returns one record per target × horizon × method × split (targets in
     `TARGETS` order, then horizons, methods in the given order, splits temporal then unseen),
-    each with the keys `RECORD_KEYS`. Method names must be unique.
+    each with the keys `RECORD_KEYS`, and `RATIO_KEYS` after them when `baselines` (names of
+    some of the forecasters) is given (item 5 of the module docstring). Method names must be
+    unique.
     """
     names = [f.name for f in forecasters]
     if len(set(names)) != len(names):
         raise ValueError(f"forecaster names must be unique, got {names}")
+    unknown = [b for b in baselines if b not in names]
+    if unknown:
+        raise ValueError(f"baselines {unknown} are not among the forecasters {names}")
     horizons = tuple(int(h) for h in horizons)
     if not horizons or min(horizons) < 1:
         raise ValueError(f"horizons must be positive day counts, got {horizons}")
@@ -290,7 +334,35 @@ def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Foreca
                     rng = _stream(seed, "bootstrap", target, split_name, horizon)
                     records.append(_record(target, horizon, method, split_name,
                                            scores[(target, horizon, method, split_name)], rng))
+    if baselines:
+        _add_ratios(records, scores, list(baselines), seed)
     return records
+
+
+def _add_ratios(records: list[dict], scores: dict[tuple, _Scores], baselines: list[str],
+                seed: int) -> None:
+    """Add `RATIO_KEYS` to every record (module docstring, item 5), in place."""
+    by_key = {(r["target"], r["horizon"], r["method"], r["split"]): r for r in records}
+    for (target, horizon, method, split_name), record in by_key.items():
+        record.update(dict.fromkeys(RATIO_KEYS))
+        if method in baselines or not record["n"]:
+            continue
+        best = min(baselines, key=lambda b: by_key[(target, horizon, b, split_name)]["crps"])
+        if not by_key[(target, horizon, best, split_name)]["crps"] > 0:
+            continue
+        own = scores[(target, horizon, method, split_name)].crps
+        others = [scores[(target, horizon, b, split_name)].crps for b in baselines]
+        counts = np.array([c.size for c in own])
+        # every method is scored on the same days of the same athletes, in the same order
+        assert all(np.array_equal([c.size for c in o], counts) for o in others)
+        rng = _stream(seed, "ratio", target, split_name, horizon, method)
+        lo, hi = bootstrap_ratio_ci(np.array([c.sum() for c in own]),
+                                    np.array([[c.sum() for c in o] for o in others]), counts,
+                                    rng)
+        record.update({"best_baseline": best,
+                       "crps_ratio": record["crps"] / by_key[(target, horizon, best,
+                                                              split_name)]["crps"],
+                       "crps_ratio_lo": lo, "crps_ratio_hi": hi})
 
 
 def write_forecast_report(records: Sequence[dict], path: str | Path) -> None:

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from analysis.forecast_eval import (
+    RATIO_KEYS,
     RECORD_KEYS,
     bootstrap_mean_ci,
+    bootstrap_ratio_ci,
     crps_gaussian,
     crps_samples,
     evaluate_forecasters,
@@ -91,6 +93,31 @@ def test_bootstrap_interval_resamples_athletes() -> None:
         pytest.approx((0.3, 0.3))
     assert all(math.isnan(v) for v in bootstrap_mean_ci(sums[3:4], counts[3:4],
                                                         np.random.default_rng(0)))
+
+
+def test_ratio_interval_is_paired_and_reselects_the_best_baseline() -> None:
+    """Athletes differ much more from each other than the method from the baseline: a paired
+    interval of the ratio is narrow where unpaired intervals of the two means overlap, and the
+    best baseline is chosen again in every resample."""
+    rng = np.random.default_rng(0)
+    counts = np.full(30, 50)
+    hardness = rng.lognormal(0.0, 0.8, 30) * counts  # each athlete's total score
+    method = 0.9 * hardness * rng.uniform(0.98, 1.02, 30)
+    lo, hi = bootstrap_ratio_ci(method, hardness[None], counts, np.random.default_rng(1))
+    assert 0.88 < lo < 0.9 < hi < 0.92
+    _, m_hi = bootstrap_mean_ci(method, counts, np.random.default_rng(1))
+    b_lo, _ = bootstrap_mean_ci(hardness, counts, np.random.default_rng(1))
+    assert m_hi > b_lo  # the means' own intervals overlap
+    # Two baselines, each best on half of the athletes: the min of the pooled means per draw.
+    half = np.arange(30) < 15
+    one, two = np.where(half, 1.0, 1.3) * hardness, np.where(half, 1.3, 1.0) * hardness
+    lo2, hi2 = bootstrap_ratio_ci(method, np.stack([one, two]), counts,
+                                  np.random.default_rng(1))
+    draws = np.random.default_rng(1).multinomial(30, np.full(30, 1 / 30), size=2000)
+    ratios = (draws @ method) / np.minimum(draws @ one, draws @ two)
+    assert (lo2, hi2) == pytest.approx(tuple(np.quantile(ratios, [0.025, 0.975])))
+    assert all(math.isnan(v) for v in bootstrap_ratio_ci(method[:1], hardness[None, :1],
+                                                         np.zeros(1), rng))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +247,29 @@ def test_runner_is_deterministic_and_seeded(cohort: pd.DataFrame, records: list[
     same_method = [r for r in records if r["method"] == "persistence" and r["horizon"] == 1]
     assert [r["n"] for r in other] != [r["n"] for r in same_method] or \
         [r["crps"] for r in other] != [r["crps"] for r in same_method]
+
+
+def test_runner_reports_each_method_against_the_best_baseline(cohort: pd.DataFrame,
+                                                              records: list[dict]) -> None:
+    methods = baseline_forecasters() + [_Oracle("oracle", False), _Oracle("oracle_g", True)]
+    names = [m.name for m in baseline_forecasters()]
+    rated = evaluate_forecasters(cohort, methods, seed=5, n_samples=40, baselines=names)
+    assert [tuple(r) for r in rated] == [RECORD_KEYS + RATIO_KEYS] * len(records)
+    # the records themselves are those of the run without baselines
+    assert [{k: r[k] for k in RECORD_KEYS} for r in rated] == records
+    by = {(r["target"], r["horizon"], r["method"], r["split"]): r for r in rated}
+    for (target, horizon, method, split), r in by.items():
+        if method in names:
+            assert all(r[k] is None for k in RATIO_KEYS)
+            continue
+        best = min(names, key=lambda b: by[(target, horizon, b, split)]["crps"])
+        assert r["best_baseline"] == best
+        assert r["crps_ratio"] == pytest.approx(r["crps"] / by[(target, horizon, best, split)]
+                                                ["crps"])
+        assert r["crps_ratio"] == pytest.approx(0.0, abs=1e-6)  # the oracle's CRPS is ~0
+        assert r["crps_ratio_lo"] <= r["crps_ratio"] + 1e-9 <= r["crps_ratio_hi"] + 2e-9
+    with pytest.raises(ValueError, match="not among the forecasters"):
+        evaluate_forecasters(cohort, methods, seed=5, baselines=["nope"])
 
 
 def test_runner_rejects_bad_arguments(cohort: pd.DataFrame) -> None:

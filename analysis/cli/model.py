@@ -56,17 +56,23 @@ def _model_evaluate(args: argparse.Namespace) -> int:
     model = WorldModel.load(resolve_model_dir(args.model))
     seed = args.seed if args.seed is not None else int(model.split_.get("seed", 0))
     frame = load_exports(args.data).frame
-    forecasters = [*baseline_forecasters(max_horizon=max(args.horizons)),
+    baselines = baseline_forecasters(max_horizon=max(args.horizons))
+    forecasters = [*baselines,
                    WorldModelForecaster(model, seed=seed, use_residual=False,
                                         name="world_model_base"),
                    WorldModelForecaster(model, seed=seed)]
     records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples,
-                                   horizons=args.horizons, condition_days=args.condition_days)
+                                   horizons=args.horizons, condition_days=args.condition_days,
+                                   baselines=[b.name for b in baselines])
     write_forecast_report(records, args.out)
     table = pd.DataFrame(records)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(table.pivot_table(index=["target", "horizon", "split"], columns="method",
                                 values="crps").round(4).to_string())
+        ratios = table[table["method"] == "world_model"]
+        print("\nworld model CRPS / the best baseline's [95 % paired bootstrap, athletes]:")
+        print(ratios[["target", "horizon", "split", "best_baseline", "crps_ratio",
+                      "crps_ratio_lo", "crps_ratio_hi"]].round(3).to_string(index=False))
     print(f"wrote {args.out} ({len(records)} records)")
     return 0
 
