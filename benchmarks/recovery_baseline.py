@@ -1,0 +1,142 @@
+"""Is a device's recovery score read against the athlete's recent baseline? (issue 24)
+
+The world model links the recovery logit to the *predicted* ln HRV and RHR relative to the
+athlete's fixed levels (`observation.observation_means`). A device computes its recovery score
+from the morning's *measured* HRV and resting HR (and the night's sleep) relative to the
+athlete's own recent baseline (WHOOP describes its recovery that way). If that is what the
+exports show, the score's slow drift and its memory come from the baseline, not from a noise of
+its own, and a simulator that generates recovery the way the device does would reproduce its
+coupling with ln HRV and its short memory.
+
+Data: the shipped exports (`load_exports(["data/real"])`), athletes with at least
+`--min-days` mornings with recovery, HRV and RHR all measured (WHOOP and Oura). On a full daily
+calendar of each athlete, with r = logit(clip(recovery, 1, 99) / 100), h = ln RMSSD, c = RHR:
+
+    fixed:       r_d = α + β·(h_d − mean_a h) + γ·(c_d − mean_a c) + e_d
+    trailing W:  r_d = α + β·(h_d − B^h_{d,W}) + γ·(c_d − B^c_{d,W}) + e_d,
+                 B_{d,W} = the mean of the W days before d (measured ones; needs ≥ W/3)
+    + night:     trailing 30 plus the night's sleep hours and sleeping respiratory rate, each
+                 relative to its own trailing-30 mean
+
+fitted by least squares per athlete on the same days for every model (days where every
+regressor of every model exists). Reported per athlete and as medians over athletes: R² and the
+lag-1 autocorrelation of the residual e on consecutive days; and the median over athletes of
+R²(trailing 30) − R²(fixed) with a 95 % percentile bootstrap interval over athletes (seeded).
+
+    python benchmarks/recovery_baseline.py --out benchmarks/results/recovery_baseline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from run_record import machine_record
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from physiology_model.data.loaders import load_exports
+
+WINDOWS = (7, 14, 30, 60)
+
+
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the measured values of the `window` days before each day (NaN with fewer than
+    `window // 3` of them)."""
+    return (pd.Series(values).shift(1).rolling(window, min_periods=max(3, window // 3))
+            .mean().to_numpy())
+
+
+def fit(y: np.ndarray, columns: list[np.ndarray], use: np.ndarray) -> tuple[float, float]:
+    """(R², lag-1 autocorrelation of the residual on consecutive days) of y on the columns."""
+    x = np.column_stack([np.ones(use.sum())] + [c[use] for c in columns])
+    coef, *_ = np.linalg.lstsq(x, y[use], rcond=None)
+    residual = np.full(y.size, np.nan)
+    residual[use] = y[use] - x @ coef
+    e = residual[use]
+    r2 = 1.0 - float(e @ e) / float(((y[use] - y[use].mean()) ** 2).sum())
+    a, b = residual[:-1], residual[1:]
+    pair = np.isfinite(a) & np.isfinite(b)
+    return r2, float(np.corrcoef(a[pair], b[pair])[0, 1])
+
+
+def athlete_rows(frame: pd.DataFrame, min_days: int) -> list[dict]:
+    out = []
+    for user, g in frame.groupby("user_id"):
+        g = g.sort_values("date").set_index("date").asfreq("D")
+        pct = g["recovery_pct"].to_numpy(float)
+        h = np.log(g["hrv_rmssd_ms"].to_numpy(float))
+        c = g["rhr_bpm"].to_numpy(float)
+        measured = np.isfinite(pct) & np.isfinite(h) & np.isfinite(c)
+        if measured.sum() < min_days:
+            continue
+        p = np.clip(pct, 1.0, 99.0) / 100.0
+        r = np.log(p) - np.log1p(-p)
+        base = {w: (trailing_mean(h, w), trailing_mean(c, w)) for w in WINDOWS}
+        sleep = g["sleep_min"].to_numpy(float) / 60.0
+        resp = g["resp_rate_rpm"].to_numpy(float)
+        night = [v - trailing_mean(v, 30) for v in (sleep, resp)]
+        use = measured.copy()
+        for bh, bc in base.values():
+            use &= np.isfinite(bh) & np.isfinite(bc)
+        with_night = use & np.isfinite(night[0]) & np.isfinite(night[1])
+        if use.sum() < min_days:
+            continue
+        row = {"athlete": str(user), "days": int(use.sum())}
+        row["fixed"] = fit(r, [h - np.nanmean(h[use]), c - np.nanmean(c[use])], use)
+        for w, (bh, bc) in base.items():
+            row[f"trailing_{w}"] = fit(r, [h - bh, c - bc], use)
+        if with_night.sum() >= min_days:
+            bh, bc = base[30]
+            row["trailing_30_night_same_days"] = fit(r, [h - bh, c - bc], with_night)
+            row["trailing_30_night"] = fit(r, [h - bh, c - bc, *night], with_night)
+            row["night_days"] = int(with_night.sum())
+        out.append(row)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["data/real"])
+    parser.add_argument("--min-days", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="benchmarks/results/recovery_baseline.json")
+    args = parser.parse_args()
+
+    rows = athlete_rows(load_exports(args.data).frame, args.min_days)
+    if len(rows) < 3:
+        print(f"need at least 3 athletes with {args.min_days} days of recovery, HRV and RHR")
+        return 2
+    models = ["fixed", *(f"trailing_{w}" for w in WINDOWS)]
+    night = [r for r in rows if "trailing_30_night" in r]
+    summary = {m: {"median_r2": float(np.median([r[m][0] for r in rows])),
+                   "median_residual_lag1": float(np.median([r[m][1] for r in rows])),
+                   "athletes": len(rows)} for m in models}
+    for m in ("trailing_30_night_same_days", "trailing_30_night"):
+        if night:
+            summary[m] = {"median_r2": float(np.median([r[m][0] for r in night])),
+                          "median_residual_lag1": float(np.median([r[m][1] for r in night])),
+                          "athletes": len(night)}
+    gain = np.array([r["trailing_30"][0] - r["fixed"][0] for r in rows])
+    rng = np.random.default_rng(args.seed)
+    boot = np.median(gain[rng.integers(0, gain.size, (2000, gain.size))], axis=1)
+    summary["r2_gain_trailing_30_over_fixed"] = {
+        "median": float(np.median(gain)), "lo": float(np.quantile(boot, 0.025)),
+        "hi": float(np.quantile(boot, 0.975)), "athletes_better": int((gain > 0).sum()),
+        "athletes": int(gain.size)}
+    for m, s in summary.items():
+        print(m, {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()})
+    record = {"benchmark": "recovery_baseline", "config": vars(args),
+              "machine": machine_record(), "summary": summary, "athletes": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
