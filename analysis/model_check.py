@@ -32,7 +32,10 @@ Records (a JSON list of flat dicts with the keys `RECORD_KEYS`; `lo`/`hi` only w
   morning-of values, which leaves that choice out), `coupling` (the correlation of the target
   with the same morning's other signal, `PARTNER`: ln HRV with RHR, RHR with ln HRV, recovery
   with ln HRV, over the days both were measured; a simulator whose signals' day-to-day noise is
-  independent has the load's share of it only): per
+  independent has the load's share of it only), `baseline_reading` (recovery only: how much
+  more of the recovery logit's variance the morning's ln HRV and RHR explain when read against
+  their trailing `BASELINE_DAYS`-day means than against fixed levels, `reading_r2`; a device
+  reads its score against the athlete's recent baseline, benchmarks/recovery_baseline.py): per
   athlete the measured statistic and the mean over replicates of the simulated one (a
   replicate's signals come from one posterior draw); for `athlete = "all"` the medians over
   athletes of each.
@@ -85,6 +88,7 @@ from physiology_model.dynamics.observation import (
     latent_states,
     logit_to_recovery,
     observation_means,
+    recovery_to_logit,
 )
 from physiology_model.dynamics.params import LOAD_SCALE_TRIMP
 from physiology_model.dynamics.step import AthleteParams, continue_noise
@@ -101,7 +105,7 @@ RECORD_KEYS: tuple[str, ...] = ("athlete", "target", "statistic", "measured", "s
 MAX_LAG = 7
 STATISTICS: tuple[str, ...] = ("mean", "sd", *(f"lag{k}" for k in range(1, MAX_LAG + 1)),
                                "hard_day_response", "hard_day_morning", "hard_day_effect",
-                               "coupling", "band50_coverage",
+                               "coupling", "baseline_reading", "band50_coverage",
                                "band90_coverage",
                                "c2st_auc", "effect_slope")
 REST_TRIMP = 20.0
@@ -284,6 +288,53 @@ def same_morning_correlation(y: np.ndarray, partner: np.ndarray) -> float:
     a, b = y[ok] - y[ok].mean(), partner[ok] - partner[ok].mean()
     denominator = math.sqrt(float(a @ a) * float(b @ b))
     return float(a @ b) / denominator if denominator > 0 else math.nan
+
+
+BASELINE_DAYS = 30
+"""The trailing window of the recovery score's baseline (`baseline_reading`)."""
+
+
+def trailing_mean(values: np.ndarray, days: int) -> np.ndarray:
+    """Mean of the measured values of the `days` days before each day (NaN with fewer than
+    max(3, days // 3) of them)."""
+    return (pd.Series(np.asarray(values, dtype=float)).shift(1)
+            .rolling(days, min_periods=max(3, days // 3)).mean().to_numpy())
+
+
+def reading_r2(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
+               baseline_days: int | None, use: np.ndarray, extra: Sequence[np.ndarray] = ()
+               ) -> tuple[float, np.ndarray]:
+    """(R², residual on every day, NaN off `use`) of the least-squares fit of the recovery
+    logit on the morning's ln HRV and RHR relative to their trailing `baseline_days`-day means
+    (`trailing_mean`), or to their means over `use` (None: fixed levels), and on any `extra`
+    regressors, on the days `use`."""
+    if baseline_days is None:
+        hb, rb = np.nanmean(ln_hrv[use]), np.nanmean(rhr[use])
+    else:
+        hb, rb = trailing_mean(ln_hrv, baseline_days), trailing_mean(rhr, baseline_days)
+    x = np.column_stack([np.ones(int(use.sum())), (ln_hrv - hb)[use], (rhr - rb)[use],
+                         *(np.asarray(e, dtype=float)[use] for e in extra)])
+    y = recovery_logit[use]
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residual = np.full(recovery_logit.shape, np.nan)
+    residual[use] = y - x @ coef
+    total = float(((y - y.mean()) ** 2).sum())
+    e = residual[use]
+    return (1.0 - float(e @ e) / total if total > 0 else math.nan), residual
+
+
+def baseline_reading(recovery_pct: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray) -> float:
+    """`reading_r2` against the trailing `BASELINE_DAYS` days minus against fixed levels, on the
+    days where every value and both baselines exist (NaN with fewer than 3·`MIN_PAIRS`)."""
+    recovery = recovery_to_logit(recovery_pct)  # NaN stays NaN
+    ln_hrv, rhr = np.asarray(ln_hrv, dtype=float), np.asarray(rhr, dtype=float)
+    use = (np.isfinite(recovery) & np.isfinite(ln_hrv) & np.isfinite(rhr)
+           & np.isfinite(trailing_mean(ln_hrv, BASELINE_DAYS))
+           & np.isfinite(trailing_mean(rhr, BASELINE_DAYS)))
+    if use.sum() < 3 * MIN_PAIRS:
+        return math.nan
+    return (reading_r2(recovery, ln_hrv, rhr, BASELINE_DAYS, use)[0]
+            - reading_r2(recovery, ln_hrv, rhr, None, use)[0])
 
 
 def _series_statistics(y: np.ndarray, hard: np.ndarray, rest: np.ndarray,
@@ -496,6 +547,12 @@ def athlete_records(check: AthleteCheck) -> list[dict]:
         measured = _series_statistics(y, hard, rest, check.measured[partner])
         per_rep = [_series_statistics(s, hard, rest, other)
                    for s, other in zip(sims, check.simulated[partner])]
+        if target == "recovery":
+            measured["baseline_reading"] = baseline_reading(y, check.measured["hrv"],
+                                                            check.measured["rhr"])
+            for r, rec, hrv, rhr in zip(per_rep, sims, check.simulated["hrv"],
+                                        check.simulated["rhr"]):
+                r["baseline_reading"] = baseline_reading(rec, hrv, rhr)
         for stat, value in measured.items():
             out.append(_record(check.athlete, target, stat, value,
                                _nanmean([r[stat] for r in per_rep]), n))

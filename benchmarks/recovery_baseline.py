@@ -10,11 +10,13 @@ coupling with ln HRV and its short memory.
 
 Data: the shipped exports (`load_exports(["data/real"])`), athletes with at least
 `--min-days` mornings with recovery, HRV and RHR all measured (WHOOP and Oura). On a full daily
-calendar of each athlete, with r = logit(clip(recovery, 1, 99) / 100), h = ln RMSSD, c = RHR:
+calendar of each athlete, with r = the recovery logit (`observation.recovery_to_logit`), h = ln
+RMSSD, c = RHR:
 
     fixed:       r_d = α + β·(h_d − mean_a h) + γ·(c_d − mean_a c) + e_d
     trailing W:  r_d = α + β·(h_d − B^h_{d,W}) + γ·(c_d − B^c_{d,W}) + e_d,
-                 B_{d,W} = the mean of the W days before d (measured ones; needs ≥ W/3)
+                 B_{d,W} = the mean of the W days before d (measured ones; needs
+                 max(3, W // 3); `analysis.model_check.trailing_mean`)
     + night:     trailing 30 plus the night's sleep hours and sleeping respiratory rate, each
                  relative to its own trailing-30 mean
 
@@ -39,26 +41,17 @@ from run_record import machine_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.model_check import reading_r2, trailing_mean
 from physiology_model.data.loaders import load_exports
+from physiology_model.dynamics.observation import recovery_to_logit
 
 WINDOWS = (7, 14, 30, 60)
 
 
-def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the measured values of the `window` days before each day (NaN with fewer than
-    `window // 3` of them)."""
-    return (pd.Series(values).shift(1).rolling(window, min_periods=max(3, window // 3))
-            .mean().to_numpy())
-
-
-def fit(y: np.ndarray, columns: list[np.ndarray], use: np.ndarray) -> tuple[float, float]:
-    """(R², lag-1 autocorrelation of the residual on consecutive days) of y on the columns."""
-    x = np.column_stack([np.ones(use.sum())] + [c[use] for c in columns])
-    coef, *_ = np.linalg.lstsq(x, y[use], rcond=None)
-    residual = np.full(y.size, np.nan)
-    residual[use] = y[use] - x @ coef
-    e = residual[use]
-    r2 = 1.0 - float(e @ e) / float(((y[use] - y[use].mean()) ** 2).sum())
+def fit(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
+        baseline_days: int | None, use: np.ndarray, extra=()) -> tuple[float, float]:
+    """(R², lag-1 autocorrelation of the residual on consecutive days): `reading_r2`."""
+    r2, residual = reading_r2(recovery_logit, ln_hrv, rhr, baseline_days, use, extra)
     a, b = residual[:-1], residual[1:]
     pair = np.isfinite(a) & np.isfinite(b)
     return r2, float(np.corrcoef(a[pair], b[pair])[0, 1])
@@ -74,8 +67,7 @@ def athlete_rows(frame: pd.DataFrame, min_days: int) -> list[dict]:
         measured = np.isfinite(pct) & np.isfinite(h) & np.isfinite(c)
         if measured.sum() < min_days:
             continue
-        p = np.clip(pct, 1.0, 99.0) / 100.0
-        r = np.log(p) - np.log1p(-p)
+        r = recovery_to_logit(pct)
         base = {w: (trailing_mean(h, w), trailing_mean(c, w)) for w in WINDOWS}
         sleep = g["sleep_min"].to_numpy(float) / 60.0
         resp = g["resp_rate_rpm"].to_numpy(float)
@@ -86,14 +78,12 @@ def athlete_rows(frame: pd.DataFrame, min_days: int) -> list[dict]:
         with_night = use & np.isfinite(night[0]) & np.isfinite(night[1])
         if use.sum() < min_days:
             continue
-        row = {"athlete": str(user), "days": int(use.sum())}
-        row["fixed"] = fit(r, [h - np.nanmean(h[use]), c - np.nanmean(c[use])], use)
-        for w, (bh, bc) in base.items():
-            row[f"trailing_{w}"] = fit(r, [h - bh, c - bc], use)
+        row = {"athlete": str(user), "days": int(use.sum()), "fixed": fit(r, h, c, None, use)}
+        for w in WINDOWS:
+            row[f"trailing_{w}"] = fit(r, h, c, w, use)
         if with_night.sum() >= min_days:
-            bh, bc = base[30]
-            row["trailing_30_night_same_days"] = fit(r, [h - bh, c - bc], with_night)
-            row["trailing_30_night"] = fit(r, [h - bh, c - bc, *night], with_night)
+            row["trailing_30_night_same_days"] = fit(r, h, c, 30, with_night)
+            row["trailing_30_night"] = fit(r, h, c, 30, with_night, night)
             row["night_days"] = int(with_night.sum())
         out.append(row)
     return out

@@ -21,6 +21,7 @@ from analysis.model_check import (
     STATISTICS,
     WINDOW_FEATURES,
     CheckConfig,
+    baseline_reading,
     grouped_auc,
     hard_day_effect,
     hard_day_morning,
@@ -95,6 +96,8 @@ def test_records_are_flat_and_complete(right_simulator):
     pooled = _pooled(right_simulator)
     for target in ("hrv", "rhr", "recovery"):
         for stat in (*STATISTICS, *(f"c2st_auc_{name}" for name in WINDOW_FEATURES)):
+            if stat == "baseline_reading" and target != "recovery":
+                continue  # recovery's own
             assert (target, stat) in pooled, (target, stat)
     assert {r["athlete"] for r in right_simulator} == {"all", *(f"a{i}" for i in range(6))}
     assert pooled[("hrv", "band90_coverage")]["simulated"] == 0.9
@@ -161,6 +164,32 @@ def test_same_morning_correlation():
     partner[:11] = np.nan  # 9 pairs left: too few
     assert np.isnan(same_morning_correlation(x, partner))
     assert np.isnan(same_morning_correlation(np.ones(20), x))
+
+
+def test_baseline_reading_tells_a_score_read_against_a_moving_baseline():
+    """A score computed from the morning's ln HRV and RHR against their trailing 30-day means
+    (as a device computes it) is explained better that way than against fixed levels: the
+    statistic is clearly positive; for one computed against fixed levels it is not."""
+    rng = np.random.default_rng(0)
+    days = 240
+    drift = np.cumsum(rng.normal(0, 0.03, days))  # a slow wander of the HRV level
+    ln_hrv = 4.0 + drift + rng.normal(0, 0.12, days)
+    rhr = 55 - 8 * drift + rng.normal(0, 1.5, days)
+    base_h = pd.Series(ln_hrv).shift(1).rolling(30, min_periods=10).mean().to_numpy()
+    base_r = pd.Series(rhr).shift(1).rolling(30, min_periods=10).mean().to_numpy()
+    noise = rng.normal(0, 0.3, days)
+
+    def pct(logit):
+        return 100 / (1 + np.exp(-logit))
+
+    device = pct(0.4 + 3.6 * (ln_hrv - np.nan_to_num(base_h, nan=4.0))
+                 - 0.1 * (rhr - np.nan_to_num(base_r, nan=55.0)) + noise)
+    fixed = pct(0.4 + 3.6 * (ln_hrv - 4.0) - 0.1 * (rhr - 55.0) + noise)
+    assert baseline_reading(device, ln_hrv, rhr) > 0.05
+    assert baseline_reading(fixed, ln_hrv, rhr) < 0.0
+    missing = device.copy()
+    missing[: days - 25] = np.nan  # 25 scores: too few
+    assert np.isnan(baseline_reading(missing, ln_hrv, rhr))
 
 
 def test_athletes_in_the_fit_are_left_out():
