@@ -9,7 +9,8 @@ its own, and a simulator that generates recovery the way the device does would r
 coupling with ln HRV and its short memory.
 
 Data: the shipped exports (`load_exports(["data/real"])`), athletes with at least
-`--min-days` mornings with recovery, HRV and RHR all measured (WHOOP and Oura). On a full daily
+`--min-days` mornings with recovery, HRV and RHR all measured and a baseline for each (in
+the shipped data, WHOOP's). On a full daily
 calendar of each athlete, with r = the recovery logit (`observation.recovery_to_logit`), h = ln
 RMSSD, c = RHR:
 
