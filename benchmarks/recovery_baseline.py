@@ -9,10 +9,9 @@ its own, and a simulator that generates recovery the way the device does would r
 coupling with ln HRV and its short memory.
 
 Data: the shipped exports (`load_exports(["data/real"])`), athletes with at least
-`--min-days` mornings with recovery, HRV and RHR all measured and a baseline for each (in
-the shipped data, WHOOP's). On a full daily
-calendar of each athlete, with r = the recovery logit (`observation.recovery_to_logit`), h = ln
-RMSSD, c = RHR:
+`--min-days` mornings with recovery, HRV and RHR all measured and a baseline for each (in the
+shipped data, WHOOP's). On a full daily calendar of each athlete, with r = the recovery logit
+(`observation.recovery_to_logit`), h = ln RMSSD, c = RHR:
 
     fixed:       r_d = α + β·(h_d − mean_a h) + γ·(c_d − mean_a c) + e_d
     trailing W:  r_d = α + β·(h_d − B^h_{d,W}) + γ·(c_d − B^c_{d,W}) + e_d,
