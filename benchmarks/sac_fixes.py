@@ -118,6 +118,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
                                         **NO_POLYAK}},
     "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 3},
+    # today's defaults as they are, wearable-only and with the monthly test (long runs)
+    "default": {"config": {}},
+    "default-tested": {"config": {"tests_every": 28}},
     # the warm start from a distilled student (`--warm-start RUN`, agents/sac_warm.py)
     "student": {"student": True},
     "warm-tested": {"config": {"tests_every": 28}, "warm": True},
