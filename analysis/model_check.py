@@ -303,11 +303,11 @@ def trailing_mean(values: np.ndarray, days: int) -> np.ndarray:
 
 def reading_r2(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
                baseline_days: int | None, use: np.ndarray, extra: Sequence[np.ndarray] = ()
-               ) -> tuple[float, np.ndarray]:
-    """(R², residual on every day, NaN off `use`) of the least-squares fit of the recovery
-    logit on the morning's ln HRV and RHR relative to their trailing `baseline_days`-day means
-    (`trailing_mean`), or to their means over `use` (None: fixed levels), and on any `extra`
-    regressors, on the days `use`."""
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+    """(R², residual on every day (NaN off `use`), coefficients: intercept, ln HRV, RHR, the
+    `extra`) of the least-squares fit of the recovery logit on the morning's ln HRV and RHR
+    relative to their trailing `baseline_days`-day means (`trailing_mean`), or to their means
+    over `use` (None: fixed levels), and on any `extra` regressors, on the days `use`."""
     if baseline_days is None:
         hb, rb = np.nanmean(ln_hrv[use]), np.nanmean(rhr[use])
     else:
@@ -320,7 +320,7 @@ def reading_r2(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
     residual[use] = y - x @ coef
     total = float(((y - y.mean()) ** 2).sum())
     e = residual[use]
-    return (1.0 - float(e @ e) / total if total > 0 else math.nan), residual
+    return (1.0 - float(e @ e) / total if total > 0 else math.nan), residual, coef
 
 
 def baseline_reading(recovery_pct: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray) -> float:

@@ -51,7 +51,7 @@ WINDOWS = (7, 14, 30, 60)
 def fit(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
         baseline_days: int | None, use: np.ndarray, extra=()) -> tuple[float, float]:
     """(R², lag-1 autocorrelation of the residual on consecutive days): `reading_r2`."""
-    r2, residual = reading_r2(recovery_logit, ln_hrv, rhr, baseline_days, use, extra)
+    r2, residual, _ = reading_r2(recovery_logit, ln_hrv, rhr, baseline_days, use, extra)
     a, b = residual[:-1], residual[1:]
     pair = np.isfinite(a) & np.isfinite(b)
     return r2, float(np.corrcoef(a[pair], b[pair])[0, 1])
