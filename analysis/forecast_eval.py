@@ -11,7 +11,9 @@ The protocol (world-model issue, item 7), run by `evaluate_forecasters` on any c
    (a) `temporal`: conditioned on each training athlete's rows before the cutoff, it forecasts
        from every origin on or after the cutoff;
    (b) `unseen`: conditioned on each unseen athlete's first `condition_days` calendar days, it
-       forecasts from every origin after them.
+       forecasts from every origin after them. An unseen athlete with fewer than
+       `MIN_CONDITION_MEASURED` mornings with HRV or RHR in those days is left out for every
+       method (a personalisation needs that many; `short_conditioning` names them).
    An origin is used for horizon h when its target row d0+h−1 exists, and a day is scored only
    where the target was observed. HRV is scored on the ln scale.
 4. Per target × horizon × method × split, one record: `n` (scored days), `mae` (of the
@@ -73,6 +75,10 @@ RATIO_KEYS: tuple[str, ...] = ("best_baseline", "crps_ratio", "crps_ratio_lo", "
 """Keys added after `RECORD_KEYS` when `evaluate_forecasters` is given baselines."""
 
 SPLITS: tuple[str, str] = ("temporal", "unseen")
+
+MIN_CONDITION_MEASURED = 7
+"""Mornings with HRV or RHR an unseen athlete needs in its conditioning days (the world
+model's personalisation needs 7)."""
 
 INTERVAL_LEVELS: tuple[float, float] = (0.5, 0.9)
 """Central predictive intervals whose coverage is reported (`cover50`, `cover90`)."""
@@ -299,9 +305,10 @@ def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Foreca
     split = split_for_forecasting(table_frame, seed=seed, test_fraction=test_fraction,
                                   min_hrv_days=min_hrv_days)
     # (split, athlete) → (conditioning rows, first origin)
+    short = set(short_conditioning(split, condition_days))
     plan: list[tuple[str, str, int]] = (
         [("temporal", u, split.cutoff_rows[u]) for u in split.train_users]
-        + [("unseen", u, condition_days) for u in split.test_users])
+        + [("unseen", u, condition_days) for u in split.test_users if u not in short])
     scores = {(t, h, m, s): _Scores([], [], [], [])
               for t in TARGETS for h in horizons for m in names for s in SPLITS}
     for forecaster in forecasters:
@@ -337,6 +344,19 @@ def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Foreca
     if baselines:
         _add_ratios(records, scores, list(baselines), seed)
     return records
+
+
+def short_conditioning(split, condition_days: int) -> list[str]:
+    """The unseen athletes of `split` (`fitting.split_for_forecasting`) with fewer than
+    `MIN_CONDITION_MEASURED` mornings with HRV or RHR in their first `condition_days` calendar
+    days, which the protocol leaves out."""
+    out = []
+    for user in split.test_users:
+        head = split.frames[user].iloc[:condition_days]
+        measured = head["hrv_rmssd_ms"].notna() | head["rhr_bpm"].notna()
+        if int(measured.sum()) < MIN_CONDITION_MEASURED:
+            out.append(user)
+    return out
 
 
 def _add_ratios(records: list[dict], scores: dict[tuple, _Scores], baselines: list[str],

@@ -19,6 +19,7 @@ from analysis.forecast_eval import (
     evaluate_forecasters,
     gaussian_interval_hits,
     interval_hits,
+    short_conditioning,
     write_forecast_report,
 )
 from physiology_model.dynamics.observation import TARGETS
@@ -267,6 +268,27 @@ def test_runner_reports_each_method_against_the_best_baseline(cohort: pd.DataFra
         assert r["crps_ratio_lo"] <= r["crps_ratio"] + 1e-9 <= r["crps_ratio_hi"] + 2e-9
     with pytest.raises(ValueError, match="not among the forecasters"):
         evaluate_forecasters(cohort, baseline_forecasters(), seed=5, baselines=["nope"])
+
+
+def test_an_unseen_athlete_too_short_to_personalise_is_left_out_for_every_method(
+        cohort: pd.DataFrame) -> None:
+    """An unseen athlete with a missing morning in a 7-day conditioning window cannot be
+    personalised (7 measured days needed): it is left out for every method, by name, and the
+    others are scored, where it used to stop the whole evaluation."""
+    split = split_for_forecasting(cohort, seed=5)
+    gap = split.test_users[0]
+    holed = cohort.copy()
+    first = holed["user_id"] == gap
+    holed.loc[first & (holed["date"] == holed.loc[first, "date"].min() + pd.Timedelta(days=2)),
+              ["hrv_rmssd_ms", "rhr_bpm"]] = np.nan
+    holed_split = split_for_forecasting(holed, seed=5)
+    assert short_conditioning(holed_split, 7) == [gap]
+    assert short_conditioning(holed_split, 8) == []
+    records = evaluate_forecasters(holed, [_Oracle("oracle", False)], seed=5, horizons=(1,),
+                                   condition_days=7)
+    unseen = {r["target"]: r["n"] for r in records if r["split"] == "unseen"}
+    others = [u for u in split.test_users if u != gap]
+    assert unseen["hrv"] == len(others) * (N_DAYS - 7)
 
 
 def test_runner_rejects_bad_arguments(cohort: pd.DataFrame) -> None:
