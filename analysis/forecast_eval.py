@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,7 +280,8 @@ def _record(target: str, horizon: int, method: str, split: str, scores: _Scores,
 def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Forecaster], *,
                          seed: int, horizons: Sequence[int] = (1, 7), n_samples: int = 200,
                          test_fraction: float = 0.2, condition_days: int = 14,
-                         min_hrv_days: int = 28, baselines: Sequence[str] = ()) -> list[dict]:
+                         min_hrv_days: int = 28, baselines: Sequence[str] = (),
+                         say: Callable[[str], None] | None = None) -> list[dict]:
     """Run the forecast evaluation protocol (module docstring) and return its records.
 
     `table_frame`: a canonical daily-table frame (`DailyTable.frame`, any athletes); each
@@ -289,7 +290,7 @@ def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Foreca
     `TARGETS` order, then horizons, methods in the given order, splits temporal then unseen),
     each with the keys `RECORD_KEYS`, and `RATIO_KEYS` after them when `baselines` (names of
     some of the forecasters) is given (item 5 of the module docstring). Method names must be
-    unique.
+    unique. `say` is told which unseen athletes the protocol leaves out, if any.
     """
     names = [f.name for f in forecasters]
     if len(set(names)) != len(names):
@@ -305,7 +306,10 @@ def evaluate_forecasters(table_frame: pd.DataFrame, forecasters: Sequence[Foreca
     split = split_for_forecasting(table_frame, seed=seed, test_fraction=test_fraction,
                                   min_hrv_days=min_hrv_days)
     # (split, athlete) → (conditioning rows, first origin)
-    short = set(short_conditioning(split, condition_days))
+    short = short_conditioning(split, condition_days)
+    if short and say:
+        say(f"left out {len(short)} unseen athletes with under {MIN_CONDITION_MEASURED} "
+            f"mornings of HRV or RHR in their first {condition_days} days: {', '.join(short)}")
     plan: list[tuple[str, str, int]] = (
         [("temporal", u, split.cutoff_rows[u]) for u in split.train_users]
         + [("unseen", u, condition_days) for u in split.test_users if u not in short])

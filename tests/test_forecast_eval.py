@@ -284,8 +284,10 @@ def test_an_unseen_athlete_too_short_to_personalise_is_left_out_for_every_method
     holed_split = split_for_forecasting(holed, seed=5)
     assert short_conditioning(holed_split, 7) == [gap]
     assert short_conditioning(holed_split, 8) == []
+    said: list[str] = []
     records = evaluate_forecasters(holed, [_Oracle("oracle", False)], seed=5, horizons=(1,),
-                                   condition_days=7)
+                                   condition_days=7, say=said.append)
+    assert len(said) == 1 and gap in said[0]
     unseen = {r["target"]: r["n"] for r in records if r["split"] == "unseen"}
     others = [u for u in split.test_users if u != gap]
     assert unseen["hrv"] == len(others) * (N_DAYS - 7)

@@ -44,14 +44,8 @@ def _model_fit(args: argparse.Namespace) -> int:
 
 
 def _model_evaluate(args: argparse.Namespace) -> int:
-    from analysis.forecast_eval import (
-        MIN_CONDITION_MEASURED,
-        evaluate_forecasters,
-        short_conditioning,
-        write_forecast_report,
-    )
+    from analysis.forecast_eval import evaluate_forecasters, write_forecast_report
     from physiology_model.data.loaders import load_exports
-    from physiology_model.model.fitting import split_for_forecasting
     from physiology_model.model.forecasters import baseline_forecasters
     from physiology_model.model.world_model import (
         WorldModel,
@@ -69,12 +63,7 @@ def _model_evaluate(args: argparse.Namespace) -> int:
                    WorldModelForecaster(model, seed=seed)]
     records = evaluate_forecasters(frame, forecasters, seed=seed, n_samples=args.samples,
                                    horizons=args.horizons, condition_days=args.condition_days,
-                                   baselines=[b.name for b in baselines])
-    short = short_conditioning(split_for_forecasting(frame, seed=seed), args.condition_days)
-    if short:
-        print(f"left out {len(short)} unseen athletes with under {MIN_CONDITION_MEASURED} "
-              f"mornings of HRV or RHR in their first {args.condition_days} days: "
-              f"{', '.join(short)}")
+                                   baselines=[b.name for b in baselines], say=print)
     write_forecast_report(records, args.out)
     table = pd.DataFrame(records)
     with pd.option_context("display.width", 200, "display.max_rows", None):
