@@ -302,16 +302,17 @@ def trailing_mean(values: np.ndarray, days: int) -> np.ndarray:
 
 
 def reading_r2(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
-               baseline_days: int | None, use: np.ndarray, extra: Sequence[np.ndarray] = ()
-               ) -> tuple[float, np.ndarray, np.ndarray]:
+               baselines: tuple[np.ndarray, np.ndarray] | None, use: np.ndarray,
+               extra: Sequence[np.ndarray] = ()) -> tuple[float, np.ndarray, np.ndarray]:
     """(R², residual on every day (NaN off `use`), coefficients: intercept, ln HRV, RHR, the
     `extra`) of the least-squares fit of the recovery logit on the morning's ln HRV and RHR
-    relative to their trailing `baseline_days`-day means (`trailing_mean`), or to their means
-    over `use` (None: fixed levels), and on any `extra` regressors, on the days `use`."""
-    if baseline_days is None:
+    relative to `baselines` (each day's ln HRV and RHR baselines, e.g. `trailing_mean`), or to
+    their means over `use` (None: fixed levels), and on any `extra` regressors, on the days
+    `use`."""
+    if baselines is None:
         hb, rb = np.nanmean(ln_hrv[use]), np.nanmean(rhr[use])
     else:
-        hb, rb = trailing_mean(ln_hrv, baseline_days), trailing_mean(rhr, baseline_days)
+        hb, rb = baselines
     x = np.column_stack([np.ones(int(use.sum())), (ln_hrv - hb)[use], (rhr - rb)[use],
                          *(np.asarray(e, dtype=float)[use] for e in extra)])
     y = recovery_logit[use]
@@ -328,12 +329,12 @@ def baseline_reading(recovery_pct: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarr
     days where every value and both baselines exist (NaN with fewer than 3·`MIN_PAIRS`)."""
     recovery = recovery_to_logit(recovery_pct)  # NaN stays NaN
     ln_hrv, rhr = np.asarray(ln_hrv, dtype=float), np.asarray(rhr, dtype=float)
+    baselines = trailing_mean(ln_hrv, BASELINE_DAYS), trailing_mean(rhr, BASELINE_DAYS)
     use = (np.isfinite(recovery) & np.isfinite(ln_hrv) & np.isfinite(rhr)
-           & np.isfinite(trailing_mean(ln_hrv, BASELINE_DAYS))
-           & np.isfinite(trailing_mean(rhr, BASELINE_DAYS)))
+           & np.isfinite(baselines[0]) & np.isfinite(baselines[1]))
     if use.sum() < 3 * MIN_PAIRS:
         return math.nan
-    return (reading_r2(recovery, ln_hrv, rhr, BASELINE_DAYS, use)[0]
+    return (reading_r2(recovery, ln_hrv, rhr, baselines, use)[0]
             - reading_r2(recovery, ln_hrv, rhr, None, use)[0])
 
 

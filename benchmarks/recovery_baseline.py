@@ -49,9 +49,10 @@ WINDOWS = (7, 14, 30, 60)
 
 
 def fit(recovery_logit: np.ndarray, ln_hrv: np.ndarray, rhr: np.ndarray,
-        baseline_days: int | None, use: np.ndarray, extra=()) -> tuple[float, float]:
+        baselines: tuple[np.ndarray, np.ndarray] | None, use: np.ndarray, extra=()
+        ) -> tuple[float, float]:
     """(R², lag-1 autocorrelation of the residual on consecutive days): `reading_r2`."""
-    r2, residual, _ = reading_r2(recovery_logit, ln_hrv, rhr, baseline_days, use, extra)
+    r2, residual, _ = reading_r2(recovery_logit, ln_hrv, rhr, baselines, use, extra)
     a, b = residual[:-1], residual[1:]
     pair = np.isfinite(a) & np.isfinite(b)
     return r2, float(np.corrcoef(a[pair], b[pair])[0, 1])
@@ -80,10 +81,10 @@ def athlete_rows(frame: pd.DataFrame, min_days: int) -> list[dict]:
             continue
         row = {"athlete": str(user), "days": int(use.sum()), "fixed": fit(r, h, c, None, use)}
         for w in WINDOWS:
-            row[f"trailing_{w}"] = fit(r, h, c, w, use)
+            row[f"trailing_{w}"] = fit(r, h, c, base[w], use)
         if with_night.sum() >= min_days:
-            row["trailing_30_night_same_days"] = fit(r, h, c, 30, with_night)
-            row["trailing_30_night"] = fit(r, h, c, 30, with_night, night)
+            row["trailing_30_night_same_days"] = fit(r, h, c, base[30], with_night)
+            row["trailing_30_night"] = fit(r, h, c, base[30], with_night, night)
             row["night_days"] = int(with_night.sum())
         out.append(row)
     return out

@@ -76,12 +76,12 @@ def reading_parameters(model, frame: pd.DataFrame) -> dict:
         if user not in model.athletes_:
             continue
         r, h, c = _arrays(rows)
+        baselines = trailing_mean(h, BASELINE_DAYS), trailing_mean(c, BASELINE_DAYS)
         use = (np.isfinite(r) & np.isfinite(h) & np.isfinite(c)
-               & np.isfinite(trailing_mean(h, BASELINE_DAYS))
-               & np.isfinite(trailing_mean(c, BASELINE_DAYS)))
+               & np.isfinite(baselines[0]) & np.isfinite(baselines[1]))
         if use.sum() < MIN_DAYS:
             continue
-        r2, residual, coef = reading_r2(r, h, c, BASELINE_DAYS, use)
+        r2, residual, coef = reading_r2(r, h, c, baselines, use)
         a, b = residual[:-1], residual[1:]
         pair = np.isfinite(a) & np.isfinite(b)
         per.append({"athlete": str(user), "days": int(use.sum()), "r2": r2,
