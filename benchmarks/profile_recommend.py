@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import pstats
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from run_record import load_average, machine_record
+from run_record import load_average, write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -70,12 +69,9 @@ def main() -> int:
     for label, part in parts.items():
         print(f"{label:45s} {part['seconds']:7.2f} s  {100 * part['share']:5.1f} %")
     print(f"{athletes} athletes in {wall:.1f} s under the profiler")
-    record = {"benchmark": "profile_recommend", "config": vars(args),
-              "machine": machine_record(), "load_average": [before, load_average()],
-              "athletes": athletes, "wall_s": wall, "parts": parts}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, "profile_recommend", vars(args),
+                 {"load_average": [before, load_average()], "athletes": athletes,
+                  "wall_s": wall, "parts": parts})
     return 0
 
 

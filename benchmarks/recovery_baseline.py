@@ -31,13 +31,12 @@ R²(trailing 30) − R²(fixed) with a 95 % percentile bootstrap interval over a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from run_record import machine_record
+from run_record import write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -121,11 +120,8 @@ def main() -> int:
         "athletes": int(gain.size)}
     for m, s in summary.items():
         print(m, {k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()})
-    record = {"benchmark": "recovery_baseline", "config": vars(args),
-              "machine": machine_record(), "summary": summary, "athletes": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, "recovery_baseline", vars(args),
+                 {"summary": summary, "athletes": rows})
     return 0
 
 

@@ -31,7 +31,6 @@ not from the hierarchical fit, and nothing but the check's recovery is changed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from run_record import machine_record
+from run_record import write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -171,13 +170,10 @@ def main() -> int:
                      for s in ("lag1", "hard_day_effect", "coupling", "baseline_reading",
                                "band90_coverage", "c2st_auc") if s in pooled},
               "c2st interval", (pooled["c2st_auc"]["lo"], pooled["c2st_auc"]["hi"]))
-    record = {"benchmark": "recovery_reading_whatif", "config": vars(args),
-              "machine": machine_record(), "reading": reading, "intercepts": intercepts,
-              "records": result, "wall_s": time.perf_counter() - started}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1, allow_nan=False,
-                                         default=lambda v: None) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, "recovery_reading_whatif", vars(args),
+                 {"reading": reading, "intercepts": intercepts, "records": result,
+                  "wall_s": time.perf_counter() - started},
+                 allow_nan=False, default=lambda v: None)
     return 0
 
 

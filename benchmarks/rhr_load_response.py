@@ -19,14 +19,13 @@ intervals: athletes resampled with replacement (the twins of an athlete go with 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from run_record import machine_record
+from run_record import write_result
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -123,11 +122,7 @@ def main() -> int:
         result[source] = summarise(parts, np.random.default_rng([args.seed, len(result)]))
         print(source, {k: (round(v["value"], 3) if isinstance(v, dict) else v)
                        for k, v in result[source].items()})
-    record = {"benchmark": "rhr_load_response", "config": vars(args),
-              "machine": machine_record(), "sources": result}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, "rhr_load_response", vars(args), {"sources": result})
     return 0
 
 

@@ -8,8 +8,10 @@ folder is first on `sys.path`).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 
@@ -22,3 +24,13 @@ def machine_record(**extra: Any) -> dict[str, Any]:
     """CPU count, platform and Python version, then `extra` (e.g. torch's version)."""
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), **extra}
+
+
+def write_result(path: str | Path, benchmark: str, config: dict[str, Any],
+                 fields: dict[str, Any], **dumps: Any) -> None:
+    """Write `{"benchmark", "config", "machine": machine_record(), **fields}` as indented JSON
+    to `path` (its folder made if missing; `dumps`: more `json.dumps` options) and say where."""
+    record = {"benchmark": benchmark, "config": config, "machine": machine_record(), **fields}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1, **dumps) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
