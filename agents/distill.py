@@ -273,7 +273,8 @@ def fit_student(obs: np.ndarray, mask: np.ndarray, labels: np.ndarray, athletes:
     if student is None:
         # trained by cross-entropy on `actor` itself: no Polyak-averaged copy acts
         student = DiscreteSAC(SACConfig(hidden_sizes=config.hidden_sizes,
-                                        dropout=config.dropout, actor_polyak=0.0), seed=seed,
+                                        dropout=config.dropout, actor_polyak=0.0,
+                                        tests_every=config.tests_every), seed=seed,
                               n_features=obs.shape[1], name="mpc-distilled")
     rng = np.random.default_rng(seed)
     ids = np.unique(athletes)

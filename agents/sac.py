@@ -200,11 +200,18 @@ class SACConfig:
     over the last four evaluations 75 and 55 % against 74 and 53 %; the largest swing between
     them was not smaller (3.4 and 11.6 points against 1.9 and 8.2). In the same runs four
     times the gradient steps per transition kept 48 % and a 4-critic ensemble 56 % (seed 0)."""
-    tests_every: int = 0
+    tests_every: int = 28
     """The tested athlete (`agents.sac_tested`): days between the training athletes'
     performance tests (0: none, the wearable only). With tests the actor also reads the
     tests' summary (`agents.mpc.PERFORMANCE_FEATURE_NAMES`) and the checkpoint is a
-    `TestedSAC` that `periodize evaluate --tests-every` hands tests to."""
+    `TestedSAC` that `periodize evaluate --tests-every` and `periodize plan --tests` hand
+    tests to (without any it plans from the wearable alone). The default since 2026-12-07:
+    agents are judged with a monthly test taken as that day's session, and at 1 M steps the
+    tested SAC beat the wearable one in each of three seeds (`benchmarks/sac_fixes.py
+    --variants default default-tested --max-steps 1000000`, 256 training / 48 held-out
+    athletes, `benchmarks/results/sac_1m_default*.json`): final model 68.1, 81.8 and 72.3 %
+    of the oracle's ΔP gain against 64.5, 62.7 and 59.7 %; mean of the last ten evaluations
+    74.0, 73.3, 72.0 against 65.6, 64.9, 61.2 (at 120k steps it was not better yet)."""
     test_session: str | None = "tempo_threshold"
     """The action a test is (that day's session; None: a free test)."""
     test_draws: int = 1024
@@ -871,6 +878,7 @@ class DiscreteSAC:
         values = dict(required_field(meta, "config", dict, config_path))
         check_hidden_sizes(values.get("hidden_sizes"), config_path, "config.hidden_sizes")
         values.setdefault("actor_polyak", 0.0)  # written before the averaged actor existed
+        values.setdefault("tests_every", 0)  # written before the tested SAC existed
         if version == 1:  # before issue 20: one learning rate, critic dropout = actor's
             values = {**_VERSION_1_DEFAULTS, "critic_dropout": values.get("dropout", 0.2),
                       "alpha_learning_rate": values.get("learning_rate", 3e-4), **values}

@@ -3,8 +3,10 @@
 Objective. The validation cohort's ΔP share of the oracle: 100 · (policy − random) /
 (oracle − random) on the mean ΔP of the validation athletes (`analysis.benchmark.
 share_of_oracle_gain`), each policy run on the same athletes with the same episode seed
-(`VALIDATION_SEED`, used by nothing else). The random and oracle references are computed once
-per study and kept in DIR/reference.json. The test cohort is never seen.
+(`VALIDATION_SEED`, used by nothing else), the athletes tested monthly as the project judges
+agents (`VALIDATION_TESTS`: a policy that reads performance tests, such as the default tested
+SAC, is handed them; the others play as without). The random and oracle references are
+computed once per study and kept in DIR/reference.json. The test cohort is never seen.
 
 Search space (`suggest`, seed §9.5): learning rates, γ, the entropy settings (our SAC's initial
 temperature and target entropy; PPO's entropy coefficient), network sizes and dropout (where
@@ -55,9 +57,9 @@ import numpy as np
 
 from agents.baselines import RandomPolicy
 from agents.mpc import OraclePlanner
-from analysis.benchmark import run_policy, share_of_oracle_gain
+from analysis.benchmark import PerformanceTesting, run_policy, share_of_oracle_gain
 from analysis.parallel import check_workers, run_tasks, worker_cache
-from physiology_model.data.table import atomic_write
+from physiology_model.data.table import ACTIONS, atomic_write
 from physiology_model.errors import DataError
 from physiology_model.model.world_model import WorldModel
 from simulator.cohort import Cohort
@@ -67,6 +69,9 @@ from simulator.rewards import RewardConfig
 TUNE_AGENTS: tuple[str, ...] = ("sac", "sac-continuous", "ppo", "mpc-distilled")
 VALIDATION_SEED = 424_242
 """Episode seed of the validation runs (never a training or test seed)."""
+VALIDATION_TESTS = PerformanceTesting(28, session=ACTIONS.index("tempo_threshold"))
+"""A monthly performance test taken as that day's tempo session, for the policies that read
+tests (`periodize evaluate --tests-every 28`)."""
 
 HIDDEN_SIZES: dict[str, tuple[int, ...]] = {
     "64x64": (64, 64), "128x64": (128, 64), "256x128x64": (256, 128, 64),
@@ -164,7 +169,8 @@ def _val_config(spec: TuneSpec):
 
 def _delta_p(policy, cohort, spec: TuneSpec, name: str = "policy") -> np.ndarray:
 
-    run = run_policy(name, lambda sim: policy, cohort, _val_config(spec), VALIDATION_SEED)
+    run = run_policy(name, lambda sim: policy, cohort, _val_config(spec), VALIDATION_SEED,
+                     tests=VALIDATION_TESTS)
     return np.asarray(run.metrics["delta_performance"], float)
 
 

@@ -3,7 +3,18 @@
     .venv/bin/python benchmarks/full_evaluation.py --out docs/results/evaluation \
         [--train-n 2048] [--test-n 200] [--sac-steps N] [--ppo-steps N] \
         [--sac-continuous-steps N] [--ablation-steps N] [--distill-n 1024] [--seed 0]
-        [--skip-ablations]
+        [--skip-ablations] [--tests-every 28] [--learners sac ...] [--train-only] [--ship DIR]
+
+The shipped checkpoints (models/agents/sac, models/agents/sac-continuous: issue 20) are this
+script's runs, made by
+
+    .venv/bin/python benchmarks/full_evaluation.py --out build/ship --learners sac --train-only \
+        --ship models/agents
+    .venv/bin/python benchmarks/full_evaluation.py --out build/ship \
+        --learners sac-continuous --train-only --ship models/agents
+
+(the two can run side by side once the first has written the cohorts); a full run with
+`--ship models/agents` trains and ships the same runs (same cohort, seed and settings).
 
 1. Cohorts from the shipped world model: training athletes (seed 1) and held-out athletes
    (`--test-seed`, default 4000, never used in training nor in choosing settings: the learner
@@ -14,11 +25,14 @@
    and behaviour cloning of the real athletes (agents/).
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
    plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
-   `OUT/report.html`, `OUT/real.json`, `OUT/config.json`.
+   `OUT/report.html`, `OUT/real.json`, `OUT/config.json`. The held-out athletes run a
+   performance test every `--tests-every` days as that day's session, handed to the policies
+   that read tests (the default SAC, `mpc_tested`), as the project judges agents.
 5. Ablations (seed §11.3), each a SAC trained like the main one with one change and evaluated
    on the same held-out athletes: no safety constraints (evaluated without them: overtraining),
    short-term reward only (long-term fitness), no dropout (generalisation), γ 0.9 and 0.95
-   (credit assignment; the main run has 0.99). `OUT/ablations.json`.
+   (credit assignment; the main run has γ 1). The ablations are of the wearable SAC
+   (`tests_every` 0), evaluated without tests. `OUT/ablations.json`.
 4. Sensitivity to the assumptions the data do not identify (docs/identifiability.md): the
    held-out cohort with performance gains k1 halved/doubled, the fatigue ratio k2/k1
    halved/doubled, and the injury hazard's baseline odds ×e / ×1/e; every policy except the
@@ -87,6 +101,28 @@ def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw
                  run_name=name, progress=False, torch_threads=1, **kw)
 
 
+LEARNERS = ("sac", "ppo", "sac-continuous", "mpc-distilled")
+SHIPPED = ("sac", "sac-continuous")
+"""The learners whose runs models/agents ships (issue 20)."""
+
+
+def _ship(runs: dict[str, Path], ship: Path) -> None:
+    """Copy the finished runs of `SHIPPED` to ship/NAME (replacing what is there): weights,
+    JSON settings and run.json; TensorBoard logs and intermediate checkpoints stay behind."""
+    import shutil
+
+    for name in SHIPPED:
+        if name not in runs:
+            continue
+        target = ship / name
+        tmp = ship / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(runs[name], tmp, ignore=shutil.ignore_patterns("tb", "checkpoints"))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.replace(target)
+        _say(f"shipped {runs[name]} as {target}")
+
+
 def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
                out: Path) -> Path:
     """The MPC planner distilled on `--distill-n` training athletes (seed 1), or the finished
@@ -150,6 +186,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sensitivity-n", type=int, default=64,
                         help="held-out athletes re-evaluated per sensitivity setting")
     parser.add_argument("--skip-ablations", action="store_true")
+    parser.add_argument("--tests-every", type=int, default=28,
+                        help="days between the held-out athletes' performance tests, each "
+                             "taken as that day's session, in the evaluation (0: none)")
+    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS,
+                        help="the learners to train (default all)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="stop after training (with --ship: how the shipped runs are made)")
+    parser.add_argument("--ship", type=Path, default=None,
+                        help="copy the trained sac and sac-continuous runs to SHIP/sac and "
+                             "SHIP/sac-continuous (models/agents: the shipped checkpoints)")
     args = parser.parse_args(argv)
 
     from agents.sac import SACConfig
@@ -173,23 +219,26 @@ def main(argv: list[str] | None = None) -> None:
         generate_cohort(model, args.test_n, args.test_seed, model_dir=model_dir).save(test_path)
     train_cohort, test_cohort = Cohort.load(train_path), Cohort.load(test_path)
 
-    runs = {
-        "sac": _train("sac", train_cohort, args.sac_steps, args.seed, out, "sac",
-                      n_envs=args.n_envs),
-        "ppo": _train("ppo", train_cohort, args.ppo_steps, args.seed, out, "ppo",
-                      n_envs=args.n_envs),
-        "sac-continuous": _train("sac-continuous", train_cohort, args.sac_continuous_steps,
-                                 args.seed, out, "sac-continuous", n_envs=args.n_envs),
-    }
-    if args.distill_n > 0:
+    steps = {"sac": args.sac_steps, "ppo": args.ppo_steps,
+             "sac-continuous": args.sac_continuous_steps}
+    runs = {name: _train(name, train_cohort, steps[name], args.seed, out, name,
+                         n_envs=args.n_envs)
+            for name in LEARNERS if name in args.learners}
+    if args.distill_n > 0 and "mpc-distilled" in args.learners:
         runs["mpc-distilled"] = _distilled(model, model_dir, cohorts, args, out)
+    if args.ship is not None:
+        _ship(runs, args.ship)
+    if args.train_only:
+        _write_summary(out, args, start)
+        _say(f"trained {', '.join(runs)} in {time.perf_counter() - start:.0f} s")
+        return
     bc_dir = out / "runs" / "bc"
     if not (bc_dir / "bc.json").exists():
         _periodize("train", "--agent", "bc", "--data", str(ROOT / "data/real"), "--seed",
                    str(args.seed), "--out", str(bc_dir))
     _periodize("evaluate", "--model", model_dir, "--cohort", str(test_path),
                "--runs", *[str(r) for r in runs.values()], "--bc", str(bc_dir / "bc.json"),
-               "--real", str(ROOT / "data/real"),
+               "--real", str(ROOT / "data/real"), "--tests-every", str(args.tests_every),
                "--forecast", str(ROOT / "docs/results/forecast_eval.json"), "--out", str(out))
 
     # -- sensitivity -----------------------------------------------------------------------
@@ -223,17 +272,21 @@ def main(argv: list[str] | None = None) -> None:
         _say(f"done in {time.perf_counter() - start:.0f} s (ablations skipped)")
         return
     # -- ablations -------------------------------------------------------------------------
-    base_sac = SACConfig()
+    # the wearable SAC: the ablations' evaluation hands no tests (a tested SAC would play
+    # as before its first test)
+    base_sac = SACConfig(tests_every=0)
     variants = {
         "no_safety": ({"env_config": EnvConfig(enforce_safety=False)}, EnvConfig(
             enforce_safety=False)),
         "short_term_reward": ({"env_config": EnvConfig(reward=RewardConfig(kind="short_term"))},
                               EnvConfig()),
+        "main_budget_matched": ({}, EnvConfig()),
         "no_dropout": ({"agent_config": replace(base_sac, dropout=0.0)}, EnvConfig()),
         "gamma_0.90": ({"agent_config": replace(base_sac, gamma=0.90)}, EnvConfig()),
         "gamma_0.95": ({"agent_config": replace(base_sac, gamma=0.95)}, EnvConfig()),
-        "main_budget_matched": ({}, EnvConfig()),
     }
+    for train_kw, _ in variants.values():
+        train_kw.setdefault("agent_config", base_sac)
     records = []
     ablation_runs = {}
     for name, (train_kw, eval_env) in variants.items():

@@ -72,6 +72,9 @@ default)."""
 NO_POLYAK = {"actor_polyak": 0.0}
 """The acting actor before the Polyak-averaged one became the default: every variant measured
 then pins it, so that rerunning a variant gives the committed numbers."""
+WEARABLE = {"tests_every": 0}
+"""Every `sac` variant's base: the tested SAC became the default after these runs (2026-12-07),
+so a variant that does not set `tests_every` is the wearable SAC it was when measured."""
 SB3_OLD = {"gamma": 0.99, "asymmetric_critic": False}
 """SB3 SAC's defaults before γ 1 and the asymmetric critic (pinned likewise)."""
 
@@ -118,7 +121,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch1024-buffer400k": {"config": {"batch_size": 1024, "buffer_size": 400_000,
                                         **NO_POLYAK}},
     "fixed-layernorm-seed3": {"config": {"critic_layer_norm": True, **NO_POLYAK}, "seed": 3},
-    # today's defaults as they are, wearable-only and with the monthly test (long runs)
+    # the defaults of 2026-12-07, wearable-only (tests_every 0, WEARABLE) and with the monthly
+    # test (today's default): the long runs
     "default": {"config": {}},
     "default-tested": {"config": {"tests_every": 28}},
     # the warm start from a distilled student (`--warm-start RUN`, agents/sac_warm.py)
@@ -194,6 +198,8 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
     agent = spec.get("agent", "sac")
     env_cfg = _env_config(spec.get("env", {}))
     overrides = dict(spec.get("config", {}))
+    if agent == "sac":  # the wearable SAC unless the variant says otherwise (WEARABLE)
+        overrides = {**WEARABLE, **overrides}
     if spec.get("warm"):
         if args.warm_start is None:
             raise ValueError(f"variant {name} starts from a distilled student: give "

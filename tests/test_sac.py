@@ -515,11 +515,13 @@ def test_a_version_1_checkpoint_still_loads_with_its_own_settings(tmp_path) -> N
     meta["version"] = 1
     del meta["n_latent"]
     for key in ("alpha_learning_rate", "critic_dropout", "asymmetric_critic",
-                "critic_layer_norm"):
+                "critic_layer_norm", "tests_every"):
         del meta["config"][key]
     (tmp_path / "config.json").write_text(json.dumps(meta))
     loaded = DiscreteSAC.load(tmp_path)
     assert loaded.n_latent == 0 and loaded.config.critic_dropout == 0.2
+    # written before the tested SAC (today's default) existed: it was the wearable one
+    assert SACConfig().tests_every > 0 and loaded.config.tests_every == 0
     assert loaded.config.alpha_learning_rate == loaded.config.learning_rate
     assert not loaded.config.asymmetric_critic and loaded.config.gamma == 0.99
     obs, mask, _ = _toy_batch(20)

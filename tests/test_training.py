@@ -32,7 +32,8 @@ from simulator.env import BatchedPeriodizationEnv, EnvConfig
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
 SHORT_ENV = EnvConfig(episode_days=20, warmup_days=28)
 TINY_SAC = SACConfig(hidden_sizes=(32, 32), batch_size=64, buffer_size=5_000,
-                     learning_starts=100, replay_ratio=0.05)
+                     learning_starts=100, replay_ratio=0.05, tests_every=0)
+"""The wearable SAC (the tested one, the default, has its own tests: test_sac_tested.py)."""
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 optuna = pytest.importorskip("optuna")
@@ -141,3 +142,38 @@ def test_two_workers_share_one_study(cohorts, tmp_path):
     for t in study["trials"]:
         assert set(t["intermediate"]) <= {"1", "2"}
         assert Path(t["run_dir"]).name == f"trial_{t['number']:04d}"
+
+
+def test_the_objective_hands_monthly_tests_to_a_policy_that_reads_them(cohorts, tmp_path):
+    """The tested SAC (the default) is validated as it is judged: tested monthly, the test
+    as that day's session; a policy that reads no tests plays as without."""
+    from analysis.tune import VALIDATION_TESTS, _delta_p
+
+    class Reader:
+        config = type("Config", (), {"performance_draws": 1})()
+
+        def __init__(self):
+            self.days, self.executed = [], 0
+
+        def reset(self, seed):
+            pass
+
+        def observe_performance(self, results):
+            self.days.append(results)
+
+        def record_executed(self, executed):
+            self.executed += 1
+
+        def act(self, obs, mask):
+            return np.zeros(len(obs), dtype=int)  # rest, unless the test is the session
+
+    from simulator.cohort import Cohort
+
+    spec = TuneSpec(agent="sac", cohort=cohorts[0], val_cohort=cohorts[1], trials=1,
+                    out=str(tmp_path), val_days=30)
+    reader, cohort = Reader(), Cohort.load(cohorts[1])
+    _delta_p(reader, cohort, spec)
+    assert VALIDATION_TESTS.every == 28 and reader.days and reader.executed
+    tested = np.isfinite(np.stack(reader.days)).sum(axis=0)
+    assert (tested >= 1).all()  # every athlete tested in its first 30 days
+
