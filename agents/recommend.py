@@ -87,7 +87,8 @@ from physiology_model.model.forecast import (
     stack_athletes,
 )
 from physiology_model.model.world_model import WorldModel, resolve_model_dir
-from simulator.constraints import mask_from_table
+from simulator.constraints import enforce, mask_from_table
+from simulator.env import EnvConfig, continuous_session, session_class
 from simulator.observation import FEATURE_INDEX as F
 from simulator.observation import observation_matrix, observations_from_table
 
@@ -203,7 +204,9 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
                      rngs: Sequence[np.random.Generator], horizon: int | None,
                      params: Sequence[Any]) -> np.ndarray:
     """A trained policy rolled forward on the world model's median mornings, for the athletes
-    of `group` (`_Athlete`s) at once: sessions (N, days). Each athlete's mornings are
+    of `group` (`_Athlete`s) at once: sessions (N, days). A continuous policy's (duration,
+    intensity) is the session of its zone band, executed under the day's rules as the
+    simulator executes it (`simulator.env.session_class`, `constraints.enforce`). Each athlete's mornings are
     predicted from its posterior draws `params` (drawn once) with its own `rngs`; a predicted
     morning's features are built once, for the policy's observation and the rules."""
 
@@ -211,8 +214,13 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
     sessions = np.empty((len(group), days), dtype=np.int64)
     obs, day_mask = np.concatenate([a.obs for a in group]), mask
     mornings = _MedianMornings(model, rows, params, days)
+    continuous = getattr(policy, "action_type", "discrete") == "continuous"
     for d in range(days):
-        sessions[:, d] = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
+        action = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
+        if continuous:  # (duration, intensity) → its session, then the day's rules
+            action, _ = enforce(session_class(continuous_session(action, EnvConfig())),
+                                day_mask)
+        sessions[:, d] = action
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
         # the morning after today's session, predicted before today's load is written in

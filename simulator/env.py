@@ -206,6 +206,26 @@ def _acwr_and_monotony(ring: np.ndarray, oldest: int) -> tuple[np.ndarray, np.nd
 # --------------------------------------------------------------------------------------------
 
 
+def continuous_session(action: np.ndarray, config: EnvConfig) -> np.ndarray:
+    """Continuous actions (N, 2) in [-1, 1]² (clipped) → sessions (duration min, intensity
+    % HRmax), (N, 2), over `config.duration_range_min` and `config.intensity_range_pct`."""
+    a = np.clip(np.asarray(action, dtype=float).reshape(-1, 2), -1.0, 1.0)
+    (d0, d1), (i0, i1) = config.duration_range_min, config.intensity_range_pct
+    return np.stack([d0 + (a[:, 0] + 1) / 2 * (d1 - d0), i0 + (a[:, 1] + 1) / 2 * (i1 - i0)],
+                    axis=1)
+
+
+def session_class(session: np.ndarray) -> np.ndarray:
+    """The action class of continuous sessions (duration, % HRmax), (N,), by the seed's zone
+    bands (§2.2): < 10 min is rest; < 60 % active recovery; < 70 % Z2; < 85 % tempo/threshold;
+    else HIIT."""
+    duration, intensity = session[:, 0], session[:, 1]
+    cls = np.select([intensity < 60, intensity < 70, intensity < 85],
+                    [ACTIONS.index("active_recovery"), ACTIONS.index("z2_aerobic"),
+                     ACTIONS.index("tempo_threshold")], ACTIONS.index("hiit"))
+    return np.where(duration < 10.0, REST, cls)
+
+
 class Simulation:
     """N athletes of a cohort stepped together, one day per `step` (module docstring)."""
 
@@ -470,7 +490,7 @@ class Simulation:
         trimp, hi, strength = (self._loads[i][executed] for i in range(3))
         if continuous is not None:
             own = continuous_loads(continuous[:, 0], continuous[:, 1])
-            same = self._classify(continuous) == executed
+            same = session_class(continuous) == executed
             trimp = np.where(same, own.trimp, trimp)
             hi = np.where(same, own.hi_min, hi)
             strength = np.where(same, own.strength_min, strength)
@@ -478,21 +498,7 @@ class Simulation:
 
     def to_session(self, action: np.ndarray) -> np.ndarray:
         """A continuous action in [-1, 1]² → (duration min, intensity % HRmax), (N, 2)."""
-        a = np.clip(np.asarray(action, dtype=float).reshape(self.n, 2), -1.0, 1.0)
-        (d0, d1), (i0, i1) = self.config.duration_range_min, self.config.intensity_range_pct
-        return np.stack([d0 + (a[:, 0] + 1) / 2 * (d1 - d0), i0 + (a[:, 1] + 1) / 2 * (i1 - i0)],
-                        axis=1)
-
-    @staticmethod
-    def _classify(session: np.ndarray) -> np.ndarray:
-        """The action class of a continuous session (duration, % HRmax), by the seed's zone
-        bands (§2.2): < 10 min is rest; < 60 % active recovery; < 70 % Z2; < 85 % tempo/threshold;
-        else HIIT."""
-        duration, intensity = session[:, 0], session[:, 1]
-        cls = np.select([intensity < 60, intensity < 70, intensity < 85],
-                        [ACTIONS.index("active_recovery"), ACTIONS.index("z2_aerobic"),
-                         ACTIONS.index("tempo_threshold")], ACTIONS.index("hiit"))
-        return np.where(duration < 10.0, REST, cls)
+        return continuous_session(np.asarray(action).reshape(self.n, 2), self.config)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """One day for every lane: returns (obs of the next morning, reward, episode over)."""
@@ -500,7 +506,7 @@ class Simulation:
         continuous = None
         if cfg.action_type == "continuous":
             continuous = self.to_session(action)
-            requested = self._classify(continuous)
+            requested = session_class(continuous)
         else:
             requested = np.asarray(action).reshape(self.n).astype(np.int64)
             if requested.min() < 0 or requested.max() >= N_ACTIONS:
