@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 
 # The whole pipeline on the shipped data with a small budget (about 10 minutes on 2 cores):
 # table → shipped world model → cohorts → short SAC and PPO runs → every policy evaluated, with
-# mpc_tested (the planner handed a monthly performance test) → report → 7-day plans for one
-# shipped athlete (MPC, with its page, and the PPO policy) → two mornings of the daily loop and
-# its report. Outputs under build/demo, rebuilt from scratch each time.
+# mpc_tested (the planner handed a monthly performance test, taken as that day's session) →
+# report → 7-day plans for one shipped athlete (MPC, with its page, the PPO policy and the
+# shipped SAC of models/agents) → two mornings of the daily loop and its report. Outputs under build/demo, rebuilt from scratch each time.
 DEMO := build/demo
 demo: $(STAMP)
 	rm -rf $(DEMO)
@@ -28,9 +28,10 @@ demo: $(STAMP)
 	$(VENV)/bin/periodize cohort --model models/shipped --n 64 --seed 1000 --out $(DEMO)/test_cohort.npz
 	$(VENV)/bin/periodize train --agent sac --cohort $(DEMO)/train_cohort.npz --steps 46080 --n-envs 256 --seed 0 --device auto --out $(DEMO)/runs/sac
 	$(VENV)/bin/periodize train --agent ppo --cohort $(DEMO)/train_cohort.npz --steps 230400 --n-envs 256 --seed 0 --device auto --out $(DEMO)/runs/ppo
-	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs $(DEMO)/runs/sac $(DEMO)/runs/ppo --data data/real --tests-every 28 --out $(DEMO)/evaluation
+	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs $(DEMO)/runs/sac $(DEMO)/runs/ppo --data data/real --tests-every 28 --test-session tempo_threshold --out $(DEMO)/evaluation
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --html $(DEMO)/plan.html
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --policy $(DEMO)/runs/ppo
+	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --policy models/agents/sac
 	$(VENV)/bin/periodize daily --model models/shipped --data data/real/whoop/u01 --db $(DEMO)/daily.db --date 2022-11-09
 	$(VENV)/bin/periodize daily --model models/shipped --data data/real/whoop/u01 --db $(DEMO)/daily.db --date 2022-11-10
 	$(VENV)/bin/periodize daily --db $(DEMO)/daily.db --report --html $(DEMO)/daily.html

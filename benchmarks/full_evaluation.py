@@ -26,7 +26,7 @@ script's runs, made by
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
    plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
    `OUT/report.html`, `OUT/real.json`, `OUT/config.json`. The held-out athletes run a
-   performance test every `--tests-every` days as that day's session, handed to the policies
+   performance test every `--tests-every` days as that day's tempo session, handed to the policies
    that read tests (the default SAC, `mpc_tested`), as the project judges agents.
 5. Ablations (seed §11.3), each a SAC trained like the main one with one change and evaluated
    on the same held-out athletes: no safety constraints (evaluated without them: overtraining),
@@ -118,6 +118,8 @@ def _ship(runs: dict[str, Path], ship: Path) -> None:
         tmp = ship / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(runs[name], tmp, ignore=shutil.ignore_patterns("tb", "checkpoints"))
+        record = tmp / "run.json"  # paths inside this checkout, relative to it
+        record.write_text(record.read_text().replace(f"{ROOT}/", ""))
         shutil.rmtree(target, ignore_errors=True)
         tmp.replace(target)
         _say(f"shipped {runs[name]} as {target}")
@@ -238,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
                    str(args.seed), "--out", str(bc_dir))
     _periodize("evaluate", "--model", model_dir, "--cohort", str(test_path),
                "--runs", *[str(r) for r in runs.values()], "--bc", str(bc_dir / "bc.json"),
-               "--real", str(ROOT / "data/real"), "--tests-every", str(args.tests_every),
+               "--real", str(ROOT / "data/real"),
+               *(["--tests-every", str(args.tests_every), "--test-session", "tempo_threshold"]
+                 if args.tests_every else []),
                "--forecast", str(ROOT / "docs/results/forecast_eval.json"), "--out", str(out))
 
     # -- sensitivity -----------------------------------------------------------------------

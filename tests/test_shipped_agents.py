@@ -1,0 +1,63 @@
+"""The shipped agents (models/agents, issue 20): finished run directories of weights and JSON
+settings that `periodize evaluate --runs` and `periodize plan --policy` accept, and that play
+by the rules; the tested SAC reads the monthly tests it is handed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.policy import reads_performance_tests
+from analysis.benchmark import PerformanceTesting, policy_factories, run_policy
+from analysis.cli import main
+from physiology_model.data.table import ACTIONS
+from physiology_model.model.world_model import WorldModel
+from simulator.cohort import generate_cohort
+from simulator.env import EnvConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "shipped"
+AGENTS = ROOT / "models" / "agents"
+SHIPPED = [("sac", "sac-tested", True), ("sac-continuous", "sac-continuous", False)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return WorldModel.load(MODEL)
+
+
+@pytest.mark.parametrize("directory, name, reads_tests", SHIPPED)
+def test_a_shipped_agent_is_a_finished_run_of_weights_and_json(directory, name, reads_tests):
+    run = AGENTS / directory
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert files and {p.suffix for p in files} <= {".pt", ".json"}  # nothing to unpickle
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["agent"] == directory
+    assert "/work/" not in (run / "run.json").read_text()  # no path of the machine it ran on
+
+
+@pytest.mark.parametrize("directory, name, reads_tests", SHIPPED)
+def test_a_shipped_agent_plays_by_the_rules(model, directory, name, reads_tests):
+    (policy_name, factory), = policy_factories([], model=model,
+                                               runs=[str(AGENTS / directory)]).items()
+    assert policy_name == name and reads_performance_tests(factory(None)) == reads_tests
+    tests = PerformanceTesting(28, session=ACTIONS.index("tempo_threshold"))
+    played = run_policy(policy_name, factory, generate_cohort(model, 8, seed=7),
+                        EnvConfig(episode_days=35), seed=3, tests=tests)
+    assert played.metrics["executed_violations"].sum() == 0
+    assert ("tested" in played.extra) == reads_tests
+    if reads_tests:  # each athlete tested on its first allowed morning from day 0 on
+        assert (played.extra["tested"].sum(axis=0) >= 1).all()
+    assert len(np.unique(played.actions)) > 1  # it chooses, it does not repeat one session
+
+
+@pytest.mark.parametrize("directory", ["sac", "sac-continuous"])
+def test_periodize_plan_takes_a_shipped_agent(directory, capsys):
+    code = main(["plan", "--model", str(MODEL), "--data", str(ROOT / "data/real/whoop/u01"),
+                 "--policy", str(AGENTS / directory)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"planner: policy {AGENTS / directory}" in out
+    assert sum(line.startswith("  2022-11-") for line in out.splitlines()) == 7
