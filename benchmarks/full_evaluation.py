@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
              "sac-continuous": args.sac_continuous_steps}
     runs = {name: _train(name, train_cohort, steps[name], args.seed, out, name,
                          n_envs=args.n_envs)
-            for name in LEARNERS if name in args.learners}
+            for name in steps if name in args.learners}
     if args.distill_n > 0 and "mpc-distilled" in args.learners:
         runs["mpc-distilled"] = _distilled(model, model_dir, cohorts, args, out)
     if args.ship is not None:
@@ -284,10 +284,10 @@ def main(argv: list[str] | None = None) -> None:
             enforce_safety=False)),
         "short_term_reward": ({"env_config": EnvConfig(reward=RewardConfig(kind="short_term"))},
                               EnvConfig()),
-        "main_budget_matched": ({}, EnvConfig()),
         "no_dropout": ({"agent_config": replace(base_sac, dropout=0.0)}, EnvConfig()),
         "gamma_0.90": ({"agent_config": replace(base_sac, gamma=0.90)}, EnvConfig()),
         "gamma_0.95": ({"agent_config": replace(base_sac, gamma=0.95)}, EnvConfig()),
+        "main_budget_matched": ({}, EnvConfig()),
     }
     for train_kw, _ in variants.values():
         train_kw.setdefault("agent_config", base_sac)
