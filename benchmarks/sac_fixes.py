@@ -72,6 +72,9 @@ default)."""
 NO_POLYAK = {"actor_polyak": 0.0}
 """The acting actor before the Polyak-averaged one became the default: every variant measured
 then pins it, so that rerunning a variant gives the committed numbers."""
+UNCUT_SESSIONS = {"seed_session_lengths": False}
+"""Every sac-continuous variant's env, in training and scoring: they were measured before
+`EnvConfig.seed_session_lengths` (2026-12-07)."""
 WEARABLE = {"tests_every": 0}
 """Every `sac` variant's base: the tested SAC became the default after these runs (2026-12-07),
 so a variant that does not set `tests_every` is the wearable SAC it was when measured."""
@@ -153,14 +156,15 @@ taken as that day's tempo_threshold session), handed to the policies that read t
 tested SAC); the others, random and the oracle play as without tests."""
 
 
-def _score(policy_factory: Any, name: str, test: Any, eval_seed: int) -> dict[str, list[float]]:
+def _score(policy_factory: Any, name: str, test: Any, eval_seed: int,
+           env: dict[str, Any] | None = None) -> dict[str, list[float]]:
     from analysis.benchmark import PerformanceTesting, run_policy
     from physiology_model.data.table import ACTIONS
-    from simulator.env import EnvConfig
 
     tests = (PerformanceTesting(TESTS["every"], session=ACTIONS.index("tempo_threshold"))
              if TESTS["every"] else None)
-    run = run_policy(name, policy_factory, test, EnvConfig(), seed=eval_seed, tests=tests)
+    run = run_policy(name, policy_factory, test, _env_config(env or {}), seed=eval_seed,
+                     tests=tests)
     keep = ("delta_performance", "return", "max_action_share", "executed_violations",
             "injured_days", "mean_load_trimp")
     out = {k: np.asarray(run.metrics[k], float).tolist() for k in keep if k in run.metrics}
@@ -196,7 +200,10 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
     if spec.get("student"):
         return _score_student(name, spec, args, refs, test)
     agent = spec.get("agent", "sac")
-    env_cfg = _env_config(spec.get("env", {}))
+    # the continuous variants were measured before sessions were cut to the seed's lengths
+    env_cfg = _env_config({**(UNCUT_SESSIONS if agent == "sac-continuous" else {}),
+                           **spec.get("env", {})})
+    sessions = {"seed_session_lengths": env_cfg.seed_session_lengths}
     overrides = dict(spec.get("config", {}))
     if agent == "sac":  # the wearable SAC unless the variant says otherwise (WEARABLE)
         overrides = {**WEARABLE, **overrides}
@@ -223,12 +230,12 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
         train_wall = time.perf_counter() - started
         record = json.loads((run_dir / "run.json").read_text())
     policy = load_agent(run_dir, device="cpu")
-    final = _score(lambda sim: policy, name, test, args.eval_seed)
+    final = _score(lambda sim: policy, name, test, args.eval_seed, sessions)
     checkpoints = []
     ckpt_root = run_dir / "checkpoints"
     for ckpt in sorted(ckpt_root.iterdir())[-args.last_checkpoints:] if ckpt_root.is_dir() else []:
         p = _load_checkpoint(agent, ckpt)
-        m = _score(lambda sim, p=p: p, f"{name}/{ckpt.name}", test, args.eval_seed)
+        m = _score(lambda sim, p=p: p, f"{name}/{ckpt.name}", test, args.eval_seed, sessions)
         share = _share(m["delta_performance"], refs)
         checkpoints.append({"checkpoint": ckpt.name,
                             "delta_performance": float(np.mean(m["delta_performance"])),

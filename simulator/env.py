@@ -17,7 +17,7 @@ A day of the simulation, for each athlete (morning-state timing of banister.py):
    (constraints.py) gives the action mask;
 3. the action: a masked request becomes the safest allowed session (constraints.enforce) and is
    counted as an attempted violation; its nominal load (load.action_loads, or continuous_loads
-   for the (duration, intensity) action) drives the physiological state, the latent
+   for the (duration, intensity) action, no longer than the seed's session of its zone) drives the physiological state, the latent
    performance (performance.py, Busso's saturating dose-response) and the illness/injury
    hazard (hazard.py) that decides whether morning d + 1 starts an episode of
    `injury_mean_days` (geometric);
@@ -115,6 +115,13 @@ class EnvConfig:
     influenza-like illness (Radin et al. 2020, Lancet Digit Health 2:e85)."""
     duration_range_min: tuple[float, float] = (0.0, 120.0)
     """Continuous action: duration in minutes at action −1 and +1."""
+    seed_session_lengths: bool = True
+    """Continuous action: a session lasts at most the longest the seed prescribes for its zone
+    (`SESSION_MAX_MIN`), and one under 10 minutes is rest (no load). False (the continuous
+    env before 2026-12-07): any duration in `duration_range_min` at any intensity, where the
+    SB3 SAC learnt to ask for 80-100 min of HIIT-zone work (median 336 TRIMP a session) and
+    out-gained the planner that chooses among the seed's sessions
+    (docs/results.md, "The shipped checkpoints")."""
     intensity_range_pct: tuple[float, float] = (50.0, 95.0)
     """Continuous action: intensity in % HRmax at action −1 and +1."""
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -206,13 +213,26 @@ def _acwr_and_monotony(ring: np.ndarray, oldest: int) -> tuple[np.ndarray, np.nd
 # --------------------------------------------------------------------------------------------
 
 
+SESSION_MAX_MIN: dict[str, float] = {"rest": 0.0, "active_recovery": 40.0, "z2_aerobic": 90.0,
+                                     "tempo_threshold": 60.0, "hiit": 40.0, "strength": 120.0}
+"""The longest session of each action the seed prescribes (§2.2: zone 1 20-40 min, zone 2
+45-90, tempo/threshold 30-60, HIIT 20-40 including rest; strength has no range there and no
+continuous session is one)."""
+_SESSION_MAX = np.array([SESSION_MAX_MIN[a] for a in ACTIONS])
+
+
 def continuous_session(action: np.ndarray, config: EnvConfig) -> np.ndarray:
     """Continuous actions (N, 2) in [-1, 1]² (clipped) → sessions (duration min, intensity
-    % HRmax), (N, 2), over `config.duration_range_min` and `config.intensity_range_pct`."""
+    % HRmax), (N, 2), over `config.duration_range_min` and `config.intensity_range_pct`; with
+    `config.seed_session_lengths` no longer than the seed's longest session of its zone
+    (`SESSION_MAX_MIN`, rest lasting 0)."""
     a = np.clip(np.asarray(action, dtype=float).reshape(-1, 2), -1.0, 1.0)
     (d0, d1), (i0, i1) = config.duration_range_min, config.intensity_range_pct
-    return np.stack([d0 + (a[:, 0] + 1) / 2 * (d1 - d0), i0 + (a[:, 1] + 1) / 2 * (i1 - i0)],
-                    axis=1)
+    session = np.stack([d0 + (a[:, 0] + 1) / 2 * (d1 - d0),
+                        i0 + (a[:, 1] + 1) / 2 * (i1 - i0)], axis=1)
+    if config.seed_session_lengths:
+        session[:, 0] = np.minimum(session[:, 0], _SESSION_MAX[session_class(session)])
+    return session
 
 
 def session_class(session: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """PeriodizationEnv and the batched env: API checkers, determinism, batched = single, safety."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -107,6 +108,27 @@ def test_continuous_actions_map_to_sessions_and_respect_the_mask(cohort):
     assert consecutive_hard_days(hist, sim.config.safety).max() <= 3
     assert sim.stats["attempted_violations"].sum() > 0
     assert sim.stats["executed_violations"].sum() == 0
+
+
+def test_a_continuous_session_lasts_no_longer_than_the_seed_prescribes():
+    """120 min asked at every intensity: each zone's session is cut to the seed's longest
+    (§2.2), which keeps its zone; under 10 min is rest, without load."""
+    from simulator.env import SESSION_MAX_MIN, continuous_session, session_class
+
+    config = EnvConfig(action_type="continuous")
+    intensity = np.linspace(-1.0, 1.0, 46)  # 50-95 % HRmax
+    asked = np.column_stack([np.ones_like(intensity), intensity])
+    session = continuous_session(asked, config)
+    cls = session_class(session)
+    longest = np.array([SESSION_MAX_MIN[ACTIONS[c]] for c in cls])
+    np.testing.assert_array_equal(session[:, 0], longest)
+    assert session[cls == ACTIONS.index("hiit"), 0].max() == 40.0
+    np.testing.assert_array_equal(session_class(continuous_session(asked, replace(
+        config, seed_session_lengths=False))), cls)  # the cut never changes the zone
+    assert continuous_session(asked, replace(config, seed_session_lengths=False))[:, 0].min() \
+        == 120.0
+    short = continuous_session(np.array([[-0.9, 0.5]]), config)  # 6 min: rest
+    assert session_class(short)[0] == ACTIONS.index("rest") and short[0, 0] == 0.0
 
 
 def test_latents_and_parameters_only_in_info(cohort):
