@@ -119,7 +119,7 @@ class EnvConfig:
     """Continuous action: a session lasts at most the longest the seed prescribes for its zone
     (`SESSION_MAX_MIN`), and one under 10 minutes is rest (no load). False (the continuous
     env before 2026-12-07): any duration in `duration_range_min` at any intensity, where the
-    SB3 SAC learnt to ask for 80-100 min of HIIT-zone work (median 336 TRIMP a session) and
+    SB3 SAC learnt to ask for a median 80 min of HIIT-zone work (336 TRIMP a session) and
     out-gained the planner that chooses among the seed's sessions
     (docs/results.md, "The shipped checkpoints")."""
     intensity_range_pct: tuple[float, float] = (50.0, 95.0)
