@@ -206,9 +206,10 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
     """A trained policy rolled forward on the world model's median mornings, for the athletes
     of `group` (`_Athlete`s) at once: sessions (N, days). A continuous policy's (duration,
     intensity) is the session of its zone band, executed under the day's rules as the
-    simulator executes it (`simulator.env.session_class`, `constraints.enforce`). Each athlete's mornings are
-    predicted from its posterior draws `params` (drawn once) with its own `rngs`; a predicted
-    morning's features are built once, for the policy's observation and the rules."""
+    simulator executes it (`simulator.env.session_class`, `constraints.enforce`). Each
+    athlete's mornings are predicted from its posterior draws `params` (drawn once) with its
+    own `rngs`; a predicted morning's features are built once, for the policy's observation
+    and the rules."""
 
     rows = [a.history.copy() for a in group]
     sessions = np.empty((len(group), days), dtype=np.int64)

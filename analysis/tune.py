@@ -71,7 +71,7 @@ VALIDATION_SEED = 424_242
 """Episode seed of the validation runs (never a training or test seed)."""
 VALIDATION_TESTS = PerformanceTesting(28, session=ACTIONS.index("tempo_threshold"))
 """A monthly performance test taken as that day's tempo session, for the policies that read
-tests (`periodize evaluate --tests-every 28`)."""
+tests (`periodize evaluate --tests-every 28 --test-session tempo_threshold`)."""
 
 HIDDEN_SIZES: dict[str, tuple[int, ...]] = {
     "64x64": (64, 64), "128x64": (128, 64), "256x128x64": (256, 128, 64),
