@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 # table → shipped world model → cohorts → short SAC and PPO runs → every policy evaluated, with
 # mpc_tested (the planner handed a monthly performance test, taken as that day's session) →
 # report → 7-day plans for one shipped athlete (MPC, with its page, the PPO policy and the
-# shipped SAC of models/agents) → two mornings of the daily loop and its report. Outputs under build/demo, rebuilt from scratch each time.
+# shipped SAC of models/agents) → two mornings of the daily loop and its report. Outputs under
+# build/demo, rebuilt from scratch each time.
 DEMO := build/demo
 demo: $(STAMP)
 	rm -rf $(DEMO)

@@ -215,11 +215,13 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
     sessions = np.empty((len(group), days), dtype=np.int64)
     obs, day_mask = np.concatenate([a.obs for a in group]), mask
     mornings = _MedianMornings(model, rows, params, days)
-    continuous = getattr(policy, "action_type", "discrete") == "continuous"
+    # a continuous policy's (duration, intensity) → its session, then the day's rules
+    continuous = (EnvConfig() if getattr(policy, "action_type", "discrete") == "continuous"
+                  else None)
     for d in range(days):
         action = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
-        if continuous:  # (duration, intensity) → its session, then the day's rules
-            action, _ = enforce(session_class(continuous_session(action, EnvConfig())),
+        if continuous is not None:
+            action, _ = enforce(session_class(continuous_session(action, continuous)),
                                 day_mask)
         sessions[:, d] = action
         if d == days - 1:
