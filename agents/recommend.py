@@ -70,7 +70,7 @@ from agents.lanes import athlete_seed
 from agents.mpc import MPCConfig, MPCPlanner
 from agents.plan_honesty import careful_mask, morning_facts
 from agents.policy import reads_performance_tests
-from physiology_model.data.load import action_loads, actual_actions
+from physiology_model.data.load import SessionLoads, action_loads, actual_actions
 from physiology_model.data.loaders import load_exports
 from physiology_model.data.loaders._io import read_csv, require_columns, to_datetime, to_number
 from physiology_model.data.loaders.performance_tests import tests_for_athlete
@@ -88,7 +88,7 @@ from physiology_model.model.forecast import (
 )
 from physiology_model.model.world_model import WorldModel, resolve_model_dir
 from simulator.constraints import enforce, mask_from_table
-from simulator.env import EnvConfig, continuous_session, session_class
+from simulator.env import EnvConfig, continuous_session, executed_loads, session_class
 from simulator.observation import FEATURE_INDEX as F
 from simulator.observation import observation_matrix, observations_from_table
 
@@ -200,41 +200,74 @@ def _policy_view(obs: np.ndarray, horizon: int | None) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Sessions:
+    """A plan's sessions (N, days) and their loads (`SessionLoads` of (N, days) arrays); with
+    a continuous policy, the (duration min, intensity % HRmax) it asked for, (N, days, 2),
+    whose own load a session executed as asked carries (`simulator.env.executed_loads`)."""
+
+    actions: np.ndarray
+    loads: SessionLoads
+    asked: np.ndarray | None = None
+
+    @classmethod
+    def nominal(cls, actions: np.ndarray) -> "_Sessions":
+        return cls(actions, action_loads(actions))
+
+    def day(self, i: int, d: int) -> SessionLoads:
+        """Athlete i's day d: its load, as a `SessionLoads` of scalars."""
+        return SessionLoads(*(float(x[i, d]) for x in self.loads))
+
+    def of(self, i: int) -> SessionLoads:
+        """Athlete i's loads over the plan, (days,) each."""
+        return SessionLoads(*(x[i] for x in self.loads))
+
+
 def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days: int,
                      rngs: Sequence[np.random.Generator], horizon: int | None,
-                     params: Sequence[Any]) -> np.ndarray:
+                     params: Sequence[Any]) -> _Sessions:
     """A trained policy rolled forward on the world model's median mornings, for the athletes
-    of `group` (`_Athlete`s) at once: sessions (N, days). A continuous policy's (duration,
-    intensity) is the session of its zone band, executed under the day's rules as the
-    simulator executes it (`simulator.env.session_class`, `constraints.enforce`). Each
-    athlete's mornings are predicted from its posterior draws `params` (drawn once) with its
-    own `rngs`; a predicted morning's features are built once, for the policy's observation
-    and the rules."""
+    of `group` (`_Athlete`s) at once. A continuous policy's (duration, intensity) is the
+    session of its zone band, executed under the day's rules and loaded as the simulator
+    executes and loads it (`simulator.env.continuous_session`, `session_class`,
+    `constraints.enforce`, `executed_loads`), so the roll-out's mornings follow the load the
+    policy asked for. Each athlete's mornings are predicted from its posterior draws `params`
+    (drawn once) with its own `rngs`; a predicted morning's features are built once, for the
+    policy's observation and the rules."""
 
     rows = [a.history.copy() for a in group]
-    sessions = np.empty((len(group), days), dtype=np.int64)
+    n = len(group)
+    actions = np.empty((n, days), dtype=np.int64)
+    loads = SessionLoads(*(np.empty((n, days)) for _ in range(3)))
     obs, day_mask = np.concatenate([a.obs for a in group]), mask
     mornings = _MedianMornings(model, rows, params, days)
     # a continuous policy's (duration, intensity) → its session, then the day's rules
     continuous = (EnvConfig() if getattr(policy, "action_type", "discrete") == "continuous"
                   else None)
+    out = _Sessions(actions, loads, None if continuous is None else np.empty((n, days, 2)))
     for d in range(days):
         action = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
+        session = None
         if continuous is not None:
-            action, _ = enforce(session_class(continuous_session(action, continuous)),
-                                day_mask)
-        sessions[:, d] = action
+            session = continuous_session(action, continuous)
+            out.asked[:, d] = session
+            action, _ = enforce(session_class(session), day_mask)
+        actions[:, d] = action
+        for column, value in zip(loads, executed_loads(action, session)):
+            column[:, d] = value
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
         # the morning after today's session, predicted before today's load is written in
-        medians = mornings.after(sessions[:, d], rows, rngs)
-        rows = [_next_morning(r, int(a), m) for r, a, m in zip(rows, sessions[:, d], medians)]
+        day = [out.day(i, d) for i in range(n)]
+        medians = mornings.after(day, rows, rngs)
+        rows = [_next_morning(r, int(a), x, m)
+                for r, a, x, m in zip(rows, actions[:, d], day, medians)]
         features = _last_features(rows, group)
         obs = observation_matrix(features)
         # the rules on the predicted morning
         day_mask = np.concatenate([mask_from_table(r, features=features.iloc[[i]]).mask
                                    for i, r in enumerate(rows)])
-    return sessions
+    return out
 
 
 ROLLOUT_SAMPLES = 200
@@ -265,9 +298,7 @@ class _MedianMornings:
         self.by_predict = residual is not None and any(residual.enabled.values())
         if self.by_predict:
             return
-        # each action's (w, u) as a planned day of `predict` gets them
-        self.w, self.u = daily_loads(_planned(np.arange(len(ACTIONS))))
-        rest = _planned(np.zeros(days, dtype=np.int64))
+        rest = _planned(action_loads(np.zeros(days, dtype=np.int64)))
         self.groups: list[tuple] = []  # (start, members, draws, stacked series, bounds)
         built: dict[tuple[int, int], list[tuple[int, Any]]] = {}
         for i, r in enumerate(rows):
@@ -279,22 +310,24 @@ class _MedianMornings:
                                                 [x for _, x in members])
             self.groups.append((start, [i for i, _ in members], p, stacked, bounds))
 
-    def after(self, actions: np.ndarray, rows: Sequence[pd.DataFrame],
+    def after(self, loads: Sequence[SessionLoads], rows: Sequence[pd.DataFrame],
               rngs: Sequence[np.random.Generator]) -> list[dict[str, float]]:
-        """Each athlete's predicted median morning after today's `actions` (ln HRV, RHR,
-        recovery %), given its `rows` so far; advances the roll-out by one day."""
+        """Each athlete's predicted median morning after today's session, whose load is
+        `loads` (one `SessionLoads` of scalars per athlete), as (ln HRV, RHR, recovery %),
+        given its `rows` so far; advances the roll-out by one day."""
+        planned = [_planned(SessionLoads(*(np.array([x]) for x in day))) for day in loads]
         if self.by_predict:
-            preds = [self.model.predict(r, _planned(np.array([a])), n_samples=ROLLOUT_SAMPLES,
-                                        rng=rng, params=p)
-                     for r, a, rng, p in zip(rows, actions, rngs, self.params)]
+            preds = [self.model.predict(r, p_day, n_samples=ROLLOUT_SAMPLES, rng=rng, params=p)
+                     for r, p_day, rng, p in zip(rows, planned, rngs, self.params)]
             return [{k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
                     for pred in preds]
+        w, u = (np.concatenate(x) for x in zip(*(daily_loads(p) for p in planned)))
         out: list[Any] = [None] * len(rows)
         for start, members, p, series, bounds in self.groups:
             today = start + self.day
             for i, (lo, hi) in zip(members, bounds):
-                series.load[lo:hi, today] = self.w[actions[i]]
-                series.hi_load[lo:hi, today] = self.u[actions[i]]
+                series.load[lo:hi, today] = w[i]
+                series.hi_load[lo:hi, today] = u[i]
             gaussians = forecast_gaussians(p, series, np.array([today + 1]), 1,
                                            self.model.drift_)
             for i, (lo, hi) in zip(members, bounds):
@@ -330,13 +363,12 @@ def _last_features(rows: Sequence[pd.DataFrame], group: Sequence[Any]) -> pd.Dat
     return features.groupby("user_id", sort=False).tail(1).reset_index(drop=True)
 
 
-def _next_morning(rows: pd.DataFrame, a: int, median: dict[str, float]) -> pd.DataFrame:
-    """`rows` with today's session `a` written in and the predicted `median` morning after
-    (ln HRV, RHR, recovery %)."""
-    loads = action_loads(np.array([a]))
-    today = {"load_trimp": float(loads.trimp[0]), "z4_min": float(loads.hi_min[0]),
-             "z5_min": 0.0, "strength_min": float(loads.strength_min[0]),
-             "session": ACTIONS[a]}
+def _next_morning(rows: pd.DataFrame, a: int, loads: SessionLoads,
+                  median: dict[str, float]) -> pd.DataFrame:
+    """`rows` with today's session `a` of load `loads` (scalars) written in and the predicted
+    `median` morning after (ln HRV, RHR, recovery %)."""
+    today = {"load_trimp": loads.trimp, "z4_min": loads.hi_min, "z5_min": 0.0,
+             "strength_min": loads.strength_min, "session": ACTIONS[a]}
     tomorrow = {"load_trimp": np.nan, "z4_min": np.nan, "z5_min": np.nan,
                 "strength_min": np.nan, "session": "unknown",
                 "hrv_rmssd_ms": float(np.exp(median["hrv"])), "rhr_bpm": median["rhr"],
@@ -351,8 +383,17 @@ def _next_morning(rows: pd.DataFrame, a: int, median: dict[str, float]) -> pd.Da
     return out
 
 
-def _planned(actions: np.ndarray) -> pd.DataFrame:
-    loads = action_loads(actions)
+def session_text(day: dict[str, Any]) -> str:
+    """A plan day's session as a coach reads it: its name, with the duration and intensity a
+    continuous policy asked for when it has them ("tempo_threshold, 55 min at 78 % HRmax")."""
+    name = day["session"]
+    if "duration_min" not in day:
+        return name
+    return f"{name}, {day['duration_min']:.0f} min at {day['intensity_pct_hrmax']:.0f} % HRmax"
+
+
+def _planned(loads: SessionLoads) -> pd.DataFrame:
+    """The planned days of `WorldModel.predict` whose loads are `loads` ((days,) each)."""
     return pd.DataFrame({"load_trimp": loads.trimp, "z4_min": loads.hi_min,
                          "z5_min": 0.0 * loads.hi_min, "strength_min": loads.strength_min})
 
@@ -758,10 +799,10 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
         planner = MPCPlanner(model, config, seed=lanes(range(n), True))
         start(planner, range(n))
         plan = planner.plan(obs, mask)
-        sessions = plan.actions[:, :days]
-        if sessions.shape[1] < days:
+        sessions = _Sessions.nominal(plan.actions[:, :days])
+        if sessions.actions.shape[1] < days:
             for a in group:
-                a.notes.append(f"the planner's horizon is {sessions.shape[1]} days"
+                a.notes.append(f"the planner's horizon is {sessions.actions.shape[1]} days"
                                + (" (up to the event)" if a.days_to_event is not None else ""))
         again = [i for i, a in enumerate(group) if a.reasons]
         if again:
@@ -775,19 +816,20 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
             note_tests(planner, first)
     # the predicted mornings of every plan, forecast together
     preds = model.predict_batch([a.history for a in group],
-                                [_planned(sessions[i]) for i in range(n)], n_samples=500,
+                                [_planned(sessions.of(i)) for i in range(n)], n_samples=500,
                                 rngs=predict_rngs, params=params)
-    return [_details(a, sessions[i], free_first[i], planner_name, preds[i])
+    return [_details(a, sessions, i, free_first[i], planner_name, preds[i])
             for i, a in enumerate(group)]
 
 
-def _details(athlete: _Athlete, sessions: np.ndarray, free_first: int | None,
+def _details(athlete: _Athlete, planned: _Sessions, i: int, free_first: int | None,
              planner_name: str, pred) -> PlanDetails:
-    """One athlete's plan from its sessions and the predicted mornings after each (`pred`),
-    with the rules."""
+    """Athlete i's plan from its sessions (`planned`) and the predicted mornings after each
+    (`pred`), with the rules. A continuous policy's day also says the duration and intensity
+    it asked for when that session was executed as asked."""
     history, facts, reasons = athlete.history, athlete.facts, athlete.reasons
     samples = pred.samples
-    loads = action_loads(sessions)
+    sessions, loads = planned.actions[i], planned.of(i)
     out_days = []
     for d, a in enumerate(sessions):
         hrv = np.exp(samples["hrv"][:, d])
@@ -803,6 +845,9 @@ def _details(athlete: _Athlete, sessions: np.ndarray, free_first: int | None,
                "rhr_bpm": float(np.median(rhr)),
                "rhr_bpm_interval": [float(np.quantile(rhr, 0.1)), float(np.quantile(rhr, 0.9))],
                "prediction_for": "the morning after this session"}
+        if planned.asked is not None and session_class(planned.asked[i, d:d + 1])[0] == a:
+            day["duration_min"], day["intensity_pct_hrmax"] = (
+                round(float(x), 1) for x in planned.asked[i, d])
         if d == 0:
             day["why"] = facts.why
             if free_first != a and reasons:

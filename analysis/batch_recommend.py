@@ -53,6 +53,8 @@ COLUMNS: dict[str, str] = {
     "today": "bool",
     "session": "string",
     "load_trimp": "float64",
+    "duration_min": "float64",
+    "intensity_pct_hrmax": "float64",
     "recovery_pct": "float64",
     "recovery_pct_p10": "float64",
     "recovery_pct_p90": "float64",
@@ -68,7 +70,9 @@ COLUMNS: dict[str, str] = {
 """The output's columns and their types. One row per athlete and day (`day_index` 0 is today,
 `today` true); an athlete that failed is one row with `status` "error", the reason in `error`
 and no plan. Recovery (%) and HRV (ms) are the medians predicted for the morning after that
-day's session, `_p10`/`_p90` the 80 % interval. `reason`: the planner would have chosen another
+day's session, `_p10`/`_p90` the 80 % interval. `duration_min` and `intensity_pct_hrmax`: the
+session a continuous policy asked for (null for the MPC, a discrete policy, or a session the
+rules replaced). `reason`: the planner would have chosen another
 session today but a hard rule forbade it (which rule and what it would have chosen);
 `rules_today`: the rules that fired today without changing the choice. `export`: the folder
 read, relative to DATA."""
@@ -157,7 +161,9 @@ def _plan_rows(plan: dict[str, Any], uid: str, export: str) -> list[dict[str, An
         rows.append({
             "athlete": uid, "export": export, "status": "ok", "error": None,
             "day_index": i, "date": day["date"], "today": i == 0, "session": day["session"],
-            "load_trimp": day["load_trimp"], "recovery_pct": day["recovery_pct"],
+            "load_trimp": day["load_trimp"], "duration_min": day.get("duration_min"),
+            "intensity_pct_hrmax": day.get("intensity_pct_hrmax"),
+            "recovery_pct": day["recovery_pct"],
             "recovery_pct_p10": rec_lo, "recovery_pct_p90": rec_hi, "hrv_ms": day["hrv_ms"],
             "hrv_ms_p10": hrv_lo, "hrv_ms_p90": hrv_hi, "reason": day.get("reason"),
             "rules_today": "; ".join(day["rules_today"]) if day.get("rules_today") else None,

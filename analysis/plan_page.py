@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.recommend import session_text
 from analysis.daily_report import compute_flags, daily_series, forecast_scores
 from physiology_model.data.table import atomic_write
 from simulator.observation import observations_from_table
@@ -278,7 +279,7 @@ def plan_page(plan: dict[str, Any], details) -> str:
         rule = d.get("reason") or "; ".join(d.get("rules_today", []))
         rows.append(
             f"<tr><td class=\"why\"><span class=\"muted\">{day:%a %d %b}</span><br><b>"
-            f"{html.escape(d['session'].replace('_', ' '))}</b><br><span class=\"muted\">"
+            f"{html.escape(session_text(d).replace('_', ' '))}</b><br><span class=\"muted\">"
             f"{d['load_trimp']:.0f} TRIMP</span>"
             + (f"<br><span class=\"muted\">rule: {html.escape(rule)}</span>" if rule else "")
             + f"</td><td>recovery {d['recovery_pct']:.0f} % ({lo:.0f}–{hi:.0f})<br>HRV "
@@ -382,7 +383,7 @@ def daily_page(store, rep: dict[str, Any]) -> str:
         latest = store.rows("mornings", uid)[-1]
         body.append(f"<h3>Latest plan ({latest['date']})</h3>")
         body.append(_table(["day", "session", "TRIMP", "why"],
-                           [[d["date"], d["session"].replace("_", " "),
+                           [[d["date"], session_text(d).replace("_", " "),
                              f"{d['load_trimp']:.0f}", d.get("reason") or d.get("why", "")]
                             for d in latest["plan"]["days"]], why_column=3))
     body.append('<p class="muted">Decision support, not a medical device.</p>')

@@ -43,7 +43,7 @@ import numpy as np
 from scipy.special import ndtri
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from physiology_model.data.load import action_loads, continuous_loads
+from physiology_model.data.load import SessionLoads, action_loads, continuous_loads
 from physiology_model.data.table import ACTIONS, N_ACTIONS, NUMERIC_COLUMNS
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.hazard import daily_hazard
@@ -244,6 +244,20 @@ def session_class(session: np.ndarray) -> np.ndarray:
                     [ACTIONS.index("active_recovery"), ACTIONS.index("z2_aerobic"),
                      ACTIONS.index("tempo_threshold")], ACTIONS.index("hiit"))
     return np.where(duration < 10.0, REST, cls)
+
+
+def executed_loads(executed: np.ndarray, continuous: np.ndarray | None = None) -> SessionLoads:
+    """The load of the executed sessions (N,): each session's nominal load
+    (`load.action_loads`), or, for a continuous request (`continuous`, (N, 2) duration and
+    intensity) that was executed as asked (its class is the executed one), that session's own
+    load (`load.continuous_loads`). A request the rules changed gets the nominal load of the
+    session that replaced it."""
+    nominal = action_loads(np.asarray(executed))
+    if continuous is None:
+        return nominal
+    own = continuous_loads(continuous[:, 0], continuous[:, 1])
+    same = session_class(continuous) == executed
+    return SessionLoads(*(np.where(same, o, n) for o, n in zip(own, nominal)))
 
 
 class Simulation:
@@ -504,18 +518,6 @@ class Simulation:
         self.bad_hrv_run = np.where(np.isnan(bad), self.bad_hrv_run,
                                     np.where(bad == 1, self.bad_hrv_run + 1, 0))
 
-    def _session_loads(self, executed: np.ndarray, continuous: np.ndarray | None
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(TRIMP, Z4-5 minutes, strength minutes) of the executed sessions."""
-        trimp, hi, strength = (self._loads[i][executed] for i in range(3))
-        if continuous is not None:
-            own = continuous_loads(continuous[:, 0], continuous[:, 1])
-            same = session_class(continuous) == executed
-            trimp = np.where(same, own.trimp, trimp)
-            hi = np.where(same, own.hi_min, hi)
-            strength = np.where(same, own.strength_min, strength)
-        return trimp, hi, strength
-
     def to_session(self, action: np.ndarray) -> np.ndarray:
         """A continuous action in [-1, 1]² → (duration min, intensity % HRmax), (N, 2)."""
         return continuous_session(np.asarray(action).reshape(self.n, 2), self.config)
@@ -540,7 +542,7 @@ class Simulation:
         executed, violated = enforce(requested, self.mask)
         if not cfg.enforce_safety:
             executed = requested
-        trimp, hi_min, strength = self._session_loads(executed, continuous)
+        trimp, hi_min, strength = executed_loads(executed, continuous)
         w = trimp / LOAD_SCALE_TRIMP
         u = (hi_min + strength) / HI_LOAD_SCALE_MIN
         z45_nominal = hi_min

@@ -156,6 +156,8 @@ def test_the_roll_out_mornings_are_predicts_bit_for_bit(model, synthetic):
         _posterior,
         _prepare,
     )
+    from physiology_model.data.load import SessionLoads, action_loads
+    from simulator.env import executed_loads, session_class
 
     athletes = [_prepare(r, None) for r in _requests(synthetic)]
     rngs = [np.random.default_rng(i) for i in range(len(athletes))]
@@ -164,13 +166,22 @@ def test_the_roll_out_mornings_are_predicts_bit_for_bit(model, synthetic):
     rows = [a.history.copy() for a in athletes]
     mornings = _MedianMornings(model, rows, params, 4)
     assert len(mornings.groups) == 1  # the three are stacked
-    for actions in ([0, 3, 5], [5, 5, 1], [2, 0, 4]):
-        got = mornings.after(np.array(actions), rows, mine)
-        for i, a in enumerate(actions):
-            pred = model.predict(rows[i], _planned(np.array([a])), n_samples=ROLLOUT_SAMPLES,
-                                 rng=theirs[i], params=params[i])
+    # nominal sessions, then a continuous policy's own (duration, intensity): 55 min tempo,
+    # 25 min HIIT, 70 min Z2
+    asked = np.array([[55.0, 78.0], [25.0, 90.0], [70.0, 65.0]])
+    days = [(a, action_loads(np.array(a))) for a in ([0, 3, 5], [5, 5, 1])]
+    days.append((session_class(asked), executed_loads(session_class(asked), asked)))
+    assert not np.allclose(days[-1][1].trimp, action_loads(days[-1][0]).trimp)
+    for actions, loads in days:
+        today = [SessionLoads(*(float(x[i]) for x in loads)) for i in range(len(actions))]
+        got = mornings.after(today, rows, mine)
+        for i in range(len(actions)):
+            one = _planned(SessionLoads(*(np.array([x]) for x in today[i])))
+            pred = model.predict(rows[i], one, n_samples=ROLLOUT_SAMPLES, rng=theirs[i],
+                                 params=params[i])
             assert got[i] == {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
-        rows = [_next_morning(r, a, m) for r, a, m in zip(rows, actions, got)]
+        rows = [_next_morning(r, a, x, m) for r, a, x, m in zip(rows, actions, today, got)]
+        assert rows[0]["load_trimp"].iloc[-2] == today[0].trimp
     # and each stream is left where `predict` leaves it
     assert [r.random() for r in mine] == [r.random() for r in theirs]
 

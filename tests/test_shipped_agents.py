@@ -62,3 +62,21 @@ def test_periodize_plan_takes_a_shipped_agent(directory, capsys):
     out = capsys.readouterr().out
     assert code == 0 and f"planner: policy {AGENTS / directory}" in out
     assert sum(line.startswith("  2022-11-") for line in out.splitlines()) == 7
+
+
+def test_a_continuous_agent_plans_the_sessions_it_asked_for():
+    # the roll-out and the plan's predictions follow the load of the (duration, intensity)
+    # the continuous SAC asked for, as the simulator loads it, not its class's nominal load
+    from agents.recommend import plan_for_athlete, session_text
+    from physiology_model.data.load import action_loads, continuous_loads
+
+    plan = plan_for_athlete(str(MODEL), [str(ROOT / "data/real/whoop/u01")],
+                            policy_dir=str(AGENTS / "sac-continuous"))
+    asked = [d for d in plan["days"] if "duration_min" in d]
+    assert asked, "the shipped continuous SAC asked for no session it was given"
+    for d in asked:
+        own = continuous_loads(d["duration_min"], d["intensity_pct_hrmax"]).trimp
+        assert d["load_trimp"] == pytest.approx(float(own), rel=0.01, abs=0.5)
+        assert f"{d['duration_min']:.0f} min at" in session_text(d)
+    nominal = action_loads(np.array([ACTIONS.index(d["session"]) for d in asked])).trimp
+    assert not np.allclose([d["load_trimp"] for d in asked], nominal)

@@ -8,7 +8,7 @@ import sys
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from agents.recommend import plan_details
+    from agents.recommend import plan_details, session_text
 
     details = plan_details(args.model, args.data, athlete=args.athlete, days=args.days,
                            policy_dir=args.policy, seed=args.seed, event=args.event,
@@ -31,7 +31,7 @@ def _plan(args: argparse.Namespace) -> int:
     guess = {k: "*" if v != "athlete" else "" for k, v in result["forecast_basis"].items()}
     for day in result["days"]:
         lo, hi = day["recovery_pct_interval"]
-        print(f"  {day['date']}  {day['session']:16s} {day['load_trimp']:5.0f} TRIMP   "
+        print(f"  {day['date']}  {session_text(day):16s} {day['load_trimp']:5.0f} TRIMP   "
               f"recovery {day['recovery_pct']:4.0f}% [{lo:3.0f}-{hi:3.0f}]{guess['recovery']}   "
               f"HRV {day['hrv_ms']:5.1f} ms{guess['hrv']}"
               + (f"   ({day['reason']})" if day.get("reason") else ""))
