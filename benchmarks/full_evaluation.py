@@ -4,17 +4,20 @@
         [--train-n 2048] [--test-n 200] [--sac-steps N] [--ppo-steps N] \
         [--sac-continuous-steps N] [--ablation-steps N] [--distill-n 1024] [--seed 0]
         [--skip-ablations] [--tests-every 28] [--learners sac ...] [--train-only] [--ship DIR]
+        [--sac-warm-steps N] [--warm-student-n 256]
 
-The shipped checkpoints (models/agents/sac, models/agents/sac-continuous: issue 20) are this
-script's runs, made by
+The shipped checkpoints (models/agents: issue 20) are this script's runs, made by
 
-    .venv/bin/python benchmarks/full_evaluation.py --out build/ship --learners sac --train-only \
-        --ship models/agents
+    .venv/bin/python benchmarks/full_evaluation.py --out build/ship --learners sac-warm \
+        --train-only --ship models/agents
     .venv/bin/python benchmarks/full_evaluation.py --out build/ship \
         --learners sac-continuous --train-only --ship models/agents
 
-(the two can run side by side once the first has written the cohorts); a full run with
-`--ship models/agents` trains and ships the same runs (same cohort, seed and settings).
+(the two can run side by side once the first has written the cohorts): models/agents/sac is
+the `sac-warm` learner (the masked discrete SAC warm-started from the tested student, which is
+shipped beside it as models/agents/mpc-distilled-tested), models/agents/sac-continuous SB3's
+SAC. A full run with `--ship models/agents` trains and ships the same runs (same cohorts,
+seed and settings).
 
 1. Cohorts from the shipped world model: training athletes (seed 1) and held-out athletes
    (`--test-seed`, default 4000, never used in training nor in choosing settings: the learner
@@ -22,7 +25,9 @@ script's runs, made by
    cohort, the MPC sweep on seed 3000, and earlier MPC choices were made on seed 2000).
 2. Learners: masked discrete SAC, MaskablePPO, SB3 SAC on the continuous action, the MPC
    planner distilled into a network (agents/distill.py, on `--distill-n` training athletes),
-   and behaviour cloning of the real athletes (agents/).
+   the masked discrete SAC warm-started from the planner with a monthly test distilled on
+   `--warm-student-n` athletes (`sac-warm`: `WARM_STUDENT_CONFIG`, `WARM_SAC_CONFIG`), and
+   behaviour cloning of the real athletes (agents/).
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
    plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
    `OUT/report.html`, `OUT/real.json`, `OUT/config.json`. The held-out athletes run a
@@ -101,28 +106,70 @@ def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw
                  run_name=name, progress=False, torch_threads=1, **kw)
 
 
-LEARNERS = ("sac", "ppo", "sac-continuous", "mpc-distilled")
-SHIPPED = ("sac", "sac-continuous")
-"""The learners whose runs models/agents ships (issue 20)."""
+LEARNERS = ("sac", "ppo", "sac-continuous", "mpc-distilled", "sac-warm")
+SHIPPED = {"sac-warm": "sac", "mpc-distilled-tested": "mpc-distilled-tested",
+           "sac-continuous": "sac-continuous"}
+"""The runs models/agents ships (issue 20), by the name each is shipped under: the discrete
+SAC that reached the target (warm-started from the tested student, which is shipped with it
+so that its `warm_start` names a directory of this checkout) and SB3's continuous SAC."""
+
+WARM_STUDENT_CONFIG = {"tests_every": 28, "performance_draws": 1024}
+"""The tested student the warm-started SAC starts from (`agents.distill.DistillConfig`): the
+planner with a monthly test, distilled on `--warm-student-n` training athletes."""
+WARM_SAC_CONFIG = {"bc_weight": 1.0}
+"""The warm-started SAC's settings over the defaults (`agents.sac.SACConfig`; `warm_start`
+is the student's run): a steady behaviour-cloning term toward the student, the one variant of
+`benchmarks/sac_fixes.py --warm-start` that kept the student's share (docs/results.md)."""
 
 
 def _ship(runs: dict[str, Path], ship: Path) -> None:
     """Copy the finished runs of `SHIPPED` to ship/NAME (replacing what is there): weights,
-    JSON settings and run.json; TensorBoard logs and intermediate checkpoints stay behind."""
+    JSON settings and run.json; TensorBoard logs and intermediate checkpoints stay behind.
+    Paths inside a record that name a run shipped with it (a warm start's student) are
+    rewritten to the shipped copy, and every path is made relative to this checkout."""
     import shutil
 
-    for name in SHIPPED:
+    moved = {str(runs[name]): str(ship / shipped) for name, shipped in SHIPPED.items()
+             if name in runs}
+    for name, shipped in SHIPPED.items():
         if name not in runs:
             continue
-        target = ship / name
-        tmp = ship / f".{name}.tmp"
+        target = ship / shipped
+        tmp = ship / f".{shipped}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(runs[name], tmp, ignore=shutil.ignore_patterns("tb", "checkpoints"))
-        record = tmp / "run.json"  # paths inside this checkout, relative to it
-        record.write_text(record.read_text().replace(f"{ROOT}/", ""))
+        record = tmp / "run.json"
+        text = record.read_text()
+        for source, copy in moved.items():
+            text = text.replace(f'"{source}"', f'"{copy}"')
+        record.write_text(text.replace(f"{ROOT}/", ""))
         shutil.rmtree(target, ignore_errors=True)
         tmp.replace(target)
         _say(f"shipped {runs[name]} as {target}")
+
+
+def _warm_sac(model, model_dir: str, cohorts: Path, train_cohort, args: argparse.Namespace,
+              out: Path) -> dict[str, Path]:
+    """The tested student (`WARM_STUDENT_CONFIG`, `--warm-student-n` athletes of seed 1) and
+    the SAC warm-started from it (`WARM_SAC_CONFIG`, `--sac-warm-steps` on the training
+    cohort), each reused when a finished run of the same settings is there."""
+    from agents.distill import DistillConfig, distill, distill_settings
+    from agents.sac import SACConfig
+    from simulator.cohort import Cohort, generate_cohort
+
+    config = DistillConfig(**WARM_STUDENT_CONFIG)
+    student = out / "runs" / "mpc-distilled-tested"
+    if not _reusable(student, distill_settings(args.warm_student_n, args.seed, config)):
+        path = cohorts / f"train-{args.warm_student_n}.npz"
+        if not path.exists():
+            generate_cohort(model, args.warm_student_n, 1, model_dir=model_dir).save(path)
+        _say(f"distilling the tested planner on {args.warm_student_n} athletes")
+        distill(model, Cohort.load(path), seed=args.seed, out_dir=out / "runs",
+                run_name=student.name, config=config, model_dir=model_dir)
+    sac = _train("sac", train_cohort, args.sac_warm_steps, args.seed, out, "sac-warm",
+                 n_envs=args.n_envs,
+                 agent_config=SACConfig(warm_start=str(student), **WARM_SAC_CONFIG))
+    return {"mpc-distilled-tested": student, "sac-warm": sac}
 
 
 def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
@@ -177,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sac-steps", type=int, default=1_000_000)
     parser.add_argument("--ppo-steps", type=int, default=1_000_000)
     parser.add_argument("--sac-continuous-steps", type=int, default=300_000)
+    parser.add_argument("--sac-warm-steps", type=int, default=300_000)
+    parser.add_argument("--warm-student-n", type=int, default=256,
+                        help="training athletes of the tested student the sac-warm learner "
+                             "starts from")
     parser.add_argument("--ablation-steps", type=int, default=300_000)
     parser.add_argument("--n-envs", type=int, default=256)
     parser.add_argument("--distill-n", type=int, default=1024,
@@ -196,8 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-only", action="store_true",
                         help="stop after training (with --ship: how the shipped runs are made)")
     parser.add_argument("--ship", type=Path, default=None,
-                        help="copy the trained sac and sac-continuous runs to SHIP/sac and "
-                             "SHIP/sac-continuous (models/agents: the shipped checkpoints)")
+                        help="copy the trained runs of SHIPPED to SHIP (models/agents: the "
+                             "shipped checkpoints)")
     args = parser.parse_args(argv)
 
     from agents.sac import SACConfig
@@ -228,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
             for name in steps if name in args.learners}
     if args.distill_n > 0 and "mpc-distilled" in args.learners:
         runs["mpc-distilled"] = _distilled(model, model_dir, cohorts, args, out)
+    if "sac-warm" in args.learners:
+        runs.update(_warm_sac(model, model_dir, cohorts, train_cohort, args, out))
     if args.ship is not None:
         _ship(runs, args.ship)
     if args.train_only:

@@ -80,3 +80,30 @@ def test_a_continuous_agent_plans_the_sessions_it_asked_for():
         assert f"{d['duration_min']:.0f} min at" in session_text(d)
     nominal = action_loads(np.array([ACTIONS.index(d["session"]) for d in asked])).trimp
     assert not np.allclose([d["load_trimp"] for d in asked], nominal)
+
+
+def test_shipping_names_the_shipped_student_and_leaves_logs_behind(tmp_path, monkeypatch):
+    # full_evaluation --ship: a warm-started SAC's record names its student; shipped together,
+    # the record names the shipped copy, relative to the checkout, never the build folder
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import full_evaluation
+
+    monkeypatch.setattr(full_evaluation, "ROOT", tmp_path)
+    build, ship = tmp_path / "build" / "runs", tmp_path / "models" / "agents"
+    student, sac = build / "mpc-distilled-tested", build / "sac-warm"
+    for run in (student, sac):
+        (run / "model").mkdir(parents=True)
+        (run / "model" / "weights.pt").write_bytes(b"w")
+        (run / "tb").mkdir()
+    (student / "run.json").write_text(json.dumps({"agent": "mpc-distilled"}))
+    (sac / "run.json").write_text(json.dumps({"agent": "sac", "cohort": str(build / "c.npz"),
+                                              "agent_config": {"warm_start": str(student)}}))
+    ship.mkdir(parents=True)
+    full_evaluation._ship({"sac-warm": sac, "mpc-distilled-tested": student}, ship)
+    record = json.loads((ship / "sac" / "run.json").read_text())
+    assert record["agent_config"]["warm_start"] == "models/agents/mpc-distilled-tested"
+    assert record["cohort"] == "build/runs/c.npz"
+    assert (ship / "mpc-distilled-tested" / "model" / "weights.pt").is_file()
+    assert not (ship / "sac" / "tb").exists() and not list(ship.glob(".*"))
