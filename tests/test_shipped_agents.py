@@ -1,6 +1,7 @@
 """The shipped agents (models/agents, issue 20): finished run directories of weights and JSON
 settings that `periodize evaluate --runs` and `periodize plan --policy` accept, and that play
-by the rules; the tested SAC reads the monthly tests it is handed."""
+by the rules; the SAC (warm-started from the tested student shipped beside it) and the student
+read the monthly tests they are handed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from simulator.env import EnvConfig
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "shipped"
 AGENTS = ROOT / "models" / "agents"
-SHIPPED = [("sac", "sac-tested", True), ("sac-continuous", "sac-continuous", False)]
+SHIPPED = [("sac", "sac", "sac", True), ("sac-continuous", "sac-continuous", "sac-continuous", False),
+           ("mpc-distilled-tested", "mpc-distilled", "mpc-distilled", True)]
+"""(directory, agent recorded in run.json, policy name, reads performance tests)."""
 
 
 @pytest.fixture(scope="module")
@@ -29,19 +32,24 @@ def model():
     return WorldModel.load(MODEL)
 
 
-@pytest.mark.parametrize("directory, name, reads_tests", SHIPPED)
-def test_a_shipped_agent_is_a_finished_run_of_weights_and_json(directory, name, reads_tests):
+@pytest.mark.parametrize("directory, agent, name, reads_tests", SHIPPED)
+def test_a_shipped_agent_is_a_finished_run_of_weights_and_json(directory, agent, name,
+                                                               reads_tests):
     run = AGENTS / directory
     files = [p for p in run.rglob("*") if p.is_file()]
     assert files and {p.suffix for p in files} <= {".pt", ".json"}  # nothing to unpickle
     meta = json.loads((run / "run.json").read_text())
-    assert meta["status"] == "finished" and meta["agent"] == directory
-    # the world model it was trained in, named inside this checkout, not on the machine
-    assert meta["cohort"]["meta"]["model_dir"] == "models/shipped"
+    assert meta["status"] == "finished" and meta["agent"] == agent
+    # what it was trained from, named inside this checkout, not on the machine
+    assert "/work/" not in json.dumps(meta) and str(ROOT) not in json.dumps(meta)
+    model_dir = meta.get("model_dir") or meta["cohort"]["meta"]["model_dir"]
+    assert model_dir == "models/shipped"
+    warm = meta["agent_config"].get("warm_start")
+    assert warm is None or (ROOT / warm / "run.json").is_file()  # its student is shipped
 
 
-@pytest.mark.parametrize("directory, name, reads_tests", SHIPPED)
-def test_a_shipped_agent_plays_by_the_rules(model, directory, name, reads_tests):
+@pytest.mark.parametrize("directory, agent, name, reads_tests", SHIPPED)
+def test_a_shipped_agent_plays_by_the_rules(model, directory, agent, name, reads_tests):
     (policy_name, factory), = policy_factories([], model=model,
                                                runs=[str(AGENTS / directory)]).items()
     assert policy_name == name and reads_performance_tests(factory(None)) == reads_tests
@@ -55,7 +63,7 @@ def test_a_shipped_agent_plays_by_the_rules(model, directory, name, reads_tests)
     assert len(np.unique(played.actions)) > 1  # it chooses, it does not repeat one session
 
 
-@pytest.mark.parametrize("directory", ["sac", "sac-continuous"])
+@pytest.mark.parametrize("directory", [d for d, *_ in SHIPPED])
 def test_periodize_plan_takes_a_shipped_agent(directory, capsys):
     code = main(["plan", "--model", str(MODEL), "--data", str(ROOT / "data/real/whoop/u01"),
                  "--policy", str(AGENTS / directory)])
