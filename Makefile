@@ -51,7 +51,9 @@ benchmark: $(STAMP)
 test: $(STAMP)
 	# the layering of DESIGN §2 (contracts in pyproject.toml), then the tests
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -m "not slow"
+	# one worker per core (at most 4), each test file on one worker (its module fixtures built
+	# once): pytest-xdist, in the test extra
+	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses 4 --dist loadfile
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache build
