@@ -269,3 +269,25 @@ def test_task_size_does_not_change_the_rows(synthetic):
     one_batch = recommend(spec, synthetic, exports_per_task=3, progress=False)
     alone = recommend(spec, synthetic, exports_per_task=1, progress=False)
     assert one_batch == alone and {r["status"] for r in alone} == {"ok"}
+
+
+def test_a_continuous_policy_s_rows_carry_the_session_it_asked_for(exports, tmp_path):
+    # duration and intensity where the continuous SAC's session was executed as asked, its own
+    # load in load_trimp; null where the rules replaced it, and for the MPC
+    from physiology_model.data.load import continuous_loads
+
+    out = tmp_path / "recs.parquet"
+    policy = str(ROOT / "models" / "agents" / "sac-continuous")
+    assert main(["recommend", "--model", MODEL, "--data", str(exports / "u01"),
+                 "--policy", policy, "--out", str(out)]) == 0
+    ok = pd.read_parquet(out).query("status == 'ok'")
+    asked = ok.dropna(subset=["duration_min"])
+    assert len(asked) > 0 and asked["intensity_pct_hrmax"].notna().all()
+    own = continuous_loads(asked["duration_min"].to_numpy(),
+                           asked["intensity_pct_hrmax"].to_numpy()).trimp
+    assert np.allclose(asked["load_trimp"], own, rtol=0.01, atol=0.5)
+
+
+def test_the_mpc_rows_have_no_continuous_session(recs):
+    frame = pd.read_parquet(recs)
+    assert frame["duration_min"].isna().all() and frame["intensity_pct_hrmax"].isna().all()
