@@ -214,9 +214,9 @@ class _Sessions:
     def nominal(cls, actions: np.ndarray) -> "_Sessions":
         return cls(actions, action_loads(actions))
 
-    def day(self, i: int, d: int) -> SessionLoads:
-        """Athlete i's day d: its load, as a `SessionLoads` of scalars."""
-        return SessionLoads(*(float(x[i, d]) for x in self.loads))
+    def day(self, d: int) -> SessionLoads:
+        """Day d's loads, (N,) each."""
+        return SessionLoads(*(x[:, d] for x in self.loads))
 
     def of(self, i: int) -> SessionLoads:
         """Athlete i's loads over the plan, (days,) each."""
@@ -237,14 +237,14 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
 
     rows = [a.history.copy() for a in group]
     n = len(group)
-    actions = np.empty((n, days), dtype=np.int64)
-    loads = SessionLoads(*(np.empty((n, days)) for _ in range(3)))
     obs, day_mask = np.concatenate([a.obs for a in group]), mask
     mornings = _MedianMornings(model, rows, params, days)
     # a continuous policy's (duration, intensity) → its session, then the day's rules
     continuous = (EnvConfig() if getattr(policy, "action_type", "discrete") == "continuous"
                   else None)
-    out = _Sessions(actions, loads, None if continuous is None else np.empty((n, days, 2)))
+    out = _Sessions(np.empty((n, days), dtype=np.int64),
+                    SessionLoads(*(np.empty((n, days)) for _ in range(3))),
+                    None if continuous is None else np.empty((n, days, 2)))
     for d in range(days):
         action = np.asarray(policy.act(_policy_view(obs, horizon), day_mask))
         session = None
@@ -252,16 +252,16 @@ def _policy_sessions(policy, model, group: Sequence[Any], mask: np.ndarray, days
             session = continuous_session(action, continuous)
             out.asked[:, d] = session
             action, _ = enforce(session_class(session), day_mask)
-        actions[:, d] = action
-        for column, value in zip(loads, executed_loads(action, session)):
+        out.actions[:, d] = action
+        for column, value in zip(out.loads, executed_loads(action, session)):
             column[:, d] = value
         if d == days - 1:
             break  # the last morning after is the plan's prediction, not the policy's input
         # the morning after today's session, predicted before today's load is written in
-        day = [out.day(i, d) for i in range(n)]
-        medians = mornings.after(day, rows, rngs)
-        rows = [_next_morning(r, int(a), x, m)
-                for r, a, x, m in zip(rows, actions[:, d], day, medians)]
+        today = out.day(d)
+        medians = mornings.after(today, rows, rngs)
+        rows = [_next_morning(r, int(action[i]), today, i, m)
+                for i, (r, m) in enumerate(zip(rows, medians))]
         features = _last_features(rows, group)
         obs = observation_matrix(features)
         # the rules on the predicted morning
@@ -310,18 +310,18 @@ class _MedianMornings:
                                                 [x for _, x in members])
             self.groups.append((start, [i for i, _ in members], p, stacked, bounds))
 
-    def after(self, loads: Sequence[SessionLoads], rows: Sequence[pd.DataFrame],
+    def after(self, loads: SessionLoads, rows: Sequence[pd.DataFrame],
               rngs: Sequence[np.random.Generator]) -> list[dict[str, float]]:
-        """Each athlete's predicted median morning after today's session, whose load is
-        `loads` (one `SessionLoads` of scalars per athlete), as (ln HRV, RHR, recovery %),
-        given its `rows` so far; advances the roll-out by one day."""
-        planned = [_planned(SessionLoads(*(np.array([x]) for x in day))) for day in loads]
+        """Each athlete's predicted median morning after today's session, whose loads are
+        `loads` ((N,) each, one per athlete), as (ln HRV, RHR, recovery %), given its `rows`
+        so far; advances the roll-out by one day."""
         if self.by_predict:
-            preds = [self.model.predict(r, p_day, n_samples=ROLLOUT_SAMPLES, rng=rng, params=p)
-                     for r, p_day, rng, p in zip(rows, planned, rngs, self.params)]
+            preds = [self.model.predict(r, _planned(SessionLoads(*(x[i:i + 1] for x in loads))),
+                                        n_samples=ROLLOUT_SAMPLES, rng=rng, params=p)
+                     for i, (r, rng, p) in enumerate(zip(rows, rngs, self.params))]
             return [{k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
                     for pred in preds]
-        w, u = (np.concatenate(x) for x in zip(*(daily_loads(p) for p in planned)))
+        w, u = daily_loads(_planned(loads))  # as a planned day of `predict` gets them
         out: list[Any] = [None] * len(rows)
         for start, members, p, series, bounds in self.groups:
             today = start + self.day
@@ -363,12 +363,13 @@ def _last_features(rows: Sequence[pd.DataFrame], group: Sequence[Any]) -> pd.Dat
     return features.groupby("user_id", sort=False).tail(1).reset_index(drop=True)
 
 
-def _next_morning(rows: pd.DataFrame, a: int, loads: SessionLoads,
+def _next_morning(rows: pd.DataFrame, a: int, loads: SessionLoads, i: int,
                   median: dict[str, float]) -> pd.DataFrame:
-    """`rows` with today's session `a` of load `loads` (scalars) written in and the predicted
-    `median` morning after (ln HRV, RHR, recovery %)."""
-    today = {"load_trimp": loads.trimp, "z4_min": loads.hi_min, "z5_min": 0.0,
-             "strength_min": loads.strength_min, "session": ACTIONS[a]}
+    """`rows` with today's session `a` of load `loads[i]` (`loads`: (N,) each) written in and
+    the predicted `median` morning after (ln HRV, RHR, recovery %)."""
+    today = {"load_trimp": float(loads.trimp[i]), "z4_min": float(loads.hi_min[i]),
+             "z5_min": 0.0, "strength_min": float(loads.strength_min[i]),
+             "session": ACTIONS[a]}
     tomorrow = {"load_trimp": np.nan, "z4_min": np.nan, "z5_min": np.nan,
                 "strength_min": np.nan, "session": "unknown",
                 "hrv_rmssd_ms": float(np.exp(median["hrv"])), "rhr_bpm": median["rhr"],

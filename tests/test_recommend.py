@@ -173,15 +173,15 @@ def test_the_roll_out_mornings_are_predicts_bit_for_bit(model, synthetic):
     days.append((session_class(asked), executed_loads(session_class(asked), asked)))
     assert not np.allclose(days[-1][1].trimp, action_loads(days[-1][0]).trimp)
     for actions, loads in days:
-        today = [SessionLoads(*(float(x[i]) for x in loads)) for i in range(len(actions))]
-        got = mornings.after(today, rows, mine)
+        got = mornings.after(loads, rows, mine)
         for i in range(len(actions)):
-            one = _planned(SessionLoads(*(np.array([x]) for x in today[i])))
+            one = _planned(SessionLoads(*(x[i:i + 1] for x in loads)))
             pred = model.predict(rows[i], one, n_samples=ROLLOUT_SAMPLES, rng=theirs[i],
                                  params=params[i])
             assert got[i] == {k: float(np.median(v[:, 0])) for k, v in pred.samples.items()}
-        rows = [_next_morning(r, a, x, m) for r, a, x, m in zip(rows, actions, today, got)]
-        assert rows[0]["load_trimp"].iloc[-2] == today[0].trimp
+        rows = [_next_morning(r, a, loads, i, m)
+                for i, (r, a, m) in enumerate(zip(rows, actions, got))]
+        assert rows[0]["load_trimp"].iloc[-2] == loads.trimp[0]
     # and each stream is left where `predict` leaves it
     assert [r.random() for r in mine] == [r.random() for r in theirs]
 
