@@ -153,41 +153,35 @@ def _warm_sac(model, model_dir: str, cohorts: Path, train_cohort, args: argparse
     """The tested student (`WARM_STUDENT_CONFIG`, `--warm-student-n` athletes of seed 1) and
     the SAC warm-started from it (`WARM_SAC_CONFIG`, `--sac-warm-steps` on the training
     cohort), each reused when a finished run of the same settings is there."""
-    from agents.distill import DistillConfig, distill, distill_settings
+    from agents.distill import DistillConfig
     from agents.sac import SACConfig
-    from simulator.cohort import Cohort, generate_cohort
 
-    config = DistillConfig(**WARM_STUDENT_CONFIG)
-    student = out / "runs" / "mpc-distilled-tested"
-    if not _reusable(student, distill_settings(args.warm_student_n, args.seed, config)):
-        path = cohorts / f"train-{args.warm_student_n}.npz"
-        if not path.exists():
-            generate_cohort(model, args.warm_student_n, 1, model_dir=model_dir).save(path)
-        _say(f"distilling the tested planner on {args.warm_student_n} athletes")
-        distill(model, Cohort.load(path), seed=args.seed, out_dir=out / "runs",
-                run_name=student.name, config=config, model_dir=model_dir)
+    student = _distilled(model, model_dir, cohorts, args.warm_student_n, args.seed, out,
+                         "mpc-distilled-tested", DistillConfig(**WARM_STUDENT_CONFIG))
     sac = _train("sac", train_cohort, args.sac_warm_steps, args.seed, out, "sac-warm",
                  n_envs=args.n_envs,
                  agent_config=SACConfig(warm_start=str(student), **WARM_SAC_CONFIG))
     return {"mpc-distilled-tested": student, "sac-warm": sac}
 
 
-def _distilled(model, model_dir: str, cohorts: Path, args: argparse.Namespace,
-               out: Path) -> Path:
-    """The MPC planner distilled on `--distill-n` training athletes (seed 1), or the finished
-    run of the same settings already there."""
-    from agents.distill import distill, distill_settings
+def _distilled(model, model_dir: str, cohorts: Path, n: int, seed: int, out: Path,
+               name: str = "mpc-distilled", config=None) -> Path:
+    """The MPC planner distilled on `n` training athletes (cohort seed 1) with `config`
+    (`agents.distill.DistillConfig`, default its defaults) as run `name`, or the finished run
+    of the same settings already there."""
+    from agents.distill import DistillConfig, distill, distill_settings
     from simulator.cohort import Cohort, generate_cohort
 
-    run = out / "runs" / "mpc-distilled"
-    if _reusable(run, distill_settings(args.distill_n, args.seed)):
+    config = config or DistillConfig()
+    run = out / "runs" / name
+    if _reusable(run, distill_settings(n, seed, config)):
         return run
-    path = cohorts / f"train-{args.distill_n}.npz"
+    path = cohorts / f"train-{n}.npz"
     if not path.exists():
-        generate_cohort(model, args.distill_n, 1, model_dir=model_dir).save(path)
-    _say(f"distilling the MPC planner on {args.distill_n} athletes")
-    return distill(model, Cohort.load(path), seed=args.seed, out_dir=out / "runs",
-                   run_name="mpc-distilled", model_dir=model_dir)
+        generate_cohort(model, n, 1, model_dir=model_dir).save(path)
+    _say(f"distilling the MPC planner on {n} athletes as {name}")
+    return distill(model, Cohort.load(path), seed=seed, out_dir=out / "runs", run_name=name,
+                   config=config, model_dir=model_dir)
 
 
 def _scaled_cohort(cohort, *, fitness: float = 1.0, ratio: float = 1.0, hazard_logit: float = 0.0):
@@ -278,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
                          n_envs=args.n_envs)
             for name in steps if name in args.learners}
     if args.distill_n > 0 and "mpc-distilled" in args.learners:
-        runs["mpc-distilled"] = _distilled(model, model_dir, cohorts, args, out)
+        runs["mpc-distilled"] = _distilled(model, model_dir, cohorts, args.distill_n,
+                                           args.seed, out)
     if "sac-warm" in args.learners:
         runs.update(_warm_sac(model, model_dir, cohorts, train_cohort, args, out))
     if args.ship is not None:
