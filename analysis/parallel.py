@@ -21,6 +21,8 @@ does not depend on the number of workers or on where they ran.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
@@ -29,6 +31,7 @@ R = TypeVar("R")
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _CACHE: dict[Hashable, Any] = {}
+_WATCHDOG_S = 1.0  # how often a pool worker checks that its parent is alive
 
 
 def worker_cache(key: Hashable, build: Callable[[], T]) -> T:
@@ -46,6 +49,24 @@ def _one_thread() -> None:
     import torch  # a core dependency
 
     torch.set_num_threads(1)
+
+
+def _pool_worker_start(parent: int) -> None:
+    """A local pool worker's start-up: `_one_thread`, and a watchdog that ends this worker
+    when its parent is gone. A parent killed outright (SIGKILL, the OOM killer) cannot stop
+    its pool, and a worker in the middle of a task of minutes would otherwise run it to the
+    end, holding a core, with nobody to read the result."""
+    _one_thread()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
+                     name="parent-watchdog").start()
+
+
+def _exit_when_orphaned(parent: int, every_s: float = _WATCHDOG_S) -> None:
+    # once the parent is dead this process is re-parented (to init or a subreaper), so its
+    # parent id changes (POSIX; on Windows the id stays and the watchdog never fires)
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def check_workers(workers: int, ray_address: str | None = None) -> None:
@@ -90,7 +111,8 @@ def _run_pool(fn, tasks, workers, bar, weights) -> list:
     results: list[Any] = [None] * len(tasks)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                             initializer=_one_thread) as pool:
+                             initializer=_pool_worker_start,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
         try:
             for future in as_completed(futures):
