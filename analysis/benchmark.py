@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.stats import wilcoxon
 
 from agents.baselines import FixedPeriodizationPolicy, HRVGuidedPolicy, RandomPolicy, SeedRulePolicy
@@ -273,6 +274,19 @@ def summarize(runs: dict[str, PolicyRun], reference: str | None = None
                     rec["pct_of_oracle_ci95"] = [share["ci95_low"], share["ci95_high"]]
             records.append(rec)
     return records
+
+
+def athlete_table(runs: dict[str, PolicyRun]) -> pd.DataFrame:
+    """One row per policy and athlete (`athlete`: its index in the cohort), a column per
+    metric: what `results.json` summarises, for paired comparisons of any two policies (every
+    policy meets the same athletes under the same episode seed). A metric a policy lacks
+    (e.g. `q_gap`) is empty in its rows."""
+    frames = [pd.DataFrame({"policy": name, **{m: np.asarray(v) for m, v in
+                                                run.metrics.items()}})
+              for name, run in runs.items()]
+    table = pd.concat(frames, ignore_index=True)
+    table["athlete"] = table["athlete"].astype(int)
+    return table[["policy", "athlete", *[c for c in table if c not in ("policy", "athlete")]]]
 
 
 def evaluate_policies(factories: dict[str, PolicyFactory], cohort: Cohort,

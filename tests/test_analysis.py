@@ -161,6 +161,11 @@ def test_cli_cohort_and_evaluate_end_to_end(tmp_path, capsys):
                  "--forecast", ""]) == 0
     records = json.loads((out / "results.json").read_text())
     assert all({"policy", "metric", "mean", "std", "n"} <= set(r) for r in records)
+    table = pd.read_csv(out / "athletes.csv")  # the per-athlete values behind each mean
+    assert len(table) == 12 and sorted(set(table["athlete"])) == list(range(6))
+    for r in records:
+        values = table.loc[table["policy"] == r["policy"], r["metric"]]
+        assert values.mean() == pytest.approx(r["mean"], rel=1e-9, abs=1e-12), r
     assert (out / "report.html").stat().st_size > 10_000
     bad = tmp_path / "bad.npz"
     bad.write_text("nope")

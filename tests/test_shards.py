@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.benchmark import evaluate_policies
@@ -69,3 +70,10 @@ def test_shards_give_the_same_athletes_whatever_the_workers(cohort_path, tmp_pat
     for rec in results:
         values = one[rec["policy"]].metrics[rec["metric"]]
         assert rec["mean"] == pytest.approx(float(np.nanmean(values)), rel=0, abs=0), rec
+    # the per-athlete table: each shard's athletes under their cohort index, every metric
+    table = pd.read_csv(out / "athletes.csv")
+    for name, run in one.items():
+        rows = table[table["policy"] == name].set_index("athlete").sort_index()
+        assert list(rows.index) == list(range(7))
+        for metric in ("delta_performance", "injured_days", "risky_days"):
+            np.testing.assert_allclose(rows[metric], run.metrics[metric], rtol=1e-12)

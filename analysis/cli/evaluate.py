@@ -17,7 +17,8 @@ DEFAULT_POLICIES = ("random", "seed_rule", "hrv_guided", "fixed_periodization", 
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from analysis.benchmark import PerformanceTesting, evaluate_policies, policy_factories
+    from analysis.benchmark import (PerformanceTesting, athlete_table, evaluate_policies,
+                                    policy_factories)
     from analysis.report import write_report
     from physiology_model.data.table import atomic_write
     from simulator.cohort import Cohort
@@ -81,11 +82,14 @@ def _evaluate(args: argparse.Namespace) -> int:
                 "handed_to": [n for n, r in runs.items() if "tested" in r.extra]}}
     payload = json.dumps(jsonable(records, strict=True), indent=1, allow_nan=False) + "\n"
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
+    table = athlete_table(runs)
+    atomic_write(out / "athletes.csv", lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(out / "config.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
     write_report(out / "report.html", runs, records, meta=meta, run_dirs=args.runs or (),
                  forecast_json=Path(args.forecast) if args.forecast else None, real=real)
-    _say(f"wrote {out / 'results.json'} and {out / 'report.html'}")
+    _say(f"wrote {out / 'results.json'}, {out / 'athletes.csv'} (per athlete) and "
+         f"{out / 'report.html'}")
     for name, run in runs.items():
         m = run.metrics
         print(f"{name:20s} ΔP {np.mean(m['delta_performance']):+6.2f} ± "
