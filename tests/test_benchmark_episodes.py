@@ -84,3 +84,30 @@ def test_a_policy_that_does_not_read_tests_is_never_handed_one(cohort):
     assert not policy.tests and not policy.executed
     plain, _ = run_episode(lambda sim: Recorder(reads=False), cohort, 12)
     np.testing.assert_array_equal(summary["delta_performance"], plain["delta_performance"])
+
+
+def test_paired_metrics_pairs_athletes_of_the_same_judging_only(tmp_path):
+    import json
+
+    import pandas as pd
+    from paired_metrics import load_tables, main
+
+    config = {"cohort": "c.npz", "n_athletes": 4, "episode_days": 90, "seed": 1,
+              "performance_tests": {"every_days": 28, "handed_to": ["a"]}}
+    for name, policy, injured in (("one", "a", [0, 2, 4, 6]), ("two", "b", [1, 2, 3, 6])):
+        (tmp_path / name).mkdir()
+        pd.DataFrame({"policy": policy, "athlete": range(4), "injured_days": injured}
+                     ).to_csv(tmp_path / name / "athletes.csv", index=False)
+        (tmp_path / name / "config.json").write_text(json.dumps(
+            {**config, "performance_tests": {"every_days": 28, "handed_to": [policy]}}))
+    out = tmp_path / "paired.json"
+    main(["--eval", str(tmp_path / "one"), str(tmp_path / "two"), "--reference", "b",
+          "--metrics", "injured_days", "--boot", "200", "--out", str(out)])
+    (rec,) = json.loads(out.read_text())["records"]
+    assert rec["policy"] == "a" and rec["mean_difference"] == pytest.approx(0.0)
+    assert (rec["share_higher"], rec["share_equal"], rec["share_lower"]) == (0.25, 0.5, 0.25)
+    assert rec["ci95"][0] <= 0.0 <= rec["ci95"][1]
+    # athletes judged with another episode seed are not paired with these
+    (tmp_path / "two" / "config.json").write_text(json.dumps({**config, "seed": 2}))
+    with pytest.raises(SystemExit, match="seed"):
+        load_tables([tmp_path / "one", tmp_path / "two"])

@@ -1,0 +1,115 @@
+"""Paired per-athlete differences between policies of `periodize evaluate` runs.
+
+    python benchmarks/paired_metrics.py --eval DIR [DIR ...] --reference POLICY \
+        [--metrics injured_days risky_days ...] [--boot 10000] --out FILE.json
+
+Reads each evaluation folder's `athletes.csv` (one row per policy and athlete) and its
+`config.json`. Folders may be combined only when they judged the same athletes the same way
+(cohort, athletes, episode days and seed, performance tests): then every policy met the same
+athletes under the same simulator draws, and the difference of two policies athlete by athlete
+is far tighter than their two means' intervals. For each policy other than `--reference` and
+each metric: the mean of (policy − reference), its 95 % bootstrap interval (athletes
+resampled), the share of athletes above, equal to and below, and the Wilcoxon signed-rank p.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.benchmark import paired_p_value  # noqa: E402
+from run_record import write_result  # noqa: E402
+
+SAME = ("cohort", "n_athletes", "episode_days", "seed", "performance_tests")
+"""What two evaluation folders must share for their athletes to be paired."""
+DEFAULT_METRICS = ("delta_performance", "injured_days", "risky_days", "load_trimp")
+
+
+def _judging(config: dict) -> dict:
+    tests = config.get("performance_tests")
+    if tests is not None:  # which policies read them is not how the athletes were judged
+        tests = {k: v for k, v in tests.items() if k != "handed_to"}
+    return {**{k: config.get(k) for k in SAME}, "performance_tests": tests}
+
+
+def load_tables(folders: list[Path]) -> pd.DataFrame:
+    """The folders' athlete tables, one row per policy and athlete; `SystemExit` naming the
+    folder when a folder lacks its table or judged other athletes than the first."""
+    tables, first = [], None
+    for folder in folders:
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            table = pd.read_csv(folder / "athletes.csv")
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"{folder}: not a periodize evaluate output with athletes.csv "
+                             f"({exc})") from None
+        judged = _judging(config)
+        if first is None:
+            first = judged
+        elif judged != first:
+            differ = [k for k in SAME if judged[k] != first[k]]
+            raise SystemExit(f"{folder}: judged other athletes than {folders[0]} ({differ})")
+        tables.append(table.assign(source=str(folder)))
+    table = pd.concat(tables, ignore_index=True)
+    twice = table.groupby("policy")["source"].nunique()
+    if (twice > 1).any():
+        raise SystemExit(f"policies in more than one folder: {list(twice[twice > 1].index)}")
+    return table
+
+
+def paired(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Mean of a − b over the athletes both have, its bootstrap 95 % interval, the shares of
+    athletes above / equal / below, and the Wilcoxon p."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    d = a[ok] - b[ok]
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(n_boot, d.size))
+    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    return {"mean_difference": float(d.mean()), "ci95": [float(lo), float(hi)],
+            "policy_mean": float(a[ok].mean()), "reference_mean": float(b[ok].mean()),
+            "share_higher": float(np.mean(d > 0)), "share_equal": float(np.mean(d == 0)),
+            "share_lower": float(np.mean(d < 0)), "wilcoxon_p": paired_p_value(a[ok], b[ok]),
+            "n": int(d.size)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--eval", nargs="+", type=Path, required=True,
+                        help="periodize evaluate output folders")
+    parser.add_argument("--reference", required=True, help="the policy each is compared with")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--boot", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    table = load_tables(args.eval)
+    wide = {m: table.pivot(index="athlete", columns="policy", values=m) for m in args.metrics
+            if m in table}
+    missing = [m for m in args.metrics if m not in wide]
+    if missing or args.reference not in set(table["policy"]):
+        raise SystemExit(f"not in the tables: {missing or args.reference}")
+    records = []
+    for policy in sorted(set(table["policy"]) - {args.reference}):
+        for metric, w in wide.items():
+            rec = paired(w[policy].to_numpy(float), w[args.reference].to_numpy(float),
+                         args.boot, args.seed)
+            records.append({"policy": policy, "reference": args.reference, "metric": metric,
+                            **rec})
+            print(f"{policy:28s} {metric:18s} {rec['mean_difference']:+8.3f} "
+                  f"[{rec['ci95'][0]:+.3f}, {rec['ci95'][1]:+.3f}]  p {rec['wilcoxon_p']}")
+    write_result(args.out, "paired_metrics",
+                 {"command": "python benchmarks/paired_metrics.py " + " ".join(
+                     sys.argv[1:] if argv is None else argv),
+                  "eval": [str(p) for p in args.eval], "reference": args.reference,
+                  "metrics": args.metrics, "boot": args.boot, "seed": args.seed},
+                 {"records": records})
+
+
+if __name__ == "__main__":
+    main()
