@@ -194,6 +194,82 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     return run_dir
 
 
+WARM_SAC = {"bc_weight": 1.0}
+"""The warm-started SAC's settings over `SACConfig`'s defaults (besides `warm_start`): a steady
+behaviour-cloning term toward its student, the one variant of `benchmarks/sac_fixes.py
+--warm-start` that kept the student's share of the oracle's gain (docs/results.md)."""
+STUDENT_ATHLETES = 256
+"""Training athletes the recipe's student is distilled on (the shipped student's count)."""
+
+
+def student_config(sac: SACConfig, **overrides: Any) -> Any:
+    """The `agents.distill.DistillConfig` of the student a SAC of settings `sac` starts from:
+    tested as the SAC is (`tests_every`, performance draws `test_draws`; none when the SAC is
+    wearable-only), with the SAC's actor layout (hidden sizes, dropout), then `overrides`."""
+    from agents.distill import DistillConfig
+
+    tested = sac.tests_every > 0
+    return DistillConfig(**{"tests_every": sac.tests_every,
+                            "performance_draws": sac.test_draws if tested else 0,
+                            "hidden_sizes": tuple(sac.hidden_sizes), "dropout": sac.dropout,
+                            **overrides})
+
+
+def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None,
+                   model_dir: str | None = None, seed: int = 0, out_dir: str | Path = "runs",
+                   run_name: str = "sac-warm", sac_config: SACConfig | None = None,
+                   student: Any = None, student_athletes: int = STUDENT_ATHLETES,
+                   env_config: EnvConfig | None = None, **train_kwargs: Any) -> Path:
+    """The recipe that reached issue 20's target, in one call (`periodize train --agent sac`'s
+    default): distil the MPC planner of the world model into a student on the cohort's first
+    `student_athletes` athletes (`agents.distill.distill`, settings `student` or
+    `student_config(sac_config)`), saved as the run `out_dir/run_name/student`; then train our
+    SAC warm-started from it (`sac_config`, default `SACConfig(**WARM_SAC)`, its `warm_start`
+    set to the student) for `steps` on the whole cohort, as the run `out_dir/run_name`.
+    `model`/`model_dir`: the world model the planner plans with (default: the cohort's own,
+    `load_world_model`). `train_kwargs` go to `train`. A finished student of the same
+    settings and athletes already in that folder (a run stopped during the SAC's training) is
+    reused; the SAC's checkpoint does not need the student's folder to load."""
+    from agents.distill import distill
+    from agents.sac_tested import load_world_model
+
+    cohort_obj, _ = _resolve_cohort(cohort)
+    sac_config = sac_config or SACConfig(**WARM_SAC)
+    student = student or student_config(sac_config)
+    if student_athletes < 1:
+        raise ValueError(f"student_athletes must be at least 1, got {student_athletes}")
+    run_dir = Path(out_dir) / run_name
+    if (run_dir / "run.json").exists():
+        raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
+    if model is None:
+        model_dir = model_dir or _model_dir(cohort_obj)
+        model = load_world_model(model_dir)
+    first = cohort_obj.subset(np.arange(min(student_athletes, cohort_obj.n)))
+    student_dir = run_dir / "student"
+    if not _finished_student(student_dir, first, seed, student, env_config):
+        distill(model, first, seed=seed, out_dir=run_dir, run_name="student", config=student,
+                env_config=env_config, model_dir=model_dir)
+    return train("sac", cohort, steps, seed=seed, out_dir=out_dir, run_name=run_name,
+                 agent_config=replace(sac_config, warm_start=str(student_dir)),
+                 env_config=env_config, **train_kwargs)
+
+
+def _finished_student(run: Path, cohort: Cohort, seed: int, config: Any,
+                      env_config: EnvConfig | None) -> bool:
+    """Whether `run` holds a finished distillation of these settings on these athletes."""
+    from agents.distill import distill_settings
+    from physiology_model.jsonio import jsonable
+
+    try:
+        record = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = {**distill_settings(cohort.n, seed, config, env_config),
+              "cohort": jsonable({"n": cohort.n, "meta": cohort.meta})}
+    return (isinstance(record, dict) and record.get("status") == "finished"
+            and all(record.get(k) == v for k, v in wanted.items()))
+
+
 def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,
                         device: torch.device, run_dir: Path, progress: bool,
                         checkpoint_every: int | None, max_seconds: float | None,

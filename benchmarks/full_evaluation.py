@@ -26,7 +26,8 @@ seed and settings).
 2. Learners: masked discrete SAC, MaskablePPO, SB3 SAC on the continuous action, the MPC
    planner distilled into a network (agents/distill.py, on `--distill-n` training athletes),
    the masked discrete SAC warm-started from the planner with a monthly test distilled on
-   `--warm-student-n` athletes (`sac-warm`: `WARM_STUDENT_CONFIG`, `WARM_SAC_CONFIG`), and
+   `--warm-student-n` athletes (`sac-warm`: `agents.training.WARM_SAC` and `student_config`,
+   the settings of `periodize train --agent sac`'s default recipe), and
    behaviour cloning of the real athletes (agents/).
 3. `periodize evaluate` on the held-out cohort: every baseline, the learners, MPC and the oracle,
    plus the real athletes (sim-to-real, policies in twins): `OUT/results.json`,
@@ -113,14 +114,6 @@ SHIPPED = {"sac-warm": "sac", "mpc-distilled-tested": "mpc-distilled-tested",
 SAC that reached the target (warm-started from the tested student, which is shipped with it
 so that its `warm_start` names a directory of this checkout) and SB3's continuous SAC."""
 
-WARM_STUDENT_CONFIG = {"tests_every": 28, "performance_draws": 1024}
-"""The tested student the warm-started SAC starts from (`agents.distill.DistillConfig`): the
-planner with a monthly test, distilled on `--warm-student-n` training athletes."""
-WARM_SAC_CONFIG = {"bc_weight": 1.0}
-"""The warm-started SAC's settings over the defaults (`agents.sac.SACConfig`; `warm_start`
-is the student's run): a steady behaviour-cloning term toward the student, the one variant of
-`benchmarks/sac_fixes.py --warm-start` that kept the student's share (docs/results.md)."""
-
 
 def _ship(runs: dict[str, Path], ship: Path) -> None:
     """Copy the finished runs of `SHIPPED` to ship/NAME (replacing what is there): weights,
@@ -150,17 +143,22 @@ def _ship(runs: dict[str, Path], ship: Path) -> None:
 
 def _warm_sac(model, model_dir: str, cohorts: Path, train_cohort, args: argparse.Namespace,
               out: Path) -> dict[str, Path]:
-    """The tested student (`WARM_STUDENT_CONFIG`, `--warm-student-n` athletes of seed 1) and
-    the SAC warm-started from it (`WARM_SAC_CONFIG`, `--sac-warm-steps` on the training
-    cohort), each reused when a finished run of the same settings is there."""
-    from agents.distill import DistillConfig
-    from agents.sac import SACConfig
+    """`periodize train --agent sac`'s recipe (`agents.training.train_warm_sac`) with its
+    student on a cohort of its own: the tested student (`student_config` of the SAC's
+    settings, `--warm-student-n` athletes of seed 1) and the SAC warm-started from it
+    (`WARM_SAC`, `--sac-warm-steps` on the training cohort), each reused when a finished run
+    of the same settings is there."""
+    from dataclasses import replace
 
+    from agents.sac import SACConfig
+    from agents.training import WARM_SAC, student_config
+
+    sac_config = SACConfig(**WARM_SAC)
     student = _distilled(model, model_dir, cohorts, args.warm_student_n, args.seed, out,
-                         "mpc-distilled-tested", DistillConfig(**WARM_STUDENT_CONFIG))
+                         "mpc-distilled-tested", student_config(sac_config))
     sac = _train("sac", train_cohort, args.sac_warm_steps, args.seed, out, "sac-warm",
                  n_envs=args.n_envs,
-                 agent_config=SACConfig(warm_start=str(student), **WARM_SAC_CONFIG))
+                 agent_config=replace(sac_config, warm_start=str(student)))
     return {"mpc-distilled-tested": student, "sac-warm": sac}
 
 

@@ -211,3 +211,82 @@ def test_periodize_train_sac_takes_the_warm_start_in_its_agent_config(model, coh
              "6", "--agent-config", json.dumps(settings), "--out", str(tmp_path / "wrong")]
     assert main(wrong) == 2
     assert f"warm_start {student_run}" in capsys.readouterr().err
+
+
+def test_the_recipe_distils_its_student_then_starts_the_sac_from_it(model, cohort, tmp_path):
+    import json
+
+    from agents.training import WARM_SAC, student_config, train_warm_sac
+
+    # the default recipe's student is the shipped one's: tested monthly, 1,024 responses
+    assert student_config(SACConfig(**WARM_SAC)) == DistillConfig(tests_every=28,
+                                                                 performance_draws=1024)
+    assert student_config(SACConfig(tests_every=0)).performance_draws == 0
+    sac = _warm_config(None, warm_start=None, bc_weight=1.0, learning_starts=30)
+    student = student_config(sac, rounds=1, max_epochs=2)
+    assert (student.tests_every, student.performance_draws, student.hidden_sizes) == (
+        4, DRAWS, (16,))
+    run = train_warm_sac(cohort, 60, model=model, model_dir=str(MODEL_DIR), out_dir=tmp_path,
+                         run_name="recipe", sac_config=sac, student=student,
+                         student_athletes=4, env_config=SHORT, device="cpu", n_envs=6,
+                         progress=False)
+    record = json.loads((run / "run.json").read_text())
+    assert record["agent_config"]["warm_start"] == str(run / "student")
+    assert record["agent_config"]["bc_weight"] == 1.0 and record["cohort"]["n"] == 6
+    distilled = json.loads((run / "student" / "run.json").read_text())
+    assert distilled["cohort"]["n"] == 4  # the cohort's first four athletes
+    assert isinstance(load_agent(run, model=model), DistilledPlanner)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_warm_sac(cohort, 60, model=model, out_dir=tmp_path, run_name="recipe")
+    # a run stopped after its student: the rerun reuses the student, not a changed one
+    (run / "run.json").unlink()
+    distilled_at = (run / "student" / "run.json").stat().st_mtime_ns
+    again = dict(model=model, model_dir=str(MODEL_DIR), out_dir=tmp_path, run_name="recipe",
+                 sac_config=sac, student_athletes=4, env_config=SHORT, device="cpu", n_envs=6,
+                 progress=False)
+    train_warm_sac(cohort, 60, student=student, **again)
+    assert (run / "student" / "run.json").stat().st_mtime_ns == distilled_at
+    (run / "run.json").unlink()
+    with pytest.raises(ValueError, match="already holds"):  # other student settings
+        train_warm_sac(cohort, 60, student=student_config(sac, rounds=1, max_epochs=3), **again)
+
+
+def test_periodize_train_sac_defaults_to_the_recipe(cohort, tmp_path, monkeypatch,
+                                                   capsys) -> None:
+    import json
+
+    import agents.training as training
+    from analysis.cli import main
+
+    calls = {}
+
+    def recorder(name):
+        def record(*args, **kw):
+            calls[name] = kw
+            return tmp_path
+        return record
+
+    monkeypatch.setattr(training, "train_warm_sac", recorder("recipe"))
+    monkeypatch.setattr(training, "train", recorder("train"))
+    path = tmp_path / "c.npz"
+    cohort.save(path)
+    base = ["train", "--agent", "sac", "--cohort", str(path), "--steps", "60"]
+    assert main([*base, "--student-athletes", "3", "--agent-config",
+                 '{"student": {"rounds": 1}, "learning_rate": 0.001}',
+                 "--out", str(tmp_path / "a")]) == 0
+    kw = calls.pop("recipe")
+    assert kw["student_athletes"] == 3 and kw["student"].rounds == 1
+    assert kw["student"].performance_draws == kw["sac_config"].test_draws == 1024
+    assert (kw["sac_config"].bc_weight, kw["sac_config"].learning_rate) == (1.0, 0.001)
+    assert kw["model"] is None and "train" not in calls
+    # a warm_start of its own, or none (null), is an ordinary SAC run, with no student
+    assert main([*base, "--agent-config", '{"warm_start": null}', "--out",
+                 str(tmp_path / "b")]) == 0
+    assert calls.pop("train")["agent_config"].warm_start is None and not calls
+    capsys.readouterr()
+    assert main([*base, "--agent-config", json.dumps({"warm_start": None, "student": {}}),
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "'student' and --student-athletes" in capsys.readouterr().err
+    assert main([*base, "--agent-config", '{"student": {"rounds": 0}}', "--out",
+                 str(tmp_path / "d")]) == 2
+    assert "rounds" in capsys.readouterr().err

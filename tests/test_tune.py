@@ -90,6 +90,8 @@ def test_a_killed_study_resumes_where_it_stopped(cohorts, tmp_path):
     record = json.loads((run / "run.json").read_text())
     assert record["agent_config"]["learning_rate"] == best["agent_config"]["learning_rate"]
     assert record["env_config"]["reward"]["kind"] == best["agent_config"]["reward"]["kind"]
+    # tuned from scratch, retrained from scratch: not with the default recipe's student
+    assert record["agent_config"]["warm_start"] is None and not (run / "student").exists()
 
 
 def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path):

@@ -36,8 +36,15 @@ def _train(args: argparse.Namespace) -> int:
     if (out / "run.json").exists():
         raise DataError(str(out), "already holds a training run; choose another --out or "
                                   "remove it")
+    recipe = args.agent == "sac" and "warm_start" not in overrides
+    if not recipe and ("student" in overrides or args.student_athletes is not None):
+        raise DataError("--agent-config", "'student' and --student-athletes set the student of "
+                                          "--agent sac's default recipe, not of a run with its "
+                                          "own warm_start or of another agent")
     if args.agent == "mpc-distilled":
         return _distill(args, out, overrides, env_config)
+    if recipe:
+        return _warm_sac(args, out, overrides, env_config)
     try:
         config = agent_config(args.agent, overrides)
     except (ValueError, TypeError) as exc:
@@ -48,6 +55,53 @@ def _train(args: argparse.Namespace) -> int:
                     out_dir=out.parent, run_name=out.name, n_envs=args.n_envs,
                     agent_config=config, torch_threads=args.threads, max_seconds=max_seconds,
                     env_config=env_config)
+    print(f"wrote {run_dir}")
+    return 0
+
+
+def _warm_sac(args: argparse.Namespace, out: Path, overrides: dict, env_config=None) -> int:
+    """`periodize train --agent sac` without a `warm_start` in `--agent-config`: the recipe
+    that reached issue 20's target (`agents.training.train_warm_sac`): the MPC planner of
+    `--model` (default: the cohort's world model) distilled into a student on
+    `--student-athletes` athletes, then the SAC warm-started from it (settings over
+    `WARM_SAC`; a "student" object sets the student's `DistillConfig` over the one matched to
+    the SAC). `{"warm_start": null}` trains a SAC from scratch instead."""
+    from dataclasses import asdict
+
+    from agents.distill import DistillConfig
+    from agents.sac import config_from_dict
+    from agents.training import (
+        STUDENT_ATHLETES,
+        WARM_SAC,
+        agent_config,
+        student_config,
+        train_warm_sac,
+    )
+
+    student = overrides.pop("student", {})
+    if not isinstance(student, dict):
+        raise DataError("--agent-config", "'student' must be a JSON object of DistillConfig "
+                                          "fields")
+    try:
+        config = agent_config("sac", {**WARM_SAC, **overrides})
+        student_cfg = config_from_dict(DistillConfig,
+                                       {**asdict(student_config(config)), **student})
+    except (ValueError, TypeError) as exc:
+        raise DataError("--agent-config", str(exc)) from None
+    athletes = STUDENT_ATHLETES if args.student_athletes is None else args.student_athletes
+    if athletes < 1:
+        raise DataError("--student-athletes", f"must be at least 1, got {athletes}")
+    model = _load_model(args.model) if args.model else None
+    print(f"periodize train --agent sac: distilling the MPC planner into a student on up to "
+          f"{athletes} athletes, then the SAC from it ({out / 'student'}; "
+          """--agent-config '{"warm_start": null}' trains the SAC from scratch)""")
+    max_seconds = None if args.max_minutes is None else 60.0 * args.max_minutes
+    run_dir = train_warm_sac(args.cohort, args.steps, model=model, model_dir=args.model,
+                             seed=args.seed, out_dir=out.parent, run_name=out.name,
+                             sac_config=config, student=student_cfg,
+                             student_athletes=athletes, env_config=env_config,
+                             device=args.device, n_envs=args.n_envs,
+                             torch_threads=args.threads, max_seconds=max_seconds)
     print(f"wrote {run_dir}")
     return 0
 
@@ -122,7 +176,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train an agent in simulation (or bc on real data)")
     train.add_argument("--agent", required=True,
                        choices=["sac", "sac-continuous", "ppo", "bc", "mpc-distilled"])
-    train.add_argument("--model", help="world model directory (mpc-distilled: the planner's)")
+    train.add_argument("--model", help="world model directory of the planner that "
+                                       "mpc-distilled, and sac's student, imitate (default: "
+                                       "the cohort's)")
     train.add_argument("--cohort", help="training cohort file")
     train.add_argument("--data", nargs="+", help="export paths (bc only)")
     train.add_argument("--steps", type=int, default=200_000, help="environment steps")
@@ -137,5 +193,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                             'a JSON file of them (periodize tune writes best.json)')
     train.add_argument("--max-minutes", type=float, default=None,
                        help="stop training after this much wall time (the run is saved)")
+    train.add_argument("--student-athletes", type=int, default=None, metavar="N",
+                       help="sac's default recipe: athletes of the cohort its student is "
+                            "distilled on (default agents.training.STUDENT_ATHLETES, the "
+                            "shipped student's)")
     train.add_argument("--out", required=True, help="run directory")
     train.set_defaults(func=_train)
