@@ -99,6 +99,13 @@ from physiology_model.model.forecast import (
     observed_targets,
     series_from_frame,
 )
+from simulator.replay import (
+    MIN_PAIRS,
+    REST_TRIMP,
+    day_groups,
+    hard_day_response,
+    lag_autocorrelation,
+)
 
 RECORD_KEYS: tuple[str, ...] = ("athlete", "target", "statistic", "measured", "simulated", "n",
                                 "lo", "hi")
@@ -108,14 +115,6 @@ STATISTICS: tuple[str, ...] = ("mean", "sd", *(f"lag{k}" for k in range(1, MAX_L
                                "coupling", "baseline_reading", "band50_coverage",
                                "band90_coverage",
                                "c2st_auc", "effect_slope")
-REST_TRIMP = 20.0
-"""A day with a measured load at or below this many TRIMP is a rest day (as `analysis.real`
-classes the actual plan)."""
-HARD_QUANTILE = 0.8
-"""A hard day: a measured load at or above this quantile of the athlete's measured loads."""
-MIN_PAIRS = 10
-"""Fewest pairs of measured days for an autocorrelation or a correlation; fewest days per group
-is 3."""
 PARTNER: dict[str, str] = {"hrv": "rhr", "rhr": "hrv", "recovery": "hrv"}
 """The signal each target's `coupling` is measured with: the same morning's reading that the
 physiology ties it to (vagal activity moves ln HRV and resting HR in opposite directions; a
@@ -206,43 +205,6 @@ def measure(target: str, simulated: np.ndarray, measured: np.ndarray, whole: boo
 
 # ---------------------------------------------------------------------------------------------
 # Statistics of one series.
-
-
-def lag_autocorrelation(y: np.ndarray, lag: int) -> float:
-    """Correlation of y_t and y_{t+lag} over pairs both measured (NaN under `MIN_PAIRS` pairs)."""
-    y = np.asarray(y, dtype=float)
-    if lag >= y.size:
-        return math.nan
-    a, b = y[:-lag], y[lag:]
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < MIN_PAIRS or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-        return math.nan
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
-
-
-def day_groups(load_trimp: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hard, rest) masks over days: hard = measured load ≥ the athlete's `HARD_QUANTILE`
-    quantile of measured loads and > `REST_TRIMP`; rest = measured load ≤ `REST_TRIMP`."""
-    load = np.asarray(load_trimp, dtype=float)
-    known = np.asarray(known, dtype=bool) & np.isfinite(load)
-    if not known.any():
-        return np.zeros(load.size, bool), np.zeros(load.size, bool)
-    cut = np.quantile(load[known], HARD_QUANTILE)
-    hard = known & (load >= cut) & (load > REST_TRIMP)
-    rest = known & (load <= REST_TRIMP)
-    return hard, rest
-
-
-def hard_day_response(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> float:
-    """Mean next-morning change y[d+1] − y[d] after hard days minus after rest days (NaN when
-    either group has fewer than 3 measured pairs)."""
-    y = np.asarray(y, dtype=float)
-    change = y[1:] - y[:-1]
-    ok = np.isfinite(change)
-    h, r = hard[:-1] & ok, rest[:-1] & ok
-    if h.sum() < 3 or r.sum() < 3:
-        return math.nan
-    return float(change[h].mean() - change[r].mean())
 
 
 def hard_day_morning(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> float:

@@ -11,12 +11,14 @@ this athlete; comparing it with what was measured tests the simulator, not a for
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from physiology_model.dynamics.observation import TARGETS, logit_to_recovery
+from physiology_model.dynamics.params import LOAD_SCALE_TRIMP
 from physiology_model.dynamics.step import simulate_observations
 from physiology_model.model.forecast import series_from_frame
 
@@ -58,31 +60,51 @@ def replay_athlete(model, history: pd.DataFrame, n_replicates: int = 20,
                   {k: np.asarray(sim[k]) for k in TARGETS})
 
 
-def lag1_autocorrelation(y: np.ndarray) -> float:
-    """Lag-1 autocorrelation over consecutive observed days (NaN if < 5 pairs)."""
-    y = np.asarray(y, float)
-    a, b = y[:-1], y[1:]
+REST_TRIMP = 20.0
+"""A day with a measured load at or below this many TRIMP is a rest day (as `analysis.real`
+classes the actual plan)."""
+HARD_QUANTILE = 0.8
+"""A hard day: a measured load at or above this quantile of the athlete's measured loads."""
+MIN_PAIRS = 10
+"""Fewest pairs of measured days for an autocorrelation or a correlation; fewest days per group
+is 3."""
+
+
+def lag_autocorrelation(y: np.ndarray, lag: int) -> float:
+    """Correlation of y_t and y_{t+lag} over pairs both measured (NaN under `MIN_PAIRS` pairs)."""
+    y = np.asarray(y, dtype=float)
+    if lag >= y.size:
+        return math.nan
+    a, b = y[:-lag], y[lag:]
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 5 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
-        return float("nan")
+    if ok.sum() < MIN_PAIRS or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return math.nan
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def hard_day_response(y: np.ndarray, load: np.ndarray, known: np.ndarray) -> float:
-    """Mean change of a signal from the morning of a hard day to the next morning, minus the
-    same after the other known days. A hard day: a measured load in the athlete's top quarter of
-    measured loads. NaN when either group has fewer than 3 pairs."""
-    y = np.asarray(y, float)
+def day_groups(load_trimp: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hard, rest) masks over days: hard = measured load ≥ the athlete's `HARD_QUANTILE`
+    quantile of measured loads and > `REST_TRIMP`; rest = measured load ≤ `REST_TRIMP`."""
+    load = np.asarray(load_trimp, dtype=float)
+    known = np.asarray(known, dtype=bool) & np.isfinite(load)
+    if not known.any():
+        return np.zeros(load.size, bool), np.zeros(load.size, bool)
+    cut = np.quantile(load[known], HARD_QUANTILE)
+    hard = known & (load >= cut) & (load > REST_TRIMP)
+    rest = known & (load <= REST_TRIMP)
+    return hard, rest
+
+
+def hard_day_response(y: np.ndarray, hard: np.ndarray, rest: np.ndarray) -> float:
+    """Mean next-morning change y[d+1] − y[d] after hard days minus after rest days (NaN when
+    either group has fewer than 3 measured pairs)."""
+    y = np.asarray(y, dtype=float)
     change = y[1:] - y[:-1]
-    k = known[:-1] & np.isfinite(change)
-    if k.sum() < 6:
-        return float("nan")
-    cut = np.quantile(load[:-1][known[:-1]], 0.75)
-    hard = k & (load[:-1] >= cut) & (load[:-1] > 0)
-    easy = k & ~hard
-    if hard.sum() < 3 or easy.sum() < 3:
-        return float("nan")
-    return float(change[hard].mean() - change[easy].mean())
+    ok = np.isfinite(change)
+    h, r = hard[:-1] & ok, rest[:-1] & ok
+    if h.sum() < 3 or r.sum() < 3:
+        return math.nan
+    return float(change[h].mean() - change[r].mean())
 
 
 def describe_replay(replay: Replay) -> list[dict]:
@@ -90,6 +112,7 @@ def describe_replay(replay: Replay) -> list[dict]:
     (the simulated statistics averaged over replicates, each replicate masked to the measured
     days so both sides see the same calendar)."""
     rows = []
+    hard, rest = day_groups(replay.load * LOAD_SCALE_TRIMP, replay.load_known)
     for target in TARGETS:
         y = replay.measured[target]
         seen = np.isfinite(y)
@@ -99,12 +122,11 @@ def describe_replay(replay: Replay) -> list[dict]:
         stats = {}
         for name, fn in (("mean", np.nanmean), ("sd", np.nanstd)):
             stats[name] = (float(fn(y)), float(np.mean([fn(s) for s in sims])))
-        stats["lag1"] = (lag1_autocorrelation(y),
-                         float(np.nanmean([lag1_autocorrelation(s) for s in sims])))
+        stats["lag1"] = (lag_autocorrelation(y, 1),
+                         float(np.nanmean([lag_autocorrelation(s, 1) for s in sims])))
         stats["hard_day_response"] = (
-            hard_day_response(y, replay.load, replay.load_known),
-            float(np.nanmean([hard_day_response(s, replay.load, replay.load_known)
-                              for s in sims])) if replay.load_known.sum() >= 6 else np.nan)
+            hard_day_response(y, hard, rest),
+            float(np.nanmean([hard_day_response(s, hard, rest) for s in sims])))
         for stat, (measured, simulated) in stats.items():
             rows.append({"athlete": replay.athlete, "target": target, "statistic": stat,
                          "measured": measured, "simulated": simulated,

@@ -22,7 +22,7 @@ from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics.step import simulate_observations
 from simulator.cohort import generate_cohort
 from simulator.env import EnvConfig
-from simulator.replay import describe_replay, hard_day_response, lag1_autocorrelation
+from simulator.replay import day_groups, describe_replay, hard_day_response, lag_autocorrelation
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
 
@@ -121,9 +121,10 @@ def test_replay_of_a_known_athlete_matches_its_own_statistics(model):
     sim = simulate_observations(p, load, 0.2 * load, rng)
     share = p["slow_hrv"][0]  # the shipped model's noise: slow + fast components
     lag1 = share * p["phi_slow_hrv"][0] + (1 - share) * p["phi_hrv"][0]
-    assert lag1_autocorrelation(sim["hrv"][0]) == pytest.approx(lag1, abs=0.2)
-    resp = hard_day_response(sim["hrv"][0], load, np.ones(days, bool))
-    assert np.isfinite(resp)
+    assert lag_autocorrelation(sim["hrv"][0], 1) == pytest.approx(lag1, abs=0.2)
+    hard, rest = day_groups(100 * load, np.ones(days, bool))
+    assert hard.sum() > 10 and rest.sum() > 10
+    assert np.isfinite(hard_day_response(sim["hrv"][0], hard, rest))
     frame = pd.DataFrame({"user_id": "twin-1", "date": pd.date_range("2024-01-01", periods=days),
                           "source": "whoop", "hrv_rmssd_ms": np.exp(sim["hrv"][0]),
                           "rhr_bpm": sim["rhr"][0], "recovery_pct": sim["recovery"][0],
@@ -131,7 +132,12 @@ def test_replay_of_a_known_athlete_matches_its_own_statistics(model):
                           "strength_min": 0.0})
     from simulator.replay import replay_athlete
 
-    rows = pd.DataFrame(describe_replay(replay_athlete(model, frame, 10, rng)))
+    replay = replay_athlete(model, frame, 10, rng)
+    rows = pd.DataFrame(describe_replay(replay))
+    # evaluate --real's hard-day response is model check's statistic, on the same days
+    measured = rows[(rows.statistic == "hard_day_response") & (rows.target == "hrv")]
+    assert measured["measured"].item() == pytest.approx(
+        hard_day_response(replay.measured["hrv"], hard, rest))
     means = rows[rows.statistic == "mean"].set_index("target")
     assert abs(means.loc["hrv", "measured"] - means.loc["hrv", "simulated"]) < 0.15
     assert abs(means.loc["rhr", "measured"] - means.loc["rhr", "simulated"]) < 3.0
