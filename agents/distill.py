@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -351,9 +352,11 @@ def distill_settings(n_athletes: int, seed: int = 0, config: DistillConfig = Dis
 def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
             out_dir: str | Path = "runs", run_name: str = "mpc-distilled",
             config: DistillConfig = DistillConfig(), env_config: EnvConfig | None = None,
-            model_dir: str | None = None) -> Path:
+            model_dir: str | None = None,
+            progress: Callable[[str], None] | None = None) -> Path:
     """Distil the MPC planner into a policy network (module docstring) and save it as a run
-    directory `agents.training.load_agent` reads (`run.json` + `model/`)."""
+    directory `agents.training.load_agent` reads (`run.json` + `model/`). `progress` is told
+    when each round starts and how well its student agrees with the planner."""
     cohort_obj = cohort if isinstance(cohort, Cohort) else Cohort.load(cohort)
     run_dir = Path(out_dir) / run_name
     if (run_dir / "run.json").exists():
@@ -364,6 +367,9 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
     data: list[tuple[np.ndarray, ...]] = []
     network, reports = None, []
     for round_ in range(config.rounds):
+        if progress:
+            progress(f"distilling, round {round_ + 1} of {config.rounds}: the planner labels "
+                     f"{cohort_obj.n} athletes × {env_cfg.episode_days} days")
         labelled = planner_labels(model, cohort_obj, env_cfg, seed + round_, network=network,
                                   student_share=0.0 if round_ == 0 else config.student_share,
                                   mpc_config=planner_config, tests_every=config.tests_every,
@@ -373,6 +379,10 @@ def distill(model: Any, cohort: Cohort | str | Path, *, seed: int = 0,
         obs, mask, labels, athletes = (np.concatenate(parts) for parts in zip(*data))
         network, report = fit_student(obs, mask, labels, athletes, config, seed)
         report["round"] = round_ + 1
+        if progress:
+            progress(f"distilling, round {round_ + 1}: the student chooses the planner's "
+                     f"session on {100 * report['validation_accuracy']:.0f} % of held-out "
+                     "mornings")
         reports.append(report)
     DistilledPlanner(model, network, planner_config, seed, model_dir).save(run_dir / "model")
     wall = time.perf_counter() - started

@@ -27,6 +27,7 @@ performance gain) for tests and training reports; the evaluation protocol of the
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -247,8 +248,10 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     first = cohort_obj.subset(np.arange(min(student_athletes, cohort_obj.n)))
     student_dir = run_dir / "student"
     if not _finished_student(student_dir, first, seed, student, env_config):
+        say = (lambda m: print(m, file=sys.stderr, flush=True)) \
+            if train_kwargs.get("progress", True) else None
         distill(model, first, seed=seed, out_dir=run_dir, run_name="student", config=student,
-                env_config=env_config, model_dir=model_dir)
+                env_config=env_config, model_dir=model_dir, progress=say)
     return train("sac", cohort, steps, seed=seed, out_dir=out_dir, run_name=run_name,
                  agent_config=replace(sac_config, warm_start=str(student_dir)),
                  env_config=env_config, **train_kwargs)

@@ -85,10 +85,15 @@ def test_distill_writes_a_run_that_loads_as_a_policy(model, tmp_path):
     from analysis.cli import main
 
     cohort = generate_cohort(model, 8, seed=5)
+    said = []
     run = distill(model, cohort, out_dir=tmp_path, env_config=SHORT,
-                  config=DistillConfig(rounds=2, max_epochs=3, hidden_sizes=(16,)))
+                  config=DistillConfig(rounds=2, max_epochs=3, hidden_sizes=(16,)),
+                  progress=said.append)
     meta = json.loads((run / "run.json").read_text())
     assert meta["agent"] == "mpc-distilled" and meta["status"] == "finished"
+    assert len(said) == 4 and "round 2 of 2" in said[2]  # a minutes-long step says where it is
+    accuracy = 100 * meta["report"]["rounds"][1]["validation_accuracy"]
+    assert f"on {accuracy:.0f} % of held-out mornings" in said[3]
     assert [r["mornings"] for r in meta["report"]["rounds"]] == [80, 160]
     with pytest.raises(DataError, match="names no world model"):
         load_agent(run)  # distilled without a model directory: the caller must give one

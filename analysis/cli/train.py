@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from analysis.cli.common import _load_model
+from analysis.cli.common import _load_model, _say
 from physiology_model.errors import DataError
 
 
@@ -163,7 +163,7 @@ def _distill(args: argparse.Namespace, out: Path, overrides: dict, env_config=No
     model = _load_model(args.model)
     run_dir = distill(model, Cohort.load(args.cohort), seed=args.seed, out_dir=out.parent,
                       run_name=out.name, config=config, model_dir=args.model,
-                      env_config=env_config)
+                      env_config=env_config, progress=_say)
     print(f"wrote {run_dir}")
     return 0
 
