@@ -83,7 +83,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     payload = json.dumps(jsonable(records, strict=True), indent=1, allow_nan=False) + "\n"
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(payload))
     table = athlete_table(runs)
-    atomic_write(out / "athletes.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out / "athletes.csv",  # 12 significant digits: means to 1e-12
+                 lambda tmp: table.to_csv(tmp, index=False, float_format="%.12g"))
     atomic_write(out / "config.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1) + "\n"))
     write_report(out / "report.html", runs, records, meta=meta, run_dirs=args.runs or (),
