@@ -233,6 +233,7 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     reused; the SAC's checkpoint does not need the student's folder to load."""
     from agents.distill import distill
     from agents.sac_tested import load_world_model
+    from physiology_model.model.world_model import shipped_model_dir
 
     cohort_obj, _ = _resolve_cohort(cohort)
     sac_config = sac_config or SACConfig(**WARM_SAC)
@@ -241,13 +242,16 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
         raise ValueError(f"student_athletes must be at least 1, got {student_athletes}")
     run_dir = Path(out_dir) / run_name
     if (run_dir / "run.json").exists():
-        raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
+        raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir"
+                         f"{KEEP_STUDENT_HINT if (run_dir / 'student' / 'run.json').exists() else ''}")
     if model is None:
-        model_dir = model_dir or _model_dir(cohort_obj)
+        # the student's checkpoint names its world model: a planner distilled without one
+        # could not be loaded again without the caller's (DistilledPlanner.load)
+        model_dir = model_dir or _model_dir(cohort_obj) or str(shipped_model_dir())
         model = load_world_model(model_dir)
     first = cohort_obj.subset(np.arange(min(student_athletes, cohort_obj.n)))
     student_dir = run_dir / "student"
-    if not _finished_student(student_dir, first, seed, student, env_config):
+    if not _finished_student(student_dir, first, seed, student, env_config, model_dir):
         say = (lambda m: print(m, file=sys.stderr, flush=True)) \
             if train_kwargs.get("progress", True) else None
         distill(model, first, seed=seed, out_dir=run_dir, run_name="student", config=student,
@@ -257,9 +261,14 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
                  env_config=env_config, **train_kwargs)
 
 
+KEEP_STUDENT_HINT = (" (a SAC run that stopped keeps its finished student: remove only its "
+                 "run.json to train the SAC again from that student)")
+
+
 def _finished_student(run: Path, cohort: Cohort, seed: int, config: Any,
-                      env_config: EnvConfig | None) -> bool:
-    """Whether `run` holds a finished distillation of these settings on these athletes."""
+                      env_config: EnvConfig | None, model_dir: str | None) -> bool:
+    """Whether `run` holds a finished distillation of these settings on these athletes, by
+    the planner of the world model in `model_dir`."""
     from agents.distill import distill_settings
     from physiology_model.jsonio import jsonable
 
@@ -268,7 +277,7 @@ def _finished_student(run: Path, cohort: Cohort, seed: int, config: Any,
     except (OSError, ValueError):
         return False
     wanted = {**distill_settings(cohort.n, seed, config, env_config),
-              "cohort": jsonable({"n": cohort.n, "meta": cohort.meta})}
+              "cohort": jsonable({"n": cohort.n, "meta": cohort.meta}), "model_dir": model_dir}
     return (isinstance(record, dict) and record.get("status") == "finished"
             and all(record.get(k) == v for k, v in wanted.items()))
 

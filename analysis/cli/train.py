@@ -34,8 +34,11 @@ def _train(args: argparse.Namespace) -> int:
                                        f"--cohort FILE (periodize cohort ...)")
     overrides, env_config = _agent_config(args.agent_config)
     if (out / "run.json").exists():
+        from agents.training import KEEP_STUDENT_HINT
+
+        keep = KEEP_STUDENT_HINT if (out / "student" / "run.json").exists() else ""
         raise DataError(str(out), "already holds a training run; choose another --out or "
-                                  "remove it")
+                                  f"remove it{keep}")
     recipe = args.agent == "sac" and "warm_start" not in overrides
     if not recipe and ("student" in overrides or args.student_athletes is not None):
         raise DataError("--agent-config", "'student' and --student-athletes set the student of "
