@@ -201,6 +201,8 @@ behaviour-cloning term toward its student, the one variant of `benchmarks/sac_fi
 --warm-start` that kept the student's share of the oracle's gain (docs/results.md)."""
 STUDENT_ATHLETES = 256
 """Training athletes the recipe's student is distilled on (the shipped student's count)."""
+KEEP_STUDENT_HINT = (" (a SAC run that stopped keeps its finished student: remove only its "
+                     "run.json to train the SAC again from that student)")
 
 
 def student_config(sac: SACConfig, **overrides: Any) -> Any:
@@ -242,8 +244,9 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
         raise ValueError(f"student_athletes must be at least 1, got {student_athletes}")
     run_dir = Path(out_dir) / run_name
     if (run_dir / "run.json").exists():
-        raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir"
-                         f"{KEEP_STUDENT_HINT if (run_dir / 'student' / 'run.json').exists() else ''}")
+        keep = KEEP_STUDENT_HINT if (run_dir / "student" / "run.json").exists() else ""
+        raise ValueError(f"{run_dir} already holds a run; choose another run_name or "
+                         f"out_dir{keep}")
     if model is None:
         # the student's checkpoint names its world model: a planner distilled without one
         # could not be loaded again without the caller's (DistilledPlanner.load)
@@ -259,10 +262,6 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     return train("sac", cohort, steps, seed=seed, out_dir=out_dir, run_name=run_name,
                  agent_config=replace(sac_config, warm_start=str(student_dir)),
                  env_config=env_config, **train_kwargs)
-
-
-KEEP_STUDENT_HINT = (" (a SAC run that stopped keeps its finished student: remove only its "
-                 "run.json to train the SAC again from that student)")
 
 
 def _finished_student(run: Path, cohort: Cohort, seed: int, config: Any,

@@ -101,7 +101,6 @@ from physiology_model.model.forecast import (
 )
 from simulator.replay import (
     MIN_PAIRS,
-    REST_TRIMP,
     day_groups,
     hard_day_response,
     lag_autocorrelation,

@@ -24,8 +24,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.benchmark import paired_p_value  # noqa: E402
-from run_record import write_result  # noqa: E402
+from run_record import write_result
+
+from analysis.benchmark import paired_p_value
 
 SAME = ("cohort", "n_athletes", "episode_days", "seed", "performance_tests")
 """What two evaluation folders must share for their athletes to be paired."""

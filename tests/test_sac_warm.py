@@ -242,9 +242,9 @@ def test_the_recipe_distils_its_student_then_starts_the_sac_from_it(model, cohor
     # a run stopped after its student: the rerun reuses the student, not a changed one
     (run / "run.json").unlink()
     distilled_at = (run / "student" / "run.json").stat().st_mtime_ns
-    again = dict(model=model, model_dir=str(MODEL_DIR), out_dir=tmp_path, run_name="recipe",
-                 sac_config=sac, student_athletes=4, env_config=SHORT, device="cpu", n_envs=6,
-                 progress=False)
+    again = {"model": model, "model_dir": str(MODEL_DIR), "out_dir": tmp_path,
+             "run_name": "recipe", "sac_config": sac, "student_athletes": 4,
+             "env_config": SHORT, "device": "cpu", "n_envs": 6, "progress": False}
     train_warm_sac(cohort, 60, student=student, **again)
     assert (run / "student" / "run.json").stat().st_mtime_ns == distilled_at
     (run / "run.json").unlink()
@@ -256,7 +256,7 @@ def test_periodize_train_sac_defaults_to_the_recipe(cohort, tmp_path, monkeypatc
                                                    capsys) -> None:
     import json
 
-    import agents.training as training
+    from agents import training
     from analysis.cli import main
 
     calls = {}

@@ -17,8 +17,12 @@ DEFAULT_POLICIES = ("random", "seed_rule", "hrv_guided", "fixed_periodization", 
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from analysis.benchmark import (PerformanceTesting, athlete_table, evaluate_policies,
-                                    policy_factories)
+    from analysis.benchmark import (
+        PerformanceTesting,
+        athlete_table,
+        evaluate_policies,
+        policy_factories,
+    )
     from analysis.report import write_report
     from physiology_model.data.table import atomic_write
     from simulator.cohort import Cohort
