@@ -41,8 +41,9 @@ def _judging(config: dict) -> dict:
 
 
 def load_tables(folders: list[Path]) -> pd.DataFrame:
-    """The folders' athlete tables, one row per policy and athlete; `SystemExit` naming the
-    folder when a folder lacks its table or judged other athletes than the first."""
+    """The folders' athlete tables, one row per policy and athlete (a policy name found in
+    several folders becomes NAME@FOLDER); `SystemExit` naming the folder when a folder lacks
+    its table or judged other athletes than the first."""
     tables, first = [], None
     for folder in folders:
         try:
@@ -59,9 +60,10 @@ def load_tables(folders: list[Path]) -> pd.DataFrame:
             raise SystemExit(f"{folder}: judged other athletes than {folders[0]} ({differ})")
         tables.append(table.assign(source=str(folder)))
     table = pd.concat(tables, ignore_index=True)
-    twice = table.groupby("policy")["source"].nunique()
-    if (twice > 1).any():
-        raise SystemExit(f"policies in more than one folder: {list(twice[twice > 1].index)}")
+    # a name in several folders (two runs of one kind) becomes NAME@FOLDER in each
+    folders = table.groupby("policy")["source"].transform("nunique")
+    table["policy"] = table["policy"].where(
+        folders == 1, table["policy"] + "@" + table["source"].map(lambda f: Path(f).name))
     return table
 
 

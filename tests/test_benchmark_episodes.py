@@ -107,6 +107,11 @@ def test_paired_metrics_pairs_athletes_of_the_same_judging_only(tmp_path):
     assert rec["policy"] == "a" and rec["mean_difference"] == pytest.approx(0.0)
     assert (rec["share_higher"], rec["share_equal"], rec["share_lower"]) == (0.25, 0.5, 0.25)
     assert rec["ci95"][0] <= 0.0 <= rec["ci95"][1]
+    # one name in two folders (two runs of one kind) is told apart by its folder
+    pd.DataFrame({"policy": "b", "athlete": range(4), "injured_days": [1, 1, 1, 1]}
+                 ).to_csv(tmp_path / "one" / "athletes.csv", index=False)
+    names = set(load_tables([tmp_path / "one", tmp_path / "two"])["policy"])
+    assert names == {"b@one", "b@two"}
     # athletes judged with another episode seed are not paired with these
     (tmp_path / "two" / "config.json").write_text(json.dumps({**config, "seed": 2}))
     with pytest.raises(SystemExit, match="seed"):
