@@ -76,4 +76,5 @@ def test_shards_give_the_same_athletes_whatever_the_workers(cohort_path, tmp_pat
         rows = table[table["policy"] == name].set_index("athlete").sort_index()
         assert list(rows.index) == list(range(7))
         for metric in ("delta_performance", "injured_days", "risky_days"):
-            np.testing.assert_allclose(rows[metric], run.metrics[metric], rtol=1e-12)
+            # athletes.csv keeps 12 significant digits
+            np.testing.assert_allclose(rows[metric], run.metrics[metric], rtol=1e-11)
