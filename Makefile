@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # The whole pipeline on the shipped data with a small budget (about 10 minutes on 2 cores):
 # table → shipped world model → cohorts → short SAC (its default recipe, with a student of 16
-# athletes and one round) and PPO runs → every policy evaluated, with
+# athletes and one round) and PPO runs → every policy evaluated, the shipped SAC beside them, with
 # mpc_tested (the planner handed a monthly performance test, taken as that day's session) →
 # report → 7-day plans for one shipped athlete (MPC, with its page, the PPO policy and the
 # shipped SAC of models/agents) → two mornings of the daily loop and its report. Outputs under
@@ -28,9 +28,9 @@ demo: $(STAMP)
 	$(VENV)/bin/periodize data build data/real --out $(DEMO)/table.parquet
 	$(VENV)/bin/periodize cohort --model models/shipped --n 512 --seed 1 --out $(DEMO)/train_cohort.npz
 	$(VENV)/bin/periodize cohort --model models/shipped --n 64 --seed 1000 --out $(DEMO)/test_cohort.npz
-	$(VENV)/bin/periodize train --agent sac --cohort $(DEMO)/train_cohort.npz --steps 23040 --n-envs 256 --seed 0 --device auto --student-athletes 16 --agent-config '{"student": {"rounds": 1}}' --out $(DEMO)/runs/sac
+	$(VENV)/bin/periodize train --agent sac --cohort $(DEMO)/train_cohort.npz --steps 23040 --n-envs 256 --seed 0 --device auto --student-athletes 16 --agent-config '{"student": {"rounds": 1}}' --out $(DEMO)/runs/sac-small
 	$(VENV)/bin/periodize train --agent ppo --cohort $(DEMO)/train_cohort.npz --steps 230400 --n-envs 256 --seed 0 --device auto --out $(DEMO)/runs/ppo
-	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs $(DEMO)/runs/sac $(DEMO)/runs/ppo --data data/real --tests-every 28 --test-session tempo_threshold --out $(DEMO)/evaluation
+	$(VENV)/bin/periodize evaluate --model models/shipped --cohort $(DEMO)/test_cohort.npz --runs models/agents/sac $(DEMO)/runs/sac-small $(DEMO)/runs/ppo --data data/real --tests-every 28 --test-session tempo_threshold --out $(DEMO)/evaluation
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --html $(DEMO)/plan.html
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --policy $(DEMO)/runs/ppo
 	$(VENV)/bin/periodize plan --model models/shipped --data data/real/whoop/u01 --policy models/agents/sac
