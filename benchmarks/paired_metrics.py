@@ -3,13 +3,14 @@
     python benchmarks/paired_metrics.py --eval DIR [DIR ...] --reference POLICY \
         [--metrics injured_days risky_days ...] [--boot 10000] --out FILE.json
 
-Reads each evaluation folder's `athletes.csv` (one row per policy and athlete) and its
-`config.json`. Folders may be combined only when they judged the same athletes the same way
-(cohort, athletes, episode days and seed, performance tests): then every policy met the same
-athletes under the same simulator draws, and the difference of two policies athlete by athlete
-is far tighter than their two means' intervals. For each policy other than `--reference` and
-each metric: the mean of (policy − reference), its 95 % bootstrap interval (athletes
-resampled), the share of athletes above, equal to and below, and the Wilcoxon signed-rank p.
+Reads each evaluation folder's `athletes.csv` (one row per policy and athlete; or
+`athletes.csv.gz`) and its `config.json`. Folders may be combined only when they judged the
+same athletes the same way (cohort, athletes, episode days and seed, performance tests): then
+every policy met the same athletes under the same simulator draws, and the difference of two
+policies athlete by athlete is far tighter than their two means' intervals. For each policy
+other than `--reference` and each metric: the mean of (policy − reference), its 95 % bootstrap
+interval (athletes resampled), the share of athletes above, equal to and below, and the
+Wilcoxon signed-rank p.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def _judging(config: dict) -> dict:
     return {**{k: config.get(k) for k in SAME}, "performance_tests": tests}
 
 
+def _athletes(folder: Path) -> Path:
+    """The folder's athlete table: evaluate's `athletes.csv`, or a gzipped copy (as the
+    committed folders under docs/results keep it)."""
+    plain = folder / "athletes.csv"
+    return plain if plain.exists() or not (folder / "athletes.csv.gz").exists() \
+        else folder / "athletes.csv.gz"
+
+
 def load_tables(folders: list[Path]) -> pd.DataFrame:
     """The folders' athlete tables, one row per policy and athlete (a policy name found in
     several folders becomes NAME@FOLDER); `SystemExit` naming the folder when a folder lacks
@@ -48,7 +57,7 @@ def load_tables(folders: list[Path]) -> pd.DataFrame:
     for folder in folders:
         try:
             config = json.loads((folder / "config.json").read_text())
-            table = pd.read_csv(folder / "athletes.csv")
+            table = pd.read_csv(_athletes(folder))
         except (OSError, ValueError) as exc:
             raise SystemExit(f"{folder}: not a periodize evaluate output with athletes.csv "
                              f"({exc})") from None

@@ -107,6 +107,15 @@ def test_paired_metrics_pairs_athletes_of_the_same_judging_only(tmp_path):
     assert rec["policy"] == "a" and rec["mean_difference"] == pytest.approx(0.0)
     assert (rec["share_higher"], rec["share_equal"], rec["share_lower"]) == (0.25, 0.5, 0.25)
     assert rec["ci95"][0] <= 0.0 <= rec["ci95"][1]
+    # a gzipped table (as docs/results keeps them) reads the same
+    import gzip
+    import shutil
+
+    with open(tmp_path / "two" / "athletes.csv", "rb") as src, \
+            gzip.open(tmp_path / "two" / "athletes.csv.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    (tmp_path / "two" / "athletes.csv").unlink()
+    assert set(load_tables([tmp_path / "one", tmp_path / "two"])["policy"]) == {"a", "b"}
     # one name in two folders (two runs of one kind) is told apart by its folder
     pd.DataFrame({"policy": "b", "athlete": range(4), "injured_days": [1, 1, 1, 1]}
                  ).to_csv(tmp_path / "one" / "athletes.csv", index=False)
