@@ -29,3 +29,21 @@ def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
 def run_versions() -> dict[str, str]:
     """The versions a run's `run.json` records."""
     return package_versions(("numpy", "torch", "gymnasium", "stable-baselines3", "sb3-contrib"))
+
+
+def stale_settings(run_dir: Path, wanted: dict[str, Any]) -> list[str] | None:
+    """How a run directory's record differs from the settings `wanted` (JSON values, as the
+    record keeps them): None when it holds no `run.json`; else the keys of `wanted` whose
+    recorded values differ, with "unfinished" first when the run did not finish (or its
+    record cannot be read). An empty list: a finished run of these settings, reusable."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ["unfinished"]
+    if not isinstance(record, dict):
+        return ["unfinished"]
+    stale = sorted(k for k, v in wanted.items() if record.get(k) != v)
+    return stale if record.get("status") == "finished" else ["unfinished", *stale]

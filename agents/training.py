@@ -27,7 +27,6 @@ performance gain) for tests and training reports; the evaluation protocol of the
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -39,7 +38,7 @@ import torch
 
 from agents.device import describe_device, select_device
 from agents.policy import N_FEATURES, Policy
-from agents.runs import RUN_FORMAT, run_versions, write_json
+from agents.runs import RUN_FORMAT, run_versions, stale_settings, write_json
 from agents.sac import (
     DiscreteSAC,
     RunningNormalizer,
@@ -222,7 +221,8 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
                    model_dir: str | None = None, seed: int = 0, out_dir: str | Path = "runs",
                    run_name: str = "sac-warm", sac_config: SACConfig | None = None,
                    student: Any = None, student_athletes: int = STUDENT_ATHLETES,
-                   env_config: EnvConfig | None = None, **train_kwargs: Any) -> Path:
+                   env_config: EnvConfig | None = None,
+                   say: Callable[[str], None] | None = None, **train_kwargs: Any) -> Path:
     """The recipe that reached issue 20's target, in one call (`periodize train --agent sac`'s
     default): distil the MPC planner of the world model into a student on the cohort's first
     `student_athletes` athletes (`agents.distill.distill`, settings `student` or
@@ -230,7 +230,8 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     SAC warm-started from it (`sac_config`, default `SACConfig(**WARM_SAC)`, its `warm_start`
     set to the student) for `steps` on the whole cohort, as the run `out_dir/run_name`.
     `model`/`model_dir`: the world model the planner plans with (default: the cohort's own,
-    `load_world_model`). `train_kwargs` go to `train`. A finished student of the same
+    `load_world_model`). `say` hears the distillation's progress (`distill`'s `progress`);
+    `train_kwargs` go to `train`. A finished student of the same
     settings and athletes already in that folder (a run stopped during the SAC's training) is
     reused; the SAC's checkpoint does not need the student's folder to load."""
     from agents.distill import distill
@@ -255,8 +256,6 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     first = cohort_obj.subset(np.arange(min(student_athletes, cohort_obj.n)))
     student_dir = run_dir / "student"
     if not _finished_student(student_dir, first, seed, student, env_config, model_dir):
-        say = (lambda m: print(m, file=sys.stderr, flush=True)) \
-            if train_kwargs.get("progress", True) else None
         distill(model, first, seed=seed, out_dir=run_dir, run_name="student", config=student,
                 env_config=env_config, model_dir=model_dir, progress=say)
     return train("sac", cohort, steps, seed=seed, out_dir=out_dir, run_name=run_name,
@@ -271,14 +270,9 @@ def _finished_student(run: Path, cohort: Cohort, seed: int, config: Any,
     from agents.distill import distill_settings
     from physiology_model.jsonio import jsonable
 
-    try:
-        record = json.loads((run / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
     wanted = {**distill_settings(cohort.n, seed, config, env_config),
               "cohort": jsonable({"n": cohort.n, "meta": cohort.meta}), "model_dir": model_dir}
-    return (isinstance(record, dict) and record.get("status") == "finished"
-            and all(record.get(k) == v for k, v in wanted.items()))
+    return stale_settings(run, wanted) == []
 
 
 def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int, seed: int,

@@ -82,15 +82,16 @@ def _periodize(*args: str) -> None:
 def _reusable(run: Path, wanted: dict) -> bool:
     """True when `run` holds a finished run whose recorded settings equal `wanted`; stops the
     script when it holds an unfinished one or one with other settings; False when empty."""
-    if not (run / "run.json").exists():
+    from agents.runs import stale_settings
+
+    stale = stale_settings(run, wanted)
+    if stale is None:
         return False
-    meta = json.loads((run / "run.json").read_text())
-    stale = sorted(k for k, v in wanted.items() if meta.get(k) != v)
-    if meta.get("status") == "finished" and not stale:
+    if not stale:
         _say(f"{run.name}: already trained with these settings, reusing {run}")
         return True
     raise SystemExit(f"{run} holds an unfinished run or one with other settings "
-                     f"({', '.join(stale) or 'unfinished'}); remove it to retrain")
+                     f"({', '.join(stale)}); remove it to retrain")
 
 
 def _train(agent: str, cohort, steps: int, seed: int, out: Path, name: str, **kw) -> Path:

@@ -261,3 +261,19 @@ def test_sac_beats_uniform_random_on_held_out_athletes(tmp_path) -> None:
 
     baseline = evaluate_on_cohort(UniformRandom(), test_cohort, seed=11)
     assert learned["return"] > baseline["return"] + 0.2, (learned, baseline)
+
+
+def test_stale_settings_says_how_a_run_differs_from_the_settings_wanted(tmp_path):
+    import json
+
+    from agents.runs import stale_settings
+
+    assert stale_settings(tmp_path, {"seeds": 0}) is None  # no run here
+    record = {"status": "finished", "seeds": 0, "n_envs": 8}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert stale_settings(tmp_path, {"seeds": 0, "n_envs": 8}) == []
+    assert stale_settings(tmp_path, {"seeds": 1, "n_envs": 8}) == ["seeds"]
+    (tmp_path / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    assert stale_settings(tmp_path, {"seeds": 0, "n_envs": 8}) == ["unfinished"]
+    (tmp_path / "run.json").write_text("{not json")
+    assert stale_settings(tmp_path, {"seeds": 0}) == ["unfinished"]

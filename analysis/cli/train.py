@@ -104,7 +104,8 @@ def _warm_sac(args: argparse.Namespace, out: Path, overrides: dict, env_config=N
                              sac_config=config, student=student_cfg,
                              student_athletes=athletes, env_config=env_config,
                              device=args.device, n_envs=args.n_envs,
-                             torch_threads=args.threads, max_seconds=max_seconds)
+                             torch_threads=args.threads, max_seconds=max_seconds,
+                             say=_say)
     print(f"wrote {run_dir}")
     return 0
 
