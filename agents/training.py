@@ -154,9 +154,12 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     run_dir = Path(out_dir) / (run_name or f"{agent}-seed{seed}")
     if (run_dir / "run.json").exists():
         raise ValueError(f"{run_dir} already holds a run; choose another run_name or out_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
     settings = run_settings(agent, steps, seed, n_envs, env_config, agent_config)
     env_cfg, agent_cfg = _resolved_configs(agent, env_config, agent_config)
+    # a tested SAC's belief needs the cohort's world model: found before any file is written
+    model_dir = (_model_dir(cohort_obj) if agent == "sac" and agent_cfg.tests_every
+                 and not agent_cfg.warm_start else None)
+    run_dir.mkdir(parents=True, exist_ok=True)
     seeds = settings["seeds"]
     record: dict[str, Any] = {
         "format": RUN_FORMAT, "status": "running", **settings, "device": str(torch_device),
@@ -175,7 +178,7 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
         if agent == "sac":
             report = _train_discrete_sac(env, agent_cfg, steps, seeds["agent"], torch_device,
                                          run_dir, progress, checkpoint_every, max_seconds,
-                                         on_checkpoint, model_dir=_model_dir(cohort_obj))
+                                         on_checkpoint, model_dir=model_dir)
         else:
             report = _train_sb3(agent, env, agent_cfg, steps, seeds["agent"], torch_device,
                                 run_dir, progress, checkpoint_every, max_seconds,
@@ -384,15 +387,20 @@ def _train_warm_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int,
 def _model_dir(cohort: Cohort) -> str | None:
     """The world model a cohort was drawn from, as a tested SAC's checkpoint names it: None
     for the shipped model (found wherever the package is), else the directory's absolute
-    path."""
-    from physiology_model.model.world_model import shipped_model_dir
+    path. A directory that is not found here is an error (a cohort drawn from another model
+    must not be planned for with the shipped one), except the shipped model's own relative
+    name `models/shipped` from another working directory."""
+    from physiology_model.model.world_model import SHIPPED, resolve_model_dir, shipped_model_dir
 
     named = cohort.meta.get("model_dir") if isinstance(cohort.meta, dict) else None
     if not named:
         return None
-    path = Path(named)
-    if not path.is_absolute() and not path.exists():
-        return None
+    path = resolve_model_dir(named)
+    if not path.exists():
+        if not path.is_absolute() and path == Path("models") / SHIPPED:
+            return None
+        raise ValueError(f"the cohort was drawn from the world model {named!r}, which is not "
+                         f"found from {Path.cwd()}: pass --model DIR")
     try:
         if path.resolve() == Path(shipped_model_dir()).resolve():
             return None

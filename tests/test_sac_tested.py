@@ -235,3 +235,24 @@ def test_a_checkpoint_from_before_the_averaged_actor_loads_with_the_online_actor
     loaded = DiscreteSAC.load(tmp_path / "old")
     assert loaded.config.actor_polyak == 0.0 and loaded.actor_average is None
     assert SACConfig().actor_polyak > 0  # today's default averages
+
+
+def test_a_cohort_of_a_model_not_found_here_is_refused_before_the_run_starts(
+        cohort, tmp_path, monkeypatch) -> None:
+    """The tested SAC's belief uses the cohort's world model: a cohort drawn from a model
+    that cannot be found must not be trained for with the shipped one instead."""
+    from agents.training import _model_dir
+
+    monkeypatch.chdir(tmp_path)
+    elsewhere = replace(cohort, meta={**cohort.meta, "model_dir": "my_models/fit2"})
+    config = SACConfig(hidden_sizes=(16, 16), learning_starts=100, tests_every=14,
+                       test_draws=64)
+    with pytest.raises(ValueError, match="'my_models/fit2', which is not found"):
+        train("sac", elsewhere, 8 * 40, device="cpu", out_dir=tmp_path / "runs", n_envs=8,
+              env_config=SHORT_ENV, agent_config=config, progress=False)
+    assert not (tmp_path / "runs").exists()
+    # the shipped model's own relative name, from another folder, is the shipped model
+    assert _model_dir(replace(cohort, meta={"model_dir": "models/shipped"})) is None
+    assert _model_dir(replace(cohort, meta={"model_dir": str(MODEL_DIR)})) is None
+    (tmp_path / "my_models" / "fit2").mkdir(parents=True)
+    assert _model_dir(elsewhere) == str((tmp_path / "my_models" / "fit2").resolve())
