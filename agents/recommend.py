@@ -781,6 +781,8 @@ def _plan_group(model, group: list[_Athlete], *, days: int, policy, policy_dir,
             start(policy, again, horizon)  # today again, for its choice without the rules
             free = np.asarray(policy.act(_policy_view(obs[again], horizon),
                                          np.ones_like(mask[again])))
+            if getattr(policy, "action_type", "discrete") == "continuous":
+                free = session_class(continuous_session(free, EnvConfig()))
             for j, i in enumerate(again):
                 free_first[i] = int(free[j])
         if tested is not None:

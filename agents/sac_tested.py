@@ -22,6 +22,10 @@ the athlete does `test_session` when the rules allow it, else on the first morni
 they do. In training (`TestedTrainingEnv`) the mask given to the agent on a test morning
 allows the test session only, so the stored transition is the one executed.
 
+SB3's continuous SAC is tested the same way (`agents.sb3_agents.SB3SACConfig.tests_every`):
+the same training env, whose continuous lanes have the test fixed as the day's session
+(`simulator.env.Simulation.step`'s `fixed`), and the same deployed wrapper around its adapter.
+
 `TestedSAC` is the deployed policy (`agents.policy.Policy`; it reads tests: its `config`
 has `performance_draws` > 0, which `agents.policy.reads_performance_tests` checks, and it
 has `observe_performance`, `record_executed`, `replay` and `belief`, as `periodize evaluate
@@ -39,11 +43,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvWrapper
 
-from agents.mpc import PERFORMANCE_FEATURE_NAMES, AthleteBelief, MPCConfig
+from agents.mpc import (
+    PERFORMANCE_FEATURE_NAMES,
+    AthleteBelief,
+    MPCConfig,
+    belief_feature_names,
+)
 from agents.policy import N_FEATURES, check_batch
 from agents.sac import DiscreteSAC
 from physiology_model.data.table import ACTIONS, N_ACTIONS
+from simulator.constraints import enforce
+from simulator.env import EnvConfig, continuous_session, session_class
 
 TESTED_FORMAT = "adaptive-periodization.TestedSAC"
 N_TEST_FEATURES = len(PERFORMANCE_FEATURE_NAMES)
@@ -98,19 +110,27 @@ def load_world_model(model_dir: str | None) -> Any:
 
 
 class TestedSAC:
-    """A `DiscreteSAC` whose input is the observation and the test belief (module docstring),
-    as a `Policy` that reads performance tests. Batched over athletes; `act` once per
-    morning, `observe_performance(results)` before it on a test morning."""
+    """An actor whose input is the observation and the test belief (module docstring), as a
+    `Policy` that reads performance tests: our `DiscreteSAC`, or SB3's continuous SAC
+    (`agents.sb3_agents.ContinuousSACPolicy`, `action_type` continuous; the session it asks
+    for is the class of its (duration, intensity) under `env_config`, as the env executes
+    it). Batched over athletes; `act` once per morning, `observe_performance(results)` before
+    it on a test morning."""
 
     name = "sac-tested"
     __test__ = False  # not a pytest class
 
-    def __init__(self, network: DiscreteSAC, model: Any, tests: TestSettings = TestSettings(),
-                 seed: int = 0, model_dir: str | None = None) -> None:
+    def __init__(self, network: Any, model: Any, tests: TestSettings = TestSettings(),
+                 seed: int = 0, model_dir: str | None = None,
+                 env_config: EnvConfig | None = None) -> None:
         if network.n_features != N_FEATURES + N_TEST_FEATURES:
             raise ValueError(f"the network takes {network.n_features} inputs, the tested "
                              f"actor {N_FEATURES + N_TEST_FEATURES} (observation + tests)")
         self.network, self.tests, self.model_dir = network, tests, model_dir
+        self.action_type = getattr(network, "action_type", "discrete")
+        if self.action_type == "continuous":
+            self.name = network.name
+        self.env_config = env_config or EnvConfig()
         self.config = tests.belief_config()
         self._rng = np.random.default_rng(np.random.SeedSequence(seed))
         self.belief = AthleteBelief(model, self.config, self._rng)
@@ -139,7 +159,11 @@ class TestedSAC:
         obs, mask = check_batch(obs, mask)
         self.belief.observe(obs)
         action = self.network.act(self.inputs(obs), mask)
-        self.belief.record_executed(action)
+        if self.action_type == "continuous":
+            asked = session_class(continuous_session(action, self.env_config))
+            self.belief.record_executed(enforce(asked, mask)[0])
+        else:
+            self.belief.record_executed(action)
         return action
 
     def observe_performance(self, results: np.ndarray) -> None:
@@ -189,17 +213,25 @@ class TestedSAC:
             tests = TestSettings(**settings)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(path, f"field 'tests': {exc}") from None
-        network = DiscreteSAC.load(directory, device=device)
+        if (Path(directory) / "policy.json").is_file():  # SB3's continuous SAC
+            from agents.sb3_agents import load_sb3_policy
+
+            network = load_sb3_policy(directory, device=device)
+        else:
+            network = DiscreteSAC.load(directory, device=device)
         return cls(network, load_world_model(model_dir) if model is None else model, tests,
                    model_dir=model_dir)
 
 
-class TestedTrainingEnv:
+class TestedTrainingEnv(VecEnvWrapper):
     """A `simulator.env.BatchedPeriodizationEnv` whose athletes are tested (module
-    docstring), as `agents.sac.train_sac` reads an env: observations (N, 48 + 7) with the test
-    belief's features, `action_masks()` that allow only the test session on a test morning
-    where it is the session, `critic_states()` passed through. The belief learns the session
-    each lane was asked for (the mask makes it the one executed)."""
+    docstring), as an SB3 `VecEnv` (what `agents.sac.train_sac` and SB3's SAC read):
+    observations (N, 48 + 7) with the test belief's features and `critic_states()` passed
+    through. On a test morning where the test is the session, a discrete env's
+    `action_masks()` allow only that session (so the transition stored is the one done); a
+    continuous env's lanes have the session fixed for the day (`BatchedPeriodizationEnv.
+    fixed`), whatever (duration, intensity) the agent asked. The belief learns the session
+    each lane did (`Simulation.last_executed`)."""
 
     __test__ = False  # not a pytest class
 
@@ -210,19 +242,26 @@ class TestedTrainingEnv:
         not only the tests' summary) serve the warm start from a distilled student
         (`agents.sac_warm`), whose belief and inputs they reproduce; `tests` None: no tests
         (a student distilled without them)."""
+        import gymnasium as gym
+
         if tests is None and belief_config is None:
             raise ValueError("a training env without tests needs the belief's belief_config")
+        belief_config = belief_config or tests.belief_config()
+        n_extra = (len(belief_feature_names(belief_config)) if all_features
+                   else N_TEST_FEATURES)
+        space = gym.spaces.Box(-np.inf, np.inf, shape=(N_FEATURES + n_extra,),
+                               dtype=np.float32)
+        super().__init__(env, observation_space=space)
         self.env, self.tests = env, tests
-        self.num_envs = env.num_envs
+        self.continuous = env.config.action_type == "continuous"
         streams = np.random.SeedSequence(seed).spawn(2)
         self._belief_rng = np.random.default_rng(streams[0])
         self._test_rng = np.random.default_rng(streams[1])
-        self.belief = AthleteBelief(model, belief_config or tests.belief_config(),
-                                    self._belief_rng)
+        self.belief = AthleteBelief(model, belief_config, self._belief_rng)
         self._features = (lambda b: b.features()) if all_features else test_features
         self._due = np.zeros(self.num_envs, dtype=bool)
         self._mask: np.ndarray | None = None
-        self._actions: np.ndarray | None = None
+        self._fixed = np.full(self.num_envs, -1, dtype=np.int64)
         self.tested_mornings = 0
         """Lane-mornings tested so far (a check that the tests happen)."""
 
@@ -234,22 +273,21 @@ class TestedTrainingEnv:
         """Tests due this morning, the belief's update and the agent's mask; the actor's input."""
         sim, tests = self.env.sim, self.tests
         mask = self.env.action_masks()
-        if tests is None:
-            self._mask = mask
-            self.belief.observe(obs)
-            return np.concatenate([np.asarray(obs, np.float32), self._features(self.belief)], 1)
-        self._due |= sim.day % tests.every == 0
-        session = tests.session_index
-        tested = self._due if session is None else self._due & sim.mask[:, session]
-        if tested.any():
-            results = sim.performance_test(tests.cv, self._test_rng)
-            self.belief.observe_performance(np.where(tested, results, np.nan))
-            self.tested_mornings += int(tested.sum())
-        self._due &= ~tested
-        if session is not None:
-            forced = np.zeros_like(mask)
-            forced[:, session] = True
-            mask = np.where(tested[:, None], forced, mask)
+        self._fixed[:] = -1
+        if tests is not None:
+            self._due |= sim.day % tests.every == 0
+            session = tests.session_index
+            tested = self._due if session is None else self._due & sim.mask[:, session]
+            if tested.any():
+                results = sim.performance_test(tests.cv, self._test_rng)
+                self.belief.observe_performance(np.where(tested, results, np.nan))
+                self.tested_mornings += int(tested.sum())
+            self._due &= ~tested
+            if session is not None:
+                self._fixed[tested] = session
+                forced = np.zeros_like(mask)
+                forced[:, session] = True
+                mask = np.where(tested[:, None], forced, mask)
         self._mask = mask
         self.belief.observe(obs)
         return np.concatenate([np.asarray(obs, np.float32), self._features(self.belief)], 1)
@@ -269,10 +307,14 @@ class TestedTrainingEnv:
     def critic_states(self) -> np.ndarray:
         return self.env.critic_states()
 
-    def step(self, actions: np.ndarray):
-        actions = np.asarray(actions, dtype=np.int64)
-        self.belief.record_executed(actions)
-        obs, rewards, dones, infos = self.env.step(actions)
+    def step_async(self, actions: np.ndarray) -> None:
+        if self.continuous:
+            self.env.fixed = self._fixed.copy()
+        self.env.step_async(actions)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.env.step_wait()
+        self.belief.record_executed(self.sim.last_executed)
         if np.any(dones):
             for i in np.flatnonzero(dones):
                 if "terminal_observation" not in infos[i]:

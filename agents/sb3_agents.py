@@ -35,6 +35,15 @@ the deployed policy, never reads the latent state: the adapter fills those colum
 that the actor's extractor drops (a test checks that they change nothing), and the Q-gap
 diagnostic is NaN without them, as for our SAC.
 
+The tested athlete (SB3 SAC, `SB3SACConfig.tests_every`). As for our SAC (`agents.sac_tested`),
+the athletes in training take a performance test every `tests_every` days as that day's
+session and the actor reads the tests' summary: the env is wrapped in
+`agents.sac_tested.TestedTrainingEnv` (48 + 7 columns, normalised, then the critic's latent
+state), the actor's extractor keeps the 55, and the checkpoint is a `TestedSAC` of the
+adapter (the SB3 files plus `tests.json`). On a test morning the env does the test whatever
+the actor asked; SB3's replay buffer keeps the action the actor chose, which had no effect
+that day (3 mornings in 90), where our SAC's mask makes the stored action the test itself.
+
 Continuous actions. `ContinuousSACPolicy.act` returns Box actions (N, 2) float32 in [-1, 1]²
 (duration, intensity), not action indices: the evaluator must pass them to an env built with
 `EnvConfig(action_type="continuous")`, which projects each onto the allowed set (the mask is
@@ -103,8 +112,17 @@ class SB3SACConfig:
     evaluations 6.5 and 3.2, 3.1, and 2.7 and 6.3 points. A tie within the noise of two short
     runs; the defaults follow the objective that is judged (the judging day's ΔP, γ 1) and the
     critic that carries it for our SAC."""
+    tests_every: int = 0
+    """Days between the athletes' performance tests in training (0: none, wearable only):
+    the actor then reads the tests' summary (`agents.sac_tested`, the same belief as our
+    tested SAC's) and the test is that day's session (`test_session`)."""
+    test_session: str | None = "tempo_threshold"
+    test_draws: int = 1024
+    """Performance responses the tests' belief draws per athlete."""
 
     def __post_init__(self) -> None:
+        if self.tests_every < 0 or self.test_draws < 1:
+            raise ValueError("SB3SACConfig needs tests_every ≥ 0 and test_draws ≥ 1")
         if self.learning_rate <= 0 or not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ValueError("SB3SACConfig needs learning_rate > 0, gamma in [0, 1], "
                              "tau in (0, 1]")
@@ -263,20 +281,22 @@ def _asymmetric_policy_class() -> type:
 
 def make_sb3_sac(env: VecEnv, config: SB3SACConfig = SB3SACConfig(), *, seed: int = 0,
                  device: torch.device | str = "cpu",
-                 tensorboard_log: str | None = None) -> SAC:
+                 tensorboard_log: str | None = None, n_observed: int = N_FEATURES) -> SAC:
     """SB3 SAC on a continuous-action VecEnv (already normalised), the config's network and
-    replay ratio, automatic entropy temperature with SB3's target −dim(A)."""
+    replay ratio, automatic entropy temperature with SB3's target −dim(A); the actor reads
+    the first `n_observed` columns (the wearable's features, and the tests' summary of a
+    tested athlete)."""
     if not hasattr(env.action_space, "shape") or env.action_space.shape != (2,):
         raise ValueError(f"SB3 SAC needs the continuous env (Box(2,)), got {env.action_space}")
     gradient_steps = max(1, round(env.num_envs * config.replay_ratio))
     policy: Any = "MlpPolicy"
     policy_kwargs: dict[str, Any] = {"net_arch": list(config.hidden_sizes)}
     if config.asymmetric_critic:
-        if env.observation_space.shape[0] <= N_FEATURES:
+        if env.observation_space.shape[0] <= n_observed:
             raise ValueError("an asymmetric critic needs the latent state in the observation: "
                              "wrap the env in CriticStateVecEnv")
         policy = _asymmetric_policy_class()
-        policy_kwargs["n_observed"] = N_FEATURES
+        policy_kwargs["n_observed"] = n_observed
     return SAC(policy, env, learning_rate=config.learning_rate,
                buffer_size=config.buffer_size, learning_starts=config.learning_starts,
                batch_size=config.batch_size, tau=config.tau, gamma=config.gamma, train_freq=1,
@@ -311,15 +331,19 @@ def make_maskable_ppo(env: VecEnv, config: PPOConfig = PPOConfig(), *, seed: int
 
 class _SB3Policy:
     """Shared part of the adapters: a trained SB3 policy network (`BasePolicy`; an SB3 model
-    is accepted and its `.policy` kept) plus its frozen normaliser."""
+    is accepted and its `.policy` kept) plus its frozen normaliser, whose size is the
+    actor's input (`n_features`: the 48 observed features, and the tests' summary of a tested
+    athlete, `agents.sac_tested`). `kind` and `config` are what `save` records."""
 
     action_type = "discrete"
 
     def __init__(self, model: Any, normalizer: RunningNormalizer, name: str,
-                 seed: int = 0) -> None:
+                 seed: int = 0, kind: str | None = None, config: Any = None) -> None:
         self.policy = model.policy if hasattr(model, "policy") else model
-        self.n_latent = int(self.policy.observation_space.shape[0]) - N_FEATURES
+        self.n_features = int(normalizer.mean.shape[0])
+        self.n_latent = int(self.policy.observation_space.shape[0]) - self.n_features
         """Critic-only input columns (an asymmetric critic's latent state), 0 otherwise."""
+        self.kind, self.config = kind, config
         self.normalizer, self.name = normalizer.cpu().eval(), name
         self.deterministic = True
         self._rng = np.random.default_rng(seed)
@@ -340,9 +364,12 @@ class _SB3Policy:
             return z
         return torch.cat([z, torch.zeros((z.shape[0], self.n_latent), dtype=z.dtype)], 1)
 
-    def save(self, directory: str | Path, kind: str, config: Any) -> Path:
+    def save(self, directory: str | Path, kind: str | None = None,
+             config: Any = None) -> Path:
         """Write `policy.pt` (the SB3 policy's `state_dict`), `normalizer.pt` and `policy.json`
-        (the settings `load_sb3_policy` rebuilds the network from) into `directory`."""
+        (the settings `load_sb3_policy` rebuilds the network from) into `directory`; `kind`
+        and `config` default to the adapter's own."""
+        kind, config = kind or self.kind, config if config is not None else self.config
         if kind not in SB3_KINDS:
             raise ValueError(f"unknown SB3 policy kind {kind!r} (expected {SB3_KINDS})")
         d = Path(directory)
@@ -351,8 +378,9 @@ class _SB3Policy:
         torch.save(state, d / "policy.pt.tmp")
         (d / "policy.pt.tmp").replace(d / "policy.pt")
         torch.save(self.normalizer.state_dict(), d / "normalizer.pt")
+        settings = config if isinstance(config, dict) else asdict(config)
         meta = {"format": SB3_FORMAT, "version": SB3_VERSION, "kind": kind, "name": self.name,
-                "config": asdict(config), "n_features": N_FEATURES,
+                "config": settings, "n_features": self.n_features,
                 "n_latent": self.n_latent, "action_space": _action_space_settings(kind)}
         (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n")
         return d
@@ -396,7 +424,7 @@ class ContinuousSACPolicy(_SB3Policy):
     action_type = "continuous"
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        o, _ = check_batch(obs, mask)
+        o, _ = check_batch(obs, mask, self.n_features)
         z = self._padded(self.normalizer(torch.as_tensor(np.asarray(o, dtype=np.float32))))
         z = z.numpy()
         self.policy.set_training_mode(False)
@@ -411,7 +439,7 @@ class ContinuousSACPolicy(_SB3Policy):
         |Q1(s, a) − Q2(s, a)| at that action. With an asymmetric critic the gap is NaN: the
         latent state's normaliser stays with the training run (`latent`, which the evaluator
         offers such a policy, is not used)."""
-        o, _ = check_batch(obs, mask)
+        o, _ = check_batch(obs, mask, self.n_features)
         self.policy.set_training_mode(False)
         z = self._policy_obs(o)
         actions, log_prob = self.policy.actor.action_log_prob(z)
@@ -428,24 +456,24 @@ def _action_space_settings(kind: str) -> dict[str, Any]:
     return {"type": "box", "low": [-1.0, -1.0], "high": [1.0, 1.0]}
 
 
-def _spaces(kind: str, n_latent: int = 0) -> tuple[Any, Any]:
+def _spaces(kind: str, n_latent: int = 0, n_features: int = N_FEATURES) -> tuple[Any, Any]:
     """The observation and action spaces of the env a `kind` policy was trained on
-    (simulator.env; with an asymmetric critic's `n_latent` columns): the network's input and
-    output sizes follow from them."""
+    (simulator.env, `n_features` columns the actor reads; with an asymmetric critic's
+    `n_latent` columns after them): the network's input and output sizes follow from them."""
     import gymnasium as gym
 
-    obs = gym.spaces.Box(-np.inf, np.inf, shape=(N_FEATURES + n_latent,), dtype=np.float32)
+    obs = gym.spaces.Box(-np.inf, np.inf, shape=(n_features + n_latent,), dtype=np.float32)
     if kind == "ppo":
         return obs, gym.spaces.Discrete(N_ACTIONS)
     return obs, gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 
 
 def build_sb3_policy_network(kind: str, hidden_sizes: tuple[int, ...],
-                             n_latent: int = 0) -> Any:
+                             n_latent: int = 0, n_features: int = N_FEATURES) -> Any:
     """A fresh SB3 policy network of the shape `make_maskable_ppo` / `make_sb3_sac` train (SB3's
-    default activations and feature extractor; with `n_latent` an `AsymmetricSACPolicy`), on
-    the CPU, ready for `load_state_dict`."""
-    obs_space, action_space = _spaces(kind, n_latent)
+    default activations and feature extractor; with `n_latent` an `AsymmetricSACPolicy` whose
+    actor reads the first `n_features` columns), on the CPU, ready for `load_state_dict`."""
+    obs_space, action_space = _spaces(kind, n_latent, n_features)
     arch = list(hidden_sizes)
     if kind == "ppo":
         from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
@@ -456,7 +484,7 @@ def build_sb3_policy_network(kind: str, hidden_sizes: tuple[int, ...],
 
     if n_latent:
         return _asymmetric_policy_class()(obs_space, action_space, lambda _: 0.0,
-                                          net_arch=arch, n_observed=N_FEATURES)
+                                          net_arch=arch, n_observed=n_features)
     return SACPolicy(obs_space, action_space, lambda _: 0.0, net_arch=arch)
 
 
@@ -490,7 +518,15 @@ def load_sb3_policy(directory: str | Path, device: torch.device | str = "cpu"
     config = required_field(meta, "config", dict, meta_path)
     hidden = check_hidden_sizes(config.get("hidden_sizes"), meta_path, "config.hidden_sizes")
     clip = check_positive(config.get("obs_clip"), meta_path, "config.obs_clip")
-    check_count(meta.get("n_features"), meta_path, "n_features", expected=N_FEATURES)
+    n_features = check_count(meta.get("n_features"), meta_path, "n_features")
+    if n_features != N_FEATURES:
+        from agents.mpc import PERFORMANCE_FEATURE_NAMES  # the tests' summary
+
+        tested = N_FEATURES + len(PERFORMANCE_FEATURE_NAMES)
+        if kind != "sac-continuous" or n_features != tested:
+            raise CheckpointError(meta_path, f"field 'n_features': {n_features}; a {kind} "
+                                  f"policy reads {N_FEATURES} features (a tested "
+                                  f"sac-continuous {tested})")
     n_latent = meta.get("n_latent", 0)
     if n_latent != 0:
         if kind != "sac-continuous":
@@ -502,12 +538,12 @@ def load_sb3_policy(directory: str | Path, device: torch.device | str = "cpu"
                                          f"{_action_space_settings(kind)} for a {kind} policy, "
                                          f"found {str(meta.get('action_space'))[:80]}")
     normalizer_path = d / "normalizer.pt"
-    normalizer = RunningNormalizer(N_FEATURES, clip=clip)
+    normalizer = RunningNormalizer(n_features, clip=clip)
     load_module_state(normalizer, read_weights(normalizer_path), normalizer_path,
                       "the normaliser's statistics")
-    network = build_sb3_policy_network(kind, hidden, n_latent)
+    network = build_sb3_policy_network(kind, hidden, n_latent, n_features)
     load_module_state(network, read_weights(weights_path), weights_path, "the policy's weights")
     network = network.to(device)
     network.set_training_mode(False)
     adapter = MaskablePPOPolicy if kind == "ppo" else ContinuousSACPolicy
-    return adapter(network, normalizer, name)
+    return adapter(network, normalizer, name, kind=kind, config=config)

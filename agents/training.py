@@ -157,8 +157,9 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     settings = run_settings(agent, steps, seed, n_envs, env_config, agent_config)
     env_cfg, agent_cfg = _resolved_configs(agent, env_config, agent_config)
     # a tested SAC's belief needs the cohort's world model: found before any file is written
-    model_dir = (_model_dir(cohort_obj) if agent == "sac" and agent_cfg.tests_every
-                 and not agent_cfg.warm_start else None)
+    model_dir = (_model_dir(cohort_obj) if agent in ("sac", "sac-continuous")
+                 and agent_cfg.tests_every and not getattr(agent_cfg, "warm_start", None)
+                 else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     seeds = settings["seeds"]
     record: dict[str, Any] = {
@@ -182,7 +183,7 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
         else:
             report = _train_sb3(agent, env, agent_cfg, steps, seeds["agent"], torch_device,
                                 run_dir, progress, checkpoint_every, max_seconds,
-                                on_checkpoint)
+                                on_checkpoint, model_dir=model_dir)
     finally:
         torch.set_num_threads(previous_threads)
         env.close()
@@ -412,11 +413,34 @@ def _model_dir(cohort: Cohort) -> str | None:
 def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | PPOConfig,
                steps: int, seed: int, device: torch.device, run_dir: Path, progress: bool,
                checkpoint_every: int | None, max_seconds: float | None,
-               on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainingReport:
+               on_checkpoint: Callable[[int, Path], None] | None = None, *,
+               model_dir: str | None = None) -> TrainingReport:
+    """SB3's learners; with `config.tests_every` (continuous SAC) the tested athlete: the
+    env's athletes are tested, the actor reads the tests' summary and checkpoints are
+    `TestedSAC`s of the SB3 adapter (their belief uses the world model of `model_dir`)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    normalizer = RunningNormalizer(N_FEATURES, clip=config.obs_clip)
-    venv: Any = NormalizedVecEnv(env, normalizer)
+    observed: Any = env
+    wrap = None
+    if getattr(config, "tests_every", 0):
+        from agents.sac_tested import (
+            TestedSAC,
+            TestedTrainingEnv,
+            TestSettings,
+            load_world_model,
+        )
+
+        tests = TestSettings(every=config.tests_every, session=config.test_session,
+                             draws=config.test_draws)
+        world = load_world_model(model_dir)
+        observed = TestedTrainingEnv(env, world, tests, seed=seed)
+
+        def wrap(adapter: Any) -> Any:
+            return TestedSAC(adapter, world, tests, seed=seed, model_dir=model_dir,
+                             env_config=env.config)
+    n_observed = int(observed.observation_space.shape[0])
+    normalizer = RunningNormalizer(n_observed, clip=config.obs_clip)
+    venv: Any = NormalizedVecEnv(observed, normalizer)
     if getattr(config, "asymmetric_critic", False):  # SB3 SAC: the critics read the latents
         venv = CriticStateVecEnv(venv, env, RunningNormalizer(len(CRITIC_STATE_NAMES),
                                                               clip=config.obs_clip))
@@ -425,8 +449,13 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
         model = make_maskable_ppo(venv, config, seed=seed, device=device, tensorboard_log=tb)
         adapter_cls: type = MaskablePPOPolicy
     else:
-        model = make_sb3_sac(venv, config, seed=seed, device=device, tensorboard_log=tb)
+        model = make_sb3_sac(venv, config, seed=seed, device=device, tensorboard_log=tb,
+                             n_observed=n_observed)
         adapter_cls = ContinuousSACPolicy
+
+    def save(where: Path) -> None:
+        adapter = adapter_cls(model, normalizer, agent, kind=agent, config=config)
+        (adapter if wrap is None else wrap(adapter)).save(where)
     returns: list[float] = []
 
     class _Track(BaseCallback):
@@ -446,7 +475,7 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
                     and self.num_timesteps - self.last_saved >= checkpoint_every):
                 self.last_saved = self.num_timesteps
                 where = run_dir / "checkpoints" / f"step_{self.num_timesteps:010d}"
-                adapter_cls(model, normalizer, agent).save(where, agent, config)
+                save(where)
                 if on_checkpoint is not None:
                     on_checkpoint(self.num_timesteps, where)
             return max_seconds is None or time.perf_counter() - started < max_seconds
@@ -455,7 +484,7 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
     model.learn(total_timesteps=steps, progress_bar=progress, tb_log_name=agent,
                 callback=_Track())
     wall = time.perf_counter() - started
-    adapter_cls(model, normalizer, agent).save(run_dir / "model", agent, config)
+    save(run_dir / "model")
     gradient_steps = int(getattr(model, "_n_updates", 0))
     return TrainingReport(env_steps=int(model.num_timesteps), gradient_steps=gradient_steps,
                           wall_seconds=wall, episode_returns=returns)
@@ -521,6 +550,10 @@ def load_checkpoint(agent: str, directory: str | Path, device: str = "cpu",
 
         return DistilledPlanner.load(directory, model=model, device=torch_device)
     if agent in ("sac-continuous", "ppo"):
+        from agents.sac_tested import TestedSAC
+
+        if agent == "sac-continuous" and TestedSAC.is_checkpoint(directory):
+            return TestedSAC.load(directory, model=model, device=torch_device)
         return load_sb3_policy(directory, device=torch_device)
     raise ValueError(f"{directory}: unknown agent {agent!r}")
 

@@ -154,9 +154,10 @@ def run_policy(name: str, factory: PolicyFactory, cohort: Cohort, config: EnvCon
                 policy.observe_performance(np.where(tested[d], results, np.nan))
             due &= ~tested[d]
         action = policy.act(obs, sim.agent_mask.copy())
+        fixed = None
         if tests is not None and tests.session is not None:
-            action = np.where(tested[d], tests.session, action)
-        obs, _, _ = sim.step(action)
+            fixed = np.where(tested[d], tests.session, -1)
+        obs, _, _ = sim.step(action, fixed)
         if tests is not None and tests.session is not None and tested[d].any():
             policy.record_executed(sim.last_executed)
         acts[d] = sim.last_executed

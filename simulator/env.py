@@ -250,13 +250,15 @@ def executed_loads(executed: np.ndarray, continuous: np.ndarray | None = None) -
     """The load of the executed sessions (N,): each session's nominal load
     (`load.action_loads`), or, for a continuous request (`continuous`, (N, 2) duration and
     intensity) that was executed as asked (its class is the executed one), that session's own
-    load (`load.continuous_loads`). A request the rules changed gets the nominal load of the
-    session that replaced it."""
+    load (`load.continuous_loads`). A request the rules changed, or a row of NaN (a session
+    fixed for the lane, `Simulation.step`), gets the nominal load of the session done."""
     nominal = action_loads(np.asarray(executed))
     if continuous is None:
         return nominal
-    own = continuous_loads(continuous[:, 0], continuous[:, 1])
-    same = session_class(continuous) == executed
+    asked = np.isfinite(continuous).all(axis=1)  # NaN rows: a session fixed for the lane
+    session = np.where(asked[:, None], continuous, 0.0)
+    own = continuous_loads(session[:, 0], session[:, 1])
+    same = asked & (session_class(session) == executed)
     return SessionLoads(*(np.where(same, o, n) for o, n in zip(own, nominal)))
 
 
@@ -522,8 +524,12 @@ class Simulation:
         """A continuous action in [-1, 1]² → (duration min, intensity % HRmax), (N, 2)."""
         return continuous_session(np.asarray(action).reshape(self.n, 2), self.config)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """One day for every lane: returns (obs of the next morning, reward, episode over)."""
+    def step(self, action: np.ndarray, fixed: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """One day for every lane: returns (obs of the next morning, reward, episode over).
+        `fixed` (N,) int, −1 where the action stands: lanes whose session is set whatever the
+        policy asked (a performance test taken as the day's session), done as that discrete
+        session with its nominal load, under the rules like any request."""
         cfg = self.config
         continuous = None
         if cfg.action_type == "continuous":
@@ -533,6 +539,13 @@ class Simulation:
             requested = np.asarray(action).reshape(self.n).astype(np.int64)
             if requested.min() < 0 or requested.max() >= N_ACTIONS:
                 raise ValueError(f"actions must be in 0-{N_ACTIONS - 1}")
+        if fixed is not None:
+            fixed = np.asarray(fixed).reshape(self.n).astype(np.int64)
+            if fixed.min() < -1 or fixed.max() >= N_ACTIONS:
+                raise ValueError(f"fixed sessions must be −1 or in 0-{N_ACTIONS - 1}")
+            requested = np.where(fixed >= 0, fixed, requested)
+            if continuous is not None:  # a fixed session carries its nominal load
+                continuous = np.where((fixed >= 0)[:, None], np.nan, continuous)
         reward = self._advance(requested, continuous=continuous)
         return self.obs, reward, self.day >= cfg.episode_days
 
@@ -765,6 +778,9 @@ class BatchedPeriodizationEnv(VecEnv):
         super().__init__(n_envs, observation_space, action_space)
         self._seed = seed
         self._actions: np.ndarray | None = None
+        self.fixed: np.ndarray | None = None
+        """Sessions fixed for the next step only (`Simulation.step`'s `fixed`; a wrapper that
+        tests its athletes sets it before stepping), then cleared."""
         self.last_summary: dict[str, np.ndarray] | None = None
 
     # SB3 VecEnv API ------------------------------------------------------------------------
@@ -783,7 +799,8 @@ class BatchedPeriodizationEnv(VecEnv):
         self._actions = np.asarray(actions)
 
     def step_wait(self):
-        obs, reward, done = self.sim.step(self._actions)
+        obs, reward, done = self.sim.step(self._actions, self.fixed)
+        self.fixed = None
         dones = np.full(self.num_envs, done)
         if self.config.info_level == "full":
             latent = self.sim.critic_state()

@@ -28,6 +28,7 @@ from analysis.benchmark import PerformanceTesting, run_policy
 from physiology_model.data.table import ACTIONS
 from simulator.cohort import generate_cohort
 from simulator.env import BatchedPeriodizationEnv, EnvConfig
+from simulator.observation import FEATURE_INDEX
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "shipped"
 SHORT_ENV = EnvConfig(episode_days=40, warmup_days=28)
@@ -256,3 +257,68 @@ def test_a_cohort_of_a_model_not_found_here_is_refused_before_the_run_starts(
     assert _model_dir(replace(cohort, meta={"model_dir": str(MODEL_DIR)})) is None
     (tmp_path / "my_models" / "fit2").mkdir(parents=True)
     assert _model_dir(elsewhere) == str((tmp_path / "my_models" / "fit2").resolve())
+
+
+def test_a_tested_continuous_sac_takes_the_test_as_its_session_and_saves_data_only(
+        cohort, tmp_path) -> None:
+    """SB3's continuous SAC as the tested athlete: its actor reads the tests' summary, the
+    test replaces whatever (duration, intensity) it asked for on a test morning (in training
+    and when judged), and its checkpoint loads back as a tested policy that acts alike."""
+    from agents.sb3_agents import ContinuousSACPolicy, SB3SACConfig
+
+    config = SB3SACConfig(hidden_sizes=(16, 16), batch_size=32, buffer_size=2_000,
+                          learning_starts=100, tests_every=14, test_draws=64)
+    run_dir = train("sac-continuous", cohort, 8 * 40 * 2, seed=0, device="cpu",
+                    out_dir=tmp_path, n_envs=8, env_config=SHORT_ENV, agent_config=config,
+                    progress=False)
+    files = sorted(p.name for p in (run_dir / "model").iterdir())
+    assert files == ["normalizer.pt", "policy.json", "policy.pt", "tests.json"]
+    policy = load_agent(run_dir)
+    assert isinstance(policy, TestedSAC) and reads_performance_tests(policy)
+    assert isinstance(policy.network, ContinuousSACPolicy)
+    assert policy.action_type == "continuous" and policy.network.n_features == (
+        N_FEATURES + N_TEST_FEATURES)
+    testing = PerformanceTesting(14, session=TEMPO)
+    a = run_policy("a", lambda sim: policy, cohort, SHORT_ENV, seed=0, tests=testing)
+    tested = a.extra["tested"]
+    assert tested.any() and (a.actions[tested] == TEMPO).all()
+    again = run_policy("b", lambda sim: load_agent(run_dir), cohort, SHORT_ENV, seed=0,
+                       tests=testing)
+    np.testing.assert_array_equal(a.actions, again.actions)
+    # without tests the same checkpoint plans from the wearable alone, and differs
+    blind = run_policy("c", lambda sim: load_agent(run_dir), cohort, SHORT_ENV, seed=0)
+    assert "tested" not in blind.extra and not np.array_equal(blind.actions, a.actions)
+    # a real athlete's plan reads their tests through the same checkpoint
+    from agents.recommend import plan_for_athlete
+
+    tests = tmp_path / "tests.csv"
+    tests.write_text("date,result\n2022-09-15,14.2\n2022-10-13,14.9\n")
+    data = str(MODEL_DIR.parent.parent / "data" / "real" / "whoop" / "u01")
+    plan = plan_for_athlete(str(MODEL_DIR), [data], days=2, policy_dir=str(run_dir),
+                            tests=str(tests))
+    assert len(plan["days"]) == 2
+    assert any(n.startswith("2 of 2 performance test(s) used") for n in plan["notes"])
+
+
+def test_a_fixed_session_is_done_with_its_nominal_load_whatever_was_asked(cohort) -> None:
+    """`Simulation.step(fixed=...)`: a continuous request on a fixed lane is replaced by the
+    discrete session and its nominal load; other lanes keep their own session's load."""
+    from physiology_model.data.load import action_loads
+    from simulator.env import Simulation
+
+    env = replace(SHORT_ENV, action_type="continuous")
+    sims = [Simulation(cohort, 8, env) for _ in range(2)]
+    for sim in sims:
+        sim.reset(5)
+    asked = np.tile([[1.0, 1.0]], (8, 1))  # the longest, hardest session
+    fixed = np.full(8, -1)
+    fixed[:3] = TEMPO
+    sims[0].step(asked, fixed)
+    sims[1].step(asked)
+    executed = sims[0].last_executed
+    assert (executed[:3] == TEMPO).all()
+    np.testing.assert_array_equal(executed[3:], sims[1].last_executed[3:])
+    load = FEATURE_INDEX["load_yesterday_trimp"]
+    np.testing.assert_allclose(sims[0].obs[:3, load], action_loads(np.full(3, TEMPO)).trimp)
+    np.testing.assert_array_equal(sims[0].obs[3:, load], sims[1].obs[3:, load])
+    assert (sims[1].obs[:3, load] > sims[0].obs[:3, load]).all()  # what was asked is harder
