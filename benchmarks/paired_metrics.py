@@ -10,7 +10,13 @@ every policy met the same athletes under the same simulator draws, and the diffe
 policies athlete by athlete is far tighter than their two means' intervals. For each policy
 other than `--reference` and each metric: the mean of (policy − reference), its 95 % bootstrap
 interval (athletes resampled), the share of athletes above, equal to and below, and the
-Wilcoxon signed-rank p.
+Wilcoxon signed-rank p. With `--oracle NAME --random NAME` (policies of any of the folders),
+also each policy's share of the oracle's ΔP gain over random with its bootstrap interval
+(`analysis.benchmark.share_of_oracle_gain`), so that a policy evaluated in a folder of its
+own is scored against the oracle of another folder that judged the same athletes:
+
+    python benchmarks/paired_metrics.py --eval DIR [DIR ...] --reference POLICY \
+        --oracle oracle --random random --out FILE.json
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from run_record import write_result
 
-from analysis.benchmark import paired_p_value
+from analysis.benchmark import paired_p_value, share_of_oracle_gain
 
 SAME = ("cohort", "n_athletes", "episode_days", "seed", "performance_tests")
 """What two evaluation folders must share for their athletes to be paired."""
@@ -96,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="periodize evaluate output folders")
     parser.add_argument("--reference", required=True, help="the policy each is compared with")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--oracle", default=None, help="with --random: each policy's share "
+                        "of this policy's ΔP gain over random")
+    parser.add_argument("--random", default=None)
     parser.add_argument("--boot", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -104,9 +113,23 @@ def main(argv: list[str] | None = None) -> None:
     wide = {m: table.pivot(index="athlete", columns="policy", values=m) for m in args.metrics
             if m in table}
     missing = [m for m in args.metrics if m not in wide]
-    if missing or args.reference not in set(table["policy"]):
-        raise SystemExit(f"not in the tables: {missing or args.reference}")
+    names = set(table["policy"])
+    wanted = [n for n in (args.reference, args.oracle, args.random) if n is not None]
+    if missing or not set(wanted) <= names:
+        raise SystemExit(f"not in the tables: {missing or sorted(set(wanted) - names)}")
+    if (args.oracle is None) != (args.random is None):
+        raise SystemExit("--oracle and --random go together")
     records = []
+    if args.oracle is not None:
+        gain = table.pivot(index="athlete", columns="policy", values="delta_performance")
+        for policy in sorted(names - {args.oracle, args.random}):
+            share = share_of_oracle_gain(gain[policy], gain[args.random], gain[args.oracle],
+                                         n_boot=args.boot, seed=args.seed)
+            records.append({"policy": policy, "oracle": args.oracle, "random": args.random,
+                            "metric": "pct_of_oracle", **(share or {"pct": None})})
+            if share:
+                print(f"{policy:28s} % of the oracle {share['pct']:6.1f} "
+                      f"[{share['ci95_low']:.1f}, {share['ci95_high']:.1f}]")
     for policy in sorted(set(table["policy"]) - {args.reference}):
         for metric, w in wide.items():
             rec = paired(w[policy].to_numpy(float), w[args.reference].to_numpy(float),
@@ -119,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
                  {"command": "python benchmarks/paired_metrics.py " + " ".join(
                      sys.argv[1:] if argv is None else argv),
                   "eval": [str(p) for p in args.eval], "reference": args.reference,
-                  "metrics": args.metrics, "boot": args.boot, "seed": args.seed},
+                  "metrics": args.metrics, "oracle": args.oracle, "random": args.random,
+                  "boot": args.boot, "seed": args.seed},
                  {"records": records})
 
 

@@ -125,3 +125,33 @@ def test_paired_metrics_pairs_athletes_of_the_same_judging_only(tmp_path):
     (tmp_path / "two" / "config.json").write_text(json.dumps({**config, "seed": 2}))
     with pytest.raises(SystemExit, match="seed"):
         load_tables([tmp_path / "one", tmp_path / "two"])
+
+
+def test_paired_metrics_scores_a_policy_against_the_oracle_of_another_folder(tmp_path):
+    import json
+
+    import pandas as pd
+    from paired_metrics import main
+
+    config = {"cohort": "c.npz", "n_athletes": 4, "episode_days": 90, "seed": 1,
+              "performance_tests": None}
+    rows = {"one": {"random": [0, 0, 1, 1], "oracle": [2, 2, 3, 3]},
+            "two": {"new": [1, 1, 2, 2]}}
+    for name, policies in rows.items():
+        (tmp_path / name).mkdir()
+        pd.concat([pd.DataFrame({"policy": p, "athlete": range(4), "delta_performance": v,
+                                 "injured_days": 0.0}) for p, v in policies.items()]
+                  ).to_csv(tmp_path / name / "athletes.csv", index=False)
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "share.json"
+    main(["--eval", str(tmp_path / "one"), str(tmp_path / "two"), "--reference", "random",
+          "--oracle", "oracle", "--random", "random", "--metrics", "injured_days",
+          "--boot", "200", "--out", str(out)])
+    shares = {r["policy"]: r for r in json.loads(out.read_text())["records"]
+              if r["metric"] == "pct_of_oracle"}
+    assert set(shares) == {"new"}  # the oracle and random are not scored against themselves
+    assert shares["new"]["pct"] == pytest.approx(50.0)
+    assert shares["new"]["ci95_low"] <= 50.0 <= shares["new"]["ci95_high"]
+    with pytest.raises(SystemExit, match="go together"):
+        main(["--eval", str(tmp_path / "one"), "--reference", "random", "--oracle", "oracle",
+              "--metrics", "injured_days", "--out", str(out)])
