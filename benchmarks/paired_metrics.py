@@ -7,7 +7,8 @@ Reads each evaluation folder's `athletes.csv` (one row per policy and athlete; o
 `athletes.csv.gz`) and its `config.json`. Folders may be combined only when they judged the
 same athletes the same way (cohort, athletes, episode days and seed, performance tests): then
 every policy met the same athletes under the same simulator draws, and the difference of two
-policies athlete by athlete is far tighter than their two means' intervals. For each policy
+policies athlete by athlete is far tighter than their two means' intervals. A policy found in
+several folders with identical rows is kept once; one whose rows differ becomes NAME@FOLDER. For each policy
 other than `--reference` and each metric: the mean of (policy − reference), its 95 % bootstrap
 interval (athletes resampled), the share of athletes above, equal to and below, and the
 Wilcoxon signed-rank p. With `--oracle NAME --random NAME` (policies of any of the folders),
@@ -75,6 +76,14 @@ def load_tables(folders: list[Path]) -> pd.DataFrame:
             raise SystemExit(f"{folder}: judged other athletes than {folders[0]} ({differ})")
         tables.append(table.assign(source=str(folder)))
     table = pd.concat(tables, ignore_index=True)
+    # a policy found in several folders with the same values (the same deterministic run,
+    # e.g. random in each) is kept once
+    values = [c for c in table if c != "source"]
+    for name, rows in table.groupby("policy"):
+        copies = [g[values].reset_index(drop=True) for _, g in rows.groupby("source", sort=False)]
+        if len(copies) > 1 and all(c.equals(copies[0]) for c in copies[1:]):
+            first_source = rows["source"].iloc[0]
+            table = table[(table["policy"] != name) | (table["source"] == first_source)]
     # a name in several folders (two runs of one kind) becomes NAME@FOLDER in each
     folders = table.groupby("policy")["source"].transform("nunique")
     table["policy"] = table["policy"].where(

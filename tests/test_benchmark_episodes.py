@@ -136,7 +136,7 @@ def test_paired_metrics_scores_a_policy_against_the_oracle_of_another_folder(tmp
     config = {"cohort": "c.npz", "n_athletes": 4, "episode_days": 90, "seed": 1,
               "performance_tests": None}
     rows = {"one": {"random": [0, 0, 1, 1], "oracle": [2, 2, 3, 3]},
-            "two": {"new": [1, 1, 2, 2]}}
+            "two": {"new": [1, 1, 2, 2], "random": [0, 0, 1, 1]}}
     for name, policies in rows.items():
         (tmp_path / name).mkdir()
         pd.concat([pd.DataFrame({"policy": p, "athlete": range(4), "delta_performance": v,
