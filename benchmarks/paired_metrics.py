@@ -36,8 +36,9 @@ from run_record import write_result
 
 from analysis.benchmark import paired_p_value, share_of_oracle_gain
 
-SAME = ("cohort", "n_athletes", "episode_days", "seed", "performance_tests")
-"""What two evaluation folders must share for their athletes to be paired."""
+SAME = ("cohort", "n_athletes", "episode_days", "seed", "shard_size", "performance_tests")
+"""What two evaluation folders must share for their athletes to be paired (the shard size
+seeds the tests' noise and the policies' own sampling: `analysis.shards`)."""
 DEFAULT_METRICS = ("delta_performance", "injured_days", "risky_days", "load_trimp")
 
 

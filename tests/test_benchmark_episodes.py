@@ -125,6 +125,10 @@ def test_paired_metrics_pairs_athletes_of_the_same_judging_only(tmp_path):
     (tmp_path / "two" / "config.json").write_text(json.dumps({**config, "seed": 2}))
     with pytest.raises(SystemExit, match="seed"):
         load_tables([tmp_path / "one", tmp_path / "two"])
+    # nor with shards of another size (they seed the tests' noise)
+    (tmp_path / "two" / "config.json").write_text(json.dumps({**config, "shard_size": 250}))
+    with pytest.raises(SystemExit, match="shard_size"):
+        load_tables([tmp_path / "one", tmp_path / "two"])
 
 
 def test_paired_metrics_scores_a_policy_against_the_oracle_of_another_folder(tmp_path):
