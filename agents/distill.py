@@ -56,7 +56,7 @@ from agents.policy import check_batch
 from agents.runs import write_run_record
 from agents.sac import DiscreteSAC, SACConfig, masked_log_probs
 from physiology_model.jsonio import jsonable
-from physiology_model.model.world_model import WorldModel
+from physiology_model.model.world_model import WorldModel, resolve_model_dir
 from simulator.cohort import Cohort
 from simulator.env import EnvConfig, Simulation
 from simulator.observation import FEATURE_INDEX
@@ -214,7 +214,7 @@ class DistilledPlanner:
                 raise ValueError(f"{path} names no world model: pass the model it was "
                                  "distilled with")
 
-            model = WorldModel.load(meta["model_dir"])
+            model = WorldModel.load(resolve_model_dir(meta["model_dir"]))
         settings = {k: tuple(v) if isinstance(v, list) else v
                     for k, v in meta["belief"].items()}
         try:

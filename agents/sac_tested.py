@@ -103,10 +103,11 @@ def test_features(belief: AthleteBelief) -> np.ndarray:
 
 
 def load_world_model(model_dir: str | None) -> Any:
-    """The world model the belief draws the physiology from (`model_dir`, or the shipped one)."""
-    from physiology_model.model.world_model import WorldModel, shipped_model_dir
+    """The world model the belief draws the physiology from (`model_dir`, or the shipped one,
+    also for the name `shipped`, wherever the package is)."""
+    from physiology_model.model.world_model import SHIPPED, WorldModel, resolve_model_dir
 
-    return WorldModel.load(model_dir or shipped_model_dir())
+    return WorldModel.load(resolve_model_dir(model_dir or SHIPPED))
 
 
 class TestedSAC:

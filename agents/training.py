@@ -240,7 +240,7 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     reused; the SAC's checkpoint does not need the student's folder to load."""
     from agents.distill import distill
     from agents.sac_tested import load_world_model
-    from physiology_model.model.world_model import shipped_model_dir
+    from physiology_model.model.world_model import SHIPPED
 
     cohort_obj, _ = _resolve_cohort(cohort)
     sac_config = sac_config or SACConfig(**WARM_SAC)
@@ -255,8 +255,10 @@ def train_warm_sac(cohort: Cohort | str | Path, steps: int, *, model: Any = None
     if model is None:
         # the student's checkpoint names its world model: a planner distilled without one
         # could not be loaded again without the caller's (DistilledPlanner.load)
-        model_dir = model_dir or _model_dir(cohort_obj) or str(shipped_model_dir())
+        model_dir = model_dir or _model_dir(cohort_obj) or SHIPPED
         model = load_world_model(model_dir)
+    if model_dir is not None and _named_model_dir(model_dir) is None:
+        model_dir = SHIPPED  # by its name, found wherever the package is installed
     first = cohort_obj.subset(np.arange(min(student_athletes, cohort_obj.n)))
     student_dir = run_dir / "student"
     if not _finished_student(student_dir, first, seed, student, env_config, model_dir):
@@ -391,9 +393,14 @@ def _model_dir(cohort: Cohort) -> str | None:
     path. A directory that is not found here is an error (a cohort drawn from another model
     must not be planned for with the shipped one), except the shipped model's own relative
     name `models/shipped` from another working directory."""
+    return _named_model_dir(cohort.meta.get("model_dir") if isinstance(cohort.meta, dict)
+                            else None)
+
+
+def _named_model_dir(named: str | None) -> str | None:
+    """`_model_dir` of the directory `named` (None, `shipped` or a path)."""
     from physiology_model.model.world_model import SHIPPED, resolve_model_dir, shipped_model_dir
 
-    named = cohort.meta.get("model_dir") if isinstance(cohort.meta, dict) else None
     if not named:
         return None
     path = resolve_model_dir(named)

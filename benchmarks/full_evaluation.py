@@ -120,7 +120,8 @@ def _ship(runs: dict[str, Path], ship: Path) -> None:
     """Copy the finished runs of `SHIPPED` to ship/NAME (replacing what is there): weights,
     JSON settings and run.json; TensorBoard logs and intermediate checkpoints stay behind.
     Paths inside a record that name a run shipped with it (a warm start's student) are
-    rewritten to the shipped copy, and every path is made relative to this checkout."""
+    rewritten to the shipped copy, and every path is made relative to this checkout (the
+    shipped world model named `shipped` in the checkpoints' settings)."""
     import shutil
 
     moved = {str(runs[name]): str(ship / shipped) for name, shipped in SHIPPED.items()
@@ -137,6 +138,11 @@ def _ship(runs: dict[str, Path], ship: Path) -> None:
         for source, copy in moved.items():
             text = text.replace(f'"{source}"', f'"{copy}"')
         record.write_text(text.replace(f"{ROOT}/", ""))
+        # a checkpoint's own settings name the shipped world model by its name, which
+        # resolves wherever the package is installed (resolve_model_dir), not by this path
+        for settings in (tmp / "model").glob("*.json"):
+            settings.write_text(settings.read_text().replace(
+                f'"{ROOT}/models/shipped"', '"shipped"').replace(f"{ROOT}/", ""))
         shutil.rmtree(target, ignore_errors=True)
         tmp.replace(target)
         _say(f"shipped {runs[name]} as {target}")

@@ -236,6 +236,9 @@ def test_the_recipe_distils_its_student_then_starts_the_sac_from_it(model, cohor
     assert record["agent_config"]["bc_weight"] == 1.0 and record["cohort"]["n"] == 6
     distilled = json.loads((run / "student" / "run.json").read_text())
     assert distilled["cohort"]["n"] == 4  # the cohort's first four athletes
+    # the shipped model by its name, which resolves wherever the package is installed
+    belief = json.loads((run / "student" / "model" / "belief.json").read_text())
+    assert distilled["model_dir"] == belief["model_dir"] == "shipped"
     assert isinstance(load_agent(run), DistilledPlanner)
     with pytest.raises(ValueError, match="remove only its run.json"):
         train_warm_sac(cohort, 60, model=model, out_dir=tmp_path, run_name="recipe")

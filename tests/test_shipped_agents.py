@@ -40,12 +40,24 @@ def test_a_shipped_agent_is_a_finished_run_of_weights_and_json(directory, agent,
     assert files and {p.suffix for p in files} <= {".pt", ".json"}  # nothing to unpickle
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "finished" and meta["agent"] == agent
-    # what it was trained from, named inside this checkout, not on the machine
-    assert "/work/" not in json.dumps(meta) and str(ROOT) not in json.dumps(meta)
+    # what it was trained from, named inside this checkout, not on the machine, in its record
+    # and in its checkpoint's settings (which name the shipped world model `shipped`)
+    for settings in run.rglob("*.json"):
+        text = settings.read_text()
+        assert "/work/" not in text and str(ROOT) not in text, settings
     model_dir = meta.get("model_dir") or meta["cohort"]["meta"]["model_dir"]
     assert model_dir == "models/shipped"
     warm = meta["agent_config"].get("warm_start")
     assert warm is None or (ROOT / warm / "run.json").is_file()  # its student is shipped
+
+
+@pytest.mark.parametrize("directory, agent, name, reads_tests", SHIPPED)
+def test_a_shipped_agent_loads_from_any_working_directory(directory, agent, name, reads_tests,
+                                                         tmp_path, monkeypatch):
+    from agents.training import load_agent
+
+    monkeypatch.chdir(tmp_path)  # its world model is found by name, not by a path from here
+    assert reads_performance_tests(load_agent(AGENTS / directory)) == reads_tests
 
 
 @pytest.mark.parametrize("directory, agent, name, reads_tests", SHIPPED)
