@@ -112,10 +112,13 @@ class SB3SACConfig:
     evaluations 6.5 and 3.2, 3.1, and 2.7 and 6.3 points. A tie within the noise of two short
     runs; the defaults follow the objective that is judged (the judging day's ΔP, γ 1) and the
     critic that carries it for our SAC."""
-    tests_every: int = 0
+    tests_every: int = 28
     """Days between the athletes' performance tests in training (0: none, wearable only):
     the actor then reads the tests' summary (`agents.sac_tested`, the same belief as our
-    tested SAC's) and the test is that day's session (`test_session`)."""
+    tested SAC's) and the test is that day's session (`test_session`). Measured on the 1,000
+    held-out athletes (seed 5000, the test as the session; docs/results.md), 300k steps,
+    three seeds: ΔP +2.85, +2.92, +2.91 % against +2.34, +2.29, +2.12 % wearable-only, as
+    many injured days as the tested MPC, paired."""
     test_session: str | None = "tempo_threshold"
     test_draws: int = 1024
     """Performance responses the tests' belief draws per athlete."""

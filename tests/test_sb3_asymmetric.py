@@ -75,7 +75,7 @@ def test_an_asymmetric_run_saves_data_only_and_acts_from_the_observation(cohort,
                                                                         tmp_path) -> None:
     config = SB3SACConfig(hidden_sizes=(16, 16), batch_size=32, buffer_size=2_000,
                           learning_starts=100, replay_ratio=0.125, gamma=1.0,
-                          asymmetric_critic=True)
+                          asymmetric_critic=True, tests_every=0)
     run = train("sac-continuous", cohort, 8 * 20 * 2, seed=0, device="cpu", out_dir=tmp_path,
                 n_envs=8, env_config=SHORT_ENV, agent_config=config, progress=False)
     assert sorted(p.name for p in (run / "model").iterdir()) == [

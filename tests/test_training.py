@@ -197,7 +197,7 @@ def test_maskable_ppo_trains_saves_and_loads_to_identical_masked_actions(cohorts
 def test_continuous_sb3_sac_returns_box_actions_that_survive_a_round_trip(cohorts,
                                                                          tmp_path) -> None:
     config = SB3SACConfig(hidden_sizes=(32, 32), batch_size=32, buffer_size=2_000,
-                          learning_starts=80, replay_ratio=0.125)
+                          learning_starts=80, replay_ratio=0.125, tests_every=0)
     run_dir = train("sac-continuous", cohorts[0], 8 * 20 * 2, seed=2, out_dir=tmp_path,
                     n_envs=8, env_config=SHORT_ENV, agent_config=config, progress=False)
     meta = json.loads((run_dir / "run.json").read_text())
