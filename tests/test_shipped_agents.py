@@ -1,7 +1,7 @@
 """The shipped agents (models/agents, issue 20): finished run directories of weights and JSON
 settings that `periodize evaluate --runs` and `periodize plan --policy` accept, and that play
-by the rules; the SAC (warm-started from the tested student shipped beside it) and the student
-read the monthly tests they are handed."""
+by the rules; each reads the monthly tests it is handed (the SAC warm-started from the tested
+student shipped beside it, the student, and SB3's continuous SAC trained on tested athletes)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from simulator.env import EnvConfig
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "shipped"
 AGENTS = ROOT / "models" / "agents"
-SHIPPED = [("sac", "sac", "sac", True), ("sac-continuous", "sac-continuous", "sac-continuous", False),
+SHIPPED = [("sac", "sac", "sac", True),
+           ("sac-continuous", "sac-continuous", "sac-continuous", True),
            ("mpc-distilled-tested", "mpc-distilled", "mpc-distilled", True)]
 """(directory, agent recorded in run.json, policy name, reads performance tests)."""
 
