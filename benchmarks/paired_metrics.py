@@ -5,11 +5,11 @@
 
 Reads each evaluation folder's `athletes.csv` (one row per policy and athlete; or
 `athletes.csv.gz`) and its `config.json`. Folders may be combined only when they judged the
-same athletes the same way (cohort, athletes, episode days and seed, performance tests): then
-every policy met the same athletes under the same simulator draws, and the difference of two
-policies athlete by athlete is far tighter than their two means' intervals. A policy found in
-several folders with identical rows is kept once; one whose rows differ becomes NAME@FOLDER. For each policy
-other than `--reference` and each metric: the mean of (policy − reference), its 95 % bootstrap
+same athletes the same way (cohort, athletes, episode days and seed, shard size, performance
+tests): then every policy met the same athletes under the same simulator draws, and the
+difference of two policies athlete by athlete is far tighter than their two means' intervals.
+A policy found in several folders with identical rows is kept once; one whose rows differ
+becomes NAME@FOLDER. For each policy other than `--reference` and each metric: the mean of (policy − reference), its 95 % bootstrap
 interval (athletes resampled), the share of athletes above, equal to and below, and the
 Wilcoxon signed-rank p. With `--oracle NAME --random NAME` (policies of any of the folders),
 also each policy's share of the oracle's ΔP gain over random with its bootstrap interval
