@@ -293,29 +293,16 @@ def _train_discrete_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: 
     n_latent = len(CRITIC_STATE_NAMES) if config.asymmetric_critic else 0
     n_features = N_FEATURES
     train_env: Any = env
-    policy: Any = None
+    deployed = None
     if config.warm_start:
         return _train_warm_sac(env, config, steps, seed, device, run_dir, progress,
                                checkpoint_every, max_seconds, on_checkpoint, n_latent)
     if config.tests_every:
-        from agents.sac_tested import (
-            N_TEST_FEATURES,
-            TestedSAC,
-            TestedTrainingEnv,
-            TestSettings,
-            load_world_model,
-        )
-
-        tests = TestSettings(every=config.tests_every, session=config.test_session,
-                             draws=config.test_draws)
-        model = load_world_model(model_dir)
-        train_env = TestedTrainingEnv(env, model, tests, seed=seed)
-        n_features += N_TEST_FEATURES
+        train_env, deployed = _tested_training(env, config, seed, model_dir)
+        n_features = int(train_env.observation_space.shape[0])
     agent = DiscreteSAC(config, n_features=n_features, n_latent=n_latent, device=device,
                         seed=seed)
-    if config.tests_every:
-        policy = TestedSAC(agent, model, tests, seed=seed, model_dir=model_dir)
-    saver = agent if policy is None else policy
+    saver = agent if deployed is None else deployed(agent)
     return _run_sac(agent, train_env, saver, steps, seed, run_dir, progress, checkpoint_every,
                     max_seconds, on_checkpoint)
 
@@ -387,6 +374,25 @@ def _train_warm_sac(env: BatchedPeriodizationEnv, config: SACConfig, steps: int,
                     max_seconds, on_checkpoint)
 
 
+def _tested_training(env: BatchedPeriodizationEnv, config: Any, seed: int,
+                     model_dir: str | None) -> tuple[Any, Callable[[Any], Any]]:
+    """The tested athlete of a learner's `config` (`tests_every`, `test_session`,
+    `test_draws`; `agents.sac_tested`): the training env whose athletes are tested, and what
+    turns the trained actor into the deployed `TestedSAC` (its belief draws from the world
+    model of `model_dir`, None: shipped)."""
+    from agents.sac_tested import TestedSAC, TestedTrainingEnv, TestSettings, load_world_model
+
+    tests = TestSettings(every=config.tests_every, session=config.test_session,
+                         draws=config.test_draws)
+    world = load_world_model(model_dir)
+
+    def deployed(actor: Any) -> Any:
+        return TestedSAC(actor, world, tests, seed=seed, model_dir=model_dir,
+                         env_config=env.config)
+
+    return TestedTrainingEnv(env, world, tests, seed=seed), deployed
+
+
 def _model_dir(cohort: Cohort) -> str | None:
     """The world model a cohort was drawn from, as a tested SAC's checkpoint names it: None
     for the shipped model (found wherever the package is), else the directory's absolute
@@ -430,21 +436,7 @@ def _train_sb3(agent: str, env: BatchedPeriodizationEnv, config: SB3SACConfig | 
     observed: Any = env
     wrap = None
     if getattr(config, "tests_every", 0):
-        from agents.sac_tested import (
-            TestedSAC,
-            TestedTrainingEnv,
-            TestSettings,
-            load_world_model,
-        )
-
-        tests = TestSettings(every=config.tests_every, session=config.test_session,
-                             draws=config.test_draws)
-        world = load_world_model(model_dir)
-        observed = TestedTrainingEnv(env, world, tests, seed=seed)
-
-        def wrap(adapter: Any) -> Any:
-            return TestedSAC(adapter, world, tests, seed=seed, model_dir=model_dir,
-                             env_config=env.config)
+        observed, wrap = _tested_training(env, config, seed, model_dir)
     n_observed = int(observed.observation_space.shape[0])
     normalizer = RunningNormalizer(n_observed, clip=config.obs_clip)
     venv: Any = NormalizedVecEnv(observed, normalizer)
