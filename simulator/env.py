@@ -70,7 +70,12 @@ from simulator.constraints import (
     overtraining_score,
     soft_penalty,
 )
-from simulator.rewards import RewardConfig, recovery_term, step_reward
+from simulator.rewards import (
+    RewardConfig,
+    expected_injured_mornings,
+    recovery_term,
+    step_reward,
+)
 
 _HRV_RANGE, _RHR_RANGE = NUMERIC_COLUMNS["hrv_rmssd_ms"], NUMERIC_COLUMNS["rhr_bpm"]
 REST = ACTIONS.index("rest")
@@ -588,7 +593,12 @@ class Simulation:
         self.perf_trace[:, morning] = self.performance()
         penalty = soft_penalty(self.reading["recovery_pct"], self.hard_run, -self.hrv_z,
                                cfg.safety)
-        penalty = penalty + cfg.reward.injury_day_penalty * (self.injury_left > 0)
+        if cfg.reward.injury_cost == "expected":  # tonight's onset, priced at its mean
+            injured = np.where(was_injured, 0.0, h) * expected_injured_mornings(
+                cfg.injury_mean_days, cfg.episode_days - morning + 1)
+        else:
+            injured = (self.injury_left > 0).astype(float)
+        penalty = penalty + cfg.reward.injury_day_penalty * injured
         rec = recovery_term(self.reading["recovery_pct"], self.typical_recovery)
         final = morning >= cfg.episode_days
         reward = step_reward(cfg.reward, self.perf_trace, morning, final, rec, penalty)

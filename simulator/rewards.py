@@ -9,7 +9,11 @@ day t, on the morning of day t + 1:
   recovery is the athlete's recovery baseline (logistic of mu_rec, %); centring it on the
   athlete's own baseline keeps it from being a constant per-step bonus;
 - the seed's soft penalty (constraints.soft_penalty: recovery < 33, more than 2 hard days in a
-  row, HRV drop > 2 SD) plus `injury_day_penalty` for each day that starts injured or ill.
+  row, HRV drop > 2 SD) plus `injury_day_penalty` for each day that starts injured or ill
+  (`injury_cost="realised"`), or, with `injury_cost="expected"`, for each injured morning an
+  onset tonight is expected to bring (the day's onset hazard × E[min(episode length, mornings
+  left)]): the price the MPC's objective puts on a plan (`simulator.rollout`), with the same
+  expectation as the realised cost but without its noise.
 
 Potential-based (`kind="potential"`, the default)
     r_t = (P_{t+1} − P_t) + w_rec·R_recovery(t+1) − λ·penalty_t.
@@ -42,6 +46,16 @@ from dataclasses import dataclass
 import numpy as np
 
 REWARD_KINDS: tuple[str, ...] = ("potential", "multi_horizon", "short_term")
+INJURY_COSTS: tuple[str, ...] = ("realised", "expected")
+
+
+def expected_injured_mornings(mean_days: float, mornings_left: np.ndarray) -> np.ndarray:
+    """E[min(L, K)] for an episode length L geometric on 1, 2, … with mean `mean_days` (≥ 1,
+    the simulator's) and K = `mornings_left` mornings before the episode ends (negative: 0):
+    Σ_{j=1..K} P(L ≥ j) = mean_days·(1 − (1 − 1/mean_days)^K)."""
+    k = np.maximum(np.asarray(mornings_left, dtype=float), 0.0)
+    stay = 1.0 - 1.0 / mean_days  # P(L ≥ j + 1 | L ≥ j)
+    return mean_days * (1.0 - stay ** k)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,10 @@ class RewardConfig:
     injury_day_penalty: float = 15.0
     """Soft-penalty units for each morning that starts injured or ill (seed §2.3: the penalty
     includes injury flags)."""
+    injury_cost: str = "realised"
+    """How injured mornings are charged: `realised`, on each morning that starts injured;
+    `expected`, the day an onset becomes possible, as its hazard × the injured mornings it is
+    expected to bring (module docstring)."""
 
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
@@ -77,6 +95,8 @@ class RewardConfig:
         if not (self.gamma > self.beta > self.alpha >= 0):
             raise ValueError("the multi-horizon weights need gamma > beta > alpha >= 0 "
                              f"(seed §2.3), got {self.alpha}, {self.beta}, {self.gamma}")
+        if self.injury_cost not in INJURY_COSTS:
+            raise ValueError(f"injury_cost {self.injury_cost!r} is not one of {INJURY_COSTS}")
         if self.adaptation_days < 1 or self.fitness_days < 1:
             raise ValueError("reward windows must be at least one day")
 

@@ -327,3 +327,36 @@ def test_critic_state_is_training_only_and_kept_before_the_auto_reset(cohort):
     np.testing.assert_allclose(terminal[:, perf], [s[4]["latent"]["performance"] for s in steps],
                                rtol=1e-5)
     assert batched.observation_space.shape == (len(FEATURE_NAMES),)  # the obs is unchanged
+
+
+def test_expected_injury_cost_has_the_realised_cost_mean():
+    """`RewardConfig(injury_cost="expected")` charges each night's onset hazard × the injured
+    mornings it would bring: over many athletes its total is the realised injured mornings'
+    (the same athletes, draws and actions; only the reward differs), and the dynamics are
+    untouched."""
+    from simulator.rewards import expected_injured_mornings
+
+    lengths = 1 + np.floor(np.log(np.random.default_rng(0).uniform(size=200_000))
+                           / np.log1p(-1 / 5.0))  # the simulator's episode lengths
+    for k in (0, 1, 3, 10):
+        assert expected_injured_mornings(5.0, k) == pytest.approx(
+            np.minimum(lengths, k).mean(), rel=0.01, abs=1e-12)
+    many = generate_cohort(WorldModel.load(MODEL_DIR), 400, seed=5)
+    base = EnvConfig(episode_days=60, warmup_days=10)
+    totals = {}
+    for cost in ("realised", "expected"):
+        cfg = replace(base, reward=replace(base.reward, injury_cost=cost, penalty_weight=1.0))
+        sim = Simulation(many, many.n, cfg)
+        sim.reset(3)
+        rng = np.random.default_rng(1)
+        injured = np.zeros(many.n)
+        for _ in range(cfg.episode_days):
+            sim.step(rng.integers(0, 6, many.n))
+            injured += sim.injury_left > 0
+        totals[cost] = (sim.stats["penalty"].sum(), injured.copy())
+    realised_pen, injured_r = totals["realised"]
+    expected_pen, injured_e = totals["expected"]
+    np.testing.assert_array_equal(injured_r, injured_e)  # same athletes, same injuries
+    injury_part = expected_pen - (realised_pen - 15.0 * injured_r.sum())
+    assert injured_r.sum() > 300  # enough injured mornings to compare means
+    assert injury_part == pytest.approx(15.0 * injured_r.sum(), rel=0.2)
