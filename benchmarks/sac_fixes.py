@@ -140,11 +140,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "warm-tested-lr1e-4": {"config": {"tests_every": 28, "learning_rate": 1e-4},
                            "warm": True},
     "warm-tested-seed1": {"config": {"tests_every": 28}, "warm": True, "seed": 1},
+    # SB3's continuous SAC as shipped since 2026-12-07: today's defaults (the tested athlete,
+    # γ 1, the asymmetric critic) on today's env, sessions cut to the seed's lengths
+    "sac-continuous-default-tested": {"agent": "sac-continuous", "config": {}, "today": True},
 }
 """Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
 (EnvConfig overrides for training), `seed` (training seed, default `--seed`), `warm` (the
 SAC starts from the distilled student `--warm-start`: `SACConfig.warm_start`), `student`
-(the `--warm-start` student itself, scored as it is, not trained). Every result
+(the `--warm-start` student itself, scored as it is, not trained), `today` (a continuous
+variant on today's env rather than `UNCUT_SESSIONS`). Every result
 records its resolved `agent_config`: the committed results were run when the SAC default had
 no critic LayerNorm, so their `fixed*` specs read `{}` where this table now says `NO_LN`."""
 DEFAULT_VARIANTS = ("old", "fixed", "objective+temperature", "asymmetric-only", "fixed-layernorm")
@@ -201,7 +205,8 @@ def _train_and_score(name: str, spec: dict[str, Any], args: argparse.Namespace,
         return _score_student(name, spec, args, refs, test)
     agent = spec.get("agent", "sac")
     # the continuous variants were measured before sessions were cut to the seed's lengths
-    env_cfg = _env_config({**(UNCUT_SESSIONS if agent == "sac-continuous" else {}),
+    uncut = agent == "sac-continuous" and not spec.get("today")
+    env_cfg = _env_config({**(UNCUT_SESSIONS if uncut else {}),
                            **spec.get("env", {})})
     sessions = {"seed_session_lengths": env_cfg.seed_session_lengths}
     overrides = dict(spec.get("config", {}))
