@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-n", type=int, default=200)
     parser.add_argument("--sac-steps", type=int, default=1_000_000)
     parser.add_argument("--ppo-steps", type=int, default=1_000_000)
-    parser.add_argument("--sac-continuous-steps", type=int, default=300_000)
+    parser.add_argument("--sac-continuous-steps", type=int, default=600_000)
     parser.add_argument("--sac-warm-steps", type=int, default=300_000)
     parser.add_argument("--warm-student-n", type=int, default=256,
                         help="training athletes of the tested student the sac-warm learner "
