@@ -143,6 +143,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # SB3's continuous SAC as shipped since 2026-12-07: today's defaults (the tested athlete,
     # γ 1, the asymmetric critic) on today's env, sessions cut to the seed's lengths
     "sac-continuous-default-tested": {"agent": "sac-continuous", "config": {}, "today": True},
+    "sac-continuous-default-tested-seed1": {"agent": "sac-continuous", "config": {},
+                                            "today": True, "seed": 1},
+    "sac-continuous-default-tested-seed2": {"agent": "sac-continuous", "config": {},
+                                            "today": True, "seed": 2},
 }
 """Named variants: `agent` (default `sac`), `config` (agent-config overrides), `env`
 (EnvConfig overrides for training), `seed` (training seed, default `--seed`), `warm` (the
