@@ -12,8 +12,10 @@ day t, on the morning of day t + 1:
   row, HRV drop > 2 SD) plus `injury_day_penalty` for each day that starts injured or ill
   (`injury_cost="realised"`), or, with `injury_cost="expected"`, for each injured morning an
   onset tonight is expected to bring (the day's onset hazard × E[min(episode length, mornings
-  left)]): the price the MPC's objective puts on a plan (`simulator.rollout`), with the same
-  expectation as the realised cost but without its noise.
+  left)]): the realised cost's expectation without its noise. The MPC's objective
+  (`simulator.rollout`) prices an onset the same way but caps the mean length at the mornings
+  left (min(mean, K)) instead of taking E[min(L, K)]: the two differ only near the episode's
+  end.
 
 Potential-based (`kind="potential"`, the default)
     r_t = (P_{t+1} − P_t) + w_rec·R_recovery(t+1) − λ·penalty_t.
