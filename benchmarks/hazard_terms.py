@@ -43,11 +43,10 @@ class _HazardLog:
         from simulator import env
 
         self.days: list[np.ndarray] = []
-        self._terms = hazard_terms
 
         def logged(acwr, recovery, monotony, params):
             h = daily_hazard(acwr, recovery, monotony, params)
-            spike, low, mono = self._terms(acwr, recovery, monotony, params)
+            spike, low, mono = hazard_terms(acwr, recovery, monotony, params)
             self.days.append(np.stack([np.broadcast_to(x, h.shape) for x in
                                        (h, spike, low, mono, acwr, monotony)]))
             return h
