@@ -28,6 +28,18 @@ belief draws and weighs the same way, so its inputs gain the weighted draws' sum
 the tests are worth to the student is measured by `benchmarks/performance_tests.py`
 (docs/results.md).
 
+The injury guard (`SACConfig.hazard_margin`, set for a SAC fine-tuned from a student,
+`agents.sac_warm`): the planner prices tonight's injury or illness onset in its objective, a
+network only copies or learns around it, and the warm-started SAC started about 0.1 more
+injured days per athlete and 90 days than the tested planner (issue 20). With a margin, each
+morning the belief computes every session's onset hazard tonight (`AthleteBelief.
+night_hazards`: the reported loads followed by the session's, this morning's recovery, the
+population's typical hazard, as the planner's first roll-out day) and the network chooses
+among the allowed sessions within `margin` of the lowest (`guarded_mask`). It is applied
+where the policy acts (evaluations, plans), not in the SAC's training env: a shield on a
+trained policy (Alshiekh et al. 2018, "Safe reinforcement learning via shielding", AAAI), not
+a hard rule (the plan's `reason` names only those).
+
 The network is `DiscreteSAC`'s actor (the same network, observation normaliser and checkpoint
 format) trained by masked cross-entropy with early stopping on held-out athletes; its critics
 are not trained. What did not raise the agreement on those 256 athletes: the CEM's final
@@ -128,6 +140,15 @@ def student_inputs(obs: np.ndarray, belief: AthleteBelief) -> np.ndarray:
     return np.concatenate([np.asarray(obs, dtype=np.float32), belief.features()], axis=1)
 
 
+def guarded_mask(hazards: np.ndarray, mask: np.ndarray, margin: float) -> np.ndarray:
+    """`mask` without the sessions whose onset hazard tonight (`AthleteBelief.night_hazards`,
+    (N, A)) exceeds the lowest of the allowed sessions' by more than `margin`: the injury
+    guard of a trained policy (module docstring). The lowest-hazard allowed session always
+    stays, so a row that allowed something still does."""
+    allowed = np.where(mask, hazards, np.inf)
+    return mask & (allowed <= allowed.min(axis=1, keepdims=True) + margin)
+
+
 class DistilledPlanner:
     """The distilled planner as a `Policy` (module docstring): the planner's belief tracker and
     a network on (observation, belief). Batched over athletes; call `act` once per morning."""
@@ -162,6 +183,9 @@ class DistilledPlanner:
         """Today's session of each athlete, (N,) int64, allowed by `mask`."""
         obs, mask = check_batch(obs, mask)
         self.belief.observe(obs)
+        margin = self.network.config.hazard_margin
+        if margin is not None:
+            mask = guarded_mask(self.belief.night_hazards(), mask, margin)
         action = self.network.act(student_inputs(obs, self.belief), mask)
         self.belief.record_executed(action)
         return action

@@ -55,7 +55,12 @@ from agents.lanes import lane, lane_rng
 from agents.policy import check_batch
 from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics import banister
-from physiology_model.dynamics.hazard import typical_hazard_params
+from physiology_model.dynamics.hazard import (
+    acute_chronic_ratio,
+    daily_hazard,
+    training_monotony,
+    typical_hazard_params,
+)
 from physiology_model.dynamics.observation import (
     WARM_START_DAYS,
     channel_decays,
@@ -691,6 +696,27 @@ class AthleteBelief:
                                          ess_share[:, None]], axis=1))
         out = np.concatenate(parts, axis=1).astype(np.float32)
         return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def night_hazards(self) -> np.ndarray:
+        """Tonight's injury/illness onset hazard of each session, (N, N_ACTIONS), after this
+        morning's `observe`: `daily_hazard` of the loads reported so far followed by the
+        session's nominal load, and of this morning's recovery, under the belief's hazard
+        parameters (the population's typical ones, as the planner's roll-outs score their
+        first day). 0 for an athlete injured this morning (no new episode can start)."""
+        if self._n is None:
+            raise ValueError("night_hazards() needs a morning observed first")
+        n = self._n
+        series = np.concatenate(
+            [np.broadcast_to(self._ring[:, None, :], (n, N_ACTIONS, RING_DAYS)),
+             np.broadcast_to(ACTION_W[None, :, None], (n, N_ACTIONS, 1))], axis=2)
+        acwr = acute_chronic_ratio(series)[..., -1]
+        monotony = training_monotony(series[..., -7:])[..., -1]
+        recovery = np.broadcast_to(
+            np.asarray(self._readings[-1]["recovery_pct"], dtype=float)[:, None], acwr.shape)
+        params = typical_hazard_params() if self.known_hazard is None else self.known_hazard
+        hazard = daily_hazard(acwr, recovery, monotony, params)
+        injured = self._obs[:, _F["injury"]] > 0.5
+        return np.where(injured[:, None], 0.0, hazard)
 
     def rollout_start(self, obs: np.ndarray) -> RolloutStart:
         """What the plans of this morning are scored from."""

@@ -251,6 +251,13 @@ class SACConfig:
     oracle's gain on 1,000 held-out athletes in three seeds, its student's share
     (benchmarks/full_evaluation.py, `sac-warm`; docs/results.md)."""
 
+    hazard_margin: float | None = None
+    """The injury guard of a warm-started SAC (`agents.distill.guarded_mask`): when it acts
+    (evaluation, plans; not in the training env, whose mask stays the hard rules'), sessions
+    whose onset hazard tonight exceeds the lowest allowed session's by more than this
+    probability are left out. None: no guard. Needs `warm_start` (the student's belief
+    tracks the loads it reads)."""
+
     def __post_init__(self) -> None:
         checks = {
             "learning_rate": self.learning_rate > 0, "gamma": 0.0 <= self.gamma <= 1.0,
@@ -270,6 +277,10 @@ class SACConfig:
             "test_session": self.test_session is None or self.test_session in ACTIONS,
             "actor_delay": self.actor_delay >= 0, "bc_weight": self.bc_weight >= 0.0,
             "bc_decay": self.bc_decay >= 0,
+            "hazard_margin": self.hazard_margin is None or (
+                not isinstance(self.hazard_margin, bool)
+                and isinstance(self.hazard_margin, (int, float))
+                and 0.0 <= self.hazard_margin <= 1.0),
             "warm_start": self.warm_start is None or (isinstance(self.warm_start, str)
                                                       and self.warm_start != ""),
         }

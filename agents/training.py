@@ -99,6 +99,10 @@ def _check_arguments(agent: str, steps: int, n_envs: int, agent_config: Any,
     if agent_config is not None and not isinstance(agent_config, wanted):
         raise ValueError(f"agent {agent!r} takes a {wanted.__name__}, got "
                          f"{type(agent_config).__name__}")
+    if (isinstance(agent_config, SACConfig) and agent_config.hazard_margin is not None
+            and not agent_config.warm_start):
+        raise ValueError("hazard_margin guards a SAC warm-started from a distilled student "
+                         "(its belief tracks the loads): set warm_start, or hazard_margin null")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be ≥ 1 env steps, got {checkpoint_every}")
     if torch_threads is not None and torch_threads < 1:
@@ -198,10 +202,14 @@ def train(agent: str, cohort: Cohort | str | Path, steps: int, seed: int = 0,
     return run_dir
 
 
-WARM_SAC = {"bc_weight": 1.0}
+WARM_SAC = {"bc_weight": 1.0, "hazard_margin": 0.005}
 """The warm-started SAC's settings over `SACConfig`'s defaults (besides `warm_start`): a steady
 behaviour-cloning term toward its student, the one variant of `benchmarks/sac_fixes.py
---warm-start` that kept the student's share of the oracle's gain (docs/results.md)."""
+--warm-start` that kept the student's share of the oracle's gain (docs/results.md), and the
+injury guard (`agents.distill.guarded_mask`) at 0.005, chosen on the 1,000 validation
+athletes (seed 6000) among 0.001, 0.003, 0.005 and 0.008: injured days against the tested
+MPC +0.09 without it, −0.30, −0.20, −0.13 and +0.01 with them, ΔP −0.08, −0.30, −0.13, −0.10
+and −0.10 (docs/results.md, "The injury guard")."""
 STUDENT_ATHLETES = 256
 """Training athletes the recipe's student is distilled on (the shipped student's count)."""
 KEEP_STUDENT_HINT = (" (a SAC run that stopped keeps its finished student: remove only its "

@@ -197,3 +197,77 @@ def test_a_planner_distilled_with_tests_reads_them(model, tmp_path):
     used = [n for n in plan["notes"] if "performance test(s) used" in n]
     assert len(used) == 1 and used[0].startswith("3 of 3 performance test(s) used")
     assert float(used[0].split("an effective ")[1].split(" of")[0]) < 32
+
+
+def test_the_guard_sees_tonights_hazard_as_the_simulator_draws_it(model):
+    """`AthleteBelief.night_hazards` of the session done is the hazard the simulator draws the
+    onset from (under the same, typical, hazard parameters) once the belief's 28-day load
+    ring holds reported loads only."""
+    from physiology_model.dynamics.hazard import daily_hazard, typical_hazard_params
+    from simulator.env import _acwr_and_monotony
+
+    config = EnvConfig(episode_days=40, warmup_days=14)
+    cohort = generate_cohort(model, 6, seed=3)
+    sim = Simulation(cohort, 6, config)
+    obs = sim.reset(4)
+    planner = DistilledPlanner(model, DiscreteSAC(seed=0, n_features=N_INPUTS),
+                               MPCConfig(episode_days=config.episode_days))
+    planner.reset(0)
+    rng = np.random.default_rng(0)
+    compared = 0
+    for day in range(config.episode_days - 1):
+        mask = sim.agent_mask.copy()
+        planner.belief.observe(obs)
+        hazards = planner.belief.night_hazards()
+        assert hazards.shape == (6, 6) and np.all((hazards >= 0) & (hazards <= 1))
+        action = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
+        recovery, injured = sim.reading["recovery_pct"].copy(), sim.injury_left > 0
+        planner.belief.record_executed(action)
+        obs, _, _ = sim.step(action)
+        acwr, mono = _acwr_and_monotony(sim.load_ring, sim.ring_pos)
+        drawn = daily_hazard(acwr, recovery, mono, typical_hazard_params())
+        if day >= 29:
+            rows = ~injured & (sim.last_executed == action)
+            np.testing.assert_allclose(hazards[rows, action[rows]], drawn[rows], rtol=1e-6)
+            assert np.all(hazards[injured] == 0.0)
+            compared += int(rows.sum())
+    assert compared > 40
+
+
+def test_the_guard_leaves_out_only_sessions_well_above_the_safest_allowed():
+    from agents.distill import guarded_mask
+
+    hazards = np.array([[0.010, 0.012, 0.020, 0.030, 0.001, 0.016],
+                        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    mask = np.array([[True, True, True, True, False, True],
+                     [True, False, True, True, True, True]])
+    guarded = guarded_mask(hazards, mask, 0.005)
+    # the lowest allowed is 0.010 (0.001 is not allowed): 0.012 stays, 0.016 / 0.020 go
+    np.testing.assert_array_equal(guarded[0], [True, True, False, False, False, False])
+    np.testing.assert_array_equal(guarded[1], mask[1])  # an injured athlete: all hazards 0
+    assert not (guarded & ~mask).any()
+
+
+def test_a_sac_with_a_hazard_margin_acts_within_it(model, tmp_path):
+    """The margin travels in the SAC's settings, survives save and load, and the loaded policy
+    never chooses a session above the guard; without it the same network may."""
+    from agents.distill import guarded_mask
+    from agents.sac import SACConfig
+
+    config = MPCConfig(episode_days=SHORT.episode_days)
+    network = DiscreteSAC(SACConfig(hazard_margin=0.0), seed=0, n_features=N_INPUTS)
+    DistilledPlanner(model, network, config).save(tmp_path / "guarded")
+    loaded = DistilledPlanner.load(tmp_path / "guarded", model=model)
+    assert loaded.network.config.hazard_margin == 0.0
+    cohort = generate_cohort(model, 8, seed=5)
+    sim = Simulation(cohort, 8, SHORT)
+    obs = sim.reset(1)
+    loaded.reset(0)
+    for _ in range(SHORT.episode_days - 1):
+        mask = sim.agent_mask.copy()
+        action = loaded.act(obs, mask)
+        allowed = guarded_mask(loaded.belief.night_hazards(), mask, 0.0)
+        assert allowed[np.arange(8), action].all()
+        obs, _, _ = sim.step(action)
+    with pytest.raises(ValueError, match="hazard_margin"):
+        SACConfig(hazard_margin=1.5)

@@ -222,7 +222,8 @@ def test_the_recipe_distils_its_student_then_starts_the_sac_from_it(model, cohor
     assert student_config(SACConfig(**WARM_SAC)) == DistillConfig(tests_every=28,
                                                                  performance_draws=1024)
     assert student_config(SACConfig(tests_every=0)).performance_draws == 0
-    sac = _warm_config(None, warm_start=None, bc_weight=1.0, learning_starts=30)
+    sac = _warm_config(None, warm_start=None, bc_weight=1.0, learning_starts=30,
+                       hazard_margin=0.004)
     student = student_config(sac, rounds=1, max_epochs=2)
     assert (student.tests_every, student.performance_draws, student.hidden_sizes) == (
         4, DRAWS, (16,))
@@ -239,7 +240,12 @@ def test_the_recipe_distils_its_student_then_starts_the_sac_from_it(model, cohor
     # the shipped model by its name, which resolves wherever the package is installed
     belief = json.loads((run / "student" / "model" / "belief.json").read_text())
     assert distilled["model_dir"] == belief["model_dir"] == "shipped"
-    assert isinstance(load_agent(run), DistilledPlanner)
+    policy = load_agent(run)
+    assert isinstance(policy, DistilledPlanner)
+    # the injury guard is the SAC's setting, in its checkpoint; the student has none
+    assert policy.network.config.hazard_margin == record["agent_config"]["hazard_margin"] \
+        == 0.004
+    assert load_agent(run / "student").network.config.hazard_margin is None
     with pytest.raises(ValueError, match="remove only its run.json"):
         train_warm_sac(cohort, 60, model=model, out_dir=tmp_path, run_name="recipe")
     # a run stopped after its student: the rerun reuses the student, not a changed one
@@ -282,11 +288,13 @@ def test_periodize_train_sac_defaults_to_the_recipe(cohort, tmp_path, monkeypatc
     assert kw["student_athletes"] == 3 and kw["student"].rounds == 1
     assert kw["student"].performance_draws == kw["sac_config"].test_draws == 1024
     assert (kw["sac_config"].bc_weight, kw["sac_config"].learning_rate) == (1.0, 0.001)
+    assert kw["sac_config"].hazard_margin == training.WARM_SAC["hazard_margin"] == 0.005
     assert kw["model"] is None and "train" not in calls
     # a warm_start of its own, or none (null), is an ordinary SAC run, with no student
     assert main([*base, "--agent-config", '{"warm_start": null}', "--out",
                  str(tmp_path / "b")]) == 0
-    assert calls.pop("train")["agent_config"].warm_start is None and not calls
+    cold = calls.pop("train")["agent_config"]
+    assert cold.warm_start is None and cold.hazard_margin is None and not calls
     capsys.readouterr()
     assert main([*base, "--agent-config", json.dumps({"warm_start": None, "student": {}}),
                  "--out", str(tmp_path / "c")]) == 2

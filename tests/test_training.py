@@ -159,6 +159,10 @@ def test_train_rejects_bad_arguments(cohorts, tmp_path) -> None:
         train("dqn", cohorts[0], 100, out_dir=tmp_path)
     with pytest.raises(ValueError, match="takes a SACConfig"):
         train("sac", cohorts[0], 100, out_dir=tmp_path, agent_config=PPOConfig())
+    with pytest.raises(ValueError, match="hazard_margin guards a SAC warm-started"):
+        train("sac", cohorts[0], 100, out_dir=tmp_path,
+              agent_config=SACConfig(hazard_margin=0.005))
+    assert not any(tmp_path.iterdir())  # refused before anything was written
     with pytest.raises(ValueError, match="steps"):
         train("ppo", cohorts[0], 0, out_dir=tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
