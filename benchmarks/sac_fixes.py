@@ -135,6 +135,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "warm-tested-bc": {"config": {"tests_every": 28, "bc_weight": 1.0, "bc_decay": 60_000},
                        "warm": True},
     "warm-tested-bc-steady": {"config": {"tests_every": 28, "bc_weight": 1.0}, "warm": True},
+    # the same with the injury guard of the shipped recipe (training is the same run's: the
+    # guard acts only when the checkpoints are scored)
+    "warm-tested-bc-steady-guarded": {"config": {"tests_every": 28, "bc_weight": 1.0,
+                                                 "hazard_margin": 0.005}, "warm": True},
     "warm-tested-bc-steady-seed1": {"config": {"tests_every": 28, "bc_weight": 1.0},
                                     "warm": True, "seed": 1},
     "warm-tested-lr1e-4": {"config": {"tests_every": 28, "learning_rate": 1e-4},

@@ -213,6 +213,8 @@ def test_tampered_weights_are_one_error_naming_the_file(tmp_path) -> None:
     (lambda m: m["config"].update(hidden_sizes=[10**7]), ("config.json", "hidden_sizes")),
     (lambda m: m["config"].update(gamma="high"), ("config.json", "'config'")),
     (lambda m: m["config"].update(nonsense=1), ("config.json", "nonsense")),
+    (lambda m: m["config"].update(hazard_margin="off"), ("config.json", "hazard_margin")),
+    (lambda m: m["config"].update(hazard_margin=True), ("config.json", "hazard_margin")),
     (lambda m: m.pop("config"), ("config.json", "'config'", "missing")),
     (lambda m: m.update(gradient_steps=-5), ("config.json", "gradient_steps")),
 ])
