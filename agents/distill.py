@@ -30,8 +30,8 @@ the tests are worth to the student is measured by `benchmarks/performance_tests.
 
 The injury guard (`SACConfig.hazard_margin`, set for a SAC fine-tuned from a student,
 `agents.sac_warm`): the planner prices tonight's injury or illness onset in its objective, a
-network only copies or learns around it, and the warm-started SAC started about 0.1 more
-injured days per athlete and 90 days than the tested planner (issue 20). With a margin, each
+network only copies or learns around it, and the warm-started SAC had about 0.1 more injured
+days per athlete and 90 days than the tested planner (issue 20). With a margin, each
 morning the belief computes every session's onset hazard tonight (`AthleteBelief.
 night_hazards`: the reported loads followed by the session's, this morning's recovery, the
 population's typical hazard, as the planner's first roll-out day) and the network chooses

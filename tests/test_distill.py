@@ -251,7 +251,7 @@ def test_the_guard_leaves_out_only_sessions_well_above_the_safest_allowed():
 def test_a_sac_with_a_hazard_margin_acts_within_it(model, tmp_path):
     """The margin travels in the SAC's settings, survives save and load, and the loaded policy
     never chooses a session above the guard; without it the same network may."""
-    from agents.distill import guarded_mask
+    from agents.distill import guarded_mask, student_inputs
     from agents.sac import SACConfig
 
     config = MPCConfig(episode_days=SHORT.episode_days)
@@ -263,11 +263,16 @@ def test_a_sac_with_a_hazard_margin_acts_within_it(model, tmp_path):
     sim = Simulation(cohort, 8, SHORT)
     obs = sim.reset(1)
     loaded.reset(0)
+    assert loaded.network.deterministic
+    outside = 0
     for _ in range(SHORT.episode_days - 1):
         mask = sim.agent_mask.copy()
         action = loaded.act(obs, mask)
         allowed = guarded_mask(loaded.belief.night_hazards(), mask, 0.0)
         assert allowed[np.arange(8), action].all()
+        free = loaded.network.act(student_inputs(obs, loaded.belief), mask)
+        outside += int((~allowed[np.arange(8), free]).sum())
         obs, _, _ = sim.step(action)
+    assert outside > 0  # the guard changed some choices
     with pytest.raises(ValueError, match="hazard_margin"):
         SACConfig(hazard_margin=1.5)
