@@ -211,7 +211,8 @@ def test_the_guard_sees_tonights_hazard_as_the_simulator_draws_it(model):
     sim = Simulation(cohort, 6, config)
     obs = sim.reset(4)
     planner = DistilledPlanner(model, DiscreteSAC(seed=0, n_features=N_INPUTS),
-                               MPCConfig(episode_days=config.episode_days))
+                               MPCConfig(episode_days=config.episode_days,
+                                         personalize_days=()))  # the loads are what matter
     planner.reset(0)
     rng = np.random.default_rng(0)
     compared = 0
@@ -254,7 +255,7 @@ def test_a_sac_with_a_hazard_margin_acts_within_it(model, tmp_path):
     from agents.distill import guarded_mask, student_inputs
     from agents.sac import SACConfig
 
-    config = MPCConfig(episode_days=SHORT.episode_days)
+    config = MPCConfig(episode_days=SHORT.episode_days, personalize_days=())
     network = DiscreteSAC(SACConfig(hazard_margin=0.0), seed=0, n_features=N_INPUTS)
     DistilledPlanner(model, network, config).save(tmp_path / "guarded")
     loaded = DistilledPlanner.load(tmp_path / "guarded", model=model)
