@@ -55,12 +55,7 @@ from agents.lanes import lane, lane_rng
 from agents.policy import check_batch
 from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics import banister
-from physiology_model.dynamics.hazard import (
-    acute_chronic_ratio,
-    daily_hazard,
-    training_monotony,
-    typical_hazard_params,
-)
+from physiology_model.dynamics.hazard import daily_hazard, typical_hazard_params
 from physiology_model.dynamics.observation import (
     WARM_START_DAYS,
     channel_decays,
@@ -103,6 +98,7 @@ from simulator.rollout import (
     RolloutStart,
     continuation_load,
     draw_innovations,
+    planned_load_risk,
     project_sequences,
 )
 
@@ -705,12 +701,8 @@ class AthleteBelief:
         first day). 0 for an athlete injured this morning (no new episode can start)."""
         if self._n is None:
             raise ValueError("night_hazards() needs a morning observed first")
-        n = self._n
-        series = np.concatenate(
-            [np.broadcast_to(self._ring[:, None, :], (n, N_ACTIONS, RING_DAYS)),
-             np.broadcast_to(ACTION_W[None, :, None], (n, N_ACTIONS, 1))], axis=2)
-        acwr = acute_chronic_ratio(series)[..., -1]
-        monotony = training_monotony(series[..., -7:])[..., -1]
+        loads = np.broadcast_to(ACTION_W[None, :, None], (self._n, N_ACTIONS, 1))
+        acwr, monotony = (x[..., 0] for x in planned_load_risk(self._ring[:, None, :], loads))
         recovery = np.broadcast_to(
             np.asarray(self._readings[-1]["recovery_pct"], dtype=float)[:, None], acwr.shape)
         params = typical_hazard_params() if self.known_hazard is None else self.known_hazard

@@ -283,6 +283,17 @@ class RolloutResult:
     paths: dict[str, np.ndarray] | None = None
 
 
+def planned_load_risk(ring: np.ndarray, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The acute:chronic ratio and the monotony of each planned day: `loads` (..., H) in load
+    units after the past `RING_DAYS` days' loads `ring` (broadcast against `loads`' leading
+    axes), as the hazard reads them on each of the H days (the planner's roll-outs,
+    `agents.mpc.AthleteBelief.night_hazards`). Returns two (..., H) arrays."""
+    ring = np.broadcast_to(ring, loads.shape[:-1] + (RING_DAYS,))
+    series = np.concatenate([ring, loads], axis=-1)
+    return (acute_chronic_ratio(series)[..., RING_DAYS:],
+            training_monotony(series[..., RING_DAYS - 6:])[..., 6:])
+
+
 def draw_innovations(n_athletes: int, n_scenarios: int, horizon: int,
                      rng: np.random.Generator, slow: bool = False) -> np.ndarray:
     """Standard normal innovations of the ln HRV and recovery-logit noise, (N, S, H, 2), and
@@ -747,10 +758,7 @@ class PreparedRollout:
         penalty = soft_penalty(recovery, streak, drop, safety)
 
         # hazard of day h: loads up to h, recovery of morning h (today's is measured)
-        ring = np.broadcast_to(start.load_ring[:, None, :], (n, k, RING_DAYS))
-        series = np.concatenate([ring, w], axis=2)
-        acwr = acute_chronic_ratio(series)[..., RING_DAYS:]
-        monotony = training_monotony(series[..., RING_DAYS - 6:])[..., 6:]
+        acwr, monotony = planned_load_risk(start.load_ring[:, None, :], w)
         later = recovery[..., :-1]
         if self._hazard_shared:
             later, today, acwr_in, mono_in = (later.reshape((n, s) + later.shape[1:]).mean(axis=1),
