@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from agents.lanes import lane, lane_rng
-from agents.policy import check_batch
+from agents.policy import check_batch, weekday_of
 from physiology_model.data.table import ACTIONS
 from physiology_model.dynamics import banister
 from physiology_model.dynamics.hazard import daily_hazard, typical_hazard_params
@@ -628,7 +628,7 @@ class AthleteBelief:
         if self._pending_test is not None:
             self._condition_on_test(self._pending_test)
             self._pending_test = None
-        self._update_residual(self._readings[-1], self._state)
+        self._update_residual(self._readings[-1], self._state, len(self._readings) - 1)
         self._obs = obs
         self.day += 1
 
@@ -731,13 +731,15 @@ class AthleteBelief:
             typical_recovery_pct=logit_to_recovery(self._physiology["mu_rec"]),
             injured_days=injured_days.astype(np.int64),
             days_left=np.full(n, days_left, dtype=np.int64),
-            performance_weights=self._perf_weights)
+            performance_weights=self._perf_weights,
+            weekday=self._weekday(len(self._readings) - 1))
 
     # -- the estimate ------------------------------------------------------------------------
     def _start_episode(self, obs: np.ndarray) -> None:
         cfg = self.config
         n, s = obs.shape[0], cfg.scenarios
         self._n = n
+        self._weekday0 = weekday_of(obs)  # of the first morning: the calendar of the readings
         chronic = np.maximum(obs[:, _F["ctl_trimp"]] / LOAD_SCALE_TRIMP, 0.0)
         acute = np.maximum(obs[:, _F["atl_trimp"]] / LOAD_SCALE_TRIMP, 0.0)
         hi = (obs[:, _F["z45_min_7d"]] + obs[:, _F["strength_min_7d"]]) / 7.0 / HI_LOAD_SCALE_MIN
@@ -829,12 +831,18 @@ class AthleteBelief:
         decays = channel_decays(self._physiology)
         return state[..., :3] * state_normaliser(decays[..., :3])
 
-    def _means(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        """Predicted ln HRV, RHR and recovery logit of each draw for morning `state`, (N, S)."""
+    def _means(self, state: np.ndarray, day: int | None = None) -> dict[str, np.ndarray]:
+        """Predicted ln HRV, RHR and recovery logit of each draw for morning `state`, (N, S),
+        with the weekday offsets of reading `day` (an index into the readings; None: none)."""
         n, s = self._n, self.config.scenarios
         p = {k: v.reshape(-1) for k, v in self._physiology.items()}
-        means = morning_means(p, state, channel_decays(self._physiology))
+        weekday = None if day is None else np.repeat(self._weekday(day), s)[:, None]
+        means = morning_means(p, state, channel_decays(self._physiology), weekday)
         return {k: v.reshape(n, s) for k, v in means.items()}
+
+    def _weekday(self, day: int) -> np.ndarray:
+        """(N,) day of the week of reading `day` (0: the first morning of the episode)."""
+        return (self._weekday0 + day) % 7
 
     def _anchor_baselines(self, obs: np.ndarray) -> None:
         """Population draws get the athlete's own ln HRV and RHR level: the intercepts are
@@ -874,12 +882,13 @@ class AthleteBelief:
         self._noise_cov = np.stack([sd_slow ** 2, sd_fast ** 2, np.zeros_like(sd_fast)], axis=-1)
         self._residual = np.zeros((n, s, 2))
 
-    def _update_residual(self, reading: dict[str, np.ndarray], state: np.ndarray) -> None:
-        """The noise of each draw on the morning of `reading` (in Banister `state`): the
-        reading minus the draw's mean, split into its slow and fast components by a Kalman
+    def _update_residual(self, reading: dict[str, np.ndarray], state: np.ndarray, day: int
+                         ) -> None:
+        """The noise of each draw on the morning of `reading` (reading `day`, in Banister
+        `state`): the reading minus the draw's mean (with that morning's weekday offsets), split into its slow and fast components by a Kalman
         filter (`observation.split_residual`; with no slow component, the whole residual is
         the fast one); a missing reading lets the day before's components decay."""
-        means = self._means(state)
+        means = self._means(state, day)
         observed = np.stack([reading["ln_hrv"][:, None] - means["hrv"],
                              reading["rhr_bpm"][:, None] - means["rhr"],
                              recovery_to_logit(reading["recovery_pct"])[:, None]
@@ -901,8 +910,8 @@ class AthleteBelief:
         def column(key: str) -> np.ndarray:
             return np.array([r[key][athlete] for r in self._readings])
 
-        return AthleteSeries(
-            dates=np.arange(days).astype("datetime64[D]"),
+        return AthleteSeries(  # a calendar with the weekdays of the readings (1970-01-05: a Monday)
+            dates=np.datetime64("1970-01-05") + self._weekday0[athlete] + np.arange(days),
             load=fill_missing_loads(loads, 0.0, WARM_START_DAYS),
             hi_load=fill_missing_loads(hi, 0.0, WARM_START_DAYS),
             hrv=column("ln_hrv"), rhr=column("rhr_bpm"),
@@ -948,7 +957,7 @@ class AthleteBelief:
         athlete = AthleteState(self._initial_state(), None, self._noise_fast, self._noise_slow)
         for day, (w, u) in enumerate(self._loads):
             if given is not None:  # the morning of `day`, now under the posterior
-                self._update_residual(self._readings[day], athlete.banister)
+                self._update_residual(self._readings[day], athlete.banister, day)
             athlete = transition(athlete, params, (w[:, None], u[:, None]), None)
         self._state = athlete.banister
 
@@ -1098,7 +1107,8 @@ def oracle_start(view: dict[str, Any], obs: np.ndarray, scenarios: int) -> Rollo
         ln_hrv_baseline_sd=obs[:, _F["ln_hrv_baseline_sd_28d"]].astype(float),
         typical_recovery_pct=rep(view["typical_recovery"]),
         injured_days=np.asarray(view["injury_left"], dtype=np.int64),
-        days_left=np.full(n, max(int(view["days_left"]), 1), dtype=np.int64))
+        days_left=np.full(n, max(int(view["days_left"]), 1), dtype=np.int64),
+        weekday=weekday_of(obs))
 
 
 class OraclePlanner(_RecedingHorizon):

@@ -93,6 +93,7 @@ from physiology_model.dynamics.observation import (
 from physiology_model.dynamics.params import LOAD_SCALE_TRIMP
 from physiology_model.dynamics.step import AthleteParams, continue_noise
 from physiology_model.errors import DataError
+from physiology_model.features.batch import weekdays
 from physiology_model.model.drift import filter_residuals, noise_components
 from physiology_model.model.forecast import (
     forecast_gaussians,
@@ -377,7 +378,8 @@ def simulate_future(p: dict[str, np.ndarray], series, n_cond: int, rng: np.rando
     filter's Gaussian: slow ~ N(m_s, v_s), fast | slow ~ N(m_f + c/v_s·(slow − m_s), v_f −
     c²/v_s) (on a measured day the two sum to the measured residual exactly)."""
     n_draws, n_days = len(p["mu_hrv"]), len(series.load)
-    means = observation_means(p, latent_states(p, series.load, series.hi_load))
+    means = observation_means(p, latent_states(p, series.load, series.hi_load),
+                              weekdays(series.dates))
     observed = observed_targets(series)
     fast, slow = np.empty((n_draws, len(TARGETS))), np.empty((n_draws, len(TARGETS)))
     for k, target in enumerate(TARGETS):

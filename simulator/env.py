@@ -478,7 +478,7 @@ class Simulation:
     def _observe_morning(self) -> None:
         """This morning's readings → features and mask."""
         cfg = self.config
-        readings = observe(self.athlete, self.params)
+        readings = observe(self.athlete, self.params, self.weekday)
         ill = self.injury_left > 0
         ln_hrv = readings["hrv"] - cfg.illness_ln_hrv_drop * ill
         rhr = readings["rhr"] + cfg.illness_rhr_rise_bpm * ill

@@ -20,6 +20,7 @@ import pandas as pd
 from physiology_model.dynamics.observation import TARGETS, logit_to_recovery
 from physiology_model.dynamics.params import LOAD_SCALE_TRIMP
 from physiology_model.dynamics.step import simulate_observations
+from physiology_model.features.batch import weekdays
 from physiology_model.model.forecast import series_from_frame
 
 
@@ -48,7 +49,7 @@ def replay_athlete(model, history: pd.DataFrame, n_replicates: int = 20,
     n_draws = len(next(iter(draws.values())))
     pick = rng.integers(0, n_draws, size=n_replicates)
     p = {k: np.asarray(v)[pick] for k, v in draws.items()}
-    sim = simulate_observations(p, series.load, series.hi_load, rng)
+    sim = simulate_observations(p, series.load, series.hi_load, rng, weekdays(series.dates))
     f = history.sort_values("date").set_index("date").reindex(
         pd.DatetimeIndex(series.dates.astype("datetime64[ns]")))
     known = f["load_trimp"].notna().to_numpy()

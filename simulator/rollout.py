@@ -81,9 +81,12 @@ from physiology_model.dynamics.hazard import (
 from physiology_model.dynamics.observation import (
     NOISE_SLOW_SHARE,
     channel_decays,
+    has_weekday,
     logit_to_recovery,
     noise_step,
     observation_means,
+    weekday_offsets,
+    weekday_table,
 )
 from physiology_model.dynamics.params import (
     AR_PARAMS,
@@ -202,6 +205,9 @@ class RolloutStart:
     days_left: np.ndarray
     performance_weights: np.ndarray | None = None
     residual_slow: np.ndarray | None = None
+    weekday: np.ndarray | None = None
+    """(N,) int, today's day of the week (0 = Monday): the planned mornings get the weekday
+    offsets of the physiology (`params.WEEKDAY_PARAMS`); None: no offsets."""
 
     def __post_init__(self) -> None:
         n, s = np.shape(self.state)[:2] if np.ndim(self.state) == 3 else (None, None)
@@ -213,7 +219,8 @@ class RolloutStart:
                     **({} if self.residual_slow is None else {"residual_slow": (n, s, 2)}),
                     "load_ring": (n, RING_DAYS), "recovery_pct": (n,),
                     "ln_hrv_baseline": (n,), "ln_hrv_baseline_sd": (n,),
-                    "typical_recovery_pct": (n, s), "injured_days": (n,), "days_left": (n,)}
+                    "typical_recovery_pct": (n, s), "injured_days": (n,), "days_left": (n,),
+                    **({} if self.weekday is None else {"weekday": (n,)})}
         for name, shape in expected.items():
             if np.shape(getattr(self, name)) != shape:
                 raise ValueError(f"{name} must have shape {shape}, got "
@@ -623,9 +630,15 @@ class PreparedRollout:
         state = _flat(start.state)
         params = AthleteParams.from_mapping(p)
         no_noise = np.zeros(state.shape[:1] + (3,))
-        today = observe(AthleteState(state, None, no_noise, no_noise), params)
-        base, gain = _with_relative_hrv(*observation_response(p, state, horizon),
-                                        today["hrv"])
+        weekday = None if start.weekday is None else np.repeat(start.weekday, s)
+        today = observe(AthleteState(state, None, no_noise, no_noise), params, weekday)
+        base, gain = observation_response(p, state, horizon)
+        if weekday is not None and has_weekday(p):  # the planned mornings' weekday offsets
+            mornings = (weekday[:, None] + 1 + np.arange(horizon)) % 7
+            for column, target in ((_HRV, "hrv"), (_REC, "recovery")):
+                base[..., column] += weekday_offsets(weekday_table(p, target)[:, None, :],
+                                                     mornings)
+        base, gain = _with_relative_hrv(base, gain, today["hrv"])
         self._base = base
         # (N, 2H, S·H·3): one matrix product per athlete maps its K plans to every scenario
         self._gain = (gain.reshape(n, s, 2 * horizon, horizon, 3).transpose(0, 2, 1, 3, 4)

@@ -33,6 +33,7 @@ from physiology_model.dynamics.params import (
     LOAD_SCALE_TRIMP,
     PHI_SLOW_PARAMS,
     SLOW_SHARE_PARAMS,
+    WEEKDAY_PARAMS,
     state_normaliser,
 )
 from physiology_model.dynamics.performance import (
@@ -185,12 +186,20 @@ def _with_slow_noise(cohort: Cohort, share: float, phi_slow: float) -> Cohort:
     return replace(cohort, physiology=physiology)
 
 
-@pytest.mark.parametrize("slow_share", [0.0, 0.5])
-def test_oracle_rollout_reproduces_the_simulator(model, cohort, slow_share):
+@pytest.mark.parametrize("slow_share,weekly", [(0.0, False), (0.5, False), (0.0, True)])
+def test_oracle_rollout_reproduces_the_simulator(model, cohort, slow_share, weekly):
     """Given the simulator's own next noise, the oracle's one-day rollout is the simulator's
     next morning: same ln HRV, recovery and performance (the planner and the env share every
-    equation and its scaling), with or without a slow noise component."""
+    equation and its scaling), with or without a slow noise component and weekday offsets
+    (the rollout reads today's weekday from the observation's calendar features)."""
     cohort = _with_slow_noise(cohort, slow_share, 0.9)
+    if weekly:
+        physiology = dict(cohort.physiology)
+        for target, names in WEEKDAY_PARAMS.items():
+            for day, name in enumerate(names):
+                physiology[name] = np.full(cohort.n, (day - 3) * (0.02 if target == "hrv"
+                                                                  else 0.1))
+        cohort = replace(cohort, physiology=physiology)
     sim = Simulation(cohort, 16, EnvConfig(episode_days=30))
     obs = sim.reset(seed=4)
     policy = RandomPolicy()
@@ -453,7 +462,7 @@ def test_replay_with_the_posterior_takes_it_and_personalises_nothing(model, coho
     lived._physiology = {k: v.copy() for k, v in starts[0].physiology.items()}
     lived._start_noise()
     lived._state = lived._initial_state()
-    lived._update_residual(lived._readings[0], lived._state)
+    lived._update_residual(lived._readings[0], lived._state, 0)
     for day_obs, done in zip([*past_obs[1:], obs], past_actions):
         lived.record_executed(done)
         lived.observe(day_obs)

@@ -1,4 +1,4 @@
-"""`periodize model`: fit, evaluate, calibrate, couple and check the world model."""
+"""`periodize model`: fit, evaluate, calibrate, couple, weekday and check the world model."""
 
 from __future__ import annotations
 
@@ -115,6 +115,16 @@ def _model_couple(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_weekday(args: argparse.Namespace) -> int:
+    from physiology_model.model.fitting import learn_weekday
+
+    model, directory, _, fit_frame = _model_and_its_fit_rows(args)
+    learn_weekday(model, fit_frame, say=lambda s: print(s, flush=True))
+    model.save(directory)
+    print(f"wrote the weekday offsets into {directory}")
+    return 0
+
+
 def _model_check(args: argparse.Namespace) -> int:
     from analysis.forecast_eval import write_forecast_report
     from analysis.model_check import CheckConfig, run_check, summary_table
@@ -194,7 +204,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("calibrate", "learn the predictive intervals' recalibration for new athletes",
              _model_calibrate),
             ("couple", "estimate how the signals' noises move together on the same morning",
-             _model_couple)):
+             _model_couple),
+            ("weekday", "estimate each signal's offset on each day of the week",
+             _model_weekday)):
         post_fit = model_sub.add_parser(name, help=f"{what} on the model's training athletes "
                                                    f"(written into the model directory)")
         post_fit.add_argument("--model", required=True, help="model directory")

@@ -7,10 +7,18 @@ simulator, the planner's rollouts, the MPC's belief) calls these functions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from physiology_model.dynamics import banister
-from physiology_model.dynamics.params import RECOVERY_CLIP_PCT, TAU_FAST_DAYS, state_normaliser
+from physiology_model.dynamics.params import (
+    RECOVERY_CLIP_PCT,
+    TAU_FAST_DAYS,
+    WEEKDAY_NAMES,
+    WEEKDAY_PARAMS,
+    state_normaliser,
+)
 
 TARGETS: tuple[str, ...] = ("hrv", "rhr", "recovery")
 """Forecast targets: ln RMSSD (ln ms), resting HR (bpm), recovery (%)."""
@@ -72,8 +80,12 @@ def latent_states(p: dict[str, np.ndarray], load: np.ndarray, hi_load: np.ndarra
     return states[..., :3] * state_normaliser(decays[:, None, :3])
 
 
-def observation_means(p: dict[str, np.ndarray], latents: np.ndarray) -> dict[str, np.ndarray]:
-    """Means of ln HRV, RHR and logit recovery, each (S, T), from latents (S, T, 3)."""
+def observation_means(p: dict[str, np.ndarray], latents: np.ndarray,
+                      weekday: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Means of ln HRV, RHR and logit recovery, each (S, T), from latents (S, T, 3), plus each
+    target's weekday offset (`weekday_offsets`) when the calendar `weekday` (T,) or (S, T)
+    (0 = Monday) is given. The recovery logit's offset is its own (the weekly rhythm of the
+    score as measured), not the HRV and RHR offsets through the gains."""
     out = {}
     for target, (intercept, terms) in (("hrv", HRV_BLOCK), ("rhr", RHR_BLOCK)):
         m = p[intercept][:, None] + 0.0 * latents[..., 0]
@@ -83,7 +95,35 @@ def observation_means(p: dict[str, np.ndarray], latents: np.ndarray) -> dict[str
     out["recovery"] = (p["mu_rec"][:, None]
                        + p["g_hrv"][:, None] * (out["hrv"] - p["mu_hrv"][:, None])
                        - p["g_rhr"][:, None] * (out["rhr"] - p["mu_rhr"][:, None]))
+    if weekday is not None and has_weekday(p):
+        for target in TARGETS:
+            table = weekday_table(p, target)[:, None, :]  # (S, 1, 7)
+            out[target] = out[target] + weekday_offsets(
+                table, np.broadcast_to(weekday, out[target].shape))
     return out
+
+
+def has_weekday(p: Any) -> bool:
+    """Whether the parameters `p` carry a weekly rhythm (any weekday offset ≠ 0)."""
+    return any(name in p and np.any(np.asarray(p[name]) != 0) for name in WEEKDAY_NAMES)
+
+
+def weekday_table(p: Any, target: str) -> np.ndarray:
+    """The target's seven offsets (`params.WEEKDAY_PARAMS`, Monday … Sunday) of parameters of
+    batch shape B: B + (7,) (zeros where `p` has none)."""
+    names = WEEKDAY_PARAMS[target]
+    if names[0] not in p:
+        return np.zeros(np.shape(p["mu_hrv"]) + (7,))
+    return np.stack([np.asarray(p[n], dtype=float) for n in names], axis=-1)
+
+
+def weekday_offsets(table: np.ndarray, weekday: np.ndarray) -> np.ndarray:
+    """Elementwise offsets: `table` (…, 7) from `weekday_table` and the day of the week
+    (0 = Monday) of each element, broadcast together."""
+    weekday = np.asarray(weekday, dtype=np.int64)
+    shape = np.broadcast_shapes(table.shape[:-1], weekday.shape)
+    return np.take_along_axis(np.broadcast_to(table, shape + (7,)),
+                              np.broadcast_to(weekday, shape)[..., None], axis=-1)[..., 0]
 
 
 NOISE_SIGMA = {"hrv": "sigma_hrv", "rhr": "sigma_rhr", "recovery": "sigma_rec"}

@@ -191,17 +191,30 @@ HRV and resting HR. Each target's own noise, and so its likelihood, is unchanged
 are estimated after the fit from the fitted noise's one-step innovations
 (`model.coupling`)."""
 
-NOISE_PARAMS: tuple[str, ...] = AR_PARAMS + SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS + COUPLING_PARAMS
-"""Every population parameter of the observation noise, carried with each athlete's
-parameters. A parameter set without the slow ones (a model or cohort file written before they
-existed) has w = 0 (`NOISE_DEFAULTS`): one AR(1), as it was fitted; one without the
-couplings has independent noises."""
+WEEKDAY_PARAMS: dict[str, tuple[str, ...]] = {
+    target: tuple(f"dow_{target}_{day}" for day in range(7)) for target in ("hrv", "rhr", "recovery")}
+"""Each target's additive offset on each day of the week, Monday (0) … Sunday (6), in the
+target's model units (ln ms, bpm, recovery logit), summing to 0 over the week: the weekly rhythm
+of real mornings that the loads do not explain (weekend nights). The same for every athlete of
+a source; estimated after the fit (`model.weekday`) and added by `observation.observation_means`
+wherever the caller gives the calendar."""
+
+WEEKDAY_NAMES: tuple[str, ...] = tuple(n for names in WEEKDAY_PARAMS.values() for n in names)
+
+NOISE_PARAMS: tuple[str, ...] = (AR_PARAMS + SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS
+                                 + COUPLING_PARAMS + WEEKDAY_NAMES)
+"""Every population parameter of the observation equations beyond the Banister mean (the
+noise and the weekday offsets), carried with each athlete's parameters. A parameter set
+without the slow ones (a model or cohort file written before they existed) has w = 0
+(`NOISE_DEFAULTS`): one AR(1), as it was fitted; one without the couplings has independent
+noises; one without the weekday offsets has none."""
 
 NOISE_DEFAULTS: dict[str, float] = {**{n: 0.0 for n in SLOW_SHARE_PARAMS},
                                     **{n: 0.0 for n in PHI_SLOW_PARAMS},
-                                    **{n: 0.0 for n in COUPLING_PARAMS}}
-"""Values of the slow-noise and coupling parameters where a file has none (one AR(1) per
-signal, independent of the others)."""
+                                    **{n: 0.0 for n in COUPLING_PARAMS},
+                                    **{n: 0.0 for n in WEEKDAY_NAMES}}
+"""Values of the slow-noise, coupling and weekday parameters where a file has none (one AR(1)
+per signal, independent of the others, no weekly rhythm)."""
 
 NOISE_POPULATION_KEYS: dict[str, tuple[str, ...]] = {
     "phi": AR_PARAMS, "slow_share": SLOW_SHARE_PARAMS, "phi_slow": PHI_SLOW_PARAMS}
@@ -210,9 +223,9 @@ hrv, rhr, recovery order, the slow ones only in a fit that has them) → paramet
 
 
 def with_noise_defaults(p: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameter dict `p` with the slow-noise and coupling parameters it lacks set to
-    `NOISE_DEFAULTS` (w = 0 and independent signals: how a model or cohort file written before
-    they existed behaves), shaped like its `phi_hrv`."""
+    """The parameter dict `p` with the slow-noise, coupling and weekday parameters it lacks
+    set to `NOISE_DEFAULTS` (w = 0, independent signals, no weekly rhythm: how a model or
+    cohort file written before they existed behaves), shaped like its `phi_hrv`."""
     out = dict(p)
     shape = np.shape(p[AR_PARAMS[0]])
     for name, value in NOISE_DEFAULTS.items():

@@ -104,6 +104,29 @@ class AthleteParams:
     (`params.COUPLING_PARAMS`; 0: independent)."""
     rho_hrv_rec: np.ndarray
     rho_rhr_rec: np.ndarray
+    dow_hrv_0: np.ndarray
+    """Offset of ln HRV on Mondays (… `_6`: Sundays; `params.WEEKDAY_PARAMS`, 0: no weekly
+    rhythm); `dow_rhr_*` RHR's, `dow_recovery_*` the recovery logit's."""
+    dow_hrv_1: np.ndarray
+    dow_hrv_2: np.ndarray
+    dow_hrv_3: np.ndarray
+    dow_hrv_4: np.ndarray
+    dow_hrv_5: np.ndarray
+    dow_hrv_6: np.ndarray
+    dow_rhr_0: np.ndarray
+    dow_rhr_1: np.ndarray
+    dow_rhr_2: np.ndarray
+    dow_rhr_3: np.ndarray
+    dow_rhr_4: np.ndarray
+    dow_rhr_5: np.ndarray
+    dow_rhr_6: np.ndarray
+    dow_recovery_0: np.ndarray
+    dow_recovery_1: np.ndarray
+    dow_recovery_2: np.ndarray
+    dow_recovery_3: np.ndarray
+    dow_recovery_4: np.ndarray
+    dow_recovery_5: np.ndarray
+    dow_recovery_6: np.ndarray
     performance: PerformanceParams | None = None
 
     @classmethod
@@ -259,24 +282,31 @@ def transition(state: AthleteState, params: AthleteParams,
     return AthleteState(physiology, performance, fast, slow)
 
 
-def observe(state: AthleteState, params: AthleteParams) -> dict[str, np.ndarray]:
+def observe(state: AthleteState, params: AthleteParams, weekday: np.ndarray | None = None
+            ) -> dict[str, np.ndarray]:
     """This morning's ln HRV, RHR and recovery logit, each of the batch shape: the
-    observation equations on the Banister states plus each signal's noise (the noise is part
-    of the state; its pre-drawn innovations enter through `transition`)."""
+    observation equations on the Banister states (with the weekday offsets when this
+    morning's `weekday`, 0 = Monday, broadcastable to the batch shape, is given) plus each
+    signal's noise (the noise is part of the state; its pre-drawn innovations enter through
+    `transition`)."""
     batch = np.shape(state.banister)[:-1]
     flat = params if len(batch) == 1 else params.map(lambda v: np.reshape(v, -1))
     means = morning_means(flat, np.reshape(state.banister, (-1, banister.N_CHANNELS)),
-                          np.reshape(params.decays, (-1, banister.N_CHANNELS)))
+                          np.reshape(params.decays, (-1, banister.N_CHANNELS)),
+                          None if weekday is None
+                          else np.reshape(np.broadcast_to(weekday, batch), (-1, 1)))
     noise = state.noise
     return {t: np.reshape(means[t][:, 0], batch) + noise[..., i]
             for i, t in enumerate(TARGETS)}
 
 
 def simulate(params: AthleteParams, loads: tuple[np.ndarray, np.ndarray],
-             rng: np.random.Generator) -> dict[str, np.ndarray]:
+             rng: np.random.Generator, weekday: np.ndarray | None = None
+             ) -> dict[str, np.ndarray]:
     """Simulated morning ln HRV, RHR and recovery (%) of S athletes, each (S, T).
 
-    `params`: batch shape (S,); `loads = (load, hi_load)`: (T,) or (S, T) in model units. The
+    `params`: batch shape (S,); `loads = (load, hi_load)`: (T,) or (S, T) in model units;
+    `weekday`: the calendar, (T,) or (S, T), 0 = Monday (None: no weekday offsets). The
     Banister states of the calendar come from `observation.latent_states` (a trained start:
     the steady state of the first week's mean load; the same recursion as `transition`,
     tests/test_dynamics.py), the noise of each signal is its two stationary components
@@ -293,7 +323,7 @@ def simulate(params: AthleteParams, loads: tuple[np.ndarray, np.ndarray],
     else:
         lat = np.concatenate([latent_states(params.take(slice(i, i + 1)), load[i],
                                             hi_load[i]) for i in range(n)])
-    means = observation_means(params, lat)
+    means = observation_means(params, lat, weekday)
     z_fast = np.stack([rng.standard_normal(m.shape) for m in means.values()], axis=-1)
     z_slow = (np.stack([rng.standard_normal(m.shape) for m in means.values()], axis=-1)
               if params.has_slow_noise else None)
@@ -342,15 +372,17 @@ def continue_noise(params: AthleteParams, fast: np.ndarray, slow: np.ndarray, n_
 
 
 def simulate_observations(p: Mapping[str, np.ndarray], load: np.ndarray, hi_load: np.ndarray,
-                          rng: np.random.Generator) -> dict[str, np.ndarray]:
+                          rng: np.random.Generator, weekday: np.ndarray | None = None
+                          ) -> dict[str, np.ndarray]:
     """`simulate` for a parameter dict (S,) each (`AthleteParams.from_mapping`)."""
-    return simulate(AthleteParams.from_mapping(p), (load, hi_load), rng)
+    return simulate(AthleteParams.from_mapping(p), (load, hi_load), rng, weekday)
 
 
-def morning_means(params: Mapping[str, np.ndarray], state: np.ndarray, decays: np.ndarray
-                  ) -> dict[str, np.ndarray]:
+def morning_means(params: Mapping[str, np.ndarray], state: np.ndarray, decays: np.ndarray,
+                  weekday: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Means of ln HRV, RHR and the recovery logit on a morning whose Banister states are
     `state` (M, C), for M athletes (or draws) with parameters `params` (M,) and channel decays
-    (M, C): each (M, 1)."""
+    (M, C): each (M, 1); with the weekday offsets of that morning's `weekday` (M, 1) when
+    given."""
     latents = state[..., :3] * state_normaliser(decays[..., :3])
-    return observation_means(params, latents.reshape(-1, 1, 3))
+    return observation_means(params, latents.reshape(-1, 1, 3), weekday)

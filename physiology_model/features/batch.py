@@ -387,6 +387,11 @@ def _as_2d(x: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return a
 
 
+def weekdays(dates: np.ndarray) -> np.ndarray:
+    """0 = Monday … 6 = Sunday of datetime64 dates, any shape (1970-01-01 was a Thursday)."""
+    return (np.asarray(dates, dtype="datetime64[D]").astype(np.int64) + 3) % 7
+
+
 def compute_features(
     signals: Mapping[str, np.ndarray],
     weekday: np.ndarray,
@@ -593,8 +598,7 @@ def build_features(
     signals = {c: to_grid(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float))
                for c in INPUT_COLUMNS if c in frame.columns}
     calendar = start[:, None] + np.arange(shape[1])
-    # 1970-01-01 was a Thursday (weekday 3 with Monday = 0).
-    weekday = (calendar.astype(np.int64) + 3) % 7
+    weekday = weekdays(calendar)
     optional: dict[str, np.ndarray | None] = {}
     if "age" in frame.columns:
         optional["age_years"] = to_grid(pd.to_numeric(frame["age"], errors="coerce")

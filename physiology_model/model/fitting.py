@@ -43,6 +43,7 @@ from physiology_model.model.hybrid import (
 )
 from physiology_model.model.population_fit import TaskRunner, fit_population, serial_runner
 from physiology_model.model.residual import ResidualConfig, TrainedResidual, train_residual
+from physiology_model.model.weekday import apply_weekday, estimate_weekday
 from physiology_model.model.world_model import WorldModel, WorldModelConfig, WorldModelForecaster
 
 
@@ -248,6 +249,7 @@ def fit_world_model(frame: pd.DataFrame, *, seed: int = 0, use_all: bool = False
     say(f"posterior of {len(model.athletes_)} athletes (those with ≥ {config.min_hrv_days} "
         f"days of HRV in the fit's rows): {time.perf_counter() - started:.0f} s (compile "
         f"{timings.get('compile_s', 0.0):.0f} s, sampling {timings.get('sample_s', 0.0):.0f} s)")
+    learn_weekday(model, later_frame, say)
     if not (model.priors or PriorConfig()).slow_noise:  # one AR(1): its drift after the fit
         drift_started = time.perf_counter()
         drift = model.fit_drift(later_frame, seed=seed)
@@ -355,6 +357,18 @@ def calibration_rows(model: WorldModel, fitted: pd.DataFrame) -> pd.DataFrame:
     NUTS athletes' of a large-cohort fit (`population_fit`)."""
     nuts = model.fit_info_.get("population_fit", {}).get("nuts_athletes")
     return fitted[fitted["user_id"].astype(str).isin(nuts)] if nuts else fitted
+
+
+def learn_weekday(model: WorldModel, fit_frame: pd.DataFrame,
+                  say: Callable[[str], None] = print) -> None:
+    """Estimate the weekday offsets on the fit's training athletes
+    (`weekday.estimate_weekday`), write them into the model's draws and record them in
+    `fit_info_["weekday"]`."""
+    started = time.perf_counter()
+    effect = estimate_weekday(model, fit_frame, say)
+    apply_weekday(model, effect)
+    model.fit_info_["weekday"] = effect.to_dict()
+    model.fit_info_.setdefault("timings", {})["weekday_s"] = time.perf_counter() - started
 
 
 def learn_coupling(model: WorldModel, fit_frame: pd.DataFrame,

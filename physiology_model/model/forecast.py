@@ -19,6 +19,7 @@ from physiology_model.dynamics.observation import (
     recovery_to_logit,
 )
 from physiology_model.errors import DataError
+from physiology_model.features.batch import weekdays
 from physiology_model.model.arrays import daily_loads, fill_missing_loads
 from physiology_model.model.drift import (
     NO_DRIFT,
@@ -37,6 +38,7 @@ class AthleteSeries:
     `load`, `hi_load`: (T,) w and u (params.py, `arrays.daily_loads`), missing days filled
     with the athlete's median known value before that day (`arrays.fill_missing_loads`);
     `hrv` ln ms, `rhr` bpm, `recovery_logit`: (T,) with NaN where not observed.
+    `dates` (T,) datetime64[D]: the calendar, whose weekdays the observation equations read.
     """
 
     dates: np.ndarray
@@ -72,18 +74,18 @@ def series_from_frame(frame: pd.DataFrame) -> AthleteSeries:
 def stack_athletes(draws: Sequence[dict[str, np.ndarray]], series: Sequence[AthleteSeries]
                    ) -> tuple[dict[str, np.ndarray], AthleteSeries, list[tuple[int, int]]]:
     """Several athletes' posterior draws and series (the same calendar length) as one set of
-    draws with per-draw series (S_total, T), for `forecast_gaussians` to forecast them in one
-    pass; returns the draws, the series (new arrays, writable) and each athlete's (start, end)
+    draws with per-draw series (S_total, T) (dates too: each draw's own calendar), for
+    `forecast_gaussians` to forecast them in one pass; returns the draws, the series (new arrays, writable) and each athlete's (start, end)
     rows of the draws."""
     sizes = [len(np.asarray(d["tau_fat_days"])) for d in draws]
     ends = np.cumsum(sizes)
     p = {k: np.concatenate([np.broadcast_to(d[k], (n,)) for d, n in zip(draws, sizes)])
          for k in draws[0]}
     stacked = AthleteSeries(
-        dates=series[0].dates, source=series[0].source,
+        source=series[0].source,
         **{f: np.concatenate([np.broadcast_to(getattr(x, f), (n, x.load.shape[-1]))
                               for x, n in zip(series, sizes)])
-           for f in ("load", "hi_load", "hrv", "rhr", "recovery_logit")})
+           for f in ("dates", "load", "hi_load", "hrv", "rhr", "recovery_logit")})
     return p, stacked, [(int(e - n), int(e)) for e, n in zip(ends, sizes)]
 
 
@@ -145,7 +147,7 @@ def forecast_gaussians(p: dict[str, np.ndarray], series: AthleteSeries, origins:
     origins = np.asarray(origins, dtype=int)
     drift = drift or {}
     lat = latent_states(p, series.load, series.hi_load)
-    means = observation_means(p, lat)
+    means = observation_means(p, lat, weekdays(series.dates))
     n_days = series.load.shape[-1]
     target_days = origins[:, None] + np.arange(horizon)[None, :]  # (O, H)
     if (target_days.max(initial=-1) >= n_days

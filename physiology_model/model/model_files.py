@@ -26,6 +26,8 @@ from physiology_model.dynamics.params import (
     PARAM_NAMES,
     PHI_SLOW_PARAMS,
     SLOW_SHARE_PARAMS,
+    WEEKDAY_NAMES,
+    WEEKDAY_PARAMS,
 )
 from physiology_model.errors import DataError
 
@@ -35,6 +37,9 @@ MAX_SOURCES = 64
 MAX_CELLS = 20_000_000
 """Largest draws × athletes of one parameter (160 MB of float64)."""
 MAX_POSTERIOR_BYTES = 2 << 30
+MAX_WEEKDAY_OFFSET = {"hrv": 0.5, "rhr": 10.0, "recovery": 2.0}
+"""Largest weekday offset a posterior may hold, per target (ln ms, bpm, recovery logit): ten
+times the largest measured (`model.weekday`); beyond it a file is refused."""
 
 
 def check_model_meta(meta: Any, path: Path, config_fields: tuple[str, ...]) -> dict[str, Any]:
@@ -95,8 +100,9 @@ def read_posterior(path: Path, sources: list[str]) -> dict[str, Any]:
     (draw,), `phi[name]` (draw, source) for the noise's population parameters (`AR_PARAMS`,
     and the slow component's `SLOW_SHARE_PARAMS` + `PHI_SLOW_PARAMS` where the file has them:
     all six or none, none being one AR(1); the signals' `COUPLING_PARAMS`: all three or none,
-    none being independent noises, every triple a valid correlation matrix), all float64 and
-    finite, after
+    none being independent noises, every triple a valid correlation matrix; the
+    `WEEKDAY_PARAMS`: all 21 or none, each target's seven summing to 0 within
+    `MAX_WEEKDAY_OFFSET`), all float64 and finite, after
     checking every variable's presence, dimensions, size and domain."""
     import xarray as xr
 
@@ -155,7 +161,12 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
                               f"{sorted(f'{p}_loc' for p in set(COUPLING_PARAMS) - set(coupled))}"
                               f" are missing (a posterior with the signals' coupling has all of "
                               f"{[f'{p}_loc' for p in COUPLING_PARAMS]})")
-    for param in (*AR_PARAMS, *present, *coupled):
+    weekly = [param for param in WEEKDAY_NAMES if f"{param}_loc" in ds.data_vars]
+    if weekly and len(weekly) < len(WEEKDAY_NAMES):
+        raise DataError(path, f"variables "
+                              f"{sorted(f'{p}_loc' for p in set(WEEKDAY_NAMES) - set(weekly))}"
+                              f" are missing (a posterior with weekday offsets has all 21)")
+    for param in (*AR_PARAMS, *present, *coupled, *weekly):
         expected[param] = (("chain", "draw", "athlete"), "values", param)
         expected[f"{param}_loc"] = (("chain", "draw", "source"), "phi", param)
     out: dict[str, Any] = {"athletes": athletes, "values": {}, "loc": {}, "scale": {},
@@ -192,6 +203,17 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
                 names = COUPLING_PARAMS if group == "values" else [f"{p}_loc" for p in
                                                                     COUPLING_PARAMS]
                 raise DataError(path, f"variables {list(names)} hold {problem}")
+    if weekly:
+        for group in ("values", "phi"):
+            for target, names in WEEKDAY_PARAMS.items():
+                table = np.stack([out[group][n] for n in names], axis=-1)
+                label = names[0] + ("" if group == "values" else "_loc")
+                if np.abs(table).max() > MAX_WEEKDAY_OFFSET[target]:
+                    raise DataError(path, f"variables {label} … hold weekday offsets larger "
+                                          f"than {MAX_WEEKDAY_OFFSET[target]}")
+                if np.abs(table.sum(axis=-1)).max() > 1e-6:
+                    raise DataError(path, f"variables {label} … hold weekday offsets that do "
+                                          f"not sum to 0 over the week")
     return out
 
 

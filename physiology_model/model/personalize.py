@@ -13,7 +13,10 @@ from physiology_model.dynamics.observation import (
     NOISE_PHI,
     NOISE_SIGMA,
     RHR_BLOCK,
+    has_weekday,
     latent_states,
+    weekday_offsets,
+    weekday_table,
 )
 from physiology_model.dynamics.params import (
     NOISE_PARAMS,
@@ -21,6 +24,7 @@ from physiology_model.dynamics.params import (
     to_constrained,
     with_noise_defaults,
 )
+from physiology_model.features.batch import weekdays
 from physiology_model.model.drift import NoiseComponents, noise_components
 from physiology_model.model.forecast import AthleteSeries
 
@@ -208,10 +212,19 @@ def _kalman_whiten(y: np.ndarray, x: np.ndarray, components: NoiseComponents
             np.ascontiguousarray(log_sd[:, setting].T))
 
 
-def _whiten(y: np.ndarray, x: np.ndarray, p: dict[str, np.ndarray], target: str
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _whiten(y: np.ndarray, x: np.ndarray, p: dict[str, np.ndarray], target: str,
+            weekday: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prewhiten a target's series and regressors under the draws' noise: the closed-form
-    AR(1) where there is no slow component, else the Kalman filter's innovations."""
+    AR(1) where there is no slow component, else the Kalman filter's innovations. With the
+    calendar `weekday` (T,), the draws' weekday offsets (`observation.weekday_offsets`, a
+    known term of each draw's mean) are taken off the series: the whitening is linear, so the
+    offsets are whitened as one more regressor and subtracted from the whitened series (the
+    series itself is still whitened once per noise setting)."""
+    if weekday is not None:
+        offsets = weekday_offsets(weekday_table(p, target)[:, None, :], weekday)  # (M, T)
+        y_t, x_t, log_c = _whiten(y, np.concatenate([x, offsets[:, None, :]], axis=1), p,
+                                  target)
+        return y_t - x_t[:, -1], np.ascontiguousarray(x_t[:, :-1]), log_c
     components = noise_components(p, target)
     if not np.any(components.share > 0):
         return _prewhiten(y, x, p[NOISE_PHI[target]])
@@ -503,6 +516,7 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
     lat = np.ascontiguousarray(latent_states(p, series.load, series.hi_load)
                                .transpose(0, 2, 1))  # (M, 3, T): see _prewhiten
     n_m, n_ch, n_t = lat.shape
+    weekday = weekdays(series.dates) if has_weekday(p) else None
     column = {name: j for j, name in enumerate(_JOINT_NAMES)}
     parts = []
     # the recovery series' regressors are the HRV and RHR ones mapped through the gains:
@@ -520,13 +534,14 @@ def _weigh(raw: dict[str, np.ndarray], loc: dict[str, np.ndarray],
             a_rec[:, column[name], 1 + ch] = sign * gain
             cols.append(column[name])
         if np.any(~np.isnan(y)):
-            parts.append((*_whiten(y, x, p, target), p[NOISE_SIGMA[target]], np.array(cols)))
+            parts.append((*_whiten(y, x, p, target, weekday), p[NOISE_SIGMA[target]],
+                          np.array(cols)))
     if np.any(~np.isnan(series.recovery_logit)):
         x = np.empty((n_m, 1 + n_ch, n_t))
         x[:, 0] = 1.0
         x[:, 1:] = lat
-        parts.append((*_whiten(series.recovery_logit, x, p, "recovery"), p["sigma_rec"],
-                      a_rec))
+        parts.append((*_whiten(series.recovery_logit, x, p, "recovery", weekday),
+                      p["sigma_rec"], a_rec))
     m0 = np.stack([loc[nm] for nm in _JOINT_NAMES], axis=1)
     s0 = _prior_sd(np.stack([scale[nm] for nm in _JOINT_NAMES], axis=1))
     if parts:

@@ -78,6 +78,7 @@ from physiology_model.model.drift import (
     SlowDrift,
     select_drift,
 )
+from physiology_model.features.batch import weekdays
 from physiology_model.model.forecast import (
     AthleteSeries,
     forecast_gaussians,
@@ -376,7 +377,8 @@ class WorldModel:
             params = {name: values[keep] for name, values in params.items()}
             series = series_from_frame(rows)
             means = observation_means(params, latent_states(params, series.load,
-                                                            series.hi_load))
+                                                            series.hi_load),
+                                      weekdays(series.dates))
             for target, y in observed_targets(series).items():
                 cases[target].append(DriftCase(y[None, :] - means[target],
                                                params[NOISE_SIGMA[target]], params[NOISE_PHI[target]],
