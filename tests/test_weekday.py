@@ -27,6 +27,7 @@ from simulator.rollout import evaluate_sequences
 TRUE = {"hrv": (0.05, 0.03, 0.0, -0.01, -0.02, -0.07, 0.02),
         "rhr": (-0.9, -0.6, -0.2, 0.0, 0.4, 1.1, 0.2),
         "recovery": (0.35, 0.2, 0.0, -0.1, -0.3, -0.2, 0.05)}
+NONE = {target: (0.0,) * 7 for target in TRUE}
 N_DRAWS = 5
 
 
@@ -229,8 +230,7 @@ def test_the_belief_reads_each_morning_against_the_offset_of_its_weekday(model, 
             return split(residual, *args)
 
         def draws(n, rng, source=None, weekly=weekly):
-            out = dict(sampled(n, rng, source))
-            return _with_offsets(out) if weekly else out
+            return _with_offsets(dict(sampled(n, rng, source)), TRUE if weekly else NONE)
 
         monkeypatch.setattr(mpc_module, "split_residual", spy)
         monkeypatch.setattr(model, "sample_athletes", draws)
