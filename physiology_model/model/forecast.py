@@ -75,8 +75,8 @@ def stack_athletes(draws: Sequence[dict[str, np.ndarray]], series: Sequence[Athl
                    ) -> tuple[dict[str, np.ndarray], AthleteSeries, list[tuple[int, int]]]:
     """Several athletes' posterior draws and series (the same calendar length) as one set of
     draws with per-draw series (S_total, T) (dates too: each draw's own calendar), for
-    `forecast_gaussians` to forecast them in one pass; returns the draws, the series (new arrays, writable) and each athlete's (start, end)
-    rows of the draws."""
+    `forecast_gaussians` to forecast them in one pass; returns the draws, the series (new
+    arrays, writable) and each athlete's (start, end) rows of the draws."""
     sizes = [len(np.asarray(d["tau_fat_days"])) for d in draws]
     ends = np.cumsum(sizes)
     p = {k: np.concatenate([np.broadcast_to(d[k], (n,)) for d, n in zip(draws, sizes)])
