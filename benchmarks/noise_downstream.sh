@@ -11,12 +11,13 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BEFORE=$1; AFTER=$2; N=${3:-64}; WORK=${4:-$(mktemp -d)}
+# absolute: the jobs run inside the commits' worktrees, which are removed afterwards
+WORK=$(mkdir -p "$WORK" && cd "$WORK" && pwd)
 OUT=${5:-$(cd "$(dirname "$0")" && pwd)/results/noise_downstream.json}
 PY=$ROOT/.venv/bin/python
 # every default policy but bc, whose training data (the real exports) the loaders read
 # differently at the two commits
 POLICIES="random seed_rule hrv_guided fixed_periodization mpc oracle"
-mkdir -p "$WORK"
 source "$ROOT/benchmarks/at_commit.sh"
 downstream() {  # in the commit's worktree (at_commit)
   $P cohort --model models/shipped --n "$N" --seed 4000 --out "$O/test.npz"
