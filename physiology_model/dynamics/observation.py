@@ -104,13 +104,21 @@ def observation_means(p: dict[str, np.ndarray], latents: np.ndarray,
 
 
 def has_weekday(p: Any) -> bool:
-    """Whether the parameters `p` carry a weekly rhythm (any weekday offset ≠ 0)."""
+    """Whether the parameters `p` carry a weekly rhythm (any weekday offset ≠ 0). A parameter
+    set that caches it (`step.AthleteParams.weekday_tables`, None without a rhythm) answers from
+    its cache."""
+    if hasattr(p, "weekday_tables"):
+        return p.weekday_tables is not None
     return any(name in p and np.any(np.asarray(p[name]) != 0) for name in WEEKDAY_NAMES)
 
 
 def weekday_table(p: Any, target: str) -> np.ndarray:
     """The target's seven offsets (`params.WEEKDAY_PARAMS`, Monday … Sunday) of parameters of
-    batch shape B: B + (7,) (zeros where `p` has none)."""
+    batch shape B: B + (7,) (zeros where `p` has none; from the cache of a parameter set that
+    keeps one, `step.AthleteParams.weekday_tables`)."""
+    cached = getattr(p, "weekday_tables", None)
+    if cached is not None:
+        return cached[..., TARGETS.index(target), :]
     names = WEEKDAY_PARAMS[target]
     if names[0] not in p:
         return np.zeros(np.shape(p["mu_hrv"]) + (7,))

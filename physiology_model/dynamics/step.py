@@ -54,6 +54,7 @@ from physiology_model.dynamics.params import (
     AR_PARAMS,
     NOISE_PARAMS,
     PARAM_NAMES,
+    WEEKDAY_PARAMS,
     state_normaliser,
     with_noise_defaults,
 )
@@ -184,6 +185,15 @@ class AthleteParams:
         if self.performance is None:
             raise ValueError("these athlete parameters have no performance model")
         return self.performance.decays()
+
+    @cached_property
+    def weekday_tables(self) -> np.ndarray | None:
+        """The weekday offsets stacked, batch shape + (3, 7) (`observation.TARGETS` ×
+        Monday … Sunday), kept for the simulator's every morning; None when every offset is 0
+        (no weekly rhythm: the observation equations then skip them)."""
+        tables = np.stack([np.stack([getattr(self, n) for n in WEEKDAY_PARAMS[t]], axis=-1)
+                           for t in TARGETS], axis=-2)
+        return tables if np.any(tables != 0) else None
 
     @cached_property
     def innovation_factor(self) -> np.ndarray | None:
