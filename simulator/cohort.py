@@ -45,12 +45,15 @@ from physiology_model.dynamics.params import (
 )
 from physiology_model.dynamics.performance import PerformanceParams, sample_performance_params
 from physiology_model.errors import DataError
+from physiology_model.features.batch import weekdays
 
 PHYSIOLOGY_KEYS: tuple[str, ...] = PARAM_NAMES + NOISE_PARAMS
 PERFORMANCE_KEYS: tuple[str, ...] = ("fitness_gain", "fatigue_gain", "variable_fatigue_gain",
                                      "tau_fit_days", "tau_fat_days", "tau_gain_days", "baseline")
 HAZARD_KEYS: tuple[str, ...] = ("intercept", "spike_coef", "low_recovery_coef", "monotony_coef")
 CONTEXT_KEYS: tuple[str, ...] = ("age_years", "sex", "habitual_load", "event_day", "cycle_day0")
+"""Context every cohort holds. Optional: `weekday0`, the weekday of an athlete's first day
+(0 = Monday; NaN or absent: the simulation draws it), which a twin takes from its history."""
 
 COHORT_FORMAT = "adaptive-periodization.Cohort"
 COHORT_VERSION = 1
@@ -101,6 +104,12 @@ class Cohort:
         problem = coupling_problem(*(self.physiology[k] for k in COUPLING_PARAMS))
         if problem:
             raise ValueError(f"cohort physiology arrays {list(COUPLING_PARAMS)} hold {problem}")
+        if "weekday0" in self.context:
+            w = np.asarray(self.context["weekday0"], dtype=float)
+            known = w[np.isfinite(w)]
+            if w.shape != (n,) or np.any((known != np.round(known)) | (known < 0) | (known > 6)):
+                raise ValueError(f"cohort context array weekday0 must hold {n} weekdays (0 = "
+                                 f"Monday … 6, NaN: drawn)")
 
     @property
     def n(self) -> int:
@@ -226,7 +235,7 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
 
     rng = np.random.default_rng(seed)
     ids, rows, skipped, rough = [], [], [], []
-    loads, ages, sexes = [], [], []
+    loads, ages, sexes, firsts = [], [], [], []
     for uid, g in frame.groupby("user_id", sort=True):
         n_obs = int((g["hrv_rmssd_ms"].notna() | g["rhr_bpm"].notna()).sum())
         if n_obs < min_days:
@@ -239,6 +248,7 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
             rough.append(str(uid))
         rows.append({k: float(np.median(draws[k])) for k in PHYSIOLOGY_KEYS})
         ids.append(str(uid))
+        firsts.append(float(weekdays(np.datetime64(pd.Timestamp(g["date"].min()).date()))))
         known = g["load_trimp"].dropna()
         loads.append(float(known.mean()) / LOAD_SCALE_TRIMP if len(known) else np.nan)
         ages.append(float(g["age"].dropna().iloc[-1]) if "age" in g and g["age"].notna().any()
@@ -255,6 +265,9 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
     context = _draw_context(n, rng, config, habitual_load=habitual)
     context["age_years"] = np.where(np.isfinite(ages), ages, context["age_years"])
     context["sex"] = np.where(np.isfinite(sexes), sexes, context["sex"])
+    # a twin's day 0 is its first day (its recorded sessions are replayed from there), on the
+    # weekday that day was, so the weekday offsets fall on the days they fell on
+    context["weekday0"] = np.asarray(firsts, dtype=float)
     performance = sample_performance_params(n, rng, variable_dose=True,
                                             reference_load=context["habitual_load"])
     hazard = sample_hazard_params(n, rng)

@@ -299,7 +299,9 @@ class Simulation:
         self.context = ctx
         self.habitual = ctx["habitual_load"]
         self.typical_recovery = logit_to_recovery(self.params.mu_rec)
-        self.weekday0 = np.floor(_uniforms(self.keys, -999, _S_START)[:, 0] * 7).astype(int)
+        drawn = np.floor(_uniforms(self.keys, -999, _S_START)[:, 0] * 7)
+        given = np.asarray(ctx.get("weekday0", np.full(len(idx), np.nan)), dtype=float)
+        self.weekday0 = np.where(np.isfinite(given), given, drawn).astype(int)
 
     def true_params(self, lane: int = 0) -> dict[str, float]:
         """The simulated athlete's parameters (evaluation only, never an observation)."""

@@ -109,3 +109,30 @@ def test_twins_take_the_real_athletes_baselines(model):
     assert twins.physiology["mu_rhr"][0] - twins.physiology["mu_rhr"][1] > 8
     np.testing.assert_allclose(twins.context["habitual_load"], 1.2)
     np.testing.assert_array_equal(twins.context["sex"], [1.0, 1.0])
+
+
+def test_a_twin_starts_on_the_weekday_of_its_first_day(model, tmp_path):
+    """A twin's day 0 is its first day, so the simulation starts it on that day's weekday
+    (its weekday offsets and replayed sessions fall on the days they fell on); a synthetic
+    athlete's is drawn as before; a cohort file with an impossible weekday is refused."""
+    from simulator.env import EnvConfig, Simulation
+
+    rows = []
+    for uid, first in (("y-1", "2024-01-03"), ("y-2", "2024-01-07")):  # a Wednesday, a Sunday
+        days = pd.date_range(first, periods=30)
+        rows.append(pd.DataFrame({"user_id": uid, "date": days, "source": "whoop",
+                                  "hrv_rmssd_ms": 60.0, "rhr_bpm": 55.0, "recovery_pct": 60.0,
+                                  "load_trimp": 80.0, "z4_min": 0.0, "z5_min": 0.0,
+                                  "strength_min": 0.0}))
+    twins = twin_cohort(model, pd.concat(rows), seed=0)
+    np.testing.assert_array_equal(twins.context["weekday0"], [2.0, 6.0])
+    twins.save(tmp_path / "t.npz")
+    back = Cohort.load(tmp_path / "t.npz")
+    sim = Simulation(back, 2, EnvConfig(episode_days=30))
+    sim.reset(seed=5)
+    np.testing.assert_array_equal(sim.weekday, [2, 6])
+    synthetic = generate_cohort(model, 2, seed=0)
+    assert "weekday0" not in synthetic.context
+    bad = dict(back.context, weekday0=np.array([2.0, 7.0]))
+    with pytest.raises(ValueError, match="weekday0"):
+        Cohort(back.physiology, back.performance, back.hazard, bad, back.meta)
