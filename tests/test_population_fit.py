@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from physiology_model.dynamics.params import PARAM_NAMES
+from physiology_model.dynamics.params import PARAM_NAMES, WEEKDAY_NAMES
 from physiology_model.model import bayes
 from physiology_model.model.arrays import prepare_arrays
 from physiology_model.model.population_fit import (
@@ -102,19 +102,25 @@ def test_model_calibrate_reproduces_the_fits_calibration(fitted, cohort, tmp_pat
     assert (copy / "calibration.json").read_bytes() == (fitted / "calibration.json").read_bytes()
 
 
-def test_model_couple_reproduces_the_fits_coupling(fitted, cohort, tmp_path):
-    """`model fit` estimates the signals' coupling into the draws; `periodize model couple`
-    estimates it on the same rows, so an existing model gets the same values."""
+@pytest.mark.parametrize("command,part,names", [
+    ("couple", "coupling", ("rho_hrv_rhr", "rho_hrv_rec", "rho_rhr_rec")),
+    ("weekday", "weekday", WEEKDAY_NAMES)])
+def test_the_post_fit_commands_reproduce_the_fits_estimates(fitted, cohort, tmp_path, command,
+                                                            part, names):
+    """`model fit` estimates the signals' coupling and the weekday offsets into the draws;
+    `periodize model couple` / `model weekday` estimate them on the same rows, so an existing
+    model gets the same values."""
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(fitted, copy)
-    assert main(["model", "couple", "--model", str(copy), "--data", str(cohort[0])]) == 0
-    fit, again = (json.loads((d / "model.json").read_text())["fit"]["coupling"]
+    assert main(["model", command, "--model", str(copy), "--data", str(cohort[0])]) == 0
+    fit, again = (json.loads((d / "model.json").read_text())["fit"][part]
                   for d in (fitted, copy))
-    assert again == fit and set(fit) >= {"simulated", "(all sources)"}
+    assert again == fit
+    assert set(fit if part == "coupling" else fit["values"]) >= {"simulated", "(all sources)"}
     before, after = WorldModel.load(fitted), WorldModel.load(copy)
-    for name in ("rho_hrv_rhr", "rho_hrv_rec", "rho_rhr_rec"):
+    for name in names:
         np.testing.assert_array_equal(after.population_.phi[name], before.population_.phi[name])
         for athlete, draws in before.athletes_.items():
             np.testing.assert_array_equal(after.athletes_[athlete][name], draws[name])

@@ -105,24 +105,20 @@ def _model_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_couple(args: argparse.Namespace) -> int:
-    from physiology_model.model.fitting import learn_coupling
+def _post_fit(learn: str, what: str):
+    """The command that relearns one post-fit part (`fitting.learn_coupling`,
+    `fitting.learn_weekday`) on the model's training athletes and saves the model."""
 
-    model, directory, _, fit_frame = _model_and_its_fit_rows(args)
-    learn_coupling(model, fit_frame, say=lambda s: print(s, flush=True))
-    model.save(directory)
-    print(f"wrote the coupling into {directory}")
-    return 0
+    def run(args: argparse.Namespace) -> int:
+        from physiology_model.model import fitting
 
+        model, directory, _, fit_frame = _model_and_its_fit_rows(args)
+        getattr(fitting, learn)(model, fit_frame, say=lambda s: print(s, flush=True))
+        model.save(directory)
+        print(f"wrote {what} into {directory}")
+        return 0
 
-def _model_weekday(args: argparse.Namespace) -> int:
-    from physiology_model.model.fitting import learn_weekday
-
-    model, directory, _, fit_frame = _model_and_its_fit_rows(args)
-    learn_weekday(model, fit_frame, say=lambda s: print(s, flush=True))
-    model.save(directory)
-    print(f"wrote the weekday offsets into {directory}")
-    return 0
+    return run
 
 
 def _model_check(args: argparse.Namespace) -> int:
@@ -204,9 +200,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("calibrate", "learn the predictive intervals' recalibration for new athletes",
              _model_calibrate),
             ("couple", "estimate how the signals' noises move together on the same morning",
-             _model_couple),
+             _post_fit("learn_coupling", "the coupling")),
             ("weekday", "estimate each signal's offset on each day of the week",
-             _model_weekday)):
+             _post_fit("learn_weekday", "the weekday offsets"))):
         post_fit = model_sub.add_parser(name, help=f"{what} on the model's training athletes "
                                                    f"(written into the model directory)")
         post_fit.add_argument("--model", required=True, help="model directory")

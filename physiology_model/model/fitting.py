@@ -364,11 +364,7 @@ def learn_weekday(model: WorldModel, fit_frame: pd.DataFrame,
     """Estimate the weekday offsets on the fit's training athletes
     (`weekday.estimate_weekday`), write them into the model's draws and record them in
     `fit_info_["weekday"]`."""
-    started = time.perf_counter()
-    effect = estimate_weekday(model, fit_frame, say)
-    apply_weekday(model, effect)
-    model.fit_info_["weekday"] = effect.to_dict()
-    model.fit_info_.setdefault("timings", {})["weekday_s"] = time.perf_counter() - started
+    _learn_post_fit(model, fit_frame, "weekday", estimate_weekday, apply_weekday, say)
 
 
 def learn_coupling(model: WorldModel, fit_frame: pd.DataFrame,
@@ -376,11 +372,18 @@ def learn_coupling(model: WorldModel, fit_frame: pd.DataFrame,
     """Estimate the signals' same-morning noise correlations on the fit's training athletes
     (`coupling.estimate_coupling`), write them into the model's draws and record them in
     `fit_info_["coupling"]`."""
+    _learn_post_fit(model, fit_frame, "coupling", estimate_coupling, apply_coupling, say)
+
+
+def _learn_post_fit(model: WorldModel, fit_frame: pd.DataFrame, name: str,
+                    estimate: Callable, apply: Callable, say: Callable[[str], None]) -> None:
+    """One post-fit part: `estimate(model, fit_frame, say)`, `apply(model, estimate)` into the
+    draws, its `to_dict()` in `fit_info_[name]` and its time in the timings."""
     started = time.perf_counter()
-    coupling = estimate_coupling(model, fit_frame, say)
-    apply_coupling(model, coupling)
-    model.fit_info_["coupling"] = coupling.to_dict()
-    model.fit_info_.setdefault("timings", {})["coupling_s"] = time.perf_counter() - started
+    result = estimate(model, fit_frame, say)
+    apply(model, result)
+    model.fit_info_[name] = result.to_dict()
+    model.fit_info_.setdefault("timings", {})[f"{name}_s"] = time.perf_counter() - started
 
 
 def learn_calibration(model: WorldModel, fit_frame: pd.DataFrame, seed: int,
