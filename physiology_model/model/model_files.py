@@ -38,8 +38,9 @@ MAX_CELLS = 20_000_000
 """Largest draws × athletes of one parameter (160 MB of float64)."""
 MAX_POSTERIOR_BYTES = 2 << 30
 MAX_WEEKDAY_OFFSET = {"hrv": 0.5, "rhr": 10.0, "recovery": 2.0}
-"""Largest weekday offset a posterior may hold, per target (ln ms, bpm, recovery logit): ten
-times the largest measured (`model.weekday`); beyond it a file is refused."""
+"""Largest weekday offset a posterior may hold, per target (ln ms, bpm, recovery logit): five
+to seven times the largest measured (WHOOP's: 0.07 ln ms, 1.5 bpm, 0.34 logit;
+`model.weekday`); beyond it a file is refused."""
 
 
 def check_model_meta(meta: Any, path: Path, config_fields: tuple[str, ...]) -> dict[str, Any]:

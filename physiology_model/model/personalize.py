@@ -217,11 +217,14 @@ def _whiten(y: np.ndarray, x: np.ndarray, p: dict[str, np.ndarray], target: str,
     """Prewhiten a target's series and regressors under the draws' noise: the closed-form
     AR(1) where there is no slow component, else the Kalman filter's innovations. With the
     calendar `weekday` (T,), the draws' weekday offsets (`observation.weekday_offsets`, a
-    known term of each draw's mean) are taken off the series: the whitening is linear, so the
-    offsets are whitened as one more regressor and subtracted from the whitened series (the
-    series itself is still whitened once per noise setting)."""
+    known term of each draw's mean) are taken off the series: when every draw has the same
+    (one source's), off the series itself; else, the whitening being linear, they are whitened
+    as one more regressor and subtracted from the whitened series (the series itself is still
+    whitened once per noise setting)."""
     if weekday is not None:
         offsets = weekday_offsets(weekday_table(p, target)[:, None, :], weekday)  # (M, T)
+        if np.all(offsets == offsets[:1]):  # one source's: the same for every draw
+            return _whiten(y - offsets[0], x, p, target)
         y_t, x_t, log_c = _whiten(y, np.concatenate([x, offsets[:, None, :]], axis=1), p,
                                   target)
         return y_t - x_t[:, -1], np.ascontiguousarray(x_t[:, :-1]), log_c
