@@ -885,9 +885,10 @@ class AthleteBelief:
     def _update_residual(self, reading: dict[str, np.ndarray], state: np.ndarray, day: int
                          ) -> None:
         """The noise of each draw on the morning of `reading` (reading `day`, in Banister
-        `state`): the reading minus the draw's mean (with that morning's weekday offsets), split into its slow and fast components by a Kalman
-        filter (`observation.split_residual`; with no slow component, the whole residual is
-        the fast one); a missing reading lets the day before's components decay."""
+        `state`): the reading minus the draw's mean (with that morning's weekday offsets),
+        split into its slow and fast components by a Kalman filter
+        (`observation.split_residual`; with no slow component, the whole residual is the fast
+        one); a missing reading lets the day before's components decay."""
         means = self._means(state, day)
         observed = np.stack([reading["ln_hrv"][:, None] - means["hrv"],
                              reading["rhr_bpm"][:, None] - means["rhr"],
@@ -910,7 +911,8 @@ class AthleteBelief:
         def column(key: str) -> np.ndarray:
             return np.array([r[key][athlete] for r in self._readings])
 
-        return AthleteSeries(  # a calendar with the weekdays of the readings (1970-01-05: a Monday)
+        # a calendar on the readings' weekdays (1970-01-05 was a Monday)
+        return AthleteSeries(
             dates=np.datetime64("1970-01-05") + self._weekday0[athlete] + np.arange(days),
             load=fill_missing_loads(loads, 0.0, WARM_START_DAYS),
             hi_load=fill_missing_loads(hi, 0.0, WARM_START_DAYS),
