@@ -15,7 +15,6 @@ from physiology_model.dynamics.observation import (
     RHR_BLOCK,
     has_weekday,
     latent_states,
-    weekday_offsets,
     weekday_table,
 )
 from physiology_model.dynamics.params import (
@@ -92,18 +91,20 @@ def constrained(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return with_noise_defaults(out)
 
 
-def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
+def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray, row: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AR(1) prewhitening over observed days with gaps.
 
-    y (T,) with NaN = unobserved, x (M, p, T) regressors, phi (M,). Returns ỹ (M, n), x̃ (M, p, n)
-    and log c (M, n), with ỹ_j = (y_j − φ^k y_{j−1}) / c_j, c_j = sqrt(1 − φ^{2k}) (c_1 = 1), so
+    y (T,) with NaN = unobserved (or (K, T) series with the same days unobserved, draw m's
+    being y[row[m]]), x (M, p, T) regressors, phi (M,). Returns ỹ (M, n), x̃ (M, p, n) and
+    log c (M, n), with ỹ_j = (y_j − φ^k y_{j−1}) / c_j, c_j = sqrt(1 − φ^{2k}) (c_1 = 1), so
     that the transformed noise is iid N(0, σ²) and log p(y) = log p(ỹ) − Σ log c. Days are the
     last axis because these element-wise products over (M, p, n) were 3-4 times slower with
     the p = 3-4 regressors innermost.
     """
-    t = np.flatnonzero(~np.isnan(y))
-    yo = y[t]
+    y = np.atleast_2d(y)
+    t = np.flatnonzero(~np.isnan(y[0]))
+    yo = y[:, t] if row is None else y[row][:, t]  # (1 or M, n)
     xo = x if len(t) == x.shape[2] else x[:, :, t]
     # φ^k and 1/c of each distinct gap k (most series have one: k = 1), then of each day
     gaps, day_gap = np.unique(np.diff(t), return_inverse=True)
@@ -111,8 +112,8 @@ def _prewhiten(y: np.ndarray, x: np.ndarray, phi: np.ndarray
     inv_c_of_gap = 1.0 / np.sqrt(np.maximum(1.0 - phik_of_gap ** 2, 1e-12))
     phik, inv_c = phik_of_gap[:, day_gap], inv_c_of_gap[:, day_gap]  # (M, n-1)
     y_t = np.empty((len(phi), len(t)))
-    y_t[:, 0] = yo[0]
-    y_t[:, 1:] = (yo[None, 1:] - phik * yo[None, :-1]) * inv_c
+    y_t[:, 0] = yo[:, 0]
+    y_t[:, 1:] = (yo[:, 1:] - phik * yo[:, :-1]) * inv_c
     x_t = np.empty(xo.shape)
     x_t[:, :, 0] = xo[:, :, 0]
     rest = x_t[:, :, 1:]
@@ -133,13 +134,8 @@ def _kalman_gains(t: np.ndarray, components: NoiseComponents
     the U settings) and log sd (n, U), the innovations' log SD in units of σ."""
     settings = np.stack([np.asarray(v, dtype=float) for v in
                          (components.share, components.phi_slow, components.phi_fast)], axis=1)
-    # the distinct rows: lexsort and mark changes (np.unique(axis=0) is ~10 times slower)
-    order = np.lexsort(settings.T[::-1])
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = np.any(settings[order[1:]] != settings[order[:-1]], axis=1)
-    setting = np.empty(len(order), dtype=np.intp)
-    setting[order] = np.cumsum(first) - 1
-    share, phi_s, phi_f = settings[order[first]].T
+    distinct, setting = distinct_rows(settings)
+    share, phi_s, phi_f = distinct.T
     # the components' decays from the previous observed day, per distinct gap k (most series
     # have one: k = 1), then per day; the first day has no previous one
     gaps, day_gap = np.unique(np.diff(t), return_inverse=True)
@@ -192,18 +188,21 @@ def _kalman_innovations(series: np.ndarray, a_f: np.ndarray, c: np.ndarray, rho:
     return out
 
 
-def _kalman_whiten(y: np.ndarray, x: np.ndarray, components: NoiseComponents
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kalman_whiten(y: np.ndarray, x: np.ndarray, components: NoiseComponents,
+                   row: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_prewhiten` for the two-component noise (`drift.py`): the same (ỹ, x̃, log c), from the
     Kalman filter's one-step innovations. With σ factored out, the filter's gains depend only on
     (w, φ_s, φ_f) and the gaps, so the innovations are one linear map of the series, applied to
     y and to every regressor alike; dividing each by the square root of its variance (in units
     of σ²) leaves iid N(0, σ²) noise, and log p(y) = log p(ỹ) − Σ log c as before. With w = 0 it
     equals the AR(1) prewhitening. The gains are computed once per distinct noise setting
-    (`_kalman_gains`), and y, the same for every draw, is filtered once per setting."""
-    t = np.flatnonzero(~np.isnan(y))
+    (`_kalman_gains`), and y, the same for every draw, is filtered once per setting (K series
+    y (K, T), draw m's being y[row[m]]: each once per setting)."""
+    y = np.atleast_2d(y)
+    t = np.flatnonzero(~np.isnan(y[0]))
     setting, coefficients, log_sd = _kalman_gains(t, components)
-    y_t = _kalman_innovations(y[t][:, None, None], *coefficients)[:, 0, setting].T
+    filtered = _kalman_innovations(y[:, t].T[:, :, None], *coefficients)  # (n, K, U)
+    y_t = filtered[:, 0 if row is None else row, setting].T
     xo = np.ascontiguousarray((x if len(t) == x.shape[2] else x[:, :, t]).transpose(2, 1, 0))
     if len(log_sd[0]) > 1:  # the draws' own coefficients (one setting broadcasts)
         coefficients = tuple(v[:, setting] for v in coefficients)
@@ -217,21 +216,28 @@ def _whiten(y: np.ndarray, x: np.ndarray, p: dict[str, np.ndarray], target: str,
     """Prewhiten a target's series and regressors under the draws' noise: the closed-form
     AR(1) where there is no slow component, else the Kalman filter's innovations. With the
     calendar `weekday` (T,), the draws' weekday offsets (`observation.weekday_offsets`, a
-    known term of each draw's mean) are taken off the series: when every draw has the same
-    (one source's), off the series itself; else, the whitening being linear, they are whitened
-    as one more regressor and subtracted from the whitened series (the series itself is still
-    whitened once per noise setting)."""
+    known term of each draw's mean) are taken off the series: the draws share few offset
+    tables (one per source), so the series less each distinct table's offsets is one series
+    to whiten per table (and noise setting), and each draw takes its own."""
+    row = None
     if weekday is not None:
-        offsets = weekday_offsets(weekday_table(p, target)[:, None, :], weekday)  # (M, T)
-        if np.all(offsets == offsets[:1]):  # one source's: the same for every draw
-            return _whiten(y - offsets[0], x, p, target)
-        y_t, x_t, log_c = _whiten(y, np.concatenate([x, offsets[:, None, :]], axis=1), p,
-                                  target)
-        return y_t - x_t[:, -1], np.ascontiguousarray(x_t[:, :-1]), log_c
+        tables, row = distinct_rows(weekday_table(p, target))
+        y = y[None, :] - tables[:, weekday]  # (K, T)
     components = noise_components(p, target)
     if not np.any(components.share > 0):
-        return _prewhiten(y, x, p[NOISE_PHI[target]])
-    return _kalman_whiten(y, x, components)
+        return _prewhiten(y, x, p[NOISE_PHI[target]], row)
+    return _kalman_whiten(y, x, components, row)
+
+
+def distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of `values` (M, C) and each row's index into them, (K, C) and (M,):
+    a lexsort and a mark at each change (`np.unique(axis=0)` is about ten times slower)."""
+    order = np.lexsort(values.T[::-1])
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(values[order[1:]] != values[order[:-1]], axis=1)
+    index = np.empty(len(order), dtype=np.intp)
+    index[order] = np.cumsum(first) - 1
+    return values[order[first]], index
 
 
 def _gaussian_linear(y_t: np.ndarray, x_t: np.ndarray, log_c: np.ndarray, sigma: np.ndarray,
