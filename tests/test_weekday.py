@@ -164,9 +164,10 @@ def test_personalising_with_offsets_is_personalising_the_deseasonalised_series(s
     the draws equal those of the offset-free population on the series without its rhythm
     (also when the proposals mix the sources of an unknown device)."""
     pop = _population(n_draws=20)
-    pop_offsets = dataclasses.replace(pop, phi=_with_offsets(
-        {**pop.phi, "mu_hrv": pop.phi["phi_hrv"]}))
-    pop_offsets.phi.pop("mu_hrv")
+    shape = pop.phi["phi_hrv"].shape  # (draws, sources)
+    pop_offsets = dataclasses.replace(pop, phi={**pop.phi, **{
+        name: np.full(shape, TRUE[target][day])
+        for target, names in WEEKDAY_PARAMS.items() for day, name in enumerate(names)}})
     series = dataclasses.replace(
         series_from_frame(_athlete_frame(_truth(seed=5), 40, seed=6)), source=source)
     a = personalize_series(pop_offsets, series, np.random.default_rng(1), 800, 100)
@@ -254,3 +255,36 @@ def test_the_belief_reads_each_morning_against_the_offset_of_its_weekday(model, 
                                    atol=1e-9)
     np.testing.assert_array_equal(weekdays(belief._history_series(1).dates)[:6],
                                   (first[1] + np.arange(6)) % 7)
+
+
+@pytest.mark.parametrize("slow_share", [0.0, 0.4])
+def test_whitening_draws_of_two_offset_tables_is_whitening_each_draws_own_series(slow_share):
+    """Draws with different weekday tables (the sources an unknown device mixes): each draw's
+    whitened series is its own deseasonalised series whitened alone, for the AR(1) and the
+    Kalman (slow + fast) noise."""
+    from physiology_model.dynamics.params import PHI_SLOW_PARAMS, SLOW_SHARE_PARAMS
+    from physiology_model.model.personalize import _whiten, constrained
+
+    rng = np.random.default_rng(2)
+    raw, _, _ = _population(n_draws=20).draw_unconstrained(30, rng)
+    p = constrained(raw)
+    for name in SLOW_SHARE_PARAMS:
+        p[name] = np.full(30, slow_share)
+    for name in PHI_SLOW_PARAMS:
+        p[name] = np.full(30, 0.9)
+    second = rng.random(30) < 0.5
+    for target, names in WEEKDAY_PARAMS.items():
+        for day, name in enumerate(names):
+            p[name] = np.where(second, -2.0 * TRUE[target][day], TRUE[target][day])
+    y = rng.normal(4.0, 0.2, 40)
+    y[[5, 6, 20]] = np.nan
+    x = rng.normal(size=(30, 3, 40))
+    weekday = (np.arange(40) + 3) % 7
+    y_t, x_t, log_c = _whiten(y, x, p, "hrv", weekday)
+    for m in (0, int(np.argmax(second)), 29):
+        own = {k: np.asarray(v)[m:m + 1] for k, v in p.items()}
+        offsets = np.asarray([own[n][0] for n in WEEKDAY_PARAMS["hrv"]])[weekday]
+        alone = _whiten(y - offsets, x[m:m + 1], own, "hrv")
+        np.testing.assert_allclose(y_t[m], alone[0][0], atol=1e-12)
+        np.testing.assert_allclose(x_t[m], alone[1][0], atol=1e-12)
+        np.testing.assert_allclose(log_c[m], alone[2][0], atol=1e-12)
