@@ -81,12 +81,9 @@ from physiology_model.dynamics.hazard import (
 from physiology_model.dynamics.observation import (
     NOISE_SLOW_SHARE,
     channel_decays,
-    has_weekday,
     logit_to_recovery,
     noise_step,
     observation_means,
-    weekday_offsets,
-    weekday_table,
 )
 from physiology_model.dynamics.params import (
     AR_PARAMS,
@@ -550,7 +547,8 @@ def performance_quadratic(decays: np.ndarray, state: np.ndarray, coef: np.ndarra
 
 
 def observation_response(physiology: dict[str, np.ndarray], state: np.ndarray,
-                         horizon: int) -> tuple[np.ndarray, np.ndarray]:
+                         horizon: int, weekday: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Predicted mean ln HRV and recovery logit on mornings 1 … H as an affine function of the
     plan's loads, exact: the Banister channels the observation equations read (fitness,
     fatigue, fast fatigue) are linear in the loads and the equations are affine in them.
@@ -558,7 +556,9 @@ def observation_response(physiology: dict[str, np.ndarray], state: np.ndarray,
     Rolls the no-training plan and a unit impulse of w and of u on each day through
     `banister.step_state` and `observation.observation_means`. `physiology` (M,) arrays,
     `state` (M, 5) → (base (M, H, 2), gain (M, 2H, H, 2)): mean = base + Σ_j gain[j]·x_j with
-    x = (w_0 … w_{H−1}, u_0 … u_{H−1}); the last axis is (ln HRV, recovery logit).
+    x = (w_0 … w_{H−1}, u_0 … u_{H−1}); the last axis is (ln HRV, recovery logit). With
+    today's `weekday` (M,) (0 = Monday), each morning's means carry its weekday offsets (a
+    term of the base: the same for every plan).
     """
     m = state.shape[0]
     n_basis = 2 * horizon + 1
@@ -572,7 +572,8 @@ def observation_response(physiology: dict[str, np.ndarray], state: np.ndarray,
     out = np.empty((m, n_basis, horizon, 2))
     for h in range(horizon):
         states = banister.step_state(states, w_basis[:, h], u_basis[:, h], decays)
-        means = observation_means(physiology, states[..., :3] * normaliser)
+        means = observation_means(physiology, states[..., :3] * normaliser,
+                                  None if weekday is None else (weekday[:, None] + 1 + h) % 7)
         out[:, :, h, _HRV], out[:, :, h, _REC] = means["hrv"], means["recovery"]
     return out[:, 0], out[:, 1:] - out[:, :1]
 
@@ -632,13 +633,8 @@ class PreparedRollout:
         no_noise = np.zeros(state.shape[:1] + (3,))
         weekday = None if start.weekday is None else np.repeat(start.weekday, s)
         today = observe(AthleteState(state, None, no_noise, no_noise), params, weekday)
-        base, gain = observation_response(p, state, horizon)
-        if weekday is not None and has_weekday(p):  # the planned mornings' weekday offsets
-            mornings = (weekday[:, None] + 1 + np.arange(horizon)) % 7
-            for column, target in ((_HRV, "hrv"), (_REC, "recovery")):
-                base[..., column] += weekday_offsets(weekday_table(p, target)[:, None, :],
-                                                     mornings)
-        base, gain = _with_relative_hrv(base, gain, today["hrv"])
+        base, gain = _with_relative_hrv(*observation_response(p, state, horizon, weekday),
+                                        today["hrv"])
         self._base = base
         # (N, 2H, S·H·3): one matrix product per athlete maps its K plans to every scenario
         self._gain = (gain.reshape(n, s, 2 * horizon, horizon, 3).transpose(0, 2, 1, 3, 4)
