@@ -150,23 +150,10 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
         expected[param] = (("chain", "draw", "athlete"), "values", param)
         expected[f"{param}_loc"] = (("chain", "draw", "source"), "loc", param)
         expected[f"{param}_scale"] = (("chain", "draw"), "scale", param)
-    slow = SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS
-    present = [param for param in slow if f"{param}_loc" in ds.data_vars]
-    if present and len(present) < len(slow):
-        raise DataError(path, f"variables {sorted(f'{p}_loc' for p in set(slow) - set(present))}"
-                              f" are missing (a posterior with a slow noise component has all "
-                              f"of {[f'{p}_loc' for p in slow]})")
-    coupled = [param for param in COUPLING_PARAMS if f"{param}_loc" in ds.data_vars]
-    if coupled and len(coupled) < len(COUPLING_PARAMS):
-        raise DataError(path, f"variables "
-                              f"{sorted(f'{p}_loc' for p in set(COUPLING_PARAMS) - set(coupled))}"
-                              f" are missing (a posterior with the signals' coupling has all of "
-                              f"{[f'{p}_loc' for p in COUPLING_PARAMS]})")
-    weekly = [param for param in WEEKDAY_NAMES if f"{param}_loc" in ds.data_vars]
-    if weekly and len(weekly) < len(WEEKDAY_NAMES):
-        raise DataError(path, f"variables "
-                              f"{sorted(f'{p}_loc' for p in set(WEEKDAY_NAMES) - set(weekly))}"
-                              f" are missing (a posterior with weekday offsets has all 21)")
+    present = _all_or_none(ds, path, SLOW_SHARE_PARAMS + PHI_SLOW_PARAMS,
+                           "a slow noise component")
+    coupled = _all_or_none(ds, path, COUPLING_PARAMS, "the signals' coupling")
+    weekly = _all_or_none(ds, path, WEEKDAY_NAMES, "weekday offsets")
     for param in (*AR_PARAMS, *present, *coupled, *weekly):
         expected[param] = (("chain", "draw", "athlete"), "values", param)
         expected[f"{param}_loc"] = (("chain", "draw", "source"), "phi", param)
@@ -216,6 +203,17 @@ def _checked_posterior(ds: Any, path: Path, sources: list[str]) -> dict[str, Any
                     raise DataError(path, f"variables {label} … hold weekday offsets that do "
                                           f"not sum to 0 over the week")
     return out
+
+
+def _all_or_none(ds: Any, path: Path, group: tuple[str, ...], what: str) -> list[str]:
+    """The parameters of an optional `group` whose population variables (`<name>_loc`) the
+    posterior holds: all of them or none, else one `DataError` naming the missing ones."""
+    present = [param for param in group if f"{param}_loc" in ds.data_vars]
+    if present and len(present) < len(group):
+        raise DataError(path, f"variables {sorted(f'{p}_loc' for p in set(group) - set(present))}"
+                              f" are missing (a posterior with {what} has all of "
+                              f"{[f'{p}_loc' for p in group]})")
+    return present
 
 
 def _coord(ds: Any, name: str, path: Path) -> np.ndarray:
