@@ -12,7 +12,7 @@ For every training athlete of the model (its own posterior, on the rows it was f
 the standardised one-step-ahead errors z of ln HRV and RHR (`coupling.one_step_errors`: the
 Banister mean with the weekday offsets plus the filtered noise, the equal mixture of up to 100
 draws), and each night covariate as its deviation from the athlete's trailing 28-day mean
-(≥ 7 nights). Within-athlete pooled regression of z on the covariate (both centred within
+(≥ 7 nights; `night_covariates.py`'s). Within-athlete pooled regression of z on the covariate (both centred within
 athlete), slope per unit and R², with 95 % percentile intervals from resampling athletes.
 
     .venv/bin/python benchmarks/night_forecast.py [--model models/shipped] [--data data/real]
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from night_covariates import _trailing_mean
 from run_record import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def panel(model, frame: pd.DataFrame) -> pd.DataFrame:
                 if column in days and days[column].notna().any():
                     x = pd.to_numeric(days[column], errors="coerce") * factor
                     break
-            deviation = x - x.rolling(28, min_periods=7).mean().shift(1)
+            deviation = x - _trailing_mean(x, 28, 7)
             out[f"{name}_night"] = deviation.to_numpy()
             out[f"{name}_origin"] = deviation.shift(1).to_numpy()
         parts.append(out)
