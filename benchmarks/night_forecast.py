@@ -12,8 +12,9 @@ For every training athlete of the model (its own posterior, on the rows it was f
 the standardised one-step-ahead errors z of ln HRV and RHR (`coupling.one_step_errors`: the
 Banister mean with the weekday offsets plus the filtered noise, the equal mixture of up to 100
 draws), and each night covariate as its deviation from the athlete's trailing 28-day mean
-(≥ 7 nights; `night_covariates.py`'s). Within-athlete pooled regression of z on the covariate (both centred within
-athlete), slope per unit and R², with 95 % percentile intervals from resampling athletes.
+(≥ 7 nights; `night_covariates.py`'s). Within-athlete pooled regression of z on the
+covariate (both centred within athlete), slope per unit and R², with 95 % percentile intervals
+from resampling athletes.
 
     .venv/bin/python benchmarks/night_forecast.py [--model models/shipped] [--data data/real]
         [--n-boot 1000] [--seed 0] [--out benchmarks/results/night_forecast.json]

@@ -248,7 +248,7 @@ def twin_cohort(model, frame: pd.DataFrame, seed: int, *, min_days: int = 14,
             rough.append(str(uid))
         rows.append({k: float(np.median(draws[k])) for k in PHYSIOLOGY_KEYS})
         ids.append(str(uid))
-        firsts.append(float(weekdays(np.datetime64(pd.Timestamp(g["date"].min()).date()))))
+        firsts.append(float(weekdays(np.datetime64(g["date"].min(), "D"))))
         known = g["load_trimp"].dropna()
         loads.append(float(known.mean()) / LOAD_SCALE_TRIMP if len(known) else np.nan)
         ages.append(float(g["age"].dropna().iloc[-1]) if "age" in g and g["age"].notna().any()
