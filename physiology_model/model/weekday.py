@@ -153,10 +153,10 @@ def estimate_weekday(model, frame: pd.DataFrame, say: Callable[[str], None] | No
 
     everyone = [m for _, m in moments]
     values, mornings, own = {}, {}, {}
-    pooled = {}
+    pooled, pooled_n = {}, {}
     for target in TARGETS:
-        xtx, xtr, n, _ = total(everyone, target)
-        pooled[target] = _solve(xtx, xtr) if n else (0.0,) * 7
+        xtx, xtr, pooled_n[target], _ = total(everyone, target)
+        pooled[target] = _solve(xtx, xtr) if pooled_n[target] else (0.0,) * 7
     rng = np.random.default_rng(seed)
     boot = {t: [] for t in TARGETS}
     for _ in range(BOOTSTRAP):
@@ -174,7 +174,7 @@ def estimate_weekday(model, frame: pd.DataFrame, say: Callable[[str], None] | No
             xtx, xtr, n, k = total(mine, target)
             is_own = source != POOLED and n >= MIN_MORNINGS and k >= MIN_ATHLETES
             values[source][target] = _solve(xtx, xtr) if is_own else pooled[target]
-            mornings[source][target] = n if is_own else total(everyone, target)[2]
+            mornings[source][target] = n if is_own else pooled_n[target]
             own[source][target] = bool(is_own)
         if say:
             say(f"weekday {source}: " + "; ".join(
